@@ -199,13 +199,19 @@ class FMTPObject:
         The form the digest covers: id, type, every property but the
         envelope ones (lower-cased names, sorted), then the body.
 
-        Header values cannot hold line breaks, so a line per property is
-        unambiguous; the body comes last and runs to the end.
+        Values may not hold line breaks (no header can), which makes a
+        line per property unambiguous; the body comes last and runs to the
+        end.
+
+        @raise InvalidObject: if a value holds a line break.
         """
         lines = [f"fmtp-object/1\nid:{self.id}\ntype:{self.type}\n"]
         for name in sorted(self.properties, key=str.lower):
             if name not in ENVELOPE_PROPERTIES:
-                lines.append(f"{name.lower()}:{self.properties[name]}\n")
+                value = self.properties[name]
+                if "\n" in value or "\r" in value:
+                    raise InvalidObject(f"property {name} holds a line break")
+                lines.append(f"{name.lower()}:{value}\n")
         lines.append("\n")
         return "".join(lines).encode("utf-8") + self.body
 

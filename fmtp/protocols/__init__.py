@@ -1,0 +1,3 @@
+"""
+fmtp's protocols: the shared framing layer and the built-in protocols.
+"""

@@ -1,0 +1,256 @@
+"""
+Local accounts through twisted.cred: password hashing, the checker over the
+store, the realm, session keys and the brake on password guessing.
+
+Passwords are hashed with scrypt (memory-hard, in the standard library
+through OpenSSL) and never stored in clear.  Hashing takes tens of
+milliseconds by design, so it runs in a thread, never on the reactor.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from fmtp.errors import InvalidAddress
+from fmtp.interfaces import IAccount, IAccountStore
+from fmtp.objects import normalize_address
+
+#: scrypt cost: 2**14 x 8 blocks is 16 MiB per hash, OWASP's floor.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+_SCHEME = "scrypt"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, n: int = SCRYPT_N) -> str:
+    """
+    Hash a password for storage: C{scrypt$N$r$p$salt$hash} in base64.
+
+    The parameters travel with the hash, so raising the cost later leaves
+    old hashes verifiable.  Blocking: call it in a thread on a server.
+    """
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+    )
+    return f"{_SCHEME}${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """
+    Whether C{password} matches an encoded hash from L{hash_password}.
+
+    A malformed hash never matches.  Blocking: call it in a thread.
+    """
+    try:
+        scheme, n, r, p, salt, digest = encoded.split("$")
+        if scheme != _SCHEME:
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=2**26,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def check_new_password(password: str) -> str:
+    """
+    Refuse passwords that would not survive the wire: header values lose
+    surrounding white space, and an empty one proves nothing.
+
+    @raise ValueError: saying what is wrong.
+    """
+    if password != password.strip():
+        raise ValueError("a password may not start or end with white space")
+    if len(password) < 8:
+        raise ValueError("a password must have at least 8 characters")
+    if any(c in password for c in "\r\n"):
+        raise ValueError("a password may not contain a line break")
+    return password
+
+
+#: Compared against when an account does not exist, so that a wrong address
+#: costs as long as a wrong password and timing does not reveal accounts.
+_DUMMY_HASH = hash_password("no such account", n=SCRYPT_N)
+
+
+@implementer(ICredentialsChecker)
+class StoreCredentialsChecker:
+    """
+    Checks C{IUsernamePassword} credentials against the account store; the
+    avatar id is the normalized address.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+    _log = Logger()
+
+    def __init__(
+        self,
+        store: IAccountStore,
+        run_in_thread: Callable[..., Deferred] = threads.deferToThread,
+    ) -> None:
+        self._store = store
+        self._run_in_thread = run_in_thread
+
+    def requestAvatarId(self, credentials) -> Deferred:
+        return Deferred.fromCoroutine(self._check(credentials))
+
+    async def _check(self, credentials) -> str:
+        username = credentials.username
+        if isinstance(username, bytes):
+            username = username.decode("utf-8", "replace")
+        password = credentials.password
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        try:
+            address = normalize_address(username)
+        except InvalidAddress:
+            address = None
+        encoded = await self._store.get_password_hash(address) if address else None
+        matched = await self._run_in_thread(
+            verify_password, password, encoded or _DUMMY_HASH
+        )
+        if encoded is None or not matched:
+            raise UnauthorizedLogin("bad address or password")
+        return address
+
+
+@implementer(IAccount)
+@dataclass(frozen=True)
+class Account:
+    """
+    A logged-in local user.
+    """
+
+    address: str
+
+
+@implementer(IRealm)
+class AccountRealm:
+    """
+    Turns an authenticated address into an L{Account} avatar.
+    """
+
+    def requestAvatar(self, avatarId, mind, *interfaces):
+        if IAccount not in interfaces:
+            raise NotImplementedError("fmtp accounts only provide IAccount")
+        return IAccount, Account(avatarId), lambda: None
+
+
+def make_portal(
+    store: IAccountStore,
+    run_in_thread: Callable[..., Deferred] = threads.deferToThread,
+) -> Portal:
+    """
+    The portal every protocol logs users in through.
+    """
+    return Portal(AccountRealm(), [StoreCredentialsChecker(store, run_in_thread)])
+
+
+class SessionRegistry:
+    """
+    Session keys handed out at LOGIN (the PAME session key).
+
+    A key names one login of one address; datagram requests will prove
+    their session with an HMAC keyed by it, so keys are random and secret
+    and live only in this server's memory.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, str] = {}
+
+    def open(self, address: str) -> str:
+        key = secrets.token_urlsafe(32)
+        self._sessions[key] = address
+        return key
+
+    def address_for(self, key: str) -> str | None:
+        return self._sessions.get(key)
+
+    def close(self, key: str) -> None:
+        self._sessions.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+class LoginThrottle:
+    """
+    Slows password guessing from one source.
+
+    Each failure from a source is remembered for C{window} seconds; a
+    source with C{max_failures} remembered failures is refused without its
+    password being checked until the oldest expires.  Protocols also delay
+    each failure reply by L{failure_delay}, so a guesser on one connection
+    gets at most one try per delay.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        max_failures: int = 10,
+        window: float = 600.0,
+        failure_delay: float = 1.0,
+        max_sources: int = 100_000,
+    ) -> None:
+        self._clock = clock
+        self.max_failures = max_failures
+        self.window = window
+        self.failure_delay = failure_delay
+        self._max_sources = max_sources
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, source: str) -> list[float]:
+        cutoff = self._clock.seconds() - self.window
+        times = [t for t in self._failures.get(source, ()) if t > cutoff]
+        if times:
+            self._failures[source] = times
+        else:
+            self._failures.pop(source, None)
+        return times
+
+    def retry_after(self, source: str) -> float:
+        """
+        Seconds until C{source} may try again; 0 if it may now.
+        """
+        times = self._recent(source)
+        if len(times) < self.max_failures:
+            return 0.0
+        return max(0.0, times[0] + self.window - self._clock.seconds())
+
+    def failed(self, source: str) -> None:
+        if len(self._failures) >= self._max_sources and source not in self._failures:
+            # Bound memory under a spread-out attack: forget the oldest source.
+            self._failures.pop(next(iter(self._failures)))
+        self._recent(source)
+        self._failures.setdefault(source, []).append(self._clock.seconds())
+
+    def succeeded(self, source: str) -> None:
+        self._failures.pop(source, None)

@@ -1,0 +1,7 @@
+"""
+The protocols that ship with fmtp, registered as any plugin is.
+"""
+
+from fmtp.protocols.object import ObjectProtocolPlugin
+
+objectProtocol = ObjectProtocolPlugin()

@@ -1,0 +1,183 @@
+"""
+The object protocol: LOGIN, GET, PUT, DELETE, LIST, CAPA, LOGOUT and QUIT,
+over streams and (anonymous GET, LIST and CAPA only) datagrams.
+
+This module only maps frames to L{fmtp.objectservice.ObjectService} calls
+and results to frames; doc/protocol.md, section 3, is its specification.
+"""
+
+from __future__ import annotations
+
+import math
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.task import deferLater
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from fmtp.errors import AuthenticationFailed, InvalidObject, LoginRequired
+from fmtp.interfaces import IAccount, IProtocolPlugin
+from fmtp.objectservice import DEFAULT_LIST_LIMIT, ObjectService
+from fmtp.protocols.framing import (
+    Client,
+    CommandHandler,
+    FrameDatagramProtocol,
+    FrameStreamFactory,
+)
+from fmtp.services import SharedServices
+from fmtp.wire import Frame, reply
+
+#: Failed LOGINs after which a stream is closed.
+MAX_FAILED_LOGINS_PER_CONNECTION = 3
+
+
+def int_header(frame: Frame, name: str, default: int) -> int:
+    """
+    A header holding a whole number, or C{default} when absent.
+
+    @raise InvalidObject: if it holds anything but digits.
+    """
+    value = frame.headers.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 12:
+        raise InvalidObject(f"{name} must be a whole number")
+    return int(value)
+
+
+def required_header(frame: Frame, name: str) -> str:
+    """
+    @raise InvalidObject: naming the header if it is missing or empty.
+    """
+    value = frame.headers.get(name)
+    if not value:
+        raise InvalidObject(f"{frame.verb} needs a {name} header")
+    return value
+
+
+def required_argument(frame: Frame, what: str) -> str:
+    if not frame.argument:
+        raise InvalidObject(f"{frame.verb} needs an argument: {frame.verb} TAG {what}")
+    return frame.argument
+
+
+class ObjectCommands(CommandHandler):
+    """
+    The object protocol's commands, shared by every stream and datagram
+    listener of one server.
+    """
+
+    protocol_name = "object"
+
+    def __init__(self, services: SharedServices) -> None:
+        super().__init__(services)
+        self.objects = ObjectService(services.store, services.reactor)
+        self.commands.update(
+            {
+                "LOGIN": self.login,
+                "LOGOUT": self.logout,
+                "QUIT": self.quit,
+                "GET": self.get,
+                "PUT": self.put,
+                "DELETE": self.delete,
+                "LIST": self.list,
+            }
+        )
+        self.datagram_commands = frozenset({"CAPA", "GET", "LIST"})
+
+    async def login(self, frame: Frame, client: Client) -> Frame:
+        if client.address is not None or client.logging_in:
+            return reply(503, frame.tag, "already logged in")
+        address = required_header(frame, "Address")
+        password = frame.headers.get("Password", "")
+        throttle = self.services.login_throttle
+        wait = throttle.retry_after(client.host)
+        if wait:
+            return reply(
+                429,
+                frame.tag,
+                "too many failed logins from your address",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        client.logging_in = True
+        try:
+            _, account, _ = await self.services.portal.login(
+                UsernamePassword(address, password), None, IAccount
+            )
+        except UnauthorizedLogin:
+            throttle.failed(client.host)
+            client.failed_logins += 1
+            await deferLater(self.services.reactor, throttle.failure_delay)
+            if client.failed_logins >= MAX_FAILED_LOGINS_PER_CONNECTION:
+                client.closing = True
+            raise AuthenticationFailed("bad address or password")
+        finally:
+            client.logging_in = False
+        client.address = account.address
+        client.session_key = self.services.sessions.open(account.address)
+        return reply(
+            230,
+            frame.tag,
+            headers={"Address": account.address, "Session": client.session_key},
+        )
+
+    async def logout(self, frame: Frame, client: Client) -> Frame:
+        self.connection_lost(client)
+        client.address = None
+        return reply(200, frame.tag, "logged out")
+
+    async def quit(self, frame: Frame, client: Client) -> Frame:
+        client.closing = True
+        return reply(221, frame.tag)
+
+    async def get(self, frame: Frame, client: Client) -> Frame:
+        obj = await self.objects.get(client.address, required_argument(frame, "ID"))
+        headers = obj.to_headers()
+        headers["Digest"] = obj.digest()
+        return reply(200, frame.tag, headers=headers, body=obj.body)
+
+    async def put(self, frame: Frame, client: Client) -> Frame:
+        if client.address is None:
+            raise LoginRequired()
+        obj = await self.objects.put(client.address, frame.headers, frame.body)
+        return reply(201, frame.tag, headers={"Id": obj.id, "Digest": obj.digest()})
+
+    async def delete(self, frame: Frame, client: Client) -> Frame:
+        if client.address is None:
+            raise LoginRequired()
+        await self.objects.delete(client.address, required_argument(frame, "ID"))
+        return reply(200, frame.tag, "deleted")
+
+    async def list(self, frame: Frame, client: Client) -> Frame:
+        start = int_header(frame, "Start", 0)
+        page = await self.objects.list(
+            client.address,
+            start=start,
+            limit=int_header(frame, "Limit", DEFAULT_LIST_LIMIT),
+            object_type=frame.headers.get("Type"),
+            owner=frame.headers.get("Owner"),
+        )
+        headers = {"Start": str(start), "Count": str(len(page.items))}
+        if page.next_start is not None:
+            headers["Next-Start"] = str(page.next_start)
+        body = "".join(f"{s.id} {s.type} {s.digest}\r\n" for s in page.items)
+        return reply(200, frame.tag, headers=headers, body=body.encode("utf-8"))
+
+
+@implementer(IPlugin, IProtocolPlugin)
+class ObjectProtocolPlugin:
+    """
+    Registers the object protocol, through L{twisted.plugin} as any
+    third-party protocol is.
+    """
+
+    name = "object"
+    description = "objects: get, put, list and delete users, messages, posts"
+    default_listeners = ("tcp:7070:interface=127.0.0.1", "udp:7070:interface=127.0.0.1")
+
+    def stream_factory(self, services: SharedServices) -> FrameStreamFactory:
+        return FrameStreamFactory(ObjectCommands(services))
+
+    def datagram_protocol(self, services: SharedServices) -> FrameDatagramProtocol:
+        return FrameDatagramProtocol(ObjectCommands(services))

@@ -1,0 +1,47 @@
+"""
+The services one server shares between all its protocols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.cred.portal import Portal
+
+from fmtp.accounts import LoginThrottle, SessionRegistry
+from fmtp.interfaces import IDomainSigner, IKeyVerifier, IObjectStore
+from fmtp.wire import DEFAULT_LIMITS, Limits
+
+
+@dataclass
+class SharedServices:
+    """
+    One of each shared service, built once by L{fmtp.tap.makeService} and
+    handed to every L{fmtp.interfaces.IProtocolPlugin}.
+
+    Plugins get everything they need from here rather than from globals, so
+    a test builds a whole server around a L{twisted.internet.task.Clock}
+    and a memory store.
+
+    @ivar reactor: provides at least C{IReactorTime}; the real reactor in a
+        server, a C{Clock} or C{MemoryReactorClock} in unit tests.
+    @ivar store: provides L{IObjectStore} and L{fmtp.interfaces.IAccountStore}.
+    """
+
+    reactor: object
+    domain: str
+    store: IObjectStore
+    keys: IKeyVerifier
+    signer: IDomainSigner
+    portal: Portal
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)
+    login_throttle: LoginThrottle | None = None
+    limits: Limits = DEFAULT_LIMITS
+    #: Seconds a stream may sit idle between frames before it is closed.
+    idle_timeout: float = 600.0
+    #: Seconds a stream may take to finish a frame it has started.
+    frame_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.login_throttle is None:
+            self.login_throttle = LoginThrottle(self.reactor)

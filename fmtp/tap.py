@@ -1,0 +1,289 @@
+"""
+C{twistd fmtp}: the options and the service tree of one fmtp server.
+
+With no options the server runs on its embedded default: domain
+C{localhost}, SQLite under C{./fmtp-data}, a domain key made on first start,
+and every protocol on its default loopback listeners.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from twisted.application import internet, strports
+from twisted.application.service import IService, MultiService
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from fmtp.accounts import make_portal
+from fmtp.errors import InvalidAddress
+from fmtp.interfaces import IObjectStore, IProtocolPlugin
+from fmtp.keys import StaticKeyVerifier, load_key_file, load_or_create_signer, zone_line
+from fmtp.objects import normalize_domain
+from fmtp.services import SharedServices
+from fmtp.store import store_from_url
+from fmtp.wire import DEFAULT_LIMITS, Limits
+
+log = Logger()
+
+
+def find_protocol_plugins() -> dict[str, IProtocolPlugin]:
+    """
+    Every protocol plugin installed, by name: the built-ins and any found in
+    a C{fmtp/plugins} directory on C{sys.path}.  The first of a name wins,
+    so a plugin cannot silently replace a built-in.
+    """
+    import fmtp.plugins
+
+    found: dict[str, IProtocolPlugin] = {}
+    for plugin in getPlugins(IProtocolPlugin, fmtp.plugins):
+        if plugin.name in found:
+            log.warn("Ignoring a second protocol plugin named {name}", name=plugin.name)
+            continue
+        found[plugin.name] = plugin
+    return dict(sorted(found.items()))
+
+
+def parse_udp_listener(description: str) -> tuple[int, str]:
+    """
+    Parse C{udp:PORT[:interface=ADDR]}: Twisted has no endpoint parser for
+    datagrams, so this one small grammar is fmtp's own.
+
+    @return: C{(port, interface)}; the interface is C{""} for all.
+    @raise ValueError: saying what is wrong.
+    """
+    kind, _, rest = description.partition(":")
+    if kind != "udp" or not rest:
+        raise ValueError(f"{description!r}: expected udp:PORT[:interface=ADDR]")
+    port_text, *options = rest.split(":")
+    port_text = port_text.removeprefix("port=")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{description!r}: the port must be a number from 0 to 65535")
+    interface = ""
+    for option in options:
+        name, sep, value = option.partition("=")
+        if name != "interface" or not sep:
+            raise ValueError(f"{description!r}: unknown option {option!r}")
+        interface = value
+    return int(port_text), interface
+
+
+def _listen_option(name: str, plugin: IProtocolPlugin):
+    def opt_listen(self, description: str) -> None:
+        self["listen"].setdefault(name, []).append(description)
+
+    defaults = ", ".join(plugin.default_listeners)
+    opt_listen.__doc__ = (
+        f"Serve the {name} protocol ({plugin.description}) on an endpoint: "
+        f"tcp:PORT, ssl:PORT:privateKey=KEY:certKey=CERT or any Twisted stream "
+        f"endpoint, or udp:PORT[:interface=ADDR]. Repeatable. Default: {defaults}."
+    )
+    return opt_listen
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run an fmtp server: users are user@DOMAIN, objects and messages are "
+        "kept in the store, and each protocol listens on its endpoints. With "
+        "no options it serves domain localhost on loopback, keeping its data "
+        "in ./fmtp-data."
+    )
+    optParameters = [
+        [
+            "domain",
+            "d",
+            "localhost",
+            "The domain this server serves: users are user@DOMAIN.",
+        ],
+        [
+            "data-dir",
+            None,
+            "fmtp-data",
+            "Directory for the database and the domain key.",
+        ],
+        [
+            "store",
+            None,
+            None,
+            "Where objects and accounts are kept: sqlite:PATH or memory: "
+            "(lost on exit). Default: sqlite:DATA-DIR/fmtp.sqlite.",
+        ],
+        [
+            "key-file",
+            None,
+            None,
+            "The domain's Ed25519 private key. Default: DATA-DIR/domain.key, "
+            "made on first start.",
+        ],
+        [
+            "keys-file",
+            None,
+            None,
+            "Key records of other domains, for private networks: lines of "
+            "'DOMAIN v=FMTP1; k=ed25519; p=...'.",
+        ],
+        ["max-body", None, str(Limits().max_body), "Largest frame body, in bytes."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = {}
+
+    def postOptions(self) -> None:
+        try:
+            self["domain"] = normalize_domain(self["domain"])
+        except InvalidAddress as e:
+            raise usage.UsageError(e.message)
+        if not self["max-body"].isdigit() or int(self["max-body"]) < 1024:
+            raise usage.UsageError(
+                "--max-body must be a number of bytes, at least 1024"
+            )
+        self["max-body"] = int(self["max-body"])
+        self["store"] = self["store"] or "sqlite:" + os.path.join(
+            self["data-dir"], "fmtp.sqlite"
+        )
+        self["key-file"] = self["key-file"] or os.path.join(
+            self["data-dir"], "domain.key"
+        )
+        for name, descriptions in self["listen"].items():
+            for description in descriptions:
+                check_listener(description, PROTOCOL_PLUGINS[name])
+
+
+def check_listener(description: str, plugin: IProtocolPlugin) -> None:
+    """
+    Refuse a listener description before anything starts.
+
+    @raise usage.UsageError: naming the listener and what is wrong.
+    """
+    from twisted.internet import reactor
+
+    try:
+        if description.startswith("udp:"):
+            parse_udp_listener(description)
+        else:
+            endpoints.serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError) as e:
+        raise usage.UsageError(f"--listen-{plugin.name} {description}: {e}")
+
+
+PROTOCOL_PLUGINS = find_protocol_plugins()
+for _name, _plugin in PROTOCOL_PLUGINS.items():
+    setattr(
+        Options, "opt_listen_" + _name.replace("-", "_"), _listen_option(_name, _plugin)
+    )
+
+
+class ServerService(MultiService):
+    """
+    The root of one server: opens the store before its listeners start,
+    and closes it only after they have all stopped, so no request meets a
+    closed store and nothing acknowledged is lost on shutdown.
+    """
+
+    def __init__(self, store: IObjectStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def startService(self) -> None:
+        opened = self.store.open()
+        opened.addErrback(self._store_failed)
+        super().startService()
+
+    def _store_failed(self, failure) -> None:
+        from twisted.internet import reactor
+
+        log.failure("Cannot open the store; stopping", failure)
+        reactor.stop()
+
+    def stopService(self) -> Deferred:
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        await self.store.close()
+
+
+def listener_service(
+    description: str, plugin: IProtocolPlugin, services: SharedServices, factory
+) -> IService:
+    """
+    One listener: stream descriptions go through Twisted's endpoint parser,
+    C{udp:} ones through L{internet.UDPServer}, as twisted.names does.
+    """
+    if description.startswith("udp:"):
+        port, interface = parse_udp_listener(description)
+        protocol = plugin.datagram_protocol(services)
+        if protocol is None:
+            raise usage.UsageError(
+                f"the {plugin.name} protocol is not offered over UDP"
+            )
+        return internet.UDPServer(port, protocol, interface=interface)
+    return strports.service(description, factory)
+
+
+def build_server(
+    reactor,
+    domain: str,
+    store_url: str,
+    key_file: str,
+    listeners: dict[str, Sequence[str]],
+    keys_file: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    plugins: dict[str, IProtocolPlugin] | None = None,
+) -> tuple[ServerService, SharedServices]:
+    """
+    Build a server's service tree; tests call this directly to run servers
+    in-process on any reactor.
+    """
+    plugins = PROTOCOL_PLUGINS if plugins is None else plugins
+    signer, created = load_or_create_signer(key_file, domain)
+    if created:
+        log.info(
+            "Made a new key for {domain} in {path}; publish it in DNS:\n{record}",
+            domain=domain,
+            path=key_file,
+            record=zone_line(domain, signer.public_key()),
+        )
+    store = store_from_url(store_url, reactor)
+    records = load_key_file(keys_file) if keys_file else {}
+    keys = StaticKeyVerifier(records, reactor)
+    keys.add_signer(signer)
+    services = SharedServices(
+        reactor=reactor,
+        domain=domain,
+        store=store,
+        keys=keys,
+        signer=signer,
+        portal=make_portal(store),
+        limits=limits,
+    )
+    root = ServerService(store)
+    for name, plugin in plugins.items():
+        factory = plugin.stream_factory(services)
+        for description in listeners.get(name) or plugin.default_listeners:
+            listener_service(description, plugin, services, factory).setServiceParent(
+                root
+            )
+    return root, services
+
+
+def makeService(options: Options) -> MultiService:
+    from twisted.internet import reactor
+
+    os.makedirs(options["data-dir"], mode=0o700, exist_ok=True)
+    root, _ = build_server(
+        reactor,
+        domain=options["domain"],
+        store_url=options["store"],
+        key_file=options["key-file"],
+        listeners=options["listen"],
+        keys_file=options["keys-file"],
+        limits=Limits(max_body=options["max-body"]),
+    )
+    return root

@@ -1,0 +1,124 @@
+"""
+Unit tests of accounts: hashing, the cred checker and realm, sessions and
+the login throttle.
+"""
+
+from __future__ import annotations
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from fmtp.accounts import (
+    AccountRealm,
+    LoginThrottle,
+    SessionRegistry,
+    StoreCredentialsChecker,
+    check_new_password,
+    hash_password,
+    verify_password,
+)
+from fmtp.interfaces import IAccount
+from fmtp.store.memory import MemoryStore
+from tests.helpers import FAST_SCRYPT_N, add_account, run_now
+
+
+class HashTests(SynchronousTestCase):
+    def test_round_trip(self) -> None:
+        encoded = hash_password("correct horse", n=FAST_SCRYPT_N)
+        self.assertTrue(encoded.startswith(f"scrypt${FAST_SCRYPT_N}$"))
+        self.assertNotIn("correct horse", encoded)
+        self.assertTrue(verify_password("correct horse", encoded))
+        self.assertFalse(verify_password("correct horsE", encoded))
+
+    def test_salted(self) -> None:
+        self.assertNotEqual(
+            hash_password("same", n=FAST_SCRYPT_N),
+            hash_password("same", n=FAST_SCRYPT_N),
+        )
+
+    def test_malformed_hash_never_matches(self) -> None:
+        for bad in [
+            "",
+            "plain",
+            "md5$1$2$3$4$5",
+            "scrypt$x$8$1$AA==$AA==",
+            "scrypt$$$$$",
+        ]:
+            self.assertFalse(verify_password("x", bad))
+
+    def test_new_password_rules(self) -> None:
+        self.assertEqual(check_new_password("long enough"), "long enough")
+        for bad in [" padded password", "short", "line\nbreak!!"]:
+            self.assertRaises(ValueError, check_new_password, bad)
+
+
+class CheckerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.store = MemoryStore()
+        add_account(self.store, "edgar@poe.net", "nevermore-quoth")
+        self.checker = StoreCredentialsChecker(self.store, run_in_thread=run_now)
+
+    def test_interfaces(self) -> None:
+        verifyObject(ICredentialsChecker, self.checker)
+        verifyObject(IRealm, AccountRealm())
+
+    def test_good_password(self) -> None:
+        d = self.checker.requestAvatarId(
+            UsernamePassword(b"Edgar@poe.net", b"nevermore-quoth")
+        )
+        self.assertEqual(self.successResultOf(d), "edgar@poe.net")
+
+    def test_bad_password_and_unknown_user(self) -> None:
+        for username, password in [
+            ("edgar@poe.net", "wrong"),
+            ("nobody@poe.net", "nevermore-quoth"),
+            ("not an address", "x"),
+        ]:
+            d = self.checker.requestAvatarId(UsernamePassword(username, password))
+            self.failureResultOf(d, UnauthorizedLogin)
+
+    def test_realm(self) -> None:
+        iface, avatar, logout = AccountRealm().requestAvatar(
+            "edgar@poe.net", None, IAccount
+        )
+        self.assertIs(iface, IAccount)
+        verifyObject(IAccount, avatar)
+        self.assertEqual(avatar.address, "edgar@poe.net")
+        logout()
+
+
+class SessionTests(SynchronousTestCase):
+    def test_sessions(self) -> None:
+        sessions = SessionRegistry()
+        a, b = sessions.open("edgar@poe.net"), sessions.open("edgar@poe.net")
+        self.assertNotEqual(a, b)
+        self.assertGreaterEqual(len(a), 40)
+        self.assertEqual(sessions.address_for(a), "edgar@poe.net")
+        sessions.close(a)
+        self.assertIsNone(sessions.address_for(a))
+        self.assertEqual(len(sessions), 1)
+
+
+class ThrottleTests(SynchronousTestCase):
+    def test_window(self) -> None:
+        clock = Clock()
+        throttle = LoginThrottle(clock, max_failures=3, window=60)
+        for _ in range(3):
+            self.assertEqual(throttle.retry_after("h"), 0)
+            throttle.failed("h")
+            clock.advance(1)
+        self.assertEqual(throttle.retry_after("h"), 57)
+        self.assertEqual(throttle.retry_after("other"), 0)
+        clock.advance(57)
+        self.assertEqual(throttle.retry_after("h"), 0)
+
+    def test_bounded_memory(self) -> None:
+        throttle = LoginThrottle(Clock(), max_sources=5)
+        for i in range(50):
+            throttle.failed(str(i))
+        self.assertLessEqual(len(throttle._failures), 5)

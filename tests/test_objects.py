@@ -1,0 +1,148 @@
+"""
+Unit tests of the object model: addresses, ids, names, digests, views.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmtp.errors import InvalidAddress, InvalidObject, InvalidObjectId
+from fmtp.objects import (
+    FMTPObject,
+    canonical_name,
+    check_type,
+    new_object_id,
+    normalize_address,
+    normalize_domain,
+    parse_object_id,
+    user_object,
+)
+
+
+class AddressTests(SynchronousTestCase):
+    def test_normal_form(self) -> None:
+        self.assertEqual(normalize_address("Edgar@Poe.NET"), "edgar@poe.net")
+        self.assertEqual(normalize_address("lost@localhost"), "lost@localhost")
+        self.assertEqual(
+            normalize_address("世界@Bücher.example"), "世界@xn--bcher-kva.example"
+        )
+        self.assertEqual(normalize_address("a.b+c_d-e@x.org"), "a.b+c_d-e@x.org")
+
+    def test_bad_addresses(self) -> None:
+        for bad in [
+            "",
+            "edgar",
+            "edgar@",
+            "@poe.net",
+            "a@b@c",
+            "ed gar@poe.net",
+            ".edgar@poe.net",
+            "ed..gar@poe.net",
+            "x" * 65 + "@poe.net",
+            "edgar@poe..net",
+            "edgar@-poe.net",
+            "edgar@poe.net.",
+            "edgar@" + "a" * 64 + ".net",
+        ]:
+            with self.assertRaises(InvalidAddress, msg=bad) as e:
+                normalize_address(bad)
+            self.assertEqual(e.exception.code, 553)
+            self.assertIn("bad", e.exception.message)
+
+    def test_domain(self) -> None:
+        self.assertEqual(normalize_domain("LENORE.org"), "lenore.org")
+        self.assertRaises(InvalidAddress, normalize_domain, "bad domain")
+
+
+class ObjectIdTests(SynchronousTestCase):
+    def test_new_ids_are_unique_and_parse(self) -> None:
+        ids = {new_object_id("edgar@poe.net", 1700000000.5) for _ in range(1000)}
+        self.assertEqual(len(ids), 1000)
+        ms, owner = parse_object_id(ids.pop())
+        self.assertEqual((ms, owner), (1700000000500, "edgar@poe.net"))
+
+    def test_user_id_is_its_address(self) -> None:
+        self.assertEqual(parse_object_id("lost@lenore.org"), (None, "lost@lenore.org"))
+
+    def test_bad_ids(self) -> None:
+        for bad in ["", "nonsense", "1.2.3", "17.abc.Edgar@poe.net", "x" * 600]:
+            self.assertRaises(InvalidObjectId, parse_object_id, bad)
+
+
+class NameTests(SynchronousTestCase):
+    def test_canonical(self) -> None:
+        self.assertEqual(canonical_name("given-NAME"), "Given-Name")
+        self.assertEqual(canonical_name("id"), "Id")
+        self.assertEqual(canonical_name("PARENT-digest"), "Parent-Digest")
+
+    def test_type(self) -> None:
+        self.assertEqual(check_type("message"), "message")
+        for bad in ["", "Message", "1post", "a" * 33, "po st"]:
+            self.assertRaises(InvalidObject, check_type, bad)
+
+
+class DigestTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.obj = FMTPObject(
+            "1700000000000.abc.edgar@poe.net",
+            "message",
+            {"To": "lost@lenore.org", "Subject": "Nevermore"},
+            b"body",
+        )
+
+    def test_stable_and_sensitive(self) -> None:
+        digest = self.obj.digest()
+        self.assertEqual(len(digest), 64)
+        reordered = FMTPObject(
+            self.obj.id,
+            "message",
+            {"Subject": "Nevermore", "To": "lost@lenore.org"},
+            b"body",
+        )
+        self.assertEqual(reordered.digest(), digest)
+        for changed in [
+            FMTPObject(self.obj.id, "post", dict(self.obj.properties), b"body"),
+            FMTPObject(self.obj.id, "message", {"To": "x@y.org"}, b"body"),
+            FMTPObject(self.obj.id, "message", dict(self.obj.properties), b"bodY"),
+        ]:
+            self.assertNotEqual(changed.digest(), digest)
+
+    def test_envelope_is_not_covered(self) -> None:
+        sealed = FMTPObject(
+            self.obj.id,
+            "message",
+            {**self.obj.properties, "Signature": "v=1", "Digest": "x"},
+            b"body",
+        )
+        self.assertEqual(sealed.digest(), self.obj.digest())
+
+    def test_line_breaks_cannot_forge_properties(self) -> None:
+        forged = FMTPObject(self.obj.id, "post", {"A": "b\nc:d"})
+        self.assertRaises(InvalidObject, forged.digest)
+
+
+class ViewTests(SynchronousTestCase):
+    def test_user_public_view(self) -> None:
+        user = user_object("edgar@poe.net")
+        user.properties.update({"Given-Name": "Edgar", "Whitelist": "*@lenore.org"})
+        view = user.public_view()
+        self.assertEqual(
+            view.properties, {"Address": "edgar@poe.net", "Given-Name": "Edgar"}
+        )
+        self.assertIn("Whitelist", user.properties)
+
+    def test_public_flag(self) -> None:
+        obj = FMTPObject("1.a.edgar@poe.net", "post", {"Public": "YES"})
+        self.assertTrue(obj.public)
+        self.assertFalse(FMTPObject("1.a.edgar@poe.net", "post").public)
+
+    def test_from_headers(self) -> None:
+        obj = FMTPObject.from_headers(
+            {"Id": "1.a.edgar@poe.net", "Type": "post", "Title": "x", "Length": "3"},
+            b"abc",
+        )
+        self.assertEqual(obj.properties, {"Title": "x"})
+        self.assertRaises(InvalidObject, FMTPObject.from_headers, {"Type": "post"})
+        self.assertRaises(
+            InvalidObjectId, FMTPObject.from_headers, {"Id": "bad", "Type": "post"}
+        )
