@@ -44,8 +44,9 @@ class FrameClientProtocol(Protocol):
     returned fires with the reply carrying that tag, whatever the order.
 
     @ivar greeting: a Deferred that fires with the server's 220 greeting.
-    @ivar unsolicited: replies tagged C{*} other than the greeting, newest
-        last (a server says why it closes this way).
+    @ivar unsolicited: replies that answer no request of this client: those
+        tagged C{*} other than the greeting (a server says why it closes this
+        way) and any with an unknown tag; newest last.
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -86,7 +87,9 @@ class FrameClientProtocol(Protocol):
                     self.unsolicited.append(item)
                 continue
             d = self._pending.pop(item.tag, None)
-            if d is not None:
+            if d is None:
+                self.unsolicited.append(item)
+            else:
                 d.callback(item)
 
     def _fail_all(self, reason: Exception) -> None:

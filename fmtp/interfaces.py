@@ -21,6 +21,11 @@ class IObjectStore(Interface):
     Deferred from a write fires only once the write is durable (on disk for
     a disk store), because a 2xx reply to a client is a promise that the
     object will not be lost.
+
+    Failures are Deferred failures, never exceptions raised by the call:
+    L{fmtp.errors.StoreUnavailable} when the store cannot serve now
+    (closed, disk full, locked too long), so protocols answer "try again
+    later" and keep serving.
     """
 
     def open():
@@ -48,7 +53,8 @@ class IObjectStore(Interface):
 
         @param obj: the L{fmtp.objects.FMTPObject} to store.
         @return: a L{Deferred} that fires with L{None} once the object is
-            durable.
+            durable, or fails with L{fmtp.errors.InvalidObjectId} or
+            L{fmtp.errors.InvalidObject} for an object that cannot be filed.
         """
 
     def get_object(object_id):
@@ -79,7 +85,8 @@ class IObjectStore(Interface):
         @param owner: only objects owned by this address, or L{None}.
         @param public_only: only objects marked C{Public: yes}.
         @return: a L{Deferred} that fires with a L{list} of
-            L{fmtp.objects.ObjectSummary}.
+            L{fmtp.objects.ObjectSummary}, or fails with L{ValueError} for a
+            negative C{start} or C{limit}.
         """
 
 

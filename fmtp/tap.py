@@ -9,10 +9,10 @@ and every protocol on its default loopback listeners.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
-from twisted.application import internet, strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -23,6 +23,13 @@ from fmtp.accounts import make_portal
 from fmtp.errors import InvalidAddress
 from fmtp.interfaces import IObjectStore, IProtocolPlugin
 from fmtp.keys import StaticKeyVerifier, load_key_file, load_or_create_signer, zone_line
+from fmtp.listeners import (
+    DatagramListener,
+    Listener,
+    StreamListener,
+    is_datagram,
+    parse_udp_listener,
+)
 from fmtp.objects import normalize_domain
 from fmtp.services import SharedServices
 from fmtp.store import store_from_url
@@ -30,46 +37,47 @@ from fmtp.wire import DEFAULT_LIMITS, Limits
 
 log = Logger()
 
+#: The listener that switches a protocol off: C{--listen-NAME none}.
+NO_LISTENER = "none"
+
 
 def find_protocol_plugins() -> dict[str, IProtocolPlugin]:
     """
-    Every protocol plugin installed, by name: the built-ins and any found in
-    a C{fmtp/plugins} directory on C{sys.path}.  The first of a name wins,
-    so a plugin cannot silently replace a built-in.
+    Every protocol plugin installed, by name: the built-ins, then any found
+    in a C{fmtp/plugins} directory on C{sys.path}.
+
+    The built-ins are taken first, whatever order the plugin search
+    yields, so a dropped-in module cannot take over C{object}; among
+    third-party plugins the first of a name wins, and the others are
+    refused with a log line, as is a name unfit for C{--listen-NAME}.
     """
     import fmtp.plugins
+    from fmtp.plugins import fmtp_builtin
 
-    found: dict[str, IProtocolPlugin] = {}
+    found: dict[str, IProtocolPlugin] = {
+        plugin.name: plugin for plugin in fmtp_builtin.BUILTIN_PROTOCOLS
+    }
     for plugin in getPlugins(IProtocolPlugin, fmtp.plugins):
-        if plugin.name in found:
-            log.warn("Ignoring a second protocol plugin named {name}", name=plugin.name)
+        if any(plugin is builtin for builtin in found.values()):
             continue
-        found[plugin.name] = plugin
+        if not _PLUGIN_NAME.match(plugin.name):
+            log.warn(
+                "Ignoring protocol plugin {plugin!r}: its name must be 1 to 32 "
+                "lower-case letters, digits or dashes",
+                plugin=plugin,
+            )
+        elif plugin.name in found:
+            log.warn(
+                "Ignoring protocol plugin {plugin!r}: the name {name} is taken",
+                plugin=plugin,
+                name=plugin.name,
+            )
+        else:
+            found[plugin.name] = plugin
     return dict(sorted(found.items()))
 
 
-def parse_udp_listener(description: str) -> tuple[int, str]:
-    """
-    Parse C{udp:PORT[:interface=ADDR]}: Twisted has no endpoint parser for
-    datagrams, so this one small grammar is fmtp's own.
-
-    @return: C{(port, interface)}; the interface is C{""} for all.
-    @raise ValueError: saying what is wrong.
-    """
-    kind, _, rest = description.partition(":")
-    if kind != "udp" or not rest:
-        raise ValueError(f"{description!r}: expected udp:PORT[:interface=ADDR]")
-    port_text, *options = rest.split(":")
-    port_text = port_text.removeprefix("port=")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{description!r}: the port must be a number from 0 to 65535")
-    interface = ""
-    for option in options:
-        name, sep, value = option.partition("=")
-        if name != "interface" or not sep:
-            raise ValueError(f"{description!r}: unknown option {option!r}")
-        interface = value
-    return int(port_text), interface
+_PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 
 def _listen_option(name: str, plugin: IProtocolPlugin):
@@ -80,7 +88,8 @@ def _listen_option(name: str, plugin: IProtocolPlugin):
     opt_listen.__doc__ = (
         f"Serve the {name} protocol ({plugin.description}) on an endpoint: "
         f"tcp:PORT, ssl:PORT:privateKey=KEY:certKey=CERT or any Twisted stream "
-        f"endpoint, or udp:PORT[:interface=ADDR]. Repeatable. Default: {defaults}."
+        f"endpoint, or udp:PORT[:interface=ADDR]; 'none' switches it off. "
+        f"Repeatable. Default: {defaults}."
     )
     return opt_listen
 
@@ -147,6 +156,10 @@ class Options(usage.Options):
         self["store"] = self["store"] or "sqlite:" + os.path.join(
             self["data-dir"], "fmtp.sqlite"
         )
+        try:
+            store_from_url(self["store"])
+        except ValueError as e:
+            raise usage.UsageError(f"--store {self['store']}: {e}")
         self["key-file"] = self["key-file"] or os.path.join(
             self["data-dir"], "domain.key"
         )
@@ -163,8 +176,10 @@ def check_listener(description: str, plugin: IProtocolPlugin) -> None:
     """
     from twisted.internet import reactor
 
+    if description == NO_LISTENER:
+        return
     try:
-        if description.startswith("udp:"):
+        if is_datagram(description):
             parse_udp_listener(description)
         else:
             endpoints.serverFromString(reactor, description)
@@ -195,6 +210,12 @@ class ServerService(MultiService):
         opened.addErrback(self._store_failed)
         super().startService()
 
+    def listeners(self) -> list[Listener]:
+        """
+        The listener services, in the order the listeners were given.
+        """
+        return [service for service in self if isinstance(service, Listener)]
+
     def _store_failed(self, failure) -> None:
         from twisted.internet import reactor
 
@@ -210,21 +231,23 @@ class ServerService(MultiService):
 
 
 def listener_service(
-    description: str, plugin: IProtocolPlugin, services: SharedServices, factory
-) -> IService:
+    reactor,
+    description: str,
+    plugin: IProtocolPlugin,
+    services: SharedServices,
+    factory,
+) -> Listener:
     """
-    One listener: stream descriptions go through Twisted's endpoint parser,
-    C{udp:} ones through L{internet.UDPServer}, as twisted.names does.
+    One listener of C{plugin}: a datagram one for C{udp:}, else a stream.
     """
-    if description.startswith("udp:"):
-        port, interface = parse_udp_listener(description)
+    if is_datagram(description):
         protocol = plugin.datagram_protocol(services)
         if protocol is None:
             raise usage.UsageError(
                 f"the {plugin.name} protocol is not offered over UDP"
             )
-        return internet.UDPServer(port, protocol, interface=interface)
-    return strports.service(description, factory)
+        return DatagramListener(reactor, plugin.name, description, protocol)
+    return StreamListener(reactor, plugin.name, description, factory)
 
 
 def build_server(
@@ -265,11 +288,13 @@ def build_server(
     )
     root = ServerService(store)
     for name, plugin in plugins.items():
+        descriptions = listeners.get(name) or plugin.default_listeners
+        if list(descriptions) == [NO_LISTENER]:
+            continue
         factory = plugin.stream_factory(services)
-        for description in listeners.get(name) or plugin.default_listeners:
-            listener_service(description, plugin, services, factory).setServiceParent(
-                root
-            )
+        for description in descriptions:
+            listener = listener_service(reactor, description, plugin, services, factory)
+            listener.setServiceParent(root)
     return root, services
 
 

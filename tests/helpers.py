@@ -96,3 +96,20 @@ class StreamHarness:
 
     def login(self, address: str, password: str):
         return self.ask("LOGIN", headers={"Address": address, "Password": password})
+
+
+async def bound_ports(root) -> dict[tuple[str, str], int]:
+    """
+    Map C{(protocol name, "tcp" or "udp")} to the port each listener of a
+    started L{fmtp.tap.ServerService} bound: servers in tests listen on
+    port 0.
+    """
+    from fmtp.listeners import is_datagram
+
+    found = {}
+    for listener in root.listeners():
+        port = await listener.listening
+        assert port is not None, f"{listener.description} did not listen"
+        kind = "udp" if is_datagram(listener.description) else "tcp"
+        found[listener.protocol_name, kind] = port.getHost().port
+    return found

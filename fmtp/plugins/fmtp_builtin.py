@@ -5,3 +5,6 @@ The protocols that ship with fmtp, registered as any plugin is.
 from fmtp.protocols.object import ObjectProtocolPlugin
 
 objectProtocol = ObjectProtocolPlugin()
+
+#: Taken before any other plugin, so none can replace them.
+BUILTIN_PROTOCOLS = (objectProtocol,)

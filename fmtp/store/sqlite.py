@@ -1,0 +1,700 @@
+"""
+A store in one SQLite file.
+
+SQLite is the default store: it needs no server, and one file is easy to
+back up.  Its Python binding blocks, so every call runs on one dedicated
+thread with one connection made on that thread (the pattern of
+L{twisted.enterprise.adbapi} and Synapse's database pool, with a pool of
+exactly one): the reactor never waits for the disk, and a single writer
+never contends with itself for SQLite's database lock.
+
+The file can still be written by another process at the same time
+(C{fmtp adduser} adds an account while the server runs), which is why the
+connection uses WAL mode, so readers and the writer do not block each
+other, and a busy timeout, so a short lock held by the other process is
+waited for rather than reported as an error.
+
+The schema is versioned with C{PRAGMA user_version}.  L{SCHEMA_STEPS} lists
+the upgrade steps in order; step N takes the schema from version N-1 to N.
+A later change to the schema appends a step and never edits an old one, so
+a file written by any earlier fmtp is brought up to date when opened.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from fmtp.errors import AccountExists, StoreUnavailable
+from fmtp.interfaces import IAccountStore, IObjectStore
+from fmtp.objects import FMTPObject, ObjectSummary, owner_of
+from fmtp.store.memory import check_page
+
+_T = TypeVar("_T")
+
+#: One schema upgrade step: it runs inside a transaction that also records
+#: the new version, so a step that fails leaves the file at the old version.
+SchemaStep = Callable[[sqlite3.Connection], None]
+
+#: SQLite integers are signed 64-bit; a bigger C{LIMIT} would overflow.
+_MAX_SQLITE_INT = 2**63 - 1
+
+
+class SchemaTooNew(Exception):
+    """
+    The file was written by a newer fmtp whose schema this code does not
+    know.
+
+    Opening it anyway could corrupt data the newer code relies on, so the
+    store refuses; the operator upgrades fmtp or points it at another file.
+    """
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """
+    Run a block of statements as one write transaction.
+
+    The connection is in autocommit mode (C{isolation_level=None}) so that
+    transactions are begun here, explicitly, rather than implicitly by the
+    C{sqlite3} module.  C{BEGIN IMMEDIATE} takes the write lock at once:
+    with a deferred transaction a reader that later writes can fail with
+    C{SQLITE_BUSY} without the busy timeout ever applying, if another
+    process wrote in between.
+
+    A failed C{COMMIT} (disk full, lock timeout) leaves the transaction
+    open, so it is rolled back here too; otherwise every later statement on
+    the connection would fail.
+    """
+    if conn.in_transaction:
+        # A rollback that failed earlier left a transaction open.
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                # Report the error that made us roll back; the next
+                # transaction retries the rollback.
+                pass
+        raise
+
+
+def _execute_all(conn: sqlite3.Connection, statements: Sequence[str]) -> None:
+    """
+    Run each statement in turn.
+
+    Not L{sqlite3.Connection.executescript}: it commits any open
+    transaction first, which would break the one-transaction-per-step
+    promise of L{upgrade_schema}.
+    """
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _v1_objects_and_accounts(conn: sqlite3.Connection) -> None:
+    """
+    Version 1: objects and accounts.
+
+    C{objects.seq} orders listings by first storage: an upsert keeps it, and
+    C{AUTOINCREMENT} never reuses the number of a deleted row, so a listing
+    position (and any future paging cursor) always means the same place.
+    C{owner}, C{public} and C{digest} are derived from the object but kept
+    in columns so that listings filter and summarize without decoding
+    properties or reading bodies.
+
+    Each listing index ends in C{seq} so that a filtered listing is read
+    in order straight from the index, with no sort.  C{public} is left as
+    a residual filter: most listings ask for public objects only, so an
+    index on it would select little.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE objects (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                public INTEGER NOT NULL CHECK (public IN (0, 1)),
+                digest TEXT NOT NULL,
+                properties TEXT NOT NULL,
+                body BLOB NOT NULL
+            )
+            """,
+            "CREATE INDEX objects_type_seq ON objects (type, seq)",
+            "CREATE INDEX objects_owner_seq ON objects (owner, seq)",
+            "CREATE INDEX objects_owner_type_seq ON objects (owner, type, seq)",
+            """
+            CREATE TABLE accounts (
+                address TEXT PRIMARY KEY NOT NULL,
+                password_hash TEXT NOT NULL,
+                created INTEGER NOT NULL
+            )
+            """,
+        ],
+    )
+
+
+#: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
+#: version N-1 to N.  Append new steps; never change a released one.
+SCHEMA_STEPS: Sequence[SchemaStep] = (_v1_objects_and_accounts,)
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(SCHEMA_STEPS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """
+    The schema version recorded in the file (0 for a new, empty file).
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+def _refuse_newer(found: int, known: int, path: object) -> None:
+    if found > known:
+        raise SchemaTooNew(
+            f"{path} has fmtp schema version {found}, but this fmtp knows "
+            f"versions up to {known} only: the file was written by a newer "
+            "fmtp.  Upgrade fmtp, or use another database file."
+        )
+
+
+def upgrade_schema(
+    conn: sqlite3.Connection,
+    steps: Sequence[SchemaStep] = SCHEMA_STEPS,
+    path: object = "the database",
+) -> int:
+    """
+    Bring the schema up to C{len(steps)}, one step per transaction.
+
+    Each step runs in its own transaction with the C{user_version} it
+    reaches (the header write is part of the transaction), so an
+    interrupted upgrade leaves the file at the last completed version and
+    the next open resumes from there.  The version is re-read under the
+    write lock because another process may have upgraded the file since it
+    was first read.
+
+    @return: the version the file had before.
+    @raise SchemaTooNew: if the file's version is newer than C{len(steps)}.
+    """
+    known = len(steps)
+    before = schema_version(conn)
+    _refuse_newer(before, known, path)
+    version = before
+    while version < known:
+        with transaction(conn):
+            version = schema_version(conn)
+            _refuse_newer(version, known, path)
+            if version == known:
+                break
+            steps[version](conn)
+            version += 1
+            # PRAGMA takes no parameters; the value is an int we computed.
+            conn.execute(f"PRAGMA user_version = {version:d}")
+    return before
+
+
+def _object_row(obj: FMTPObject) -> tuple[Any, ...]:
+    """
+    The C{objects} row for C{obj}, computed when C{put_object} is called.
+
+    Computing it on the caller's thread snapshots the object: a caller
+    that changes C{obj} after C{put_object} returns does not change what
+    is stored.  Properties are stored as JSON with non-ASCII escaped, so
+    any Python string (even one SQLite's UTF-8 text could not hold) round
+    trips.
+
+    @raise fmtp.errors.InvalidObjectId: if the id names no owner.
+    """
+    return (
+        obj.id,
+        obj.type,
+        owner_of(obj.id),
+        1 if obj.public else 0,
+        obj.digest(),
+        json.dumps(dict(obj.properties), separators=(",", ":")),
+        bytes(obj.body),
+    )
+
+
+def _put_object(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    # The upsert keeps the existing row, and so its seq and its place in
+    # listings, when the id is already stored.
+    conn.execute(
+        """
+        INSERT INTO objects (id, type, owner, public, digest, properties, body)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET
+            type = excluded.type,
+            owner = excluded.owner,
+            public = excluded.public,
+            digest = excluded.digest,
+            properties = excluded.properties,
+            body = excluded.body
+        """,
+        row,
+    )
+
+
+def _get_object(conn: sqlite3.Connection, object_id: str) -> FMTPObject | None:
+    row = conn.execute(
+        "SELECT id, type, properties, body FROM objects WHERE id = ?",
+        (object_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    found_id, object_type, properties, body = row
+    return FMTPObject(found_id, object_type, json.loads(properties), bytes(body))
+
+
+def _delete_object(conn: sqlite3.Connection, object_id: str) -> bool:
+    cursor = conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+    return cursor.rowcount > 0
+
+
+def listing_query(
+    start: int,
+    limit: int,
+    type: str | None = None,
+    owner: str | None = None,
+    public_only: bool = True,
+) -> tuple[str, list[Any]]:
+    """
+    The SQL and parameters of a C{list_objects} call.
+
+    Public only is written as the literal C{public = 1} rather than a
+    parameter so that SQLite can plan with it (and so that a later partial
+    index C{WHERE public = 1} could serve it).
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    if public_only:
+        clauses.append("public = 1")
+    if type is not None:
+        clauses.append("type = ?")
+        params.append(type)
+    if owner is not None:
+        clauses.append("owner = ?")
+        params.append(owner)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    params += [min(limit, _MAX_SQLITE_INT), min(start, _MAX_SQLITE_INT)]
+    return (
+        f"SELECT id, type, digest FROM objects {where} ORDER BY seq LIMIT ? OFFSET ?",
+        params,
+    )
+
+
+def _list_objects(
+    conn: sqlite3.Connection, query: str, params: list[Any]
+) -> list[ObjectSummary]:
+    return [ObjectSummary(*row) for row in conn.execute(query, params)]
+
+
+def _add_account(
+    conn: sqlite3.Connection, address: str, password_hash: str, created: int
+) -> None:
+    try:
+        conn.execute(
+            "INSERT INTO accounts (address, password_hash, created) VALUES (?, ?, ?)",
+            (address, password_hash, created),
+        )
+    except sqlite3.IntegrityError:
+        raise AccountExists(f"account {address} exists")
+
+
+def _set_password_hash(
+    conn: sqlite3.Connection, address: str, password_hash: str
+) -> bool:
+    cursor = conn.execute(
+        "UPDATE accounts SET password_hash = ? WHERE address = ?",
+        (password_hash, address),
+    )
+    return cursor.rowcount > 0
+
+
+def _get_password_hash(conn: sqlite3.Connection, address: str) -> str | None:
+    row = conn.execute(
+        "SELECT password_hash FROM accounts WHERE address = ?", (address,)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPENING = "opening"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@implementer(IObjectStore, IAccountStore)
+class SQLiteStore:
+    """
+    L{IObjectStore} and L{IAccountStore} in an SQLite file.
+
+    All SQLite work runs on one thread of a private L{ThreadPool}
+    (C{min = max = 1}), started by L{open} and stopped by L{close}, with
+    one connection made on that thread.  One thread is enough: SQLite
+    allows one writer at a time anyway, and it makes the order of calls the
+    order of execution, so a C{get_object} issued after a C{put_object}
+    sees it.  The connection's C{check_same_thread} is left on, so a bug
+    that touched it from elsewhere fails loudly.
+
+    Each write is one statement in autocommit mode, with
+    C{synchronous=FULL}: when its L{Deferred} fires the row is on disk,
+    which is what the interface requires before a 2xx reply.
+
+    A L{sqlite3.OperationalError} after opening (disk full, disk I/O error,
+    the file locked by another process for longer than the busy timeout)
+    is logged and becomes L{StoreUnavailable}, so the protocol answers 451
+    (try again later) and the server keeps serving.  Errors while opening
+    are not translated: they are the operator's to read.
+
+    @ivar path: the database file.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        reactor: Any = None,
+        *,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        """
+        @param path: the database file; it and its parent directory are
+            created if missing.
+        @param reactor: the reactor to deliver results on (the global one
+            if L{None}); it must provide C{IReactorFromThreads},
+            C{IReactorCore} and C{IReactorTime}.
+        @param busy_timeout: how many seconds a statement waits for a lock
+            held by another process before failing with
+            L{StoreUnavailable}.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self.path = Path(path)
+        self._reactor = reactor
+        self._busy_timeout_ms = max(0, int(busy_timeout * 1000))
+        self._state = _State.NEW
+        self._pool: ThreadPool | None = None
+        self._shutdown_trigger: object | None = None
+        self._close_waiters: list[Deferred[None]] = []
+        # Touched only on the pool's thread.
+        self._conn: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {str(self.path)!r} {self._state.value}>"
+
+    # Lifecycle
+
+    def open(self) -> Deferred[None]:
+        """
+        Start the store's thread, connect, and create or upgrade the schema.
+
+        A store may be opened again after L{close}.  If its owner has not
+        closed it by the time the reactor shuts down, a shutdown trigger
+        does (see L{_close_at_shutdown}).
+
+        @return: a L{Deferred} that fires with L{None} when the store can be
+            used, or fails with L{SchemaTooNew} or the L{sqlite3.Error}
+            that prevented opening (the store is then closed again).
+        """
+        if self._state not in (_State.NEW, _State.CLOSED):
+            return fail(
+                RuntimeError(f"cannot open {self!r}: it is {self._state.value}")
+            )
+        self._state = _State.OPENING
+        pool = ThreadPool(minthreads=1, maxthreads=1, name="fmtp-sqlite")
+        pool.start()
+        self._pool = pool
+        self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+            "during", "shutdown", self._close_at_shutdown
+        )
+        d = deferToThreadPool(self._reactor, pool, self._connect)
+        d.addCallbacks(self._opened, self._open_failed)
+        return d
+
+    def _connect(self) -> tuple[int, str]:
+        """
+        On the pool thread: make the connection and prepare the schema.
+
+        The version is checked before anything else so that a file from a
+        newer fmtp is left exactly as it was found.
+
+        @return: the schema version found and the journal mode in effect.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
+            _refuse_newer(schema_version(conn), SCHEMA_VERSION, self.path)
+            (journal_mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            before = upgrade_schema(conn, SCHEMA_STEPS, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return before, str(journal_mode).lower()
+
+    def _opened(self, result: tuple[int, str]) -> None:
+        before, journal_mode = result
+        if journal_mode != "wal":
+            # WAL needs shared memory, which some network file systems
+            # lack; the store still works, but readers and writers in other
+            # processes then block each other.
+            self.log.warn(
+                "SQLite store {path} is in journal mode {mode}, not WAL",
+                path=str(self.path),
+                mode=journal_mode,
+            )
+        if before != SCHEMA_VERSION:
+            self.log.info(
+                "Upgraded the schema of SQLite store {path} from version "
+                "{before} to {after}",
+                path=str(self.path),
+                before=before,
+                after=SCHEMA_VERSION,
+            )
+        self.log.info(
+            "Opened SQLite store {path} (schema version {version})",
+            path=str(self.path),
+            version=SCHEMA_VERSION,
+        )
+        if self._state is _State.OPENING:
+            self._state = _State.OPEN
+
+    def _open_failed(self, failure: Failure) -> Deferred[None] | Failure:
+        """
+        Close the store, then report the failure.
+
+        Closing goes through the thread like any call, so the calls queued
+        behind the open run first (and fail: there is no connection) rather
+        than being dropped with their Deferreds never fired.  If L{close}
+        was called meanwhile, it is already doing this.
+        """
+        if self._state is not _State.OPENING:
+            return failure
+        closed = self.close()
+        closed.addCallback(lambda _: failure)
+        return closed
+
+    def close(self) -> Deferred[None]:
+        """
+        Finish the calls already made, close the connection and stop the
+        thread.
+
+        Calls made after this fail with L{StoreUnavailable}.  Closing a
+        store that is not open does nothing.
+
+        @return: a L{Deferred} that fires with L{None} once the thread has
+            stopped.
+        """
+        if self._state in (_State.NEW, _State.CLOSED):
+            return succeed(None)
+        if self._state is _State.CLOSING:
+            waiter: Deferred[None] = Deferred()
+            self._close_waiters.append(waiter)
+            return waiter
+        self._state = _State.CLOSING
+        if self._shutdown_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        assert self._pool is not None
+        # The pool runs calls in order on its one thread, so this runs
+        # after every call already queued.
+        d = deferToThreadPool(self._reactor, self._pool, self._disconnect)
+        d.addBoth(self._closed)
+        return d
+
+    def _close_at_shutdown(self) -> None:
+        """
+        Close a store its owner left open, as the reactor shuts down.
+
+        Its thread is not a daemon (a write must not be cut off), so it
+        would keep the process alive.  This runs in the C{during} phase,
+        after the owner's services have stopped in the C{before} phase, and
+        is synchronous, as L{twisted.enterprise.adbapi} is there, because
+        only C{before} triggers can delay shutdown with a L{Deferred}: the
+        disconnect is queued behind the calls already made and the reactor
+        thread waits for the pool's thread to finish them.  Their results
+        may never be delivered; the writes among them are committed.
+        """
+        # The trigger is being fired, so it can no longer be removed.
+        self._shutdown_trigger = None
+        if self._state in (_State.NEW, _State.CLOSED):
+            return
+        self.log.warn(
+            "SQLite store {path} was still open at shutdown; closing it",
+            path=str(self.path),
+        )
+        self._state = _State.CLOSING
+        assert self._pool is not None
+        self._pool.callInThread(self._disconnect)
+        self._stop()
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _closed(self, result: None | Failure) -> None:
+        self._stop()
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        if isinstance(result, Failure):
+            self.log.failure(
+                "Error closing SQLite store {path}",
+                result,
+                level=LogLevel.error,
+                path=str(self.path),
+            )
+        return None
+
+    def _stop(self) -> None:
+        """
+        Stop the pool's thread and forget it.
+
+        L{ThreadPool.stop} joins the thread; it is idle by now (its last
+        call has delivered its result), so the join is immediate.
+        """
+        if self._shutdown_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+        self._state = _State.CLOSED
+
+    # Running SQL
+
+    def run_interaction(
+        self,
+        func: Callable[..., _T],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Deferred[_T]:
+        """
+        Call C{func(connection, *args, **kwargs)} on the store's thread.
+
+        This is how every method of the store reaches SQLite, and how code
+        extending the store (and tests) can: C{func} may run several
+        statements, in a L{transaction} if they must be atomic.  It must not
+        keep the connection.
+
+        A call made while the store is opening waits for the open to
+        finish (the thread runs calls in order), so a server that starts
+        listening before its store is open answers its first requests late
+        rather than with 451; if the open fails, so do they.
+
+        @return: a L{Deferred} that fires with C{func}'s result, or fails
+            with its exception, except that L{sqlite3.OperationalError} is
+            logged and becomes L{StoreUnavailable}.  Fails with
+            L{StoreUnavailable} if the store is neither open nor opening.
+        """
+        if self._state not in (_State.OPENING, _State.OPEN):
+            return fail(StoreUnavailable(f"store is {self._state.value}"))
+        assert self._pool is not None
+        d = deferToThreadPool(
+            self._reactor, self._pool, self._call_with_connection, func, args, kwargs
+        )
+        d.addErrback(self._operational_error, func)
+        return d
+
+    def _call_with_connection(
+        self,
+        func: Callable[..., _T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> _T:
+        conn = self._conn
+        if conn is None:
+            # The open failed, or (a bug) a call outlived close().
+            raise StoreUnavailable("store is not open")
+        return func(conn, *args, **kwargs)
+
+    def _operational_error(self, failure: Failure, func: Callable[..., Any]) -> Any:
+        failure.trap(sqlite3.OperationalError)
+        self.log.failure(
+            "SQLite store {path}: {operation} failed; answering 'try again later'",
+            failure,
+            level=LogLevel.error,
+            path=str(self.path),
+            operation=getattr(func, "__name__", repr(func)).lstrip("_"),
+        )
+        raise StoreUnavailable() from failure.value
+
+    # IObjectStore
+
+    def put_object(self, obj: FMTPObject) -> Deferred[None]:
+        try:
+            row = _object_row(obj)
+        except Exception as e:
+            return fail(e)
+        return self.run_interaction(_put_object, row)
+
+    def get_object(self, object_id: str) -> Deferred[FMTPObject | None]:
+        return self.run_interaction(_get_object, object_id)
+
+    def delete_object(self, object_id: str) -> Deferred[bool]:
+        return self.run_interaction(_delete_object, object_id)
+
+    def list_objects(
+        self,
+        start: int,
+        limit: int,
+        type: str | None = None,
+        owner: str | None = None,
+        public_only: bool = True,
+    ) -> Deferred[list[ObjectSummary]]:
+        try:
+            check_page(start, limit)
+        except ValueError as e:
+            return fail(e)
+        query, params = listing_query(start, limit, type, owner, public_only)
+        return self.run_interaction(_list_objects, query, params)
+
+    # IAccountStore
+
+    def add_account(self, address: str, password_hash: str) -> Deferred[None]:
+        created = int(self._reactor.seconds())
+        return self.run_interaction(_add_account, address, password_hash, created)
+
+    def set_password_hash(self, address: str, password_hash: str) -> Deferred[bool]:
+        return self.run_interaction(_set_password_hash, address, password_hash)
+
+    def get_password_hash(self, address: str) -> Deferred[str | None]:
+        return self.run_interaction(_get_password_hash, address)
