@@ -19,6 +19,8 @@ from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fmtp.objects import is_ascii_digits
+
 
 def parse_udp_listener(description: str) -> tuple[int, str]:
     """
@@ -33,7 +35,7 @@ def parse_udp_listener(description: str) -> tuple[int, str]:
         raise ValueError(f"{description!r}: expected udp:PORT[:interface=ADDR]")
     port_text, *options = rest.split(":")
     port_text = port_text.removeprefix("port=")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not is_ascii_digits(port_text) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"{description!r}: the port must be a number from 0 to 65535")
     interface = ""
     for option in options:

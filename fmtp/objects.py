@@ -48,10 +48,20 @@ PUBLIC_USER_PROPERTIES = frozenset(
 
 USER_TYPE = "user"
 
-_LOCAL_PART = re.compile(r"^[\w.+-]{1,64}$")
-_TYPE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+_LOCAL_PART = re.compile(r"[\w.+-]{1,64}")
+_TYPE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
+
+
+def is_ascii_digits(text: str) -> bool:
+    """
+    Whether C{text} is a non-empty run of the digits 0 to 9.
+
+    C{str.isdigit} also accepts digits C{int} cannot read (C{"²"}), so a
+    peer could turn a validated number into an exception.
+    """
+    return text.isascii() and text.isdigit()
 
 
 def canonical_name(name: str) -> str:
@@ -67,7 +77,7 @@ def is_valid_name(name: str) -> bool:
     """
     Whether C{name} may be a header or property name.
     """
-    return _NAME.match(name) is not None
+    return _NAME.fullmatch(name) is not None
 
 
 def normalize_domain(domain: str) -> str:
@@ -97,7 +107,7 @@ def normalize_address(address: str) -> str:
         raise InvalidAddress(f"bad address {address!r}: expected user@domain")
     user, domain = address.split("@")
     user = unicodedata.normalize("NFC", user).lower()
-    if not _LOCAL_PART.match(user) or user.startswith(".") or ".." in user:
+    if not _LOCAL_PART.fullmatch(user) or user.startswith(".") or ".." in user:
         raise InvalidAddress(
             f"bad address {address!r}: the user part must be 1 to 64 letters, "
             "digits or . _ + -"
@@ -133,7 +143,7 @@ def parse_object_id(object_id: str) -> tuple[int | None, str]:
     if not isinstance(object_id, str) or len(object_id) > 512:
         raise InvalidObjectId(f"bad object id {object_id!r}")
     parts = object_id.split(".", 2)
-    if len(parts) == 3 and parts[0].isdigit() and _NONCE.match(parts[1]):
+    if len(parts) == 3 and is_ascii_digits(parts[0]) and _NONCE.fullmatch(parts[1]):
         ms, owner = int(parts[0]), parts[2]
     else:
         ms, owner = None, object_id
@@ -277,7 +287,7 @@ def check_type(object_type: str) -> str:
     @raise InvalidObject: if it is not 1 to 32 lower-case letters, digits
         or dashes, starting with a letter.
     """
-    if not _TYPE.match(object_type):
+    if not _TYPE.fullmatch(object_type):
         raise InvalidObject(
             f"bad type {object_type!r}: 1 to 32 lower-case letters, digits or "
             "dashes, starting with a letter"

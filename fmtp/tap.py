@@ -30,7 +30,7 @@ from fmtp.listeners import (
     is_datagram,
     parse_udp_listener,
 )
-from fmtp.objects import normalize_domain
+from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.services import SharedServices
 from fmtp.store import store_from_url
 from fmtp.wire import DEFAULT_LIMITS, Limits
@@ -60,7 +60,7 @@ def find_protocol_plugins() -> dict[str, IProtocolPlugin]:
     for plugin in getPlugins(IProtocolPlugin, fmtp.plugins):
         if any(plugin is builtin for builtin in found.values()):
             continue
-        if not _PLUGIN_NAME.match(plugin.name):
+        if not _PLUGIN_NAME.fullmatch(plugin.name):
             log.warn(
                 "Ignoring protocol plugin {plugin!r}: its name must be 1 to 32 "
                 "lower-case letters, digits or dashes",
@@ -77,7 +77,7 @@ def find_protocol_plugins() -> dict[str, IProtocolPlugin]:
     return dict(sorted(found.items()))
 
 
-_PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
 def _listen_option(name: str, plugin: IProtocolPlugin):
@@ -148,7 +148,7 @@ class Options(usage.Options):
             self["domain"] = normalize_domain(self["domain"])
         except InvalidAddress as e:
             raise usage.UsageError(e.message)
-        if not self["max-body"].isdigit() or int(self["max-body"]) < 1024:
+        if not is_ascii_digits(self["max-body"]) or int(self["max-body"]) < 1024:
             raise usage.UsageError(
                 "--max-body must be a number of bytes, at least 1024"
             )
@@ -196,9 +196,10 @@ for _name, _plugin in PROTOCOL_PLUGINS.items():
 
 class ServerService(MultiService):
     """
-    The root of one server: opens the store before its listeners start,
-    and closes it only after they have all stopped, so no request meets a
-    closed store and nothing acknowledged is lost on shutdown.
+    The root of one server: starts opening the store before its listeners
+    start (a store queues calls made while it opens), and closes it only
+    after they have all stopped, so no request meets a closed store and
+    nothing acknowledged is lost on shutdown.
     """
 
     def __init__(self, store: IObjectStore) -> None:

@@ -6,11 +6,31 @@ A frame is UTF-8 text in the style of SMTP and HTTP headers: a command line
 header lines, a blank line, then a body of exactly C{Length} bytes.  The
 grammar and the limits are normative in doc/protocol.md; this module is
 their one implementation.
+
+Every protocol (client, federation, datagram) reads frames through
+L{FrameParser} or L{parse_datagram} and writes them with L{serialize}, so
+that a frame means the same thing whichever way it travelled, and so that
+the rules that keep a server alive under hostile input live in one place:
+
+  - Memory is bounded by L{Limits} whatever a peer sends: an overlong line
+    is refused once C{max_line} bytes are seen, never buffered to its end.
+
+  - A bad frame costs its sender one error reply, not the connection, as
+    long as the parser still knows where the frame ends (the blank line,
+    then C{Length} bytes).  Only when that boundary is lost (a C{Length}
+    that is not a number) or a limit is broken is the error fatal.
+
+  - Parsing is linear in the bytes received however they are split into
+    chunks, so a peer that trickles bytes one at a time cannot make the
+    server rescan its buffer.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+from fmtp.objects import canonical_name, is_valid_name
 
 #: The tag of frames nobody asked for: the greeting, and errors about input
 #: whose own tag could not be read.
@@ -144,14 +164,279 @@ class FrameError(Exception):
         return reply(self.code, self.tag, self.message)
 
 
+# The parser's states: what the next bytes of the stream are.
+_COMMAND = 0  # a command line (blank lines before it are skipped)
+_HEADERS = 1  # a header line or the blank line that ends the headers
+_BODY = 2  # body bytes
+
+# A whole valid command line, once decoded: verb or code, tag, then the
+# argument (stripped later).  Fields may be separated by runs of spaces or
+# tabs, for people typing into nc; a CR anywhere makes the line invalid.
+_commandLine = re.compile(
+    r"([A-Za-z0-9-]{1,32})[ \t]+([A-Za-z0-9._:-]{1,32}|\*)(?:[ \t]+([^\r]*))?"
+).fullmatch
+_validVerb = re.compile(r"[A-Za-z0-9-]{1,32}").fullmatch
+_validTag = re.compile(r"[A-Za-z0-9._:-]{1,32}|\*").fullmatch
+_validBytesTag = re.compile(rb"[A-Za-z0-9._:-]{1,32}|\*").fullmatch
+_fieldSeparator = re.compile(r"[ \t]+")
+_validVerbAndTag = re.compile(
+    r"[A-Za-z0-9-]{1,32} (?:[A-Za-z0-9._:-]{1,32}|\*)"
+).fullmatch
+
+# Header names seen so far and their canonical spelling.  Peers use a few
+# dozen names, and canonical_name is slow next to a dict lookup; the cache
+# is capped so that a peer inventing names cannot grow it without bound.
+_canonicalNames: dict[str, str] = {}
+_CACHE_SIZE = 4096
+
+
+def _canonical(name: str) -> str | None:
+    """
+    The canonical spelling of a header name, or L{None} if it is not a
+    valid name.
+    """
+    canonical = _canonicalNames.get(name)
+    if canonical is None:
+        # is_valid_name's pattern ends in "$", which also matches before a
+        # final newline: refuse that here, or serialize could be made to
+        # write a line break inside a header name.
+        if name.endswith("\n") or not is_valid_name(name):
+            return None
+        canonical = canonical_name(name)
+        if len(_canonicalNames) < _CACHE_SIZE:
+            _canonicalNames[name] = canonical
+    return canonical
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """
+    Quote a piece of peer input for an error message: a repr (so control
+    characters and line breaks are escaped), cut to a readable length.
+    """
+    if len(text) > limit:
+        return repr(text[:limit]) + "..."
+    return repr(text)
+
+
+def _salvageTag(line: bytes, complete: bool) -> str:
+    """
+    Find the tag of a command line that could not be parsed, so that the
+    error reply can still be matched to its request.
+
+    @param line: the command line, or the start of one.
+    @param complete: whether C{line} is the whole line; if not, a second
+        field is only trusted as the tag when something follows it.
+    """
+    fields = line.split(None, 2)
+    if len(fields) >= (2 if complete else 3) and _validBytesTag(fields[1]):
+        return fields[1].decode("ascii")
+    return UNSOLICITED_TAG
+
+
+# Verbs and codes seen so far, as written on the wire, and as Frame.verb
+# holds them.  Capped like _canonicalNames.
+_verbs: dict[str, str] = {}
+
+
+def _parseCommand(
+    line: bytes,
+) -> tuple[str, str, str, FrameError | None] | None:
+    """
+    Parse a command line that the fast path in L{FrameParser.feed} did not
+    take: odd spacing, an odd tag, a verb not seen before, or an error.
+
+    @param line: the command line without its line ending.
+    @return: L{None} for a line of only spaces and tabs (skipped like a
+        blank line), else the verb, tag, argument and the error, if any.
+    """
+    try:
+        text = line.decode()
+    except UnicodeDecodeError:
+        tag = _salvageTag(line, True)
+        return "", tag, "", FrameError(500, "command line is not valid UTF-8", tag)
+    match = _commandLine(text)
+    if match is None:
+        if not text.strip(" \t"):
+            return None
+        error = _commandError(text)
+        return "", error.tag, "", error
+    verb, tag, argument = match.groups()
+    argument = (argument or "").strip(" \t")
+    if not verb.isdigit():
+        canonical = verb.upper()
+    elif len(verb) == 3 and verb[0] in "2345":
+        canonical = verb
+    else:
+        message = f"bad reply code {verb}: three digits, 200 to 599"
+        return "", tag, "", FrameError(500, message, tag)
+    if len(_verbs) < _CACHE_SIZE:
+        _verbs[verb] = canonical
+    return canonical, tag, argument, None
+
+
+def _commandError(text: str) -> FrameError:
+    """
+    Say what is wrong with a decoded command line that did not match the
+    grammar.
+    """
+    fields = _fieldSeparator.split(text.lstrip(" \t"), 2)
+    tag = UNSOLICITED_TAG
+    if len(fields) >= 2 and _validTag(fields[1]):
+        tag = fields[1]
+    verb = fields[0]
+    if "\r" in text:
+        message = "carriage return inside the command line"
+    elif text[0] in " \t":
+        message = "command line starts with a space or tab"
+    elif not _validVerb(verb):
+        message = f"bad verb {_show(verb)}: 1 to 32 letters, digits or dashes"
+    elif len(fields) < 2 or not fields[1]:
+        message = f"missing tag after {verb}: a command line is VERB TAG [ARGUMENT]"
+    elif tag == UNSOLICITED_TAG and fields[1] != UNSOLICITED_TAG:
+        message = (
+            f"bad tag {_show(fields[1])}: 1 to 32 letters, digits or . _ : -, or *"
+        )
+    else:
+        message = "malformed command line"
+    return FrameError(500, message, tag)
+
+
+def _headerError(line: bytes, tag: str) -> FrameError:
+    """
+    Say what is wrong with a header line that the fast path refused.
+
+    A line that was meant as C{Length} but is unreadable makes the error
+    fatal: the body's end is unknown, so nothing after it can be trusted.
+    """
+    name = line.partition(b":")[0]
+    fatal = name.strip(b" \t").lower() == b"length"
+    if line[:1] in (b" ", b"\t"):
+        message = (
+            "header line starts with a space or tab (folded lines are not allowed)"
+        )
+    elif b"\r" in line:
+        message = "carriage return inside a header line"
+    elif b":" not in line:
+        message = "header line without a colon"
+    else:
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            message = "header is not valid UTF-8"
+        else:
+            name = text.partition(":")[0]
+            canonical = _canonical(name)
+            if canonical is None:
+                message = (
+                    f"bad header name {_show(name)}: a letter, then letters, "
+                    "digits or dashes"
+                )
+            else:
+                message = "malformed header line"
+    return FrameError(501, message, tag, fatal)
+
+
+# How far ahead the fast path looks for the end of a header section.  A
+# small window keeps a failed search cheap (a peer cannot make the parser
+# scan max_header_bytes for every frame); larger sections take the
+# line-by-line path.
+_FAST_WINDOW = 4096
+
+
+def _headerSection(
+    text: str, maxHeaders: int, maxBody: int
+) -> tuple[dict[str, str], int] | None:
+    """
+    Parse a header section that is known to fit the line and section
+    limits: the header lines joined by CRLF, without the blank line.
+
+    @return: the headers and the body length, or L{None} if anything is
+        unusual (any error, a name not seen before, a bare CR or LF): the
+        caller then parses the section line by line, which knows every
+        error.
+    """
+    lines = text.split("\r\n")
+    count = len(lines)
+    if (
+        count > maxHeaders
+        or text.count("\n") != count - 1
+        or text.count("\r") != count - 1
+    ):
+        return None
+    headers: dict[str, str] = {}
+    get = _canonicalNames.get
+    for line in lines:
+        name, colon, value = line.partition(":")
+        canonical = get(name)
+        if canonical is None or not colon:
+            return None
+        headers[canonical] = value.strip(" \t")
+    if len(headers) != count:
+        # The same name twice.
+        return None
+    length = headers.pop("Length", None)
+    if length is None:
+        return headers, 0
+    if not length.isdigit() or not length.isascii() or len(length) > 18:
+        return None
+    size = int(length)
+    if size > maxBody:
+        return None
+    return headers, size
+
+
 class FrameParser:
     """
     Incremental parser for a stream: feed it bytes as they arrive and it
     returns the frames (and errors) completed so far.
+
+    The parser keeps at most one unfinished line (shorter than
+    C{max_line}) or one unfinished body (smaller than C{max_body}), plus
+    the headers of the frame being read.  Its work is linear in the bytes
+    received however they are split: it remembers how far it has searched
+    and never rescans a buffer from the start.
+
+    Most frames are read by a fast path that decodes a frame's whole head
+    at once; anything unusual (a bare LF, an error, a name or verb not seen
+    before) goes through a line-by-line path that gives the same result
+    and knows every error.
+
+    After an error that is not fatal the parser skips the rest of the bad
+    frame (its header lines, then its body if it had a valid C{Length}) and
+    carries on with the next one, so one bad request costs one error
+    reply.  Limits still apply to the skipped bytes.
     """
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
-        raise NotImplementedError
+        self._limits = limits
+        self._sizes = (
+            limits.max_line,
+            limits.max_headers,
+            limits.max_header_bytes,
+            limits.max_body,
+        )
+        # The fast path handles a head (command line and headers) that fits
+        # in this many bytes, which keeps it within every limit.
+        self._window = min(_FAST_WINDOW, limits.max_line, limits.max_header_bytes)
+        self._dead = False
+        # Parse one frame only and record where it ended (parse_datagram).
+        self._single = False
+        self._consumed = 0
+        # An unfinished line (never holding a LF), shorter than max_line.
+        self._partial = bytearray()
+        self._state = _COMMAND
+        # The frame being read, while _state is not _COMMAND.
+        self._verb = ""
+        self._tag = UNSOLICITED_TAG
+        self._argument = ""
+        self._headers: dict[str, str] = {}
+        self._length: int | None = None
+        self._headerCount = 0
+        self._headerBytes = 0
+        self._error: FrameError | None = None
+        # Body bytes still to come, and those already received.
+        self._need = 0
+        self._body = bytearray()
 
     @property
     def pending(self) -> bool:
@@ -159,7 +444,30 @@ class FrameParser:
         Whether part of a frame is buffered: a stream idle in this state is
         stuck mid-frame (say, a C{Length} that lies) and should time out.
         """
-        raise NotImplementedError
+        return self._state != _COMMAND or bool(self._partial)
+
+    def _buffered(self) -> int:
+        """
+        How many received bytes are held for frames not yet complete
+        (excluding the decoded headers): less than C{max_line} plus
+        C{max_body}, whatever was fed.
+        """
+        return len(self._partial) + len(self._body)
+
+    def _fatal(
+        self, out: list[Frame | FrameError], code: int, message: str, tag: str
+    ) -> list[Frame | FrameError]:
+        """
+        Give up on the stream: forget everything buffered, and return what
+        was parsed so far followed by the error.
+        """
+        self._dead = True
+        self._partial = bytearray()
+        self._body = bytearray()
+        self._headers = {}
+        self._state = _COMMAND
+        out.append(FrameError(code, message, tag, True))
+        return out
 
     def feed(self, data: bytes) -> list[Frame | FrameError]:
         """
@@ -167,7 +475,277 @@ class FrameParser:
         with a L{FrameError} in place of each invalid one.  After a fatal
         error the parser returns nothing more.
         """
-        raise NotImplementedError
+        if self._dead:
+            return []
+        if type(data) is not bytes:
+            data = bytes(data)
+        maxLine, maxHeaders, maxHeaderBytes, maxBody = self._sizes
+        state = self._state
+        partial = self._partial
+        if partial:
+            # Only a line can be unfinished.  Complete it from data without
+            # ever holding more than max_line bytes of it.
+            room = maxLine - len(partial)
+            if data.find(b"\n", 0, room) < 0:
+                if len(data) >= room:
+                    if state == _COMMAND:
+                        tag = _salvageTag(bytes(partial) + data[:room], False)
+                    else:
+                        tag = self._tag
+                    return self._fatal(
+                        [], 552, f"line longer than {maxLine} bytes", tag
+                    )
+                partial += data
+                return []
+            buf = bytes(partial) + data
+            partial.clear()
+        else:
+            buf = data
+
+        single = self._single
+        window = self._window
+        out: list[Frame | FrameError] = []
+        append = out.append
+        body = self._body
+        need = 0
+        if state != _COMMAND:
+            verb = self._verb
+            tag = self._tag
+            argument = self._argument
+            headers = self._headers
+            length = self._length
+            headerCount = self._headerCount
+            headerBytes = self._headerBytes
+            error = self._error
+            need = self._need
+
+        # The fast path's memory of its search for a blank line: where it
+        # found one, and up to where there is none.
+        blankAt = -1
+        clearTo = 0
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if state == _BODY:
+                available = end - pos
+                if available < need:
+                    if error is None:
+                        body += buf[pos:]
+                    need -= available
+                    pos = end
+                    break
+                stop = pos + need
+                if error is not None:
+                    append(error)
+                elif body:
+                    body += buf[pos:stop]
+                    append(Frame(verb, tag, argument, headers, bytes(body)))
+                    body.clear()
+                else:
+                    append(Frame(verb, tag, argument, headers, buf[pos:stop]))
+                pos = stop
+                state = _COMMAND
+                if single:
+                    break
+                continue
+
+            if state == _COMMAND:
+                # The fast path, for a CRLF frame whose whole head is in
+                # the buffer: find the blank line within a short window,
+                # decode the head once and split it.  Anything unusual is
+                # left to the line-by-line path below, which knows every
+                # error.  The search remembers what it found (and where
+                # there is nothing to find) so that no byte is searched
+                # twice, whatever the line endings.
+                limit = pos + window + 2
+                if blankAt < pos:
+                    blankAt = buf.find(
+                        b"\r\n\r\n", clearTo if clearTo > pos else pos, limit
+                    )
+                    clearTo = blankAt if blankAt >= 0 else limit - 3
+                if pos < blankAt <= limit - 4:
+                    try:
+                        head = buf[pos:blankAt].decode()
+                        command, _, section = head.partition("\r\n")
+                        verb, _, rest = command.partition(" ")
+                        tag, _, argument = rest.partition(" ")
+                        verb = _verbs[verb]
+                        if (
+                            len(tag) > 32
+                            or not tag.isalnum()
+                            or not tag.isascii()
+                            or "\r" in argument
+                            or "\n" in argument
+                        ):
+                            raise ValueError()
+                        if section:
+                            parsed = _headerSection(section, maxHeaders, maxBody)
+                            if parsed is None:
+                                raise ValueError()
+                            headers, length = parsed
+                        else:
+                            headers = {}
+                            length = 0
+                    except (ValueError, KeyError):
+                        # Also UnicodeDecodeError; KeyError is a verb not
+                        # seen before.
+                        pass
+                    else:
+                        if argument:
+                            argument = argument.strip(" \t")
+                        pos = blankAt + 4
+                        if length:
+                            state = _BODY
+                            need = length
+                            error = None
+                            continue
+                        append(Frame(verb, tag, argument, headers))
+                        if single:
+                            break
+                        continue
+
+            lf = buf.find(b"\n", pos, pos + maxLine)
+            if lf < 0:
+                if end - pos >= maxLine:
+                    if state == _COMMAND:
+                        tag = _salvageTag(buf[pos : pos + maxLine], False)
+                    return self._fatal(
+                        out, 552, f"line longer than {maxLine} bytes", tag
+                    )
+                break
+            stop = lf + 1
+            if lf > pos and buf[lf - 1] == 13:
+                lineEnd = lf - 1
+            else:
+                lineEnd = lf
+
+            if state == _COMMAND:
+                if lineEnd == pos:
+                    # A keep-alive, or someone pressing Enter in nc.
+                    pos = stop
+                    continue
+                # The fast path: single spaces, a known verb, a plain tag.
+                try:
+                    text = buf[pos:lineEnd].decode()
+                    verb, _, rest = text.partition(" ")
+                    tag, _, argument = rest.partition(" ")
+                    verb = _verbs.get(verb)
+                    if (
+                        verb is None
+                        or len(tag) > 32
+                        or not tag.isalnum()
+                        or not tag.isascii()
+                        or "\r" in argument
+                    ):
+                        raise ValueError()
+                except ValueError:
+                    # Also catches UnicodeDecodeError.
+                    command = _parseCommand(buf[pos:lineEnd])
+                    if command is None:
+                        pos = stop
+                        continue
+                    verb, tag, argument, error = command
+                else:
+                    error = None
+                    if argument:
+                        argument = argument.strip(" \t")
+                headers = {}
+                length = None
+                headerCount = 0
+                headerBytes = stop - pos
+                if headerBytes > maxHeaderBytes:
+                    return self._fatal(
+                        out,
+                        552,
+                        f"header section longer than {maxHeaderBytes} bytes",
+                        tag,
+                    )
+                state = _HEADERS
+                pos = stop
+                continue
+
+            # _HEADERS
+            if lineEnd == pos:
+                pos = stop
+                if length:
+                    state = _BODY
+                    need = length
+                    continue
+                state = _COMMAND
+                if error is None:
+                    append(Frame(verb, tag, argument, headers))
+                else:
+                    append(error)
+                if single:
+                    break
+                continue
+            headerCount += 1
+            headerBytes += stop - pos
+            if headerCount > maxHeaders:
+                return self._fatal(
+                    out, 552, f"more than {maxHeaders} header lines", tag
+                )
+            if headerBytes > maxHeaderBytes:
+                return self._fatal(
+                    out, 552, f"header section longer than {maxHeaderBytes} bytes", tag
+                )
+            first = buf[pos]
+            try:
+                if first == 32 or first == 9:
+                    raise ValueError()
+                name, colon, value = buf[pos:lineEnd].decode().partition(":")
+                canonical = _canonical(name)
+                if not colon or canonical is None:
+                    raise ValueError()
+            except ValueError:
+                # Also catches UnicodeDecodeError.
+                problem = _headerError(buf[pos:lineEnd], tag)
+                if problem.fatal:
+                    return self._fatal(out, problem.code, problem.message, tag)
+                if error is None:
+                    error = problem
+                pos = stop
+                continue
+            if canonical == "Length":
+                if length is not None:
+                    return self._fatal(out, 501, "duplicate header: Length", tag)
+                value = value.strip(" \t")
+                if not (value.isdigit() and value.isascii()):
+                    return self._fatal(out, 501, "Length must be digits", tag)
+                value = value.lstrip("0")
+                # Compare lengths first: int() refuses very long numbers.
+                if len(value) > len(str(maxBody)) or int(value or "0") > maxBody:
+                    return self._fatal(
+                        out, 552, f"Length is larger than {maxBody} bytes", tag
+                    )
+                length = int(value or "0")
+            elif canonical in headers:
+                if error is None:
+                    error = FrameError(501, f"duplicate header: {canonical}", tag)
+            elif "\r" in value:
+                if error is None:
+                    error = FrameError(501, "carriage return inside a header line", tag)
+            else:
+                headers[canonical] = value.strip(" \t")
+            pos = stop
+
+        if single:
+            self._consumed = pos
+        elif pos < end:
+            partial += buf[pos:]
+        self._state = state
+        if state != _COMMAND:
+            self._verb = verb
+            self._tag = tag
+            self._argument = argument
+            self._headers = headers
+            self._error = error
+            self._need = need
+            if state == _HEADERS:
+                self._length = length
+                self._headerCount = headerCount
+                self._headerBytes = headerBytes
+        return out
 
 
 def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
@@ -177,7 +755,37 @@ def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
 
     @raise FrameError: if it is not exactly one valid frame.
     """
-    raise NotImplementedError
+    data = bytes(data)
+    parser = FrameParser(limits)
+    parser._single = True
+    results = parser.feed(data)
+    if results:
+        first = results[0]
+        if isinstance(first, FrameError):
+            # A datagram is a frame on its own: nothing is lost with it.
+            raise FrameError(first.code, first.message, first.tag, False)
+        if parser._consumed != len(data):
+            raise FrameError(501, "Length does not match the datagram", first.tag)
+        return first
+    state = parser._state
+    if state == _COMMAND:
+        rest = data[parser._consumed :]
+        if rest.strip():
+            raise FrameError(
+                500,
+                "datagram has no line ending after the command line",
+                _salvageTag(rest, True),
+            )
+        raise FrameError(500, "empty datagram: expected a frame")
+    if parser._error is not None:
+        raise FrameError(
+            parser._error.code, parser._error.message, parser._error.tag, False
+        )
+    if state == _HEADERS:
+        raise FrameError(
+            501, "datagram has no blank line after the headers", parser._tag
+        )
+    raise FrameError(501, "Length does not match the datagram", parser._tag)
 
 
 def serialize(frame: Frame) -> bytes:
@@ -185,7 +793,48 @@ def serialize(frame: Frame) -> bytes:
     Encode a frame: command line, headers, C{Length} when there is a body,
     blank line, body.  Lines end with CRLF.
 
+    Header names are written in their canonical spelling; a C{Length} in
+    C{frame.headers} is ignored, since the body decides it.
+
     @raise ValueError: if a tag, name or value cannot be written (a line
         break in a value, say): a bug in the caller, never peer input.
     """
-    raise NotImplementedError
+    verb = frame.verb
+    tag = frame.tag
+    argument = frame.argument
+    body = frame.body
+    command = f"{verb} {tag}"
+    if _validVerbAndTag(command) is None:
+        if not isinstance(verb, str) or _validVerb(verb) is None:
+            raise ValueError(f"cannot write verb {verb!r}")
+        raise ValueError(f"cannot write tag {tag!r}")
+    if verb.isdigit() and (len(verb) != 3 or verb[0] not in "2345"):
+        raise ValueError(f"cannot write reply code {verb!r}")
+    lines = [f"{command} {argument}" if argument else command]
+    renamed = False
+    for name, value in frame.headers.items():
+        canonical = _canonicalNames.get(name) or _canonical(name)
+        if canonical is None:
+            raise ValueError(f"cannot write header name {name!r}")
+        if canonical == "Length":
+            continue
+        if canonical != name:
+            renamed = True
+        lines.append(f"{canonical}: {value}")
+    if renamed:
+        names = [line.partition(":")[0] for line in lines[1:]]
+        if len(set(names)) != len(names):
+            raise ValueError("two headers differ only in case")
+    if body:
+        lines.append(f"Length: {len(body)}")
+    lines.append("")
+    lines.append("")
+    head = "\r\n".join(lines)
+    # Each line ends with the one CRLF joined in: any other CR or LF came
+    # from an argument or a value.
+    breaks = len(lines) - 1
+    if head.count("\n") != breaks or head.count("\r") != breaks:
+        raise ValueError("a line break inside an argument or header value")
+    if body:
+        return head.encode() + body
+    return head.encode()

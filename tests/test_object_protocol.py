@@ -257,6 +257,7 @@ class ObjectProtocolTests(SynchronousTestCase):
             self.conn.ask("LIST", headers={"Owner": EDGAR}).headers["Count"], "5"
         )
         self.assertEqual(self.conn.ask("LIST", headers={"Limit": "-1"}).code, 501)
+        self.assertEqual(self.conn.ask("LIST", headers={"Start": "²"}).code, 501)
         self.assertEqual(self.conn.ask("LIST", headers={"Limit": "100000"}).code, 501)
 
     def test_pipelined_requests_echo_their_tags(self) -> None:

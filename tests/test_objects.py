@@ -65,7 +65,7 @@ class ObjectIdTests(SynchronousTestCase):
         self.assertEqual(parse_object_id("lost@lenore.org"), (None, "lost@lenore.org"))
 
     def test_bad_ids(self) -> None:
-        for bad in ["", "nonsense", "1.2.3", "17.abc.Edgar@poe.net", "x" * 600]:
+        for bad in ["", "nonsense", "1.2.3", "17.abc.Edgar@poe.net", "x" * 600, "1²"]:
             self.assertRaises(InvalidObjectId, parse_object_id, bad)
 
 

@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from fmtp.errors import AuthenticationFailed, InvalidObject, LoginRequired
 from fmtp.interfaces import IAccount, IProtocolPlugin
+from fmtp.objects import is_ascii_digits
 from fmtp.objectservice import DEFAULT_LIST_LIMIT, ObjectService
 from fmtp.protocols.framing import (
     Client,
@@ -41,7 +42,7 @@ def int_header(frame: Frame, name: str, default: int) -> int:
     value = frame.headers.get(name)
     if value is None:
         return default
-    if not value.isdigit() or len(value) > 12:
+    if not is_ascii_digits(value) or len(value) > 12:
         raise InvalidObject(f"{name} must be a whole number")
     return int(value)
 
