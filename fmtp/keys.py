@@ -497,12 +497,29 @@ def check_signature(
     The second half of verifying an object: check its signature C{info}
     against the C{keys} its domain publishes.
 
+    @param now: the current time, in seconds since the epoch.
+    @return: the key that verified the signature.
+    @raise BadSignature: if the key is revoked, expired or unknown, or the
+        signature does not verify.
+    """
+    data = signing_input(obj, info.domain, info.fingerprint, info.time)
+    return check_signed_bytes(data, info, keys, now)
+
+
+def check_signed_bytes(
+    data: bytes,
+    info: SignatureInfo,
+    keys: Iterable[DomainPublicKey],
+    now: float,
+) -> DomainPublicKey:
+    """
+    Check that C{info} signs C{data} with one of C{keys}: the one rule for
+    objects and handshakes alike.
+
     A revocation of the signing key wins over any record still publishing
     it, so that a domain can revoke a key before every cache has dropped
     the old record.
 
-    @param now: the current time, in seconds since the epoch.
-    @return: the key that verified the signature.
     @raise BadSignature: if the key is revoked, expired or unknown, or the
         signature does not verify.
     """
@@ -514,7 +531,6 @@ def check_signature(
     current = [key for key in matching if not key.expired(now)]
     if not current:
         raise BadSignature("key expired")
-    data = signing_input(obj, info.domain, info.fingerprint, info.time)
     for key in current:
         if key.verify(info.signature, data):
             return key
@@ -548,17 +564,24 @@ class DomainSigner:
         """
         return self._public_key
 
+    def sign_bytes(self, data: bytes, now: float) -> SignatureInfo:
+        """
+        Sign C{data} as this domain at time C{now}.  The caller must make
+        C{data} name its purpose, so that a signature made for one thing
+        (a handshake) can never pass for another (an object).
+        """
+        return SignatureInfo(
+            self.domain, self.fingerprint, int(now), self._private_key.sign(data)
+        )
+
     def sign_object(self, obj: FMTPObject, now: float) -> FMTPObject:
         """
         A copy of C{obj} signed by this domain at time C{now}, replacing any
         signature it had.  C{obj} itself is left alone: it may be the stored
         copy, or shared with another delivery.
         """
-        t = int(now)
-        data = signing_input(obj, self.domain, self.fingerprint, t)
-        info = SignatureInfo(
-            self.domain, self.fingerprint, t, self._private_key.sign(data)
-        )
+        data = signing_input(obj, self.domain, self.fingerprint, int(now))
+        info = self.sign_bytes(data, now)
         properties = dict(obj.properties)
         properties[SIGNATURE_PROPERTY] = format_signature(info)
         return dataclasses.replace(obj, properties=properties)

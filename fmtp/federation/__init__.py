@@ -1,0 +1,3 @@
+"""
+Server-to-server federation: the handshake, links, delivery and its queue.
+"""

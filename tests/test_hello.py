@@ -1,0 +1,130 @@
+"""
+Unit tests of the signed HELLO handshake, driven by a Clock.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmtp.errors import KeyLookupFailed
+from fmtp.federation.hello import HelloRefused, HelloVerifier, Peer, make_hello
+from fmtp.keys import (
+    DomainPublicKey,
+    DomainSigner,
+    StaticKeyVerifier,
+    format_key_record,
+    generate_private_key,
+)
+
+
+class FailingKeys:
+    def keys_for_domain(self, domain):
+        from twisted.internet.defer import fail
+
+        return fail(KeyLookupFailed())
+
+
+class HelloTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.poe = DomainSigner(generate_private_key(), "poe.net")
+        self.lenore = DomainSigner(generate_private_key(), "lenore.org")
+        self.keys = StaticKeyVerifier({}, self.clock)
+        self.keys.add_signer(self.poe)
+        self.keys.add_signer(self.lenore)
+        self.at_lenore = HelloVerifier(self.keys, self.clock, "lenore.org")
+        self.at_poe = HelloVerifier(self.keys, self.clock, "poe.net")
+
+    def verify(self, verifier, headers, in_reply_to=""):
+        return self.successResultOf(
+            Deferred.fromCoroutine(verifier.verify(headers, in_reply_to))
+        )
+
+    def refused(self, verifier, headers, in_reply_to="", kind=HelloRefused):
+        d = Deferred.fromCoroutine(verifier.verify(headers, in_reply_to))
+        return self.failureResultOf(d, kind).value
+
+    def test_handshake(self) -> None:
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        peer = self.verify(self.at_lenore, hello)
+        self.assertEqual(peer, Peer("poe.net", True, hello["Nonce"]))
+        answer = make_hello(
+            self.lenore, "poe.net", self.clock.seconds(), in_reply_to=peer.nonce
+        )
+        back = self.verify(self.at_poe, answer, in_reply_to=hello["Nonce"])
+        self.assertEqual((back.domain, back.verified), ("lenore.org", True))
+
+    def test_replay_refused(self) -> None:
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.verify(self.at_lenore, hello)
+        self.assertIn("replayed", self.refused(self.at_lenore, hello).message)
+
+    def test_outside_window(self) -> None:
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.clock.advance(301)
+        self.assertIn("window", self.refused(self.at_lenore, hello).message)
+        early = make_hello(self.poe, "lenore.org", self.clock.seconds() + 400)
+        self.assertIn("window", self.refused(self.at_lenore, early).message)
+
+    def test_misaddressed(self) -> None:
+        hello = make_hello(self.poe, "elsewhere.org", self.clock.seconds())
+        self.assertIn("addressed", self.refused(self.at_lenore, hello).message)
+
+    def test_forged_domain(self) -> None:
+        spoofer = DomainSigner(generate_private_key(), "poe.net")
+        hello = make_hello(spoofer, "lenore.org", self.clock.seconds())
+        self.assertIn("unknown key", self.refused(self.at_lenore, hello).message)
+
+    def test_tampered(self) -> None:
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        hello["Nonce"] = hello["Nonce"][::-1]
+        self.assertIn("verify", self.refused(self.at_lenore, hello).message)
+
+    def test_answer_must_name_our_nonce(self) -> None:
+        answer = make_hello(
+            self.lenore, "poe.net", self.clock.seconds(), in_reply_to="x" * 24
+        )
+        self.refused(self.at_poe, answer, in_reply_to="y" * 24)
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.refused(self.at_lenore, hello, in_reply_to="y" * 24)
+
+    def test_malformed(self) -> None:
+        good = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        for change in [
+            {"Domain": "bad domain"},
+            {"To": ""},
+            {"Nonce": "short"},
+            {"Nonce": "bad nonce with spaces!!"},
+            {"Signature": "v=1; nonsense"},
+        ]:
+            self.refused(self.at_lenore, {**good, **change})
+
+    def test_unsigned_only_from_keyless_domains(self) -> None:
+        unsigned = {"Domain": "keyless.example", "To": "lenore.org", "Nonce": "n" * 24}
+        peer = self.verify(self.at_lenore, unsigned)
+        self.assertEqual((peer.domain, peer.verified), ("keyless.example", False))
+        claimed = {**unsigned, "Domain": "poe.net"}
+        self.assertIn("must sign", self.refused(self.at_lenore, claimed).message)
+
+    def test_revoked_key(self) -> None:
+        revocation = DomainPublicKey.revocation("poe.net", self.poe.fingerprint)
+        self.keys.add_records("poe.net", [format_key_record(revocation)])
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.assertIn("revoked", self.refused(self.at_lenore, hello).message)
+
+    def test_dns_failure_is_temporary(self) -> None:
+        verifier = HelloVerifier(FailingKeys(), self.clock, "lenore.org")
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        error = self.refused(verifier, hello, kind=KeyLookupFailed)
+        self.assertEqual(error.code, 451)
+
+    def test_nonce_memory_is_bounded(self) -> None:
+        verifier = HelloVerifier(self.keys, self.clock, "lenore.org", max_nonces=10)
+        for _ in range(50):
+            self.verify(
+                verifier, make_hello(self.poe, "lenore.org", self.clock.seconds())
+            )
+        self.assertLessEqual(len(verifier._seen), 11)
