@@ -173,6 +173,16 @@ class IDomainSigner(Interface):
         @return: the L{fmtp.keys.DomainPublicKey} to publish in DNS.
         """
 
+    def sign_bytes(data, now):
+        """
+        Sign arbitrary bytes as this domain, for a handshake.  C{data} must
+        begin with a label naming its purpose, so that no signature made
+        for one purpose verifies for another.
+
+        @param now: the signing time, in seconds since the epoch.
+        @return: a L{fmtp.keys.SignatureInfo}.
+        """
+
     def sign_object(obj, now):
         """
         Sign an object as this domain.
@@ -226,4 +236,219 @@ class IProtocolPlugin(Interface):
         @param services: the L{fmtp.services.SharedServices} of this server.
         @return: a L{twisted.internet.protocol.DatagramProtocol}, or L{None}
             if the protocol is not offered over UDP.
+        """
+
+
+class IDeliveryStore(IObjectStore):
+    """
+    Durable storage for delivery: the outbound queue of objects waiting to
+    reach other domains, the inbox of objects waiting for local users to
+    fetch them, and the senders each user has approved.
+
+    It extends L{IObjectStore} because the objects it queues and files are
+    the store's objects: a queue row and an inbox entry name an object by
+    id, and C{get_object} fetches it.  As for every store, each method
+    returns a L{Deferred}, and one from a write fires only once the write
+    is durable: a 2xx reply to a sending client or server promises that the
+    object will be delivered or bounced, never lost (design decision 6).
+
+    Rules that tie the tables together:
+
+      - Deleting an object (C{delete_object}) cancels its queued
+        deliveries: there is nothing left to send.
+      - Deleting an object leaves its inbox entries: they still
+        de-duplicate replayed ids, but are not listed by C{inbox} or
+        C{held_senders} (nor counted by C{release_held} and C{drop_held}).
+      - Addresses (recipients, senders) are compared as given; callers
+        pass normalized addresses (L{fmtp.objects.normalize_address}).
+      - A C{limit} or C{since} that is not a non-negative L{int} fails with
+        L{ValueError}, as a listing page does.
+    """
+
+    def enqueue(obj, deliveries):
+        """
+        Store an object and queue its deliveries, in one durable step.
+
+        The sender's 2xx depends on both: an object stored without its
+        queue rows would never be sent, and queue rows without their object
+        could not be.  The object replaces any stored object of the same id
+        (as C{put_object} does), so that the signed copy is the one sent
+        even if an unsigned draft was stored first.  A delivery whose
+        C{(object_id, domain)} is already queued is ignored, keeping the
+        first row with its attempts and schedule: a client that repeats a
+        send after a lost reply does not reset the backoff.
+
+        @param obj: the L{fmtp.objects.FMTPObject} to send.
+        @param deliveries: a L{list} of L{fmtp.delivery.QueuedDelivery},
+            each with C{object_id} equal to C{obj.id}, at most one per
+            domain (a repeated domain keeps its first).
+        @return: a L{Deferred} that fires with L{None} once the object and
+            every new queue row are durable; or fails with L{ValueError}
+            (a delivery for another object), or as C{put_object} does, and
+            then nothing was stored.
+        """
+
+    def due_deliveries(now, limit):
+        """
+        The deliveries whose time has come, for the queue service to try.
+
+        @param now: the current time, in seconds since the epoch; a
+            delivery is due when its C{next_attempt <= now}.
+        @param limit: the largest number of deliveries to return, so that a
+            long queue is worked through in batches.
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.delivery.QueuedDelivery}, the longest overdue first
+            (ascending C{next_attempt}, ties by object id then domain).
+        """
+
+    def next_due_time():
+        """
+        When the next delivery falls due, so the queue service can sleep
+        until then instead of polling.
+
+        @return: a L{Deferred} that fires with the smallest C{next_attempt}
+            of the queue (possibly in the past), or L{None} if the queue is
+            empty.
+        """
+
+    def reschedule(object_id, domain, next_attempt, error):
+        """
+        Record a failed attempt: count it, keep why it failed, and set when
+        to try again.
+
+        The count and the error survive a restart, so backoff continues
+        where it was and a bounce can say what went wrong.
+
+        @param next_attempt: when to try next, in seconds since the epoch.
+        @param error: why the attempt failed (stored as C{last_error}).
+        @return: a L{Deferred} that fires with C{True} once the row is
+            updated (C{attempts} one more), or C{False} if no such delivery
+            is queued.
+        """
+
+    def finish_delivery(object_id, domain):
+        """
+        Remove a delivery from the queue: it was delivered, or bounced.
+
+        The object itself stays: it is the sender's copy.
+
+        @return: a L{Deferred} that fires with C{True} if a row was
+            removed, C{False} if there was none.
+        """
+
+    def queued_for(domain):
+        """
+        Every delivery queued for one domain, due or not.
+
+        When a link to a domain opens (the other server connected, or a
+        delivery just succeeded) its whole queue can be pushed at once,
+        rather than each item waiting out its backoff.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.delivery.QueuedDelivery}, oldest first (ascending
+            C{created}, ties by object id).
+        """
+
+    def deliver_local(recipient, obj, held):
+        """
+        File an inbound object in a local user's inbox, in one durable step
+        with storing the object.
+
+        The object is stored only if no object of its id exists: an
+        inbound copy never replaces what is already stored.  The inbox
+        entry records who the object is from (L{fmtp.delivery.sender_of})
+        for the confirm policy.
+
+        Delivery is idempotent per recipient, which is how replayed ids are
+        found: a second delivery of the same id to the same recipient
+        changes nothing (not even a deleted object is stored again) and
+        fires with L{None}, and the caller answers as for a duplicate.
+
+        @param recipient: the local address.
+        @param obj: the L{fmtp.objects.FMTPObject} delivered.
+        @param held: C{True} to hold the entry until the recipient approves
+            its sender (the C{confirm} policy): held entries are not listed
+            by C{inbox}.
+        @return: a L{Deferred} that fires with the entry's sequence number
+            (an L{int}, larger than any this store gave before, for any
+            recipient), or L{None} if the recipient already had this id;
+            or fails as C{put_object} does, and then nothing was stored.
+        """
+
+    def inbox(recipient, since, limit):
+        """
+        Page through a user's inbox, oldest first.
+
+        A device remembers the last sequence number it has seen and asks
+        for what came after; a second device asks from 0 and gets the
+        history.  Sequence numbers are never reused, so C{since} always
+        means the same place.
+
+        @param since: only entries with a larger sequence number (0 for
+            all).
+        @param limit: the largest number of entries to return.
+        @return: a L{Deferred} that fires with a L{list} of
+            C{(seq, FMTPObject)} in ascending C{seq}, without held entries
+            or entries whose object was deleted.
+        """
+
+    def held_senders(recipient):
+        """
+        Who has messages held for a user, so the user can be asked to
+        approve or refuse each sender (the C{confirm} policy).
+
+        @return: a L{Deferred} that fires with a L{list} of distinct sender
+            addresses, in the order of each one's first held entry.
+        """
+
+    def release_held(recipient, sender):
+        """
+        Un-hold every entry from C{sender}: they join the inbox in their
+        original order (their sequence numbers do not change).
+
+        A device that has already read past those numbers sees them with a
+        fresh read from 0, not with C{since}; new mail from an approved
+        sender is not held, so this happens only once per sender.
+
+        @return: a L{Deferred} that fires with the number of entries
+            released.
+        """
+
+    def drop_held(recipient, sender):
+        """
+        Remove every held entry from C{sender}: the user refused them.
+
+        The objects themselves stay in the store (another local recipient
+        may have them in its inbox); removing objects no one refers to any
+        more is a separate clean-up.
+
+        @return: a L{Deferred} that fires with the number of entries
+            dropped.
+        """
+
+    def has_object(object_id):
+        """
+        Whether an object of this id is stored, without reading it: a cheap
+        check for a receiver that de-duplicates ids, or a countersign that
+        asks whether this server sent an object.
+
+        @return: a L{Deferred} that fires with C{True} or C{False}.
+        """
+
+    def approve_sender(recipient, sender):
+        """
+        Add C{sender} to the senders C{recipient} has accepted, so later
+        messages from them are not held.  Approving twice changes nothing.
+
+        Kept apart from the user object's C{Whitelist}, which the user
+        writes and which would otherwise grow with every approval.
+
+        @return: a L{Deferred} that fires with L{None} once durable.
+        """
+
+    def is_approved(recipient, sender):
+        """
+        Whether C{recipient} has approved C{sender}.
+
+        @return: a L{Deferred} that fires with C{True} or C{False}.
         """

@@ -1,7 +1,8 @@
 """
-Tests for L{fmtp.store}: the conformance suite against every store, then
-what only the SQLite store does (durability, pragmas, schema versions,
-threads) and the choice of a store from a URL.
+Tests for L{fmtp.store}: the conformance suites (objects and accounts;
+delivery) against every store, then what only the SQLite store does
+(durability, pragmas, schema versions, threads) and the choice of a store
+from a URL.
 
 SQLite tests use real files in pytest's C{tmp_path}; nothing is mocked.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from delivery_conformance import LOST, T0, DeliveryConformance, message, queued
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_conformance import ALICE, BOB, StoreConformance, make
@@ -25,6 +27,7 @@ from fmtp.errors import AccountExists, StoreUnavailable
 from fmtp.objects import FMTPObject
 from fmtp.store import MemoryStore, SchemaTooNew, SQLiteStore, store_from_url
 from fmtp.store.sqlite import (
+    DUE_QUERY,
     SCHEMA_STEPS,
     SCHEMA_VERSION,
     _delete_object,
@@ -32,6 +35,7 @@ from fmtp.store.sqlite import (
     _list_objects,
     _object_row,
     _put_object,
+    inbox_query,
     listing_query,
     schema_version,
     transaction,
@@ -73,9 +77,36 @@ async def store(request, tmp_path):
     await s.close()
 
 
+@pytest_twisted.async_yield_fixture
+async def reopen(store):
+    """
+    A function that closes C{store} and opens its data again: the memory
+    store reopened (it keeps its data), or a new SQLite store on the same
+    file, as after a restart.  What it opens is closed after the test.
+    """
+    opened = []
+
+    async def reopen_store():
+        await store.close()
+        again = store if isinstance(store, MemoryStore) else SQLiteStore(store.path)
+        await again.open()
+        opened.append(again)
+        return again
+
+    yield reopen_store
+    for s in opened:
+        await s.close()
+
+
 class TestStoreConformance(StoreConformance):
     """
     The conformance suite, run against every store by the C{store} fixture.
+    """
+
+
+class TestDeliveryConformance(DeliveryConformance):
+    """
+    The delivery conformance suite, run against every store.
     """
 
 
@@ -224,7 +255,7 @@ async def test_wal_and_version_recorded_in_file(db_path: Path) -> None:
                 "SELECT name FROM sqlite_master WHERE type = 'table'"
             )
         }
-        assert {"objects", "accounts"} <= tables
+        assert {"objects", "accounts", "queue", "inbox", "approved_senders"} <= tables
     finally:
         conn.close()
 
@@ -289,6 +320,45 @@ async def test_upgrade_from_version_zero(db_path: Path, kind: str) -> None:
         assert await s.run_interaction(schema_version) == SCHEMA_VERSION
         await s.put_object(make(1))
         assert await s.get_object(make(1).id) == make(1)
+    finally:
+        await s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upgrade_from_version_one(db_path: Path) -> None:
+    """
+    A file written by an fmtp that knew schema version 1 only (objects and
+    accounts) is brought to version 2 on open, keeping what it held, and
+    the delivery tables work.
+    """
+    kept = make(1, body=b"kept", Subject="kept")
+    conn = connect(db_path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        assert upgrade_schema(conn, SCHEMA_STEPS[:1]) == 0
+        assert schema_version(conn) == 1
+        assert "queue" not in _tables(conn)
+        _put_object(conn, _object_row(kept))
+        conn.execute(
+            "INSERT INTO accounts (address, password_hash, created) "
+            "VALUES (?, 'hash-1', 0)",
+            (ALICE,),
+        )
+    finally:
+        conn.close()
+
+    s = SQLiteStore(db_path)
+    await s.open()
+    try:
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 2
+        assert await s.get_object(kept.id) == kept
+        assert await s.list_objects(0, 10) == [kept.summary()]
+        assert await s.get_password_hash(ALICE) == "hash-1"
+        # Objects stored before the upgrade can be queued and delivered.
+        await s.enqueue(kept, [queued(kept)])
+        assert await s.queued_for("lenore.org") == [queued(kept)]
+        seq = await s.deliver_local(LOST, kept, False)
+        assert await s.inbox(LOST, 0, 10) == [(seq, kept)]
     finally:
         await s.close()
 
@@ -409,6 +479,106 @@ async def test_listings_need_no_sort(
     assert "TEMP B-TREE" not in text
     if type is not None or owner is not None:
         assert "USING INDEX" in text
+
+
+@pytest.mark.parametrize("name", ["due", "inbox"])
+@pytest_twisted.ensureDeferred
+async def test_delivery_reads_need_no_sort(sqlite_store: SQLiteStore, name) -> None:
+    """
+    The queue service's batch and a device's inbox page are read in order
+    from an index, as listings are.
+    """
+    if name == "due":
+        query, params = DUE_QUERY, [T0, 10]
+    else:
+        query, params = inbox_query(LOST, 0, 10)
+
+    def plan(conn: sqlite3.Connection) -> str:
+        rows = conn.execute("EXPLAIN QUERY PLAN " + query, params).fetchall()
+        return "\n".join(row[-1] for row in rows)
+
+    text = await sqlite_store.run_interaction(plan)
+    assert "TEMP B-TREE" not in text
+    assert "USING INDEX" in text or "USING COVERING INDEX" in text
+
+
+def _refuse_inserts(path: Path, table: str) -> None:
+    """
+    Make every insert into C{table} fail, from another connection, so that
+    a write that puts rows in several tables fails after its first.
+    """
+    conn = connect(path)
+    try:
+        conn.execute(
+            f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    finally:
+        conn.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_enqueue_is_one_transaction(
+    sqlite_store: SQLiteStore, db_path: Path
+) -> None:
+    """
+    The object is written first; when the queue rows then fail, it is
+    rolled back with them.
+    """
+    obj = message(1)
+    _refuse_inserts(db_path, "queue")
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        await sqlite_store.enqueue(obj, [queued(obj)])
+    assert await sqlite_store.has_object(obj.id) is False
+    # Without deliveries there is nothing to refuse.
+    await sqlite_store.enqueue(obj, [])
+    assert await sqlite_store.has_object(obj.id) is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_deliver_local_is_one_transaction(
+    sqlite_store: SQLiteStore, db_path: Path
+) -> None:
+    """
+    The inbox entry is written first; when the object then fails, the
+    entry is rolled back, so a retry is not taken for a replay.
+    """
+    obj = message(1)
+    _refuse_inserts(db_path, "objects")
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        await sqlite_store.deliver_local(LOST, obj, False)
+    assert await sqlite_store.inbox(LOST, 0, 10) == []
+    conn = connect(db_path)
+    try:
+        conn.execute("DROP TRIGGER refuse_objects")
+    finally:
+        conn.close()
+    seq = await sqlite_store.deliver_local(LOST, obj, False)
+    assert await sqlite_store.inbox(LOST, 0, 10) == [(seq, obj)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_acknowledged_delivery_writes_are_visible_to_other_process(
+    sqlite_store: SQLiteStore, db_path: Path
+) -> None:
+    obj = message(1)
+    await sqlite_store.enqueue(obj, [queued(obj)])
+    seq = await sqlite_store.deliver_local(LOST, obj, True)
+    await sqlite_store.approve_sender(LOST, BOB)
+    conn = connect(db_path)
+    try:
+        assert conn.execute("SELECT id FROM objects").fetchall() == [(obj.id,)]
+        assert conn.execute(
+            "SELECT object_id, domain, recipients FROM queue"
+        ).fetchall() == [(obj.id, "lenore.org", f'["{LOST}"]')]
+        assert conn.execute(
+            "SELECT seq, recipient, object_id, sender, held FROM inbox"
+        ).fetchall() == [(seq, LOST, obj.id, "edgar@poe.net", 1)]
+        assert conn.execute("SELECT * FROM approved_senders").fetchall() == [
+            (LOST, BOB)
+        ]
+    finally:
+        conn.close()
 
 
 # Threads

@@ -6,6 +6,10 @@ and in C{fmtp adduser}, so that both processes find the same data and so
 that adding a backend adds a URL form rather than an option.  Every store
 provides L{fmtp.interfaces.IObjectStore} and L{fmtp.interfaces.IAccountStore}
 and must be opened (C{open()}) before use and closed (C{close()}) after.
+
+Every store also provides L{fmtp.interfaces.IDeliveryStore}, the outbound
+queue and the inboxes federation needs; its value type,
+L{QueuedDelivery}, lives in L{fmtp.delivery} and is re-exported here.
 """
 
 from __future__ import annotations
@@ -13,10 +17,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from fmtp.delivery import QueuedDelivery
 from fmtp.store.memory import MemoryStore
 from fmtp.store.sqlite import SchemaTooNew, SQLiteStore
 
-__all__ = ["MemoryStore", "SQLiteStore", "SchemaTooNew", "store_from_url"]
+__all__ = [
+    "MemoryStore",
+    "QueuedDelivery",
+    "SQLiteStore",
+    "SchemaTooNew",
+    "store_from_url",
+]
 
 ACCEPTED_FORMS = (
     "memory: (kept in memory, lost on exit), "

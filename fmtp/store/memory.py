@@ -3,21 +3,25 @@ A store that keeps everything in process memory.
 
 It exists for tests and for trying fmtp out (C{--store memory:}): nothing
 survives a restart.  It follows the same contract as the SQLite store,
-checked by the same conformance suite (C{tests/store_conformance.py}), so
-code tested against it behaves the same against a durable store.
+checked by the same conformance suites (C{tests/store_conformance.py},
+C{tests/delivery_conformance.py}), so code tested against it behaves the
+same against a durable store.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from fmtp.delivery import QueuedDelivery, sender_of
 from fmtp.errors import AccountExists, StoreUnavailable
-from fmtp.interfaces import IAccountStore, IObjectStore
+from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.objects import FMTPObject, ObjectSummary, owner_of
 
 
@@ -32,9 +36,37 @@ def check_page(start: object, limit: object) -> None:
 
     @raise ValueError: if C{start} or C{limit} is not a non-negative L{int}.
     """
-    for name, value in (("start", start), ("limit", limit)):
+    check_counts(start=start, limit=limit)
+
+
+def check_counts(**values: object) -> None:
+    """
+    Refuse any of the named values that is not a non-negative integer: the
+    rule of L{check_page}, for the other paging arguments (an inbox's
+    C{since}, a queue batch's C{limit}).
+
+    @raise ValueError: naming the first bad value.
+    """
+    for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+
+
+def check_deliveries(obj: FMTPObject, deliveries: list[QueuedDelivery]) -> None:
+    """
+    Refuse an C{enqueue} whose deliveries are not all for C{obj}: a queue
+    row for another id would send an object the caller did not mean to.
+
+    @raise ValueError: naming the first delivery that is not for C{obj}.
+    """
+    for delivery in deliveries:
+        if not isinstance(delivery, QueuedDelivery):
+            raise ValueError(f"not a QueuedDelivery: {delivery!r}")
+        if delivery.object_id != obj.id:
+            raise ValueError(
+                f"delivery to {delivery.domain} is for {delivery.object_id!r}, "
+                f"not for the object enqueued, {obj.id!r}"
+            )
 
 
 def copy_object(obj: FMTPObject) -> FMTPObject:
@@ -62,10 +94,22 @@ class _Stored:
         self.summary = obj.summary()
 
 
-@implementer(IObjectStore, IAccountStore)
+@dataclass(slots=True)
+class _InboxEntry:
+    """
+    One inbox entry as the memory store holds it; its recipient and
+    sequence number are the keys it is filed under.
+    """
+
+    object_id: str
+    sender: str
+    held: bool
+
+
+@implementer(IObjectStore, IAccountStore, IDeliveryStore)
 class MemoryStore:
     """
-    L{IObjectStore} and L{IAccountStore} in a pair of dicts.
+    L{IObjectStore}, L{IAccountStore} and L{IDeliveryStore} in dicts.
 
     Every method returns an already-fired L{Deferred}, which is allowed by
     the interfaces and keeps tests that use this store deterministic.
@@ -79,6 +123,10 @@ class MemoryStore:
     moves it to the end, exactly as "first stored" means in the SQLite
     store.
 
+    Each call runs to completion before it returns, and checks everything
+    that can fail before it changes anything, so the writes that the SQLite
+    store makes in one transaction are atomic here too.
+
     The store needs no L{open} (there is nothing to prepare) but honours
     L{close}: afterwards every call fails with L{StoreUnavailable}, so a
     test catches code that keeps using a store the server has shut down.
@@ -88,6 +136,14 @@ class MemoryStore:
     def __init__(self) -> None:
         self._objects: dict[str, _Stored] = {}
         self._accounts: dict[str, str] = {}
+        # Delivery: the queue by (object id, domain); each recipient's
+        # inbox by sequence number, in ascending order because numbers only
+        # grow; and the approved (recipient, sender) pairs.
+        self._queue: dict[tuple[str, str], QueuedDelivery] = {}
+        self._inboxes: dict[str, dict[int, _InboxEntry]] = {}
+        self._inbox_seqs: dict[tuple[str, str], int] = {}
+        self._last_seq = 0
+        self._approved: set[tuple[str, str]] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -136,7 +192,13 @@ class MemoryStore:
         return self._call(self._delete, object_id)
 
     def _delete(self, object_id: str) -> bool:
-        return self._objects.pop(object_id, None) is not None
+        if self._objects.pop(object_id, None) is None:
+            return False
+        # Deleting an object cancels its deliveries; its inbox entries stay
+        # (see IDeliveryStore).
+        for key in [key for key in self._queue if key[0] == object_id]:
+            del self._queue[key]
+        return True
 
     def list_objects(
         self,
@@ -189,3 +251,163 @@ class MemoryStore:
 
     def get_password_hash(self, address: str) -> Deferred[str | None]:
         return self._call(self._accounts.get, address)
+
+    # IDeliveryStore: the outbound queue
+
+    def enqueue(
+        self, obj: FMTPObject, deliveries: list[QueuedDelivery]
+    ) -> Deferred[None]:
+        return self._call(self._enqueue, obj, deliveries)
+
+    def _enqueue(self, obj: FMTPObject, deliveries: list[QueuedDelivery]) -> None:
+        stored = _Stored(copy_object(obj))
+        check_deliveries(obj, deliveries)
+        self._objects[obj.id] = stored
+        for delivery in deliveries:
+            self._queue.setdefault((delivery.object_id, delivery.domain), delivery)
+
+    def due_deliveries(self, now: float, limit: int) -> Deferred[list[QueuedDelivery]]:
+        return self._call(self._due, now, limit)
+
+    def _due(self, now: float, limit: int) -> list[QueuedDelivery]:
+        check_counts(limit=limit)
+        due = [d for d in self._queue.values() if d.next_attempt <= now]
+        due.sort(key=lambda d: (d.next_attempt, d.object_id, d.domain))
+        return due[:limit]
+
+    def next_due_time(self) -> Deferred[float | None]:
+        return self._call(self._next_due_time)
+
+    def _next_due_time(self) -> float | None:
+        return min((d.next_attempt for d in self._queue.values()), default=None)
+
+    def reschedule(
+        self, object_id: str, domain: str, next_attempt: float, error: str
+    ) -> Deferred[bool]:
+        return self._call(self._reschedule, object_id, domain, next_attempt, error)
+
+    def _reschedule(
+        self, object_id: str, domain: str, next_attempt: float, error: str
+    ) -> bool:
+        key = (object_id, domain)
+        delivery = self._queue.get(key)
+        if delivery is None:
+            return False
+        self._queue[key] = replace(
+            delivery,
+            attempts=delivery.attempts + 1,
+            next_attempt=next_attempt,
+            last_error=error,
+        )
+        return True
+
+    def finish_delivery(self, object_id: str, domain: str) -> Deferred[bool]:
+        return self._call(self._finish_delivery, object_id, domain)
+
+    def _finish_delivery(self, object_id: str, domain: str) -> bool:
+        return self._queue.pop((object_id, domain), None) is not None
+
+    def queued_for(self, domain: str) -> Deferred[list[QueuedDelivery]]:
+        return self._call(self._queued_for, domain)
+
+    def _queued_for(self, domain: str) -> list[QueuedDelivery]:
+        queued = [d for d in self._queue.values() if d.domain == domain]
+        queued.sort(key=lambda d: (d.created, d.object_id))
+        return queued
+
+    # IDeliveryStore: inboxes
+
+    def deliver_local(
+        self, recipient: str, obj: FMTPObject, held: bool
+    ) -> Deferred[int | None]:
+        return self._call(self._deliver_local, recipient, obj, held)
+
+    def _deliver_local(self, recipient: str, obj: FMTPObject, held: bool) -> int | None:
+        stored = _Stored(copy_object(obj))
+        sender = sender_of(obj)
+        if (recipient, obj.id) in self._inbox_seqs:
+            return None
+        self._objects.setdefault(obj.id, stored)
+        self._last_seq += 1
+        seq = self._last_seq
+        self._inbox_seqs[recipient, obj.id] = seq
+        entry = _InboxEntry(obj.id, sender, bool(held))
+        self._inboxes.setdefault(recipient, {})[seq] = entry
+        return seq
+
+    def _visible(self, recipient: str, held: bool) -> Iterator[tuple[int, _InboxEntry]]:
+        """
+        A recipient's entries with the given held flag whose object is
+        still stored, in ascending sequence order.
+        """
+        for seq, entry in self._inboxes.get(recipient, {}).items():
+            if entry.held == held and entry.object_id in self._objects:
+                yield seq, entry
+
+    def inbox(
+        self, recipient: str, since: int, limit: int
+    ) -> Deferred[list[tuple[int, FMTPObject]]]:
+        return self._call(self._inbox, recipient, since, limit)
+
+    def _inbox(
+        self, recipient: str, since: int, limit: int
+    ) -> list[tuple[int, FMTPObject]]:
+        check_counts(since=since, limit=limit)
+        entries = (
+            (seq, entry)
+            for seq, entry in self._visible(recipient, False)
+            if seq > since
+        )
+        return [
+            (seq, copy_object(self._objects[entry.object_id].obj))
+            for seq, entry in islice(entries, min(limit, sys.maxsize))
+        ]
+
+    def held_senders(self, recipient: str) -> Deferred[list[str]]:
+        return self._call(self._held_senders, recipient)
+
+    def _held_senders(self, recipient: str) -> list[str]:
+        # A dict keeps each sender once, at its first held entry.
+        senders = {entry.sender: None for _, entry in self._visible(recipient, True)}
+        return list(senders)
+
+    def release_held(self, recipient: str, sender: str) -> Deferred[int]:
+        return self._call(self._release_held, recipient, sender)
+
+    def _release_held(self, recipient: str, sender: str) -> int:
+        count = self._count_held(recipient, sender)
+        for entry in self._inboxes.get(recipient, {}).values():
+            if entry.held and entry.sender == sender:
+                entry.held = False
+        return count
+
+    def drop_held(self, recipient: str, sender: str) -> Deferred[int]:
+        return self._call(self._drop_held, recipient, sender)
+
+    def _drop_held(self, recipient: str, sender: str) -> int:
+        count = self._count_held(recipient, sender)
+        entries = self._inboxes.get(recipient, {})
+        for seq, entry in list(entries.items()):
+            if entry.held and entry.sender == sender:
+                del entries[seq]
+                del self._inbox_seqs[recipient, entry.object_id]
+        return count
+
+    def _count_held(self, recipient: str, sender: str) -> int:
+        """
+        How many held entries from C{sender} are visible: what
+        L{release_held} and L{drop_held} report, though they act on the
+        invisible ones (whose object was deleted) too.
+        """
+        return sum(1 for _, e in self._visible(recipient, True) if e.sender == sender)
+
+    def has_object(self, object_id: str) -> Deferred[bool]:
+        return self._call(self._objects.__contains__, object_id)
+
+    # IDeliveryStore: approved senders
+
+    def approve_sender(self, recipient: str, sender: str) -> Deferred[None]:
+        return self._call(self._approved.add, (recipient, sender))
+
+    def is_approved(self, recipient: str, sender: str) -> Deferred[bool]:
+        return self._call(self._approved.__contains__, (recipient, sender))

@@ -38,10 +38,11 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from fmtp.delivery import QueuedDelivery, sender_of
 from fmtp.errors import AccountExists, StoreUnavailable
-from fmtp.interfaces import IAccountStore, IObjectStore
+from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.objects import FMTPObject, ObjectSummary, owner_of
-from fmtp.store.memory import check_page
+from fmtp.store.memory import check_counts, check_deliveries, check_page
 
 _T = TypeVar("_T")
 
@@ -154,9 +155,68 @@ def _v1_objects_and_accounts(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2_delivery(conn: sqlite3.Connection) -> None:
+    """
+    Version 2: the outbound queue, inboxes and approved senders
+    (L{fmtp.interfaces.IDeliveryStore}).
+
+    C{queue} has one row per object and destination domain; the object
+    itself stays in C{objects}.  Its recipients are a JSON list, since they
+    are only ever read together.  C{queue_due} serves both the due batch
+    and the earliest due time in order, with no sort (its tail is the tie
+    order); C{queue_domain} serves a domain's whole queue, oldest first.
+
+    C{inbox.seq} is the order of arrival and the device's paging cursor;
+    C{AUTOINCREMENT} makes it grow across recipients and never reuse the
+    number of a dropped entry, so a cursor always means the same place.
+    C{sender} is copied from the object (L{fmtp.delivery.sender_of}) so the
+    confirm policy's per-sender questions need no JSON decoding.  There is
+    no foreign key to C{objects}: an entry outlives a deleted object, to
+    keep de-duplicating its id.  C{inbox_recipient_held_seq} reads a
+    user's unheld (or held) entries in order straight from the index.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE queue (
+                object_id TEXT NOT NULL,
+                domain TEXT NOT NULL,
+                recipients TEXT NOT NULL,
+                created REAL NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_attempt REAL NOT NULL,
+                last_error TEXT,
+                PRIMARY KEY (object_id, domain)
+            )
+            """,
+            "CREATE INDEX queue_due ON queue (next_attempt, object_id, domain)",
+            "CREATE INDEX queue_domain ON queue (domain, created, object_id)",
+            """
+            CREATE TABLE inbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                recipient TEXT NOT NULL,
+                object_id TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                held INTEGER NOT NULL CHECK (held IN (0, 1)),
+                UNIQUE (recipient, object_id)
+            )
+            """,
+            "CREATE INDEX inbox_recipient_held_seq ON inbox (recipient, held, seq)",
+            """
+            CREATE TABLE approved_senders (
+                recipient TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                PRIMARY KEY (recipient, sender)
+            )
+            """,
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
-SCHEMA_STEPS: Sequence[SchemaStep] = (_v1_objects_and_accounts,)
+SCHEMA_STEPS: Sequence[SchemaStep] = (_v1_objects_and_accounts, _v2_delivery)
 
 #: The schema version this code writes.
 SCHEMA_VERSION = len(SCHEMA_STEPS)
@@ -268,8 +328,14 @@ def _get_object(conn: sqlite3.Connection, object_id: str) -> FMTPObject | None:
 
 
 def _delete_object(conn: sqlite3.Connection, object_id: str) -> bool:
-    cursor = conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
-    return cursor.rowcount > 0
+    # Deleting an object cancels its deliveries; its inbox entries stay
+    # (see IDeliveryStore).
+    with transaction(conn):
+        cursor = conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+        if cursor.rowcount == 0:
+            return False
+        conn.execute("DELETE FROM queue WHERE object_id = ?", (object_id,))
+        return True
 
 
 def listing_query(
@@ -339,6 +405,249 @@ def _get_password_hash(conn: sqlite3.Connection, address: str) -> str | None:
     return None if row is None else row[0]
 
 
+# Delivery: the outbound queue
+
+_QUEUE_COLUMNS = (
+    "object_id, domain, recipients, created, attempts, next_attempt, last_error"
+)
+
+
+def _queue_row(delivery: QueuedDelivery) -> tuple[Any, ...]:
+    """
+    The C{queue} row for C{delivery}, computed on the caller's thread as
+    L{_object_row} is.
+    """
+    return (
+        delivery.object_id,
+        delivery.domain,
+        json.dumps(list(delivery.recipients), separators=(",", ":")),
+        float(delivery.created),
+        int(delivery.attempts),
+        float(delivery.next_attempt),
+        delivery.last_error,
+    )
+
+
+def _delivery(row: Sequence[Any]) -> QueuedDelivery:
+    object_id, domain, recipients, created, attempts, next_attempt, last_error = row
+    return QueuedDelivery(
+        object_id,
+        domain,
+        tuple(json.loads(recipients)),
+        float(created),
+        int(attempts),
+        float(next_attempt),
+        last_error,
+    )
+
+
+def _enqueue(
+    conn: sqlite3.Connection,
+    object_row: tuple[Any, ...],
+    queue_rows: list[tuple[Any, ...]],
+) -> None:
+    with transaction(conn):
+        _put_object(conn, object_row)
+        # DO NOTHING keeps the first row of a delivery queued twice, with
+        # its attempts and schedule.
+        conn.executemany(
+            f"""
+            INSERT INTO queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (object_id, domain) DO NOTHING
+            """,
+            queue_rows,
+        )
+
+
+#: The due batch: read in order from C{queue_due}, with no sort.
+DUE_QUERY = f"""
+    SELECT {_QUEUE_COLUMNS} FROM queue WHERE next_attempt <= ?
+    ORDER BY next_attempt, object_id, domain LIMIT ?
+"""
+
+
+def _due_deliveries(
+    conn: sqlite3.Connection, now: float, limit: int
+) -> list[QueuedDelivery]:
+    params = (now, min(limit, _MAX_SQLITE_INT))
+    return [_delivery(row) for row in conn.execute(DUE_QUERY, params)]
+
+
+def _next_due_time(conn: sqlite3.Connection) -> float | None:
+    (when,) = conn.execute("SELECT min(next_attempt) FROM queue").fetchone()
+    return None if when is None else float(when)
+
+
+def _reschedule(
+    conn: sqlite3.Connection,
+    object_id: str,
+    domain: str,
+    next_attempt: float,
+    error: str,
+) -> bool:
+    cursor = conn.execute(
+        """
+        UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_error = ?
+        WHERE object_id = ? AND domain = ?
+        """,
+        (next_attempt, error, object_id, domain),
+    )
+    return cursor.rowcount > 0
+
+
+def _finish_delivery(conn: sqlite3.Connection, object_id: str, domain: str) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM queue WHERE object_id = ? AND domain = ?", (object_id, domain)
+    )
+    return cursor.rowcount > 0
+
+
+def _queued_for(conn: sqlite3.Connection, domain: str) -> list[QueuedDelivery]:
+    return [
+        _delivery(row)
+        for row in conn.execute(
+            f"""
+            SELECT {_QUEUE_COLUMNS} FROM queue WHERE domain = ?
+            ORDER BY created, object_id
+            """,
+            (domain,),
+        )
+    ]
+
+
+# Delivery: inboxes and approved senders
+
+
+def _deliver_local(
+    conn: sqlite3.Connection,
+    recipient: str,
+    object_row: tuple[Any, ...],
+    sender: str,
+    held: bool,
+) -> int | None:
+    object_id = object_row[0]
+    with transaction(conn):
+        cursor = conn.execute(
+            """
+            INSERT INTO inbox (recipient, object_id, sender, held)
+            VALUES (?, ?, ?, ?)
+            ON CONFLICT (recipient, object_id) DO NOTHING
+            """,
+            (recipient, object_id, sender, 1 if held else 0),
+        )
+        if cursor.rowcount == 0:
+            # A replay: change nothing, not even a deleted object.
+            return None
+        seq = cursor.lastrowid
+        conn.execute(
+            """
+            INSERT INTO objects (id, type, owner, public, digest, properties, body)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (id) DO NOTHING
+            """,
+            object_row,
+        )
+    return seq
+
+
+def inbox_query(recipient: str, since: int, limit: int) -> tuple[str, list[Any]]:
+    """
+    The SQL and parameters of an C{inbox} call.
+
+    The join drops entries whose object was deleted; C{held = 0} is a
+    literal so that SQLite plans with it.
+    """
+    return (
+        """
+        SELECT inbox.seq, objects.id, objects.type, objects.properties, objects.body
+        FROM inbox JOIN objects ON objects.id = inbox.object_id
+        WHERE inbox.recipient = ? AND inbox.held = 0 AND inbox.seq > ?
+        ORDER BY inbox.seq LIMIT ?
+        """,
+        [recipient, min(since, _MAX_SQLITE_INT), min(limit, _MAX_SQLITE_INT)],
+    )
+
+
+def _inbox(
+    conn: sqlite3.Connection, query: str, params: list[Any]
+) -> list[tuple[int, FMTPObject]]:
+    return [
+        (seq, FMTPObject(object_id, object_type, json.loads(properties), bytes(body)))
+        for seq, object_id, object_type, properties, body in conn.execute(query, params)
+    ]
+
+
+def _held_senders(conn: sqlite3.Connection, recipient: str) -> list[str]:
+    return [
+        sender
+        for (sender,) in conn.execute(
+            """
+            SELECT inbox.sender FROM inbox JOIN objects ON objects.id = inbox.object_id
+            WHERE inbox.recipient = ? AND inbox.held = 1
+            GROUP BY inbox.sender ORDER BY min(inbox.seq)
+            """,
+            (recipient,),
+        )
+    ]
+
+
+def _count_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
+    """
+    How many held entries from C{sender} are visible: what L{_release_held}
+    and L{_drop_held} report, though they act on the invisible ones (whose
+    object was deleted) too.
+    """
+    (count,) = conn.execute(
+        """
+        SELECT count(*) FROM inbox JOIN objects ON objects.id = inbox.object_id
+        WHERE inbox.recipient = ? AND inbox.held = 1 AND inbox.sender = ?
+        """,
+        (recipient, sender),
+    ).fetchone()
+    return int(count)
+
+
+def _release_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
+    with transaction(conn):
+        count = _count_held(conn, recipient, sender)
+        conn.execute(
+            "UPDATE inbox SET held = 0 WHERE recipient = ? AND held = 1 AND sender = ?",
+            (recipient, sender),
+        )
+    return count
+
+
+def _drop_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
+    with transaction(conn):
+        count = _count_held(conn, recipient, sender)
+        conn.execute(
+            "DELETE FROM inbox WHERE recipient = ? AND held = 1 AND sender = ?",
+            (recipient, sender),
+        )
+    return count
+
+
+def _has_object(conn: sqlite3.Connection, object_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM objects WHERE id = ?", (object_id,)).fetchone()
+    return row is not None
+
+
+def _approve_sender(conn: sqlite3.Connection, recipient: str, sender: str) -> None:
+    conn.execute(
+        "INSERT INTO approved_senders (recipient, sender) VALUES (?, ?) "
+        "ON CONFLICT (recipient, sender) DO NOTHING",
+        (recipient, sender),
+    )
+
+
+def _is_approved(conn: sqlite3.Connection, recipient: str, sender: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM approved_senders WHERE recipient = ? AND sender = ?",
+        (recipient, sender),
+    ).fetchone()
+    return row is not None
+
+
 class _State(enum.Enum):
     NEW = "new"
     OPENING = "opening"
@@ -347,10 +656,11 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@implementer(IObjectStore, IAccountStore)
+@implementer(IObjectStore, IAccountStore, IDeliveryStore)
 class SQLiteStore:
     """
-    L{IObjectStore} and L{IAccountStore} in an SQLite file.
+    L{IObjectStore}, L{IAccountStore} and L{IDeliveryStore} in an SQLite
+    file.
 
     All SQLite work runs on one thread of a private L{ThreadPool}
     (C{min = max = 1}), started by L{open} and stopped by L{close}, with
@@ -360,9 +670,11 @@ class SQLiteStore:
     sees it.  The connection's C{check_same_thread} is left on, so a bug
     that touched it from elsewhere fails loudly.
 
-    Each write is one statement in autocommit mode, with
-    C{synchronous=FULL}: when its L{Deferred} fires the row is on disk,
-    which is what the interface requires before a 2xx reply.
+    Each write is one statement in autocommit mode, or one L{transaction}
+    when it takes several (C{enqueue}, C{deliver_local}, C{delete_object},
+    C{release_held}, C{drop_held}), with C{synchronous=FULL}: when its
+    L{Deferred} fires the rows are on disk, which is what the interfaces
+    require before a 2xx reply.
 
     A L{sqlite3.OperationalError} after opening (disk full, disk I/O error,
     the file locked by another process for longer than the busy timeout)
@@ -698,3 +1010,81 @@ class SQLiteStore:
 
     def get_password_hash(self, address: str) -> Deferred[str | None]:
         return self.run_interaction(_get_password_hash, address)
+
+    # IDeliveryStore: the outbound queue
+
+    def enqueue(
+        self, obj: FMTPObject, deliveries: list[QueuedDelivery]
+    ) -> Deferred[None]:
+        try:
+            object_row = _object_row(obj)
+            check_deliveries(obj, deliveries)
+            queue_rows = [_queue_row(delivery) for delivery in deliveries]
+        except Exception as e:
+            return fail(e)
+        return self.run_interaction(_enqueue, object_row, queue_rows)
+
+    def due_deliveries(self, now: float, limit: int) -> Deferred[list[QueuedDelivery]]:
+        try:
+            check_counts(limit=limit)
+        except ValueError as e:
+            return fail(e)
+        return self.run_interaction(_due_deliveries, now, limit)
+
+    def next_due_time(self) -> Deferred[float | None]:
+        return self.run_interaction(_next_due_time)
+
+    def reschedule(
+        self, object_id: str, domain: str, next_attempt: float, error: str
+    ) -> Deferred[bool]:
+        return self.run_interaction(_reschedule, object_id, domain, next_attempt, error)
+
+    def finish_delivery(self, object_id: str, domain: str) -> Deferred[bool]:
+        return self.run_interaction(_finish_delivery, object_id, domain)
+
+    def queued_for(self, domain: str) -> Deferred[list[QueuedDelivery]]:
+        return self.run_interaction(_queued_for, domain)
+
+    # IDeliveryStore: inboxes
+
+    def deliver_local(
+        self, recipient: str, obj: FMTPObject, held: bool
+    ) -> Deferred[int | None]:
+        try:
+            object_row = _object_row(obj)
+            sender = sender_of(obj)
+        except Exception as e:
+            return fail(e)
+        return self.run_interaction(
+            _deliver_local, recipient, object_row, sender, bool(held)
+        )
+
+    def inbox(
+        self, recipient: str, since: int, limit: int
+    ) -> Deferred[list[tuple[int, FMTPObject]]]:
+        try:
+            check_counts(since=since, limit=limit)
+        except ValueError as e:
+            return fail(e)
+        query, params = inbox_query(recipient, since, limit)
+        return self.run_interaction(_inbox, query, params)
+
+    def held_senders(self, recipient: str) -> Deferred[list[str]]:
+        return self.run_interaction(_held_senders, recipient)
+
+    def release_held(self, recipient: str, sender: str) -> Deferred[int]:
+        return self.run_interaction(_release_held, recipient, sender)
+
+    def drop_held(self, recipient: str, sender: str) -> Deferred[int]:
+        return self.run_interaction(_drop_held, recipient, sender)
+
+    def has_object(self, object_id: str) -> Deferred[bool]:
+        return self.run_interaction(_has_object, object_id)
+
+    # IDeliveryStore: approved senders
+
+    def approve_sender(self, recipient: str, sender: str) -> Deferred[None]:
+        return self.run_interaction(_approve_sender, recipient, sender)
+
+    def is_approved(self, recipient: str, sender: str) -> Deferred[bool]:
+        return self.run_interaction(_is_approved, recipient, sender)

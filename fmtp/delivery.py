@@ -1,0 +1,84 @@
+"""
+Values shared by the delivery store (L{fmtp.interfaces.IDeliveryStore}) and
+the code that delivers: a queued outbound delivery, and who an inbound
+object is from.
+
+They live in their own small module, not in L{fmtp.store}, so that the
+federation code can name them without importing every store backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fmtp.errors import InvalidAddress
+from fmtp.objects import FMTPObject, normalize_address, owner_of
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedDelivery:
+    """
+    One object waiting to be delivered to one destination domain.
+
+    A message to several domains is several deliveries, one per domain, so
+    that each domain is retried, delivered and bounced on its own.  The
+    object itself is in the store's objects; this row names it by id.
+
+    @ivar object_id: the id of the object to deliver.
+    @ivar domain: the destination domain (IDNA A-label).
+    @ivar recipients: the addresses at C{domain} to deliver to, as a
+        L{tuple} (a list given is turned into one, so values stay
+        hashable and compare equal whatever the caller passed).
+    @ivar created: when the delivery was first queued, in seconds since
+        the epoch: what the bounce-after-N-days rule measures from.
+    @ivar attempts: how many attempts have failed so far.
+    @ivar next_attempt: when to try next, in seconds since the epoch.
+    @ivar last_error: why the last attempt failed, or L{None} before any.
+    """
+
+    object_id: str
+    domain: str
+    recipients: tuple[str, ...]
+    created: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recipients, str):
+            # tuple("a@b") would silently make a tuple of characters.
+            raise TypeError("recipients must be a sequence of addresses, not a str")
+        if not isinstance(self.recipients, tuple):
+            object.__setattr__(self, "recipients", tuple(self.recipients))
+
+    @classmethod
+    def new(
+        cls, object_id: str, domain: str, recipients: Iterable[str], now: float
+    ) -> QueuedDelivery:
+        """
+        A delivery queued at C{now}, to be tried at once, with no attempt
+        made yet.
+        """
+        return cls(object_id, domain, tuple(recipients), now, 0, now, None)
+
+
+def sender_of(obj: FMTPObject) -> str:
+    """
+    The address an inbound object is from, as the confirm policy counts
+    senders: its C{From} property in normal form, or, if it has none or
+    one that does not parse, the address that owns its id.
+
+    The same rule picks the domain that must have signed the object
+    (L{fmtp.keys.sender_domain}), except that an object with an unparsable
+    C{From} fails verification there and never reaches a store.
+
+    @raise fmtp.errors.InvalidObjectId: if the id names no owner either.
+    """
+    sender = obj.properties.get("From")
+    if sender is not None:
+        try:
+            return normalize_address(sender)
+        except InvalidAddress:
+            pass
+    return owner_of(obj.id)

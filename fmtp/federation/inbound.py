@@ -1,0 +1,222 @@
+"""
+Receiving a message from another domain: every check between "a peer
+handed us an object" and "it is in the recipient's inbox".
+
+In order: the recipients must be ours (no open relay) and named by the
+message itself (no replay to other recipients); the origin domain must
+prove the message (its signature against its DNS key, or, for a domain
+that publishes no key, a countersign); the signature must be recent; an
+id already filed is acknowledged again without filing twice; a reply's
+C{Parent-Digest} must match the parent held here; then each recipient's
+policy decides.  Protocols only frame: the rules live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+
+from fmtp.errors import (
+    BadSignature,
+    FMTPError,
+    InvalidAddress,
+    NoKeyPublished,
+)
+from fmtp.interfaces import IDeliveryStore, IKeyVerifier
+from fmtp.keys import signature_of
+from fmtp.objects import FMTPObject, domain_of, normalize_address
+from fmtp.policy import Decision, decide, format_refusal
+
+#: How old a signature may be when it arrives: the sender's queue retries
+#: for up to five days, and a little more covers clock skew.
+MAX_SIGNATURE_AGE = 6 * 86400.0
+#: How far in the future a signature's time may be (clock skew).
+MAX_CLOCK_SKEW = 300.0
+
+Countersign = Callable[[str, FMTPObject], Awaitable[bool]]
+
+
+class DeliveryRefused(FMTPError):
+    code = 554
+    default_message = "delivery refused"
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """
+    The outcome for one recipient: a reply code and why.
+    """
+
+    address: str
+    code: int
+    text: str
+
+    def line(self) -> str:
+        return f"{self.address} {self.code} {self.text}"
+
+
+def addresses_in(value: str) -> list[str]:
+    """
+    The addresses of a C{To} property: separated by spaces or commas.
+    """
+    found = []
+    for part in value.replace(",", " ").split():
+        try:
+            found.append(normalize_address(part))
+        except InvalidAddress:
+            continue
+    return found
+
+
+class DeliveryReceiver:
+    """
+    Files messages for local users, from peers or from local senders.
+
+    @param countersign: asks the origin domain, found through DNS on its
+        own, whether it sent this object; required for a domain that
+        publishes no key, and for every message if C{always_countersign}.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        domain: str,
+        store: IDeliveryStore,
+        keys: IKeyVerifier,
+        clock,
+        push: Callable[[str, FMTPObject], object],
+        countersign: Countersign | None = None,
+        always_countersign: bool = False,
+    ) -> None:
+        self.domain = domain
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+        self._push = push
+        self._countersign = countersign
+        self._always_countersign = always_countersign
+
+    async def receive(
+        self, obj: FMTPObject, recipients: Sequence[str], peer_domain: str
+    ) -> list[RecipientResult]:
+        """
+        Check and file C{obj} for C{recipients}, all of this domain.
+
+        @param peer_domain: the domain the link proved (or claimed, for a
+            domain without a key).
+        @raise FMTPError: for a refusal of the whole message (bad or missing
+            signature, stale, forged sender, no relaying...), with its code:
+            permanent or, for a failed DNS lookup, temporary.
+        @return: one result per recipient.
+        """
+        local = self._check_recipients(obj, recipients)
+        await self._check_origin(obj, peer_domain)
+        await self._check_parent(obj)
+        if await self._store.has_object(obj.id):
+            stored = await self._store.get_object(obj.id)
+            if stored is not None and stored.digest() != obj.digest():
+                raise DeliveryRefused(f"{obj.id} is already held with other content")
+        results = []
+        for address in local:
+            results.append(await self._file(obj, address))
+        return results
+
+    def _check_recipients(
+        self, obj: FMTPObject, recipients: Sequence[str]
+    ) -> list[str]:
+        named = set(addresses_in(obj.properties.get("To", "")))
+        local = []
+        for recipient in recipients:
+            try:
+                address = normalize_address(recipient)
+            except InvalidAddress as e:
+                raise DeliveryRefused(e.message) from None
+            if domain_of(address) != self.domain:
+                raise DeliveryRefused(
+                    f"{address} is not served here; this server does not relay"
+                )
+            if address not in named:
+                raise DeliveryRefused(f"{address} is not a recipient of this message")
+            local.append(address)
+        if not local:
+            raise DeliveryRefused("no recipients")
+        return local
+
+    async def _check_origin(self, obj: FMTPObject, peer_domain: str) -> None:
+        try:
+            info = signature_of(obj)
+        except BadSignature as e:
+            if e.message != "unsigned":
+                raise
+            info = None
+        if info is None:
+            await self._confirm(obj, peer_domain, "unsigned")
+            return
+        now = self._clock.seconds()
+        if info.time > now + MAX_CLOCK_SKEW:
+            raise BadSignature("signature time is in the future; check clocks")
+        if info.time < now - MAX_SIGNATURE_AGE:
+            raise BadSignature("signature too old: a replayed or long-delayed message")
+        try:
+            await self._keys.verify_object(obj)
+        except NoKeyPublished:
+            await self._confirm(obj, info.domain, "its domain publishes no key")
+            return
+        if self._always_countersign:
+            await self._confirm(obj, info.domain, "countersign required")
+
+    async def _confirm(self, obj: FMTPObject, claimed_domain: str, why: str) -> None:
+        """
+        Ask the origin domain itself whether it sent C{obj}; the only proof
+        for a domain without a key.
+        """
+        origin = domain_of(obj.properties.get("From") or obj.owner)
+        if origin != claimed_domain:
+            raise DeliveryRefused(
+                f"sender domain {origin} does not match {claimed_domain}"
+            )
+        if self._countersign is None:
+            raise BadSignature(f"{why}, and countersigning is not available")
+        if not await self._countersign(origin, obj):
+            raise DeliveryRefused(f"{origin} does not confirm sending {obj.id}")
+
+    async def _check_parent(self, obj: FMTPObject) -> None:
+        parent_id = obj.properties.get("Parent")
+        if parent_id is None:
+            return
+        parent = await self._store.get_object(parent_id)
+        if parent is None:
+            return
+        claimed = obj.properties.get("Parent-Digest", "").lower()
+        if claimed != parent.digest():
+            raise DeliveryRefused(f"Parent-Digest does not match {parent_id}")
+
+    async def _file(self, obj: FMTPObject, address: str) -> RecipientResult:
+        profile = await self._store.get_object(address)
+        if profile is None:
+            return RecipientResult(address, 550, "no such user")
+        sender = normalize_address(obj.properties.get("From") or obj.owner)
+        refusal = format_refusal(profile.properties, obj.properties.get("Format"))
+        if refusal:
+            return RecipientResult(address, 554, refusal)
+        approved = await self._store.is_approved(address, sender)
+        decision = decide(profile.properties, sender, approved)
+        if decision is Decision.REJECT:
+            self._log.info(
+                "Refused {id} from {sender} for {address}: policy",
+                id=obj.id,
+                sender=sender,
+                address=address,
+            )
+            return RecipientResult(address, 554, "refused by the recipient's policy")
+        held = decision is Decision.HOLD
+        seq = await self._store.deliver_local(address, obj, held)
+        if seq is None:
+            return RecipientResult(address, 201, "already delivered")
+        if held:
+            return RecipientResult(address, 201, "held until the recipient approves")
+        self._push(address, obj)
+        return RecipientResult(address, 201, "delivered")

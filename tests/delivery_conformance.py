@@ -1,0 +1,622 @@
+"""
+The contract every L{IDeliveryStore} keeps, as one suite run against each
+store.
+
+A test module subclasses L{DeliveryConformance} and provides two fixtures
+(see C{tests/test_store.py}):
+
+  - C{store}: an opened, empty store, closed afterwards;
+  - C{reopen}: an async function that closes C{store} and returns the
+    same data opened again as a store (for a file store, a new store
+    object on the same file, as after a restart), closed afterwards.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from store_conformance import make
+from zope.interface.verify import verifyObject
+
+from fmtp.delivery import QueuedDelivery, sender_of
+from fmtp.errors import InvalidObject, InvalidObjectId, StoreUnavailable
+from fmtp.interfaces import IDeliveryStore
+from fmtp.objects import FMTPObject
+
+EDGAR = "edgar@poe.net"
+POE = "poe@poe.net"
+LOST = "lost@lenore.org"
+RAVEN = "raven@lenore.org"
+ANNABEL = "annabel@kingdom.example"
+
+#: A time with a fraction, to check that times round trip exactly.
+T0 = 1700000000.123456
+
+
+def message(n: int, sender: str = EDGAR, **properties: str) -> FMTPObject:
+    """
+    A private message from C{sender} (its id is owned by C{sender}, and it
+    says C{From: sender}) with a distinct id; C{n} is its timestamp.
+    """
+    props = {"From": sender, "To": LOST, "Subject": f"message {n}"}
+    props.update(properties)
+    return make(n, sender, "message", False, f"body {n}".encode(), **props)
+
+
+def queued(
+    obj: FMTPObject,
+    domain: str = "lenore.org",
+    next_attempt: float = T0,
+    created: float = T0,
+    recipients: tuple[str, ...] = (LOST,),
+    attempts: int = 0,
+    last_error: str | None = None,
+) -> QueuedDelivery:
+    return QueuedDelivery(
+        obj.id, domain, recipients, created, attempts, next_attempt, last_error
+    )
+
+
+def keys(deliveries: list[QueuedDelivery]) -> list[tuple[str, str]]:
+    return [(d.object_id, d.domain) for d in deliveries]
+
+
+def seqs_and_ids(entries: list[tuple[int, FMTPObject]]) -> list[tuple[int, str]]:
+    return [(seq, obj.id) for seq, obj in entries]
+
+
+class DeliveryConformance:
+    """
+    Tests every L{IDeliveryStore} must pass.
+    """
+
+    def test_provides_interface(self, store) -> None:
+        assert verifyObject(IDeliveryStore, store)
+
+    # Enqueue
+
+    @pytest_twisted.ensureDeferred
+    async def test_enqueue_stores_object_and_rows(self, store) -> None:
+        obj = message(1)
+        to_lenore = queued(obj, recipients=(LOST, RAVEN))
+        to_kingdom = queued(obj, "kingdom.example", T0 + 1, recipients=(ANNABEL,))
+        assert await store.enqueue(obj, [to_lenore, to_kingdom]) is None
+
+        assert await store.get_object(obj.id) == obj
+        assert await store.has_object(obj.id) is True
+        assert await store.queued_for("lenore.org") == [to_lenore]
+        assert await store.queued_for("kingdom.example") == [to_kingdom]
+        assert await store.due_deliveries(T0 + 1, 10) == [to_lenore, to_kingdom]
+
+    @pytest_twisted.ensureDeferred
+    async def test_values_round_trip(self, store) -> None:
+        """
+        Times keep their fraction, recipients come back as a tuple, and an
+        error that was recorded comes back as it was.
+        """
+        obj = message(1)
+        delivery = QueuedDelivery(
+            obj.id,
+            "lenore.org",
+            [LOST, "josé@lenore.org"],  # type: ignore[arg-type]
+            T0,
+            3,
+            T0 + 0.5,
+            "451 try later — ünïcode",
+        )
+        assert delivery.recipients == (LOST, "josé@lenore.org")
+        await store.enqueue(obj, [delivery])
+        (fetched,) = await store.queued_for("lenore.org")
+        assert fetched == delivery
+        assert type(fetched.recipients) is tuple
+        assert type(fetched.created) is float
+        assert type(fetched.attempts) is int
+
+    @pytest_twisted.ensureDeferred
+    async def test_enqueue_without_deliveries_stores_object(self, store) -> None:
+        obj = message(1)
+        await store.enqueue(obj, [])
+        assert await store.get_object(obj.id) == obj
+        assert await store.next_due_time() is None
+
+    @pytest_twisted.ensureDeferred
+    async def test_enqueue_replaces_stored_object(self, store) -> None:
+        """
+        The copy enqueued (signed) replaces a draft stored before.
+        """
+        draft = message(1)
+        signed = message(1, Signature="d=poe.net; f=abc; t=1; s=xyz")
+        await store.put_object(draft)
+        await store.enqueue(signed, [queued(signed)])
+        assert await store.get_object(draft.id) == signed
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            FMTPObject("1.x.not-an-address", "message"),
+            message(1, Subject="two\nlines"),
+        ],
+    )
+    @pytest_twisted.ensureDeferred
+    async def test_enqueue_bad_object_stores_nothing(self, store, bad) -> None:
+        with pytest.raises((InvalidObjectId, InvalidObject)):
+            await store.enqueue(bad, [queued(bad)])
+        assert await store.has_object(bad.id) is False
+        assert await store.queued_for("lenore.org") == []
+        assert await store.next_due_time() is None
+
+    @pytest_twisted.ensureDeferred
+    async def test_enqueue_delivery_for_other_object_stores_nothing(
+        self, store
+    ) -> None:
+        """
+        Enqueue is one step: a delivery that cannot be filed keeps the
+        object from being stored too, though it came first.
+        """
+        obj, other = message(1), message(2)
+        with pytest.raises(ValueError, match="not for the object enqueued"):
+            await store.enqueue(obj, [queued(obj), queued(other, "kingdom.example")])
+        assert await store.has_object(obj.id) is False
+        assert await store.queued_for("lenore.org") == []
+        assert await store.queued_for("kingdom.example") == []
+
+    @pytest_twisted.ensureDeferred
+    async def test_duplicate_enqueue_keeps_first_row(self, store) -> None:
+        obj = message(1)
+        first = queued(obj, next_attempt=T0)
+        await store.enqueue(obj, [first])
+        await store.reschedule(obj.id, "lenore.org", T0 + 60, "timed out")
+
+        again = queued(obj, next_attempt=T0 + 5, recipients=(RAVEN,))
+        added = queued(obj, "kingdom.example", recipients=(ANNABEL,))
+        await store.enqueue(obj, [again, added])
+
+        assert await store.queued_for("lenore.org") == [
+            queued(obj, next_attempt=T0 + 60, attempts=1, last_error="timed out")
+        ]
+        assert await store.queued_for("kingdom.example") == [added]
+
+    @pytest_twisted.ensureDeferred
+    async def test_domain_twice_in_one_enqueue_keeps_first(self, store) -> None:
+        obj = message(1)
+        first = queued(obj, recipients=(LOST,))
+        second = queued(obj, recipients=(RAVEN,), next_attempt=T0 - 100)
+        await store.enqueue(obj, [first, second])
+        assert await store.queued_for("lenore.org") == [first]
+
+    # Due deliveries
+
+    @pytest_twisted.ensureDeferred
+    async def test_due_ordering_and_limit(self, store) -> None:
+        a, b, c, d = message(1), message(2), message(3), message(4)
+        # Enqueued out of order; due order is next_attempt, then id, then
+        # domain.
+        await store.enqueue(c, [queued(c, next_attempt=T0 + 30)])
+        await store.enqueue(
+            b,
+            [
+                queued(b, "lenore.org", next_attempt=T0 + 10),
+                queued(b, "kingdom.example", next_attempt=T0 + 10),
+            ],
+        )
+        await store.enqueue(a, [queued(a, next_attempt=T0 + 10)])
+        await store.enqueue(d, [queued(d, next_attempt=T0 + 99)])
+
+        expected = [
+            (a.id, "lenore.org"),
+            (b.id, "kingdom.example"),
+            (b.id, "lenore.org"),
+            (c.id, "lenore.org"),
+        ]
+        assert keys(await store.due_deliveries(T0 + 30, 10)) == expected
+        assert keys(await store.due_deliveries(T0 + 30, 2)) == expected[:2]
+        assert keys(await store.due_deliveries(T0 + 29.9, 10)) == expected[:3]
+        assert await store.due_deliveries(T0 + 9, 10) == []
+        assert await store.due_deliveries(T0 + 30, 0) == []
+        assert len(await store.due_deliveries(T0 + 1000, 2**64)) == 5
+
+    @pytest.mark.parametrize("limit", [-1, 1.5, "10", None, True])
+    @pytest_twisted.ensureDeferred
+    async def test_due_bad_limit(self, store, limit) -> None:
+        with pytest.raises(ValueError):
+            await store.due_deliveries(T0, limit)
+
+    @pytest_twisted.ensureDeferred
+    async def test_next_due_time(self, store) -> None:
+        assert await store.next_due_time() is None
+        a, b = message(1), message(2)
+        await store.enqueue(a, [queued(a, next_attempt=T0 + 50)])
+        assert await store.next_due_time() == T0 + 50
+        await store.enqueue(b, [queued(b, next_attempt=T0 + 20)])
+        assert await store.next_due_time() == T0 + 20
+        await store.reschedule(b.id, "lenore.org", T0 + 70, "refused")
+        assert await store.next_due_time() == T0 + 50
+        await store.finish_delivery(a.id, "lenore.org")
+        assert await store.next_due_time() == T0 + 70
+        await store.finish_delivery(b.id, "lenore.org")
+        assert await store.next_due_time() is None
+
+    # Reschedule and finish
+
+    @pytest_twisted.ensureDeferred
+    async def test_reschedule(self, store) -> None:
+        obj = message(1)
+        other = queued(obj, "kingdom.example", recipients=(ANNABEL,))
+        await store.enqueue(obj, [queued(obj), other])
+
+        assert await store.reschedule(obj.id, "lenore.org", T0 + 60, "timeout")
+        assert await store.queued_for("lenore.org") == [
+            queued(obj, next_attempt=T0 + 60, attempts=1, last_error="timeout")
+        ]
+        assert await store.reschedule(obj.id, "lenore.org", T0 + 300, "451 busy")
+        (row,) = await store.queued_for("lenore.org")
+        assert (row.attempts, row.next_attempt, row.last_error) == (
+            2,
+            T0 + 300,
+            "451 busy",
+        )
+        assert row.created == T0
+        # The other domain's row is its own.
+        assert await store.queued_for("kingdom.example") == [other]
+        # Not due before its new time.
+        assert keys(await store.due_deliveries(T0 + 299, 10)) == [
+            (obj.id, "kingdom.example")
+        ]
+
+    @pytest_twisted.ensureDeferred
+    async def test_reschedule_missing(self, store) -> None:
+        obj = message(1)
+        assert await store.reschedule(obj.id, "lenore.org", T0, "x") is False
+        await store.enqueue(obj, [queued(obj)])
+        assert await store.reschedule(obj.id, "kingdom.example", T0, "x") is False
+
+    @pytest_twisted.ensureDeferred
+    async def test_finish(self, store) -> None:
+        obj = message(1)
+        other = queued(obj, "kingdom.example", recipients=(ANNABEL,))
+        await store.enqueue(obj, [queued(obj), other])
+        assert await store.finish_delivery(obj.id, "lenore.org") is True
+        assert await store.finish_delivery(obj.id, "lenore.org") is False
+        assert await store.queued_for("lenore.org") == []
+        assert await store.due_deliveries(T0, 10) == [other]
+        # The object is the sender's copy, and stays.
+        assert await store.get_object(obj.id) == obj
+
+    @pytest_twisted.ensureDeferred
+    async def test_queued_for(self, store) -> None:
+        a, b, c = message(1), message(2), message(3)
+        await store.enqueue(c, [queued(c, created=T0 + 3, next_attempt=T0)])
+        await store.enqueue(a, [queued(a, created=T0 + 1, next_attempt=T0 + 9)])
+        await store.enqueue(
+            b,
+            [
+                queued(b, "kingdom.example", recipients=(ANNABEL,)),
+                queued(b, created=T0 + 1, next_attempt=T0 + 5),
+            ],
+        )
+        # Oldest first, due or not; ties by id.
+        assert keys(await store.queued_for("lenore.org")) == [
+            (a.id, "lenore.org"),
+            (b.id, "lenore.org"),
+            (c.id, "lenore.org"),
+        ]
+        assert keys(await store.queued_for("kingdom.example")) == [
+            (b.id, "kingdom.example")
+        ]
+        assert await store.queued_for("nowhere.example") == []
+
+    @pytest_twisted.ensureDeferred
+    async def test_delete_object_cancels_deliveries(self, store) -> None:
+        obj, other = message(1), message(2)
+        await store.enqueue(obj, [queued(obj), queued(obj, "kingdom.example")])
+        await store.enqueue(other, [queued(other, next_attempt=T0 + 1)])
+        assert await store.delete_object(obj.id) is True
+        assert await store.queued_for("kingdom.example") == []
+        assert keys(await store.due_deliveries(T0 + 1, 10)) == [
+            (other.id, "lenore.org")
+        ]
+        assert await store.next_due_time() == T0 + 1
+
+    # Inbox
+
+    @pytest_twisted.ensureDeferred
+    async def test_deliver_local(self, store) -> None:
+        obj = message(1)
+        seq = await store.deliver_local(LOST, obj, False)
+        assert type(seq) is int
+        assert await store.get_object(obj.id) == obj
+        assert await store.has_object(obj.id) is True
+        assert await store.inbox(LOST, 0, 10) == [(seq, obj)]
+        assert await store.inbox(RAVEN, 0, 10) == []
+
+    @pytest_twisted.ensureDeferred
+    async def test_deliver_local_is_idempotent(self, store) -> None:
+        obj = message(1)
+        seq = await store.deliver_local(LOST, obj, False)
+        assert await store.deliver_local(LOST, obj, False) is None
+        # Even a replay that asks to hold, or carries other content.
+        assert await store.deliver_local(LOST, obj, True) is None
+        changed = message(1, Subject="changed")
+        assert await store.deliver_local(LOST, changed, False) is None
+        assert await store.inbox(LOST, 0, 10) == [(seq, obj)]
+        assert await store.get_object(obj.id) == obj
+
+    @pytest_twisted.ensureDeferred
+    async def test_sequence_numbers_grow_across_recipients(self, store) -> None:
+        obj, other = message(1), message(2)
+        s1 = await store.deliver_local(LOST, obj, False)
+        s2 = await store.deliver_local(RAVEN, obj, False)
+        s3 = await store.deliver_local(LOST, other, True)
+        s4 = await store.deliver_local(LOST, message(3), False)
+        assert s1 < s2 < s3 < s4
+        # One object, two inboxes.
+        assert await store.inbox(RAVEN, 0, 10) == [(s2, obj)]
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10)) == [
+            (s1, obj.id),
+            (s4, message(3).id),
+        ]
+
+    @pytest_twisted.ensureDeferred
+    async def test_deliver_local_keeps_stored_object(self, store) -> None:
+        """
+        An inbound copy never replaces an object already stored.
+        """
+        stored = message(1)
+        await store.put_object(stored)
+        seq = await store.deliver_local(LOST, message(1, Subject="other"), False)
+        assert await store.get_object(stored.id) == stored
+        assert await store.inbox(LOST, 0, 10) == [(seq, stored)]
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            FMTPObject("1.x.not-an-address", "message"),
+            message(1, Subject="two\nlines"),
+        ],
+    )
+    @pytest_twisted.ensureDeferred
+    async def test_deliver_local_bad_object_stores_nothing(self, store, bad) -> None:
+        with pytest.raises((InvalidObjectId, InvalidObject)):
+            await store.deliver_local(LOST, bad, False)
+        assert await store.has_object(bad.id) is False
+        assert await store.inbox(LOST, 0, 10) == []
+        # Nothing was recorded, so a good copy is not taken for a replay.
+        assert await store.deliver_local(LOST, message(1), False) is not None
+
+    @pytest_twisted.ensureDeferred
+    async def test_inbox_paging(self, store) -> None:
+        objects = [message(n) for n in range(7)]
+        seqs = []
+        for obj in objects:
+            seqs.append(await store.deliver_local(LOST, obj, False))
+            # Interleaved mail for someone else does not show.
+            await store.deliver_local(RAVEN, message(100 + len(seqs)), False)
+        everything = list(zip(seqs, objects, strict=True))
+
+        assert await store.inbox(LOST, 0, 100) == everything
+        pages = []
+        since = 0
+        while page := await store.inbox(LOST, since, 3):
+            assert len(page) <= 3
+            pages += page
+            since = page[-1][0]
+        assert pages == everything
+
+        assert await store.inbox(LOST, seqs[2], 2) == everything[3:5]
+        assert await store.inbox(LOST, seqs[-1], 10) == []
+        assert await store.inbox(LOST, 0, 0) == []
+        assert await store.inbox(LOST, 2**64, 10) == []
+        assert await store.inbox(LOST, 0, 2**64) == everything
+
+    @pytest.mark.parametrize(
+        "since, limit", [(-1, 10), (0, -1), (1.5, 10), (0, "10"), (True, 10), (0, None)]
+    )
+    @pytest_twisted.ensureDeferred
+    async def test_inbox_bad_page(self, store, since, limit) -> None:
+        with pytest.raises(ValueError):
+            await store.inbox(LOST, since, limit)
+
+    @pytest_twisted.ensureDeferred
+    async def test_inbox_objects_are_copies(self, store) -> None:
+        obj = message(1)
+        seq = await store.deliver_local(LOST, obj, False)
+        ((_, fetched),) = await store.inbox(LOST, 0, 10)
+        fetched.properties["Subject"] = "changed"
+        fetched.body = b"changed"
+        assert await store.inbox(LOST, 0, 10) == [(seq, obj)]
+
+    @pytest_twisted.ensureDeferred
+    async def test_inbox_skips_deleted_objects(self, store) -> None:
+        """
+        An entry whose object was deleted is not listed, and still
+        de-duplicates its id: a replay is not delivered again.
+        """
+        gone, kept = message(1), message(2)
+        await store.deliver_local(LOST, gone, False)
+        kept_seq = await store.deliver_local(LOST, kept, False)
+        await store.delete_object(gone.id)
+        assert await store.inbox(LOST, 0, 10) == [(kept_seq, kept)]
+        # The limit counts listed entries only.
+        assert await store.inbox(LOST, 0, 1) == [(kept_seq, kept)]
+        assert await store.deliver_local(LOST, gone, False) is None
+        assert await store.has_object(gone.id) is False
+
+    # Held entries and approvals
+
+    @pytest_twisted.ensureDeferred
+    async def test_held_entries_are_hidden(self, store) -> None:
+        known = await store.deliver_local(LOST, message(1, POE), False)
+        await store.deliver_local(LOST, message(2, EDGAR), True)
+        await store.deliver_local(LOST, message(3, ANNABEL), True)
+        await store.deliver_local(LOST, message(4, EDGAR), True)
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10)) == [
+            (known, message(1, POE).id)
+        ]
+        # Distinct, in the order of each one's first held entry.
+        assert await store.held_senders(LOST) == [EDGAR, ANNABEL]
+        assert await store.held_senders(RAVEN) == []
+
+    @pytest_twisted.ensureDeferred
+    async def test_held_senders_use_from(self, store) -> None:
+        """
+        The sender is the object's From, in normal form; the owner of its
+        id if it has no From, or one that does not parse.
+        """
+        relayed = make(1, POE, "message", False, From="Edgar@POE.net")
+        no_from = make(2, ANNABEL, "message", False)
+        bad_from = make(3, RAVEN, "message", False, From="not an address")
+        for obj in (relayed, no_from, bad_from):
+            await store.deliver_local(LOST, obj, True)
+        assert await store.held_senders(LOST) == [EDGAR, ANNABEL, RAVEN]
+        assert [sender_of(o) for o in (relayed, no_from, bad_from)] == [
+            EDGAR,
+            ANNABEL,
+            RAVEN,
+        ]
+
+    @pytest_twisted.ensureDeferred
+    async def test_release_held(self, store) -> None:
+        s1 = await store.deliver_local(LOST, message(1, EDGAR), True)
+        s2 = await store.deliver_local(LOST, message(2, POE), False)
+        s3 = await store.deliver_local(LOST, message(3, ANNABEL), True)
+        s4 = await store.deliver_local(LOST, message(4, EDGAR), True)
+        await store.deliver_local(RAVEN, message(5, EDGAR), True)
+
+        assert await store.release_held(LOST, EDGAR) == 2
+        # Released entries take their original places.
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10)) == [
+            (s1, message(1, EDGAR).id),
+            (s2, message(2, POE).id),
+            (s4, message(4, EDGAR).id),
+        ]
+        assert await store.held_senders(LOST) == [ANNABEL]
+        # Another recipient's held entries from the same sender stay held.
+        assert await store.held_senders(RAVEN) == [EDGAR]
+        assert await store.release_held(LOST, EDGAR) == 0
+        assert await store.release_held(LOST, "nobody@nowhere.example") == 0
+        assert s3 not in [seq for seq, _ in await store.inbox(LOST, 0, 10)]
+
+    @pytest_twisted.ensureDeferred
+    async def test_drop_held(self, store) -> None:
+        await store.deliver_local(LOST, message(1, EDGAR), True)
+        kept = await store.deliver_local(LOST, message(2, EDGAR), False)
+        await store.deliver_local(LOST, message(3, ANNABEL), True)
+        await store.deliver_local(LOST, message(4, EDGAR), True)
+
+        assert await store.drop_held(LOST, EDGAR) == 2
+        assert await store.held_senders(LOST) == [ANNABEL]
+        # Unheld entries from the same sender stay.
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10)) == [
+            (kept, message(2, EDGAR).id)
+        ]
+        assert await store.drop_held(LOST, EDGAR) == 0
+        assert await store.release_held(LOST, EDGAR) == 0
+        # The objects stay in the store; the entries are gone, so the same
+        # id delivered again is a new entry.
+        assert await store.has_object(message(1, EDGAR).id) is True
+        again = await store.deliver_local(LOST, message(1, EDGAR), True)
+        assert again is not None and again > kept
+
+    @pytest_twisted.ensureDeferred
+    async def test_held_with_deleted_object(self, store) -> None:
+        gone, kept = message(1, EDGAR), message(2, EDGAR)
+        await store.deliver_local(LOST, gone, True)
+        await store.deliver_local(LOST, message(3, ANNABEL), True)
+        await store.delete_object(message(3, ANNABEL).id)
+        await store.deliver_local(LOST, kept, True)
+        await store.delete_object(gone.id)
+        assert await store.held_senders(LOST) == [EDGAR]
+        # Only what the user could see is counted.
+        assert await store.release_held(LOST, EDGAR) == 1
+        assert await store.drop_held(LOST, ANNABEL) == 0
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10))[0][1] == kept.id
+
+    @pytest_twisted.ensureDeferred
+    async def test_approvals(self, store) -> None:
+        assert await store.is_approved(LOST, EDGAR) is False
+        assert await store.approve_sender(LOST, EDGAR) is None
+        assert await store.is_approved(LOST, EDGAR) is True
+        await store.approve_sender(LOST, EDGAR)  # Twice is harmless.
+        assert await store.is_approved(LOST, EDGAR) is True
+        # Per recipient, and not symmetric.
+        assert await store.is_approved(RAVEN, EDGAR) is False
+        assert await store.is_approved(EDGAR, LOST) is False
+
+    @pytest_twisted.ensureDeferred
+    async def test_has_object(self, store) -> None:
+        obj = message(1)
+        assert await store.has_object(obj.id) is False
+        assert await store.has_object("not an id") is False
+        await store.put_object(obj)
+        assert await store.has_object(obj.id) is True
+        await store.delete_object(obj.id)
+        assert await store.has_object(obj.id) is False
+
+    # Durability
+
+    @pytest_twisted.ensureDeferred
+    async def test_survives_reopen(self, store, reopen) -> None:
+        out, held, seen = message(1), message(2, ANNABEL), message(3)
+        await store.enqueue(
+            out,
+            [
+                queued(out, recipients=(LOST, RAVEN)),
+                queued(out, "kingdom.example", recipients=(ANNABEL,)),
+            ],
+        )
+        await store.reschedule(out.id, "lenore.org", T0 + 60, "timed out")
+        s_held = await store.deliver_local(LOST, held, True)
+        s_seen = await store.deliver_local(LOST, seen, False)
+        await store.approve_sender(LOST, EDGAR)
+
+        store = await reopen()
+
+        assert await store.get_object(out.id) == out
+        assert await store.queued_for("lenore.org") == [
+            queued(
+                out,
+                next_attempt=T0 + 60,
+                recipients=(LOST, RAVEN),
+                attempts=1,
+                last_error="timed out",
+            )
+        ]
+        assert keys(await store.due_deliveries(T0, 10)) == [(out.id, "kingdom.example")]
+        assert await store.next_due_time() == T0
+        assert await store.inbox(LOST, 0, 10) == [(s_seen, seen)]
+        assert await store.held_senders(LOST) == [ANNABEL]
+        assert await store.is_approved(LOST, EDGAR) is True
+        # Still idempotent, and numbers keep growing.
+        assert await store.deliver_local(LOST, seen, False) is None
+        assert await store.deliver_local(LOST, message(4), False) > s_seen
+        assert await store.release_held(LOST, ANNABEL) == 1
+        assert seqs_and_ids(await store.inbox(LOST, 0, 2)) == [
+            (s_held, held.id),
+            (s_seen, seen.id),
+        ]
+
+    # Closing
+
+    @pytest_twisted.ensureDeferred
+    async def test_delivery_calls_after_close_fail(self, store) -> None:
+        obj = message(1)
+        await store.close()
+        calls = [
+            lambda: store.enqueue(obj, [queued(obj)]),
+            lambda: store.due_deliveries(T0, 10),
+            lambda: store.next_due_time(),
+            lambda: store.reschedule(obj.id, "lenore.org", T0, "x"),
+            lambda: store.finish_delivery(obj.id, "lenore.org"),
+            lambda: store.queued_for("lenore.org"),
+            lambda: store.deliver_local(LOST, obj, False),
+            lambda: store.inbox(LOST, 0, 10),
+            lambda: store.held_senders(LOST),
+            lambda: store.release_held(LOST, EDGAR),
+            lambda: store.drop_held(LOST, EDGAR),
+            lambda: store.has_object(obj.id),
+            lambda: store.approve_sender(LOST, EDGAR),
+            lambda: store.is_approved(LOST, EDGAR),
+        ]
+        for call in calls:
+            with pytest.raises(StoreUnavailable):
+                await call()
