@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred, DeferredQueue, TimeoutError
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.python.failure import Failure
@@ -55,6 +55,8 @@ class FrameClientProtocol(Protocol):
         self._pending: dict[str, Deferred] = {}
         self.greeting: Deferred = Deferred()
         self.unsolicited: list[Frame] = []
+        #: Messages the server pushes to a logged-in session (code 250).
+        self.pushes: DeferredQueue = DeferredQueue()
         self.closed: Deferred = Deferred()
 
     def request(
@@ -83,6 +85,8 @@ class FrameClientProtocol(Protocol):
             if item.tag == UNSOLICITED_TAG:
                 if not self.greeting.called and item.code == 220:
                     self.greeting.callback(item)
+                elif item.code == 250:
+                    self.pushes.put(item)
                 else:
                     self.unsolicited.append(item)
                 continue

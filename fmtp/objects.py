@@ -47,6 +47,7 @@ PUBLIC_USER_PROPERTIES = frozenset(
 )
 
 USER_TYPE = "user"
+MESSAGE_TYPE = "message"
 
 _LOCAL_PART = re.compile(r"[\w.+-]{1,64}")
 _TYPE = re.compile(r"[a-z][a-z0-9-]{0,31}")
@@ -113,6 +114,22 @@ def normalize_address(address: str) -> str:
             "digits or . _ + -"
         )
     return f"{user}@{normalize_domain(domain)}"
+
+
+def addresses_in(value: str) -> list[str]:
+    """
+    The valid addresses in a C{To} property (separated by spaces or
+    commas), normalized, in order, without repeats.
+    """
+    found: list[str] = []
+    for part in value.replace(",", " ").split():
+        try:
+            address = normalize_address(part)
+        except InvalidAddress:
+            continue
+        if address not in found:
+            found.append(address)
+    return found
 
 
 def domain_of(address: str) -> str:

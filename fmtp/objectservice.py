@@ -17,9 +17,11 @@ from twisted.internet.interfaces import IReactorTime
 from fmtp.errors import Forbidden, InvalidObject, NotFound
 from fmtp.interfaces import IObjectStore
 from fmtp.objects import (
+    MESSAGE_TYPE,
     USER_TYPE,
     FMTPObject,
     ObjectSummary,
+    addresses_in,
     check_property_names,
     check_type,
     new_object_id,
@@ -77,6 +79,12 @@ class ObjectService:
             return obj.public_view()
         if obj.public:
             return obj
+        if (
+            viewer is not None
+            and obj.type == MESSAGE_TYPE
+            and viewer in addresses_in(obj.properties.get("To", ""))
+        ):
+            return obj
         raise NotFound()
 
     async def put(
@@ -114,12 +122,18 @@ class ObjectService:
         public = properties.get("Public")
         if public is not None and public.lower() not in ("yes", "no"):
             raise InvalidObject("Public must be yes or no")
-        await self._link_to_parent(user, properties)
+        await self.link_to_parent(user, properties)
         obj = FMTPObject(object_id, object_type, properties, bytes(body))
         await self._store.put_object(obj)
         return obj
 
-    async def _link_to_parent(self, user: str, properties: dict[str, str]) -> None:
+    async def link_to_parent(self, user: str, properties: dict[str, str]) -> None:
+        """
+        Check or fill in C{Parent-Digest} and C{Top} of an object that
+        answers a parent held here, so the stored thread is a hash chain.
+
+        @raise Forbidden: if C{Parent-Digest} does not match the parent.
+        """
         parent_id = properties.get("Parent")
         if parent_id is None:
             if "Parent-Digest" in properties:

@@ -41,6 +41,11 @@ class SharedServices:
     idle_timeout: float = 600.0
     #: Seconds a stream may take to finish a frame it has started.
     frame_timeout: float = 60.0
+    #: The federation pieces (L{fmtp.protocols.messaging.Federation}); a
+    #: protocol builds a local-only one when this is L{None}.
+    federation: object | None = None
+    #: The TLS context STARTTLS switches to, or L{None} if not offered.
+    tls_context: object | None = None
 
     def __post_init__(self) -> None:
         if self.login_throttle is None:

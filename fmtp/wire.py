@@ -43,6 +43,7 @@ REPLY_TEXT: dict[int, str] = {
     220: "ready",
     221: "closing",
     230: "logged in",
+    250: "message for you",
     305: "answer too large for a datagram, use TCP",
     420: "timed out waiting for the rest of the frame",
     421: "service not available, closing",

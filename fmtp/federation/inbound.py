@@ -26,7 +26,7 @@ from fmtp.errors import (
 )
 from fmtp.interfaces import IDeliveryStore, IKeyVerifier
 from fmtp.keys import signature_of
-from fmtp.objects import FMTPObject, domain_of, normalize_address
+from fmtp.objects import FMTPObject, addresses_in, domain_of, normalize_address
 from fmtp.policy import Decision, decide, format_refusal
 
 #: How old a signature may be when it arrives: the sender's queue retries
@@ -55,19 +55,6 @@ class RecipientResult:
 
     def line(self) -> str:
         return f"{self.address} {self.code} {self.text}"
-
-
-def addresses_in(value: str) -> list[str]:
-    """
-    The addresses of a C{To} property: separated by spaces or commas.
-    """
-    found = []
-    for part in value.replace(",", " ").split():
-        try:
-            found.append(normalize_address(part))
-        except InvalidAddress:
-            continue
-    return found
 
 
 class DeliveryReceiver:
@@ -119,10 +106,19 @@ class DeliveryReceiver:
             stored = await self._store.get_object(obj.id)
             if stored is not None and stored.digest() != obj.digest():
                 raise DeliveryRefused(f"{obj.id} is already held with other content")
-        results = []
-        for address in local:
-            results.append(await self._file(obj, address))
-        return results
+        return [await self._file(obj, address) for address in local]
+
+    async def receive_local(
+        self, obj: FMTPObject, recipients: Sequence[str]
+    ) -> list[RecipientResult]:
+        """
+        File a message this server made itself (a local sender's, or a
+        bounce): its origin needs no proof, but recipients and their
+        policies are checked as for any other.
+        """
+        local = self._check_recipients(obj, recipients)
+        await self._check_parent(obj)
+        return [await self._file(obj, address) for address in local]
 
     def _check_recipients(
         self, obj: FMTPObject, recipients: Sequence[str]

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -46,7 +47,8 @@ class Client:
     What a handler knows of whoever sent a request.
 
     @ivar host: the peer's address as the transport reports it; used only
-        to throttle and to reply, never trusted as an identity.
+        to throttle and to reply, never trusted as an identity (a peer
+        server's domain is what its HELLO proves, not its address).
     @ivar datagram: whether the request came in a datagram.
     @ivar address: the logged-in address, or L{None}.
     """
@@ -58,6 +60,11 @@ class Client:
     failed_logins: int = 0
     logging_in: bool = False
     closing: bool = False
+    #: Writes an unsolicited frame to this client's stream (None over UDP).
+    push: Callable[[Frame], None] | None = None
+    #: The domain a peer server proved (or claimed) with HELLO.
+    peer_domain: str | None = None
+    peer_verified: bool = False
 
 
 Command = Callable[[Frame, Client], Awaitable[Frame]]
@@ -109,7 +116,9 @@ class CommandHandler:
         Say what this server offers, so a client needs no out-of-band
         configuration.
         """
-        verbs = self.datagram_commands if client.datagram else self.commands
+        verbs = set(self.datagram_commands if client.datagram else self.commands)
+        if self.services.tls_context is not None and not client.datagram:
+            verbs.add("STARTTLS")
         limits = self.services.limits
         return reply(
             200,
@@ -158,11 +167,13 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self._parser = FrameParser(services.limits)
         self._in_flight = 0
         self._paused = False
+        self._tls = False
         self.client: Client | None = None
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
-        self.client = Client(host=getattr(peer, "host", str(peer)))
+        self.client = Client(host=getattr(peer, "host", str(peer)), push=self.send)
+        self._tls = ISSLTransport.providedBy(self.transport)
         self.send(reply(220, UNSOLICITED_TAG, self.handler.greeting()))
         self.setTimeout(self.handler.services.idle_timeout)
 
@@ -189,6 +200,11 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
                     return
             elif item.is_reply:
                 self.send(reply(500, item.tag, "expected a request, not a reply"))
+            elif item.verb == "STARTTLS":
+                if self._start_tls(item):
+                    # Whatever came with the command was sent in clear and
+                    # must not be taken as sent under TLS.
+                    return
             else:
                 self._dispatch(item)
             if self.client.closing:
@@ -201,6 +217,27 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             self.resetTimeout()
         else:
             self.setTimeout(wanted)
+
+    def _start_tls(self, frame: Frame) -> bool:
+        """
+        Switch this stream to TLS, with the server's certificate.
+
+        @return: whether the switch happened.
+        """
+        context = self.handler.services.tls_context
+        if context is None:
+            self.send(reply(502, frame.tag, "STARTTLS is not offered here"), "STARTTLS")
+        elif self._tls:
+            self.send(reply(503, frame.tag, "already using TLS"), "STARTTLS")
+        elif self._in_flight:
+            self.send(reply(503, frame.tag, "requests still in progress"), "STARTTLS")
+        else:
+            self.send(reply(220, frame.tag, "go ahead with TLS"))
+            self.transport.startTLS(context)
+            self._tls = True
+            self._parser = FrameParser(self.handler.services.limits)
+            return True
+        return False
 
     def _dispatch(self, frame: Frame) -> None:
         self._in_flight += 1

@@ -26,6 +26,7 @@ from fmtp.protocols.framing import (
     FrameDatagramProtocol,
     FrameStreamFactory,
 )
+from fmtp.protocols.messaging import Federation, MessagingCommands, object_frame
 from fmtp.services import SharedServices
 from fmtp.wire import Frame, reply
 
@@ -63,10 +64,11 @@ def required_argument(frame: Frame, what: str) -> str:
     return frame.argument
 
 
-class ObjectCommands(CommandHandler):
+class ObjectCommands(CommandHandler, MessagingCommands):
     """
     The object protocol's commands, shared by every stream and datagram
-    listener of one server.
+    listener of one server: objects, and (from L{MessagingCommands})
+    messages and the server link.
     """
 
     protocol_name = "object"
@@ -74,6 +76,10 @@ class ObjectCommands(CommandHandler):
     def __init__(self, services: SharedServices) -> None:
         super().__init__(services)
         self.objects = ObjectService(services.store, services.reactor)
+        self.federation = services.federation or Federation.local(
+            services, self.objects
+        )
+        self.commands.update(self.messaging_commands())
         self.commands.update(
             {
                 "LOGIN": self.login,
@@ -116,7 +122,7 @@ class ObjectCommands(CommandHandler):
         finally:
             client.logging_in = False
         client.address = account.address
-        client.session_key = self.services.sessions.open(account.address)
+        client.session_key = self.open_session(client, account.address)
         return reply(
             230,
             frame.tag,
@@ -134,9 +140,7 @@ class ObjectCommands(CommandHandler):
 
     async def get(self, frame: Frame, client: Client) -> Frame:
         obj = await self.objects.get(client.address, required_argument(frame, "ID"))
-        headers = obj.to_headers()
-        headers["Digest"] = obj.digest()
-        return reply(200, frame.tag, headers=headers, body=obj.body)
+        return object_frame(200, frame.tag, None, obj)
 
     async def put(self, frame: Frame, client: Client) -> Frame:
         if client.address is None:

@@ -1,0 +1,243 @@
+"""
+The messaging and server-link commands of the object protocol.
+
+Clients: SEND a message, FETCH what waits for them, and decide about held
+senders (HELD, APPROVE, REFUSE); a logged-in stream is pushed each message
+as it arrives (a C{250} frame tagged C{*}).  Servers: HELLO to prove their
+domain, DELIVER messages for this domain's users, and CONFIRM (the
+countersign) that they sent a message.  As everywhere, the commands only
+frame: the rules are in L{fmtp.federation}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.logger import Logger
+
+from fmtp.errors import FMTPError, InvalidObject, LoginRequired
+from fmtp.federation.hello import HelloVerifier, make_hello
+from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
+from fmtp.federation.sending import MessageSender
+from fmtp.objects import FMTPObject, domain_of, normalize_address
+from fmtp.objectservice import MAX_LIST_LIMIT, ObjectService
+from fmtp.protocols.framing import Client
+from fmtp.services import SharedServices
+from fmtp.wire import UNSOLICITED_TAG, Frame, reply
+
+#: Headers that frame or describe a transfer, never stored with an object.
+_TRANSFER_HEADERS = ("Length", "Digest")
+
+
+class HelloFirst(FMTPError):
+    code = 530
+    default_message = "HELLO first: DELIVER is for servers that proved their domain"
+
+
+@dataclass
+class Federation:
+    """
+    The federation pieces one server shares between its listeners.
+
+    @ivar relay_for: domains whose servers may hand this one messages for
+        other domains (this server is their parent).
+    """
+
+    receiver: DeliveryReceiver
+    sender: MessageSender
+    hello: HelloVerifier
+    relay_for: frozenset[str] = field(default_factory=frozenset)
+    #: Called to enqueue onward delivery of a relayed message.
+    relay: object | None = None
+
+    @classmethod
+    def local(cls, services: SharedServices, objects: ObjectService) -> Federation:
+        """
+        Federation without links to other domains: local delivery works and
+        remote recipients wait in the queue, which nothing drains.  For
+        unit tests and for servers built without a link pool.
+        """
+        receiver = DeliveryReceiver(
+            services.domain,
+            services.store,
+            services.keys,
+            services.reactor,
+            push=lambda address, obj: services.sessions.push(address, obj),
+        )
+        sender = MessageSender(
+            services.domain,
+            services.store,
+            services.signer,
+            services.reactor,
+            receiver,
+            objects,
+        )
+        hello = HelloVerifier(services.keys, services.reactor, services.domain)
+        return cls(receiver, sender, hello)
+
+
+def object_frame(code: int, tag: str, text: str | None, obj: FMTPObject) -> Frame:
+    """
+    A reply carrying an object whole, with its digest.
+    """
+    headers = obj.to_headers()
+    headers["Digest"] = obj.digest()
+    return reply(code, tag, text, headers=headers, body=obj.body)
+
+
+def push_frame(obj: FMTPObject) -> Frame:
+    """
+    The frame that hands a live session a message as it arrives.
+    """
+    return object_frame(250, UNSOLICITED_TAG, None, obj)
+
+
+def results_frame(tag: str, results: list[RecipientResult]) -> Frame:
+    body = "".join(f"{result.line()}\r\n" for result in results)
+    return reply(200, tag, "per-recipient results", body=body.encode("utf-8"))
+
+
+class MessagingCommands:
+    """
+    Adds the messaging and server-link commands to a command handler
+    (L{fmtp.protocols.object.ObjectCommands} mixes this in).
+    """
+
+    _log = Logger()
+    services: SharedServices
+    federation: Federation
+
+    def messaging_commands(self) -> dict:
+        return {
+            "SEND": self.send_message,
+            "FETCH": self.fetch,
+            "HELD": self.held,
+            "APPROVE": self.approve,
+            "REFUSE": self.refuse,
+            "HELLO": self.hello,
+            "DELIVER": self.deliver,
+            "CONFIRM": self.confirm,
+        }
+
+    def open_session(self, client: Client, address: str) -> str:
+        """
+        Open a session that receives pushed messages on its stream.
+        """
+        push = client.push
+        if push is None:
+            return self.services.sessions.open(address)
+        return self.services.sessions.open(address, lambda obj: push(push_frame(obj)))
+
+    def _user(self, client: Client) -> str:
+        if client.address is None:
+            raise LoginRequired()
+        return client.address
+
+    async def send_message(self, frame: Frame, client: Client) -> Frame:
+        user = self._user(client)
+        obj, results = await self.federation.sender.send(
+            user, frame.headers, frame.body
+        )
+        headers = {"Id": obj.id, "Digest": obj.digest()}
+        body = "".join(f"{result.line()}\r\n" for result in results).encode("utf-8")
+        return reply(201, frame.tag, "sent", headers=headers, body=body)
+
+    async def fetch(self, frame: Frame, client: Client) -> Frame:
+        from fmtp.protocols.object import int_header
+
+        user = self._user(client)
+        since = int_header(frame, "Since", 0)
+        limit = int_header(frame, "Limit", 50)
+        if not 0 < limit <= MAX_LIST_LIMIT:
+            raise InvalidObject(f"Limit must be 1 to {MAX_LIST_LIMIT}")
+        entries = await self.services.store.inbox(user, since, limit)
+        lines = []
+        for seq, obj in entries:
+            sender = obj.properties.get("From", obj.owner)
+            lines.append(f"{seq} {obj.id} {sender} {obj.digest()}\r\n")
+        headers = {"Count": str(len(entries))}
+        headers["Next-Since"] = str(entries[-1][0] if entries else since)
+        return reply(200, frame.tag, headers=headers, body="".join(lines).encode())
+
+    async def held(self, frame: Frame, client: Client) -> Frame:
+        senders = await self.services.store.held_senders(self._user(client))
+        body = "".join(f"{sender}\r\n" for sender in senders).encode("utf-8")
+        return reply(200, frame.tag, headers={"Count": str(len(senders))}, body=body)
+
+    def _sender_argument(self, frame: Frame) -> str:
+        if not frame.argument:
+            raise InvalidObject(
+                f"{frame.verb} needs the sender: {frame.verb} TAG ADDRESS"
+            )
+        return normalize_address(frame.argument)
+
+    async def approve(self, frame: Frame, client: Client) -> Frame:
+        user, sender = self._user(client), self._sender_argument(frame)
+        store = self.services.store
+        await store.approve_sender(user, sender)
+        released = await store.release_held(user, sender)
+        return reply(200, frame.tag, "approved", headers={"Released": str(released)})
+
+    async def refuse(self, frame: Frame, client: Client) -> Frame:
+        user, sender = self._user(client), self._sender_argument(frame)
+        dropped = await self.services.store.drop_held(user, sender)
+        return reply(200, frame.tag, "refused", headers={"Dropped": str(dropped)})
+
+    async def hello(self, frame: Frame, client: Client) -> Frame:
+        if client.peer_domain is not None:
+            return reply(503, frame.tag, "HELLO already done")
+        peer = await self.federation.hello.verify(frame.headers)
+        client.peer_domain = peer.domain
+        client.peer_verified = peer.verified
+        self._log.info(
+            "{host} is {domain} ({how})",
+            host=client.host,
+            domain=peer.domain,
+            how="verified" if peer.verified else "unverified: countersigns required",
+        )
+        answer = make_hello(
+            self.services.signer,
+            peer.domain,
+            self.services.reactor.seconds(),
+            in_reply_to=peer.nonce,
+        )
+        return reply(200, frame.tag, "hello", headers=answer)
+
+    async def deliver(self, frame: Frame, client: Client) -> Frame:
+        if client.peer_domain is None:
+            raise HelloFirst()
+        recipients = frame.argument.split()
+        if not recipients:
+            raise InvalidObject("DELIVER needs recipients: DELIVER TAG ADDRESS...")
+        headers = {k: v for k, v in frame.headers.items() if k not in _TRANSFER_HEADERS}
+        obj = FMTPObject.from_headers(headers, frame.body)
+        domains = {domain_of(normalize_address(r)) for r in recipients}
+        if domains != {self.services.domain} and self.federation.relay is not None:
+            if client.peer_domain in self.federation.relay_for:
+                results = await self.federation.relay(
+                    obj, recipients, client.peer_domain
+                )
+                return results_frame(frame.tag, results)
+        results = await self.federation.receiver.receive(
+            obj, recipients, client.peer_domain
+        )
+        return results_frame(frame.tag, results)
+
+    async def confirm(self, frame: Frame, client: Client) -> Frame:
+        """
+        The countersign: say whether this server sent the object with this
+        id and digest.  It tells the asker nothing it did not already hold.
+        """
+        digest = frame.headers.get("Digest", "").lower()
+        object_id = frame.argument
+        if not object_id or not digest:
+            raise InvalidObject("CONFIRM needs an id and a Digest header")
+        obj = await self.services.store.get_object(object_id)
+        if (
+            obj is None
+            or domain_of(obj.properties.get("From") or obj.owner)
+            != self.services.domain
+            or obj.digest() != digest
+        ):
+            return reply(550, frame.tag, "not sent from here")
+        return reply(200, frame.tag, "yes")

@@ -1,0 +1,205 @@
+"""
+Unit tests of the messaging and server-link commands over StringTransport:
+SEND, push to live sessions, FETCH, held senders, HELLO, DELIVER, CONFIRM.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmtp.federation.hello import make_hello
+from fmtp.keys import DomainSigner, generate_private_key
+from fmtp.objects import FMTPObject, new_object_id, user_object
+from tests.helpers import StreamHarness, add_account, make_services
+
+EDGAR = "edgar@poe.net"
+ANNABEL = "annabel@poe.net"
+LOST = "lost@lenore.org"
+PASSWORD = "nevermore-quoth"
+
+
+class LocalMessagingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_800_000_000)
+        self.services = make_services(self.clock)
+        self.store = self.services.store
+        for address in (EDGAR, ANNABEL):
+            add_account(self.store, address, PASSWORD)
+
+    def logged_in(self, address: str) -> StreamHarness:
+        conn = StreamHarness(self.services)
+        self.assertEqual(conn.login(address, PASSWORD).code, 230)
+        return conn
+
+    def test_send_to_a_live_local_user(self) -> None:
+        edgar, annabel = self.logged_in(EDGAR), self.logged_in(ANNABEL)
+        sent = edgar.ask(
+            "SEND", headers={"To": "Annabel@POE.net", "Subject": "Hi"}, body=b"x"
+        )
+        self.assertEqual(sent.code, 201)
+        self.assertEqual(sent.body, b"annabel@poe.net 201 delivered\r\n")
+        [pushed] = annabel.frames()
+        self.assertEqual((pushed.code, pushed.tag), (250, "*"))
+        self.assertEqual(pushed.headers["Id"], sent.headers["Id"])
+        self.assertEqual(pushed.headers["From"], EDGAR)
+        self.assertIn("Signature", pushed.headers)
+        self.assertEqual(pushed.body, b"x")
+
+    def test_fetch_and_get_by_recipient(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        ids = [
+            edgar.ask("SEND", str(i), headers={"To": ANNABEL}, body=b"%d" % i).headers[
+                "Id"
+            ]
+            for i in range(3)
+        ]
+        annabel = self.logged_in(ANNABEL)
+        page = annabel.ask("FETCH", headers={"Limit": "2"})
+        lines = page.body.decode().splitlines()
+        self.assertEqual([line.split()[1] for line in lines], ids[:2])
+        self.assertEqual(lines[0].split()[2], EDGAR)
+        rest = annabel.ask("FETCH", headers={"Since": page.headers["Next-Since"]})
+        self.assertEqual(
+            [line.split()[1] for line in rest.body.decode().splitlines()], ids[2:]
+        )
+        self.assertEqual(annabel.ask("GET", argument=ids[0]).body, b"0")
+        stranger = StreamHarness(self.services)
+        self.assertEqual(stranger.ask("GET", argument=ids[0]).code, 550)
+
+    def test_send_needs_login_and_recipients(self) -> None:
+        self.assertEqual(StreamHarness(self.services).ask("SEND").code, 530)
+        edgar = self.logged_in(EDGAR)
+        self.assertEqual(edgar.ask("SEND", headers={}).code, 501)
+        self.assertEqual(edgar.ask("SEND", headers={"To": "not an address"}).code, 553)
+        self.assertEqual(
+            edgar.ask("SEND", headers={"To": ANNABEL, "From": LOST}).code, 501
+        )
+
+    def test_remote_recipients_are_queued_before_2xx(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        sent = edgar.ask("SEND", headers={"To": f"{LOST} {ANNABEL}"}, body=b"x")
+        self.assertEqual(sent.code, 201)
+        [queued] = self.successResultOf(self.store.queued_for("lenore.org"))
+        self.assertEqual(
+            (queued.object_id, queued.recipients), (sent.headers["Id"], (LOST,))
+        )
+
+    def test_held_and_approved(self) -> None:
+        profile = user_object(ANNABEL)
+        profile.properties["Policy"] = "confirm"
+        self.store.put_object(profile)
+        edgar = self.logged_in(EDGAR)
+        sent = edgar.ask("SEND", headers={"To": ANNABEL}, body=b"first")
+        self.assertIn(b"held", sent.body)
+        annabel = self.logged_in(ANNABEL)
+        self.assertEqual(annabel.ask("FETCH").headers["Count"], "0")
+        held = annabel.ask("HELD")
+        self.assertEqual(held.body, f"{EDGAR}\r\n".encode())
+        self.assertEqual(
+            annabel.ask("APPROVE", argument=EDGAR).headers["Released"], "1"
+        )
+        self.assertEqual(annabel.ask("FETCH").headers["Count"], "1")
+        later = edgar.ask("SEND", headers={"To": ANNABEL}, body=b"second")
+        self.assertIn(b"delivered", later.body)
+        [pushed] = annabel.frames()
+        self.assertEqual((pushed.code, pushed.body), (250, b"second"))
+        self.assertEqual(annabel.ask("REFUSE", argument=EDGAR).headers["Dropped"], "0")
+
+
+class ServerLinkTests(SynchronousTestCase):
+    """
+    The receiving side of the server link, as a peer server speaks it.
+    """
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_800_000_000)
+        self.services = make_services(self.clock, domain="lenore.org")
+        add_account(self.services.store, LOST, PASSWORD)
+        self.poe = DomainSigner(generate_private_key(), "poe.net")
+        self.services.keys.add_signer(self.poe)
+        self.peer = StreamHarness(self.services, host="192.0.2.50")
+
+    def hello(self) -> None:
+        headers = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        answer = self.peer.ask("HELLO", headers=headers)
+        self.assertEqual(answer.code, 200, answer)
+        self.assertEqual(answer.headers["In-Reply-To"], headers["Nonce"])
+        self.assertEqual(answer.headers["Domain"], "lenore.org")
+
+    def message(self, to: str = LOST) -> FMTPObject:
+        obj = FMTPObject(
+            new_object_id(EDGAR, self.clock.seconds()),
+            "message",
+            {"From": EDGAR, "To": to},
+            b"Nevermore",
+        )
+        return self.poe.sign_object(obj, self.clock.seconds())
+
+    def test_deliver_needs_hello(self) -> None:
+        obj = self.message()
+        answer = self.peer.ask("DELIVER", argument=LOST, headers=obj.to_headers())
+        self.assertEqual(answer.code, 530)
+
+    def test_deliver_to_a_live_session(self) -> None:
+        lost = StreamHarness(self.services)
+        self.assertEqual(lost.login(LOST, PASSWORD).code, 230)
+        self.hello()
+        obj = self.message()
+        answer = self.peer.ask(
+            "DELIVER", argument=LOST, headers=obj.to_headers(), body=obj.body
+        )
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(answer.body, f"{LOST} 201 delivered\r\n".encode())
+        [pushed] = lost.frames()
+        self.assertEqual((pushed.code, pushed.headers["Id"]), (250, obj.id))
+        again = self.peer.ask(
+            "DELIVER", argument=LOST, headers=obj.to_headers(), body=obj.body
+        )
+        self.assertIn(b"already delivered", again.body)
+
+    def test_deliver_refusals(self) -> None:
+        self.hello()
+        obj = self.message()
+        tampered = self.peer.ask(
+            "DELIVER", argument=LOST, headers=obj.to_headers(), body=b"x"
+        )
+        self.assertEqual(tampered.code, 554)
+        relay = self.message(to="x@elsewhere.org")
+        answer = self.peer.ask(
+            "DELIVER", argument="x@elsewhere.org", headers=relay.to_headers()
+        )
+        self.assertEqual(answer.code, 554)
+        self.assertIn("does not relay", answer.argument)
+        self.assertEqual(self.peer.ask("DELIVER", headers=obj.to_headers()).code, 501)
+
+    def test_hello_refusals(self) -> None:
+        spoofer = DomainSigner(generate_private_key(), "poe.net")
+        answer = self.peer.ask(
+            "HELLO", headers=make_hello(spoofer, "lenore.org", self.clock.seconds())
+        )
+        self.assertEqual(answer.code, 554)
+        self.hello()
+        again = self.peer.ask(
+            "HELLO", headers=make_hello(self.poe, "lenore.org", self.clock.seconds())
+        )
+        self.assertEqual(again.code, 503)
+
+    def test_confirm(self) -> None:
+        lost = StreamHarness(self.services)
+        lost.login(LOST, PASSWORD)
+        sent = lost.ask("SEND", headers={"To": EDGAR}, body=b"hi")
+        asker = StreamHarness(self.services)
+        yes = asker.ask(
+            "CONFIRM",
+            argument=sent.headers["Id"],
+            headers={"Digest": sent.headers["Digest"]},
+        )
+        self.assertEqual(yes.code, 200)
+        no = asker.ask(
+            "CONFIRM", argument=sent.headers["Id"], headers={"Digest": "0" * 64}
+        )
+        self.assertEqual(no.code, 550)
+        self.assertEqual(asker.ask("CONFIRM", argument=sent.headers["Id"]).code, 501)
