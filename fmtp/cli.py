@@ -14,9 +14,17 @@ from twisted.internet.defer import ensureDeferred
 from twisted.python import usage
 
 from fmtp.accounts import check_new_password, hash_password
+from fmtp.checkdns import ERROR, check_dns, format_findings
 from fmtp.client import DatagramClient, connect
+from fmtp.dns import DNSResolver, parse_nameserver
 from fmtp.errors import AccountExists, InvalidAddress
-from fmtp.keys import DomainSigner, generate_private_key, write_private_key, zone_line
+from fmtp.keys import (
+    DomainSigner,
+    generate_private_key,
+    load_private_key,
+    write_private_key,
+    zone_line,
+)
 from fmtp.objects import normalize_address, normalize_domain, user_object
 from fmtp.store import store_from_url
 from fmtp.wire import Frame
@@ -161,10 +169,38 @@ class PutOptions(ClientOptions):
         self["file"] = path
 
 
+class CheckDNSOptions(usage.Options):
+    synopsis = "[--dns HOST:PORT] [--key-file PATH] DOMAIN"
+    longdesc = (
+        "Say whether DOMAIN's key and route records are published and "
+        "consistent with the local key, as needed before going live."
+    )
+    optParameters = [
+        ["key-file", "k", None, "This server's key file, to check it is published."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["dns"] = []
+
+    def opt_dns(self, nameserver: str) -> None:
+        """
+        Ask this DNS server (HOST:PORT) instead of the system's; repeatable.
+        """
+        try:
+            self["dns"].append(parse_nameserver(nameserver))
+        except ValueError as e:
+            raise usage.UsageError(f"--dns {nameserver}: {e}")
+
+    def parseArgs(self, domain: str) -> None:
+        self["domain"] = _domain(domain)
+
+
 class Options(usage.Options):
     synopsis = "COMMAND [options]"
     subCommands = [
         ["keygen", None, KeygenOptions, "Make a domain key and print its DNS record."],
+        ["check-dns", None, CheckDNSOptions, "Check a domain's DNS records."],
         ["adduser", None, AddUserOptions, "Create an account."],
         ["passwd", None, PasswdOptions, "Change an account's password."],
         ["capa", None, CapaOptions, "Ask a server what it offers."],
@@ -235,6 +271,18 @@ async def set_account(reactor, options: StoreOptions, create: bool) -> None:
         await store.close()
 
 
+async def check_dns_command(reactor, options: CheckDNSOptions) -> None:
+    local_key = None
+    if options["key-file"]:
+        signer = DomainSigner(load_private_key(options["key-file"]), options["domain"])
+        local_key = signer.public_key()
+    resolver = DNSResolver(reactor, options["dns"] or None)
+    findings = await check_dns(resolver, options["domain"], local_key, reactor)
+    print(format_findings(findings), end="")
+    if any(finding.level == ERROR for finding in findings):
+        raise SystemExit(1)
+
+
 def print_frame(frame: Frame) -> None:
     print(f"{frame.verb} {frame.argument}".rstrip())
     for name, value in frame.headers.items():
@@ -302,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     async def run(reactor) -> None:
+        if name == "check-dns":
+            await check_dns_command(reactor, sub)
+            return
         if name in ("adduser", "passwd"):
             await set_account(reactor, sub, create=name == "adduser")
             return

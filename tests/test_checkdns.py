@@ -253,3 +253,37 @@ def test_format_findings() -> None:
         [Finding(OK, "fine"), Finding(WARN, "hmm"), Finding(ERROR, "broken")]
     )
     assert text == "ok    fine\nWARN  hmm\nERROR broken\n1 error, 1 warning.\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_command(dns_server, tmp_path) -> None:
+    """
+    C{fmtp check-dns} as an admin runs it: a real process asking the
+    loopback DNS server, exiting 1 when something is wrong.
+    """
+    import os
+    import sys
+
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    from fmtp.keys import write_private_key
+
+    key = generate_private_key()
+    key_file = tmp_path / "domain.key"
+    write_private_key(key_file, key)
+    signer = DomainSigner(key, "poe.net")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    args = ["-m", "fmtp", "check-dns", "--dns", dns_server.dns_option]
+    args += ["--key-file", str(key_file), "poe.net"]
+
+    dns_server.set_zone("poe.net", fmtp_zone("poe.net", "127.0.0.2", 7070))
+    out, err, code = await getProcessOutputAndValue(sys.executable, args, env=env)
+    assert code == 1, err
+    assert b"fmtpkey.poe.net does not exist" in out
+
+    dns_server.set_zone(
+        "poe.net", fmtp_zone("poe.net", "127.0.0.2", 7070, [signer.public_key()])
+    )
+    out, err, code = await getProcessOutputAndValue(sys.executable, args, env=env)
+    assert code == 0, (out, err)
+    assert out.decode().endswith("All good.\n")
