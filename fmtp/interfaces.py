@@ -311,7 +311,7 @@ class IDeliveryStore(IObjectStore):
             empty.
         """
 
-    def reschedule(object_id, domain, next_attempt, error):
+    def reschedule(object_id, domain, next_attempt, error, recipients=None):
         """
         Record a failed attempt: count it, keep why it failed, and set when
         to try again.
@@ -321,6 +321,9 @@ class IDeliveryStore(IObjectStore):
 
         @param next_attempt: when to try next, in seconds since the epoch.
         @param error: why the attempt failed (stored as C{last_error}).
+        @param recipients: if given, the recipients still to deliver to
+            (the others were delivered or bounced), replaced in the same
+            write so that a crash cannot lose or repeat any of them.
         @return: a L{Deferred} that fires with C{True} once the row is
             updated (C{attempts} one more), or C{False} if no such delivery
             is queued.

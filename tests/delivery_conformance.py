@@ -620,3 +620,30 @@ class DeliveryConformance:
         for call in calls:
             with pytest.raises(StoreUnavailable):
                 await call()
+
+
+class RescheduleRecipients:
+    """
+    A partial retry keeps only the recipients still to deliver to, in the
+    same write as the attempt count.
+    """
+
+    @pytest_twisted.ensureDeferred
+    async def test_reschedule_replaces_recipients(self, store) -> None:
+        obj = FMTPObject("1700000000000.aa.edgar@poe.net", "message", {}, b"")
+        delivery = QueuedDelivery.new(
+            obj.id, "lenore.org", ["a@lenore.org", "b@lenore.org"], 100.0
+        )
+        await store.enqueue(obj, [delivery])
+        assert await store.reschedule(
+            obj.id, "lenore.org", 200.0, "451 later", recipients=["b@lenore.org"]
+        )
+        [row] = await store.queued_for("lenore.org")
+        assert (row.recipients, row.attempts, row.last_error) == (
+            ("b@lenore.org",),
+            1,
+            "451 later",
+        )
+        assert await store.reschedule(obj.id, "lenore.org", 300.0, "again")
+        [row] = await store.queued_for("lenore.org")
+        assert (row.recipients, row.attempts) == (("b@lenore.org",), 2)

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from delivery_conformance import LOST, T0, DeliveryConformance, message, queued
+from delivery_conformance import (
+    LOST,
+    T0,
+    DeliveryConformance,
+    RescheduleRecipients,
+    message,
+    queued,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_conformance import ALICE, BOB, StoreConformance, make
@@ -102,6 +109,10 @@ class TestStoreConformance(StoreConformance):
     """
     The conformance suite, run against every store by the C{store} fixture.
     """
+
+
+class TestRescheduleRecipients(RescheduleRecipients):
+    pass
 
 
 class TestDeliveryConformance(DeliveryConformance):

@@ -11,7 +11,7 @@ same against a durable store.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
@@ -282,12 +282,24 @@ class MemoryStore:
         return min((d.next_attempt for d in self._queue.values()), default=None)
 
     def reschedule(
-        self, object_id: str, domain: str, next_attempt: float, error: str
+        self,
+        object_id: str,
+        domain: str,
+        next_attempt: float,
+        error: str,
+        recipients: Sequence[str] | None = None,
     ) -> Deferred[bool]:
-        return self._call(self._reschedule, object_id, domain, next_attempt, error)
+        return self._call(
+            self._reschedule, object_id, domain, next_attempt, error, recipients
+        )
 
     def _reschedule(
-        self, object_id: str, domain: str, next_attempt: float, error: str
+        self,
+        object_id: str,
+        domain: str,
+        next_attempt: float,
+        error: str,
+        recipients: Sequence[str] | None,
     ) -> bool:
         key = (object_id, domain)
         delivery = self._queue.get(key)
@@ -298,6 +310,7 @@ class MemoryStore:
             attempts=delivery.attempts + 1,
             next_attempt=next_attempt,
             last_error=error,
+            recipients=delivery.recipients if recipients is None else tuple(recipients),
         )
         return True
 

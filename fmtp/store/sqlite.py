@@ -484,13 +484,15 @@ def _reschedule(
     domain: str,
     next_attempt: float,
     error: str,
+    recipients: str | None,
 ) -> bool:
     cursor = conn.execute(
         """
-        UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_error = ?
+        UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_error = ?,
+            recipients = COALESCE(?, recipients)
         WHERE object_id = ? AND domain = ?
         """,
-        (next_attempt, error, object_id, domain),
+        (next_attempt, error, recipients, object_id, domain),
     )
     return cursor.rowcount > 0
 
@@ -1035,9 +1037,21 @@ class SQLiteStore:
         return self.run_interaction(_next_due_time)
 
     def reschedule(
-        self, object_id: str, domain: str, next_attempt: float, error: str
+        self,
+        object_id: str,
+        domain: str,
+        next_attempt: float,
+        error: str,
+        recipients: Sequence[str] | None = None,
     ) -> Deferred[bool]:
-        return self.run_interaction(_reschedule, object_id, domain, next_attempt, error)
+        encoded = (
+            None
+            if recipients is None
+            else json.dumps(list(recipients), separators=(",", ":"))
+        )
+        return self.run_interaction(
+            _reschedule, object_id, domain, next_attempt, error, encoded
+        )
 
     def finish_delivery(self, object_id: str, domain: str) -> Deferred[bool]:
         return self.run_interaction(_finish_delivery, object_id, domain)

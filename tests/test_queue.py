@@ -1,0 +1,888 @@
+"""
+Tests for L{fmtp.federation.queue}: the outbound queue's worker.
+
+Most run on a L{MemoryStore}, whose Deferreds have fired when a call
+returns, and a L{Clock}, so that a whole retry schedule of five days runs
+in a moment and each attempt's time can be checked to the second.  The
+link pool is a fake that records each call and answers as the test
+scripts it, including with Deferreds that the test fires later, to see
+what runs while a delivery is in flight.  One test runs on a real SQLite
+file and the real reactor, across a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest_twisted
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmtp.delivery import QueuedDelivery
+from fmtp.errors import FMTPError, StoreUnavailable
+from fmtp.federation.inbound import RecipientResult
+from fmtp.federation.queue import (
+    DEFAULT_RETRY_WINDOW,
+    DEFAULT_SCHEDULE,
+    OutboundQueue,
+    make_bounce,
+    retry_delay,
+)
+from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.objects import FMTPObject, domain_of, new_object_id
+from fmtp.store.memory import MemoryStore
+from fmtp.store.sqlite import SQLiteStore
+
+EDGAR = "edgar@poe.net"
+LOST = "lost@lenore.org"
+RAVEN = "raven@lenore.org"
+LENORE = "lenore@lenore.org"
+ANNABEL = "annabel@kingdom.example"
+USHER = "roderick@usher.example"
+
+T0 = 1_700_000_000.0
+
+
+class LinkDown(FMTPError):
+    code = 421
+    default_message = "connection refused"
+
+
+class NoSuchDomain(FMTPError):
+    code = 554
+    default_message = "lenore.org does not exist"
+
+
+#: A scripted answer meaning "return a Deferred the test fires itself".
+PENDING = object()
+
+
+def answer(delivery: QueuedDelivery, *codes: int) -> list[RecipientResult]:
+    """
+    One result per recipient of C{delivery}, with C{codes} in order (all
+    201 if none are given).
+    """
+    codes = codes or (201,) * len(delivery.recipients)
+    return [
+        RecipientResult(address, code, "delivered" if code < 300 else f"code {code}")
+        for address, code in zip(delivery.recipients, codes, strict=True)
+    ]
+
+
+class FakeLinks:
+    """
+    A fake link pool: records each call and answers from a script.
+
+    Each script entry is used once, in order; then C{default} answers.  An
+    entry is L{None} (every recipient 201), a L{tuple} of codes (one per
+    recipient), an exception (the returned Deferred fails with it),
+    L{PENDING} (an unfired Deferred, kept in C{pending}) or a callable
+    (called with the delivery, as the link pool itself would be).
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.calls: list[tuple[float, str, tuple[str, ...]]] = []
+        self.script: list[Any] = []
+        self.default: Any = None
+        self.pending: list[tuple[QueuedDelivery, Deferred[list[RecipientResult]]]] = []
+
+    def __call__(self, delivery: QueuedDelivery, obj: FMTPObject) -> Any:
+        assert obj.id == delivery.object_id
+        self.calls.append(
+            (self.clock.seconds() - T0, delivery.domain, delivery.recipients)
+        )
+        outcome = self.script.pop(0) if self.script else self.default
+        if outcome is None:
+            return succeed(answer(delivery))
+        if outcome is PENDING:
+            d: Deferred[list[RecipientResult]] = Deferred()
+            self.pending.append((delivery, d))
+            return d
+        if isinstance(outcome, tuple):
+            return succeed(answer(delivery, *outcome))
+        if isinstance(outcome, Exception):
+            return fail(outcome)
+        return outcome(delivery)
+
+    def times(self) -> list[float]:
+        return [when for when, _, _ in self.calls]
+
+    def finish(self, index: int = 0) -> QueuedDelivery:
+        """
+        Fire the C{index}-th pending delivery with every recipient 201.
+        """
+        delivery, d = self.pending.pop(index)
+        d.callback(answer(delivery))
+        return delivery
+
+
+class QueueTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.store = MemoryStore()
+        self.signer = DomainSigner(generate_private_key(), "poe.net")
+        self.links = FakeLinks(self.clock)
+        self.bounces: list[tuple[str, FMTPObject]] = []
+        self.file_bounce: Callable[[str, FMTPObject], Deferred[Any]] = self._file
+
+    def _file(self, recipient: str, obj: FMTPObject) -> Deferred[None]:
+        self.bounces.append((recipient, obj))
+        return succeed(None)
+
+    def make_queue(self, **kwargs: Any) -> OutboundQueue:
+        kwargs.setdefault("random", lambda: 0.5)  # no jitter
+        return OutboundQueue(
+            self.store,
+            self.links,
+            self.clock,
+            "poe.net",
+            self.signer,
+            lambda recipient, obj: self.file_bounce(recipient, obj),
+            **kwargs,
+        )
+
+    def start(self, **kwargs: Any) -> OutboundQueue:
+        queue = self.make_queue(**kwargs)
+        queue.startService()
+        return queue
+
+    def queue_message(
+        self,
+        recipients: tuple[str, ...] = (LOST,),
+        sender: str = EDGAR,
+        next_attempt: float | None = None,
+        **properties: str,
+    ) -> FMTPObject:
+        """
+        Store a message and its queue rows, one per domain, as the sending
+        code does before its 2xx.
+        """
+        now = self.clock.seconds()
+        props = {"From": sender, "To": " ".join(recipients), "Subject": "Nevermore"}
+        props.update(properties)
+        obj = FMTPObject(new_object_id(sender, now), "message", props, b"Quoth")
+        by_domain: dict[str, list[str]] = {}
+        for address in recipients:
+            by_domain.setdefault(domain_of(address), []).append(address)
+        rows = [
+            QueuedDelivery.new(obj.id, domain, addresses, now)
+            for domain, addresses in by_domain.items()
+        ]
+        if next_attempt is not None:
+            rows = [
+                QueuedDelivery(
+                    r.object_id, r.domain, r.recipients, now, 0, next_attempt
+                )
+                for r in rows
+            ]
+        self.successResultOf(self.store.enqueue(obj, rows))
+        return obj
+
+    def send(self, queue: OutboundQueue, *args: Any, **kwargs: Any) -> FMTPObject:
+        """
+        Queue a message and kick the queue, as the sending code does.
+        """
+        obj = self.queue_message(*args, **kwargs)
+        queue.kick()
+        return obj
+
+    def queued(self, domain: str = "lenore.org") -> list[QueuedDelivery]:
+        return self.successResultOf(self.store.queued_for(domain))
+
+    def run_timers(self, until: float = float("inf")) -> None:
+        """
+        Advance the clock from one timer to the next, running each, until
+        none is left or the next is after C{T0 + until}.
+        """
+        while calls := self.clock.getDelayedCalls():
+            when = min(call.getTime() for call in calls)
+            if when > T0 + until:
+                return
+            self.clock.advance(max(0.0, when - self.clock.seconds()))
+
+    def timer_times(self) -> list[float]:
+        return [call.getTime() - T0 for call in self.clock.getDelayedCalls()]
+
+
+class DeliveryTests(QueueTestCase):
+    def test_delivered(self) -> None:
+        """
+        A delivery every recipient accepts is removed from the queue, and
+        the queue sleeps with no timer, having nothing left.
+        """
+        queue = self.start()
+        obj = self.send(queue, (LOST, RAVEN))
+
+        self.assertEqual(self.links.calls, [(0.0, "lenore.org", (LOST, RAVEN))])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.bounces, [])
+        self.assertEqual(queue.stats.delivered, 2)
+        # The object itself stays: it is the sender's copy.
+        self.assertEqual(self.successResultOf(self.store.get_object(obj.id)), obj)
+
+    def test_temporary_failure_rescheduled(self) -> None:
+        """
+        A temporary failure of the whole message is counted and kept with
+        the row, which is tried again after the first wait.
+        """
+        queue = self.start()
+        self.links.script = [LinkDown()]
+        self.send(queue)
+
+        [row] = self.queued()
+        self.assertEqual(row.attempts, 1)
+        self.assertEqual(row.next_attempt, T0 + 60)
+        self.assertEqual(row.last_error, "421 connection refused")
+        self.assertEqual(self.timer_times(), [60.0])
+        self.assertEqual(queue.stats.retried, 1)
+
+        self.clock.advance(59)
+        self.assertEqual(len(self.links.calls), 1)
+        self.clock.advance(1)
+        self.assertEqual(self.links.times(), [0.0, 60.0])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_schedule_until_window_runs_out(self) -> None:
+        """
+        A domain that never answers is tried after 1, 5, 15 and 30 minutes,
+        1 and 2 hours, then every 4 hours; when the next attempt would fall
+        after five days from when the message was queued, the sender gets a
+        bounce instead and the row goes.
+        """
+        queue = self.start()
+        self.links.default = LinkDown()
+        self.send(queue)
+        self.run_timers()
+
+        times = self.links.times()
+        expected = [0, 60, 360, 1260, 3060, 6660, 13860, 28260]
+        self.assertEqual(times[: len(expected)], expected)
+        self.assertEqual(
+            {
+                later - earlier
+                for earlier, later in zip(times[7:-1], times[8:], strict=True)
+            },
+            {4 * 3600.0},
+        )
+        self.assertLessEqual(times[-1], DEFAULT_RETRY_WINDOW)
+        self.assertGreater(times[-1] + 4 * 3600, DEFAULT_RETRY_WINDOW)
+
+        self.assertEqual(self.queued(), [])
+        [(recipient, bounce)] = self.bounces
+        self.assertEqual(recipient, EDGAR)
+        self.assertIn(f"({len(times)} attempts)", bounce.body.decode())
+        self.assertEqual(queue.stats.bounced, 1)
+        self.assertEqual(queue.stats.retried, len(times) - 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_jitter(self) -> None:
+        """
+        Each wait is stretched or shrunk by up to a tenth, from the random
+        source given.
+        """
+        self.links.default = LinkDown()
+        queue = self.start(random=lambda: 0.0)
+        self.send(queue)
+        self.assertEqual(self.queued()[0].next_attempt, T0 + 54)
+        queue.stopService()
+
+        self.store = MemoryStore()
+        queue = self.start(random=lambda: 0.75)
+        self.send(queue)
+        self.assertAlmostEqual(self.queued()[0].next_attempt, T0 + 63)
+
+    def test_custom_schedule_and_window(self) -> None:
+        """
+        The schedule and the window are the operator's to set.
+        """
+        self.links.default = LinkDown()
+        queue = self.start(retry_schedule=(10, 20), retry_window=70)
+        self.send(queue)
+        self.run_timers()
+        # 0, then +10, +20, +20; the next, at 70, is not after the window.
+        self.assertEqual(self.links.times(), [0, 10, 30, 50, 70])
+        self.assertEqual(len(self.bounces), 1)
+        self.assertEqual(queue.stats.retried, 4)
+
+
+class BounceTests(QueueTestCase):
+    def verify(self, obj: FMTPObject) -> None:
+        """
+        Check that C{obj} carries a valid signature of this domain.
+        """
+        verifier = StaticKeyVerifier({}, self.clock)
+        verifier.add_signer(self.signer)
+        key = self.successResultOf(verifier.verify_object(obj))
+        self.assertEqual(key.fingerprint, self.signer.fingerprint)
+
+    def test_window_exhausted_bounce(self) -> None:
+        """
+        The bounce filed when the window runs out is a signed message from
+        the postmaster to the sender, answering the original in its
+        thread, and saying who failed, how, and after how many attempts.
+        """
+        queue = self.start(retry_window=100)
+        self.links.default = LinkDown()
+        obj = self.send(queue)
+        self.assertEqual(self.bounces, [])
+        self.clock.advance(60)
+
+        self.assertEqual(self.links.times(), [0, 60])
+        self.assertEqual(self.queued(), [])
+        [(recipient, bounce)] = self.bounces
+        self.assertEqual(recipient, EDGAR)
+        self.assertEqual(bounce.type, "message")
+        self.assertEqual(bounce.owner, "postmaster@poe.net")
+        self.assertEqual(bounce.properties["From"], "postmaster@poe.net")
+        self.assertEqual(bounce.properties["To"], EDGAR)
+        self.assertEqual(bounce.properties["Subject"], "Undeliverable: Nevermore")
+        self.assertEqual(bounce.properties["Parent"], obj.id)
+        self.assertEqual(bounce.properties["Parent-Digest"], obj.digest())
+        self.assertEqual(bounce.properties["Top"], obj.id)
+        body = bounce.body.decode("utf-8")
+        self.assertIn(f"{LOST}: 421 connection refused", body)
+        self.assertIn("(2 attempts)", body)
+        self.assertIn(obj.id, body)
+        self.verify(bounce)
+        self.assertEqual(queue.stats.bounced, 1)
+
+    def test_bounce_thread_and_subject(self) -> None:
+        """
+        A bounce of a reply keeps the thread's C{Top}; a message without a
+        subject is named by its id.
+        """
+        original = FMTPObject(
+            new_object_id(EDGAR, T0),
+            "message",
+            {
+                "From": EDGAR,
+                "To": LOST,
+                "Parent": "1.a.lost@lenore.org",
+                "Top": "0.b.lost@lenore.org",
+            },
+        )
+        row = QueuedDelivery.new(original.id, "lenore.org", [LOST], T0)
+        bounce = make_bounce(
+            original, row, [RecipientResult(LOST, 550, "no such user")], 1, "poe.net"
+        )
+        self.assertEqual(bounce.properties["Top"], "0.b.lost@lenore.org")
+        self.assertEqual(bounce.properties["Subject"], f"Undeliverable: {original.id}")
+        self.assertIn("(1 attempt)", bounce.body.decode())
+
+    def test_bounce_id_is_stable(self) -> None:
+        """
+        The same failure makes the same bounce id, so that a bounce filed
+        again after a crash is de-duplicated by the inbox; other failed
+        recipients make another.
+        """
+        original = FMTPObject(new_object_id(EDGAR, T0), "message", {"From": EDGAR})
+        row = QueuedDelivery.new(original.id, "lenore.org", [LOST, RAVEN], T0)
+        lost = [RecipientResult(LOST, 550, "no such user")]
+        raven = [RecipientResult(RAVEN, 550, "no such user")]
+        first = make_bounce(original, row, lost, 1, "poe.net")
+        self.assertEqual(first.id, make_bounce(original, row, lost, 3, "poe.net").id)
+        self.assertNotEqual(
+            first.id, make_bounce(original, row, raven, 1, "poe.net").id
+        )
+
+    def test_peer_reason_is_quoted_on_one_line(self) -> None:
+        """
+        A peer's reason cannot add lines to a bounce or make it huge.
+        """
+        original = FMTPObject(new_object_id(EDGAR, T0), "message", {"From": EDGAR})
+        row = QueuedDelivery.new(original.id, "lenore.org", [LOST], T0)
+        reason = "busy\r\nSubject: forged\n" + "x" * 5000
+        bounce = make_bounce(
+            original, row, [RecipientResult(LOST, 554, reason)], 1, "poe.net"
+        )
+        body = bounce.body.decode()
+        self.assertNotIn("\nSubject: forged", body)
+        self.assertLess(len(body), 1000)
+
+    def test_per_recipient_mix(self) -> None:
+        """
+        A peer that accepts one recipient, refuses another for good and
+        another for now: the refused one is bounced, and only the last is
+        tried again.
+        """
+        queue = self.start()
+        self.links.script = [(201, 554, 451)]
+        obj = self.send(queue, (LOST, RAVEN, LENORE))
+
+        [(recipient, bounce)] = self.bounces
+        self.assertEqual(recipient, EDGAR)
+        body = bounce.body.decode()
+        self.assertIn(f"{RAVEN}: 554 code 554", body)
+        self.assertNotIn(LOST, body)
+        self.assertNotIn(LENORE, body)
+        self.verify(bounce)
+
+        [row] = self.queued()
+        self.assertEqual(
+            row,
+            QueuedDelivery(
+                obj.id, "lenore.org", (LENORE,), T0, 1, T0 + 60, "451 code 451"
+            ),
+        )
+        self.clock.advance(60)
+        self.assertEqual(self.links.calls[-1], (60.0, "lenore.org", (LENORE,)))
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(len(self.bounces), 1)
+        self.assertEqual(
+            (queue.stats.delivered, queue.stats.retried, queue.stats.bounced),
+            (2, 1, 1),
+        )
+
+    def test_all_recipients_temporary(self) -> None:
+        """
+        When the peer answers every recipient with a 4xx, the row keeps its
+        place and is rescheduled, naming each recipient's reason; the
+        domain is not given up for the rest of the pass, since it answered.
+        """
+        queue = self.start()
+        self.links.script = [(451, 452)]
+        obj = self.queue_message((LOST, RAVEN))
+        self.clock.advance(1)
+        self.queue_message((LENORE,))
+        queue.kick()
+
+        [row] = self.queued()
+        self.assertEqual(row.object_id, obj.id)
+        self.assertEqual((row.recipients, row.attempts), ((LOST, RAVEN), 1))
+        self.assertEqual(row.last_error, f"{LOST} 451 code 451; {RAVEN} 452 code 452")
+        self.assertEqual(len(self.links.calls), 2)
+        self.assertEqual((queue.stats.retried, queue.stats.delivered), (2, 1))
+
+    def test_missing_results_are_retried(self) -> None:
+        """
+        A recipient the peer gave no result for is tried again rather than
+        taken as delivered or bounced.
+        """
+        queue = self.start()
+        self.links.script = [
+            lambda delivery: succeed([RecipientResult(LOST, 201, "ok")])
+        ]
+        self.send(queue, (LOST, RAVEN))
+        self.assertEqual(self.queued()[0].recipients, (RAVEN,))
+        self.assertEqual(self.bounces, [])
+        self.assertEqual(queue.stats.retried, 1)
+
+    def test_whole_message_permanent(self) -> None:
+        """
+        A permanent refusal of the whole message bounces every recipient
+        at once, and the message is not tried again.
+        """
+        queue = self.start()
+        self.links.script = [NoSuchDomain()]
+        self.send(queue, (LOST, RAVEN))
+
+        self.assertEqual(self.queued(), [])
+        [(_, bounce)] = self.bounces
+        body = bounce.body.decode()
+        self.assertIn(f"{LOST}: 554 lenore.org does not exist", body)
+        self.assertIn(f"{RAVEN}: 554 lenore.org does not exist", body)
+        self.run_timers()
+        self.assertEqual(len(self.links.calls), 1)
+        self.assertEqual(queue.stats.bounced, 2)
+
+    def test_no_bounce_of_a_bounce(self) -> None:
+        """
+        An undeliverable message from a postmaster is dropped with a log
+        line: bouncing it could start a loop between two servers.
+        """
+        queue = self.start()
+        self.links.script = [NoSuchDomain()]
+        with capturedLogs() as events:
+            self.send(queue, sender="postmaster@poe.net")
+        self.assertEqual(self.bounces, [])
+        self.assertEqual(self.queued(), [])
+        self.assertTrue(
+            any("never bounced" in formatEvent(event) for event in events), events
+        )
+
+    def test_no_bounce_to_other_domain(self) -> None:
+        """
+        A sender at another domain gets no bounce from here (bounces go
+        only into local inboxes); the failure is logged.
+        """
+        queue = self.start()
+        self.links.script = [NoSuchDomain()]
+        with capturedLogs() as events:
+            self.send(queue, sender=ANNABEL)
+        self.assertEqual(self.bounces, [])
+        self.assertEqual(self.queued(), [])
+        text = [formatEvent(event) for event in events]
+        self.assertTrue(
+            any(ANNABEL in line and "not a user of poe.net" in line for line in text),
+            text,
+        )
+
+    def test_bounce_refused_is_logged(self) -> None:
+        """
+        A C{deliver_local} that answers with results (one that runs the
+        recipient's policy) and refuses the bounce gets a log line: the
+        sender will not hear of the failure otherwise.
+        """
+        self.file_bounce = lambda recipient, obj: succeed(
+            [RecipientResult(recipient, 554, "refused by the recipient's policy")]
+        )
+        queue = self.start()
+        self.links.script = [NoSuchDomain()]
+        with capturedLogs() as events:
+            self.send(queue)
+        text = [formatEvent(event) for event in events]
+        self.assertTrue(any("was refused for" in line for line in text), text)
+        self.assertEqual(self.queued(), [])
+
+    def test_bounce_filing_fails(self) -> None:
+        """
+        If the bounce cannot be filed, the row stays (nothing acknowledged
+        is lost) and is tried again after a wait, not in a loop.
+        """
+        self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
+        queue = self.start()
+        self.links.default = NoSuchDomain()
+        self.send(queue)
+
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertEqual(len(self.queued()), 1)
+        self.assertEqual(self.timer_times(), [60.0])
+
+        self.file_bounce = self._file
+        self.clock.advance(60)
+        self.assertEqual(self.links.times(), [0, 60])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(len(self.bounces), 1)
+
+
+class FailureTests(QueueTestCase):
+    def test_plain_exception_is_temporary(self) -> None:
+        """
+        An exception that is not an L{FMTPError} is a bug below; the
+        message is tried again, and the traceback is logged.
+        """
+
+        def broken(delivery: QueuedDelivery) -> Deferred[Any]:
+            raise ZeroDivisionError("division by zero")
+
+        queue = self.start()
+        self.links.script = [broken]
+        self.send(queue)
+
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        [row] = self.queued()
+        self.assertEqual(row.attempts, 1)
+        self.assertEqual(row.next_attempt, T0 + 60)
+        self.assertEqual(row.last_error, "451 ZeroDivisionError: division by zero")
+        self.assertEqual(self.bounces, [])
+        self.clock.advance(60)
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(queue.stats.delivered, 1)
+
+    def test_failing_domain_puts_off_its_other_rows(self) -> None:
+        """
+        Once a domain fails as a whole, its other rows due in the same pass
+        are put off without being tried, while other domains go on.
+        """
+        queue = self.start()
+        self.links.script = [LinkDown()]
+        first = self.queue_message((LOST,))
+        self.clock.advance(1)
+        second = self.queue_message((RAVEN,))
+        elsewhere = self.queue_message((ANNABEL,))
+        queue.kick()
+
+        self.assertEqual(
+            [domain for _, domain, _ in self.links.calls],
+            ["lenore.org", "kingdom.example"],
+        )
+        rows = {row.object_id: row for row in self.queued()}
+        self.assertEqual(rows[first.id].attempts, 1)
+        self.assertEqual(rows[second.id].attempts, 1)
+        self.assertEqual(rows[second.id].next_attempt, T0 + 61)
+        self.assertEqual(
+            rows[second.id].last_error,
+            "421 not tried, lenore.org just failed: connection refused",
+        )
+        self.assertEqual(self.queued("kingdom.example"), [])
+        self.assertTrue(self.successResultOf(self.store.has_object(elsewhere.id)))
+
+    def test_deleted_object(self) -> None:
+        """
+        A row whose object is gone (deleted between reading the row and
+        the object) is dropped without a delivery.
+        """
+
+        class Forgetful(MemoryStore):
+            def get_object(self, object_id: str) -> Deferred[FMTPObject | None]:
+                return succeed(None)
+
+        self.store = Forgetful()
+        queue = self.start()
+        self.send(queue)
+        self.assertEqual(self.links.calls, [])
+        self.assertEqual(self.queued(), [])
+
+    def test_store_trouble(self) -> None:
+        """
+        A store that cannot be read is tried again after a wait.
+        """
+
+        class Broken(MemoryStore):
+            broken = True
+
+            def due_deliveries(self, now: float, limit: int) -> Any:
+                if self.broken:
+                    return fail(StoreUnavailable())
+                return super().due_deliveries(now, limit)
+
+        self.store = Broken()
+        self.queue_message()
+        self.start()
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertEqual(self.timer_times(), [60.0])
+        self.store.broken = False
+        self.clock.advance(60)
+        self.assertEqual(self.links.times(), [60.0])
+
+    def test_arguments_checked(self) -> None:
+        for bad in (
+            {"retry_schedule": ()},
+            {"retry_schedule": (60, 0)},
+            {"retry_window": -1},
+            {"max_concurrent_domains": 0},
+            {"batch": 0},
+        ):
+            self.assertRaises(ValueError, self.make_queue, **bad)
+
+    def test_retry_delay(self) -> None:
+        self.assertEqual(
+            [retry_delay(n) for n in range(1, 10)],
+            [60, 300, 900, 1800, 3600, 7200, 14400, 14400, 14400],
+        )
+        self.assertEqual(retry_delay(0), DEFAULT_SCHEDULE[0])
+
+
+class SchedulingTests(QueueTestCase):
+    def test_start_delivers_due_rows(self) -> None:
+        """
+        A new queue on a store with due rows (as after a restart) delivers
+        them when started, without a kick.
+        """
+        self.links.default = LinkDown()
+        first = self.start()
+        self.send(first)
+        self.assertEqual(self.successResultOf(first.stopService()), None)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(600)
+
+        self.links.default = None
+        second = self.start()
+        self.assertEqual(self.links.times(), [0.0, 600.0])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(second.stats.delivered, 1)
+
+    def test_one_timer_for_next_due(self) -> None:
+        """
+        Started with nothing due, the queue sets one timer for the next row
+        that falls due, and delivers it then.
+        """
+        self.queue_message(next_attempt=T0 + 500)
+        self.queue_message((ANNABEL,), next_attempt=T0 + 800)
+        queue = self.start()
+        self.assertEqual(self.links.calls, [])
+        self.assertEqual(self.timer_times(), [500.0])
+        self.clock.advance(499)
+        self.assertEqual(self.links.calls, [])
+        self.clock.advance(1)
+        self.assertEqual(self.links.times(), [500.0])
+        self.assertEqual(self.timer_times(), [800.0])
+        self.clock.advance(300)
+        self.assertEqual(self.links.times(), [500.0, 800.0])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(queue.stats.delivered, 2)
+
+    def test_kick_during_pass(self) -> None:
+        """
+        Kicks while a pass runs start no second pass beside it: they make
+        one more pass after it.
+        """
+        passes = []
+
+        class Counting(MemoryStore):
+            def next_due_time(self) -> Deferred[float | None]:
+                passes.append(True)  # once at the end of each pass
+                return super().next_due_time()
+
+        self.store = Counting()
+        queue = self.start()
+        self.assertEqual(len(passes), 1)
+        self.links.script = [PENDING]
+        self.queue_message()
+        first_kick = queue.kick()  # a pass starts, and waits for the link
+        self.assertNoResult(first_kick)
+
+        second = self.queue_message((ANNABEL,))
+        kicks = [queue.kick(), queue.kick()]
+        self.assertEqual(len(self.links.calls), 1)
+        self.assertEqual(len(passes), 1)
+        for kick in kicks:
+            self.assertNoResult(kick)
+
+        self.links.finish()
+        self.assertEqual(len(passes), 3)
+        self.assertEqual(self.links.calls[1], (0.0, "kingdom.example", (ANNABEL,)))
+        self.assertEqual(self.queued("kingdom.example"), [])
+        for kick in [first_kick, *kicks]:
+            self.assertIsNone(self.successResultOf(kick))
+        self.assertEqual(self.links.calls[1][2], (ANNABEL,))
+        self.assertEqual(self.successResultOf(self.store.has_object(second.id)), True)
+
+    def test_domains_serial_and_concurrent(self) -> None:
+        """
+        Rows for one domain go one after another; rows for different
+        domains go at once, up to the limit.
+        """
+        self.links.default = PENDING
+        queue = self.start(max_concurrent_domains=2)
+        first = self.queue_message((LOST,))
+        self.clock.advance(1)
+        second = self.queue_message((RAVEN,))
+        self.clock.advance(1)
+        self.queue_message((ANNABEL,))
+        self.clock.advance(1)
+        self.queue_message((USHER,))
+        queue.kick()
+
+        def in_flight() -> list[tuple[str, str]]:
+            return [(d.domain, d.object_id) for d, _ in self.links.pending]
+
+        self.assertEqual(
+            [domain for domain, _ in in_flight()], ["lenore.org", "kingdom.example"]
+        )
+        self.assertEqual(in_flight()[0][1], first.id)
+
+        self.links.finish(0)  # lenore.org: its next row, on the same slot
+        self.assertEqual(
+            [domain for domain, _ in in_flight()], ["kingdom.example", "lenore.org"]
+        )
+        self.assertEqual(in_flight()[1][1], second.id)
+        self.links.finish(0)  # kingdom.example: its slot goes to usher
+        self.assertEqual(
+            [domain for domain, _ in in_flight()], ["lenore.org", "usher.example"]
+        )
+        self.links.finish(0)
+        self.links.finish(0)
+        self.assertEqual(in_flight(), [])
+        self.assertEqual(queue.stats.delivered, 4)
+        for domain in ("lenore.org", "kingdom.example", "usher.example"):
+            self.assertEqual(self.queued(domain), [])
+
+    def test_stop_waits_for_in_flight(self) -> None:
+        """
+        Stopping waits for the delivery in flight to be settled, starts no
+        other, and leaves the rest queued for the next start.
+        """
+        self.links.default = PENDING
+        queue = self.start()
+        self.queue_message((LOST,))
+        self.clock.advance(1)
+        second = self.queue_message((RAVEN,))
+        queue.kick()
+
+        stopped = queue.stopService()
+        self.assertNoResult(stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertIsNone(self.successResultOf(queue.kick()))
+
+        self.links.finish()
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual(len(self.links.calls), 1)
+        [left] = self.queued()
+        self.assertEqual((left.object_id, left.attempts), (second.id, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_idle(self) -> None:
+        queue = self.start()
+        self.queue_message(next_attempt=T0 + 500)
+        queue.kick()
+        self.assertEqual(self.timer_times(), [500.0])
+        self.assertIsNone(self.successResultOf(queue.stopService()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_batches(self) -> None:
+        """
+        A long queue is read a batch at a time, all in one pass.
+        """
+        for n in range(5):
+            self.clock.advance(1)
+            self.queue_message((f"user{n}@lenore.org",))
+        self.start(batch=2)
+        self.assertEqual(len(self.links.calls), 5)
+        self.assertEqual(self.queued(), [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_retry_survives_restart(tmp_path) -> None:
+    """
+    On a real SQLite file: a temporary failure is recorded durably, and
+    after the server restarts (a new store object and a new queue on the
+    same file) the message is delivered.
+    """
+    path = tmp_path / "fmtp.db"
+    clock = Clock()
+    clock.advance(T0)
+    signer = DomainSigner(generate_private_key(), "poe.net")
+    links = FakeLinks(clock)
+    links.script = [LinkDown()]
+    bounces: list[tuple[str, FMTPObject]] = []
+
+    def make_queue(store: SQLiteStore) -> OutboundQueue:
+        return OutboundQueue(
+            store,
+            links,
+            clock,
+            "poe.net",
+            signer,
+            lambda r, o: bounces.append((r, o)),
+            random=lambda: 0.5,
+        )
+
+    obj = FMTPObject(
+        new_object_id(EDGAR, T0), "message", {"From": EDGAR, "To": LOST}, b"Quoth"
+    )
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        queue = make_queue(store)
+        queue.startService()
+        await store.enqueue(obj, [QueuedDelivery.new(obj.id, "lenore.org", [LOST], T0)])
+        await queue.kick()
+        await queue.stopService()
+        [row] = await store.queued_for("lenore.org")
+        assert (row.attempts, row.next_attempt) == (1, T0 + 60)
+        assert row.last_error == "421 connection refused"
+    finally:
+        await store.close()
+
+    clock.advance(60)
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        queue = make_queue(store)
+        queue.startService()
+        await queue.kick()
+        await queue.stopService()
+        assert await store.queued_for("lenore.org") == []
+        assert await store.get_object(obj.id) == obj
+    finally:
+        await store.close()
+    assert links.times() == [0.0, 60.0]
+    assert bounces == []
