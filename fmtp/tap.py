@@ -20,9 +20,25 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from fmtp.accounts import make_portal
+from fmtp.dns import (
+    DEFAULT_FMTP_PORT,
+    DNSKeyVerifier,
+    DNSResolver,
+    RouteResolver,
+    parse_host_port,
+    parse_nameserver,
+)
 from fmtp.errors import InvalidAddress
+from fmtp.federation.links import TLS_POLICIES, load_trust_root
+from fmtp.federation.node import (
+    DEFAULT_FEDERATION,
+    FederationSettings,
+    build_federation,
+)
+from fmtp.federation.queue import DEFAULT_RETRY_WINDOW
+from fmtp.hostsfile import DEFAULT_HOSTS, HostsFileError, load_hosts_file, parse_hosts
 from fmtp.interfaces import IObjectStore, IProtocolPlugin
-from fmtp.keys import StaticKeyVerifier, load_key_file, load_or_create_signer, zone_line
+from fmtp.keys import load_or_create_signer, zone_line
 from fmtp.listeners import (
     DatagramListener,
     Listener,
@@ -130,18 +146,77 @@ class Options(usage.Options):
             "made on first start.",
         ],
         [
-            "keys-file",
+            "hosts-file",
             None,
             None,
-            "Key records of other domains, for private networks: lines of "
-            "'DOMAIN v=FMTP1; k=ed25519; p=...'.",
+            "Static keys, routes and addresses for private networks, taking "
+            "precedence over DNS: lines 'key DOMAIN v=FMTP1; ...', "
+            "'route DOMAIN HOST:PORT', 'address HOST IP'.",
         ],
         ["max-body", None, str(Limits().max_body), "Largest frame body, in bytes."],
+        [
+            "s2s-tls",
+            None,
+            "opportunistic",
+            "TLS on outbound server links: require (STARTTLS and a certificate "
+            "valid for the peer's name), opportunistic (when offered) or off.",
+        ],
+        ["tls-key", None, None, "Private key (PEM) offered through STARTTLS."],
+        ["tls-cert", None, None, "Certificate chain (PEM) offered through STARTTLS."],
+        [
+            "tls-ca",
+            None,
+            None,
+            "Trust these CA certificates (PEM) for outbound links instead of "
+            "the system's.",
+        ],
+        [
+            "parent",
+            None,
+            None,
+            "HOST:PORT of a parent server that relays when a domain cannot be "
+            "reached directly.",
+        ],
+        [
+            "countersign",
+            None,
+            "keyless",
+            "Confirm incoming messages with their origin server: always, or "
+            "keyless (only for domains that publish no key).",
+        ],
+        [
+            "retry-window",
+            None,
+            str(int(DEFAULT_RETRY_WINDOW)),
+            "Seconds the queue retries a delivery before bouncing it.",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = {}
+        self["dns"] = []
+        self["relay-for"] = []
+
+    def opt_dns(self, nameserver: str) -> None:
+        """
+        Use this DNS resolver (HOST:PORT) instead of the system's;
+        repeatable.
+        """
+        try:
+            self["dns"].append(parse_nameserver(nameserver))
+        except ValueError as e:
+            raise usage.UsageError(f"--dns {nameserver}: {e}")
+
+    def opt_relay_for(self, domain: str) -> None:
+        """
+        Relay messages to other domains for this child domain's server
+        (this server is its parent); repeatable.
+        """
+        try:
+            self["relay-for"].append(normalize_domain(domain))
+        except InvalidAddress as e:
+            raise usage.UsageError(f"--relay-for: {e.message}")
 
     def postOptions(self) -> None:
         try:
@@ -166,6 +241,42 @@ class Options(usage.Options):
         for name, descriptions in self["listen"].items():
             for description in descriptions:
                 check_listener(description, PROTOCOL_PLUGINS[name])
+        self["federation"] = self._federation_settings()
+        if bool(self["tls-key"]) != bool(self["tls-cert"]):
+            raise usage.UsageError("--tls-key and --tls-cert go together")
+        if self["hosts-file"]:
+            try:
+                load_hosts_file(self["hosts-file"])
+            except (OSError, HostsFileError) as e:
+                raise usage.UsageError(f"--hosts-file: {e}")
+
+    def _federation_settings(self) -> FederationSettings:
+        if self["s2s-tls"] not in TLS_POLICIES:
+            raise usage.UsageError("--s2s-tls must be require, opportunistic or off")
+        if self["countersign"] not in ("always", "keyless"):
+            raise usage.UsageError("--countersign must be always or keyless")
+        if not is_ascii_digits(self["retry-window"]):
+            raise usage.UsageError("--retry-window must be a number of seconds")
+        parent = None
+        if self["parent"]:
+            try:
+                parent = parse_host_port(self["parent"], DEFAULT_FMTP_PORT)
+            except ValueError as e:
+                raise usage.UsageError(f"--parent {self['parent']}: {e}")
+        trust_root = None
+        if self["tls-ca"]:
+            try:
+                trust_root = load_trust_root(self["tls-ca"])
+            except (OSError, ValueError) as e:
+                raise usage.UsageError(f"--tls-ca {self['tls-ca']}: {e}")
+        return FederationSettings(
+            tls_policy=self["s2s-tls"],
+            tls_trust_root=trust_root,
+            parent=parent,
+            relay_for=frozenset(self["relay-for"]),
+            always_countersign=self["countersign"] == "always",
+            retry_window=float(self["retry-window"]),
+        )
 
 
 def check_listener(description: str, plugin: IProtocolPlugin) -> None:
@@ -257,9 +368,12 @@ def build_server(
     store_url: str,
     key_file: str,
     listeners: dict[str, Sequence[str]],
-    keys_file: str | None = None,
+    hosts_file: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
     plugins: dict[str, IProtocolPlugin] | None = None,
+    nameservers: Sequence[tuple[str, int]] = (),
+    federation: FederationSettings = DEFAULT_FEDERATION,
+    tls_context=None,
 ) -> tuple[ServerService, SharedServices]:
     """
     Build a server's service tree; tests call this directly to run servers
@@ -275,9 +389,18 @@ def build_server(
             record=zone_line(domain, signer.public_key()),
         )
     store = store_from_url(store_url, reactor)
-    records = load_key_file(keys_file) if keys_file else {}
-    keys = StaticKeyVerifier(records, reactor)
+    hosts = parse_hosts(DEFAULT_HOSTS.splitlines(), "<default>")
+    if hosts_file:
+        hosts.update(load_hosts_file(hosts_file))
+    resolver = DNSResolver(reactor, list(nameservers) or None)
+    keys = DNSKeyVerifier(resolver, reactor, static=hosts.keys)
     keys.add_signer(signer)
+    routes = RouteResolver(
+        resolver,
+        reactor,
+        static_routes=hosts.routes,
+        static_addresses=hosts.addresses,
+    )
     services = SharedServices(
         reactor=reactor,
         domain=domain,
@@ -286,8 +409,14 @@ def build_server(
         signer=signer,
         portal=make_portal(store),
         limits=limits,
+        tls_context=tls_context,
+    )
+    services.federation, federation_services = build_federation(
+        services, routes, federation
     )
     root = ServerService(store)
+    for service in federation_services:
+        service.setServiceParent(root)
     for name, plugin in plugins.items():
         descriptions = listeners.get(name) or plugin.default_listeners
         if list(descriptions) == [NO_LISTENER]:
@@ -299,17 +428,36 @@ def build_server(
     return root, services
 
 
+def load_tls_context(key_file: str, cert_file: str):
+    """
+    The TLS context STARTTLS switches to, from PEM files.
+    """
+    from twisted.internet import ssl
+
+    with open(key_file, "rb") as f:
+        key = f.read()
+    with open(cert_file, "rb") as f:
+        chain = f.read()
+    return ssl.PrivateCertificate.loadPEM(key + b"\n" + chain).options()
+
+
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
     os.makedirs(options["data-dir"], mode=0o700, exist_ok=True)
+    tls_context = None
+    if options["tls-key"]:
+        tls_context = load_tls_context(options["tls-key"], options["tls-cert"])
     root, _ = build_server(
         reactor,
         domain=options["domain"],
         store_url=options["store"],
         key_file=options["key-file"],
         listeners=options["listen"],
-        keys_file=options["keys-file"],
+        hosts_file=options["hosts-file"],
         limits=Limits(max_body=options["max-body"]),
+        nameservers=options["dns"],
+        federation=options["federation"],
+        tls_context=tls_context,
     )
     return root

@@ -106,6 +106,10 @@ class HelloTests(SynchronousTestCase):
         unsigned = {"Domain": "keyless.example", "To": "lenore.org", "Nonce": "n" * 24}
         peer = self.verify(self.at_lenore, unsigned)
         self.assertEqual((peer.domain, peer.verified), ("keyless.example", False))
+        keyless = DomainSigner(generate_private_key(), "keyless.example")
+        signed = make_hello(keyless, "lenore.org", self.clock.seconds())
+        peer = self.verify(self.at_lenore, signed)
+        self.assertEqual((peer.domain, peer.verified), ("keyless.example", False))
         claimed = {**unsigned, "Domain": "poe.net"}
         self.assertIn("must sign", self.refused(self.at_lenore, claimed).message)
 

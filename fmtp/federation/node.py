@@ -1,0 +1,163 @@
+"""
+Assembling one server's federation: DNS, the link pool, the receiver, the
+sender, the queue and relaying for children, around its shared services.
+
+Everything here is wiring; each piece's rules live in its own module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from fmtp.delivery import QueuedDelivery
+from fmtp.federation.countersign import Countersigner
+from fmtp.federation.hello import HelloVerifier
+from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
+from fmtp.federation.links import LinkError, LinkPool
+from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
+from fmtp.federation.sending import MessageSender
+from fmtp.objects import FMTPObject, domain_of, normalize_address
+from fmtp.objectservice import ObjectService
+from fmtp.protocols.messaging import Federation
+from fmtp.services import SharedServices
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    """
+    What an admin chooses about federation (see C{twistd fmtp --help}).
+    """
+
+    tls_policy: str = "opportunistic"
+    tls_trust_root: object = None
+    parent: tuple[str, int] | None = None
+    relay_for: frozenset[str] = frozenset()
+    always_countersign: bool = False
+    retry_window: float = DEFAULT_RETRY_WINDOW
+    retry_schedule: Sequence[float] = DEFAULT_SCHEDULE
+    connect_timeout: float = 10.0
+
+
+class LinkPoolService(Service):
+    """
+    Closes every server link when the server stops.
+    """
+
+    def __init__(self, pool: LinkPool) -> None:
+        self.pool = pool
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        return Deferred.fromCoroutine(self.pool.close())
+
+
+def build_federation(
+    services: SharedServices, routes, settings: FederationSettings
+) -> tuple[Federation, list[Service]]:
+    """
+    Build the federation of one server.
+
+    @param routes: the L{fmtp.dns.RouteResolver} for this server.
+    @return: the L{Federation} for the protocols, and the services to run
+        (the queue, then the link pool), in the order to start them.
+    """
+    store, clock = services.store, services.reactor
+    hello = HelloVerifier(services.keys, clock, services.domain)
+    pool = LinkPool(
+        clock,
+        services.signer,
+        hello,
+        routes.routes_for,
+        tls_policy=settings.tls_policy,
+        tls_trust_root=settings.tls_trust_root,
+        connect_timeout=settings.connect_timeout,
+        parent=settings.parent,
+        resolve_host=routes.resolve_host,
+        limits=services.limits,
+    )
+    countersigner = Countersigner(pool)
+    receiver = DeliveryReceiver(
+        services.domain,
+        store,
+        services.keys,
+        clock,
+        push=services.sessions.push,
+        countersign=countersigner.confirm,
+        always_countersign=settings.always_countersign,
+    )
+
+    async def deliver(
+        delivery: QueuedDelivery, obj: FMTPObject
+    ) -> list[RecipientResult]:
+        hint = None
+        if len(delivery.recipients) == 1:
+            try:
+                user = await pool.remote_user(delivery.recipients[0])
+            except LinkError:
+                user = None
+            hint = user.properties.get("Route") if user is not None else None
+        return await pool.deliver(
+            delivery.domain, obj, delivery.recipients, route_hint=hint
+        )
+
+    async def file_bounce(recipient: str, obj: FMTPObject) -> None:
+        # A bounce goes to the sender whatever their policy says: it is
+        # this server telling its own user that a message failed.
+        if await store.deliver_local(recipient, obj, False) is not None:
+            services.sessions.push(recipient, obj)
+
+    queue = OutboundQueue(
+        store,
+        deliver,
+        clock,
+        services.domain,
+        services.signer,
+        file_bounce,
+        retry_schedule=settings.retry_schedule,
+        retry_window=settings.retry_window,
+    )
+    objects = ObjectService(store, clock)
+    sender = MessageSender(
+        services.domain, store, services.signer, clock, receiver, objects, queue.kick
+    )
+
+    async def relay(
+        obj: FMTPObject, recipients: Sequence[str], peer_domain: str
+    ) -> list[RecipientResult]:
+        """
+        Take a child's message for other domains: verified like any other
+        (the origin's signature is what proves it), then queued onward.
+        """
+        await services.keys.verify_object(obj)
+        addresses = [normalize_address(r) for r in recipients]
+        by_domain: dict[str, list[str]] = {}
+        for address in addresses:
+            by_domain.setdefault(domain_of(address), []).append(address)
+        now = clock.seconds()
+        await store.enqueue(
+            obj,
+            [QueuedDelivery.new(obj.id, d, rs, now) for d, rs in by_domain.items()],
+        )
+        queue.kick()
+        log.info(
+            "Relaying {id} from {peer} to {domains}",
+            id=obj.id,
+            peer=peer_domain,
+            domains=sorted(by_domain),
+        )
+        return [RecipientResult(a, 201, "queued for relay") for a in addresses]
+
+    federation = Federation(
+        receiver, sender, hello, relay_for=settings.relay_for, relay=relay
+    )
+    return federation, [queue, LinkPoolService(pool)]
+
+
+DEFAULT_FEDERATION = FederationSettings()

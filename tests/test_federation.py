@@ -1,0 +1,296 @@
+"""
+Federation end to end: servers of different domains on their own loopback
+addresses, finding each other through a real DNS server on 127.0.0.1
+(Twisted Names serving their zones), proving themselves with keys
+published there, and delivering their users' messages.
+
+The first test is the FMTP draft's example conversation between poe.net
+and lenore.org, run for real.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+
+from fmtp.accounts import hash_password
+from fmtp.client import FrameClientProtocol, connect
+from fmtp.dns import DNSKeyVerifier
+from fmtp.federation.node import FederationSettings
+from fmtp.keys import DomainSigner, generate_private_key, write_private_key
+from fmtp.objects import FMTPObject, user_object
+from fmtp.tap import ServerService, build_server
+from fmtp.wire import Frame
+from tests.dnsserver import fmtp_zone, start_dns_server
+from tests.helpers import bound_ports
+
+EDGAR = "edgar@poe.net"
+LOST = "lost@lenore.org"
+PASSWORD = "nevermore-quoth"
+
+#: Retry quickly: the tests bring servers down and up within seconds.
+FAST = FederationSettings(retry_schedule=(0.3,), connect_timeout=2.0)
+
+
+class Server:
+    """
+    One fmtp server of the test network.
+    """
+
+    def __init__(self, root: ServerService, services, signer: DomainSigner) -> None:
+        self.root = root
+        self.services = services
+        self.signer = signer
+        self.domain = services.domain
+        self.clients: list[FrameClientProtocol] = []
+
+    @property
+    def queue(self):
+        return next(s for s in self.root if s.name == "queue" or hasattr(s, "kick"))
+
+    async def add_account(self, address: str) -> None:
+        store = self.services.store
+        await store.add_account(address, hash_password(PASSWORD, n=2**10))
+        await store.put_object(user_object(address))
+
+    async def login(self, address: str) -> FrameClientProtocol:
+        client = await connect(reactor, self.endpoint)
+        self.clients.append(client)
+        answer = await client.request(
+            "LOGIN", headers={"Address": address, "Password": PASSWORD}
+        )
+        assert answer.code == 230, answer
+        return client
+
+    async def stop(self) -> None:
+        for client in self.clients:
+            client.transport.loseConnection()
+            await client.closed
+        self.clients = []
+        await self.root.stopService()
+
+
+class Network:
+    """
+    A DNS server and the fmtp servers whose zones it serves.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.dns = start_dns_server({})
+        self.servers: list[Server] = []
+        self.keys: dict[str, DomainSigner] = {}
+
+    def signer(self, name: str, domain: str) -> DomainSigner:
+        if name not in self.keys:
+            key = generate_private_key()
+            write_private_key(self.tmp_path / f"{name}.key", key)
+            self.keys[name] = DomainSigner(key, domain)
+        return self.keys[name]
+
+    async def start(
+        self,
+        domain: str,
+        address: str,
+        port: int = 0,
+        mx: bool = False,
+        publish_key: bool = True,
+        extra: tuple[str, ...] = (),
+        settings: FederationSettings = FAST,
+        publish: bool = True,
+        name: str | None = None,
+        hosts: str | None = None,
+    ) -> Server:
+        """
+        Start (or restart, on the same data) the server of C{domain} on
+        C{address}, and publish its zone.
+
+        @param name: names the server's key and data, if not its domain
+            (a spoofer also claims to be poe.net).
+        @param hosts: the text of a hosts file for it.
+        """
+        name = name or domain
+        signer = self.signer(name, domain)
+        hosts_file = None
+        if hosts is not None:
+            hosts_file = self.tmp_path / f"{name}.hosts"
+            hosts_file.write_text(hosts)
+        root, services = build_server(
+            reactor,
+            domain=domain,
+            store_url=f"sqlite:{self.tmp_path / name / 'fmtp.sqlite'}",
+            key_file=str(self.tmp_path / f"{name}.key"),
+            listeners={"object": [f"tcp:{port}:interface={address}"]},
+            nameservers=[self.dns.nameserver],
+            federation=settings,
+            hosts_file=str(hosts_file) if hosts_file else None,
+        )
+        root.startService()
+        ports = await bound_ports(root)
+        server = Server(root, services, signer)
+        server.port = ports["object", "tcp"]
+        server.endpoint = f"tcp:{address}:{server.port}"
+        if publish:
+            keys = [signer.public_key()] if publish_key else []
+            zone = fmtp_zone(
+                domain,
+                address,
+                server.port,
+                keys,
+                host="mail",
+                srv=not mx,
+                mx=mx,
+                extra=extra,
+            )
+            self.dns.set_zone(domain, zone)
+        self.servers.append(server)
+        return server
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            if server.root.running:
+                await server.stop()
+        await self.dns.stop()
+
+
+@pytest.fixture
+def network(tmp_path):
+    net = Network(tmp_path)
+    yield net
+    pytest_twisted.blockon(Deferred.fromCoroutine(net.stop()))
+
+
+async def within(d: Deferred, seconds: float = 15.0):
+    d.addTimeout(seconds, reactor)
+    return await d
+
+
+def message_of(frame: Frame) -> FMTPObject:
+    headers = {k: v for k, v in frame.headers.items() if k != "Digest"}
+    return FMTPObject.from_headers(headers, frame.body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_poe_writes_to_lenore(network) -> None:
+    """
+    The FMTP draft's example conversation: poe.net looks lenore.org up
+    (its MX, mail.lenore.org), checks its key, handshakes, learns lost's
+    route, finds nothing listening there, falls back to the domain's
+    server, and lost receives edgar's message, verified, over lost's
+    existing session.
+    """
+    poe = await network.start("poe.net", "127.0.0.2")
+    lenore = await network.start(
+        "lenore.org",
+        "127.0.0.3",
+        port=7070,
+        mx=True,
+        extra=("lost IN A 127.0.0.3",),
+    )
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    edgar = await poe.login(EDGAR)
+    lost = await lenore.login(LOST)
+    routed = await lost.request(
+        "PUT",
+        headers={"Id": LOST, "Type": "user", "Route": "tcp://lost.lenore.org:8000"},
+    )
+    assert routed.code == 201, routed
+
+    sent = await edgar.request(
+        "SEND",
+        headers={"To": LOST, "Subject": "Nevermore"},
+        body=b"Quoth the raven",
+    )
+    assert sent.code == 201, sent
+
+    pushed = await within(lost.pushes.get())
+    message = message_of(pushed)
+    assert (message.id, message.body) == (sent.headers["Id"], b"Quoth the raven")
+    assert message.properties["From"] == EDGAR
+    # lost's side checks the message against poe.net's key in DNS.
+    keys = DNSKeyVerifier(network.dns.resolver(), reactor)
+    verified_by = await keys.verify_object(message)
+    assert verified_by.fingerprint == poe.signer.fingerprint
+
+    fetched = await lost.request("FETCH")
+    assert sent.headers["Id"] in fetched.body.decode()
+    assert await poe.services.store.queued_for("lenore.org") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_queued_while_lenore_is_down(network) -> None:
+    """
+    lenore.org is down when edgar sends: the message waits in poe.net's
+    queue (acknowledged, so on disk) and arrives once lenore.org is back.
+    """
+    poe = await network.start("poe.net", "127.0.0.2")
+    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    await lenore.stop()
+
+    edgar = await poe.login(EDGAR)
+    sent = await edgar.request("SEND", headers={"To": LOST}, body=b"Are you there?")
+    assert sent.code == 201, sent
+    [queued] = await poe.services.store.queued_for("lenore.org")
+    assert queued.object_id == sent.headers["Id"]
+
+    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    lost = await lenore.login(LOST)
+    while True:
+        fetched = await lost.request("FETCH")
+        if fetched.headers["Count"] == "1":
+            break
+        await within(deferLater(reactor, 0.1))
+    assert sent.headers["Id"] in fetched.body.decode()
+    while await poe.services.store.queued_for("lenore.org"):
+        await within(deferLater(reactor, 0.1))
+
+
+@pytest_twisted.ensureDeferred
+async def test_keyless_domain_delivers_through_countersign(network) -> None:
+    """
+    A domain that publishes no key can still deliver: lenore.org calls its
+    server back, found through DNS, to confirm each message.
+    """
+    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    keyless = await network.start("keyless.example", "127.0.0.4", publish_key=False)
+    await lenore.add_account(LOST)
+    await keyless.add_account("nokey@keyless.example")
+    lost = await lenore.login(LOST)
+    sender = await keyless.login("nokey@keyless.example")
+    sent = await sender.request("SEND", headers={"To": LOST}, body=b"trust me")
+    assert sent.code == 201
+    pushed = await within(lost.pushes.get())
+    assert pushed.headers["Id"] == sent.headers["Id"]
+    assert pushed.headers["From"] == "nokey@keyless.example"
+
+
+@pytest_twisted.ensureDeferred
+async def test_spoofer_claiming_poe_is_refused(network) -> None:
+    """
+    A server that claims to be poe.net without poe.net's key is refused at
+    HELLO; its message never reaches lost, and its sender gets a bounce.
+    """
+    await network.start("poe.net", "127.0.0.2")
+    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    await lenore.add_account(LOST)
+    lost = await lenore.login(LOST)
+    # The spoofer has a key of its own for poe.net, published nowhere.
+    spoofer = await network.start("poe.net", "127.0.0.5", publish=False, name="spoof")
+    await spoofer.add_account(EDGAR)
+    edgar = await spoofer.login(EDGAR)
+    sent = await edgar.request("SEND", headers={"To": LOST}, body=b"Nevermore")
+    assert sent.code == 201
+
+    bounce = await within(edgar.pushes.get())
+    assert bounce.headers["From"] == "postmaster@poe.net"
+    assert bounce.headers["Parent"] == sent.headers["Id"]
+    assert b"lost@lenore.org" in bounce.body
+    assert (await lost.request("FETCH")).headers["Count"] == "0"
