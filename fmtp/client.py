@@ -44,20 +44,29 @@ class FrameClientProtocol(Protocol):
     returned fires with the reply carrying that tag, whatever the order.
 
     @ivar greeting: a Deferred that fires with the server's 220 greeting.
-    @ivar unsolicited: replies that answer no request of this client: those
-        tagged C{*} other than the greeting (a server says why it closes this
-        way) and any with an unknown tag; newest last.
+    @ivar pushes: messages the server pushes to a logged-in session (250
+        frames tagged C{*}), in arrival order.
+    @ivar unsolicited: the last L{max_unsolicited} frames that answer no
+        request of this client (a server says why it closes this way);
+        bounded, since a connection may live for days.
+    @ivar tls_ready: after a successful L{start_tls}, a Deferred that fires
+        once the TLS handshake is done.
     """
 
+    max_unsolicited = 16
+
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
         self._parser = FrameParser(limits)
         self._tags = itertools.count(1)
         self._pending: dict[str, Deferred] = {}
         self.greeting: Deferred = Deferred()
         self.unsolicited: list[Frame] = []
-        #: Messages the server pushes to a logged-in session (code 250).
         self.pushes: DeferredQueue = DeferredQueue()
         self.closed: Deferred = Deferred()
+        self._tls_tag: str | None = None
+        self._tls_options = None
+        self.tls_ready: Deferred | None = None
 
     def request(
         self,
@@ -70,10 +79,26 @@ class FrameClientProtocol(Protocol):
         Send a request; the Deferred fires with its reply L{Frame}, or
         fails with L{ConnectionDone} if the connection ends first.
         """
+        return self._send(verb, argument, headers, body)[1]
+
+    def _send(
+        self, verb: str, argument: str = "", headers=None, body: bytes = b""
+    ) -> tuple[str, Deferred]:
         tag = str(next(self._tags))
         d = Deferred()
         self._pending[tag] = d
         self.transport.write(serialize(request(verb, tag, argument, headers, body)))
+        return tag, d
+
+    def start_tls(self, options) -> Deferred:
+        """
+        Send C{STARTTLS}; on its C{220}, start TLS with C{options} before
+        reading another byte, and wait on L{tls_ready} for the handshake.
+
+        @return: a Deferred firing with the reply.
+        """
+        self._tls_options = options
+        self._tls_tag, d = self._send("STARTTLS")
         return d
 
     def dataReceived(self, data: bytes) -> None:
@@ -82,19 +107,52 @@ class FrameClientProtocol(Protocol):
                 self.transport.loseConnection()
                 self._fail_all(ProtocolError(f"bad frame from server: {item.message}"))
                 return
-            if item.tag == UNSOLICITED_TAG:
-                if not self.greeting.called and item.code == 220:
-                    self.greeting.callback(item)
-                elif item.code == 250:
-                    self.pushes.put(item)
-                else:
-                    self.unsolicited.append(item)
-                continue
-            d = self._pending.pop(item.tag, None)
-            if d is None:
-                self.unsolicited.append(item)
+            if (
+                self._tls_tag is not None
+                and item.is_reply
+                and item.tag == self._tls_tag
+            ):
+                self._tls_tag = None
+                if item.code == 220:
+                    # Whatever followed the 220 came in clear, where anyone
+                    # could have injected it: drop it (RFC 3207).
+                    self._parser = FrameParser(self._limits)
+                    self.tls_ready = Deferred()
+                    self.transport.startTLS(self._tls_options)
+                    self.frame_received(item)
+                    return
+            self.frame_received(item)
+
+    def frame_received(self, item: Frame) -> None:
+        """
+        Route one frame from the server: the greeting, a push, the reply to
+        a request, or something to remember.  Subclasses may extend this.
+        """
+        if not item.is_reply:
+            # Servers send no requests; keep it for inspection only.
+            self._remember(item)
+            return
+        if item.tag == UNSOLICITED_TAG:
+            if not self.greeting.called and item.code == 220:
+                self.greeting.callback(item)
+            elif item.code == 250:
+                self.pushes.put(item)
             else:
-                d.callback(item)
+                self._remember(item)
+            return
+        d = self._pending.pop(item.tag, None)
+        if d is None:
+            self._remember(item)
+        else:
+            d.callback(item)
+
+    def _remember(self, item: Frame) -> None:
+        self.unsolicited.append(item)
+        del self.unsolicited[: -self.max_unsolicited]
+
+    def handshakeCompleted(self) -> None:
+        if self.tls_ready is not None and not self.tls_ready.called:
+            self.tls_ready.callback(None)
 
     def _fail_all(self, reason: Exception) -> None:
         pending, self._pending = self._pending, {}
@@ -104,6 +162,8 @@ class FrameClientProtocol(Protocol):
             self.greeting.errback(Failure(reason))
 
     def connectionLost(self, reason: Failure = None) -> None:
+        if self.tls_ready is not None and not self.tls_ready.called:
+            self.tls_ready.errback(reason)
         self._fail_all(ConnectionDone("connection closed before the reply"))
         self.closed.callback(None)
 

@@ -98,11 +98,7 @@ from fmtp.wire import (
     DEFAULT_LIMITS,
     UNSOLICITED_TAG,
     Frame,
-    FrameError,
-    FrameParser,
     Limits,
-    request,
-    serialize,
 )
 
 #: The object port, where a route gives none (DESIGN decision 13).
@@ -124,7 +120,6 @@ VIA_PARENT = "parent"
 CLOSE_GRACE = 10.0
 
 #: How many unsolicited frames a link keeps (the latest), for debugging.
-_MAX_UNSOLICITED = 16
 
 #: Headers of a GET reply that describe the transfer, not the object.
 _TRANSFER_HEADERS = frozenset({"Digest", "Length"})
@@ -309,8 +304,8 @@ class ParentRoute:
 @implementer(IHandshakeListener)
 class _LinkProtocol(FrameClientProtocol):
     """
-    A L{FrameClientProtocol} that can switch to TLS after STARTTLS and
-    that reports how its connection ended.
+    A L{FrameClientProtocol} that closes on a peer's C{421} and reports how
+    its connection ended.
 
     @ivar lost_reason: why the connection ended, once it has (a TLS
         verification error says more than "connection closed").
@@ -321,86 +316,21 @@ class _LinkProtocol(FrameClientProtocol):
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__(limits)
-        self._limits = limits
         self.lost_reason: Failure | None = None
         self.on_lost: list[Callable[[Failure], object]] = []
-        self._tls_tag: str | None = None
-        self._tls_options: Any = None
-        self.tls_ready: Deferred | None = None
 
-    def start_tls(self, options: Any) -> Deferred:
-        """
-        Send C{STARTTLS}; on its C{220}, start TLS with C{options} before
-        reading another byte.  The caller then waits for L{tls_ready}.
-
-        @return: a Deferred firing with the reply.
-        """
-        tag = str(next(self._tags))
-        d: Deferred = Deferred()
-        self._pending[tag] = d
-        self._tls_tag = tag
-        self._tls_options = options
-        self.transport.write(serialize(request("STARTTLS", tag)))
-        return d
-
-    def _take(self, item: Frame) -> None:
-        if not item.is_reply:
-            # A server never sends requests; keep it for debugging only.
-            self._remember(item)
-            return
-        if item.tag == UNSOLICITED_TAG:
-            if not self.greeting.called and item.code == 220:
-                self.greeting.callback(item)
-                return
-            if item.code == 421:
-                # The peer is closing (idle, shutting down): close our side
-                # now, so that no new request is sent into a closing link.
-                self.transport.loseConnection()
-        d = self._pending.pop(item.tag, None)
-        if d is None:
-            self._remember(item)
-        else:
-            d.callback(item)
-
-    def _remember(self, item: Frame) -> None:
-        # Kept for debugging, but bounded: a link lives for hours and a
-        # peer must not be able to make it grow without limit.
-        self.unsolicited.append(item)
-        del self.unsolicited[:-_MAX_UNSOLICITED]
-
-    def dataReceived(self, data: bytes) -> None:
-        for item in self._parser.feed(data):
-            if isinstance(item, FrameError):
-                self.transport.loseConnection()
-                self._fail_all(ProtocolError(f"bad frame from server: {item.message}"))
-                return
-            if (
-                self._tls_tag is not None
-                and item.is_reply
-                and item.tag == self._tls_tag
-            ):
-                self._tls_tag = None
-                if item.code == 220:
-                    # Whatever followed the 220 came in clear: an attacker
-                    # could have injected it.  Drop it, as RFC 3207 asks.
-                    self._parser = FrameParser(self._limits)
-                    self.tls_ready = Deferred()
-                    self.transport.startTLS(self._tls_options)
-                    self._take(item)
-                    return
-            self._take(item)
-
-    def handshakeCompleted(self) -> None:
-        if self.tls_ready is not None and not self.tls_ready.called:
-            self.tls_ready.callback(None)
+    def frame_received(self, item: Frame) -> None:
+        if item.is_reply and item.tag == UNSOLICITED_TAG and item.code == 421:
+            # The peer is closing (idle, shutting down): close our side
+            # now, so that no new request is sent into a closing link.
+            self.transport.loseConnection()
+        super().frame_received(item)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.lost_reason = reason
         callbacks, self.on_lost = self.on_lost, []
         for callback in callbacks:
             callback(reason)
-        if self.tls_ready is not None and not self.tls_ready.called:
-            self.tls_ready.errback(reason)
         super().connectionLost(reason)
 
 
