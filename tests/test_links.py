@@ -30,7 +30,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from fmtp.errors import FMTPError
-from fmtp.federation.countersign import Countersigner
+from fmtp.federation.countersign import Countersigner, CountersignUnavailable
 from fmtp.federation.hello import HelloVerifier, make_hello
 from fmtp.federation.inbound import RecipientResult
 from fmtp.federation.links import (
@@ -729,6 +729,22 @@ async def test_countersign(env) -> None:
     assert await countersigner("lenore.org", env.message()) is False
     assert await countersigner.confirm("nowhere.example", sent) is False
     assert lenore.connections == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_countersign_with_the_origin_down_is_temporary(env) -> None:
+    """
+    An origin that cannot be reached now is no "no": the receiver must
+    answer "try later", so the sender's queue retries.
+    """
+    port = await env.dead_port()
+    env.routes.routes["down.example"] = [Route("127.0.0.1", port, "127.0.0.1")]
+    countersigner = Countersigner(env.pool())
+    error = await failure_of(
+        countersigner.confirm("down.example", env.message()), CountersignUnavailable
+    )
+    assert isinstance(error, CountersignUnavailable)
+    assert error.code == 451
 
 
 @pytest_twisted.ensureDeferred

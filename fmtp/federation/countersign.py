@@ -26,6 +26,11 @@ from fmtp.federation.links import LinkPool
 from fmtp.objects import FMTPObject
 
 
+class CountersignUnavailable(FMTPError):
+    code = 451
+    default_message = "cannot ask the origin to confirm now, try later"
+
+
 class Countersigner:
     """
     Asks origin domains to confirm messages, over the server's link pool.
@@ -43,9 +48,12 @@ class Countersigner:
         """
         Ask C{domain}'s server whether it sent C{obj} (its id and digest).
 
-        @return: C{True} only for a yes.  Any failure to ask (no route, the
-            server down or refusing us, a malformed object) is logged and
-            is a C{False}: an unconfirmed message is not accepted.
+        @return: C{True} only for a yes; C{False} for a no, or when the
+            origin cannot confirm at all (no route, a permanent refusal):
+            an unconfirmed message is not accepted.
+        @raise CountersignUnavailable: when the origin could not be asked
+            now (down, DNS failing), so the receiver answers "try later"
+            and the sender retries, rather than refusing for good.
         """
         try:
             digest = obj.digest()
@@ -60,6 +68,10 @@ class Countersigner:
                 id=obj.id,
                 error=e.message,
             )
+            if 400 <= e.code < 500:
+                raise CountersignUnavailable(
+                    f"cannot ask {domain} to confirm now ({e.message}); try later"
+                ) from None
             return False
         except Exception:
             self._log.failure(
