@@ -17,6 +17,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
 
 from fmtp.accounts import hash_password
 from fmtp.client import FrameClientProtocol, connect
@@ -202,14 +203,26 @@ async def test_poe_writes_to_lenore(network) -> None:
     )
     assert routed.code == 201, routed
 
-    sent = await edgar.request(
-        "SEND",
-        headers={"To": LOST, "Subject": "Nevermore"},
-        body=b"Quoth the raven",
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        sent = await edgar.request(
+            "SEND",
+            headers={"To": LOST, "Subject": "Nevermore"},
+            body=b"Quoth the raven",
+        )
+        assert sent.code == 201, sent
+        pushed = await within(lost.pushes.get())
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    said = [formatEvent(event) for event in events]
+    # poe.net found lenore.org's server through its MX and handshook...
+    assert any("Linked to lenore.org via dns mail.lenore.org:7070" in s for s in said)
+    # ...tried lost's own route, where nothing listens, and fell back.
+    assert any(
+        "Route lost.lenore.org:8000 of lenore.org unreachable" in s for s in said
     )
-    assert sent.code == 201, sent
 
-    pushed = await within(lost.pushes.get())
     message = message_of(pushed)
     assert (message.id, message.body) == (sent.headers["Id"], b"Quoth the raven")
     assert message.properties["From"] == EDGAR

@@ -496,6 +496,37 @@ async def test_unreachable_preferred_route_falls_back_to_domain(env) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_route_is_tried_even_with_a_domain_link_open(env) -> None:
+    """
+    The draft's order: a recipient's own route first, the domain's server
+    only if it fails, even when a link to the domain is already open (as
+    it is after fetching the recipient's user object).  A route that
+    failed is not tried again for every message.
+    """
+    lenore = env.serve()
+    home = env.serve()
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    env.routes.hosts["lost.lenore.org"] = ["127.0.0.1"]
+    pool = env.pool()
+    await pool.link_to("lenore.org")
+
+    await pool.deliver(
+        "lenore.org",
+        env.message(),
+        [LOST],
+        route_hint=f"tcp://lost.lenore.org:{home.port_number}",
+    )
+    assert home.connections == 1
+    assert pool.link_for("lenore.org").via == "preferred"
+
+    dead = await env.dead_port()
+    hint = f"tcp://lost.lenore.org:{dead}"
+    for _ in range(3):
+        await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
+    assert list(pool._failed_routes) == [("lost.lenore.org", dead)]
+
+
+@pytest_twisted.ensureDeferred
 async def test_preferred_route_is_tried_first(env) -> None:
     lenore = env.serve()
     home = env.serve()

@@ -715,6 +715,9 @@ class LinkPool:
 
     _log = Logger()
 
+    #: Seconds before a user's route that failed is tried again.
+    route_retry_after = 600.0
+
     def __init__(
         self,
         reactor: Any,
@@ -766,6 +769,8 @@ class LinkPool:
         self._waiters: dict[tuple[str, str], list[Deferred]] = {}
         self._attempts: dict[tuple[str, str], Deferred] = {}
         self._users: OrderedDict[str, tuple[float, FMTPObject | None]] = OrderedDict()
+        #: (host, port) of users' routes that failed -> when to try again.
+        self._failed_routes: dict[tuple[str, int], float] = {}
         self._closing = False
 
     # -- public API ---------------------------------------------------------
@@ -846,6 +851,17 @@ class LinkPool:
             the message stays queued).
         """
         hints = [route_hint] if isinstance(route_hint, str) else list(route_hint or ())
+        hinted = await self._hinted_link(self._domain(domain), hints)
+        if hinted is not None:
+            try:
+                return await hinted.deliver(obj, recipients)
+            except LinkLost as e:
+                self._log.info(
+                    "Link to {domain} via its route lost ({why}); using the "
+                    "domain's server",
+                    domain=domain,
+                    why=e.message,
+                )
         for attempt in (1, 2):
             link = await self.link_to(domain, hints)
             reused = link.completed > 0
@@ -865,6 +881,57 @@ class LinkPool:
                     why=e.message,
                 )
         raise AssertionError("unreachable")
+
+    async def _hinted_link(
+        self, domain: str, hints: Sequence[str]
+    ) -> ServerLink | None:
+        """
+        A link through a recipient's own route (its C{Route} property),
+        tried before the domain's server as the FMTP draft's route
+        negotiation says, even when a link to the domain is already open.
+
+        A route that fails is remembered for L{route_retry_after} seconds,
+        so that an unreachable route costs one attempt, not one per
+        message.
+
+        @return: the link, or L{None} to use the domain's server.
+        """
+        now = self._clock.seconds()
+        for host, port in self._preferred(domain, hints):
+            open_link = self.link_for(domain)
+            if (
+                open_link is not None
+                and open_link.via == VIA_PREFERRED
+                and (
+                    open_link.target.host,
+                    open_link.target.port,
+                )
+                == (host, port)
+            ):
+                return open_link
+            if self._failed_routes.get((host, port), 0) > now:
+                continue
+            failures: list[LinkError] = []
+            for address in await self._addresses(host, domain, failures):
+                target = LinkTarget(VIA_PREFERRED, host, port, address)
+                try:
+                    link = await self._attempt(target, domain)
+                except LinkError as e:
+                    failures.append(e)
+                    continue
+                return self._register(domain, link)
+            self._failed_routes[host, port] = now + self.route_retry_after
+            while len(self._failed_routes) > self._max_users:
+                del self._failed_routes[next(iter(self._failed_routes))]
+            self._log.info(
+                "Route {host}:{port} of {domain} unreachable ({why}); using the "
+                "domain's server",
+                host=host,
+                port=port,
+                domain=domain,
+                why="; ".join(e.message for e in failures) or "no address",
+            )
+        return None
 
     async def remote_user(self, address: str) -> FMTPObject | None:
         """
