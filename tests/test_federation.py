@@ -307,3 +307,49 @@ async def test_spoofer_claiming_poe_is_refused(network) -> None:
     assert bounce.headers["Parent"] == sent.headers["Id"]
     assert b"lost@lenore.org" in bounce.body
     assert (await lost.request("FETCH")).headers["Count"] == "0"
+
+
+@pytest_twisted.ensureDeferred
+async def test_delivery_through_the_parent(network) -> None:
+    """
+    lenore.org is reachable only from poe.net's parent: DNS sends poe.net
+    to an address where nothing listens, so poe.net hands the message to
+    its parent, which relays it (its hosts file knows the way) and
+    lenore.org files it on poe.net's signature.
+    """
+    from dataclasses import replace
+
+    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, publish=False)
+    network.dns.set_zone(
+        "lenore.org",
+        fmtp_zone(
+            "lenore.org",
+            "127.0.0.9",
+            7070,
+            [network.signer("lenore.org", "lenore.org").public_key()],
+        ),
+    )
+    relay = await network.start(
+        "relay.example",
+        "127.0.0.6",
+        settings=replace(FAST, relay_for=frozenset({"poe.net"})),
+        hosts="route lenore.org 127.0.0.3:7070\n",
+    )
+    poe = await network.start(
+        "poe.net",
+        "127.0.0.2",
+        settings=replace(FAST, parent=("127.0.0.6", relay.port)),
+    )
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    lost = await lenore.login(LOST)
+    edgar = await poe.login(EDGAR)
+
+    sent = await edgar.request("SEND", headers={"To": LOST}, body=b"by way of relay")
+    assert sent.code == 201, sent
+    pushed = await within(lost.pushes.get())
+    assert (pushed.headers["Id"], pushed.body) == (
+        sent.headers["Id"],
+        b"by way of relay",
+    )
+    assert pushed.headers["Signature"].startswith("v=1; d=poe.net;")
