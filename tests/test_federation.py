@@ -106,6 +106,7 @@ class Network:
         publish: bool = True,
         name: str | None = None,
         hosts: str | None = None,
+        tls_context=None,
     ) -> Server:
         """
         Start (or restart, on the same data) the server of C{domain} on
@@ -130,6 +131,7 @@ class Network:
             nameservers=[self.dns.nameserver],
             federation=settings,
             hosts_file=str(hosts_file) if hosts_file else None,
+            tls_context=tls_context,
         )
         root.startService()
         ports = await bound_ports(root)
@@ -353,3 +355,52 @@ async def test_delivery_through_the_parent(network) -> None:
         b"by way of relay",
     )
     assert pushed.headers["Signature"].startswith("v=1; d=poe.net;")
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_required_between_servers(network) -> None:
+    """
+    With --s2s-tls require, poe.net upgrades its link with STARTTLS and
+    checks lenore.org's certificate (made at test time by a test CA)
+    against the name of its route, mail.lenore.org.
+    """
+    from dataclasses import replace
+
+    from fmtp.federation.links import load_trust_root
+    from fmtp.tap import load_tls_context
+    from tests.tlscerts import make_ca
+
+    ca = make_ca(network.tmp_path / "ca")
+    cert = ca.issue("mail.lenore.org")
+    lenore = await network.start(
+        "lenore.org",
+        "127.0.0.3",
+        port=7070,
+        mx=True,
+        tls_context=load_tls_context(str(cert.key_path), str(cert.cert_path)),
+    )
+    poe = await network.start(
+        "poe.net",
+        "127.0.0.2",
+        settings=replace(
+            FAST, tls_policy="require", tls_trust_root=load_trust_root(ca.cert_path)
+        ),
+    )
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    lost = await lenore.login(LOST)
+    capa = await lost.request("CAPA")
+    assert "STARTTLS" in capa.headers["Commands"].split()
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        edgar = await poe.login(EDGAR)
+        sent = await edgar.request("SEND", headers={"To": LOST}, body=b"sealed")
+        assert sent.code == 201
+        pushed = await within(lost.pushes.get())
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert pushed.body == b"sealed"
+    said = [formatEvent(event) for event in events]
+    assert any("Linked to lenore.org" in s and "TLS: verified" in s for s in said), said
