@@ -58,7 +58,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from fmtp.errors import (
-    BadSignature,
     FMTPError,
     InvalidAddress,
     InvalidKeyRecord,
@@ -69,10 +68,9 @@ from fmtp.interfaces import IDomainSigner, IKeyVerifier
 from fmtp.keys import (
     DomainPublicKey,
     StaticKeyVerifier,
-    check_signature,
     key_record_name,
     parse_key_record,
-    signature_of,
+    verify_with,
 )
 from fmtp.objects import FMTPObject, normalize_domain
 
@@ -753,15 +751,7 @@ class DNSKeyVerifier:
         """
         See L{IKeyVerifier.verify_object}.
         """
-        try:
-            info = signature_of(obj)
-        except BadSignature:
-            return fail()
-        d = self.keys_for_domain(info.domain)
-        d.addCallback(
-            lambda keys: check_signature(obj, info, keys, self._clock.seconds())
-        )
-        return d
+        return verify_with(self, obj, self._clock)
 
     def _lookup(
         self, domain: str

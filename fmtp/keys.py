@@ -537,6 +537,23 @@ def check_signed_bytes(
     raise BadSignature("signature does not verify")
 
 
+def verify_with(
+    verifier: IKeyVerifier, obj: FMTPObject, clock: IReactorTime
+) -> Deferred[DomainPublicKey]:
+    """
+    Verify C{obj} against the keys C{verifier} finds for its signing
+    domain: the one C{verify_object} of every L{IKeyVerifier}, whatever
+    it looks keys up in.
+    """
+    try:
+        info = signature_of(obj)
+    except BadSignature:
+        return fail()
+    d = verifier.keys_for_domain(info.domain)
+    d.addCallback(lambda keys: check_signature(obj, info, keys, clock.seconds()))
+    return d
+
+
 @implementer(IDomainSigner)
 class DomainSigner:
     """
@@ -864,12 +881,4 @@ class StaticKeyVerifier:
         """
         See L{IKeyVerifier.verify_object}.
         """
-        try:
-            info = signature_of(obj)
-        except BadSignature:
-            return fail()
-        d = self.keys_for_domain(info.domain)
-        d.addCallback(
-            lambda keys: check_signature(obj, info, keys, self._clock.seconds())
-        )
-        return d
+        return verify_with(self, obj, self._clock)
