@@ -407,11 +407,8 @@ class IDeliveryStore(IObjectStore):
     def release_held(recipient, sender):
         """
         Un-hold every entry from C{sender}: they join the inbox in their
-        original order (their sequence numbers do not change).
-
-        A device that has already read past those numbers sees them with a
-        fresh read from 0, not with C{since}; new mail from an approved
-        sender is not held, so this happens only once per sender.
+        original order, with new sequence numbers after every existing
+        entry, so a device reading with its usual C{since} finds them.
 
         @return: a L{Deferred} that fires with the number of entries
             released.

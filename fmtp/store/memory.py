@@ -389,9 +389,16 @@ class MemoryStore:
 
     def _release_held(self, recipient: str, sender: str) -> int:
         count = self._count_held(recipient, sender)
-        for entry in self._inboxes.get(recipient, {}).values():
+        entries = self._inboxes.get(recipient, {})
+        for seq, entry in sorted(entries.items()):
             if entry.held and entry.sender == sender:
+                # A new sequence number, so a device that read past the old
+                # one still finds the message with its usual "since".
+                del entries[seq]
                 entry.held = False
+                self._last_seq += 1
+                entries[self._last_seq] = entry
+                self._inbox_seqs[recipient, entry.object_id] = self._last_seq
         return count
 
     def drop_held(self, recipient: str, sender: str) -> Deferred[int]:

@@ -610,11 +610,23 @@ def _count_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
 
 
 def _release_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
+    # Released entries get new sequence numbers (re-inserted in their old
+    # order), so a device that read past the old ones still finds them.
     with transaction(conn):
         count = _count_held(conn, recipient, sender)
-        conn.execute(
-            "UPDATE inbox SET held = 0 WHERE recipient = ? AND held = 1 AND sender = ?",
+        rows = conn.execute(
+            "SELECT object_id FROM inbox WHERE recipient = ? AND held = 1 "
+            "AND sender = ? ORDER BY seq",
             (recipient, sender),
+        ).fetchall()
+        conn.execute(
+            "DELETE FROM inbox WHERE recipient = ? AND held = 1 AND sender = ?",
+            (recipient, sender),
+        )
+        conn.executemany(
+            "INSERT INTO inbox (recipient, object_id, sender, held) "
+            "VALUES (?, ?, ?, 0)",
+            [(recipient, object_id, sender) for (object_id,) in rows],
         )
     return count
 
