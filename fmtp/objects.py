@@ -230,7 +230,8 @@ class FMTPObject:
         line per property unambiguous; the body comes last and runs to the
         end.
 
-        @raise InvalidObject: if a value holds a line break.
+        @raise InvalidObject: if a value holds a line break, or text that
+            is not Unicode (a lone surrogate), which no peer could decode.
         """
         lines = [f"fmtp-object/1\nid:{self.id}\ntype:{self.type}\n"]
         for name in sorted(self.properties, key=str.lower):
@@ -240,7 +241,11 @@ class FMTPObject:
                     raise InvalidObject(f"property {name} holds a line break")
                 lines.append(f"{name.lower()}:{value}\n")
         lines.append("\n")
-        return "".join(lines).encode("utf-8") + self.body
+        try:
+            text = "".join(lines).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidObject("a property holds text that is not Unicode") from None
+        return text + self.body
 
     def digest(self) -> str:
         """

@@ -116,6 +116,10 @@ class DigestTests(SynchronousTestCase):
         )
         self.assertEqual(sealed.digest(), self.obj.digest())
 
+    def test_text_that_is_not_unicode_is_refused(self) -> None:
+        obj = FMTPObject(self.obj.id, "post", {"Subject": "\ud800"})
+        self.assertRaises(InvalidObject, obj.digest)
+
     def test_line_breaks_cannot_forge_properties(self) -> None:
         forged = FMTPObject(self.obj.id, "post", {"A": "b\nc:d"})
         self.assertRaises(InvalidObject, forged.digest)
