@@ -10,6 +10,7 @@ milliseconds by design, so it runs in a thread, never on the reactor.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -96,9 +97,24 @@ def check_new_password(password: str) -> str:
     return password
 
 
-#: Compared against when an account does not exist, so that a wrong address
-#: costs as long as a wrong password and timing does not reveal accounts.
-_DUMMY_HASH = hash_password("no such account", n=SCRYPT_N)
+@functools.cache
+def _dummy_hash() -> str:
+    """
+    Compared against when an account does not exist, so that a wrong
+    address costs as long as a wrong password and timing does not reveal
+    accounts.  Made on first use, not at import: every C{fmtp} command
+    imports this module.
+    """
+    return hash_password("no such account", n=SCRYPT_N)
+
+
+def _check_or_pretend(password: str, encoded: str | None) -> bool:
+    """
+    Verify C{password} against C{encoded}, or spend the same time on the
+    dummy hash when there is no account.  Runs in a thread: both halves are
+    slow on purpose.
+    """
+    return verify_password(password, encoded or _dummy_hash())
 
 
 @implementer(ICredentialsChecker)
@@ -134,9 +150,7 @@ class StoreCredentialsChecker:
         except InvalidAddress:
             address = None
         encoded = await self._store.get_password_hash(address) if address else None
-        matched = await self._run_in_thread(
-            verify_password, password, encoded or _DUMMY_HASH
-        )
+        matched = await self._run_in_thread(_check_or_pretend, password, encoded)
         if encoded is None or not matched:
             raise UnauthorizedLogin("bad address or password")
         return address

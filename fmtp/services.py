@@ -5,12 +5,16 @@ The services one server shares between all its protocols.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from twisted.cred.portal import Portal
 
 from fmtp.accounts import LoginThrottle, SessionRegistry
 from fmtp.interfaces import IDomainSigner, IKeyVerifier, IObjectStore
 from fmtp.wire import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from fmtp.protocols.messaging import Federation
 
 
 @dataclass
@@ -41,9 +45,9 @@ class SharedServices:
     idle_timeout: float = 600.0
     #: Seconds a stream may take to finish a frame it has started.
     frame_timeout: float = 60.0
-    #: The federation pieces (L{fmtp.protocols.messaging.Federation}); a
-    #: protocol builds a local-only one when this is L{None}.
-    federation: object | None = None
+    #: The federation pieces; a protocol builds a local-only one when this
+    #: is L{None}.
+    federation: Federation | None = None
     #: The TLS context STARTTLS switches to, or L{None} if not offered.
     tls_context: object | None = None
 
