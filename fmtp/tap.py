@@ -200,8 +200,7 @@ class Options(usage.Options):
 
     def opt_dns(self, nameserver: str) -> None:
         """
-        Use this DNS resolver (HOST:PORT) instead of the system's;
-        repeatable.
+        Use this DNS resolver (HOST:PORT) instead of the system's; repeatable.
         """
         try:
             self["dns"].append(parse_nameserver(nameserver))
@@ -210,8 +209,7 @@ class Options(usage.Options):
 
     def opt_relay_for(self, domain: str) -> None:
         """
-        Relay messages to other domains for this child domain's server
-        (this server is its parent); repeatable.
+        Relay to other domains for this child domain's server; repeatable.
         """
         try:
             self["relay-for"].append(normalize_domain(domain))
