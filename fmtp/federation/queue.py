@@ -642,6 +642,14 @@ class OutboundQueue(Service):
             result = RecipientResult(recipient, result.code, result.text)
             if is_success(result.code):
                 self.stats.delivered += 1
+                self._log.info(
+                    "Delivered {id} to {address} (attempt {attempt}): {code} {text}",
+                    id=row.object_id,
+                    address=result.address,
+                    attempt=attempt,
+                    code=result.code,
+                    text=result.text,
+                )
                 continue
             self._log.warn(
                 "Delivery of {id} to {address} failed (attempt {attempt}): {error}",
