@@ -785,6 +785,28 @@ class SchedulingTests(QueueTestCase):
         for domain in ("lenore.org", "kingdom.example", "usher.example"):
             self.assertEqual(self.queued(domain), [])
 
+    def test_window_after_the_first_delivery(self) -> None:
+        """
+        A domain's first row goes alone (it opens the link); once it is
+        through, up to C{window} more go at once on that link.
+        """
+        self.links.default = PENDING
+        queue = self.start(window=2)
+        for recipient in (LOST, RAVEN, LOST, RAVEN):
+            self.queue_message((recipient,))
+            self.clock.advance(1)
+        queue.kick()
+        self.assertEqual(len(self.links.pending), 1)
+        self.links.finish(0)
+        self.assertEqual(len(self.links.pending), 2)
+        self.links.finish(0)
+        self.assertEqual(len(self.links.pending), 1)
+        self.links.finish(0)
+        self.assertEqual(len(self.links.pending), 1)
+        self.links.finish(0)
+        self.assertEqual(queue.stats.delivered, 4)
+        self.assertEqual(self.queued("lenore.org"), [])
+
     def test_stop_waits_for_in_flight(self) -> None:
         """
         Stopping waits for the delivery in flight to be settled, starts no

@@ -32,6 +32,7 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredSemaphore,
+    gatherResults,
     maybeDeferred,
     succeed,
 )
@@ -265,6 +266,7 @@ class OutboundQueue(Service):
         retry_schedule: Sequence[float] = DEFAULT_SCHEDULE,
         retry_window: float = DEFAULT_RETRY_WINDOW,
         max_concurrent_domains: int = 8,
+        window: int = 16,
         batch: int = 100,
         random: Callable[[], float] = _random.random,
     ) -> None:
@@ -293,13 +295,18 @@ class OutboundQueue(Service):
         @param batch: how many due rows are read at a time.
         @param random: returns a float in [0, 1), for the jitter; tests
             pass a fixed one.
+        @param window: most deliveries at once to one domain, pipelined on
+            its link (the peer files each message on its own, so their
+            order on the wire does not matter).
         """
         if not retry_schedule or any(wait <= 0 for wait in retry_schedule):
             raise ValueError("retry_schedule must be positive waits, at least one")
         if retry_window < 0:
             raise ValueError("retry_window must not be negative")
-        if max_concurrent_domains < 1 or batch < 1:
-            raise ValueError("max_concurrent_domains and batch must be at least 1")
+        if min(max_concurrent_domains, batch, window) < 1:
+            raise ValueError(
+                "max_concurrent_domains, batch and window must be at least 1"
+            )
         self.domain = normalize_domain(domain)
         self.stats = QueueStats()
         self._store = store
@@ -313,6 +320,8 @@ class OutboundQueue(Service):
         self._random = random
         # Shared by every pass; only one pass runs at a time anyway.
         self._slots = DeferredSemaphore(max_concurrent_domains)
+        #: Most deliveries in flight at once on one domain's link.
+        self.window = window
         self._timer: IDelayedCall | None = None
         self._passing = False
         # Whoever kicked since the current pass began: they wait for the
@@ -489,30 +498,54 @@ class OutboundQueue(Service):
 
     async def _deliver_domain(self, domain: str, rows: list[QueuedDelivery]) -> None:
         """
-        Deliver one domain's rows in order.  Once the domain fails as a
-        whole (its link, its DNS, a 4xx for a message), the rest are put
-        off without being tried, as a mail server does for a host it found
-        dead: trying each would only wait out the same failure again, while
-        holding up the pass.
+        Deliver one domain's rows: the first alone (it opens the link, and
+        if the domain is down it is the only one to wait for that), then up
+        to L{window} at once, pipelined on the one link.  Once the domain
+        fails as a whole (its link, its DNS, a 4xx for a message), the rest
+        are put off without being tried, as a mail server does for a host
+        it found dead: trying each would only wait out the same failure
+        again, while holding up the pass.
         """
         suspended: _Suspended | None = None
-        for row in rows:
-            if not self.running:
-                return
-            try:
-                if suspended is None:
-                    await self._attempt(row)
-                else:
-                    await self._put_off(row, suspended)
-            except _Suspended as e:
-                suspended = e
-            except Exception:
-                self._trouble = True
-                self._log.failure(
-                    "Could not settle the delivery of {id} to {domain}",
-                    id=row.object_id,
-                    domain=domain,
-                )
+        size, start = 1, 0
+        while start < len(rows) and self.running:
+            chunk, start = rows[start : start + size], start + size
+            size = self.window
+            if suspended is not None:
+                for row in chunk:
+                    await self._guarded(domain, row, self._put_off(row, suspended))
+                continue
+            outcomes = await gatherResults(
+                [
+                    Deferred.fromCoroutine(
+                        self._guarded(domain, row, self._attempt(row))
+                    )
+                    for row in chunk
+                ]
+            )
+            suspended = next((o for o in outcomes if o is not None), None)
+
+    async def _guarded(
+        self, domain: str, row: QueuedDelivery, work: Awaitable[None]
+    ) -> _Suspended | None:
+        """
+        Run one row's C{work}; a failure to settle it is logged and leaves
+        the row queued, never stopping the domain's other rows.
+
+        @return: the L{_Suspended} the work raised, if it did.
+        """
+        try:
+            await work
+        except _Suspended as e:
+            return e
+        except Exception:
+            self._trouble = True
+            self._log.failure(
+                "Could not settle the delivery of {id} to {domain}",
+                id=row.object_id,
+                domain=domain,
+            )
+        return None
 
     # One delivery
 
