@@ -16,7 +16,7 @@ from twisted.python import usage
 from fmtp.accounts import check_new_password, hash_password
 from fmtp.checkdns import ERROR, check_dns, format_findings
 from fmtp.client import DatagramClient, connect
-from fmtp.dns import DNSResolver, parse_nameserver
+from fmtp.dns import DNSResolver
 from fmtp.errors import AccountExists, InvalidAddress
 from fmtp.keys import (
     DomainSigner,
@@ -26,6 +26,7 @@ from fmtp.keys import (
     zone_line,
 )
 from fmtp.objects import normalize_address, normalize_domain, user_object
+from fmtp.options import DNSOption
 from fmtp.store import store_from_url
 from fmtp.wire import Frame
 
@@ -169,7 +170,7 @@ class PutOptions(ClientOptions):
         self["file"] = path
 
 
-class CheckDNSOptions(usage.Options):
+class CheckDNSOptions(DNSOption, usage.Options):
     synopsis = "[--dns HOST:PORT] [--key-file PATH] DOMAIN"
     longdesc = (
         "Say whether DOMAIN's key and route records are published and "
@@ -178,19 +179,6 @@ class CheckDNSOptions(usage.Options):
     optParameters = [
         ["key-file", "k", None, "This server's key file, to check it is published."],
     ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self["dns"] = []
-
-    def opt_dns(self, nameserver: str) -> None:
-        """
-        Ask this DNS server (HOST:PORT) instead of the system's; repeatable.
-        """
-        try:
-            self["dns"].append(parse_nameserver(nameserver))
-        except ValueError as e:
-            raise usage.UsageError(f"--dns {nameserver}: {e}")
 
     def parseArgs(self, domain: str) -> None:
         self["domain"] = _domain(domain)

@@ -26,7 +26,6 @@ from fmtp.dns import (
     DNSResolver,
     RouteResolver,
     parse_host_port,
-    parse_nameserver,
 )
 from fmtp.errors import InvalidAddress
 from fmtp.federation.links import TLS_POLICIES, load_trust_root
@@ -47,6 +46,7 @@ from fmtp.listeners import (
     parse_udp_listener,
 )
 from fmtp.objects import is_ascii_digits, normalize_domain
+from fmtp.options import DNSOption
 from fmtp.services import SharedServices
 from fmtp.store import store_from_url
 from fmtp.wire import DEFAULT_LIMITS, Limits
@@ -110,7 +110,7 @@ def _listen_option(name: str, plugin: IProtocolPlugin):
     return opt_listen
 
 
-class Options(usage.Options):
+class Options(DNSOption, usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Run an fmtp server: users are user@DOMAIN, objects and messages are "
@@ -195,17 +195,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = {}
-        self["dns"] = []
         self["relay-for"] = []
-
-    def opt_dns(self, nameserver: str) -> None:
-        """
-        Use this DNS resolver (HOST:PORT) instead of the system's; repeatable.
-        """
-        try:
-            self["dns"].append(parse_nameserver(nameserver))
-        except ValueError as e:
-            raise usage.UsageError(f"--dns {nameserver}: {e}")
 
     def opt_relay_for(self, domain: str) -> None:
         """
