@@ -175,6 +175,38 @@ class ServerLinkTests(SynchronousTestCase):
         self.assertIn("does not relay", answer.argument)
         self.assertEqual(self.peer.ask("DELIVER", headers=obj.to_headers()).code, 501)
 
+    def test_child_delivery_is_split_between_relay_and_local(self) -> None:
+        from fmtp.federation.inbound import RecipientResult
+        from fmtp.objectservice import ObjectService
+        from fmtp.protocols.messaging import Federation
+
+        relayed = []
+
+        async def relay(obj, recipients, peer):
+            relayed.append((obj.id, list(recipients), peer))
+            return [RecipientResult(r, 201, "queued for relay") for r in recipients]
+
+        federation = Federation.local(
+            self.services, ObjectService(self.services.store, self.clock)
+        )
+        federation.relay, federation.relay_for = relay, frozenset({"poe.net"})
+        self.services.federation = federation
+        self.peer = StreamHarness(self.services, host="192.0.2.50")
+        self.hello()
+        obj = self.message(to=f"{LOST} usher@usher.example")
+        answer = self.peer.ask(
+            "DELIVER",
+            argument=f"usher@usher.example {LOST}",
+            headers=obj.to_headers(),
+            body=obj.body,
+        )
+        self.assertEqual(
+            answer.body,
+            b"usher@usher.example 201 queued for relay\r\n"
+            + f"{LOST} 201 delivered\r\n".encode(),
+        )
+        self.assertEqual(relayed, [(obj.id, ["usher@usher.example"], "poe.net")])
+
     def test_hello_refusals(self) -> None:
         spoofer = DomainSigner(generate_private_key(), "poe.net")
         answer = self.peer.ask(

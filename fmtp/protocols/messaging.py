@@ -17,7 +17,11 @@ from twisted.logger import Logger
 
 from fmtp.errors import FMTPError, InvalidObject, LoginRequired
 from fmtp.federation.hello import HelloVerifier, make_hello
-from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
+from fmtp.federation.inbound import (
+    DeliveryReceiver,
+    DeliveryRefused,
+    RecipientResult,
+)
 from fmtp.federation.sending import MessageSender
 from fmtp.objects import FMTPObject, domain_of, normalize_address
 from fmtp.objectservice import MAX_LIST_LIMIT, ObjectService
@@ -211,16 +215,23 @@ class MessagingCommands:
             raise InvalidObject("DELIVER needs recipients: DELIVER TAG ADDRESS...")
         headers = {k: v for k, v in frame.headers.items() if k not in _TRANSFER_HEADERS}
         obj = FMTPObject.from_headers(headers, frame.body)
-        domains = {domain_of(normalize_address(r)) for r in recipients}
-        if domains != {self.services.domain} and self.federation.relay is not None:
-            if client.peer_domain in self.federation.relay_for:
-                results = await self.federation.relay(
-                    obj, recipients, client.peer_domain
+        local, remote = [], []
+        for recipient in recipients:
+            address = normalize_address(recipient)
+            mine = domain_of(address) == self.services.domain
+            (local if mine else remote).append(address)
+        peer = client.peer_domain
+        results = []
+        if remote:
+            # Only a child this server relays for may hand it messages for
+            # other domains; to anyone else it is no open relay.
+            if self.federation.relay is None or peer not in self.federation.relay_for:
+                raise DeliveryRefused(
+                    f"{remote[0]} is not served here; this server does not relay"
                 )
-                return results_frame(frame.tag, results)
-        results = await self.federation.receiver.receive(
-            obj, recipients, client.peer_domain
-        )
+            results += await self.federation.relay(obj, remote, peer)
+        if local:
+            results += await self.federation.receiver.receive(obj, local, peer)
         return results_frame(frame.tag, results)
 
     async def confirm(self, frame: Frame, client: Client) -> Frame:
