@@ -356,6 +356,12 @@ async def test_delivery_through_the_parent(network) -> None:
     )
     assert pushed.headers["Signature"].startswith("v=1; d=poe.net;")
 
+    # The draft's parent lookup: poe.net cannot reach lenore.org to fetch
+    # lost's user object, so its parent looks it up, and keeps it cached.
+    profile = await poe.services.federation.lookup(LOST, False)
+    assert (profile.id, profile.type) == (LOST, "user")
+    assert await relay.services.federation.lookup(LOST, True) is not None
+
 
 @pytest_twisted.ensureDeferred
 async def test_tls_required_between_servers(network) -> None:

@@ -573,8 +573,10 @@ async def test_all_routes_down_falls_back_to_parent(env) -> None:
     assert recipients == [LOST] and peer == "poe.net"
     link = pool.link_for("lenore.org")
     assert (link.via, link.domain) == ("parent", "relay.net")
-    assert await pool.remote_user(LOST) is None, "a parent cannot speak for lenore"
-    assert relay.handler.gets == 0
+    # The draft's order: the parent's cache, then (lenore.org being out of
+    # reach) a lookup by the parent; this one knows nothing.
+    assert await pool.remote_user(LOST) is None
+    assert relay.handler.gets == 2
 
 
 @pytest_twisted.ensureDeferred
@@ -835,6 +837,26 @@ async def test_remote_users_are_cached(env) -> None:
     assert await pool.remote_user("nobody@lenore.org") is None
     assert await pool.remote_user("nobody@lenore.org") is None
     assert lenore.handler.gets == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_users_are_kept_for_their_ttl(env) -> None:
+    clock = Clock()
+    clock.advance(reactor.seconds())
+    lenore = env.serve(clock=clock)
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    profile = user_object(LOST)
+    profile.properties["Ttl"] = "30"
+    lenore.handler.objects[LOST] = profile
+    pool = env.pool(clock=clock, user_ttl=300.0)
+
+    await pool.remote_user(LOST)
+    clock.advance(29)
+    assert pool.cached_user(LOST) == profile
+    clock.advance(2)
+    assert pool.cached_user(LOST) is None
+    await pool.remote_user(LOST)
+    assert lenore.handler.gets == 2
 
 
 @pytest_twisted.ensureDeferred

@@ -207,6 +207,36 @@ class ServerLinkTests(SynchronousTestCase):
         )
         self.assertEqual(relayed, [(obj.id, ["usher@usher.example"], "poe.net")])
 
+    def test_parent_looks_up_for_children_only(self) -> None:
+        from fmtp.objectservice import ObjectService
+        from fmtp.protocols.messaging import Federation
+
+        usher = user_object("usher@usher.example")
+        asked = []
+
+        async def lookup(address, cache_only):
+            asked.append((address, cache_only))
+            return usher if address == usher.id and not cache_only else None
+
+        federation = Federation.local(
+            self.services, ObjectService(self.services.store, self.clock)
+        )
+        federation.lookup, federation.relay_for = lookup, frozenset({"poe.net"})
+        self.services.federation = federation
+        stranger = StreamHarness(self.services)
+        self.assertEqual(stranger.ask("GET", argument=usher.id).code, 550)
+        self.assertEqual(asked, [])
+
+        self.peer = StreamHarness(self.services, host="192.0.2.50")
+        self.hello()
+        cached = self.peer.ask("GET", argument=usher.id, headers={"Cache-Only": "yes"})
+        self.assertEqual(cached.code, 550)
+        found = self.peer.ask("GET", argument=usher.id)
+        self.assertEqual((found.code, found.headers["Id"]), (200, usher.id))
+        self.assertEqual(asked, [(usher.id, True), (usher.id, False)])
+        # Its own users are served as to anyone.
+        self.assertEqual(self.peer.ask("GET", argument=LOST).code, 200)
+
     def test_hello_refusals(self) -> None:
         spoofer = DomainSigner(generate_private_key(), "poe.net")
         answer = self.peer.ask(

@@ -632,7 +632,16 @@ class ServerLink:
             (550).
         @raise LinkError: for any other failure, with its code.
         """
-        answer = await self._request("GET", object_id)
+        return await self.get_with(object_id)
+
+    async def get_with(
+        self, object_id: str, headers: dict[str, str] | None = None
+    ) -> FMTPObject | None:
+        """
+        L{get}, with request headers (C{Cache-Only: yes} asks a parent for
+        what it holds, without a lookup).
+        """
+        answer = await self._request("GET", object_id, headers)
         if answer.code == 550:
             return None
         if not 200 <= answer.code < 300:
@@ -681,6 +690,10 @@ def _as_link_error(e: BaseException, what: str) -> LinkError:
     if isinstance(e, FMTPError):
         return LinkError(f"{what}: {e.message}", e.code)
     return LinkFailed(f"{what}: {_why(e)}")
+
+
+#: The longest a fetched user object is kept, whatever its C{Ttl} says.
+MAX_USER_TTL = 86400.0
 
 
 class LinkPool:
@@ -936,21 +949,36 @@ class LinkPool:
     async def remote_user(self, address: str) -> FMTPObject | None:
         """
         The public profile of a user of another domain (for its C{Route}),
-        fetched with GET from its domain and kept C{user_ttl} seconds.
+        found as the FMTP draft's route negotiation says: this server's
+        cache, then the parent's cache, then the user's domain, then (when
+        the domain cannot be reached directly) a lookup by the parent.
+        Kept for the object's C{Ttl} property (seconds, at most a day), or
+        C{user_ttl}.
 
-        @return: the user object, or L{None} if the domain has no such
-            user (or is reached only through the parent, which cannot
-            speak for it).
-        @raise LinkError: if the domain cannot be asked now.
+        @return: the user object, or L{None} if there is no such user.
+        @raise LinkError: if neither the domain nor the parent can be asked
+            now.
         """
         address = normalize_address(address)
-        entry = self._users.get(address)
-        if entry is not None:
-            if entry[0] > self._clock.seconds():
-                self._users.move_to_end(address)
-                return entry[1]
-            del self._users[address]
+        cached = self.cached_user(address)
+        if cached is not None or address in self._users:
+            return cached
         return await self._shared(("user", address), lambda: self._fetch_user(address))
+
+    def cached_user(self, address: str) -> FMTPObject | None:
+        """
+        The user object this server holds for C{address}, if still fresh;
+        never asks anyone (what a parent answers a C{Cache-Only} GET with).
+        """
+        address = _normal(address)
+        entry = self._users.get(address)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock.seconds():
+            del self._users[address]
+            return None
+        self._users.move_to_end(address)
+        return entry[1]
 
     def forget_user(self, address: str) -> None:
         """
@@ -1328,12 +1356,39 @@ class LinkPool:
             raise LinkFailed(f"TLS with {where} failed: {_why(e)}") from None
         return "verified" if policy == TLS_REQUIRE else "unverified"
 
+    async def _from_parent_cache(self, address: str) -> FMTPObject | None:
+        """
+        What the parent holds for C{address}, without making it look
+        anything up; L{None} when there is no parent, it holds nothing, or
+        it cannot be asked (the domain is asked instead).
+        """
+        if self.parent is None:
+            return None
+        try:
+            link = await self._parent_link_for(domain_of(address))
+            return await link.get_with(address, {"Cache-Only": "yes"})
+        except LinkError as e:
+            self._log.info(
+                "Parent cache not asked for {address}: {why}",
+                address=address,
+                why=e.message,
+            )
+            return None
+
+    def _ttl_of(self, obj: FMTPObject | None) -> float:
+        ttl = obj.properties.get("Ttl", "") if obj is not None else ""
+        if ttl.isascii() and ttl.isdigit():
+            return min(float(ttl), MAX_USER_TTL)
+        return self._user_ttl
+
     async def _fetch_user(self, address: str) -> FMTPObject | None:
         domain = domain_of(address)
-        link = await self.link_to(domain)
-        if link.via == VIA_PARENT:
-            return None
-        obj = await link.get(address)
+        obj = await self._from_parent_cache(address)
+        if obj is None:
+            link = await self.link_to(domain)
+            # Through the parent when the domain cannot be reached directly:
+            # the parent looks the object up for us.
+            obj = await link.get(address)
         if obj is not None and (obj.id != address or obj.type != USER_TYPE):
             self._log.warn(
                 "{domain} answered GET {address} with {id} of type {type}; ignored",
@@ -1343,7 +1398,7 @@ class LinkPool:
                 type=obj.type,
             )
             obj = None
-        self._users[address] = (self._clock.seconds() + self._user_ttl, obj)
+        self._users[address] = (self._clock.seconds() + self._ttl_of(obj), obj)
         self._users.move_to_end(address)
         while len(self._users) > self._max_users:
             self._users.popitem(last=False)

@@ -154,8 +154,18 @@ def build_federation(
         )
         return [RecipientResult(a, 201, "queued for relay") for a in addresses]
 
+    async def lookup(address: str, cache_only: bool) -> FMTPObject | None:
+        if cache_only:
+            return pool.cached_user(address)
+        return await pool.remote_user(address)
+
     federation = Federation(
-        receiver, sender, hello, relay_for=settings.relay_for, relay=relay
+        receiver,
+        sender,
+        hello,
+        relay_for=settings.relay_for,
+        relay=relay,
+        lookup=lookup,
     )
     return federation, [queue, LinkPoolService(pool)]
 

@@ -53,6 +53,9 @@ class Federation:
     relay_for: frozenset[str] = field(default_factory=frozenset)
     #: Called to enqueue onward delivery of a relayed message.
     relay: object | None = None
+    #: Looks up a user object of another domain for a child:
+    #: C{lookup(address, cache_only)}.
+    lookup: object | None = None
 
     @classmethod
     def local(cls, services: SharedServices, objects: ObjectService) -> Federation:
@@ -233,6 +236,32 @@ class MessagingCommands:
         if local:
             results += await self.federation.receiver.receive(obj, local, peer)
         return results_frame(frame.tag, results)
+
+    async def lookup_for_child(
+        self, frame: Frame, client: Client, object_id: str
+    ) -> Frame | None:
+        """
+        The draft's parent lookup: a parent fetches a user object of
+        another domain for a child that cannot reach that domain (or, with
+        C{Cache-Only: yes}, says what it holds).  Only for children it
+        relays for, so no server becomes an open lookup proxy.
+
+        @return: the reply, or L{None} if this is an ordinary GET.
+        """
+        federation = self.federation
+        if federation.lookup is None or client.peer_domain not in federation.relay_for:
+            return None
+        try:
+            address = normalize_address(object_id)
+        except FMTPError:
+            return None
+        if domain_of(address) == self.services.domain:
+            return None
+        cache_only = frame.headers.get("Cache-Only", "").lower() == "yes"
+        obj = await federation.lookup(address, cache_only)
+        if obj is None:
+            return reply(550, frame.tag)
+        return object_frame(200, frame.tag, None, obj)
 
     async def confirm(self, frame: Frame, client: Client) -> Frame:
         """

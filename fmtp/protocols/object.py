@@ -139,7 +139,11 @@ class ObjectCommands(CommandHandler, MessagingCommands):
         return reply(221, frame.tag)
 
     async def get(self, frame: Frame, client: Client) -> Frame:
-        obj = await self.objects.get(client.address, required_argument(frame, "ID"))
+        object_id = required_argument(frame, "ID")
+        looked_up = await self.lookup_for_child(frame, client, object_id)
+        if looked_up is not None:
+            return looked_up
+        obj = await self.objects.get(client.address, object_id)
         return object_frame(200, frame.tag, None, obj)
 
     async def put(self, frame: Frame, client: Client) -> Frame:
