@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from fmtp.delivery import sender_of
 from fmtp.errors import (
     BadSignature,
     FMTPError,
@@ -169,7 +170,7 @@ class DeliveryReceiver:
         Ask the origin domain itself whether it sent C{obj}; the only proof
         for a domain without a key.
         """
-        origin = domain_of(obj.properties.get("From") or obj.owner)
+        origin = domain_of(sender_of(obj))
         if origin != claimed_domain:
             raise DeliveryRefused(
                 f"sender domain {origin} does not match {claimed_domain}"
@@ -194,7 +195,7 @@ class DeliveryReceiver:
         profile = await self._store.get_object(address)
         if profile is None:
             return RecipientResult(address, 550, "no such user")
-        sender = normalize_address(obj.properties.get("From") or obj.owner)
+        sender = sender_of(obj)
         refusal = format_refusal(profile.properties, obj.properties.get("Format"))
         if refusal:
             return RecipientResult(address, 554, refusal)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 
+from fmtp.delivery import sender_of
 from fmtp.errors import FMTPError, InvalidObject, LoginRequired
 from fmtp.federation.hello import HelloVerifier, make_hello
 from fmtp.federation.inbound import (
@@ -160,8 +161,7 @@ class MessagingCommands:
         entries = await self.services.store.inbox(user, since, limit)
         lines = []
         for seq, obj in entries:
-            sender = obj.properties.get("From", obj.owner)
-            lines.append(f"{seq} {obj.id} {sender} {obj.digest()}\r\n")
+            lines.append(f"{seq} {obj.id} {sender_of(obj)} {obj.digest()}\r\n")
         headers = {"Count": str(len(entries))}
         headers["Next-Since"] = str(entries[-1][0] if entries else since)
         return reply(200, frame.tag, headers=headers, body="".join(lines).encode())
@@ -275,8 +275,7 @@ class MessagingCommands:
         obj = await self.services.store.get_object(object_id)
         if (
             obj is None
-            or domain_of(obj.properties.get("From") or obj.owner)
-            != self.services.domain
+            or domain_of(sender_of(obj)) != self.services.domain
             or obj.digest() != digest
         ):
             return reply(550, frame.tag, "not sent from here")
