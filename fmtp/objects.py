@@ -27,6 +27,10 @@ from fmtp.errors import InvalidAddress, InvalidObject, InvalidObjectId
 #: an object without changing what it proves.
 ENVELOPE_PROPERTIES = frozenset({"Length", "Digest", "Signature"})
 
+#: Headers that describe one transfer of an object (its framing and the
+#: digest a server announces), never stored with it.
+TRANSFER_HEADERS = frozenset({"Length", "Digest"})
+
 #: Names a client may not set as ordinary properties: the object's identity
 #: and its envelope.
 RESERVED_PROPERTIES = frozenset({"Id", "Type"}) | ENVELOPE_PROPERTIES
@@ -284,8 +288,8 @@ class FMTPObject:
     def from_headers(cls, headers: Mapping[str, str], body: bytes = b"") -> FMTPObject:
         """
         Build an object from frame headers (canonical names): C{Id} and
-        C{Type} become fields, C{Length} is dropped, the rest become
-        properties.
+        C{Type} become fields, the L{TRANSFER_HEADERS} are dropped, the rest
+        become properties.
 
         @raise InvalidObject: if C{Id} or C{Type} is missing or malformed.
         """
@@ -297,7 +301,7 @@ class FMTPObject:
         properties = {
             name: value
             for name, value in headers.items()
-            if name not in ("Id", "Type", "Length")
+            if name not in ("Id", "Type") and name not in TRANSFER_HEADERS
         }
         return cls(object_id, object_type, properties, bytes(body))
 

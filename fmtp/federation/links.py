@@ -119,11 +119,6 @@ VIA_PARENT = "parent"
 #: before its connection is aborted.
 CLOSE_GRACE = 10.0
 
-#: How many unsolicited frames a link keeps (the latest), for debugging.
-
-#: Headers of a GET reply that describe the transfer, not the object.
-_TRANSFER_HEADERS = frozenset({"Digest", "Length"})
-
 #: routes_for: domain -> Deferred (or awaitable) of routes, each with
 #: C{host}, C{port} and C{address} (L{fmtp.dns.Route}); fails with an
 #: FMTPError whose code says permanent (NoRoute, 554) or temporary (451).
@@ -646,13 +641,8 @@ class ServerLink:
             return None
         if not 200 <= answer.code < 300:
             raise self._failed("GET", answer)
-        headers = {
-            name: value
-            for name, value in answer.headers.items()
-            if name not in _TRANSFER_HEADERS
-        }
         try:
-            return FMTPObject.from_headers(headers, answer.body)
+            return FMTPObject.from_headers(answer.headers, answer.body)
         except FMTPError as e:
             raise LinkError(
                 f"{self.domain} sent a bad object for {object_id}: {e.message}"

@@ -30,9 +30,6 @@ from fmtp.protocols.framing import Client
 from fmtp.services import SharedServices
 from fmtp.wire import UNSOLICITED_TAG, Frame, reply
 
-#: Headers that frame or describe a transfer, never stored with an object.
-_TRANSFER_HEADERS = ("Length", "Digest")
-
 
 class HelloFirst(FMTPError):
     code = 530
@@ -216,8 +213,7 @@ class MessagingCommands:
         recipients = frame.argument.split()
         if not recipients:
             raise InvalidObject("DELIVER needs recipients: DELIVER TAG ADDRESS...")
-        headers = {k: v for k, v in frame.headers.items() if k not in _TRANSFER_HEADERS}
-        obj = FMTPObject.from_headers(headers, frame.body)
+        obj = FMTPObject.from_headers(frame.headers, frame.body)
         local, remote = [], []
         for recipient in recipients:
             address = normalize_address(recipient)
