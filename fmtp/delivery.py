@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fmtp.errors import InvalidAddress
-from fmtp.objects import FMTPObject, normalize_address, owner_of
+from fmtp.objects import FMTPObject, domain_of, normalize_address, owner_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +82,24 @@ def sender_of(obj: FMTPObject) -> str:
         except InvalidAddress:
             pass
     return owner_of(obj.id)
+
+
+def deliveries_to(
+    object_id: str, recipients: Iterable[str], now: float, skip_domain: str = ""
+) -> list[QueuedDelivery]:
+    """
+    The queue rows for sending C{object_id} to C{recipients} (normalized
+    addresses): one per destination domain, so that each domain is tried,
+    delivered and bounced on its own.
+
+    @param skip_domain: a domain to leave out (this server's own, whose
+        users are served without the queue).
+    """
+    by_domain: dict[str, list[str]] = {}
+    for address in recipients:
+        by_domain.setdefault(domain_of(address), []).append(address)
+    by_domain.pop(skip_domain, None)
+    return [
+        QueuedDelivery.new(object_id, domain, addresses, now)
+        for domain, addresses in by_domain.items()
+    ]

@@ -14,14 +14,14 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from fmtp.delivery import QueuedDelivery
+from fmtp.delivery import QueuedDelivery, deliveries_to
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
 from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
 from fmtp.federation.links import LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
 from fmtp.federation.sending import MessageSender
-from fmtp.objects import FMTPObject, domain_of, normalize_address
+from fmtp.objects import FMTPObject, normalize_address
 from fmtp.objectservice import ObjectService
 from fmtp.protocols.messaging import Federation
 from fmtp.services import SharedServices
@@ -137,20 +137,14 @@ def build_federation(
         """
         await services.keys.verify_object(obj)
         addresses = [normalize_address(r) for r in recipients]
-        by_domain: dict[str, list[str]] = {}
-        for address in addresses:
-            by_domain.setdefault(domain_of(address), []).append(address)
-        now = clock.seconds()
-        await store.enqueue(
-            obj,
-            [QueuedDelivery.new(obj.id, d, rs, now) for d, rs in by_domain.items()],
-        )
+        deliveries = deliveries_to(obj.id, addresses, clock.seconds())
+        await store.enqueue(obj, deliveries)
         queue.kick()
         log.info(
             "Relaying {id} from {peer} to {domains}",
             id=obj.id,
             peer=peer_domain,
-            domains=sorted(by_domain),
+            domains=sorted(d.domain for d in deliveries),
         )
         return [RecipientResult(a, 201, "queued for relay") for a in addresses]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
 
-from fmtp.delivery import QueuedDelivery
+from fmtp.delivery import deliveries_to
 from fmtp.errors import InvalidAddress, InvalidObject
 from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
 from fmtp.interfaces import IDeliveryStore, IDomainSigner
@@ -83,14 +83,8 @@ class MessageSender:
         obj = FMTPObject(new_object_id(user, now), object_type, properties, bytes(body))
         obj = self._signer.sign_object(obj, now)
 
-        by_domain: dict[str, list[str]] = {}
-        for address in recipients:
-            by_domain.setdefault(domain_of(address), []).append(address)
-        local = by_domain.pop(self.domain, [])
-        remote = [
-            QueuedDelivery.new(obj.id, domain, addresses, now)
-            for domain, addresses in by_domain.items()
-        ]
+        local = [a for a in recipients if domain_of(a) == self.domain]
+        remote = deliveries_to(obj.id, recipients, now, skip_domain=self.domain)
         if remote:
             await self._store.enqueue(obj, remote)
             self._kick()
