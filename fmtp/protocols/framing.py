@@ -21,7 +21,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from fmtp.cookies import SourceCookies
-from fmtp.errors import FMTPError
+from fmtp.errors import FMTPError, InvalidObject
+from fmtp.objects import is_ascii_digits
 from fmtp.ratelimit import SourceRateLimiter
 from fmtp.services import SharedServices
 from fmtp.wire import (
@@ -68,6 +69,39 @@ class Client:
 
 
 Command = Callable[[Frame, Client], Awaitable[Frame]]
+
+
+def int_header(frame: Frame, name: str, default: int) -> int:
+    """
+    A header holding a whole number, or C{default} when absent.
+
+    @raise InvalidObject: if it holds anything but digits.
+    """
+    value = frame.headers.get(name)
+    if value is None:
+        return default
+    if not is_ascii_digits(value) or len(value) > 12:
+        raise InvalidObject(f"{name} must be a whole number")
+    return int(value)
+
+
+def required_header(frame: Frame, name: str) -> str:
+    """
+    @raise InvalidObject: naming the header if it is missing or empty.
+    """
+    value = frame.headers.get(name)
+    if not value:
+        raise InvalidObject(f"{frame.verb} needs a {name} header")
+    return value
+
+
+def required_argument(frame: Frame, what: str) -> str:
+    """
+    @raise InvalidObject: saying how the command line should look.
+    """
+    if not frame.argument:
+        raise InvalidObject(f"{frame.verb} needs an argument: {frame.verb} TAG {what}")
+    return frame.argument
 
 
 class CommandHandler:

@@ -26,7 +26,7 @@ from fmtp.federation.inbound import (
 from fmtp.federation.sending import MessageSender
 from fmtp.objects import FMTPObject, domain_of, normalize_address
 from fmtp.objectservice import MAX_LIST_LIMIT, ObjectService
-from fmtp.protocols.framing import Client
+from fmtp.protocols.framing import Client, int_header, required_argument
 from fmtp.services import SharedServices
 from fmtp.wire import UNSOLICITED_TAG, Frame, reply
 
@@ -148,8 +148,6 @@ class MessagingCommands:
         return reply(201, frame.tag, "sent", headers=headers, body=body)
 
     async def fetch(self, frame: Frame, client: Client) -> Frame:
-        from fmtp.protocols.object import int_header
-
         user = self._user(client)
         since = int_header(frame, "Since", 0)
         limit = int_header(frame, "Limit", 50)
@@ -169,11 +167,7 @@ class MessagingCommands:
         return reply(200, frame.tag, headers={"Count": str(len(senders))}, body=body)
 
     def _sender_argument(self, frame: Frame) -> str:
-        if not frame.argument:
-            raise InvalidObject(
-                f"{frame.verb} needs the sender: {frame.verb} TAG ADDRESS"
-            )
-        return normalize_address(frame.argument)
+        return normalize_address(required_argument(frame, "ADDRESS"))
 
     async def approve(self, frame: Frame, client: Client) -> Frame:
         user, sender = self._user(client), self._sender_argument(frame)

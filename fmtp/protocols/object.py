@@ -16,15 +16,17 @@ from twisted.internet.task import deferLater
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from fmtp.errors import AuthenticationFailed, InvalidObject, LoginRequired
+from fmtp.errors import AuthenticationFailed, LoginRequired
 from fmtp.interfaces import IAccount, IProtocolPlugin
-from fmtp.objects import is_ascii_digits
 from fmtp.objectservice import DEFAULT_LIST_LIMIT, ObjectService
 from fmtp.protocols.framing import (
     Client,
     CommandHandler,
     FrameDatagramProtocol,
     FrameStreamFactory,
+    int_header,
+    required_argument,
+    required_header,
 )
 from fmtp.protocols.messaging import Federation, MessagingCommands, object_frame
 from fmtp.services import SharedServices
@@ -32,36 +34,6 @@ from fmtp.wire import Frame, reply
 
 #: Failed LOGINs after which a stream is closed.
 MAX_FAILED_LOGINS_PER_CONNECTION = 3
-
-
-def int_header(frame: Frame, name: str, default: int) -> int:
-    """
-    A header holding a whole number, or C{default} when absent.
-
-    @raise InvalidObject: if it holds anything but digits.
-    """
-    value = frame.headers.get(name)
-    if value is None:
-        return default
-    if not is_ascii_digits(value) or len(value) > 12:
-        raise InvalidObject(f"{name} must be a whole number")
-    return int(value)
-
-
-def required_header(frame: Frame, name: str) -> str:
-    """
-    @raise InvalidObject: naming the header if it is missing or empty.
-    """
-    value = frame.headers.get(name)
-    if not value:
-        raise InvalidObject(f"{frame.verb} needs a {name} header")
-    return value
-
-
-def required_argument(frame: Frame, what: str) -> str:
-    if not frame.argument:
-        raise InvalidObject(f"{frame.verb} needs an argument: {frame.verb} TAG {what}")
-    return frame.argument
 
 
 class ObjectCommands(CommandHandler, MessagingCommands):
