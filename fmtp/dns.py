@@ -60,7 +60,6 @@ from zope.interface import implementer
 from fmtp.errors import (
     FMTPError,
     InvalidAddress,
-    InvalidKeyRecord,
     KeyLookupFailed,
     NoKeyPublished,
 )
@@ -69,7 +68,7 @@ from fmtp.keys import (
     DomainPublicKey,
     StaticKeyVerifier,
     key_record_name,
-    parse_key_record,
+    usable_keys,
     verify_with,
 )
 from fmtp.objects import FMTPObject, normalize_domain
@@ -769,22 +768,11 @@ class DNSKeyVerifier:
     def _got_records(
         self, answer: DNSAnswer, domain: str, name: str
     ) -> tuple[tuple[DomainPublicKey, ...], float]:
-        keys = []
-        for rdata in answer.rdata:
-            text = txt_record_text(rdata)
-            if not text.lstrip(" \t").startswith("v="):
-                # Some other TXT record at the same name: not ours to
-                # judge (parse_key_record refuses it for what it is).
-                continue
-            try:
-                keys.append(parse_key_record(domain, text))
-            except InvalidKeyRecord as e:
-                self._log.warn(
-                    "Skipping key record {record!r} at {name}: {error}",
-                    record=text,
-                    name=name,
-                    error=str(e),
-                )
+        texts = (txt_record_text(rdata) for rdata in answer.rdata)
+        # Other TXT records at the same name are not ours to judge
+        # (parse_key_record would refuse them for what they are).
+        ours = [text for text in texts if text.lstrip(" \t").startswith("v=")]
+        keys = usable_keys(domain, ours, self._log)
         if not keys:
             raise _Negative(
                 NoKeyPublished(f"no usable key record at {name}"), answer.ttl

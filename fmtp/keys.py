@@ -537,6 +537,27 @@ def check_signed_bytes(
     raise BadSignature("signature does not verify")
 
 
+def usable_keys(
+    domain: str, texts: Iterable[str], log: Logger
+) -> list[DomainPublicKey]:
+    """
+    The keys among a domain's record texts.  A record that does not parse
+    is skipped with a log line, so one typo cannot hide the good records.
+    """
+    keys = []
+    for text in texts:
+        try:
+            keys.append(parse_key_record(domain, text))
+        except InvalidKeyRecord as e:
+            log.warn(
+                "Skipping key record {record!r} of {domain}: {error}",
+                record=text,
+                domain=domain,
+                error=str(e),
+            )
+    return keys
+
+
 def verify_with(
     verifier: IKeyVerifier, obj: FMTPObject, clock: IReactorTime
 ) -> Deferred[DomainPublicKey]:
@@ -853,17 +874,7 @@ class StaticKeyVerifier:
             domain = normalize_domain(domain)
         except InvalidAddress as e:
             raise NoKeyPublished(f"no key published: {e.message}") from None
-        keys = []
-        for text in self._records.get(domain, ()):
-            try:
-                keys.append(parse_key_record(domain, text))
-            except InvalidKeyRecord as e:
-                self._log.warn(
-                    "Skipping key record {record!r} of {domain}: {error}",
-                    record=text,
-                    domain=domain,
-                    error=str(e),
-                )
+        keys = usable_keys(domain, self._records.get(domain, ()), self._log)
         if not keys:
             raise NoKeyPublished(f"no key published for {domain}")
         return keys
