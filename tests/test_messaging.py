@@ -186,7 +186,7 @@ class ServerLinkTests(SynchronousTestCase):
             relayed.append((obj.id, list(recipients), peer))
             return [RecipientResult(r, 201, "queued for relay") for r in recipients]
 
-        federation = Federation.local(
+        federation = Federation.build(
             self.services, ObjectService(self.services.store, self.clock)
         )
         federation.relay, federation.relay_for = relay, frozenset({"poe.net"})
@@ -218,7 +218,7 @@ class ServerLinkTests(SynchronousTestCase):
             asked.append((address, cache_only))
             return usher if address == usher.id and not cache_only else None
 
-        federation = Federation.local(
+        federation = Federation.build(
             self.services, ObjectService(self.services.store, self.clock)
         )
         federation.lookup, federation.relay_for = lookup, frozenset({"poe.net"})

@@ -17,12 +17,10 @@ from twisted.logger import Logger
 from fmtp.delivery import QueuedDelivery, deliveries_to
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
-from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
+from fmtp.federation.inbound import RecipientResult
 from fmtp.federation.links import LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
-from fmtp.federation.sending import MessageSender
 from fmtp.objects import FMTPObject, normalize_address
-from fmtp.objectservice import ObjectService
 from fmtp.protocols.messaging import Federation
 from fmtp.services import SharedServices
 
@@ -83,15 +81,6 @@ def build_federation(
         limits=services.limits,
     )
     countersigner = Countersigner(pool)
-    receiver = DeliveryReceiver(
-        services.domain,
-        store,
-        services.keys,
-        clock,
-        push=services.sessions.push,
-        countersign=countersigner.confirm,
-        always_countersign=settings.always_countersign,
-    )
 
     async def deliver(
         delivery: QueuedDelivery, obj: FMTPObject
@@ -123,10 +112,6 @@ def build_federation(
         retry_schedule=settings.retry_schedule,
         retry_window=settings.retry_window,
     )
-    objects = ObjectService(store, clock)
-    sender = MessageSender(
-        services.domain, store, services.signer, clock, receiver, objects, queue.kick
-    )
 
     async def relay(
         obj: FMTPObject, recipients: Sequence[str], peer_domain: str
@@ -153,10 +138,12 @@ def build_federation(
             return pool.cached_user(address)
         return await pool.remote_user(address)
 
-    federation = Federation(
-        receiver,
-        sender,
-        hello,
+    federation = Federation.build(
+        services,
+        hello=hello,
+        countersign=countersigner.confirm,
+        always_countersign=settings.always_countersign,
+        kick=queue.kick,
         relay_for=settings.relay_for,
         relay=relay,
         lookup=lookup,

@@ -56,18 +56,35 @@ class Federation:
     lookup: object | None = None
 
     @classmethod
-    def local(cls, services: SharedServices, objects: ObjectService) -> Federation:
+    def build(
+        cls,
+        services: SharedServices,
+        objects: ObjectService | None = None,
+        *,
+        hello: HelloVerifier | None = None,
+        countersign=None,
+        always_countersign: bool = False,
+        kick=lambda: None,
+        **links,
+    ) -> Federation:
         """
-        Federation without links to other domains: local delivery works and
-        remote recipients wait in the queue, which nothing drains.  For
-        unit tests and for servers built without a link pool.
+        The receiver, sender and handshake of one server around its
+        services.  With only C{services}, federation without links to other
+        domains: local delivery works and remote recipients wait in the
+        queue, which nothing drains (unit tests, servers without a link
+        pool); L{fmtp.federation.node.build_federation} passes the rest.
+
+        @param kick: called when SEND has queued remote deliveries.
+        @param links: C{relay_for}, C{relay} and C{lookup}.
         """
         receiver = DeliveryReceiver(
             services.domain,
             services.store,
             services.keys,
             services.reactor,
-            push=lambda address, obj: services.sessions.push(address, obj),
+            push=services.sessions.push,
+            countersign=countersign,
+            always_countersign=always_countersign,
         )
         sender = MessageSender(
             services.domain,
@@ -75,10 +92,11 @@ class Federation:
             services.signer,
             services.reactor,
             receiver,
-            objects,
+            objects or ObjectService(services.store, services.reactor),
+            kick,
         )
-        hello = HelloVerifier(services.keys, services.reactor, services.domain)
-        return cls(receiver, sender, hello)
+        hello = hello or HelloVerifier(services.keys, services.reactor, services.domain)
+        return cls(receiver, sender, hello, **links)
 
 
 def object_frame(code: int, tag: str, text: str | None, obj: FMTPObject) -> Frame:

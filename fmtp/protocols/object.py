@@ -48,7 +48,7 @@ class ObjectCommands(CommandHandler, MessagingCommands):
     def __init__(self, services: SharedServices) -> None:
         super().__init__(services)
         self.objects = ObjectService(services.store, services.reactor)
-        self.federation = services.federation or Federation.local(
+        self.federation = services.federation or Federation.build(
             services, self.objects
         )
         self.commands.update(self.messaging_commands())
