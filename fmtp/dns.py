@@ -703,7 +703,7 @@ class DNSKeyVerifier:
         @param resolver: asks DNS (a L{DNSResolver}).
         @param clock: the source of time, for TTLs and key expiry.
         @param static: domain to key record texts, as read by
-            L{fmtp.hostsfile.load_hosts_file} or L{fmtp.keys.load_key_file}.
+            L{fmtp.hostsfile.load_hosts_file}.
         @param max_entries: how many domains to keep in the cache.
         """
         self._resolver = resolver

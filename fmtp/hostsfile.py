@@ -15,7 +15,7 @@ over DNS (see L{fmtp.dns}).  One entry a line, C{#} starts a comment::
     address lost.lenore.org 10.0.0.3 fd00::3
 
 Key records are kept as text and parsed when used, like records found in
-DNS (see L{fmtp.keys.load_key_file}): a bad one is skipped and logged
+DNS (see L{fmtp.keys.StaticKeyVerifier}): a bad one is skipped and logged
 rather than stop the server.  Everything else is checked here, and an
 error names the file and the line.
 """

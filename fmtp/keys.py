@@ -775,43 +775,6 @@ def load_or_create_signer(
     return DomainSigner(key, domain), True
 
 
-def load_key_file(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """
-    Read a file of key records for L{StaticKeyVerifier}: one record a line,
-    written C{<domain> <record text>}, the record text optionally in
-    double quotes as in a zone file.  Blank lines and lines starting with
-    C{#} are ignored.
-
-    Records are not parsed here: like records found in DNS, a bad one is
-    skipped (and logged) when it is used, so one typo does not stop the
-    server.  A line with no record at all is an error, though, because it
-    cannot be a record.
-
-    @return: a mapping of normalized domain to record texts, in file order.
-    @raise KeyFileError: naming the line that is malformed.
-    """
-    path = os.fspath(path)
-    records: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip(_WHITESPACE)
-            if not line or line.startswith("#"):
-                continue
-            fields = line.split(None, 1)
-            if len(fields) != 2:
-                raise KeyFileError(f"{path}:{number}: expected <domain> <record>")
-            domain, record = fields
-            try:
-                domain = normalize_domain(domain)
-            except InvalidAddress as e:
-                raise KeyFileError(f"{path}:{number}: {e.message}") from None
-            record = record.strip(_WHITESPACE)
-            if len(record) >= 2 and record[0] == record[-1] == '"':
-                record = record[1:-1]
-            records.setdefault(domain, []).append(record)
-    return records
-
-
 @implementer(IKeyVerifier)
 class StaticKeyVerifier:
     """
@@ -835,22 +798,6 @@ class StaticKeyVerifier:
         self._records: dict[str, list[str]] = {}
         for domain, texts in records.items():
             self.add_records(domain, texts)
-
-    @classmethod
-    def from_key_file(
-        cls,
-        path: str | os.PathLike[str],
-        clock: IReactorTime,
-        signer: IDomainSigner | None = None,
-    ) -> StaticKeyVerifier:
-        """
-        A verifier of the records in a file read by L{load_key_file}, also
-        knowing C{signer}'s own key if given.
-        """
-        verifier = cls(load_key_file(path), clock)
-        if signer is not None:
-            verifier.add_signer(signer)
-        return verifier
 
     def add_records(self, domain: str, texts: Iterable[str]) -> None:
         """

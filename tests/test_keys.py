@@ -34,7 +34,6 @@ from fmtp.keys import (
     format_signature,
     generate_private_key,
     key_record_name,
-    load_key_file,
     load_or_create_signer,
     load_private_key,
     parse_key_record,
@@ -835,64 +834,4 @@ class KeyFileTests(SynchronousTestCase):
         os.chmod(self.path, 0o644)
         self.assertRaises(
             InsecureKeyFileError, load_or_create_signer, self.path, "example.com"
-        )
-
-
-class RecordFileTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        directory = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, directory)
-        self.path = os.path.join(directory, "keys.txt")
-        self.clock = Clock()
-        self.clock.advance(NOW)
-
-    def write(self, text: str) -> None:
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    def test_load(self) -> None:
-        self.write(
-            "# keys of our peers\n"
-            "\n"
-            f"Example.com v=FMTP1; k=ed25519; p={RAW_B64}\n"
-            f"   example.com\tv=FMTP1; p=; f={'0' * 16}\n"
-            f'example.org "v=FMTP1; p={RAW_B64}; x={NOW}"\n'
-            "example.net v=FMTP1; p=broken\n"
-        )
-        self.assertEqual(
-            load_key_file(self.path),
-            {
-                "example.com": [
-                    f"v=FMTP1; k=ed25519; p={RAW_B64}",
-                    f"v=FMTP1; p=; f={'0' * 16}",
-                ],
-                "example.org": [f"v=FMTP1; p={RAW_B64}; x={NOW}"],
-                "example.net": ["v=FMTP1; p=broken"],
-            },
-        )
-
-    def test_malformed_line(self) -> None:
-        self.write("# comment\nexample.com\n")
-        e = self.assertRaises(KeyFileError, load_key_file, self.path)
-        self.assertIn(":2:", str(e))
-        self.write("bad..domain v=FMTP1; p=\n")
-        e = self.assertRaises(KeyFileError, load_key_file, self.path)
-        self.assertIn(":1:", str(e))
-
-    def test_from_key_file(self) -> None:
-        """
-        A verifier built from a key file knows the file's keys and the
-        server's own.
-        """
-        peer = DomainSigner(generate_private_key(), "example.org")
-        own = DomainSigner(generate_private_key(), "example.com")
-        self.write(f"example.org {format_key_record(peer.public_key())}\n")
-        verifier = StaticKeyVerifier.from_key_file(self.path, self.clock, own)
-        self.successResultOf(
-            verifier.verify_object(
-                peer.sign_object(make_message(From="carol@example.org"), NOW)
-            )
-        )
-        self.successResultOf(
-            verifier.verify_object(own.sign_object(make_message(), NOW))
         )
