@@ -103,3 +103,58 @@ def deliveries_to(
         QueuedDelivery.new(object_id, domain, addresses, now)
         for domain, addresses in by_domain.items()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """
+    An object as a request reads it (L{fmtp.interfaces.IDeliveryStore.read_object}):
+    the object, and what decides who may still see it.
+
+    @ivar removed: its owner deleted it, but it was sent, so it stays for
+        those who hold it (its recipients, the outbound queue).
+    @ivar filed: it is in the reader's inbox (not held, not removed): the
+        reader holds it whatever its owner did since.
+    """
+
+    obj: FMTPObject
+    removed: bool
+    filed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendKey:
+    """
+    A client's name for one SEND (its C{Idempotency-Key}), recorded with
+    the message in the same durable step, so that a repeated SEND finds
+    the message it already sent instead of sending it again.
+
+    @ivar sender: the sending user's address; keys are per sender.
+    @ivar key: the client's key.
+    @ivar request_digest: what the request said (L{request_digest}), so a
+        key reused for another message is told apart from a retry.
+    @ivar created: when it was recorded, in seconds since the epoch: keys
+        are forgotten after a day (L{fmtp.housekeeping}).
+    """
+
+    sender: str
+    key: str
+    request_digest: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecord:
+    """
+    What a store remembers of a SEND made with an C{Idempotency-Key}.
+
+    @ivar object_id: the message it sent.
+    @ivar request_digest: see L{SendKey}.
+    @ivar results: the reply's per-recipient lines, once local delivery
+        finished; L{None} if the server stopped before (a retry then
+        finishes it).
+    """
+
+    object_id: str
+    request_digest: str
+    results: str | None

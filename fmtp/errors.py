@@ -62,6 +62,27 @@ class AccountExists(FMTPError):
     default_message = "account exists"
 
 
+class ObjectSealed(FMTPError):
+    """
+    The object was sent or filed for a recipient, so it is no longer only
+    its owner's (DESIGN decision 15): it cannot be replaced, and an
+    inbound copy of the same id with other content is refused.
+    """
+
+    code = 554
+    default_message = "a sent message cannot be changed; send a new one"
+
+
+class SendKeyUsed(FMTPError):
+    """
+    An C{Idempotency-Key} that already named another message of the same
+    sender: a client bug, since a retry repeats its request unchanged.
+    """
+
+    code = 554
+    default_message = "this Idempotency-Key was used for another message"
+
+
 class StoreUnavailable(FMTPError):
     code = 451
     default_message = "storage unavailable, try again later"

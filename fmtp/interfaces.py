@@ -46,7 +46,11 @@ class IObjectStore(Interface):
 
     def put_object(obj):
         """
-        Store an object, replacing any object with the same id.
+        Store an object, replacing any object with the same id, unless that
+        object is sealed: once sent or filed for a recipient (by
+        L{IDeliveryStore.enqueue} or L{IDeliveryStore.deliver_local}) an
+        object is no longer only its owner's, and never changes again
+        (DESIGN decision 15).
 
         A replaced object keeps its place in listings (listings follow the
         order objects were first stored in).
@@ -54,12 +58,17 @@ class IObjectStore(Interface):
         @param obj: the L{fmtp.objects.FMTPObject} to store.
         @return: a L{Deferred} that fires with L{None} once the object is
             durable, or fails with L{fmtp.errors.InvalidObjectId} or
-            L{fmtp.errors.InvalidObject} for an object that cannot be filed.
+            L{fmtp.errors.InvalidObject} for an object that cannot be filed,
+            or L{fmtp.errors.ObjectSealed} (and nothing changed) if a sealed
+            object has its id.
         """
 
     def get_object(object_id):
         """
-        Fetch one object by id.
+        Fetch one object by id, including one its owner removed but others
+        still hold (see L{delete_object}): this is the server's own access,
+        for delivery and checks.  What a user may read is decided from
+        L{IDeliveryStore.read_object}.
 
         @param object_id: the object's id.
         @return: a L{Deferred} that fires with the L{fmtp.objects.FMTPObject},
@@ -68,16 +77,22 @@ class IObjectStore(Interface):
 
     def delete_object(object_id):
         """
-        Remove one object.
+        Remove one object, as its owner asks.
+
+        An object that is not sealed is removed with its queued deliveries.
+        A sealed one (sent, or filed for a recipient) stays for those who
+        hold it: it is only marked removed, which hides it from listings
+        and from readers who do not hold it, and cancels nothing.
 
         @param object_id: the object's id.
         @return: a L{Deferred} that fires with C{True} if an object was
-            removed, C{False} if there was none.
+            removed, C{False} if there was none (or it was removed before).
         """
 
     def list_objects(start, limit, type=None, owner=None, public_only=True):
         """
-        Page through objects in the order they were first stored.
+        Page through objects in the order they were first stored, leaving
+        out those their owner removed.
 
         @param start: how many matching objects to skip (0 for the first).
         @param limit: the largest number of summaries to return.
@@ -254,10 +269,18 @@ class IDeliveryStore(IObjectStore):
 
     Rules that tie the tables together:
 
-      - Deleting an object (C{delete_object}) cancels its queued
-        deliveries: there is nothing left to send.
-      - Deleting an object leaves its inbox entries: they still
-        de-duplicate replayed ids, but are not listed by C{inbox} or
+      - C{enqueue} and C{deliver_local} seal the object (see
+        C{put_object}): from then on it is immutable, and its owner's
+        C{delete_object} only hides it from the owner and from listings;
+        recipients keep it in their inboxes and the queue still sends it.
+      - Deleting an object that is not sealed cancels its queued
+        deliveries (there are none in normal use: queueing seals).
+      - An inbox entry is removed only by its recipient
+        (C{remove_from_inbox}, or C{drop_held} for held ones), and a
+        removed entry is kept, unlisted, so that a replayed id is still
+        recognised and not filed again.
+      - An entry whose object is gone (deleted before it was sealed, by
+        a store older than sealing) is not listed by C{inbox} or
         C{held_senders} (nor counted by C{release_held} and C{drop_held}).
       - Addresses (recipients, senders) are compared as given; callers
         pass normalized addresses (L{fmtp.objects.normalize_address}).
@@ -265,27 +288,80 @@ class IDeliveryStore(IObjectStore):
         L{ValueError}, as a listing page does.
     """
 
-    def enqueue(obj, deliveries):
+    def enqueue(obj, deliveries, send_key=None):
         """
-        Store an object and queue its deliveries, in one durable step.
+        Store an object, seal it, queue its deliveries and record that it
+        was sent to each of their domains, in one durable step.
 
-        The sender's 2xx depends on both: an object stored without its
-        queue rows would never be sent, and queue rows without their object
-        could not be.  The object replaces any stored object of the same id
-        (as C{put_object} does), so that the signed copy is the one sent
-        even if an unsigned draft was stored first.  A delivery whose
-        C{(object_id, domain)} is already queued is ignored, keeping the
-        first row with its attempts and schedule: a client that repeats a
-        send after a lost reply does not reset the backoff.
+        The sender's 2xx depends on all of it: an object stored without its
+        queue rows would never be sent, queue rows without their object
+        could not be, and without the record of where it was sent this
+        server could not vouch for it when asked (C{was_sent}).  The object
+        replaces a stored object of the same id that is not sealed (an
+        unsigned draft); a sealed one must have the same content (a relay
+        queueing a message again), else nothing is stored.  A delivery
+        whose C{(object_id, domain)} is already queued is ignored, keeping
+        the first row with its attempts and schedule: a repeated send does
+        not reset the backoff.
 
         @param obj: the L{fmtp.objects.FMTPObject} to send.
         @param deliveries: a L{list} of L{fmtp.delivery.QueuedDelivery},
             each with C{object_id} equal to C{obj.id}, at most one per
-            domain (a repeated domain keeps its first).
-        @return: a L{Deferred} that fires with L{None} once the object and
-            every new queue row are durable; or fails with L{ValueError}
-            (a delivery for another object), or as C{put_object} does, and
-            then nothing was stored.
+            domain (a repeated domain keeps its first); empty for a
+            message to local recipients only, which is still sealed.
+        @param send_key: a L{fmtp.delivery.SendKey} to record with the
+            message (see C{find_send}), or L{None}.
+        @return: a L{Deferred} that fires with L{None} once everything is
+            durable; or fails, with nothing stored, with L{ValueError} (a
+            delivery for another object), L{fmtp.errors.ObjectSealed} (a
+            sealed object of that id with other content),
+            L{fmtp.errors.SendKeyUsed} (the sender already used that key),
+            or as C{put_object} does.
+        """
+
+    def was_sent(object_id, domain, digest):
+        """
+        Whether this server queued the object with this id and digest for
+        C{domain}: what a countersign vouches for (doc/protocol.md 8.5),
+        and nothing else, so that no object a user merely stored is ever
+        confirmed.
+
+        @return: a L{Deferred} that fires with C{True} or C{False}.
+        """
+
+    def forget_sent(before):
+        """
+        Forget the records of objects queued before C{before} (seconds
+        since the epoch): a receiver refuses a signature that old anyway,
+        so it no longer needs confirming.
+
+        @return: a L{Deferred} that fires with the number forgotten.
+        """
+
+    def find_send(sender, key):
+        """
+        The message C{sender} sent with this C{Idempotency-Key}, if the key
+        is still remembered.
+
+        @return: a L{Deferred} that fires with a L{fmtp.delivery.SendRecord}
+            or L{None}.
+        """
+
+    def finish_send(sender, key, results):
+        """
+        Record the per-recipient results of a keyed send once its local
+        delivery is done, so a repeat answers exactly as the first did.
+
+        @param results: the reply body's lines, as text.
+        @return: a L{Deferred} that fires with L{None} once durable.
+        """
+
+    def forget_send_keys(before):
+        """
+        Forget the keys recorded before C{before} (seconds since the
+        epoch): clients retry within minutes, and a day covers them.
+
+        @return: a L{Deferred} that fires with the number forgotten.
         """
 
     def due_deliveries(now, limit):
@@ -355,10 +431,11 @@ class IDeliveryStore(IObjectStore):
     def deliver_local(recipient, obj, held):
         """
         File an inbound object in a local user's inbox, in one durable step
-        with storing the object.
+        with storing and sealing the object.
 
         The object is stored only if no object of its id exists: an
-        inbound copy never replaces what is already stored.  The inbox
+        inbound copy never replaces what is already stored, and one whose
+        content differs from the stored object is refused.  The inbox
         entry records who the object is from (L{fmtp.delivery.sender_of})
         for the confirm policy.
 
@@ -374,8 +451,33 @@ class IDeliveryStore(IObjectStore):
             by C{inbox}.
         @return: a L{Deferred} that fires with the entry's sequence number
             (an L{int}, larger than any this store gave before, for any
-            recipient), or L{None} if the recipient already had this id;
-            or fails as C{put_object} does, and then nothing was stored.
+            recipient), or L{None} if the recipient already had this id
+            (even if they removed it since); or fails with
+            L{fmtp.errors.ObjectSealed} if another object has that id, or
+            as C{put_object} does, and then nothing was stored.
+        """
+
+    def read_object(object_id, reader):
+        """
+        An object with what decides who may read it: whether its owner
+        removed it, and whether it is filed in C{reader}'s inbox (neither
+        held nor removed), in which case the reader holds it whatever its
+        owner did since.  One call, since every GET needs both.
+
+        @param reader: the logged-in address, or L{None}.
+        @return: a L{Deferred} that fires with a
+            L{fmtp.delivery.StoredObject}, or L{None} if no object has
+            that id.
+        """
+
+    def remove_from_inbox(recipient, object_id):
+        """
+        The recipient removes an entry (held or not) from their inbox: the
+        only way an entry goes.  The entry is kept, unlisted, so that the
+        id is not filed again if a peer replays it.
+
+        @return: a L{Deferred} that fires with C{True} if an entry was
+            removed, C{False} if there was none (or it was removed before).
         """
 
     def inbox(recipient, since, limit):
@@ -391,8 +493,9 @@ class IDeliveryStore(IObjectStore):
             all).
         @param limit: the largest number of entries to return.
         @return: a L{Deferred} that fires with a L{list} of
-            C{(seq, FMTPObject)} in ascending C{seq}, without held entries
-            or entries whose object was deleted.
+            C{(seq, FMTPObject)} in ascending C{seq}, without held or
+            removed entries; an object its owner removed after sending is
+            still listed.
         """
 
     def held_senders(recipient):
@@ -416,7 +519,9 @@ class IDeliveryStore(IObjectStore):
 
     def drop_held(recipient, sender):
         """
-        Remove every held entry from C{sender}: the user refused them.
+        Remove every held entry from C{sender}: the user refused them.  As
+        with C{remove_from_inbox}, the entries are kept unlisted, so a
+        replay is not held again.
 
         The objects themselves stay in the store (another local recipient
         may have them in its inbox); removing objects no one refers to any
@@ -428,9 +533,9 @@ class IDeliveryStore(IObjectStore):
 
     def has_object(object_id):
         """
-        Whether an object of this id is stored, without reading it: a cheap
-        check for a receiver that de-duplicates ids, or a countersign that
-        asks whether this server sent an object.
+        Whether an object of this id is stored (removed by its owner or
+        not), without reading it: a cheap check for a receiver that
+        de-duplicates ids.
 
         @return: a L{Deferred} that fires with C{True} or C{False}.
         """

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 
-from fmtp.errors import Forbidden, InvalidObject, NotFound
-from fmtp.interfaces import IObjectStore
+from fmtp.delivery import StoredObject
+from fmtp.errors import Forbidden, InvalidAddress, InvalidObject, NotFound
+from fmtp.interfaces import IDeliveryStore
 from fmtp.objects import (
     MESSAGE_TYPE,
     USER_TYPE,
@@ -47,13 +48,19 @@ class Page:
 
 class ObjectService:
     """
-    The rules of the object protocol over an L{IObjectStore}.
+    The rules of the object protocol over an L{IDeliveryStore}: who may
+    read, write and delete what (DESIGN decision 15).
+
+    A user writes only objects they own, and never with someone else's
+    C{From}.  An object once sent or filed for a recipient is sealed by
+    the store: nobody changes it, its owner's DELETE only takes it out of
+    the owner's view, and each recipient removes it from their own inbox.
 
     C{viewer} arguments are the logged-in address, or L{None} for an
     anonymous request (a datagram, or a stream before LOGIN).
     """
 
-    def __init__(self, store: IObjectStore, clock: IReactorTime) -> None:
+    def __init__(self, store: IDeliveryStore, clock: IReactorTime) -> None:
         self._store = store
         self._clock = clock
 
@@ -67,10 +74,32 @@ class ObjectService:
         @raise NotFound: if it does not exist or is not visible.
         """
         parse_object_id(object_id)
-        obj = await self._store.get_object(object_id)
+        found = await self._store.read_object(object_id, viewer)
+        obj = self._readable(viewer, found)
         if obj is None:
             raise NotFound()
-        return self._visible(viewer, obj)
+        return obj
+
+    def _readable(
+        self, viewer: str | None, found: StoredObject | None
+    ) -> FMTPObject | None:
+        """
+        The object as C{viewer} may see it, or L{None}.
+
+        What was filed in the viewer's inbox is theirs to read whole,
+        whatever its owner did since; what its owner removed is shown to
+        nobody else.
+        """
+        if found is None:
+            return None
+        if found.filed:
+            return found.obj
+        if found.removed:
+            return None
+        try:
+            return self._visible(viewer, found.obj)
+        except NotFound:
+            return None
 
     def _visible(self, viewer: str | None, obj: FMTPObject) -> FMTPObject:
         if viewer is not None and viewer == obj.owner:
@@ -91,7 +120,9 @@ class ObjectService:
         self, user: str, headers: Mapping[str, str], body: bytes
     ) -> FMTPObject:
         """
-        Store an object for C{user}, who may only write their own.
+        Store an object for C{user}, who may only write their own, under
+        their own name: a C{From} other than C{user} is refused, so no
+        object a user stores can pass for another's.
 
         Without an C{Id} the object gets a new one.  A reply in a thread
         whose parent is held here has its C{Parent-Digest} checked (or
@@ -99,7 +130,8 @@ class ObjectService:
         verified hash chain.
 
         @return: the object as stored.
-        @raise Forbidden: for another user's object.
+        @raise Forbidden: for another user's object or C{From}.
+        @raise fmtp.errors.ObjectSealed: for an object already sent.
         @raise InvalidObject: for a malformed one.
         """
         properties = {k: v for k, v in headers.items() if k not in ("Id", "Type")}
@@ -119,6 +151,7 @@ class ObjectService:
             )
         if object_type == USER_TYPE:
             properties["Address"] = user
+        check_from(user, properties)
         public = properties.get("Public")
         if public is not None and public.lower() not in ("yes", "no"):
             raise InvalidObject("Public must be yes or no")
@@ -142,14 +175,11 @@ class ObjectService:
         parse_object_id(parent_id)
         if "Top" in properties:
             parse_object_id(properties["Top"])
-        parent = await self._store.get_object(parent_id)
+        parent = self._readable(user, await self._store.read_object(parent_id, user))
         if parent is None:
-            # A parent held elsewhere (another domain) is checked by whoever
-            # holds it; here the digest is carried as given.
-            return
-        try:
-            parent = self._visible(user, parent)
-        except NotFound:
+            # A parent held elsewhere (another domain), or not visible to
+            # the user, is checked by whoever holds it; here the digest is
+            # carried as given.
             return
         digest = parent.digest()
         claimed = properties.setdefault("Parent-Digest", digest)
@@ -157,20 +187,36 @@ class ObjectService:
             raise Forbidden(f"Parent-Digest does not match {parent_id}")
         properties.setdefault("Top", parent.properties.get("Top", parent.id))
 
-    async def delete(self, user: str, object_id: str) -> None:
+    async def delete(self, user: str, object_id: str) -> str:
         """
-        Delete one of C{user}'s objects.
+        Delete an object as C{user}: take it out of their inbox if it was
+        filed there, and delete it if it is theirs.  A sent object stays
+        for those who hold it (the store only hides it from its owner):
+        nobody takes back what a recipient holds.
 
+        @return: what was done, for the reply.
         @raise NotFound: if it does not exist or is not visible to C{user}.
-        @raise Forbidden: if it is visible but not C{user}'s, or is the
-            user object itself (which goes with its account).
+        @raise Forbidden: if it is visible but neither C{user}'s nor in
+            their inbox, or is the user object itself (which goes with its
+            account).
         """
-        obj = await self.get(user, object_id)
-        if obj.owner != user:
+        parse_object_id(object_id)
+        found = await self._store.read_object(object_id, user)
+        obj = self._readable(user, found)
+        if obj is None:
+            raise NotFound()
+        done = []
+        if found.filed:
+            await self._store.remove_from_inbox(user, object_id)
+            done.append("removed from your inbox")
+        if obj.owner == user and not found.removed:
+            if obj.type == USER_TYPE:
+                raise Forbidden("a user object is removed with its account")
+            await self._store.delete_object(object_id)
+            done.append("deleted")
+        if not done:
             raise Forbidden("you may only delete your own objects")
-        if obj.type == USER_TYPE:
-            raise Forbidden("a user object is removed with its account")
-        await self._store.delete_object(object_id)
+        return " and ".join(done)
 
     async def list(
         self,
@@ -199,3 +245,22 @@ class ObjectService:
         if len(items) > limit:
             return Page(items[:limit], start + limit)
         return Page(items, None)
+
+
+def check_from(owner: str, properties: dict[str, str]) -> None:
+    """
+    Refuse a C{From} that is not C{owner}'s own address: the one rule that
+    keeps a user from storing or sending an object that passes for
+    another's (DESIGN decision 15).
+
+    @raise Forbidden: naming both addresses.
+    """
+    claimed = properties.get("From")
+    if claimed is None:
+        return
+    try:
+        sender = normalize_address(claimed)
+    except InvalidAddress:
+        sender = claimed
+    if sender != owner:
+        raise Forbidden(f"From must be your own address, {owner}, not {claimed}")

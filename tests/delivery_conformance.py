@@ -18,8 +18,14 @@ import pytest_twisted
 from store_conformance import make
 from zope.interface.verify import verifyObject
 
-from fmtp.delivery import QueuedDelivery, sender_of
-from fmtp.errors import InvalidObject, InvalidObjectId, StoreUnavailable
+from fmtp.delivery import QueuedDelivery, SendKey, SendRecord, sender_of
+from fmtp.errors import (
+    InvalidObject,
+    InvalidObjectId,
+    ObjectSealed,
+    SendKeyUsed,
+    StoreUnavailable,
+)
 from fmtp.interfaces import IDeliveryStore
 from fmtp.objects import FMTPObject
 
@@ -306,16 +312,152 @@ class DeliveryConformance:
         assert await store.queued_for("nowhere.example") == []
 
     @pytest_twisted.ensureDeferred
-    async def test_delete_object_cancels_deliveries(self, store) -> None:
-        obj, other = message(1), message(2)
-        await store.enqueue(obj, [queued(obj), queued(obj, "kingdom.example")])
-        await store.enqueue(other, [queued(other, next_attempt=T0 + 1)])
+    async def test_deleting_a_sent_object_keeps_its_deliveries(self, store) -> None:
+        """
+        A message once sent is not only its sender's: deleting it hides
+        it from its owner and from listings, and the queue still sends it.
+        """
+        obj = message(1, Public="yes")
+        rows = [queued(obj), queued(obj, "kingdom.example")]
+        await store.enqueue(obj, rows)
         assert await store.delete_object(obj.id) is True
+        assert await store.delete_object(obj.id) is False
+        assert await store.queued_for("kingdom.example") == [rows[1]]
+        assert sorted(keys(await store.due_deliveries(T0, 10))) == sorted(keys(rows))
+        assert await store.get_object(obj.id) == obj
+        assert await store.has_object(obj.id) is True
+        assert await store.list_objects(0, 10, public_only=False) == []
+        found = await store.read_object(obj.id, EDGAR)
+        assert (found.obj, found.removed, found.filed) == (obj, True, False)
+        with pytest.raises(ObjectSealed):
+            await store.put_object(message(1, Subject="rewritten"))
+        assert await store.get_object(obj.id) == obj
+
+    @pytest_twisted.ensureDeferred
+    async def test_deleting_a_draft_removes_it(self, store) -> None:
+        draft = message(1)
+        await store.put_object(draft)
+        assert await store.delete_object(draft.id) is True
+        assert await store.read_object(draft.id, EDGAR) is None
+        assert await store.has_object(draft.id) is False
+        assert await store.delete_object(draft.id) is False
+
+    # Sealing: what was sent or filed never changes
+
+    @pytest_twisted.ensureDeferred
+    async def test_sent_and_filed_objects_are_sealed(self, store) -> None:
+        sent, filed = message(1), message(2)
+        await store.enqueue(sent, [])
+        await store.deliver_local(LOST, filed, False)
+        for obj in (sent, filed):
+            with pytest.raises(ObjectSealed):
+                await store.put_object(message(int(obj.id[:1]), Subject="other"))
+            with pytest.raises(ObjectSealed):
+                await store.put_object(obj)
+            assert await store.get_object(obj.id) == obj
+
+    @pytest_twisted.ensureDeferred
+    async def test_enqueue_over_sealed_object(self, store) -> None:
+        """
+        Queueing the same message again (a relay, a retry) is harmless;
+        queueing other content under its id stores nothing.
+        """
+        obj = message(1)
+        await store.deliver_local(LOST, obj, False)
+        await store.enqueue(obj, [queued(obj)])
+        assert keys(await store.queued_for("lenore.org")) == [(obj.id, "lenore.org")]
+        other = message(1, Subject="other")
+        with pytest.raises(ObjectSealed):
+            await store.enqueue(other, [queued(other, "kingdom.example")])
         assert await store.queued_for("kingdom.example") == []
-        assert keys(await store.due_deliveries(T0 + 1, 10)) == [
-            (other.id, "lenore.org")
-        ]
-        assert await store.next_due_time() == T0 + 1
+        assert await store.get_object(obj.id) == obj
+        assert await store.was_sent(obj.id, "kingdom.example", other.digest()) is False
+
+    @pytest_twisted.ensureDeferred
+    async def test_deliver_local_refuses_other_content(self, store) -> None:
+        """
+        An inbound copy never replaces an object already stored, and one
+        with other content is not filed either.
+        """
+        stored = message(1)
+        await store.put_object(stored)
+        with pytest.raises(ObjectSealed):
+            await store.deliver_local(LOST, message(1, Subject="other"), False)
+        assert await store.get_object(stored.id) == stored
+        assert await store.inbox(LOST, 0, 10) == []
+        # The same content is filed, and the stored object is then sealed.
+        seq = await store.deliver_local(LOST, stored, False)
+        assert await store.inbox(LOST, 0, 10) == [(seq, stored)]
+        with pytest.raises(ObjectSealed):
+            await store.put_object(stored)
+
+    # What was sent, for the countersign
+
+    @pytest_twisted.ensureDeferred
+    async def test_was_sent(self, store) -> None:
+        obj = message(1)
+        assert await store.was_sent(obj.id, "lenore.org", obj.digest()) is False
+        await store.enqueue(obj, [queued(obj, created=T0)])
+        assert await store.was_sent(obj.id, "lenore.org", obj.digest()) is True
+        assert await store.was_sent(obj.id, "kingdom.example", obj.digest()) is False
+        assert await store.was_sent(obj.id, "lenore.org", "0" * 64) is False
+        # Delivered and deleted by its sender, it was still sent.
+        await store.finish_delivery(obj.id, "lenore.org")
+        await store.delete_object(obj.id)
+        assert await store.was_sent(obj.id, "lenore.org", obj.digest()) is True
+        # Only what was queued counts, not what was stored or filed.
+        stored, filed = message(2), message(3)
+        await store.put_object(stored)
+        await store.deliver_local(LOST, filed, False)
+        assert await store.was_sent(stored.id, "lenore.org", stored.digest()) is False
+        assert await store.was_sent(filed.id, "lenore.org", filed.digest()) is False
+
+    @pytest_twisted.ensureDeferred
+    async def test_forget_sent(self, store) -> None:
+        old, new = message(1), message(2)
+        await store.enqueue(old, [queued(old, created=T0)])
+        await store.enqueue(new, [queued(new, created=T0 + 10)])
+        assert await store.forget_sent(T0 + 5) == 1
+        assert await store.was_sent(old.id, "lenore.org", old.digest()) is False
+        assert await store.was_sent(new.id, "lenore.org", new.digest()) is True
+        # The queue is not the record: the old delivery is still queued.
+        assert len(await store.queued_for("lenore.org")) == 2
+
+    # Idempotency keys
+
+    @pytest_twisted.ensureDeferred
+    async def test_send_keys(self, store) -> None:
+        obj = message(1)
+        key = SendKey(EDGAR, "k-1", "d" * 64, T0)
+        assert await store.find_send(EDGAR, "k-1") is None
+        await store.enqueue(obj, [], send_key=key)
+        assert await store.find_send(EDGAR, "k-1") == SendRecord(obj.id, "d" * 64, None)
+        assert (
+            await store.finish_send(EDGAR, "k-1", "lost@lenore.org 201 x\r\n") is None
+        )
+        assert await store.find_send(EDGAR, "k-1") == SendRecord(
+            obj.id, "d" * 64, "lost@lenore.org 201 x\r\n"
+        )
+        # Keys are per sender.
+        assert await store.find_send(POE, "k-1") is None
+        await store.enqueue(message(5, POE), [], send_key=SendKey(POE, "k-1", "e", T0))
+        # A key used again stores nothing of the second message.
+        other = message(2)
+        with pytest.raises(SendKeyUsed):
+            await store.enqueue(other, [queued(other)], send_key=key)
+        assert await store.has_object(other.id) is False
+        assert await store.queued_for("lenore.org") == []
+        assert (await store.find_send(EDGAR, "k-1")).object_id == obj.id
+
+    @pytest_twisted.ensureDeferred
+    async def test_forget_send_keys(self, store) -> None:
+        await store.enqueue(message(1), [], send_key=SendKey(EDGAR, "a", "d", T0))
+        await store.enqueue(message(2), [], send_key=SendKey(EDGAR, "b", "d", T0 + 9))
+        assert await store.forget_send_keys(T0 + 5) == 1
+        assert await store.find_send(EDGAR, "a") is None
+        assert await store.find_send(EDGAR, "b") is not None
+        # The message itself stays.
+        assert await store.has_object(message(1).id) is True
 
     # Inbox
 
@@ -355,17 +497,6 @@ class DeliveryConformance:
             (s1, obj.id),
             (s4, message(3).id),
         ]
-
-    @pytest_twisted.ensureDeferred
-    async def test_deliver_local_keeps_stored_object(self, store) -> None:
-        """
-        An inbound copy never replaces an object already stored.
-        """
-        stored = message(1)
-        await store.put_object(stored)
-        seq = await store.deliver_local(LOST, message(1, Subject="other"), False)
-        assert await store.get_object(stored.id) == stored
-        assert await store.inbox(LOST, 0, 10) == [(seq, stored)]
 
     @pytest.mark.parametrize(
         "bad",
@@ -426,20 +557,54 @@ class DeliveryConformance:
         assert await store.inbox(LOST, 0, 10) == [(seq, obj)]
 
     @pytest_twisted.ensureDeferred
-    async def test_inbox_skips_deleted_objects(self, store) -> None:
+    async def test_inbox_keeps_what_the_owner_removed(self, store) -> None:
         """
-        An entry whose object was deleted is not listed, and still
-        de-duplicates its id: a replay is not delivered again.
+        Once filed, a message is the recipient's: its sender deleting it
+        does not take it out of the inbox.
+        """
+        obj = message(1)
+        seq = await store.deliver_local(LOST, obj, False)
+        assert await store.delete_object(obj.id) is True
+        assert await store.inbox(LOST, 0, 10) == [(seq, obj)]
+        found = await store.read_object(obj.id, LOST)
+        assert (found.obj, found.removed, found.filed) == (obj, True, True)
+
+    @pytest_twisted.ensureDeferred
+    async def test_remove_from_inbox(self, store) -> None:
+        """
+        Only the recipient removes an entry; a removed entry is not
+        listed, and still de-duplicates its id: a replay is not filed
+        again.
         """
         gone, kept = message(1), message(2)
         await store.deliver_local(LOST, gone, False)
+        await store.deliver_local(RAVEN, gone, False)
         kept_seq = await store.deliver_local(LOST, kept, False)
-        await store.delete_object(gone.id)
+        assert await store.remove_from_inbox(LOST, gone.id) is True
+        assert await store.remove_from_inbox(LOST, gone.id) is False
+        assert await store.remove_from_inbox(ANNABEL, gone.id) is False
         assert await store.inbox(LOST, 0, 10) == [(kept_seq, kept)]
         # The limit counts listed entries only.
         assert await store.inbox(LOST, 0, 1) == [(kept_seq, kept)]
         assert await store.deliver_local(LOST, gone, False) is None
-        assert await store.has_object(gone.id) is False
+        assert (await store.read_object(gone.id, LOST)).filed is False
+        # Another recipient's copy and the object are untouched.
+        assert seqs_and_ids(await store.inbox(RAVEN, 0, 10))[0][1] == gone.id
+        assert await store.get_object(gone.id) == gone
+
+    @pytest_twisted.ensureDeferred
+    async def test_read_object(self, store) -> None:
+        filed, held = message(1), message(2, ANNABEL)
+        await store.deliver_local(LOST, filed, False)
+        await store.deliver_local(LOST, held, True)
+        assert await store.read_object("1.x.nobody@poe.net", LOST) is None
+        found = await store.read_object(filed.id, LOST)
+        assert (found.obj, found.removed, found.filed) == (filed, False, True)
+        assert (await store.read_object(filed.id, RAVEN)).filed is False
+        assert (await store.read_object(filed.id, None)).filed is False
+        assert (await store.read_object(held.id, LOST)).filed is False
+        await store.release_held(LOST, ANNABEL)
+        assert (await store.read_object(held.id, LOST)).filed is True
 
     # Held entries and approvals
 
@@ -522,25 +687,28 @@ class DeliveryConformance:
         ]
         assert await store.drop_held(LOST, EDGAR) == 0
         assert await store.release_held(LOST, EDGAR) == 0
-        # The objects stay in the store; the entries are gone, so the same
-        # id delivered again is a new entry.
+        # The objects stay in the store, and so do the entries, unlisted:
+        # the same id delivered again is not held again.
         assert await store.has_object(message(1, EDGAR).id) is True
-        again = await store.deliver_local(LOST, message(1, EDGAR), True)
-        assert again is not None and again > kept
+        assert await store.deliver_local(LOST, message(1, EDGAR), True) is None
 
     @pytest_twisted.ensureDeferred
-    async def test_held_with_deleted_object(self, store) -> None:
+    async def test_held_entries_the_recipient_removed(self, store) -> None:
         gone, kept = message(1, EDGAR), message(2, EDGAR)
         await store.deliver_local(LOST, gone, True)
         await store.deliver_local(LOST, message(3, ANNABEL), True)
-        await store.delete_object(message(3, ANNABEL).id)
+        await store.remove_from_inbox(LOST, message(3, ANNABEL).id)
         await store.deliver_local(LOST, kept, True)
-        await store.delete_object(gone.id)
+        await store.remove_from_inbox(LOST, gone.id)
+        # A sender deleting their copy changes nothing for the recipient.
+        await store.delete_object(kept.id)
         assert await store.held_senders(LOST) == [EDGAR]
-        # Only what the user could see is counted.
+        # Only what the user could see is counted, and released.
         assert await store.release_held(LOST, EDGAR) == 1
         assert await store.drop_held(LOST, ANNABEL) == 0
-        assert seqs_and_ids(await store.inbox(LOST, 0, 10))[0][1] == kept.id
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10)) == [
+            (seqs_and_ids(await store.inbox(LOST, 0, 10))[0][0], kept.id)
+        ]
 
     @pytest_twisted.ensureDeferred
     async def test_approvals(self, store) -> None:
@@ -562,6 +730,10 @@ class DeliveryConformance:
         assert await store.has_object(obj.id) is True
         await store.delete_object(obj.id)
         assert await store.has_object(obj.id) is False
+        # A sent object its owner deleted is still held.
+        await store.enqueue(obj, [])
+        await store.delete_object(obj.id)
+        assert await store.has_object(obj.id) is True
 
     # Durability
 
@@ -579,8 +751,23 @@ class DeliveryConformance:
         s_held = await store.deliver_local(LOST, held, True)
         s_seen = await store.deliver_local(LOST, seen, False)
         await store.approve_sender(LOST, EDGAR)
+        removed, sealed = message(5), message(6)
+        await store.enqueue(sealed, [], send_key=SendKey(EDGAR, "k", "d", T0))
+        await store.finish_send(EDGAR, "k", "results")
+        await store.deliver_local(LOST, removed, False)
+        await store.remove_from_inbox(LOST, removed.id)
+        await store.delete_object(sealed.id)
 
         store = await reopen()
+
+        assert await store.was_sent(out.id, "kingdom.example", out.digest()) is True
+        assert await store.find_send(EDGAR, "k") == SendRecord(
+            sealed.id, "d", "results"
+        )
+        assert (await store.read_object(sealed.id, EDGAR)).removed is True
+        with pytest.raises(ObjectSealed):
+            await store.put_object(removed)
+        assert await store.deliver_local(LOST, removed, False) is None
 
         assert await store.get_object(out.id) == out
         assert await store.queued_for("lenore.org") == [
@@ -630,6 +817,13 @@ class DeliveryConformance:
             lambda: store.has_object(obj.id),
             lambda: store.approve_sender(LOST, EDGAR),
             lambda: store.is_approved(LOST, EDGAR),
+            lambda: store.read_object(obj.id, LOST),
+            lambda: store.remove_from_inbox(LOST, obj.id),
+            lambda: store.was_sent(obj.id, "lenore.org", obj.digest()),
+            lambda: store.forget_sent(T0),
+            lambda: store.find_send(EDGAR, "k"),
+            lambda: store.finish_send(EDGAR, "k", ""),
+            lambda: store.forget_send_keys(T0),
         ]
         for call in calls:
             with pytest.raises(StoreUnavailable):

@@ -5,7 +5,7 @@ filing with policy, de-duplication and live push.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -21,8 +21,9 @@ EDGAR = "edgar@poe.net"
 
 class FailingKeys:
     def verify_object(self, obj):
-        from twisted.internet.defer import fail
+        return fail(KeyLookupFailed())
 
+    def keys_for_domain(self, domain):
         return fail(KeyLookupFailed())
 
 
@@ -156,8 +157,101 @@ class ReceiverTests(SynchronousTestCase):
     def test_unsigned_claim_for_another_domain(self) -> None:
         obj = self.message(signer=False)
         self.assertIn(
-            "does not match", self.refused(obj, peer="keyless.example").message
+            "relayed message must carry",
+            self.refused(obj, peer="keyless.example").message,
         )
+        self.assertEqual(self.confirmations, [])
+
+    def test_dns_failure_is_temporary_for_unsigned_messages(self) -> None:
+        self.receiver = self.make_receiver(keys=FailingKeys())
+        obj = self.message(sender="nokey@keyless.example", signer=False)
+        self.assertEqual(self.refused(obj, peer="keyless.example").code, 451)
+        self.assertEqual(self.confirmations, [])
+
+    # Who may speak for what (DESIGN decision 15)
+
+    def test_unsigned_from_a_domain_with_a_key(self) -> None:
+        """
+        doc/protocol.md 8.4: a domain that publishes a key signs; its
+        server confirming an unsigned message is not enough.
+        """
+        error = self.refused(self.message(signer=False), kind=BadSignature)
+        self.assertEqual(error.code, 554)
+        self.assertIn("publishes a key", error.message)
+        self.assertEqual(self.confirmations, [])
+
+    def test_signed_by_a_keyless_domain_needs_countersign(self) -> None:
+        """
+        A signature by a key its domain does not publish proves nothing:
+        the countersign decides.
+        """
+        keyless = DomainSigner(generate_private_key(), "keyless.example")
+        obj = self.message(sender="ceo@keyless.example", signer=keyless)
+        self.confirm = False
+        error = self.refused(obj, peer="keyless.example")
+        self.assertIn("does not confirm", error.message)
+        self.assertEqual(self.confirmations, [("keyless.example", obj.id)])
+        self.assertEqual(self.successResultOf(self.store.inbox(LOST, 0, 10)), [])
+
+    def test_user_object_ids_are_not_delivered(self) -> None:
+        """
+        A peer cannot plant a user object: one whose id is an address,
+        here of an account not made yet, that would become its profile.
+        """
+        planted = FMTPObject(
+            "victim@lenore.org", "user", {"To": LOST, "Policy": "reject"}
+        )
+        error = self.refused(planted, peer="evil.example")
+        self.assertIn("only messages", error.message)
+        self.assertIsNone(
+            self.successResultOf(self.store.get_object("victim@lenore.org"))
+        )
+
+    def test_objects_of_this_domain_come_only_from_it(self) -> None:
+        evil = DomainSigner(generate_private_key(), "lenore.org")
+        planted = FMTPObject(
+            new_object_id("b@lenore.org", self.clock.seconds()),
+            "post",
+            {"To": LOST, "Public": "yes"},
+        )
+        error = self.refused(evil.sign_object(planted, 0), peer="evil.example")
+        self.assertIn("only this server speaks for it", error.message)
+        self.assertFalse(self.successResultOf(self.store.has_object(planted.id)))
+
+    def test_from_must_own_the_id(self) -> None:
+        other_owner = self.poe.sign_object(
+            FMTPObject(
+                new_object_id("mallory@poe.net", self.clock.seconds()),
+                "message",
+                {"From": EDGAR, "To": LOST},
+            ),
+            self.clock.seconds(),
+        )
+        self.assertIn("is not the owner", self.refused(other_owner).message)
+        other_domain = FMTPObject(
+            new_object_id("x@evil.example", self.clock.seconds()),
+            "message",
+            {"From": EDGAR, "To": LOST},
+        )
+        error = self.refused(
+            self.poe.sign_object(other_domain, self.clock.seconds()),
+            peer="evil.example",
+        )
+        self.assertIn("is not the owner", error.message)
+
+    def test_relayed_messages_need_their_origins_signature(self) -> None:
+        # A peer relaying poe.net's signed message: the signature proves it.
+        [result] = self.successResultOf(
+            self.receive(self.message(), peer="relay.example")
+        )
+        self.assertEqual(result.code, 201)
+        # A keyless origin's message cannot be relayed: only a countersign
+        # could prove it, and the relay is not the origin.
+        keyless = DomainSigner(generate_private_key(), "keyless.example")
+        obj = self.message(sender="ceo@keyless.example", signer=keyless)
+        error = self.refused(obj, peer="relay.example")
+        self.assertIn("cannot be relayed", error.message)
+        self.assertEqual(self.confirmations, [])
 
     def test_always_countersign(self) -> None:
         self.receiver = self.make_receiver(always_countersign=True)

@@ -175,23 +175,20 @@ class ServerLinkTests(SynchronousTestCase):
         self.assertIn("does not relay", answer.argument)
         self.assertEqual(self.peer.ask("DELIVER", headers=obj.to_headers()).code, 501)
 
-    def test_child_delivery_is_split_between_relay_and_local(self) -> None:
-        from fmtp.federation.inbound import RecipientResult
+    def relaying_for_poe(self, lookup=None) -> None:
         from fmtp.objectservice import ObjectService
         from fmtp.protocols.messaging import Federation
 
-        relayed = []
-
-        async def relay(obj, recipients, peer):
-            relayed.append((obj.id, list(recipients), peer))
-            return [RecipientResult(r, 201, "queued for relay") for r in recipients]
-
-        federation = Federation.build(
-            self.services, ObjectService(self.services.store, self.clock)
+        self.services.federation = Federation.build(
+            self.services,
+            ObjectService(self.services.store, self.clock),
+            relay_for=frozenset({"poe.net"}),
+            lookup=lookup,
         )
-        federation.relay, federation.relay_for = relay, frozenset({"poe.net"})
-        self.services.federation = federation
         self.peer = StreamHarness(self.services, host="192.0.2.50")
+
+    def test_child_delivery_is_split_between_relay_and_local(self) -> None:
+        self.relaying_for_poe()
         self.hello()
         obj = self.message(to=f"{LOST} usher@usher.example")
         answer = self.peer.ask(
@@ -205,12 +202,40 @@ class ServerLinkTests(SynchronousTestCase):
             b"usher@usher.example 201 queued for relay\r\n"
             + f"{LOST} 201 delivered\r\n".encode(),
         )
-        self.assertEqual(relayed, [(obj.id, ["usher@usher.example"], "poe.net")])
+        [queued] = self.successResultOf(self.services.store.queued_for("usher.example"))
+        self.assertEqual(
+            (queued.object_id, queued.recipients), (obj.id, ("usher@usher.example",))
+        )
+
+    def test_child_relay_checks_the_message(self) -> None:
+        """
+        A parent relays only what the origin's signature proves, for
+        recipients the message names: never a tampered message, and never
+        one replayed to recipients of the child's choosing.
+        """
+        self.relaying_for_poe()
+        self.hello()
+        obj = self.message(to="usher@usher.example")
+        tampered = self.peer.ask(
+            "DELIVER",
+            argument="usher@usher.example",
+            headers=obj.to_headers(),
+            body=b"tampered",
+        )
+        self.assertEqual(tampered.code, 554)
+        replayed = self.peer.ask(
+            "DELIVER",
+            argument="other@usher.example",
+            headers=obj.to_headers(),
+            body=obj.body,
+        )
+        self.assertEqual(replayed.code, 554)
+        self.assertIn("not a recipient", replayed.argument)
+        self.assertEqual(
+            self.successResultOf(self.services.store.queued_for("usher.example")), []
+        )
 
     def test_parent_looks_up_for_children_only(self) -> None:
-        from fmtp.objectservice import ObjectService
-        from fmtp.protocols.messaging import Federation
-
         usher = user_object("usher@usher.example")
         asked = []
 
@@ -218,16 +243,11 @@ class ServerLinkTests(SynchronousTestCase):
             asked.append((address, cache_only))
             return usher if address == usher.id and not cache_only else None
 
-        federation = Federation.build(
-            self.services, ObjectService(self.services.store, self.clock)
-        )
-        federation.lookup, federation.relay_for = lookup, frozenset({"poe.net"})
-        self.services.federation = federation
+        self.relaying_for_poe(lookup)
         stranger = StreamHarness(self.services)
         self.assertEqual(stranger.ask("GET", argument=usher.id).code, 550)
         self.assertEqual(asked, [])
 
-        self.peer = StreamHarness(self.services, host="192.0.2.50")
         self.hello()
         cached = self.peer.ask("GET", argument=usher.id, headers={"Cache-Only": "yes"})
         self.assertEqual(cached.code, 550)
@@ -249,19 +269,42 @@ class ServerLinkTests(SynchronousTestCase):
         )
         self.assertEqual(again.code, 503)
 
+    def confirm(self, conn: StreamHarness, sent) -> int:
+        return conn.ask(
+            "CONFIRM",
+            argument=sent.headers["Id"],
+            headers={"Digest": sent.headers["Digest"]},
+        ).code
+
     def test_confirm(self) -> None:
         lost = StreamHarness(self.services)
         lost.login(LOST, PASSWORD)
         sent = lost.ask("SEND", headers={"To": EDGAR}, body=b"hi")
-        asker = StreamHarness(self.services)
-        yes = asker.ask(
-            "CONFIRM",
-            argument=sent.headers["Id"],
-            headers={"Digest": sent.headers["Digest"]},
-        )
-        self.assertEqual(yes.code, 200)
-        no = asker.ask(
+        # Only a server that said who it is may ask.
+        self.assertEqual(self.confirm(StreamHarness(self.services), sent), 530)
+        self.hello()
+        self.assertEqual(self.confirm(self.peer, sent), 200)
+        no = self.peer.ask(
             "CONFIRM", argument=sent.headers["Id"], headers={"Digest": "0" * 64}
         )
         self.assertEqual(no.code, 550)
-        self.assertEqual(asker.ask("CONFIRM", argument=sent.headers["Id"]).code, 501)
+        self.assertEqual(
+            self.peer.ask("CONFIRM", argument=sent.headers["Id"]).code, 501
+        )
+
+    def test_confirm_vouches_only_for_what_was_sent_to_the_asker(self) -> None:
+        """
+        The countersign is no oracle for whatever a user stored: a message
+        a user PUT (never sent), or sent to another domain, is not
+        confirmed.
+        """
+        lost = StreamHarness(self.services)
+        lost.login(LOST, PASSWORD)
+        stored = lost.ask(
+            "PUT", headers={"Type": "message", "From": LOST, "To": EDGAR}, body=b"x"
+        )
+        self.assertEqual(stored.code, 201)
+        elsewhere = lost.ask("SEND", headers={"To": "usher@usher.example"}, body=b"y")
+        self.hello()
+        self.assertEqual(self.confirm(self.peer, stored), 550)
+        self.assertEqual(self.confirm(self.peer, elsewhere), 550)

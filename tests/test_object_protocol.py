@@ -398,7 +398,7 @@ class BadInputTests(SynchronousTestCase):
 
         from fmtp.errors import StoreUnavailable
 
-        self.services.store.get_object = lambda object_id: fail(StoreUnavailable())
+        self.services.store.read_object = lambda *args: fail(StoreUnavailable())
         self.assertEqual(self.conn.ask("GET", argument="edgar@poe.net").code, 451)
         self.assertSurvives()
 

@@ -29,8 +29,9 @@ from delivery_conformance import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_conformance import ALICE, BOB, StoreConformance, make
+from twisted.python.failure import Failure
 
-from fmtp.errors import AccountExists, StoreUnavailable
+from fmtp.errors import AccountExists, ObjectSealed, StoreUnavailable
 from fmtp.objects import FMTPObject
 from fmtp.store import MemoryStore, SchemaTooNew, SQLiteStore, store_from_url
 from fmtp.store.sqlite import (
@@ -38,10 +39,15 @@ from fmtp.store.sqlite import (
     SCHEMA_STEPS,
     SCHEMA_VERSION,
     _delete_object,
+    _deliver_local,
+    _enqueue,
     _get_object,
+    _inbox,
     _list_objects,
     _object_row,
     _put_object,
+    _read_object,
+    _remove_from_inbox,
     inbox_query,
     listing_query,
     schema_version,
@@ -339,8 +345,8 @@ async def test_upgrade_from_version_zero(db_path: Path, kind: str) -> None:
 async def test_upgrade_from_version_one(db_path: Path) -> None:
     """
     A file written by an fmtp that knew schema version 1 only (objects and
-    accounts) is brought to version 2 on open, keeping what it held, and
-    the delivery tables work.
+    accounts) is brought to the current version on open, keeping what it
+    held, and the delivery tables work.
     """
     kept = make(1, body=b"kept", Subject="kept")
     conn = connect(db_path)
@@ -349,7 +355,11 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
         assert upgrade_schema(conn, SCHEMA_STEPS[:1]) == 0
         assert schema_version(conn) == 1
         assert "queue" not in _tables(conn)
-        _put_object(conn, _object_row(kept))
+        conn.execute(
+            "INSERT INTO objects (id, type, owner, public, digest, properties, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _object_row(kept),
+        )
         conn.execute(
             "INSERT INTO accounts (address, password_hash, created) "
             "VALUES (?, 'hash-1', 0)",
@@ -361,7 +371,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 2
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 3
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"
@@ -370,6 +380,49 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
         assert await s.queued_for("lenore.org") == [queued(kept)]
         seq = await s.deliver_local(LOST, kept, False)
         assert await s.inbox(LOST, 0, 10) == [(seq, kept)]
+    finally:
+        await s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upgrade_from_version_two(db_path: Path) -> None:
+    """
+    Version 3 seals what version 2 had queued or filed, so a sender can
+    no longer rewrite it, and records what was queued, so the countersign
+    still answers for messages sent before the upgrade.
+    """
+    queued_obj, filed, draft = make(1), make(2), make(3)
+    conn = connect(db_path)
+    try:
+        assert upgrade_schema(conn, SCHEMA_STEPS[:2]) == 0
+        for obj in (queued_obj, filed, draft):
+            conn.execute(
+                "INSERT INTO objects (id, type, owner, public, digest, properties,"
+                " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _object_row(obj),
+            )
+        conn.execute(
+            "INSERT INTO queue (object_id, domain, recipients, created, attempts,"
+            " next_attempt, last_error) VALUES (?, 'lenore.org', '[]', 5, 0, 5, NULL)",
+            (queued_obj.id,),
+        )
+        conn.execute(
+            "INSERT INTO inbox (recipient, object_id, sender, held)"
+            " VALUES (?, ?, ?, 0)",
+            (LOST, filed.id, ALICE),
+        )
+    finally:
+        conn.close()
+
+    s = SQLiteStore(db_path)
+    await s.open()
+    try:
+        for sealed in (queued_obj, filed):
+            with pytest.raises(ObjectSealed):
+                await s.put_object(sealed)
+        await s.put_object(draft)
+        assert await s.was_sent(queued_obj.id, "lenore.org", queued_obj.digest())
+        assert [obj.id for _, obj in await s.inbox(LOST, 0, 10)] == [filed.id]
     finally:
         await s.close()
 
@@ -828,9 +881,38 @@ _operations = st.lists(
             ),
         ),
         st.tuples(st.just("delete"), _ids),
+        st.tuples(st.just("send"), st.integers(0, 5)),
+        st.tuples(st.just("file"), st.integers(0, 5), st.booleans()),
+        st.tuples(st.just("remove"), _ids),
     ),
     max_size=20,
 )
+
+
+def _outcome(call, *args):
+    """
+    What a call of the SQLite side returned, or the type of what it
+    raised, to compare with the memory store's fired Deferred.
+    """
+    try:
+        return call(*args)
+    except Exception as e:
+        return type(e)
+
+
+def _fired_outcome(d):
+    result = _fired(d)
+    if isinstance(result, Failure):
+        return result.type
+    return result
+
+
+def _filed(outcome):
+    """
+    A filing outcome as both stores must agree on it: sequence numbers
+    only need to grow, so any number is "filed".
+    """
+    return "filed" if isinstance(outcome, int) else outcome
 
 
 def _fired(d):
@@ -872,11 +954,28 @@ def test_sqlite_agrees_with_memory(
             if op[0] == "put":
                 _, n, who, kind, public, body, subject = op
                 obj = make(n, who, kind, public, body, Subject=subject)
-                _fired(memory.put_object(obj))
-                _put_object(conn, _object_row(obj))
-            else:
+                assert _fired_outcome(memory.put_object(obj)) == _outcome(
+                    _put_object, conn, _object_row(obj)
+                )
+            elif op[0] == "delete":
                 assert _fired(memory.delete_object(op[1])) == _delete_object(
                     conn, op[1]
+                )
+            elif op[0] == "send":
+                obj = make(op[1], ALICE, "message", False, b"sent")
+                assert _fired_outcome(memory.enqueue(obj, [])) == _outcome(
+                    _enqueue, conn, _object_row(obj), [], None
+                )
+            elif op[0] == "file":
+                obj = make(op[1], BOB, "message", False, b"filed")
+                assert _filed(
+                    _fired_outcome(memory.deliver_local(ALICE, obj, op[2]))
+                ) == _filed(
+                    _outcome(_deliver_local, conn, ALICE, _object_row(obj), BOB, op[2])
+                )
+            else:
+                assert _fired(memory.remove_from_inbox(ALICE, op[1])) == (
+                    _remove_from_inbox(conn, ALICE, op[1])
                 )
         expected = _fired(memory.list_objects(start, limit, type, owner, public_only))
         query, params = listing_query(start, limit, type, owner, public_only)
@@ -885,6 +984,15 @@ def test_sqlite_agrees_with_memory(
             assert _get_object(conn, summary.id) == _fired(
                 memory.get_object(summary.id)
             )
+        for n in range(6):
+            object_id = make(n).id
+            assert _read_object(conn, object_id, ALICE) == _fired(
+                memory.read_object(object_id, ALICE)
+            )
+        query, params = inbox_query(ALICE, 0, 100)
+        assert [(obj.id, obj.body) for _, obj in _inbox(conn, query, params)] == [
+            (obj.id, obj.body) for _, obj in _fired(memory.inbox(ALICE, 0, 100))
+        ]
     finally:
         conn.close()
 

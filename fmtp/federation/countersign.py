@@ -21,9 +21,27 @@ from __future__ import annotations
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
+from fmtp.delivery import sender_of
 from fmtp.errors import FMTPError
 from fmtp.federation.links import LinkPool
-from fmtp.objects import FMTPObject
+from fmtp.interfaces import IDeliveryStore
+from fmtp.objects import FMTPObject, domain_of
+
+
+async def vouches_for(
+    store: IDeliveryStore, domain: str, asker: str, object_id: str, digest: str
+) -> bool:
+    """
+    Whether this server (of C{domain}) can answer yes to C{asker}'s
+    CONFIRM: it queued exactly this object (id and digest) for the
+    asker's domain, and the object is one of its own users' (not a child's
+    message it relayed).  Whatever a user merely stored, or another server
+    delivered here, is never vouched for (DESIGN decision 15).
+    """
+    if not await store.was_sent(object_id, asker, digest):
+        return False
+    obj = await store.get_object(object_id)
+    return obj is not None and domain_of(sender_of(obj)) == domain
 
 
 class CountersignUnavailable(FMTPError):

@@ -3,12 +3,16 @@ Receiving a message from another domain: every check between "a peer
 handed us an object" and "it is in the recipient's inbox".
 
 In order: the recipients must be ours (no open relay) and named by the
-message itself (no replay to other recipients); the origin domain must
-prove the message (its signature against its DNS key, or, for a domain
-that publishes no key, a countersign); the signature must be recent; an
-id already filed is acknowledged again without filing twice; a reply's
-C{Parent-Digest} must match the parent held here; then each recipient's
-policy decides.  Protocols only frame: the rules live here.
+message itself (no replay to other recipients); the object must be a
+message of its origin domain (a timestamped id, a C{From} that is its
+owner, another domain than ours), and that domain must prove it: its
+signature against its DNS key, or, for a domain that publishes no key, a
+countersign.  A peer speaks for its own domain; for another it is a relay,
+and then only a signature proves the message.  The signature must be
+recent; an id already held is acknowledged again without filing twice,
+and one held with other content is refused; a reply's C{Parent-Digest}
+must match the parent held here; then each recipient's policy decides.
+Protocols only frame: the rules live here.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from fmtp.errors import (
 )
 from fmtp.interfaces import IDeliveryStore, IKeyVerifier
 from fmtp.keys import signature_of
-from fmtp.objects import FMTPObject, addresses_in, domain_of, normalize_address
+from fmtp.objects import (
+    FMTPObject,
+    addresses_in,
+    domain_of,
+    normalize_address,
+    parse_object_id,
+)
 from fmtp.policy import Decision, decide, format_refusal
 
 #: How old a signature may be when it arrives: the sender's queue retries
@@ -56,6 +66,27 @@ class RecipientResult:
 
     def line(self) -> str:
         return f"{self.address} {self.code} {self.text}"
+
+
+def results_text(results: Sequence[RecipientResult]) -> str:
+    """
+    Results as a reply body carries them: C{ADDRESS SP CODE SP TEXT CRLF}
+    per recipient.
+    """
+    return "".join(f"{result.line()}\r\n" for result in results)
+
+
+def parse_results(text: str) -> list[RecipientResult]:
+    """
+    The results of L{results_text}; a line that does not parse is skipped.
+    """
+    results = []
+    for line in text.splitlines():
+        address, _, rest = line.strip().partition(" ")
+        code, _, reason = rest.partition(" ")
+        if len(code) == 3 and code.isascii() and code.isdigit():
+            results.append(RecipientResult(address, int(code), reason))
+    return results
 
 
 class DeliveryReceiver:
@@ -101,12 +132,11 @@ class DeliveryReceiver:
         @return: one result per recipient.
         """
         local = self._check_recipients(obj, recipients)
-        await self._check_origin(obj, peer_domain)
+        await self.check_origin(obj, peer_domain)
         await self._check_parent(obj)
-        if await self._store.has_object(obj.id):
-            stored = await self._store.get_object(obj.id)
-            if stored is not None and stored.digest() != obj.digest():
-                raise DeliveryRefused(f"{obj.id} is already held with other content")
+        stored = await self._store.get_object(obj.id)
+        if stored is not None and stored.digest() != obj.digest():
+            raise DeliveryRefused(f"{obj.id} is already held with other content")
         return [await self._file(obj, address) for address in local]
 
     async def receive_local(
@@ -142,7 +172,49 @@ class DeliveryReceiver:
             raise DeliveryRefused("no recipients")
         return local
 
-    async def _check_origin(self, obj: FMTPObject, peer_domain: str) -> None:
+    def origin_of(self, obj: FMTPObject) -> str:
+        """
+        The domain an inbound object speaks for: that of the address that
+        owns its id, which its C{From} (if any) must be.  Only messages
+        cross domains, never a user object (whose id is an address), and
+        never one that claims to come from this domain.
+
+        @raise DeliveryRefused: for an object that is none of this.
+        """
+        ms, owner = parse_object_id(obj.id)
+        if ms is None:
+            raise DeliveryRefused(
+                f"{obj.id} is a user object's id: only messages are delivered"
+            )
+        claimed = obj.properties.get("From")
+        if claimed is not None:
+            try:
+                sender = normalize_address(claimed)
+            except InvalidAddress as e:
+                raise DeliveryRefused(f"bad From: {e.message}") from None
+            if sender != owner:
+                raise DeliveryRefused(f"From {sender} is not the owner of {obj.id}")
+        origin = domain_of(owner)
+        if origin == self.domain:
+            raise DeliveryRefused(
+                f"{obj.id} claims to come from {origin}: only this server speaks for it"
+            )
+        return origin
+
+    async def check_origin(self, obj: FMTPObject, peer_domain: str) -> str:
+        """
+        Check that C{obj}'s origin domain sent it.  A peer speaks for its
+        own domain (proved by HELLO, or for a domain without a key claimed,
+        and then checked by countersign); for any other it is relaying, and
+        only the origin's signature proves the message.
+
+        @param peer_domain: the domain the link proved (or claimed).
+        @return: the origin domain.
+        @raise FMTPError: why not, with its code (451 when a key or a
+            countersign cannot be had now).
+        """
+        origin = self.origin_of(obj)
+        relayed = origin != peer_domain
         try:
             info = signature_of(obj)
         except BadSignature as e:
@@ -150,8 +222,18 @@ class DeliveryReceiver:
                 raise
             info = None
         if info is None:
-            await self._confirm(obj, peer_domain, "unsigned")
-            return
+            if relayed:
+                raise DeliveryRefused(
+                    f"{obj.id} from {origin} came through {peer_domain} unsigned: "
+                    "a relayed message must carry its origin's signature"
+                )
+            if await self._publishes_key(origin):
+                raise BadSignature(
+                    f"unsigned, but {origin} publishes a key: its messages "
+                    "must be signed"
+                )
+            await self._confirm(obj, origin, "unsigned")
+            return origin
         now = self._clock.seconds()
         if info.time > now + MAX_CLOCK_SKEW:
             raise BadSignature("signature time is in the future; check clocks")
@@ -160,21 +242,29 @@ class DeliveryReceiver:
         try:
             await self._keys.verify_object(obj)
         except NoKeyPublished:
-            await self._confirm(obj, info.domain, "its domain publishes no key")
-            return
+            if relayed:
+                raise DeliveryRefused(
+                    f"{origin} publishes no key, so its message cannot be "
+                    f"relayed by {peer_domain}"
+                ) from None
+            await self._confirm(obj, origin, "its domain publishes no key")
+            return origin
         if self._always_countersign:
-            await self._confirm(obj, info.domain, "countersign required")
+            await self._confirm(obj, origin, "countersign required")
+        return origin
 
-    async def _confirm(self, obj: FMTPObject, claimed_domain: str, why: str) -> None:
+    async def _publishes_key(self, domain: str) -> bool:
+        try:
+            await self._keys.keys_for_domain(domain)
+        except NoKeyPublished:
+            return False
+        return True
+
+    async def _confirm(self, obj: FMTPObject, origin: str, why: str) -> None:
         """
         Ask the origin domain itself whether it sent C{obj}; the only proof
         for a domain without a key.
         """
-        origin = domain_of(sender_of(obj))
-        if origin != claimed_domain:
-            raise DeliveryRefused(
-                f"sender domain {origin} does not match {claimed_domain}"
-            )
         if self._countersign is None:
             raise BadSignature(f"{why}, and countersigning is not available")
         if not await self._countersign(origin, obj):

@@ -14,13 +14,14 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from fmtp.delivery import QueuedDelivery, deliveries_to
+from fmtp.delivery import QueuedDelivery
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
 from fmtp.federation.inbound import RecipientResult
 from fmtp.federation.links import LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
-from fmtp.objects import FMTPObject, normalize_address
+from fmtp.housekeeping import Housekeeping
+from fmtp.objects import FMTPObject
 from fmtp.protocols.messaging import Federation
 from fmtp.services import SharedServices
 
@@ -64,7 +65,8 @@ def build_federation(
 
     @param routes: the L{fmtp.dns.RouteResolver} for this server.
     @return: the L{Federation} for the protocols, and the services to run
-        (the queue, then the link pool), in the order to start them.
+        (the queue, the link pool, the store's housekeeping), in the order
+        to start them.
     """
     store, clock = services.store, services.reactor
     hello = HelloVerifier(services.keys, clock, services.domain)
@@ -113,26 +115,6 @@ def build_federation(
         retry_window=settings.retry_window,
     )
 
-    async def relay(
-        obj: FMTPObject, recipients: Sequence[str], peer_domain: str
-    ) -> list[RecipientResult]:
-        """
-        Take a child's message for other domains: verified like any other
-        (the origin's signature is what proves it), then queued onward.
-        """
-        await services.keys.verify_object(obj)
-        addresses = [normalize_address(r) for r in recipients]
-        deliveries = deliveries_to(obj.id, addresses, clock.seconds())
-        await store.enqueue(obj, deliveries)
-        queue.kick()
-        log.info(
-            "Relaying {id} from {peer} to {domains}",
-            id=obj.id,
-            peer=peer_domain,
-            domains=sorted(d.domain for d in deliveries),
-        )
-        return [RecipientResult(a, 201, "queued for relay") for a in addresses]
-
     async def lookup(address: str, cache_only: bool) -> FMTPObject | None:
         if cache_only:
             return pool.cached_user(address)
@@ -145,10 +127,9 @@ def build_federation(
         always_countersign=settings.always_countersign,
         kick=queue.kick,
         relay_for=settings.relay_for,
-        relay=relay,
         lookup=lookup,
     )
-    return federation, [queue, LinkPoolService(pool)]
+    return federation, [queue, LinkPoolService(pool), Housekeeping(store, clock)]
 
 
 DEFAULT_FEDERATION = FederationSettings()

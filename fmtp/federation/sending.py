@@ -2,24 +2,37 @@
 Sending a message: from a logged-in user's SEND to filed-or-queued.
 
 The message gets its id, sender and thread links here, is signed by this
-domain, and then, in one durable step per destination domain, is queued
-for every remote recipient before the sender hears 2xx; local recipients
-get it at once.
+domain, and then, in one durable step, is sealed, queued for every remote
+domain and recorded as sent to each (what the countersign vouches for),
+before the sender hears 2xx; local recipients get it at once.
+
+A client may name its send with an C{Idempotency-Key}: the key is
+recorded in that same durable step, so a SEND repeated after a lost reply
+(or a crash) answers with the message already sent instead of sending a
+second one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
 
-from fmtp.delivery import deliveries_to
-from fmtp.errors import InvalidAddress, InvalidObject
-from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
+from fmtp.delivery import SendKey, SendRecord, deliveries_to
+from fmtp.errors import InvalidAddress, InvalidObject, SendKeyUsed
+from fmtp.federation.inbound import (
+    DeliveryReceiver,
+    RecipientResult,
+    parse_results,
+    results_text,
+)
 from fmtp.interfaces import IDeliveryStore, IDomainSigner
 from fmtp.objects import (
     MESSAGE_TYPE,
     FMTPObject,
+    addresses_in,
     check_property_names,
     check_type,
     domain_of,
@@ -30,6 +43,37 @@ from fmtp.objectservice import ObjectService
 
 #: Most recipients one message may name.
 MAX_RECIPIENTS = 100
+
+#: The request header that names a send, and what it may hold.
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_KEY = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def check_send_key(key: str) -> str:
+    """
+    @raise InvalidObject: if C{key} is not 1 to 64 letters, digits or
+        C{. _ : -}.
+    """
+    if not _KEY.fullmatch(key):
+        raise InvalidObject(
+            f"{IDEMPOTENCY_KEY} must be 1 to 64 letters, digits or . _ : -"
+        )
+    return key
+
+
+def request_digest(headers: Mapping[str, str], body: bytes) -> str:
+    """
+    What a SEND asked for, as a digest: a retry repeats its request
+    unchanged, so a key that comes back with another digest names another
+    message.
+    """
+    h = hashlib.sha256()
+    for name in sorted(headers):
+        if name != IDEMPOTENCY_KEY:
+            h.update(f"{name}:{headers[name]}\n".encode("utf-8", "surrogatepass"))
+    h.update(b"\n")
+    h.update(body)
+    return h.hexdigest()
 
 
 class MessageSender:
@@ -60,17 +104,34 @@ class MessageSender:
         self._kick = kick
 
     async def send(
-        self, user: str, headers: Mapping[str, str], body: bytes
+        self,
+        user: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        key: str | None = None,
     ) -> tuple[FMTPObject, list[RecipientResult]]:
         """
         Send a message from C{user} to the addresses in its C{To} header.
 
+        @param key: the client's C{Idempotency-Key} for this send, if any.
         @return: the signed message and the outcome for each local
             recipient (remote ones are queued).
-        @raise InvalidObject: for a message without valid recipients.
+        @raise InvalidObject: for a message without valid recipients, or a
+            malformed C{key}.
         @raise InvalidAddress: naming a malformed recipient.
+        @raise SendKeyUsed: if C{key} already named another message.
         """
-        properties = {k: v for k, v in headers.items() if k not in ("Id", "Type")}
+        send_key = None
+        if key is not None:
+            check_send_key(key)
+            digest = request_digest(headers, body)
+            record = await self._store.find_send(user, key)
+            if record is not None:
+                return await self._repeat(user, key, digest, record)
+            send_key = SendKey(user, key, digest, self._clock.seconds())
+        properties = {
+            k: v for k, v in headers.items() if k not in ("Id", "Type", IDEMPOTENCY_KEY)
+        }
         check_property_names(properties)
         if "From" in properties and properties["From"] != user:
             raise InvalidObject("From is set by the server: it is you")
@@ -83,15 +144,53 @@ class MessageSender:
         obj = FMTPObject(new_object_id(user, now), object_type, properties, bytes(body))
         obj = self._signer.sign_object(obj, now)
 
-        local = [a for a in recipients if domain_of(a) == self.domain]
         remote = deliveries_to(obj.id, recipients, now, skip_domain=self.domain)
+        try:
+            await self._store.enqueue(obj, remote, send_key)
+        except SendKeyUsed:
+            # The same key in flight twice (a client that retried before
+            # its first try was answered): the first one sent it.
+            record = await self._store.find_send(user, key)
+            if record is None:
+                raise
+            return await self._repeat(user, key, send_key.request_digest, record)
         if remote:
-            await self._store.enqueue(obj, remote)
             self._kick()
-        else:
-            await self._store.put_object(obj)
+        return obj, await self._file_locally(user, key, obj)
+
+    async def _file_locally(
+        self, user: str, key: str | None, obj: FMTPObject
+    ) -> list[RecipientResult]:
+        """
+        File a sent message for its local recipients (filing is idempotent
+        per recipient), and remember the results with its key.
+        """
+        recipients = addresses_in(obj.properties.get("To", ""))
+        local = [a for a in recipients if domain_of(a) == self.domain]
         results = await self._receiver.receive_local(obj, local) if local else []
-        return obj, results
+        if key is not None:
+            await self._store.finish_send(user, key, results_text(results))
+        return results
+
+    async def _repeat(
+        self, user: str, key: str, digest: str, record: SendRecord
+    ) -> tuple[FMTPObject, list[RecipientResult]]:
+        """
+        Answer a SEND whose key was seen: with the first answer, or, if
+        the server stopped before local delivery finished, by finishing it
+        now.
+        """
+        if record.request_digest != digest:
+            raise SendKeyUsed(
+                f"{IDEMPOTENCY_KEY} {key} was used for another message, "
+                f"{record.object_id}"
+            )
+        obj = await self._store.get_object(record.object_id)
+        if obj is None:
+            raise SendKeyUsed(f"{IDEMPOTENCY_KEY} {key} names a message now gone")
+        if record.results is not None:
+            return obj, parse_results(record.results)
+        return obj, await self._file_locally(user, key, obj)
 
     def _recipients(self, to: str) -> list[str]:
         parts = to.replace(",", " ").split()

@@ -11,19 +11,17 @@ frame: the rules are in L{fmtp.federation}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from twisted.logger import Logger
 
 from fmtp.delivery import sender_of
 from fmtp.errors import FMTPError, InvalidObject, LoginRequired
+from fmtp.federation.countersign import vouches_for
 from fmtp.federation.hello import HelloVerifier, make_hello
-from fmtp.federation.inbound import (
-    DeliveryReceiver,
-    DeliveryRefused,
-    RecipientResult,
-)
-from fmtp.federation.sending import MessageSender
+from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
+from fmtp.federation.relay import ChildRelay
+from fmtp.federation.sending import IDEMPOTENCY_KEY, MessageSender
 from fmtp.objects import FMTPObject, domain_of, normalize_address
 from fmtp.objectservice import MAX_LIST_LIMIT, ObjectService
 from fmtp.protocols.framing import Client, int_header, required_argument
@@ -40,17 +38,13 @@ class HelloFirst(FMTPError):
 class Federation:
     """
     The federation pieces one server shares between its listeners.
-
-    @ivar relay_for: domains whose servers may hand this one messages for
-        other domains (this server is their parent).
     """
 
     receiver: DeliveryReceiver
     sender: MessageSender
     hello: HelloVerifier
-    relay_for: frozenset[str] = field(default_factory=frozenset)
-    #: Called to enqueue onward delivery of a relayed message.
-    relay: object | None = None
+    #: Takes the messages of child domains for other domains.
+    relay: ChildRelay
     #: Looks up a user object of another domain for a child:
     #: C{lookup(address, cache_only)}.
     lookup: object | None = None
@@ -65,7 +59,8 @@ class Federation:
         countersign=None,
         always_countersign: bool = False,
         kick=lambda: None,
-        **links,
+        relay_for: frozenset[str] = frozenset(),
+        lookup=None,
     ) -> Federation:
         """
         The receiver, sender and handshake of one server around its
@@ -74,8 +69,9 @@ class Federation:
         queue, which nothing drains (unit tests, servers without a link
         pool); L{fmtp.federation.node.build_federation} passes the rest.
 
-        @param kick: called when SEND has queued remote deliveries.
-        @param links: C{relay_for}, C{relay} and C{lookup}.
+        @param kick: called when SEND or a relay has queued deliveries.
+        @param relay_for: the child domains this server relays for.
+        @param lookup: looks up other domains' user objects for children.
         """
         receiver = DeliveryReceiver(
             services.domain,
@@ -96,7 +92,8 @@ class Federation:
             kick,
         )
         hello = hello or HelloVerifier(services.keys, services.reactor, services.domain)
-        return cls(receiver, sender, hello, **links)
+        relay = ChildRelay(services.store, receiver, services.reactor, relay_for, kick)
+        return cls(receiver, sender, hello, relay, lookup)
 
 
 def object_frame(code: int, tag: str, text: str | None, obj: FMTPObject) -> Frame:
@@ -159,7 +156,7 @@ class MessagingCommands:
     async def send_message(self, frame: Frame, client: Client) -> Frame:
         user = self._user(client)
         obj, results = await self.federation.sender.send(
-            user, frame.headers, frame.body
+            user, frame.headers, frame.body, frame.headers.get(IDEMPOTENCY_KEY)
         )
         headers = {"Id": obj.id, "Digest": obj.digest()}
         body = "".join(f"{result.line()}\r\n" for result in results).encode("utf-8")
@@ -234,13 +231,7 @@ class MessagingCommands:
         peer = client.peer_domain
         results = []
         if remote:
-            # Only a child this server relays for may hand it messages for
-            # other domains; to anyone else it is no open relay.
-            if self.federation.relay is None or peer not in self.federation.relay_for:
-                raise DeliveryRefused(
-                    f"{remote[0]} is not served here; this server does not relay"
-                )
-            results += await self.federation.relay(obj, remote, peer)
+            results += await self.federation.relay.relay(obj, remote, peer)
         if local:
             results += await self.federation.receiver.receive(obj, local, peer)
         return results_frame(frame.tag, results)
@@ -257,7 +248,9 @@ class MessagingCommands:
         @return: the reply, or L{None} if this is an ordinary GET.
         """
         federation = self.federation
-        if federation.lookup is None or client.peer_domain not in federation.relay_for:
+        if federation.lookup is None or not federation.relay.relays_for(
+            client.peer_domain
+        ):
             return None
         try:
             address = normalize_address(object_id)
@@ -274,17 +267,23 @@ class MessagingCommands:
     async def confirm(self, frame: Frame, client: Client) -> Frame:
         """
         The countersign: say whether this server sent the object with this
-        id and digest.  It tells the asker nothing it did not already hold.
+        id and digest to the asking server's domain.  It tells the asker
+        nothing it did not already hold.
         """
+        if client.peer_domain is None:
+            raise HelloFirst(
+                "HELLO first: CONFIRM answers servers that proved a domain"
+            )
         digest = frame.headers.get("Digest", "").lower()
         object_id = frame.argument
         if not object_id or not digest:
             raise InvalidObject("CONFIRM needs an id and a Digest header")
-        obj = await self.services.store.get_object(object_id)
-        if (
-            obj is None
-            or domain_of(sender_of(obj)) != self.services.domain
-            or obj.digest() != digest
+        if not await vouches_for(
+            self.services.store,
+            self.services.domain,
+            client.peer_domain,
+            object_id,
+            digest,
         ):
             return reply(550, frame.tag, "not sent from here")
         return reply(200, frame.tag, "yes")

@@ -127,8 +127,8 @@ class ObjectCommands(CommandHandler, MessagingCommands):
     async def delete(self, frame: Frame, client: Client) -> Frame:
         if client.address is None:
             raise LoginRequired()
-        await self.objects.delete(client.address, required_argument(frame, "ID"))
-        return reply(200, frame.tag, "deleted")
+        done = await self.objects.delete(client.address, required_argument(frame, "ID"))
+        return reply(200, frame.tag, done)
 
     async def list(self, frame: Frame, client: Client) -> Frame:
         start = int_header(frame, "Start", 0)

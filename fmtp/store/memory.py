@@ -19,8 +19,14 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from fmtp.delivery import QueuedDelivery, sender_of
-from fmtp.errors import AccountExists, StoreUnavailable
+from fmtp.delivery import (
+    QueuedDelivery,
+    SendKey,
+    SendRecord,
+    StoredObject,
+    sender_of,
+)
+from fmtp.errors import AccountExists, ObjectSealed, SendKeyUsed, StoreUnavailable
 from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.objects import FMTPObject, ObjectSummary, owner_of
 
@@ -82,16 +88,35 @@ def copy_object(obj: FMTPObject) -> FMTPObject:
 class _Stored:
     """
     An object as the memory store holds it, with what listings need
-    computed once at put time.
+    computed once at put time, and whether it is sealed (sent or filed)
+    and removed by its owner.
     """
 
-    __slots__ = ("obj", "owner", "public", "summary")
+    __slots__ = ("obj", "owner", "public", "summary", "sealed", "removed")
 
     def __init__(self, obj: FMTPObject) -> None:
         self.obj = obj
         self.owner = owner_of(obj.id)
         self.public = obj.public
         self.summary = obj.summary()
+        self.sealed = False
+        self.removed = False
+
+
+def check_sealable(stored: _Stored | None, obj: FMTPObject, replace: bool) -> None:
+    """
+    Refuse to store C{obj} over C{stored} where that would change a
+    sealed object: replacing it at all (C{replace}, a PUT), or with other
+    content (queueing or filing a copy of it).
+
+    @raise ObjectSealed: naming the id.
+    """
+    if stored is None or not stored.sealed:
+        return
+    if replace:
+        raise ObjectSealed(f"{obj.id} was sent and cannot be changed")
+    if stored.summary.digest != obj.digest():
+        raise ObjectSealed(f"{obj.id} is already held with other content")
 
 
 @dataclass(slots=True)
@@ -104,6 +129,7 @@ class _InboxEntry:
     object_id: str
     sender: str
     held: bool
+    removed: bool = False
 
 
 @implementer(IObjectStore, IAccountStore, IDeliveryStore)
@@ -144,6 +170,10 @@ class MemoryStore:
         self._inbox_seqs: dict[tuple[str, str], int] = {}
         self._last_seq = 0
         self._approved: set[tuple[str, str]] = set()
+        # (object id, domain) -> (digest, when queued): what was sent.
+        self._sent: dict[tuple[str, str], tuple[str, float]] = {}
+        # (sender, key) -> (SendKey, object id, results).
+        self._send_keys: dict[tuple[str, str], list[Any]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -179,7 +209,9 @@ class MemoryStore:
         return self._call(self._put, obj)
 
     def _put(self, obj: FMTPObject) -> None:
-        self._objects[obj.id] = _Stored(copy_object(obj))
+        stored = _Stored(copy_object(obj))
+        check_sealable(self._objects.get(obj.id), obj, replace=True)
+        self._objects[obj.id] = stored
 
     def get_object(self, object_id: str) -> Deferred[FMTPObject | None]:
         return self._call(self._get, object_id)
@@ -192,10 +224,14 @@ class MemoryStore:
         return self._call(self._delete, object_id)
 
     def _delete(self, object_id: str) -> bool:
-        if self._objects.pop(object_id, None) is None:
+        stored = self._objects.get(object_id)
+        if stored is None or stored.removed:
             return False
-        # Deleting an object cancels its deliveries; its inbox entries stay
-        # (see IDeliveryStore).
+        if stored.sealed:
+            # Sent: it stays for its recipients and the queue.
+            stored.removed = True
+            return True
+        del self._objects[object_id]
         for key in [key for key in self._queue if key[0] == object_id]:
             del self._queue[key]
         return True
@@ -222,7 +258,8 @@ class MemoryStore:
         matching = (
             stored.summary
             for stored in self._objects.values()
-            if (type is None or stored.obj.type == type)
+            if not stored.removed
+            and (type is None or stored.obj.type == type)
             and (owner is None or stored.owner == owner)
             and (not public_only or stored.public)
         )
@@ -255,16 +292,78 @@ class MemoryStore:
     # IDeliveryStore: the outbound queue
 
     def enqueue(
-        self, obj: FMTPObject, deliveries: list[QueuedDelivery]
+        self,
+        obj: FMTPObject,
+        deliveries: list[QueuedDelivery],
+        send_key: SendKey | None = None,
     ) -> Deferred[None]:
-        return self._call(self._enqueue, obj, deliveries)
+        return self._call(self._enqueue, obj, deliveries, send_key)
 
-    def _enqueue(self, obj: FMTPObject, deliveries: list[QueuedDelivery]) -> None:
+    def _enqueue(
+        self,
+        obj: FMTPObject,
+        deliveries: list[QueuedDelivery],
+        send_key: SendKey | None,
+    ) -> None:
         stored = _Stored(copy_object(obj))
         check_deliveries(obj, deliveries)
-        self._objects[obj.id] = stored
+        existing = self._objects.get(obj.id)
+        check_sealable(existing, obj, replace=False)
+        if send_key is not None and (send_key.sender, send_key.key) in self._send_keys:
+            raise SendKeyUsed()
+        if existing is None or not existing.sealed:
+            stored.sealed = True
+            self._objects[obj.id] = stored
+        digest = stored.summary.digest
         for delivery in deliveries:
-            self._queue.setdefault((delivery.object_id, delivery.domain), delivery)
+            key = (delivery.object_id, delivery.domain)
+            self._queue.setdefault(key, delivery)
+            self._sent.setdefault(key, (digest, delivery.created))
+        if send_key is not None:
+            self._send_keys[send_key.sender, send_key.key] = [send_key, obj.id, None]
+
+    def was_sent(self, object_id: str, domain: str, digest: str) -> Deferred[bool]:
+        return self._call(self._was_sent, object_id, domain, digest)
+
+    def _was_sent(self, object_id: str, domain: str, digest: str) -> bool:
+        record = self._sent.get((object_id, domain))
+        return record is not None and record[0] == digest
+
+    def forget_sent(self, before: float) -> Deferred[int]:
+        return self._call(self._forget_sent, before)
+
+    def _forget_sent(self, before: float) -> int:
+        old = [key for key, (_, created) in self._sent.items() if created < before]
+        for key in old:
+            del self._sent[key]
+        return len(old)
+
+    def find_send(self, sender: str, key: str) -> Deferred[SendRecord | None]:
+        return self._call(self._find_send, sender, key)
+
+    def _find_send(self, sender: str, key: str) -> SendRecord | None:
+        found = self._send_keys.get((sender, key))
+        if found is None:
+            return None
+        send_key, object_id, results = found
+        return SendRecord(object_id, send_key.request_digest, results)
+
+    def finish_send(self, sender: str, key: str, results: str) -> Deferred[None]:
+        return self._call(self._finish_send, sender, key, results)
+
+    def _finish_send(self, sender: str, key: str, results: str) -> None:
+        found = self._send_keys.get((sender, key))
+        if found is not None:
+            found[2] = results
+
+    def forget_send_keys(self, before: float) -> Deferred[int]:
+        return self._call(self._forget_send_keys, before)
+
+    def _forget_send_keys(self, before: float) -> int:
+        old = [k for k, found in self._send_keys.items() if found[0].created < before]
+        for key in old:
+            del self._send_keys[key]
+        return len(old)
 
     def due_deliveries(self, now: float, limit: int) -> Deferred[list[QueuedDelivery]]:
         return self._call(self._due, now, limit)
@@ -340,7 +439,12 @@ class MemoryStore:
         sender = sender_of(obj)
         if (recipient, obj.id) in self._inbox_seqs:
             return None
-        self._objects.setdefault(obj.id, stored)
+        existing = self._objects.get(obj.id)
+        if existing is not None and existing.summary.digest != stored.summary.digest:
+            raise ObjectSealed(f"{obj.id} is already held with other content")
+        if existing is None:
+            self._objects[obj.id] = existing = stored
+        existing.sealed = True
         self._last_seq += 1
         seq = self._last_seq
         self._inbox_seqs[recipient, obj.id] = seq
@@ -350,12 +454,43 @@ class MemoryStore:
 
     def _visible(self, recipient: str, held: bool) -> Iterator[tuple[int, _InboxEntry]]:
         """
-        A recipient's entries with the given held flag whose object is
-        still stored, in ascending sequence order.
+        A recipient's entries with the given held flag, not removed, whose
+        object is still stored, in ascending sequence order.
         """
         for seq, entry in self._inboxes.get(recipient, {}).items():
-            if entry.held == held and entry.object_id in self._objects:
+            if (
+                entry.held == held
+                and not entry.removed
+                and entry.object_id in self._objects
+            ):
                 yield seq, entry
+
+    def read_object(
+        self, object_id: str, reader: str | None
+    ) -> Deferred[StoredObject | None]:
+        return self._call(self._read_object, object_id, reader)
+
+    def _read_object(self, object_id: str, reader: str | None) -> StoredObject | None:
+        stored = self._objects.get(object_id)
+        if stored is None:
+            return None
+        entry = None
+        seq = self._inbox_seqs.get((reader, object_id)) if reader else None
+        if seq is not None:
+            entry = self._inboxes[reader].get(seq)
+        filed = entry is not None and not entry.held and not entry.removed
+        return StoredObject(copy_object(stored.obj), stored.removed, filed)
+
+    def remove_from_inbox(self, recipient: str, object_id: str) -> Deferred[bool]:
+        return self._call(self._remove_from_inbox, recipient, object_id)
+
+    def _remove_from_inbox(self, recipient: str, object_id: str) -> bool:
+        seq = self._inbox_seqs.get((recipient, object_id))
+        entry = None if seq is None else self._inboxes[recipient].get(seq)
+        if entry is None or entry.removed:
+            return False
+        entry.removed = True
+        return True
 
     def inbox(
         self, recipient: str, since: int, limit: int
@@ -391,7 +526,7 @@ class MemoryStore:
         count = self._count_held(recipient, sender)
         entries = self._inboxes.get(recipient, {})
         for seq, entry in sorted(entries.items()):
-            if entry.held and entry.sender == sender:
+            if entry.held and not entry.removed and entry.sender == sender:
                 # A new sequence number, so a device that read past the old
                 # one still finds the message with its usual "since".
                 del entries[seq]
@@ -407,10 +542,10 @@ class MemoryStore:
     def _drop_held(self, recipient: str, sender: str) -> int:
         count = self._count_held(recipient, sender)
         entries = self._inboxes.get(recipient, {})
-        for seq, entry in list(entries.items()):
+        for entry in entries.values():
             if entry.held and entry.sender == sender:
-                del entries[seq]
-                del self._inbox_seqs[recipient, entry.object_id]
+                # Kept, removed, so that a replay is not held again.
+                entry.removed = True
         return count
 
     def _count_held(self, recipient: str, sender: str) -> int:

@@ -38,8 +38,14 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from fmtp.delivery import QueuedDelivery, sender_of
-from fmtp.errors import AccountExists, StoreUnavailable
+from fmtp.delivery import (
+    QueuedDelivery,
+    SendKey,
+    SendRecord,
+    StoredObject,
+    sender_of,
+)
+from fmtp.errors import AccountExists, ObjectSealed, SendKeyUsed, StoreUnavailable
 from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.objects import FMTPObject, ObjectSummary, owner_of
 from fmtp.store.memory import check_counts, check_deliveries, check_page
@@ -214,9 +220,73 @@ def _v2_delivery(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3_sealing_and_sending(conn: sqlite3.Connection) -> None:
+    """
+    Version 3: who holds what (DESIGN decision 15), and what was sent.
+
+    C{objects.sealed} marks an object sent or filed for a recipient: it
+    never changes again.  C{objects.removed} marks a sealed object its
+    owner deleted: hidden from the owner and listings, kept for those who
+    hold it.  Objects already queued or filed are sealed by this step.
+    C{inbox.removed} marks an entry its recipient removed, kept so that a
+    replayed id is not filed again.
+
+    C{sent} records each object queued for a domain, with its digest, for
+    as long as the countersign may be asked about it (C{sent_created}
+    serves the clean-up); rows for what is queued now are made from the
+    queue, so CONFIRM answers for them after the upgrade too.
+    C{send_keys} remembers each C{Idempotency-Key} with the message it
+    sent.
+    """
+    _execute_all(
+        conn,
+        [
+            "ALTER TABLE objects ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE objects ADD COLUMN removed INTEGER NOT NULL DEFAULT 0",
+            """
+            UPDATE objects SET sealed = 1
+            WHERE id IN (SELECT object_id FROM inbox)
+               OR id IN (SELECT object_id FROM queue)
+            """,
+            "ALTER TABLE inbox ADD COLUMN removed INTEGER NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE sent (
+                object_id TEXT NOT NULL,
+                domain TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                created REAL NOT NULL,
+                PRIMARY KEY (object_id, domain)
+            )
+            """,
+            "CREATE INDEX sent_created ON sent (created)",
+            """
+            INSERT INTO sent (object_id, domain, digest, created)
+            SELECT queue.object_id, queue.domain, objects.digest, queue.created
+            FROM queue JOIN objects ON objects.id = queue.object_id
+            """,
+            """
+            CREATE TABLE send_keys (
+                sender TEXT NOT NULL,
+                key TEXT NOT NULL,
+                request_digest TEXT NOT NULL,
+                object_id TEXT NOT NULL,
+                results TEXT,
+                created REAL NOT NULL,
+                PRIMARY KEY (sender, key)
+            )
+            """,
+            "CREATE INDEX send_keys_created ON send_keys (created)",
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
-SCHEMA_STEPS: Sequence[SchemaStep] = (_v1_objects_and_accounts, _v2_delivery)
+SCHEMA_STEPS: Sequence[SchemaStep] = (
+    _v1_objects_and_accounts,
+    _v2_delivery,
+    _v3_sealing_and_sending,
+)
 
 #: The schema version this code writes.
 SCHEMA_VERSION = len(SCHEMA_STEPS)
@@ -299,8 +369,9 @@ def _object_row(obj: FMTPObject) -> tuple[Any, ...]:
 
 def _put_object(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     # The upsert keeps the existing row, and so its seq and its place in
-    # listings, when the id is already stored.
-    conn.execute(
+    # listings, when the id is already stored; it changes nothing of a
+    # sealed row, which is then reported.
+    cursor = conn.execute(
         """
         INSERT INTO objects (id, type, owner, public, digest, properties, body)
         VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -311,9 +382,51 @@ def _put_object(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
             digest = excluded.digest,
             properties = excluded.properties,
             body = excluded.body
+        WHERE objects.sealed = 0
         """,
         row,
     )
+    if cursor.rowcount == 0:
+        raise ObjectSealed(f"{row[0]} was sent and cannot be changed")
+
+
+def _seal_object(
+    conn: sqlite3.Connection, row: tuple[Any, ...], replace_draft: bool
+) -> None:
+    """
+    Store the object of C{row} if its id is free, and seal it, inside the
+    caller's transaction.  An object of that id that is not sealed (a
+    draft) is replaced if C{replace_draft}, keeping its place in listings;
+    otherwise, and whenever it is sealed, it must have the same content.
+
+    @raise ObjectSealed: if another object holds the id.
+    """
+    object_id, digest = row[0], row[4]
+    found = conn.execute(
+        "SELECT digest, sealed FROM objects WHERE id = ?", (object_id,)
+    ).fetchone()
+    if found is None:
+        conn.execute(
+            """
+            INSERT INTO objects
+                (id, type, owner, public, digest, properties, body, sealed)
+            VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+            """,
+            row,
+        )
+    elif not found[1] and replace_draft:
+        conn.execute(
+            """
+            UPDATE objects SET type = ?, owner = ?, public = ?, digest = ?,
+                properties = ?, body = ?, sealed = 1
+            WHERE id = ?
+            """,
+            (*row[1:], object_id),
+        )
+    elif found[0] != digest:
+        raise ObjectSealed(f"{object_id} is already held with other content")
+    elif not found[1]:
+        conn.execute("UPDATE objects SET sealed = 1 WHERE id = ?", (object_id,))
 
 
 def _get_object(conn: sqlite3.Connection, object_id: str) -> FMTPObject | None:
@@ -328,10 +441,19 @@ def _get_object(conn: sqlite3.Connection, object_id: str) -> FMTPObject | None:
 
 
 def _delete_object(conn: sqlite3.Connection, object_id: str) -> bool:
-    # Deleting an object cancels its deliveries; its inbox entries stay
-    # (see IDeliveryStore).
+    # A sealed object stays for those who hold it; another goes with its
+    # deliveries (see IDeliveryStore).
     with transaction(conn):
-        cursor = conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+        cursor = conn.execute(
+            "UPDATE objects SET removed = 1 "
+            "WHERE id = ? AND sealed = 1 AND removed = 0",
+            (object_id,),
+        )
+        if cursor.rowcount:
+            return True
+        cursor = conn.execute(
+            "DELETE FROM objects WHERE id = ? AND sealed = 0", (object_id,)
+        )
         if cursor.rowcount == 0:
             return False
         conn.execute("DELETE FROM queue WHERE object_id = ?", (object_id,))
@@ -352,7 +474,7 @@ def listing_query(
     parameter so that SQLite can plan with it (and so that a later partial
     index C{WHERE public = 1} could serve it).
     """
-    clauses: list[str] = []
+    clauses: list[str] = ["removed = 0"]
     params: list[Any] = []
     if public_only:
         clauses.append("public = 1")
@@ -362,7 +484,7 @@ def listing_query(
     if owner is not None:
         clauses.append("owner = ?")
         params.append(owner)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    where = f"WHERE {' AND '.join(clauses)}"
     params += [min(limit, _MAX_SQLITE_INT), min(start, _MAX_SQLITE_INT)]
     return (
         f"SELECT id, type, digest FROM objects {where} ORDER BY seq LIMIT ? OFFSET ?",
@@ -445,11 +567,14 @@ def _enqueue(
     conn: sqlite3.Connection,
     object_row: tuple[Any, ...],
     queue_rows: list[tuple[Any, ...]],
+    send_key: SendKey | None,
 ) -> None:
+    object_id, digest = object_row[0], object_row[4]
     with transaction(conn):
-        _put_object(conn, object_row)
+        # A draft of the same id (not sealed) is replaced by the copy sent.
+        _seal_object(conn, object_row, replace_draft=True)
         # DO NOTHING keeps the first row of a delivery queued twice, with
-        # its attempts and schedule.
+        # its attempts and schedule, and the first record of its sending.
         conn.executemany(
             f"""
             INSERT INTO queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -457,6 +582,63 @@ def _enqueue(
             """,
             queue_rows,
         )
+        conn.executemany(
+            """
+            INSERT INTO sent (object_id, domain, digest, created) VALUES (?, ?, ?, ?)
+            ON CONFLICT (object_id, domain) DO NOTHING
+            """,
+            [(object_id, row[1], digest, row[3]) for row in queue_rows],
+        )
+        if send_key is not None:
+            try:
+                conn.execute(
+                    """
+                    INSERT INTO send_keys
+                        (sender, key, request_digest, object_id, results, created)
+                    VALUES (?, ?, ?, ?, NULL, ?)
+                    """,
+                    (
+                        send_key.sender,
+                        send_key.key,
+                        send_key.request_digest,
+                        object_id,
+                        send_key.created,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise SendKeyUsed() from None
+
+
+def _was_sent(
+    conn: sqlite3.Connection, object_id: str, domain: str, digest: str
+) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sent WHERE object_id = ? AND domain = ? AND digest = ?",
+        (object_id, domain, digest),
+    ).fetchone()
+    return row is not None
+
+
+def _forget_before(conn: sqlite3.Connection, table: str, before: float) -> int:
+    # The table name is one of ours, never a caller's text.
+    cursor = conn.execute(f"DELETE FROM {table} WHERE created < ?", (before,))
+    return cursor.rowcount
+
+
+def _find_send(conn: sqlite3.Connection, sender: str, key: str) -> SendRecord | None:
+    row = conn.execute(
+        "SELECT object_id, request_digest, results FROM send_keys "
+        "WHERE sender = ? AND key = ?",
+        (sender, key),
+    ).fetchone()
+    return None if row is None else SendRecord(*row)
+
+
+def _finish_send(conn: sqlite3.Connection, sender: str, key: str, results: str) -> None:
+    conn.execute(
+        "UPDATE send_keys SET results = ? WHERE sender = ? AND key = ?",
+        (results, sender, key),
+    )
 
 
 #: The due batch: read in order from C{queue_due}, with no sort.
@@ -541,15 +723,41 @@ def _deliver_local(
             # A replay: change nothing, not even a deleted object.
             return None
         seq = cursor.lastrowid
-        conn.execute(
-            """
-            INSERT INTO objects (id, type, owner, public, digest, properties, body)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (id) DO NOTHING
-            """,
-            object_row,
-        )
+        _seal_object(conn, object_row, replace_draft=False)
     return seq
+
+
+def _read_object(
+    conn: sqlite3.Connection, object_id: str, reader: str | None
+) -> StoredObject | None:
+    row = conn.execute(
+        """
+        SELECT objects.type, objects.properties, objects.body, objects.removed,
+            EXISTS (
+                SELECT 1 FROM inbox WHERE inbox.recipient = ?
+                AND inbox.object_id = objects.id
+                AND inbox.held = 0 AND inbox.removed = 0
+            )
+        FROM objects WHERE objects.id = ?
+        """,
+        (reader, object_id),
+    ).fetchone()
+    if row is None:
+        return None
+    object_type, properties, body, removed, filed = row
+    obj = FMTPObject(object_id, object_type, json.loads(properties), bytes(body))
+    return StoredObject(obj, bool(removed), bool(filed))
+
+
+def _remove_from_inbox(
+    conn: sqlite3.Connection, recipient: str, object_id: str
+) -> bool:
+    cursor = conn.execute(
+        "UPDATE inbox SET removed = 1 "
+        "WHERE recipient = ? AND object_id = ? AND removed = 0",
+        (recipient, object_id),
+    )
+    return cursor.rowcount > 0
 
 
 def inbox_query(recipient: str, since: int, limit: int) -> tuple[str, list[Any]]:
@@ -563,7 +771,8 @@ def inbox_query(recipient: str, since: int, limit: int) -> tuple[str, list[Any]]
         """
         SELECT inbox.seq, objects.id, objects.type, objects.properties, objects.body
         FROM inbox JOIN objects ON objects.id = inbox.object_id
-        WHERE inbox.recipient = ? AND inbox.held = 0 AND inbox.seq > ?
+        WHERE inbox.recipient = ? AND inbox.held = 0 AND inbox.removed = 0
+            AND inbox.seq > ?
         ORDER BY inbox.seq LIMIT ?
         """,
         [recipient, min(since, _MAX_SQLITE_INT), min(limit, _MAX_SQLITE_INT)],
@@ -585,7 +794,7 @@ def _held_senders(conn: sqlite3.Connection, recipient: str) -> list[str]:
         for (sender,) in conn.execute(
             """
             SELECT inbox.sender FROM inbox JOIN objects ON objects.id = inbox.object_id
-            WHERE inbox.recipient = ? AND inbox.held = 1
+            WHERE inbox.recipient = ? AND inbox.held = 1 AND inbox.removed = 0
             GROUP BY inbox.sender ORDER BY min(inbox.seq)
             """,
             (recipient,),
@@ -602,7 +811,8 @@ def _count_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
     (count,) = conn.execute(
         """
         SELECT count(*) FROM inbox JOIN objects ON objects.id = inbox.object_id
-        WHERE inbox.recipient = ? AND inbox.held = 1 AND inbox.sender = ?
+        WHERE inbox.recipient = ? AND inbox.held = 1 AND inbox.removed = 0
+            AND inbox.sender = ?
         """,
         (recipient, sender),
     ).fetchone()
@@ -616,11 +826,12 @@ def _release_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
         count = _count_held(conn, recipient, sender)
         rows = conn.execute(
             "SELECT object_id FROM inbox WHERE recipient = ? AND held = 1 "
-            "AND sender = ? ORDER BY seq",
+            "AND removed = 0 AND sender = ? ORDER BY seq",
             (recipient, sender),
         ).fetchall()
         conn.execute(
-            "DELETE FROM inbox WHERE recipient = ? AND held = 1 AND sender = ?",
+            "DELETE FROM inbox WHERE recipient = ? AND held = 1 AND removed = 0 "
+            "AND sender = ?",
             (recipient, sender),
         )
         conn.executemany(
@@ -634,8 +845,10 @@ def _release_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
 def _drop_held(conn: sqlite3.Connection, recipient: str, sender: str) -> int:
     with transaction(conn):
         count = _count_held(conn, recipient, sender)
+        # Kept, removed, so that a replay is not held again.
         conn.execute(
-            "DELETE FROM inbox WHERE recipient = ? AND held = 1 AND sender = ?",
+            "UPDATE inbox SET removed = 1 WHERE recipient = ? AND held = 1 "
+            "AND sender = ?",
             (recipient, sender),
         )
     return count
@@ -1028,7 +1241,10 @@ class SQLiteStore:
     # IDeliveryStore: the outbound queue
 
     def enqueue(
-        self, obj: FMTPObject, deliveries: list[QueuedDelivery]
+        self,
+        obj: FMTPObject,
+        deliveries: list[QueuedDelivery],
+        send_key: SendKey | None = None,
     ) -> Deferred[None]:
         try:
             object_row = _object_row(obj)
@@ -1036,7 +1252,22 @@ class SQLiteStore:
             queue_rows = [_queue_row(delivery) for delivery in deliveries]
         except Exception as e:
             return fail(e)
-        return self.run_interaction(_enqueue, object_row, queue_rows)
+        return self.run_interaction(_enqueue, object_row, queue_rows, send_key)
+
+    def was_sent(self, object_id: str, domain: str, digest: str) -> Deferred[bool]:
+        return self.run_interaction(_was_sent, object_id, domain, digest)
+
+    def forget_sent(self, before: float) -> Deferred[int]:
+        return self.run_interaction(_forget_before, "sent", before)
+
+    def find_send(self, sender: str, key: str) -> Deferred[SendRecord | None]:
+        return self.run_interaction(_find_send, sender, key)
+
+    def finish_send(self, sender: str, key: str, results: str) -> Deferred[None]:
+        return self.run_interaction(_finish_send, sender, key, results)
+
+    def forget_send_keys(self, before: float) -> Deferred[int]:
+        return self.run_interaction(_forget_before, "send_keys", before)
 
     def due_deliveries(self, now: float, limit: int) -> Deferred[list[QueuedDelivery]]:
         try:
@@ -1094,6 +1325,14 @@ class SQLiteStore:
             return fail(e)
         query, params = inbox_query(recipient, since, limit)
         return self.run_interaction(_inbox, query, params)
+
+    def read_object(
+        self, object_id: str, reader: str | None
+    ) -> Deferred[StoredObject | None]:
+        return self.run_interaction(_read_object, object_id, reader)
+
+    def remove_from_inbox(self, recipient: str, object_id: str) -> Deferred[bool]:
+        return self.run_interaction(_remove_from_inbox, recipient, object_id)
 
     def held_senders(self, recipient: str) -> Deferred[list[str]]:
         return self.run_interaction(_held_senders, recipient)
