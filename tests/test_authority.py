@@ -200,3 +200,16 @@ async def test_pipelined_retries_of_one_key_send_once(people) -> None:
     assert {a.code for a in answers} == {201}
     assert len({a.headers["Id"] for a in answers}) == 1
     assert len(await fetch_ids(annabel)) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_parent_digest_without_parent(people) -> None:
+    """
+    A Parent-Digest names the digest of a parent; without the Parent it
+    names nothing and would pass for a thread link it is not.
+    """
+    edgar = await people.as_user(EDGAR)
+    digest = {"Parent-Digest": "0" * 64}
+    put = await edgar.request("PUT", headers={"Type": "post", **digest})
+    sent = await edgar.request("SEND", headers={"To": ANNABEL, **digest})
+    assert (put.code, sent.code) == (501, 501)

@@ -86,6 +86,42 @@ class LocalMessagingTests(SynchronousTestCase):
             (queued.object_id, queued.recipients), (sent.headers["Id"], (LOST,))
         )
 
+    def test_send_answers_only_once_durable(self) -> None:
+        """
+        A 2xx promises the message is on disk: no reply while the store's
+        write is in flight, and a temporary error, not a 201, if it fails.
+        """
+        from twisted.internet.defer import Deferred
+
+        from fmtp.errors import StoreUnavailable
+
+        writes: list[Deferred] = []
+        enqueue = self.store.enqueue
+
+        def slow_enqueue(*args, **kwargs):
+            d = Deferred()
+            done = enqueue(*args, **kwargs)
+            writes.append(d)
+            return d.addCallback(lambda _: done)
+
+        self.store.enqueue = slow_enqueue
+        edgar = self.logged_in(EDGAR)
+        self.assertEqual(edgar.send("SEND", headers={"To": ANNABEL}), [])
+        writes.pop().callback(None)
+        [sent] = edgar.frames()
+        self.assertEqual(sent.code, 201)
+
+        self.assertEqual(edgar.send("SEND", "2", headers={"To": ANNABEL}), [])
+        writes.pop().errback(StoreUnavailable())
+        [failed] = edgar.frames()
+        self.assertEqual(failed.code, 451)
+
+    def test_parent_digest_needs_a_parent(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        digest = {"Parent-Digest": "0" * 64}
+        self.assertEqual(edgar.ask("SEND", headers={"To": ANNABEL, **digest}).code, 501)
+        self.assertEqual(edgar.ask("PUT", headers={"Type": "post", **digest}).code, 501)
+
     def test_held_and_approved(self) -> None:
         profile = user_object(ANNABEL)
         profile.properties["Policy"] = "confirm"

@@ -561,6 +561,39 @@ class BounceTests(QueueTestCase):
         self.assertEqual(self.queued(), [])
         self.assertEqual(len(self.bounces), 1)
 
+    def assert_row_outlives_a_failed_bounce(self, queue: OutboundQueue) -> None:
+        """
+        The bounce could not be filed: the row must still be queued, so
+        the failure is reported later rather than lost.
+        """
+        self.assertTrue(self.flushLoggedErrors(StoreUnavailable))
+        self.assertEqual(len(self.queued()), 1)
+        self.assertEqual(self.bounces, [])
+
+    def test_recipient_refused_and_bounce_filing_fails(self) -> None:
+        """
+        The per-recipient path: a 554 for the recipient is bounced before
+        its row goes.
+        """
+        self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
+        queue = self.start()
+        self.links.default = (554,)
+        self.send(queue)
+        self.assert_row_outlives_a_failed_bounce(queue)
+
+    def test_window_runs_out_and_bounce_filing_fails(self) -> None:
+        """
+        The give-up path: the window has run out, and the bounce is filed
+        before the row goes.
+        """
+        self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
+        queue = self.start(retry_schedule=(10,), retry_window=15)
+        self.links.default = LinkDown()
+        self.send(queue)
+        self.clock.advance(10)
+        self.clock.advance(10)
+        self.assert_row_outlives_a_failed_bounce(queue)
+
 
 class FailureTests(QueueTestCase):
     def test_plain_exception_is_temporary(self) -> None:
