@@ -89,6 +89,29 @@ def parse_results(text: str) -> list[RecipientResult]:
     return results
 
 
+def named_recipients(obj: FMTPObject, recipients: Sequence[str]) -> list[str]:
+    """
+    The recipients a message is handed for, normalized, each of which the
+    message must name in its C{To}: a signed message cannot be replayed to
+    recipients of the sender's choosing.
+
+    @raise DeliveryRefused: for a malformed or unnamed recipient, or none.
+    """
+    named = set(addresses_in(obj.properties.get("To", "")))
+    addresses = []
+    for recipient in recipients:
+        try:
+            address = normalize_address(recipient)
+        except InvalidAddress as e:
+            raise DeliveryRefused(e.message) from None
+        if address not in named:
+            raise DeliveryRefused(f"{address} is not a recipient of this message")
+        addresses.append(address)
+    if not addresses:
+        raise DeliveryRefused("no recipients")
+    return addresses
+
+
 class DeliveryReceiver:
     """
     Files messages for local users, from peers or from local senders.
@@ -154,22 +177,12 @@ class DeliveryReceiver:
     def _check_recipients(
         self, obj: FMTPObject, recipients: Sequence[str]
     ) -> list[str]:
-        named = set(addresses_in(obj.properties.get("To", "")))
-        local = []
-        for recipient in recipients:
-            try:
-                address = normalize_address(recipient)
-            except InvalidAddress as e:
-                raise DeliveryRefused(e.message) from None
+        local = named_recipients(obj, recipients)
+        for address in local:
             if domain_of(address) != self.domain:
                 raise DeliveryRefused(
                     f"{address} is not served here; this server does not relay"
                 )
-            if address not in named:
-                raise DeliveryRefused(f"{address} is not a recipient of this message")
-            local.append(address)
-        if not local:
-            raise DeliveryRefused("no recipients")
         return local
 
     def origin_of(self, obj: FMTPObject) -> str:

@@ -18,10 +18,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fmtp.delivery import deliveries_to
-from fmtp.errors import InvalidAddress
-from fmtp.federation.inbound import DeliveryReceiver, DeliveryRefused, RecipientResult
+from fmtp.federation.inbound import (
+    DeliveryReceiver,
+    DeliveryRefused,
+    RecipientResult,
+    named_recipients,
+)
 from fmtp.interfaces import IDeliveryStore
-from fmtp.objects import FMTPObject, addresses_in, normalize_address
+from fmtp.objects import FMTPObject
 
 
 class ChildRelay:
@@ -71,16 +75,7 @@ class ChildRelay:
             raise DeliveryRefused(
                 f"{recipients[0]} is not served here; this server does not relay"
             )
-        named = set(addresses_in(obj.properties.get("To", "")))
-        addresses = []
-        for recipient in recipients:
-            try:
-                address = normalize_address(recipient)
-            except InvalidAddress as e:
-                raise DeliveryRefused(e.message) from None
-            if address not in named:
-                raise DeliveryRefused(f"{address} is not a recipient of this message")
-            addresses.append(address)
+        addresses = named_recipients(obj, recipients)
         await self._receiver.check_origin(obj, peer_domain)
         deliveries = deliveries_to(obj.id, addresses, self._clock.seconds())
         await self._store.enqueue(obj, deliveries)
