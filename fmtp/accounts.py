@@ -1,10 +1,12 @@
 """
-Local accounts through twisted.cred: password hashing, the checker over the
-store, the realm, session keys and the brake on password guessing.
+Local accounts through twisted.cred: password hashing and the threads it
+runs in, the checker over the store, the realm, session keys and the brake
+on password guessing.
 
 Passwords are hashed with scrypt (memory-hard, in the standard library
 through OpenSSL) and never stored in clear.  Hashing takes tens of
-milliseconds by design, so it runs in a thread, never on the reactor.
+milliseconds by design, so it runs in a thread, never on the reactor: on a
+server, in the L{PasswordHashPool}.
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ import base64
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from fmtp.errors import InvalidAddress
@@ -115,6 +120,63 @@ def _check_or_pretend(password: str, encoded: str | None) -> bool:
     slow on purpose.
     """
     return verify_password(password, encoded or _dummy_hash())
+
+
+#: The most passwords hashed at once, however many cores: each scrypt holds
+#: 16 MiB while it runs, and the C library keeps what a thread used.
+MAX_HASH_THREADS = 4
+
+
+def hash_threads() -> int:
+    """
+    How many threads hash passwords: one per core, at least one and at most
+    L{MAX_HASH_THREADS}.  More would only queue for the cores while each
+    held its 16 MiB.
+    """
+    return max(1, min(MAX_HASH_THREADS, os.cpu_count() or 1))
+
+
+class PasswordHashPool(Service):
+    """
+    The threads a server hashes passwords in: a private L{ThreadPool} of
+    L{hash_threads} threads, made when the service starts and stopped with
+    it, as L{fmtp.store.sqlite.SQLiteStore} runs its own.
+
+    Hashing used to share the reactor's pool, whose ten threads a burst of
+    LOGINs could fill, each then keeping a 16 MiB scrypt buffer, and DNS
+    lookups (which use that pool too) waited behind them.
+    """
+
+    def __init__(self, reactor, size: int | None = None) -> None:
+        self._reactor = reactor
+        self.size = size or hash_threads()
+        self._pool: ThreadPool | None = None
+
+    def run(self, f: Callable[..., object], *args, **kwargs) -> Deferred:
+        """
+        Call C{f(*args, **kwargs)} in one of the pool's threads, queued
+        until one is free.
+
+        @return: a L{Deferred} that fires with its result on the reactor,
+            or fails at once if the service is not running.
+        """
+        if self._pool is None:
+            return fail(RuntimeError("password hashing is not running"))
+        return threads.deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
+
+    def startService(self) -> None:
+        super().startService()
+        self._pool = ThreadPool(
+            minthreads=0, maxthreads=self.size, name="fmtp-password-hash"
+        )
+        self._pool.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Joins the threads, each done after at most one more hash.
+            pool.stop()
 
 
 @implementer(ICredentialsChecker)

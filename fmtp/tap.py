@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
-from fmtp.accounts import make_portal
+from fmtp.accounts import PasswordHashPool, make_portal
 from fmtp.dns import (
     DEFAULT_FMTP_PORT,
     DNSKeyVerifier,
@@ -389,13 +389,14 @@ def build_server(
         static_routes=hosts.routes,
         static_addresses=hosts.addresses,
     )
+    hashing = PasswordHashPool(reactor)
     services = SharedServices(
         reactor=reactor,
         domain=domain,
         store=store,
         keys=keys,
         signer=signer,
-        portal=make_portal(store),
+        portal=make_portal(store, run_in_thread=hashing.run),
         limits=limits,
         tls_context=tls_context,
     )
@@ -403,6 +404,8 @@ def build_server(
         services, routes, federation
     )
     root = ServerService(store)
+    # First in, so it is the last child stopped.
+    hashing.setServiceParent(root)
     for service in federation_services:
         service.setServiceParent(root)
     for name, plugin in plugins.items():
