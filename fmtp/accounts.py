@@ -1,7 +1,7 @@
 """
 Local accounts through twisted.cred: password hashing and the threads it
-runs in, the checker over the store, the realm, session keys and the brake
-on password guessing.
+runs in, the checker over the store, the realm and session keys.  The brake
+on password guessing is L{fmtp.loginthrottle}.
 
 Passwords are hashed with scrypt (memory-hard, in the standard library
 through OpenSSL) and never stored in clear.  Hashing takes tens of
@@ -27,7 +27,6 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -298,58 +297,3 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._sessions)
-
-
-class LoginThrottle:
-    """
-    Slows password guessing from one source.
-
-    Each failure from a source is remembered for C{window} seconds; a
-    source with C{max_failures} remembered failures is refused without its
-    password being checked until the oldest expires.  Protocols also delay
-    each failure reply by L{failure_delay}, so a guesser on one connection
-    gets at most one try per delay.
-    """
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        max_failures: int = 10,
-        window: float = 600.0,
-        failure_delay: float = 1.0,
-        max_sources: int = 100_000,
-    ) -> None:
-        self._clock = clock
-        self.max_failures = max_failures
-        self.window = window
-        self.failure_delay = failure_delay
-        self._max_sources = max_sources
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, source: str) -> list[float]:
-        cutoff = self._clock.seconds() - self.window
-        times = [t for t in self._failures.get(source, ()) if t > cutoff]
-        if times:
-            self._failures[source] = times
-        else:
-            self._failures.pop(source, None)
-        return times
-
-    def retry_after(self, source: str) -> float:
-        """
-        Seconds until C{source} may try again; 0 if it may now.
-        """
-        times = self._recent(source)
-        if len(times) < self.max_failures:
-            return 0.0
-        return max(0.0, times[0] + self.window - self._clock.seconds())
-
-    def failed(self, source: str) -> None:
-        if len(self._failures) >= self._max_sources and source not in self._failures:
-            # Bound memory under a spread-out attack: forget the oldest source.
-            self._failures.pop(next(iter(self._failures)))
-        self._recent(source)
-        self._failures.setdefault(source, []).append(self._clock.seconds())
-
-    def succeeded(self, source: str) -> None:
-        self._failures.pop(source, None)

@@ -45,6 +45,7 @@ from fmtp.listeners import (
     is_datagram,
     parse_udp_listener,
 )
+from fmtp.loginthrottle import DEFAULT_LOGIN_LIMITS, LoginLimits, LoginThrottle
 from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.options import DNSOption
 from fmtp.services import SharedServices
@@ -362,6 +363,7 @@ def build_server(
     nameservers: Sequence[tuple[str, int]] = (),
     federation: FederationSettings = DEFAULT_FEDERATION,
     tls_context=None,
+    login_limits: LoginLimits = DEFAULT_LOGIN_LIMITS,
 ) -> tuple[ServerService, SharedServices]:
     """
     Build a server's service tree; tests call this directly to run servers
@@ -397,6 +399,7 @@ def build_server(
         keys=keys,
         signer=signer,
         portal=make_portal(store, run_in_thread=hashing.run),
+        login_throttle=LoginThrottle(reactor, login_limits),
         limits=limits,
         tls_context=tls_context,
     )

@@ -1,6 +1,6 @@
 """
 Unit tests of accounts: hashing and its thread pool, the cred checker and
-realm, sessions and the login throttle.
+realm, and sessions.  The login throttle's are in test_login_throttle.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from fmtp.accounts import (
     MAX_HASH_THREADS,
     AccountRealm,
-    LoginThrottle,
     PasswordHashPool,
     SessionRegistry,
     StoreCredentialsChecker,
@@ -111,26 +109,6 @@ class SessionTests(SynchronousTestCase):
         sessions.close(a)
         self.assertIsNone(sessions.address_for(a))
         self.assertEqual(len(sessions), 1)
-
-
-class ThrottleTests(SynchronousTestCase):
-    def test_window(self) -> None:
-        clock = Clock()
-        throttle = LoginThrottle(clock, max_failures=3, window=60)
-        for _ in range(3):
-            self.assertEqual(throttle.retry_after("h"), 0)
-            throttle.failed("h")
-            clock.advance(1)
-        self.assertEqual(throttle.retry_after("h"), 57)
-        self.assertEqual(throttle.retry_after("other"), 0)
-        clock.advance(57)
-        self.assertEqual(throttle.retry_after("h"), 0)
-
-    def test_bounded_memory(self) -> None:
-        throttle = LoginThrottle(Clock(), max_sources=5)
-        for i in range(50):
-            throttle.failed(str(i))
-        self.assertLessEqual(len(throttle._failures), 5)
 
 
 def test_hash_pool_is_sized_to_the_cores() -> None:
