@@ -1,8 +1,8 @@
 """
 The brake on password guessing (L{fmtp.loginthrottle}): the throttle on a
-Clock, LOGIN over a StringTransport with checks held in progress, and
-guessing in parallel over real loopback sockets against a server built by
-L{fmtp.tap.build_server}.
+Clock, LOGIN over a StringTransport with checks held in progress, its
+twistd options, and guessing in parallel over real loopback sockets
+against a server built by L{fmtp.tap.build_server}.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 import fmtp.accounts
@@ -30,13 +31,19 @@ from fmtp.loginthrottle import (
     source_of,
 )
 from fmtp.objects import user_object
-from fmtp.tap import build_server
+from fmtp.tap import Options, build_server
 from tests.helpers import (
     FAST_SCRYPT_N,
     StreamHarness,
     add_account,
     bound_ports,
     make_services,
+)
+from tests.test_twistd import (  # noqa: F401 (processes is a fixture)
+    LISTENERS,
+    TWISTD,
+    ServerProcess,
+    processes,
 )
 
 EDGAR = "edgar@poe.net"
@@ -426,6 +433,57 @@ class LoginCommandTests(SynchronousTestCase):
         self.assertEqual(frames[0].code, 429)
 
 
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_defaults(self) -> None:
+        self.assertEqual(self.parse()["login-limits"], DEFAULT_LOGIN_LIMITS)
+
+    def test_set(self) -> None:
+        options = self.parse(
+            "--login-failures-per-account",
+            "3",
+            "--login-failures-per-source",
+            "500",
+            "--login-concurrent",
+            "16",
+            "--login-window",
+            "3600",
+            "--login-failure-delay",
+            "0.25",
+        )
+        self.assertEqual(
+            options["login-limits"],
+            LoginLimits(
+                per_account=3,
+                per_source=500,
+                concurrent=16,
+                window=3600.0,
+                failure_delay=0.25,
+            ),
+        )
+
+    def test_refused(self) -> None:
+        for option, value in [
+            ("--login-failures-per-account", "0"),
+            ("--login-failures-per-account", "five"),
+            ("--login-failures-per-account", "9" * 5000),
+            ("--login-failures-per-source", "-1"),
+            ("--login-failures-per-source", "2"),  # fewer than per account
+            ("--login-concurrent", "1.5"),
+            ("--login-window", "0"),
+            ("--login-window", "nan"),
+            ("--login-failure-delay", "-1"),
+            ("--login-failure-delay", "inf"),
+        ]:
+            with self.assertRaises(usage.UsageError) as caught:
+                self.parse(option, value)
+            self.assertIn(option, str(caught.exception))
+
+
 # Over real sockets: a server built by build_server on loopback, its checks
 # counted where the password is really compared (in the hash pool).
 
@@ -591,3 +649,47 @@ async def test_spraying_accounts_gets_only_the_source_budget(tmp_path, counted) 
         assert (await server.login(LOST, PASSWORD, "127.0.0.2")).code == 230
     finally:
         await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_options_reach_the_throttle(tmp_path, processes) -> None:  # noqa: F811
+    """
+    C{twistd -n fmtp --login-...} as an admin runs it: the limits set on
+    the command line are the ones LOGIN meets.  Two failures for an
+    address without an account use up a budget of two; a third LOGIN is
+    refused unchecked, while another account is still checked (535).
+    """
+    log_path = tmp_path / "twistd.log"
+    args = [
+        *TWISTD,
+        "-n",
+        "fmtp",
+        *LISTENERS,
+        "--login-failures-per-account",
+        "2",
+        "--login-failure-delay",
+        "0.01",
+    ]
+    server = ServerProcess(processes.start(args, tmp_path, log_path), log_path)
+    await server.wait_until_serving()
+    connection = await server.connect()
+    try:
+        codes = []
+        for _ in range(3):
+            answer = await request_login(
+                connection, "nobody@localhost", "wrong password"
+            )
+            codes.append(answer.code)
+        assert codes == [535, 535, 429], codes
+        assert int(answer.headers["Retry-After"]) > 500
+    finally:
+        connection.transport.loseConnection()
+        await connection.closed
+    other = await server.connect()
+    try:
+        answer = await request_login(other, "someone@localhost", "wrong password")
+        assert answer.code == 535, answer
+    finally:
+        other.transport.loseConnection()
+        await other.closed
+    await server.terminate()
