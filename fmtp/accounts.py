@@ -1,10 +1,12 @@
 """
-Local accounts through twisted.cred: password hashing, the checker over the
-store, the realm, session keys and the brake on password guessing.
+Local accounts through twisted.cred: password hashing and the threads it
+runs in, the checker over the store, the realm and session keys.  The brake
+on password guessing is L{fmtp.loginthrottle}.
 
 Passwords are hashed with scrypt (memory-hard, in the standard library
 through OpenSSL) and never stored in clear.  Hashing takes tens of
-milliseconds by design, so it runs in a thread, never on the reactor.
+milliseconds by design, so it runs in a thread, never on the reactor: on a
+server, in the L{PasswordHashPool}.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ import base64
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from twisted.application.service import Service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from fmtp.errors import InvalidAddress
@@ -115,6 +119,63 @@ def _check_or_pretend(password: str, encoded: str | None) -> bool:
     slow on purpose.
     """
     return verify_password(password, encoded or _dummy_hash())
+
+
+#: The most passwords hashed at once, however many cores: each scrypt holds
+#: 16 MiB while it runs, and the C library keeps what a thread used.
+MAX_HASH_THREADS = 4
+
+
+def hash_threads() -> int:
+    """
+    How many threads hash passwords: one per core, at least one and at most
+    L{MAX_HASH_THREADS}.  More would only queue for the cores while each
+    held its 16 MiB.
+    """
+    return max(1, min(MAX_HASH_THREADS, os.cpu_count() or 1))
+
+
+class PasswordHashPool(Service):
+    """
+    The threads a server hashes passwords in: a private L{ThreadPool} of
+    L{hash_threads} threads, made when the service starts and stopped with
+    it, as L{fmtp.store.sqlite.SQLiteStore} runs its own.
+
+    Hashing used to share the reactor's pool, whose ten threads a burst of
+    LOGINs could fill, each then keeping a 16 MiB scrypt buffer, and DNS
+    lookups (which use that pool too) waited behind them.
+    """
+
+    def __init__(self, reactor, size: int | None = None) -> None:
+        self._reactor = reactor
+        self.size = size or hash_threads()
+        self._pool: ThreadPool | None = None
+
+    def run(self, f: Callable[..., object], *args, **kwargs) -> Deferred:
+        """
+        Call C{f(*args, **kwargs)} in one of the pool's threads, queued
+        until one is free.
+
+        @return: a L{Deferred} that fires with its result on the reactor,
+            or fails at once if the service is not running.
+        """
+        if self._pool is None:
+            return fail(RuntimeError("password hashing is not running"))
+        return threads.deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
+
+    def startService(self) -> None:
+        super().startService()
+        self._pool = ThreadPool(
+            minthreads=0, maxthreads=self.size, name="fmtp-password-hash"
+        )
+        self._pool.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Joins the threads, each done after at most one more hash.
+            pool.stop()
 
 
 @implementer(ICredentialsChecker)
@@ -236,58 +297,3 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._sessions)
-
-
-class LoginThrottle:
-    """
-    Slows password guessing from one source.
-
-    Each failure from a source is remembered for C{window} seconds; a
-    source with C{max_failures} remembered failures is refused without its
-    password being checked until the oldest expires.  Protocols also delay
-    each failure reply by L{failure_delay}, so a guesser on one connection
-    gets at most one try per delay.
-    """
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        max_failures: int = 10,
-        window: float = 600.0,
-        failure_delay: float = 1.0,
-        max_sources: int = 100_000,
-    ) -> None:
-        self._clock = clock
-        self.max_failures = max_failures
-        self.window = window
-        self.failure_delay = failure_delay
-        self._max_sources = max_sources
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, source: str) -> list[float]:
-        cutoff = self._clock.seconds() - self.window
-        times = [t for t in self._failures.get(source, ()) if t > cutoff]
-        if times:
-            self._failures[source] = times
-        else:
-            self._failures.pop(source, None)
-        return times
-
-    def retry_after(self, source: str) -> float:
-        """
-        Seconds until C{source} may try again; 0 if it may now.
-        """
-        times = self._recent(source)
-        if len(times) < self.max_failures:
-            return 0.0
-        return max(0.0, times[0] + self.window - self._clock.seconds())
-
-    def failed(self, source: str) -> None:
-        if len(self._failures) >= self._max_sources and source not in self._failures:
-            # Bound memory under a spread-out attack: forget the oldest source.
-            self._failures.pop(next(iter(self._failures)))
-        self._recent(source)
-        self._failures.setdefault(source, []).append(self._clock.seconds())
-
-    def succeeded(self, source: str) -> None:
-        self._failures.pop(source, None)

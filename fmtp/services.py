@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 from twisted.cred.portal import Portal
 
-from fmtp.accounts import LoginThrottle, SessionRegistry
+from fmtp.accounts import SessionRegistry
 from fmtp.interfaces import IDomainSigner, IKeyVerifier, IObjectStore
+from fmtp.loginthrottle import LoginThrottle
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ and every protocol on its default loopback listeners.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
-from fmtp.accounts import make_portal
+from fmtp.accounts import PasswordHashPool, make_portal
 from fmtp.dns import (
     DEFAULT_FMTP_PORT,
     DNSKeyVerifier,
@@ -45,6 +46,7 @@ from fmtp.listeners import (
     is_datagram,
     parse_udp_listener,
 )
+from fmtp.loginthrottle import DEFAULT_LOGIN_LIMITS, LoginLimits, LoginThrottle
 from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.options import DNSOption
 from fmtp.services import SharedServices
@@ -190,6 +192,40 @@ class Options(DNSOption, usage.Options):
             str(int(DEFAULT_RETRY_WINDOW)),
             "Seconds the queue retries a delivery before bouncing it.",
         ],
+        [
+            "login-failures-per-account",
+            None,
+            str(DEFAULT_LOGIN_LIMITS.per_account),
+            "Failed LOGINs one address may make for one account within "
+            "--login-window; its further LOGINs for that account are refused "
+            "(429) unchecked. Other addresses are not affected.",
+        ],
+        [
+            "login-failures-per-source",
+            None,
+            str(DEFAULT_LOGIN_LIMITS.per_source),
+            "Failed LOGINs one address (an IPv6 /64) may make for all accounts "
+            "together within --login-window; then all its LOGINs are refused "
+            "(429) unchecked. Raise it for users behind one NAT.",
+        ],
+        [
+            "login-concurrent",
+            None,
+            str(DEFAULT_LOGIN_LIMITS.concurrent),
+            "LOGINs from one address checked at once; more are refused (429).",
+        ],
+        [
+            "login-window",
+            None,
+            f"{DEFAULT_LOGIN_LIMITS.window:g}",
+            "Seconds a failed LOGIN counts against its address.",
+        ],
+        [
+            "login-failure-delay",
+            None,
+            f"{DEFAULT_LOGIN_LIMITS.failure_delay:g}",
+            "Seconds a failed LOGIN's reply is held back.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -230,6 +266,7 @@ class Options(DNSOption, usage.Options):
             for description in descriptions:
                 check_listener(description, PROTOCOL_PLUGINS[name])
         self["federation"] = self._federation_settings()
+        self["login-limits"] = self._login_limits()
         if bool(self["tls-key"]) != bool(self["tls-cert"]):
             raise usage.UsageError("--tls-key and --tls-cert go together")
         if self["hosts-file"]:
@@ -265,6 +302,57 @@ class Options(DNSOption, usage.Options):
             always_countersign=self["countersign"] == "always",
             retry_window=float(self["retry-window"]),
         )
+
+    def _login_limits(self) -> LoginLimits:
+        """
+        The login throttle's limits (L{fmtp.loginthrottle.LoginLimits}).
+        """
+        counts = {}
+        for name in (
+            "login-failures-per-account",
+            "login-failures-per-source",
+            "login-concurrent",
+        ):
+            text = self[name]
+            if not (is_ascii_digits(text) and len(text) <= 7) or not (
+                1 <= int(text) <= 1_000_000
+            ):
+                raise usage.UsageError(
+                    f"--{name} must be a whole number from 1 to 1000000"
+                )
+            counts[name] = int(text)
+        if counts["login-failures-per-source"] < counts["login-failures-per-account"]:
+            raise usage.UsageError(
+                "--login-failures-per-source must be at least "
+                "--login-failures-per-account"
+            )
+        window = _seconds(self, "login-window", minimum=1.0)
+        delay = _seconds(self, "login-failure-delay", minimum=0.0)
+        return LoginLimits(
+            per_account=counts["login-failures-per-account"],
+            per_source=counts["login-failures-per-source"],
+            concurrent=counts["login-concurrent"],
+            window=window,
+            failure_delay=delay,
+        )
+
+
+def _seconds(options: usage.Options, name: str, minimum: float) -> float:
+    """
+    The value of option C{name} as a number of seconds (decimals allowed),
+    at least C{minimum} and at most a day.
+
+    @raise usage.UsageError: naming the option.
+    """
+    try:
+        value = float(options[name])
+    except ValueError:
+        value = math.nan
+    if not minimum <= value <= 86400:
+        raise usage.UsageError(
+            f"--{name} must be a number of seconds from {minimum:g} to 86400"
+        )
+    return value
 
 
 def check_listener(description: str, plugin: IProtocolPlugin) -> None:
@@ -362,6 +450,7 @@ def build_server(
     nameservers: Sequence[tuple[str, int]] = (),
     federation: FederationSettings = DEFAULT_FEDERATION,
     tls_context=None,
+    login_limits: LoginLimits = DEFAULT_LOGIN_LIMITS,
 ) -> tuple[ServerService, SharedServices]:
     """
     Build a server's service tree; tests call this directly to run servers
@@ -389,13 +478,15 @@ def build_server(
         static_routes=hosts.routes,
         static_addresses=hosts.addresses,
     )
+    hashing = PasswordHashPool(reactor)
     services = SharedServices(
         reactor=reactor,
         domain=domain,
         store=store,
         keys=keys,
         signer=signer,
-        portal=make_portal(store),
+        portal=make_portal(store, run_in_thread=hashing.run),
+        login_throttle=LoginThrottle(reactor, login_limits),
         limits=limits,
         tls_context=tls_context,
     )
@@ -403,6 +494,8 @@ def build_server(
         services, routes, federation
     )
     root = ServerService(store)
+    # First in, so it is the last child stopped.
+    hashing.setServiceParent(root)
     for service in federation_services:
         service.setServiceParent(root)
     for name, plugin in plugins.items():
@@ -447,5 +540,6 @@ def makeService(options: Options) -> MultiService:
         nameservers=options["dns"],
         federation=options["federation"],
         tls_context=tls_context,
+        login_limits=options["login-limits"],
     )
     return root

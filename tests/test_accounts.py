@@ -1,25 +1,32 @@
 """
-Unit tests of accounts: hashing, the cred checker and realm, sessions and
-the login throttle.
+Unit tests of accounts: hashing and its thread pool, the cred checker and
+realm, and sessions.  The login throttle's are in test_login_throttle.
 """
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+import pytest_twisted
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm
-from twisted.internet.task import Clock
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from fmtp.accounts import (
+    MAX_HASH_THREADS,
     AccountRealm,
-    LoginThrottle,
+    PasswordHashPool,
     SessionRegistry,
     StoreCredentialsChecker,
     check_new_password,
     hash_password,
+    hash_threads,
     verify_password,
 )
 from fmtp.interfaces import IAccount
@@ -104,21 +111,32 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(len(sessions), 1)
 
 
-class ThrottleTests(SynchronousTestCase):
-    def test_window(self) -> None:
-        clock = Clock()
-        throttle = LoginThrottle(clock, max_failures=3, window=60)
-        for _ in range(3):
-            self.assertEqual(throttle.retry_after("h"), 0)
-            throttle.failed("h")
-            clock.advance(1)
-        self.assertEqual(throttle.retry_after("h"), 57)
-        self.assertEqual(throttle.retry_after("other"), 0)
-        clock.advance(57)
-        self.assertEqual(throttle.retry_after("h"), 0)
+def test_hash_pool_is_sized_to_the_cores() -> None:
+    """
+    One thread per core, capped: each running scrypt holds 16 MiB.
+    """
+    size = hash_threads()
+    assert 1 <= size <= MAX_HASH_THREADS
+    assert PasswordHashPool(reactor).size == size
 
-    def test_bounded_memory(self) -> None:
-        throttle = LoginThrottle(Clock(), max_sources=5)
-        for i in range(50):
-            throttle.failed(str(i))
-        self.assertLessEqual(len(throttle._failures), 5)
+
+@pytest_twisted.ensureDeferred
+async def test_hash_pool_runs_in_its_own_threads() -> None:
+    """
+    Calls run in the pool's threads, never more threads than its size,
+    only while the service runs.
+    """
+    pool = PasswordHashPool(reactor, size=2)
+    with pytest.raises(RuntimeError):
+        await pool.run(lambda: None)
+    pool.startService()
+    try:
+        names = await gatherResults(
+            [pool.run(lambda: threading.current_thread().name) for _ in range(20)]
+        )
+    finally:
+        pool.stopService()
+    assert len(set(names)) <= 2
+    assert all("fmtp-password-hash" in name for name in names), names
+    with pytest.raises(RuntimeError):
+        await pool.run(lambda: None)

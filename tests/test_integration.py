@@ -13,6 +13,7 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 
 from fmtp.accounts import hash_password
 from fmtp.client import DatagramClient, connect
+from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import user_object
 from fmtp.tap import build_server
 from fmtp.wire import DEFAULT_LIMITS, Limits
@@ -38,8 +39,8 @@ class RunningServer:
                 "object": ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
             },
             limits=limits,
+            login_limits=LoginLimits(failure_delay=0.05),
         )
-        self.services.login_throttle.failure_delay = 0.05
 
     async def start(self) -> RunningServer:
         self.root.startService()

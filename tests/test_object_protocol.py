@@ -73,7 +73,7 @@ class ObjectProtocolTests(SynchronousTestCase):
         self.assertEqual(
             self.conn.send("LOGIN", headers={"Address": EDGAR, "Password": "x"}), []
         )
-        self.clock.advance(self.services.login_throttle.failure_delay)
+        self.clock.advance(self.services.login_throttle.limits.failure_delay)
         [answer] = self.conn.frames()
         self.assertEqual(answer.code, 535)
         self.assertFalse(self.conn.transport.disconnecting)
@@ -95,15 +95,25 @@ class ObjectProtocolTests(SynchronousTestCase):
         self.assertTrue(self.conn.transport.disconnecting)
 
     def test_guessing_from_one_address_is_throttled(self) -> None:
-        throttle = self.services.login_throttle
-        for _ in range(throttle.max_failures):
-            throttle.failed("192.0.2.1")
+        """
+        Failures for one account from one address refuse that address's
+        LOGINs for that account, even with the right password, until they
+        age out; the account still logs in from elsewhere, and the address
+        still logs into other accounts.
+        """
+        limits = self.services.login_throttle.limits
+        for _ in range(limits.per_account):
+            guesser = StreamHarness(self.services)
+            guesser.send("LOGIN", headers={"Address": EDGAR, "Password": "x"})
+            self.clock.advance(limits.failure_delay)
+            self.assertEqual(guesser.frames()[0].code, 535)
         answer = self.conn.login(EDGAR, PASSWORD)
         self.assertEqual(answer.code, 429)
         self.assertTrue(int(answer.headers["Retry-After"]) > 0)
         other = StreamHarness(self.services, host="192.0.2.99")
         self.assertEqual(other.login(EDGAR, PASSWORD).code, 230)
-        self.clock.advance(throttle.window + 1)
+        self.assertEqual(StreamHarness(self.services).login(LOST, PASSWORD).code, 230)
+        self.clock.advance(limits.window + 1)
         again = StreamHarness(self.services)
         self.assertEqual(again.login(EDGAR, PASSWORD).code, 230)
 

@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from fmtp.errors import AuthenticationFailed, LoginRequired
 from fmtp.interfaces import IAccount, IProtocolPlugin
+from fmtp.loginthrottle import LoginThrottled
 from fmtp.objectservice import DEFAULT_LIST_LIMIT, ObjectService
 from fmtp.protocols.framing import (
     Client,
@@ -71,13 +72,15 @@ class ObjectCommands(CommandHandler, MessagingCommands):
         address = required_header(frame, "Address")
         password = frame.headers.get("Password", "")
         throttle = self.services.login_throttle
-        wait = throttle.retry_after(client.host)
-        if wait:
+        try:
+            # Reserved before the check, so checks in progress count.
+            attempt = throttle.begin(client.host, address)
+        except LoginThrottled as e:
             return reply(
                 429,
                 frame.tag,
-                "too many failed logins from your address",
-                headers={"Retry-After": str(math.ceil(wait))},
+                "too many logins from your address, try again later",
+                headers={"Retry-After": str(math.ceil(e.retry_after))},
             )
         client.logging_in = True
         try:
@@ -85,13 +88,16 @@ class ObjectCommands(CommandHandler, MessagingCommands):
                 UsernamePassword(address, password), None, IAccount
             )
         except UnauthorizedLogin:
-            throttle.failed(client.host)
+            attempt.failed()
             client.failed_logins += 1
-            await deferLater(self.services.reactor, throttle.failure_delay)
+            await deferLater(self.services.reactor, throttle.limits.failure_delay)
             if client.failed_logins >= MAX_FAILED_LOGINS_PER_CONNECTION:
                 client.closing = True
             raise AuthenticationFailed("bad address or password")
+        else:
+            attempt.succeeded()
         finally:
+            attempt.release()
             client.logging_in = False
         client.address = account.address
         client.session_key = self.open_session(client, account.address)
