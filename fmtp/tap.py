@@ -388,6 +388,7 @@ def build_server(
         reactor,
         static_routes=hosts.routes,
         static_addresses=hosts.addresses,
+        default_port=federation.default_port,
     )
     services = SharedServices(
         reactor=reactor,

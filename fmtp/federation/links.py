@@ -83,6 +83,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from fmtp.client import FrameClientProtocol, ProtocolError
+from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.errors import FMTPError, InvalidAddress
 from fmtp.federation.hello import HelloVerifier, Peer, make_hello
 from fmtp.federation.inbound import RecipientResult
@@ -100,9 +101,6 @@ from fmtp.wire import (
     Frame,
     Limits,
 )
-
-#: The object port, where a route gives none (DESIGN decision 13).
-DEFAULT_FMTP_PORT = 7070
 
 TLS_REQUIRE = "require"
 TLS_OPPORTUNISTIC = "opportunistic"

@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from fmtp.delivery import QueuedDelivery, deliveries_to
+from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
 from fmtp.federation.inbound import RecipientResult
@@ -41,6 +42,11 @@ class FederationSettings:
     retry_window: float = DEFAULT_RETRY_WINDOW
     retry_schedule: Sequence[float] = DEFAULT_SCHEDULE
     connect_timeout: float = 10.0
+    #: The port of a domain's server found through its MX records or its
+    #: own address, where DNS names no port (7070, doc/protocol.md 8.1).
+    #: Not an admin's option: tests, and private networks whose servers
+    #: all listen elsewhere, change it.
+    default_port: int = DEFAULT_FMTP_PORT
 
 
 class LinkPoolService(Service):
