@@ -529,6 +529,81 @@ async def test_route_is_tried_even_with_a_domain_link_open(env) -> None:
     assert list(pool._failed_routes) == [("lost.lenore.org", dead)]
 
 
+def refusing_route(env, clock) -> tuple[PeerServer, str]:
+    """
+    A recipient's route whose server refuses our HELLO (451), counting the
+    connections it gets, as the C{Route} property naming it.
+    """
+    home = env.serve(clock=clock)
+    home.handler.hello_mode = 451
+    env.routes.hosts["lost.lenore.org"] = ["127.0.0.1"]
+    return home, f"tcp://lost.lenore.org:{home.port_number}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_route_rests_ten_minutes_between_deliveries(env) -> None:
+    """
+    doc/protocol.md 8.1: a route that fails is not tried again for ten
+    minutes.  With the domain's server down too, each delivery fails and
+    the queue tries again a second later: the route is tried once in all,
+    until ten minutes have passed.
+    """
+    clock = Clock()
+    clock.advance(reactor.seconds())
+    home, hint = refusing_route(env, clock)
+    env.routes.routes["lenore.org"] = [
+        Route("mx.lenore.org", env.dead_port(), "127.0.0.1")
+    ]
+    pool = env.pool(clock=clock)
+
+    for _ in range(2):
+        error = await failure_of(
+            pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
+        )
+        assert error.code == 451
+        assert home.connections == 1
+        clock.advance(1)
+
+    clock.advance(pool.route_retry_after)
+    await failure_of(pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint))
+    assert home.connections == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_route_rests_whatever_opens_the_link(env) -> None:
+    """
+    A route that failed, whether tried for a delivery or named to
+    L{LinkPool.link_to}, rests when a new link to the domain is opened,
+    by a delivery, by link_to, or to fetch a user object.
+    """
+    clock = Clock()
+    clock.advance(reactor.seconds())
+    home, hint = refusing_route(env, clock)
+    lenore = env.serve(clock=clock)
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    pool = env.pool(clock=clock, idle_timeout=100.0)
+
+    async def idle_out() -> None:
+        link = pool.link_for("lenore.org")
+        clock.advance(101)
+        await within(link.when_closed())
+
+    link = await pool.link_to("lenore.org", [hint])
+    assert (link.via, home.connections) == ("dns", 1)
+    await idle_out()
+    await pool.link_to("lenore.org", [hint])
+    await idle_out()
+    results = await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
+    assert [r.code for r in results] == [201]
+    await idle_out()
+    await pool.remote_user(LOST)
+    assert (home.connections, lenore.connections) == (1, 4)
+
+    clock.advance(pool.route_retry_after)
+    await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
+    assert home.connections == 2
+
+
 @pytest_twisted.ensureDeferred
 async def test_preferred_route_is_tried_first(env) -> None:
     lenore = env.serve()
