@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.internet.defer import Deferred, TimeoutError, ensureDeferred, succeed
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
@@ -122,14 +122,17 @@ async def bound_ports(root) -> dict[tuple[str, str], int]:
     return found
 
 
-async def within(d: Deferred, seconds: float = 15.0, reactor=None) -> Any:
+async def within(
+    d: Deferred | Awaitable[Any], seconds: float = 15.0, reactor=None
+) -> Any:
     """
-    Wait for C{d}, failing the test with a C{TimeoutError} (and cancelling
-    C{d}) if it has not fired within C{seconds}: no wait in a test is
-    without a deadline.
+    Wait for C{d} (a Deferred or a coroutine), failing the test with a
+    C{TimeoutError} (and cancelling C{d}) if it has not fired within
+    C{seconds}: no wait in a test is without a deadline.
     """
     if reactor is None:
         from twisted.internet import reactor
+    d = ensureDeferred(d)
     d.addTimeout(seconds, reactor)
     return await d
 
@@ -167,7 +170,7 @@ async def eventually(
             await deferLater(reactor, interval)
 
     try:
-        return await within(Deferred.fromCoroutine(poll()), timeout, reactor)
+        return await within(poll(), timeout, reactor)
     except TimeoutError:
         name = getattr(check, "__qualname__", repr(check))
         raise AssertionError(

@@ -22,12 +22,13 @@ from twisted.logger import formatEvent, globalLogPublisher
 from fmtp.accounts import hash_password
 from fmtp.client import FrameClientProtocol, connect
 from fmtp.dns import DNSKeyVerifier
+from fmtp.federation.hello import make_hello
 from fmtp.federation.node import FederationSettings
 from fmtp.keys import DomainSigner, generate_private_key, write_private_key
 from fmtp.objects import FMTPObject, user_object
 from fmtp.tap import ServerService, build_server
 from fmtp.wire import Frame
-from tests.dnsserver import fmtp_zone, start_dns_server
+from tests.dnsserver import fmtp_zone, key_txt, start_dns_server, zone_text
 from tests.helpers import HeldPort, bound_ports, eventually, within
 
 EDGAR = "edgar@poe.net"
@@ -431,3 +432,43 @@ async def test_tls_required_between_servers(network) -> None:
     assert pushed.body == b"sealed"
     said = [formatEvent(event) for event in events]
     assert any("Linked to lenore.org" in s and "TLS: verified" in s for s in said), said
+
+
+async def hello_over(server: Server, hello: dict[str, str]) -> Frame:
+    """
+    Say C{hello} to C{server} on a new connection, as a raw client would
+    (no link pool, no answer checked), and return the reply.
+    """
+    client = await within(connect(reactor, server.endpoint))
+    try:
+        return await within(client.request("HELLO", headers=hello))
+    finally:
+        client.transport.loseConnection()
+        await within(client.closed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_recorded_hello_is_refused(network) -> None:
+    """
+    A HELLO recorded off the wire and played again on a new connection is
+    refused for as long as its time is inside the 300 s window: here it
+    was signed 250 s ago, so a server that forgot nonces sooner would take
+    it.  And a HELLO whose nonce is not 16 to 64 base64url characters is
+    refused, even when its signature (which covers that nonce) is good.
+    """
+    lenore = await network.start("lenore.org", "127.0.0.3")
+    poe = network.signer("poe.net", "poe.net")
+    network.dns.set_zone("poe.net", zone_text("poe.net", [key_txt(poe.public_key())]))
+
+    recorded = make_hello(poe, "lenore.org", reactor.seconds() - 250)
+    first = await hello_over(lenore, recorded)
+    assert (first.code, first.headers["Domain"]) == (200, "lenore.org")
+    again = await hello_over(lenore, recorded)
+    assert again.code == 554 and "replayed" in again.argument, again
+
+    for nonce in ("short", "not base64url at all!", "é" * 24):
+        bad = make_hello(poe, "lenore.org", reactor.seconds(), nonce=nonce)
+        answer = await hello_over(lenore, bad)
+        assert answer.code == 554 and "Nonce must be" in answer.argument, answer
+    fresh = make_hello(poe, "lenore.org", reactor.seconds())
+    assert (await hello_over(lenore, fresh)).code == 200
