@@ -61,10 +61,10 @@ class Server:
         await store.put_object(user_object(address))
 
     async def login(self, address: str) -> FrameClientProtocol:
-        client = await connect(reactor, self.endpoint)
+        client = await within(connect(reactor, self.endpoint))
         self.clients.append(client)
-        answer = await client.request(
-            "LOGIN", headers={"Address": address, "Password": PASSWORD}
+        answer = await within(
+            client.request("LOGIN", headers={"Address": address, "Password": PASSWORD})
         )
         assert answer.code == 230, answer
         return client
@@ -72,7 +72,7 @@ class Server:
     async def stop(self) -> None:
         for client in self.clients:
             client.transport.loseConnection()
-            await client.closed
+            await within(client.closed)
         self.clients = []
         await self.root.stopService()
 
