@@ -15,11 +15,10 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from fmtp.delivery import QueuedDelivery, deliveries_to
-from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
 from fmtp.federation.inbound import RecipientResult
-from fmtp.federation.links import LinkError, LinkPool
+from fmtp.federation.links import DEFAULT_FMTP_PORT, LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
 from fmtp.objects import FMTPObject, normalize_address
 from fmtp.protocols.messaging import Federation
