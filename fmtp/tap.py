@@ -477,6 +477,7 @@ def build_server(
         reactor,
         static_routes=hosts.routes,
         static_addresses=hosts.addresses,
+        default_port=federation.default_port,
     )
     hashing = PasswordHashPool(reactor)
     services = SharedServices(

@@ -1,12 +1,19 @@
 """
-Builders shared by the tests: a server's services around any reactor, and
-a stream protocol wired to a StringTransport.
+Builders shared by the tests: a server's services around any reactor, a
+stream protocol wired to a StringTransport, waits with deadlines, and
+ports held shut.
 """
 
 from __future__ import annotations
 
+import inspect
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, TimeoutError, ensureDeferred, succeed
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fmtp.accounts import make_portal
@@ -113,3 +120,86 @@ async def bound_ports(root) -> dict[tuple[str, str], int]:
         kind = "udp" if is_datagram(listener.description) else "tcp"
         found[listener.protocol_name, kind] = port.getHost().port
     return found
+
+
+async def within(
+    d: Deferred | Awaitable[Any], seconds: float = 15.0, reactor=None
+) -> Any:
+    """
+    Wait for C{d} (a Deferred or a coroutine), failing the test with a
+    C{TimeoutError} (and cancelling C{d}) if it has not fired within
+    C{seconds}: no wait in a test is without a deadline.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    d = ensureDeferred(d)
+    d.addTimeout(seconds, reactor)
+    return await d
+
+
+async def eventually(
+    check: Callable[[], Any | Awaitable[Any]],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    reactor=None,
+) -> Any:
+    """
+    Poll C{check()} (a function, or one returning an awaitable) every
+    C{interval} seconds until its result is true, and return that result.
+
+    For conditions nobody announces (a row gone from a queue, a count
+    reached); a condition that fires a Deferred should be awaited with
+    L{within} instead.  The whole poll, including a C{check} that never
+    answers, has a deadline.
+
+    @raise AssertionError: if C{check} is not true within C{timeout}
+        seconds, with its last result.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    last: list[Any] = []
+
+    async def poll():
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+            last[:] = [result]
+            await deferLater(reactor, interval)
+
+    try:
+        return await within(poll(), timeout, reactor)
+    except TimeoutError:
+        name = getattr(check, "__qualname__", repr(check))
+        raise AssertionError(
+            f"{name} still not true after {timeout:g} s (last: {last[:1]!r})"
+        ) from None
+
+
+class HeldPort:
+    """
+    A TCP port of C{host} held by a socket that is bound but not
+    listening: connections to it are refused (the kernel answers RST), and
+    no other socket can take it while it is held, so a test that needs
+    "nothing listens there" never races another process for the number.
+    Closed at the end of the test (L{close}).
+
+    @param shared: let a listener of this test bind the port too
+        (C{SO_REUSEADDR} on both sides, which Linux allows while the
+        holder does not listen): the port of a server that a test stops
+        and starts again, held in between.  Bind C{host} C{"0.0.0.0"} to
+        hold the number on every address.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", shared: bool = False) -> None:
+        self.host = host
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if shared:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, 0))
+        self.port: int = self.socket.getsockname()[1]
+
+    def close(self) -> None:
+        self.socket.close()

@@ -10,25 +10,26 @@ and lenore.org, run for real.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
 
 from fmtp.accounts import hash_password
 from fmtp.client import FrameClientProtocol, connect
 from fmtp.dns import DNSKeyVerifier
+from fmtp.federation.hello import make_hello
 from fmtp.federation.node import FederationSettings
 from fmtp.keys import DomainSigner, generate_private_key, write_private_key
 from fmtp.objects import FMTPObject, user_object
 from fmtp.tap import ServerService, build_server
 from fmtp.wire import Frame
-from tests.dnsserver import fmtp_zone, start_dns_server
-from tests.helpers import bound_ports
+from tests.dnsserver import fmtp_zone, key_txt, start_dns_server, zone_text
+from tests.helpers import HeldPort, bound_ports, eventually, within
 
 EDGAR = "edgar@poe.net"
 LOST = "lost@lenore.org"
@@ -60,10 +61,10 @@ class Server:
         await store.put_object(user_object(address))
 
     async def login(self, address: str) -> FrameClientProtocol:
-        client = await connect(reactor, self.endpoint)
+        client = await within(connect(reactor, self.endpoint))
         self.clients.append(client)
-        answer = await client.request(
-            "LOGIN", headers={"Address": address, "Password": PASSWORD}
+        answer = await within(
+            client.request("LOGIN", headers={"Address": address, "Password": PASSWORD})
         )
         assert answer.code == 230, answer
         return client
@@ -71,7 +72,7 @@ class Server:
     async def stop(self) -> None:
         for client in self.clients:
             client.transport.loseConnection()
-            await client.closed
+            await within(client.closed)
         self.clients = []
         await self.root.stopService()
 
@@ -79,6 +80,14 @@ class Server:
 class Network:
     """
     A DNS server and the fmtp servers whose zones it serves.
+
+    @ivar default_port: what 7070 is on the internet: the port of a server
+        found through its MX records or its own address.  Every server of
+        the network is told it (L{FederationSettings.default_port}), so the
+        MX and A routes are exercised without binding a fixed port; it is
+        held on every address for the test's life, so that a server
+        reached through MX can stop and start again on it while no other
+        process can take it, and where nothing listens it refuses.
     """
 
     def __init__(self, tmp_path: Path) -> None:
@@ -86,6 +95,17 @@ class Network:
         self.dns = start_dns_server({})
         self.servers: list[Server] = []
         self.keys: dict[str, DomainSigner] = {}
+        self.default_port = HeldPort("0.0.0.0", shared=True)
+        self.held: list[HeldPort] = [self.default_port]
+
+    def dead_port(self, address: str) -> int:
+        """
+        A port of C{address} where connections are refused, held for the
+        test's life.
+        """
+        held = HeldPort(address)
+        self.held.append(held)
+        return held.port
 
     def signer(self, name: str, domain: str) -> DomainSigner:
         if name not in self.keys:
@@ -98,7 +118,6 @@ class Network:
         self,
         domain: str,
         address: str,
-        port: int = 0,
         mx: bool = False,
         publish_key: bool = True,
         extra: tuple[str, ...] = (),
@@ -112,6 +131,9 @@ class Network:
         Start (or restart, on the same data) the server of C{domain} on
         C{address}, and publish its zone.
 
+        @param mx: publish an MX record rather than an SRV record, and
+            listen on the network's L{default_port}, where MX leads;
+            otherwise listen on port 0 and publish that port in SRV.
         @param name: names the server's key and data, if not its domain
             (a spoofer also claims to be poe.net).
         @param hosts: the text of a hosts file for it.
@@ -122,6 +144,7 @@ class Network:
         if hosts is not None:
             hosts_file = self.tmp_path / f"{name}.hosts"
             hosts_file.write_text(hosts)
+        port = self.default_port.port if mx else 0
         root, services = build_server(
             reactor,
             domain=domain,
@@ -129,7 +152,7 @@ class Network:
             key_file=str(self.tmp_path / f"{name}.key"),
             listeners={"object": [f"tcp:{port}:interface={address}"]},
             nameservers=[self.dns.nameserver],
-            federation=settings,
+            federation=replace(settings, default_port=self.default_port.port),
             hosts_file=str(hosts_file) if hosts_file else None,
             tls_context=tls_context,
         )
@@ -159,6 +182,8 @@ class Network:
             if server.root.running:
                 await server.stop()
         await self.dns.stop()
+        for held in self.held:
+            held.close()
 
 
 @pytest.fixture
@@ -166,11 +191,6 @@ def network(tmp_path):
     net = Network(tmp_path)
     yield net
     pytest_twisted.blockon(Deferred.fromCoroutine(net.stop()))
-
-
-async def within(d: Deferred, seconds: float = 15.0):
-    d.addTimeout(seconds, reactor)
-    return await d
 
 
 def message_of(frame: Frame) -> FMTPObject:
@@ -191,17 +211,17 @@ async def test_poe_writes_to_lenore(network) -> None:
     lenore = await network.start(
         "lenore.org",
         "127.0.0.3",
-        port=7070,
         mx=True,
         extra=("lost IN A 127.0.0.3",),
     )
+    home = network.dead_port("127.0.0.3")
     await poe.add_account(EDGAR)
     await lenore.add_account(LOST)
     edgar = await poe.login(EDGAR)
     lost = await lenore.login(LOST)
     routed = await lost.request(
         "PUT",
-        headers={"Id": LOST, "Type": "user", "Route": "tcp://lost.lenore.org:8000"},
+        headers={"Id": LOST, "Type": "user", "Route": f"tcp://lost.lenore.org:{home}"},
     )
     assert routed.code == 201, routed
 
@@ -218,11 +238,14 @@ async def test_poe_writes_to_lenore(network) -> None:
     finally:
         globalLogPublisher.removeObserver(events.append)
     said = [formatEvent(event) for event in events]
-    # poe.net found lenore.org's server through its MX and handshook...
-    assert any("Linked to lenore.org via dns mail.lenore.org:7070" in s for s in said)
+    # poe.net found lenore.org's server through its MX (on the network's
+    # default port) and handshook...
+    mx_route = f"mail.lenore.org:{network.default_port.port}"
+    assert lenore.port == network.default_port.port
+    assert any(f"Linked to lenore.org via dns {mx_route}" in s for s in said)
     # ...tried lost's own route, where nothing listens, and fell back.
     assert any(
-        "Route lost.lenore.org:8000 of lenore.org unreachable" in s for s in said
+        f"Route lost.lenore.org:{home} of lenore.org unreachable" in s for s in said
     )
 
     message = message_of(pushed)
@@ -245,7 +268,7 @@ async def test_queued_while_lenore_is_down(network) -> None:
     queue (acknowledged, so on disk) and arrives once lenore.org is back.
     """
     poe = await network.start("poe.net", "127.0.0.2")
-    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     await poe.add_account(EDGAR)
     await lenore.add_account(LOST)
     await lenore.stop()
@@ -256,16 +279,20 @@ async def test_queued_while_lenore_is_down(network) -> None:
     [queued] = await poe.services.store.queued_for("lenore.org")
     assert queued.object_id == sent.headers["Id"]
 
-    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     lost = await lenore.login(LOST)
-    while True:
+
+    async def filed():
         fetched = await lost.request("FETCH")
-        if fetched.headers["Count"] == "1":
-            break
-        await within(deferLater(reactor, 0.1))
+        return fetched if fetched.headers["Count"] == "1" else None
+
+    fetched = await eventually(filed)
     assert sent.headers["Id"] in fetched.body.decode()
-    while await poe.services.store.queued_for("lenore.org"):
-        await within(deferLater(reactor, 0.1))
+
+    async def dequeued():
+        return not await poe.services.store.queued_for("lenore.org")
+
+    await eventually(dequeued)
 
 
 @pytest_twisted.ensureDeferred
@@ -274,7 +301,7 @@ async def test_keyless_domain_delivers_through_countersign(network) -> None:
     A domain that publishes no key can still deliver: lenore.org calls its
     server back, found through DNS, to confirm each message.
     """
-    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     keyless = await network.start("keyless.example", "127.0.0.4", publish_key=False)
     await lenore.add_account(LOST)
     await keyless.add_account("nokey@keyless.example")
@@ -294,7 +321,7 @@ async def test_spoofer_claiming_poe_is_refused(network) -> None:
     HELLO; its message never reaches lost, and its sender gets a bounce.
     """
     await network.start("poe.net", "127.0.0.2")
-    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, mx=True)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     await lenore.add_account(LOST)
     lost = await lenore.login(LOST)
     # The spoofer has a key of its own for poe.net, published nowhere.
@@ -319,15 +346,13 @@ async def test_delivery_through_the_parent(network) -> None:
     its parent, which relays it (its hosts file knows the way) and
     lenore.org files it on poe.net's signature.
     """
-    from dataclasses import replace
-
-    lenore = await network.start("lenore.org", "127.0.0.3", port=7070, publish=False)
+    lenore = await network.start("lenore.org", "127.0.0.3", publish=False)
     network.dns.set_zone(
         "lenore.org",
         fmtp_zone(
             "lenore.org",
             "127.0.0.9",
-            7070,
+            network.dead_port("127.0.0.9"),
             [network.signer("lenore.org", "lenore.org").public_key()],
         ),
     )
@@ -335,7 +360,7 @@ async def test_delivery_through_the_parent(network) -> None:
         "relay.example",
         "127.0.0.6",
         settings=replace(FAST, relay_for=frozenset({"poe.net"})),
-        hosts="route lenore.org 127.0.0.3:7070\n",
+        hosts=f"route lenore.org 127.0.0.3:{lenore.port}\n",
     )
     poe = await network.start(
         "poe.net",
@@ -370,8 +395,6 @@ async def test_tls_required_between_servers(network) -> None:
     checks lenore.org's certificate (made at test time by a test CA)
     against the name of its route, mail.lenore.org.
     """
-    from dataclasses import replace
-
     from fmtp.federation.links import load_trust_root
     from fmtp.tap import load_tls_context
     from tests.tlscerts import make_ca
@@ -381,7 +404,6 @@ async def test_tls_required_between_servers(network) -> None:
     lenore = await network.start(
         "lenore.org",
         "127.0.0.3",
-        port=7070,
         mx=True,
         tls_context=load_tls_context(str(cert.key_path), str(cert.cert_path)),
     )
@@ -410,3 +432,43 @@ async def test_tls_required_between_servers(network) -> None:
     assert pushed.body == b"sealed"
     said = [formatEvent(event) for event in events]
     assert any("Linked to lenore.org" in s and "TLS: verified" in s for s in said), said
+
+
+async def hello_over(server: Server, hello: dict[str, str]) -> Frame:
+    """
+    Say C{hello} to C{server} on a new connection, as a raw client would
+    (no link pool, no answer checked), and return the reply.
+    """
+    client = await within(connect(reactor, server.endpoint))
+    try:
+        return await within(client.request("HELLO", headers=hello))
+    finally:
+        client.transport.loseConnection()
+        await within(client.closed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_recorded_hello_is_refused(network) -> None:
+    """
+    A HELLO recorded off the wire and played again on a new connection is
+    refused for as long as its time is inside the 300 s window: here it
+    was signed 250 s ago, so a server that forgot nonces sooner would take
+    it.  And a HELLO whose nonce is not 16 to 64 base64url characters is
+    refused, even when its signature (which covers that nonce) is good.
+    """
+    lenore = await network.start("lenore.org", "127.0.0.3")
+    poe = network.signer("poe.net", "poe.net")
+    network.dns.set_zone("poe.net", zone_text("poe.net", [key_txt(poe.public_key())]))
+
+    recorded = make_hello(poe, "lenore.org", reactor.seconds() - 250)
+    first = await hello_over(lenore, recorded)
+    assert (first.code, first.headers["Domain"]) == (200, "lenore.org")
+    again = await hello_over(lenore, recorded)
+    assert again.code == 554 and "replayed" in again.argument, again
+
+    for nonce in ("short", "not base64url at all!", "é" * 24):
+        bad = make_hello(poe, "lenore.org", reactor.seconds(), nonce=nonce)
+        answer = await hello_over(lenore, bad)
+        assert answer.code == 554 and "Nonce must be" in answer.argument, answer
+    fresh = make_hello(poe, "lenore.org", reactor.seconds())
+    assert (await hello_over(lenore, fresh)).code == 200

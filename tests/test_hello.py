@@ -62,6 +62,59 @@ class HelloTests(SynchronousTestCase):
         self.verify(self.at_lenore, hello)
         self.assertIn("replayed", self.refused(self.at_lenore, hello).message)
 
+    def test_replay_refused_for_the_whole_window(self) -> None:
+        """
+        A nonce is remembered as long as its HELLO is inside the window:
+        a HELLO recorded and played again 250 s later, its time still
+        within 300 s, is refused as a replay; a minute later the window
+        refuses it.
+        """
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.verify(self.at_lenore, hello)
+        self.clock.advance(250)
+        error = self.refused(self.at_lenore, hello)
+        self.assertEqual(error.code, 554)
+        self.assertIn("replayed", error.message)
+        self.clock.advance(60)
+        self.assertIn("window", self.refused(self.at_lenore, hello).message)
+
+    def test_replay_of_an_old_hello_refused(self) -> None:
+        """
+        The memory runs from the HELLO's own time: one signed 250 s ago,
+        accepted once, is refused when played again.
+        """
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds() - 250)
+        self.verify(self.at_lenore, hello)
+        self.clock.advance(40)
+        self.assertIn("replayed", self.refused(self.at_lenore, hello).message)
+
+    def test_nonce_format(self) -> None:
+        """
+        The nonce is 16 to 64 base64url characters, checked on its own:
+        a HELLO whose signature covers a bad nonce is refused all the same
+        (554), signed or not, and so is a nonce of non-ASCII letters and
+        digits.
+        """
+        now = self.clock.seconds()
+        for nonce in [
+            "short",
+            "n" * 15,
+            "n" * 65,
+            "bad nonce with spaces!!",
+            "padded/base64+nonce==",
+            "é" * 24,
+            "\uff11" * 24,
+        ]:
+            signed = make_hello(self.poe, "lenore.org", now, nonce=nonce)
+            unsigned = {"Domain": "keyless.example", "To": "lenore.org", "Nonce": nonce}
+            for hello in (signed, unsigned):
+                error = self.refused(self.at_lenore, hello)
+                self.assertEqual(error.code, 554)
+                self.assertIn("Nonce must be", error.message)
+        for nonce in ["n" * 16, "A-z_0" * 12 + "9" * 4]:
+            good = make_hello(self.poe, "lenore.org", now, nonce=nonce)
+            self.verify(self.at_lenore, good)
+
     def test_outside_window(self) -> None:
         hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
         self.clock.advance(301)

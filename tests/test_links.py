@@ -52,7 +52,7 @@ from fmtp.protocols.framing import (
 )
 from fmtp.protocols.object import ObjectCommands
 from fmtp.wire import Frame, reply
-from tests.helpers import add_account, make_services
+from tests.helpers import HeldPort, add_account, make_services, within
 from tests.tlscerts import make_ca
 
 EDGAR = "edgar@poe.net"
@@ -239,7 +239,7 @@ class PeerServer:
         await self.port.stopListening()
         for protocol in list(self.protocols):
             protocol.transport.abortConnection()
-            await protocol.lost
+            await within(protocol.lost)
 
 
 class Env:
@@ -260,6 +260,7 @@ class Env:
         self.servers: list[PeerServer] = []
         self.pools: list[LinkPool] = []
         self.listening: list = []
+        self.held: list[HeldPort] = []
 
     def serve(self, domain="lenore.org", signer=None, **kw) -> PeerServer:
         if signer is None:
@@ -286,14 +287,14 @@ class Env:
         )
         return self.poe.sign_object(obj, now)
 
-    async def dead_port(self) -> int:
+    def dead_port(self) -> int:
         """
-        A loopback port with nothing listening: connections are refused.
+        A loopback port where connections are refused, held for the
+        test's life so that nothing else can listen there meanwhile.
         """
-        port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
-        number = port.getHost().port
-        await port.stopListening()
-        return number
+        held = HeldPort()
+        self.held.append(held)
+        return held.port
 
     async def cleanup(self) -> None:
         for pool in self.pools:
@@ -302,6 +303,8 @@ class Env:
             await server.stop()
         for port in self.listening:
             await port.stopListening()
+        for held in self.held:
+            held.close()
 
 
 @pytest.fixture
@@ -432,8 +435,8 @@ async def test_concurrent_callers_share_one_attempt(env) -> None:
     first = ensureDeferred(pool.link_to("lenore.org"))
     second = ensureDeferred(pool.link_to("Lenore.ORG"))
     third = ensureDeferred(pool.deliver("lenore.org", env.message(), [LOST]))
-    links = [await first, await second]
-    await third
+    links = [await within(first), await within(second)]
+    await within(third)
 
     assert links[0] is links[1]
     assert lenore.connections == 1
@@ -456,7 +459,7 @@ async def test_idle_links_close(env) -> None:
     clock.advance(101)
     assert not link.connected
     assert pool.link_for("lenore.org") is None
-    await link.when_closed()
+    await within(link.when_closed())
 
     again = await pool.link_to("lenore.org")
     assert again is not link and lenore.connections == 2
@@ -471,7 +474,7 @@ async def test_lost_links_leave_the_pool(env) -> None:
     closed = link.when_closed()
     for protocol in list(lenore.protocols):
         protocol.transport.loseConnection()
-    await closed
+    await within(closed)
     assert pool.link_for("lenore.org") is None and pool.links() == []
 
 
@@ -479,7 +482,7 @@ async def test_lost_links_leave_the_pool(env) -> None:
 async def test_unreachable_preferred_route_falls_back_to_domain(env) -> None:
     lenore = env.serve()
     env.routes.routes["lenore.org"] = [lenore.route("mx.lenore.org")]
-    dead = await env.dead_port()
+    dead = env.dead_port()
     env.routes.hosts["lost.lenore.org"] = ["127.0.0.1"]
     pool = env.pool()
 
@@ -519,11 +522,86 @@ async def test_route_is_tried_even_with_a_domain_link_open(env) -> None:
     assert home.connections == 1
     assert pool.link_for("lenore.org").via == "preferred"
 
-    dead = await env.dead_port()
+    dead = env.dead_port()
     hint = f"tcp://lost.lenore.org:{dead}"
     for _ in range(3):
         await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
     assert list(pool._failed_routes) == [("lost.lenore.org", dead)]
+
+
+def refusing_route(env, clock) -> tuple[PeerServer, str]:
+    """
+    A recipient's route whose server refuses our HELLO (451), counting the
+    connections it gets, as the C{Route} property naming it.
+    """
+    home = env.serve(clock=clock)
+    home.handler.hello_mode = 451
+    env.routes.hosts["lost.lenore.org"] = ["127.0.0.1"]
+    return home, f"tcp://lost.lenore.org:{home.port_number}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_route_rests_ten_minutes_between_deliveries(env) -> None:
+    """
+    doc/protocol.md 8.1: a route that fails is not tried again for ten
+    minutes.  With the domain's server down too, each delivery fails and
+    the queue tries again a second later: the route is tried once in all,
+    until ten minutes have passed.
+    """
+    clock = Clock()
+    clock.advance(reactor.seconds())
+    home, hint = refusing_route(env, clock)
+    env.routes.routes["lenore.org"] = [
+        Route("mx.lenore.org", env.dead_port(), "127.0.0.1")
+    ]
+    pool = env.pool(clock=clock)
+
+    for _ in range(2):
+        error = await failure_of(
+            pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
+        )
+        assert error.code == 451
+        assert home.connections == 1
+        clock.advance(1)
+
+    clock.advance(pool.route_retry_after)
+    await failure_of(pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint))
+    assert home.connections == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_route_rests_whatever_opens_the_link(env) -> None:
+    """
+    A route that failed, whether tried for a delivery or named to
+    L{LinkPool.link_to}, rests when a new link to the domain is opened,
+    by a delivery, by link_to, or to fetch a user object.
+    """
+    clock = Clock()
+    clock.advance(reactor.seconds())
+    home, hint = refusing_route(env, clock)
+    lenore = env.serve(clock=clock)
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    pool = env.pool(clock=clock, idle_timeout=100.0)
+
+    async def idle_out() -> None:
+        link = pool.link_for("lenore.org")
+        clock.advance(101)
+        await within(link.when_closed())
+
+    link = await pool.link_to("lenore.org", [hint])
+    assert (link.via, home.connections) == ("dns", 1)
+    await idle_out()
+    await pool.link_to("lenore.org", [hint])
+    await idle_out()
+    results = await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
+    assert [r.code for r in results] == [201]
+    await idle_out()
+    await pool.remote_user(LOST)
+    assert (home.connections, lenore.connections) == (1, 4)
+
+    clock.advance(pool.route_retry_after)
+    await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
+    assert home.connections == 2
 
 
 @pytest_twisted.ensureDeferred
@@ -562,7 +640,7 @@ async def test_preferred_route_of_another_domain_is_not_trusted(env) -> None:
 @pytest_twisted.ensureDeferred
 async def test_all_routes_down_falls_back_to_parent(env) -> None:
     relay = env.serve("relay.net")
-    dead = await env.dead_port()
+    dead = env.dead_port()
     env.routes.routes["lenore.org"] = [Route("mx.lenore.org", dead, "127.0.0.1")]
     pool = env.pool(parent=("127.0.0.1", relay.port_number))
 
@@ -598,14 +676,14 @@ async def test_failures_say_permanent_or_temporary(env) -> None:
     error = await failure_of(pool.link_to("flaky.example"))
     assert error.code == 451 and "DNS timed out" in error.message
 
-    dead = await env.dead_port()
+    dead = env.dead_port()
     env.routes.routes["lenore.org"] = [Route("mx.lenore.org", dead, "127.0.0.1")]
     error = await failure_of(pool.link_to("lenore.org"))
     assert error.code == 451
     assert "lenore.org" in error.message and f"mx.lenore.org:{dead}" in error.message
 
     # With the parent down too, still temporary: either may come back.
-    relay_dead = await env.dead_port()
+    relay_dead = env.dead_port()
     pool = env.pool(parent=("127.0.0.1", relay_dead))
     error = await failure_of(pool.link_to("nowhere.example"))
     assert error.code == 451 and "parent" in error.message
@@ -770,7 +848,7 @@ async def test_countersign_with_the_origin_down_is_temporary(env) -> None:
     An origin that cannot be reached now is no "no": the receiver must
     answer "try later", so the sender's queue retries.
     """
-    port = await env.dead_port()
+    port = env.dead_port()
     env.routes.routes["down.example"] = [Route("127.0.0.1", port, "127.0.0.1")]
     countersigner = Countersigner(env.pool())
     error = await failure_of(
@@ -904,7 +982,7 @@ async def test_unsolicited_421_closes_the_link(env) -> None:
     link = await pool.link_to("lenore.org")
     [protocol] = lenore.protocols
     protocol.send(reply(421, "*", "idle too long, closing"))
-    await link.when_closed()
+    await within(link.when_closed())
     assert pool.link_for("lenore.org") is None
 
 
@@ -937,12 +1015,12 @@ async def test_handshake_times_out(env) -> None:
     pool = env.pool(clock=clock, connect_timeout=5.0)
 
     attempt = ensureDeferred(pool.link_to("lenore.org"))
-    await factory.connected
+    await within(factory.connected)
     clock.advance(5.1)
     error = await failure_of(attempt)
 
     assert error.code == 451 and "no link within 5 seconds" in error.message
-    await factory.lost
+    await within(factory.lost)
 
 
 @pytest_twisted.ensureDeferred
@@ -952,10 +1030,10 @@ async def test_close_cancels_attempts(env) -> None:
     pool = env.pool()
 
     attempt = ensureDeferred(pool.link_to("lenore.org"))
-    await factory.connected
+    await within(factory.connected)
     await pool.close()
 
     await failure_of(attempt, CancelledError)
-    await factory.lost
+    await within(factory.lost)
     error = await failure_of(pool.link_to("lenore.org"))
     assert error.code == 421

@@ -83,6 +83,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from fmtp.client import FrameClientProtocol, ProtocolError
+from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.errors import FMTPError, InvalidAddress
 from fmtp.federation.hello import HelloVerifier, Peer, make_hello
 from fmtp.federation.inbound import RecipientResult
@@ -100,9 +101,6 @@ from fmtp.wire import (
     Frame,
     Limits,
 )
-
-#: The object port, where a route gives none (DESIGN decision 13).
-DEFAULT_FMTP_PORT = 7070
 
 TLS_REQUIRE = "require"
 TLS_OPPORTUNISTIC = "opportunistic"
@@ -718,7 +716,8 @@ class LinkPool:
 
     _log = Logger()
 
-    #: Seconds before a user's route that failed is tried again.
+    #: Seconds before a user's route that failed is tried again, by any
+    #: delivery or link (doc/protocol.md 8.1).
     route_retry_after = 600.0
 
     def __init__(
@@ -866,7 +865,8 @@ class LinkPool:
                     why=e.message,
                 )
         for attempt in (1, 2):
-            link = await self.link_to(domain, hints)
+            # Not the hints again: each was just tried, or is resting.
+            link = await self.link_to(domain)
             reused = link.completed > 0
             try:
                 return await link.deliver(obj, recipients)
@@ -893,13 +893,8 @@ class LinkPool:
         tried before the domain's server as the FMTP draft's route
         negotiation says, even when a link to the domain is already open.
 
-        A route that fails is remembered for L{route_retry_after} seconds,
-        so that an unreachable route costs one attempt, not one per
-        message.
-
         @return: the link, or L{None} to use the domain's server.
         """
-        now = self._clock.seconds()
         for host, port in self._preferred(domain, hints):
             open_link = self.link_for(domain)
             if (
@@ -912,28 +907,58 @@ class LinkPool:
                 == (host, port)
             ):
                 return open_link
-            if self._failed_routes.get((host, port), 0) > now:
+            link = await self._through_route(domain, host, port, [])
+            if link is not None:
+                return link
+        return None
+
+    async def _through_route(
+        self,
+        domain: str,
+        host: str,
+        port: int,
+        failures: list[LinkError],
+        tried: set[tuple[str | None, int]] | None = None,
+    ) -> ServerLink | None:
+        """
+        A new link to C{domain} through one of a recipient's own routes,
+        unless that route failed less than L{route_retry_after} seconds
+        ago (doc/protocol.md 8.1).  Every way of opening a link with a
+        route goes through here, so that an unreachable route costs one
+        attempt per retry period, not one per message or per link.
+
+        @param failures: gets what failed on this route.
+        @param tried: gets the C{(address, port)} pairs tried.
+        @return: the registered link, or L{None}.
+        """
+        if self._failed_routes.get((host, port), 0) > self._clock.seconds():
+            return None
+        route_failures: list[LinkError] = []
+        for address in await self._addresses(host, domain, route_failures):
+            if tried is not None:
+                tried.add((address, port))
+            target = LinkTarget(VIA_PREFERRED, host, port, address)
+            try:
+                link = await self._attempt(target, domain)
+            except LinkError as e:
+                route_failures.append(e)
                 continue
-            failures: list[LinkError] = []
-            for address in await self._addresses(host, domain, failures):
-                target = LinkTarget(VIA_PREFERRED, host, port, address)
-                try:
-                    link = await self._attempt(target, domain)
-                except LinkError as e:
-                    failures.append(e)
-                    continue
-                return self._register(domain, link)
-            self._failed_routes[host, port] = now + self.route_retry_after
-            while len(self._failed_routes) > self._max_users:
-                del self._failed_routes[next(iter(self._failed_routes))]
-            self._log.info(
-                "Route {host}:{port} of {domain} unreachable ({why}); using the "
-                "domain's server",
-                host=host,
-                port=port,
-                domain=domain,
-                why="; ".join(e.message for e in failures) or "no address",
-            )
+            return self._register(domain, link)
+        # Re-inserted at the end: the oldest failures are forgotten first.
+        self._failed_routes.pop((host, port), None)
+        self._failed_routes[host, port] = self._clock.seconds() + self.route_retry_after
+        while len(self._failed_routes) > self._max_users:
+            del self._failed_routes[next(iter(self._failed_routes))]
+        self._log.info(
+            "Route {host}:{port} of {domain} unreachable ({why}); not tried again "
+            "for {rest:g} seconds; using the domain's server",
+            host=host,
+            port=port,
+            domain=domain,
+            why="; ".join(e.message for e in route_failures) or "no address",
+            rest=self.route_retry_after,
+        )
+        failures.extend(route_failures)
         return None
 
     async def remote_user(self, address: str) -> FMTPObject | None:
@@ -1077,11 +1102,9 @@ class LinkPool:
 
         if not direct_only:
             for host, port in preferred:
-                for address in await self._addresses(host, domain, failures):
-                    target = LinkTarget(VIA_PREFERRED, host, port, address)
-                    link = await attempt(target, domain)
-                    if link is not None:
-                        return self._register(domain, link)
+                link = await self._through_route(domain, host, port, failures, tried)
+                if link is not None:
+                    return link
 
         try:
             routes = list(await self._routes_for(domain))

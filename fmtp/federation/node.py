@@ -18,7 +18,7 @@ from fmtp.delivery import QueuedDelivery
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
 from fmtp.federation.inbound import RecipientResult
-from fmtp.federation.links import LinkError, LinkPool
+from fmtp.federation.links import DEFAULT_FMTP_PORT, LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
 from fmtp.housekeeping import Housekeeping
 from fmtp.objects import FMTPObject
@@ -42,6 +42,11 @@ class FederationSettings:
     retry_window: float = DEFAULT_RETRY_WINDOW
     retry_schedule: Sequence[float] = DEFAULT_SCHEDULE
     connect_timeout: float = 10.0
+    #: The port of a domain's server found through its MX records or its
+    #: own address, where DNS names no port (7070, doc/protocol.md 8.1).
+    #: Not an admin's option: tests, and private networks whose servers
+    #: all listen elsewhere, change it.
+    default_port: int = DEFAULT_FMTP_PORT
 
 
 class LinkPoolService(Service):
