@@ -1,37 +1,109 @@
 """
 The C{fmtp} command: admin tasks (keygen, adduser, passwd) and a small
 client (capa, get, put, list, delete) for trying a server from a shell.
+
+An ordinary failure (the server is not running, a bad option, a data
+directory of another domain, Ctrl-C, a closed pipe) ends the command with
+one line on standard error and an exit status a script can test, never a
+traceback: see L{EXIT_STATUS_HELP}.  Everything read from the user (the
+password, a body on standard input) is read before the reactor runs, so
+that Ctrl-C at a prompt ends the command and a prompt never stalls it.
 """
 
 from __future__ import annotations
 
 import getpass
+import math
 import os
+import signal
 import sys
+import warnings
+from collections.abc import Awaitable, Callable
 
-from twisted.internet import task
-from twisted.internet.defer import ensureDeferred
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as ReplyTimeout
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionRefusedError,
+    DNSLookupError,
+    ReactorNotRunning,
+)
+from twisted.internet.error import TimeoutError as ConnectTimeout
 from twisted.python import usage
+from twisted.python.failure import Failure
 
+from fmtp import datadir
 from fmtp.accounts import check_new_password, hash_password
-from fmtp.checkdns import ERROR, check_dns, format_findings
-from fmtp.client import DatagramClient, connect
-from fmtp.dns import DNSResolver
+from fmtp.client import DatagramClient, ProtocolError, connect
+from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
 from fmtp.errors import AccountExists, InvalidAddress
 from fmtp.keys import (
     DomainSigner,
+    KeyFileError,
     generate_private_key,
     load_private_key,
     write_private_key,
     zone_line,
 )
-from fmtp.objects import normalize_address, normalize_domain, user_object
+from fmtp.objects import domain_of, normalize_address, normalize_domain, user_object
 from fmtp.options import DNSOption
-from fmtp.store import store_from_url
+from fmtp.store import MemoryStore, SQLiteStore, store_from_url
 from fmtp.wire import Frame
 
 DEFAULT_SERVER = "tcp:127.0.0.1:7070"
-DEFAULT_DATA_DIR = "fmtp-data"
+#: Seconds to wait for a connection, and then for each reply.
+DEFAULT_TIMEOUT = 10.0
+
+EXIT_OK = 0
+#: The server answered with an error, or the data directory or the store
+#: refused the change.
+EXIT_REFUSED = 1
+#: The command line is wrong: an option, an address, the password.
+EXIT_USAGE = 2
+#: The server could not be reached, or did not answer in time.
+EXIT_UNREACHABLE = 3
+#: Ctrl-C (128 + SIGINT, as a shell reports a command SIGINT ended).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+#: Standard output was closed early (128 + SIGPIPE): C{fmtp list | head -1}.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+EXIT_STATUS_HELP = f"""
+Exit status:
+  {EXIT_OK}    done
+  {EXIT_REFUSED}    refused: the server answered with an error, or the data
+       directory or store refused the change
+  {EXIT_USAGE}    usage: a bad option, address or password
+  {EXIT_UNREACHABLE}    unreachable: no connection to the server, or no answer within
+       --timeout seconds
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  {EXIT_BROKEN_PIPE}  standard output closed early
+"""
+
+
+class CommandFailed(Exception):
+    """
+    An ordinary failure: one line for the user, and the exit status.
+    """
+
+    status = EXIT_REFUSED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Refused(CommandFailed):
+    status = EXIT_REFUSED
+
+
+class BadUsage(CommandFailed):
+    status = EXIT_USAGE
+
+
+class Unreachable(CommandFailed):
+    status = EXIT_UNREACHABLE
 
 
 class KeygenOptions(usage.Options):
@@ -42,12 +114,7 @@ class KeygenOptions(usage.Options):
     )
     optParameters = [
         ["domain", "d", None, "The domain the key signs for."],
-        [
-            "key-file",
-            "k",
-            os.path.join(DEFAULT_DATA_DIR, "domain.key"),
-            "Where to write it.",
-        ],
+        ["key-file", "k", datadir.key_path(DEFAULT_DATA_DIR), "Where to write it."],
     ]
     optFlags = [["force", None, "Replace an existing key file."]]
 
@@ -84,14 +151,33 @@ class StoreOptions(usage.Options):
             raise usage.UsageError(e.message)
 
     def postOptions(self) -> None:
-        self["store"] = self["store"] or "sqlite:" + os.path.join(
-            self["data-dir"], "fmtp.sqlite"
-        )
+        self["store"] = self["store"] or datadir.store_url(self["data-dir"])
+        try:
+            store = store_from_url(self["store"])
+        except ValueError as e:
+            raise usage.UsageError(f"--store: {e}")
+        if isinstance(store, MemoryStore):
+            raise usage.UsageError(
+                "--store memory: keeps nothing; name the server's store"
+            )
+        self["store-file"] = store.path if isinstance(store, SQLiteStore) else None
+        self.setdefault("create-data-dir", False)
 
 
 class AddUserOptions(StoreOptions):
-    synopsis = "[--data-dir DIR] ADDRESS"
-    longdesc = "Create an account (and its user object) in a server's store."
+    synopsis = "[--data-dir DIR] [--create-data-dir] ADDRESS"
+    longdesc = (
+        "Create an account (and its user object) in a server's store.  The "
+        "data directory must be the server's, and ADDRESS of its domain."
+    )
+    optFlags = [
+        [
+            "create-data-dir",
+            None,
+            "Make the data directory for ADDRESS's domain if it does not exist "
+            "(a server started on it must then have that --domain).",
+        ]
+    ]
 
 
 class PasswdOptions(StoreOptions):
@@ -109,7 +195,45 @@ class ClientOptions(usage.Options):
         ],
         ["user", "u", None, "Log in as this address first."],
         ["password-file", None, None, "Read the password from this file ('-': stdin)."],
+        [
+            "timeout",
+            None,
+            str(int(DEFAULT_TIMEOUT)),
+            "Seconds to wait for the connection, and then for each reply.",
+        ],
     ]
+
+    def postOptions(self) -> None:
+        try:
+            self["timeout"] = float(self["timeout"])
+        except ValueError:
+            self["timeout"] = math.nan
+        if not 0 < self["timeout"] < math.inf:
+            raise usage.UsageError("--timeout must be a number of seconds")
+        self["udp"] = _check_server(self["server"])
+
+
+def _check_server(server: str) -> tuple[str, int] | None:
+    """
+    Refuse a C{--server} that cannot name a server, before connecting.
+
+    @return: the host and port of a C{udp:HOST:PORT} server, L{None} for a
+        stream endpoint.
+    """
+    if server.startswith("udp:"):
+        _, host, port = (server.split(":") + ["", ""])[:3]
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise usage.UsageError(f"--server {server}: expected udp:HOST:PORT")
+        return host, int(port)
+    from twisted.internet import reactor
+
+    try:
+        endpoints.clientFromString(reactor, server)
+    except (ValueError, TypeError, KeyError) as e:
+        raise usage.UsageError(
+            f"--server {server}: {e} (expected e.g. tcp:HOST:PORT or udp:HOST:PORT)"
+        )
+    return None
 
 
 class CapaOptions(ClientOptions):
@@ -202,20 +326,47 @@ class Options(usage.Options):
         if self.subCommand is None:
             raise usage.UsageError("a command is required")
 
+    def getUsage(self, width: int | None = None) -> str:
+        return super().getUsage(width) + EXIT_STATUS_HELP
+
 
 def read_password(path: str | None, confirm: bool) -> str:
     """
     A password from a file, standard input, or the terminal (asked twice
     when setting one, so a typo does not lock the user out).
+
+    Without a terminal, C{getpass} would read standard input with the
+    password echoed, and then fail at its end: refused instead, naming
+    C{--password-file}.
+
+    @raise BadUsage: if there is no terminal, the file cannot be read, or
+        the two passwords differ.
     """
     if path == "-":
-        return sys.stdin.readline().rstrip("\r\n")
+        # From the binary layer, which keeps the rest of standard input
+        # for a body that follows (C{fmtp put --password-file - -}).
+        line = sys.stdin.buffer.readline()
+        try:
+            return line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            raise BadUsage(f"the password on standard input: {e}")
     if path:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\r\n")
-    password = getpass.getpass("Password: ")
-    if confirm and getpass.getpass("Again: ") != password:
-        raise SystemExit("fmtp: the passwords differ")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadUsage(f"--password-file: {e}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            password = getpass.getpass("Password: ")
+            if confirm and getpass.getpass("Again: ") != password:
+                raise BadUsage("the passwords differ")
+        except (getpass.GetPassWarning, EOFError):
+            raise BadUsage(
+                "no terminal to ask the password on: use --password-file FILE "
+                "(or --password-file - to read it from standard input)"
+            ) from None
     return password
 
 
@@ -224,51 +375,91 @@ def keygen(options: KeygenOptions) -> None:
     try:
         write_private_key(options["key-file"], key, overwrite=options["force"])
     except FileExistsError:
-        raise SystemExit(
-            f"fmtp: {options['key-file']} exists; use --force to replace it "
+        raise Refused(
+            f"{options['key-file']} exists; use --force to replace it "
             "(and publish the new record before removing the old one)"
         )
+    except OSError as e:
+        raise Refused(f"cannot write {options['key-file']}: {e}")
     signer = DomainSigner(key, options["domain"])
     print(f"Wrote {options['key-file']} (mode 0600). Publish this TXT record:")
     print(zone_line(options["domain"], signer.public_key()))
 
 
-async def set_account(reactor, options: StoreOptions, create: bool) -> None:
+def check_data_dir(options: StoreOptions) -> Found:
+    """
+    Refuse, before asking for a password, to change a store that no server
+    of the address's domain reads: see L{fmtp.datadir}.
+
+    @return: L{Found.CREATED} if the data directory is to be made.
+    @raise Refused: saying why.
+    """
+    address, create = options["address"], options["create-data-dir"]
     try:
-        password = check_new_password(read_password(options["password-file"], True))
-    except ValueError as e:
-        raise SystemExit(f"fmtp: {e}")
+        found = datadir.check_for_admin(options["data-dir"], domain_of(address), create)
+    except DataDirError as e:
+        raise Refused(str(e))
+    store_file = options["store-file"]
+    if store_file is not None and not store_file.exists() and not create:
+        raise Refused(
+            f"no store {store_file}: the server keeps it elsewhere? Give --store "
+            "as the server has it"
+        )
+    return found
+
+
+def make_data_dir(options: StoreOptions) -> None:
+    domain = domain_of(options["address"])
+    try:
+        datadir.create(options["data-dir"], domain)
+    except OSError as e:
+        raise Refused(f"cannot make {options['data-dir']}: {e}")
+    print(f"Made the data directory {options['data-dir']} for {domain}")
+
+
+async def set_account(reactor, options: StoreOptions, password: str, create: bool):
     encoded = hash_password(password)
     store = store_from_url(options["store"], reactor)
-    await store.open()
+    try:
+        await store.open()
+    except STORE_OPEN_ERRORS as e:
+        raise Refused(f"cannot open the store {options['store']}: {e}")
     try:
         address = options["address"]
         if create:
             try:
                 await store.add_account(address, encoded)
             except AccountExists:
-                raise SystemExit(f"fmtp: {address} already has an account")
+                raise Refused(f"{address} already has an account")
             if await store.get_object(address) is None:
                 await store.put_object(user_object(address))
             print(f"Created {address}")
         elif not await store.set_password_hash(address, encoded):
-            raise SystemExit(f"fmtp: no account {address}")
+            raise Refused(f"no account {address}")
         else:
             print(f"Changed the password of {address}")
     finally:
         await store.close()
 
 
-async def check_dns_command(reactor, options: CheckDNSOptions) -> None:
+async def check_dns_command(reactor, options: CheckDNSOptions) -> int:
+    # Imported here: DNS is the slowest import, and only check-dns needs it.
+    from fmtp.checkdns import ERROR, check_dns, format_findings
+    from fmtp.dns import DNSResolver
+
     local_key = None
     if options["key-file"]:
-        signer = DomainSigner(load_private_key(options["key-file"]), options["domain"])
-        local_key = signer.public_key()
+        try:
+            private_key = load_private_key(options["key-file"])
+        except (OSError, KeyFileError) as e:
+            raise BadUsage(f"--key-file: {e}")
+        local_key = DomainSigner(private_key, options["domain"]).public_key()
     resolver = DNSResolver(reactor, options["dns"] or None)
     findings = await check_dns(resolver, options["domain"], local_key, reactor)
     print(format_findings(findings), end="")
     if any(finding.level == ERROR for finding in findings):
-        raise SystemExit(1)
+        return EXIT_REFUSED
+    return EXIT_OK
 
 
 def print_frame(frame: Frame) -> None:
@@ -283,8 +474,13 @@ def print_frame(frame: Frame) -> None:
             print()
 
 
-async def run_client(reactor, name: str, options: ClientOptions) -> int:
-    verb, argument, headers, body = name.upper(), "", {}, b""
+def client_request(
+    name: str, options: ClientOptions, body: bytes
+) -> tuple[str, str, dict[str, str]]:
+    """
+    The request a client command sends: its verb, argument and headers.
+    """
+    verb, argument, headers = name.upper(), "", {}
     if name in ("get", "delete"):
         argument = options["id"]
     elif name == "list":
@@ -296,60 +492,202 @@ async def run_client(reactor, name: str, options: ClientOptions) -> int:
             headers["Public"] = "yes"
         if options["id"]:
             headers["Id"] = options["id"]
-        if options["file"] == "-":
-            body = sys.stdin.buffer.read()
-        elif options["file"]:
-            with open(options["file"], "rb") as f:
-                body = f.read()
-    server = options["server"]
-    if server.startswith("udp:"):
-        _, host, port = server.split(":")
-        client = DatagramClient(reactor, host, int(port))
-        listening = reactor.listenUDP(0, client)
-        try:
-            answer = await client.request(verb, argument, headers)
-        finally:
-            await listening.stopListening()
-    else:
-        connection = await connect(reactor, server)
-        if options["user"]:
-            password = read_password(options["password-file"], False)
-            login = await connection.request(
-                "LOGIN", headers={"Address": options["user"], "Password": password}
-            )
-            if login.code != 230:
-                print_frame(login)
-                return 1
-        answer = await connection.request(verb, argument, headers, body)
-        connection.transport.loseConnection()
-    print_frame(answer)
-    return 0 if answer.code < 300 else 1
+    return verb, argument, headers
 
 
-def main(argv: list[str] | None = None) -> None:
-    options = Options()
+def read_body(options: ClientOptions) -> bytes:
+    path = options.get("file")
+    if path == "-":
+        return sys.stdin.buffer.read()
+    if not path:
+        return b""
     try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        raise SystemExit(f"{options}\nfmtp: {e}")
-    name, sub = options.subCommand, options.subOptions
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise BadUsage(f"{path}: {e.strerror}")
+
+
+async def run_client(
+    reactor, name: str, options: ClientOptions, password: str | None, body: bytes
+) -> int:
+    """
+    Send one request (after a LOGIN, with C{--user}) and print the reply.
+
+    @return: L{EXIT_OK}, or L{EXIT_REFUSED} if the server refused.
+    @raise Unreachable: if the server cannot be reached or does not answer
+        within C{--timeout} seconds.
+    """
+    server, timeout = options["server"], options["timeout"]
+    verb, argument, headers = client_request(name, options, body)
+    try:
+        if options["udp"]:
+            answer = await _udp_request(reactor, options, verb, argument, headers)
+        else:
+            connection = await connect(reactor, server, timeout=timeout)
+            try:
+                if password is not None:
+                    credentials = {"Address": options["user"], "Password": password}
+                    login = await connection.request(
+                        "LOGIN", headers=credentials
+                    ).addTimeout(timeout, reactor)
+                    if login.code != 230:
+                        print_frame(login)
+                        return EXIT_REFUSED
+                answer = await connection.request(
+                    verb, argument, headers, body
+                ).addTimeout(timeout, reactor)
+            finally:
+                connection.transport.loseConnection()
+    except (ReplyTimeout, ConnectTimeout):
+        raise Unreachable(f"no answer from {server} within {timeout:g} s")
+    except ConnectError as e:
+        raise Unreachable(f"cannot connect to {server}: {_connect_reason(e)}")
+    except DNSLookupError as e:
+        raise Unreachable(f"cannot connect to {server}: {e}")
+    except ConnectionClosed:
+        raise Unreachable(f"{server} closed the connection before answering")
+    except ProtocolError as e:
+        raise Unreachable(f"{server} does not speak fmtp: {e}")
+    print_frame(answer)
+    return EXIT_OK if answer.code < 300 else EXIT_REFUSED
+
+
+def _connect_reason(error: ConnectError) -> str:
+    reason = (error.osError and os.strerror(error.osError)) or str(error)
+    if isinstance(error, ConnectionRefusedError):
+        return f"{reason} (is the server running?)"
+    return reason
+
+
+async def _udp_request(
+    reactor, options: ClientOptions, verb: str, argument: str, headers
+) -> Frame:
+    host, port = options["udp"]
+    address = await reactor.resolve(host)
+    # Three tries within the timeout: one may be spent fetching a cookie,
+    # one may be lost.
+    client = DatagramClient(reactor, address, port, timeout=options["timeout"] / 3)
+    listening = reactor.listenUDP(0, client)
+    try:
+        return await client.request(verb, argument, headers)
+    finally:
+        await listening.stopListening()
+
+
+def run_on_reactor(main: Callable[[object], Awaitable[int | None]]) -> int:
+    """
+    Run C{main(reactor)} on the global reactor until it finishes.
+
+    Not L{twisted.internet.task.react}: a signal that stops the reactor
+    would make it exit 0, as if the command had succeeded.  Here SIGINT
+    and SIGTERM stop the reactor and give status 128 + the signal, as a
+    shell reports for a command a signal ended.
+
+    @return: the exit status C{main} returned, or the signal's.
+    @raise Exception: what C{main} raised.
+    """
+    from twisted.internet import reactor
+
+    outcome: list[object] = []
+    signals: list[int] = []
+
+    def stop() -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass
+
+    def on_signal(number: int, frame: object) -> None:
+        signals.append(number)
+        reactor.callFromThread(stop)
+
+    previous = {
+        number: signal.signal(number, on_signal)
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        finished = Deferred.fromCoroutine(main(reactor))
+        finished.addBoth(outcome.append)
+        finished.addBoth(lambda _: reactor.callWhenRunning(stop))
+        reactor.run(installSignalHandlers=False)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if signals:
+        return 128 + signals[0]
+    (result,) = outcome
+    if isinstance(result, Failure):
+        result.raiseException()
+    return EXIT_OK if result is None else int(result)
+
+
+def run_command(name: str, sub: usage.Options) -> int:
+    """
+    Run a parsed command: what needs the user (a password, standard
+    input) first, then what needs the reactor.
+    """
     if name == "keygen":
         keygen(sub)
-        return
+        return EXIT_OK
+    if name == "check-dns":
+        return run_on_reactor(lambda reactor: check_dns_command(reactor, sub))
+    if name in ("adduser", "passwd"):
+        found = check_data_dir(sub)
+        try:
+            password = check_new_password(read_password(sub["password-file"], True))
+        except ValueError as e:
+            raise BadUsage(str(e))
+        if found is Found.CREATED:
+            make_data_dir(sub)
+        return run_on_reactor(
+            lambda reactor: set_account(reactor, sub, password, name == "adduser")
+        )
+    password = None
+    if sub["user"]:
+        password = read_password(sub["password-file"], False)
+    body = read_body(sub)
+    return run_on_reactor(
+        lambda reactor: run_client(reactor, name, sub, password, body)
+    )
 
-    async def run(reactor) -> None:
-        if name == "check-dns":
-            await check_dns_command(reactor, sub)
-            return
-        if name in ("adduser", "passwd"):
-            await set_account(reactor, sub, create=name == "adduser")
-            return
-        code = await run_client(reactor, name, sub)
-        if code:
-            raise SystemExit(code)
 
-    task.react(lambda reactor: ensureDeferred(run(reactor)))
+def main(argv: list[str] | None = None) -> int:
+    """
+    The C{fmtp} command.
+
+    @return: the exit status (see L{EXIT_STATUS_HELP}).
+    """
+    options = Options()
+    try:
+        try:
+            options.parseOptions(sys.argv[1:] if argv is None else argv)
+        except usage.UsageError as e:
+            command = f"fmtp {options.subCommand}" if options.subCommand else "fmtp"
+            raise BadUsage(f"{e} (see {command} --help)")
+        status = run_command(options.subCommand, options.subOptions)
+        sys.stdout.flush()
+        return status
+    except CommandFailed as e:
+        _flush_quietly()
+        print(f"fmtp: {e.message}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whatever is still buffered would fail again at exit, with a
+        # complaint on standard error: send it nowhere instead.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

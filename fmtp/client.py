@@ -85,7 +85,9 @@ class FrameClientProtocol(Protocol):
         self, verb: str, argument: str = "", headers=None, body: bytes = b""
     ) -> tuple[str, Deferred]:
         tag = str(next(self._tags))
-        d = Deferred()
+        # Cancelling (a timeout) forgets the tag, so a late reply is
+        # remembered as unsolicited rather than fired into a dead Deferred.
+        d = Deferred(lambda _: self._pending.pop(tag, None))
         self._pending[tag] = d
         self.transport.write(serialize(request(verb, tag, argument, headers, body)))
         return tag, d
@@ -168,17 +170,47 @@ class FrameClientProtocol(Protocol):
         self.closed.callback(None)
 
 
-async def connect(reactor, description: str, limits: Limits = DEFAULT_LIMITS):
+async def connect(
+    reactor,
+    description: str,
+    limits: Limits = DEFAULT_LIMITS,
+    timeout: float | None = None,
+):
     """
     Connect to a stream endpoint (C{tcp:HOST:PORT}, C{tls:HOST:PORT}...)
     and wait for the server's greeting.
 
+    @param timeout: seconds to wait for the connection, and then as many
+        for the greeting; L{None} waits as long as the endpoint does.
     @return: the connected L{FrameClientProtocol}.
+    @raise twisted.internet.defer.TimeoutError: if either wait is too long
+        (the connection is then closed).
     """
     endpoint = endpoints.clientFromString(reactor, description)
-    protocol = await endpoints.connectProtocol(endpoint, FrameClientProtocol(limits))
-    await protocol.greeting
+    connecting = endpoints.connectProtocol(endpoint, FrameClientProtocol(limits))
+    if timeout is not None:
+        connecting.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
+    protocol = await connecting
+    greeting = protocol.greeting
+    if timeout is not None:
+        greeting.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
+    try:
+        await greeting
+    except BaseException:
+        protocol.transport.abortConnection()
+        raise
     return protocol
+
+
+def _timed_out(result: object, timeout: float) -> object:
+    """
+    What a wait cut short by C{addTimeout} fails with: L{TimeoutError},
+    whatever the cancelled operation failed with (an endpoint's connection
+    attempt fails with its own C{ConnectingCancelledError}).
+    """
+    if isinstance(result, Failure):
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    return result
 
 
 class DatagramClient(DatagramProtocol):

@@ -8,19 +8,25 @@ and every protocol on its default loopback listeners.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import re
+import sys
 from collections.abc import Sequence
 
+from OpenSSL import crypto
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from twisted.python import usage
+from twisted.python.failure import Failure
 
+from fmtp import datadir
 from fmtp.accounts import PasswordHashPool, make_portal
+from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
 from fmtp.dns import (
     DEFAULT_FMTP_PORT,
     DNSKeyVerifier,
@@ -38,7 +44,7 @@ from fmtp.federation.node import (
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW
 from fmtp.hostsfile import DEFAULT_HOSTS, HostsFileError, load_hosts_file, parse_hosts
 from fmtp.interfaces import IObjectStore, IProtocolPlugin
-from fmtp.keys import load_or_create_signer, zone_line
+from fmtp.keys import KeyFileError, load_or_create_signer, zone_line
 from fmtp.listeners import (
     DatagramListener,
     Listener,
@@ -130,8 +136,10 @@ class Options(DNSOption, usage.Options):
         [
             "data-dir",
             None,
-            "fmtp-data",
-            "Directory for the database and the domain key.",
+            DEFAULT_DATA_DIR,
+            "Directory for the database, the domain key and the file naming "
+            "the domain they belong to; made on first start, refused if it "
+            "belongs to another domain.",
         ],
         [
             "store",
@@ -252,16 +260,12 @@ class Options(DNSOption, usage.Options):
                 "--max-body must be a number of bytes, at least 1024"
             )
         self["max-body"] = int(self["max-body"])
-        self["store"] = self["store"] or "sqlite:" + os.path.join(
-            self["data-dir"], "fmtp.sqlite"
-        )
+        self["store"] = self["store"] or datadir.store_url(self["data-dir"])
         try:
             store_from_url(self["store"])
         except ValueError as e:
             raise usage.UsageError(f"--store {self['store']}: {e}")
-        self["key-file"] = self["key-file"] or os.path.join(
-            self["data-dir"], "domain.key"
-        )
+        self["key-file"] = self["key-file"] or datadir.key_path(self["data-dir"])
         for name, descriptions in self["listen"].items():
             for description in descriptions:
                 check_listener(description, PROTOCOL_PLUGINS[name])
@@ -387,11 +391,16 @@ class ServerService(MultiService):
     start (a store queues calls made while it opens), and closes it only
     after they have all stopped, so no request meets a closed store and
     nothing acknowledged is lost on shutdown.
+
+    @ivar failure: why the store could not be opened, if it could not: the
+        server then stops, and L{makeService} makes twistd exit non-zero.
     """
 
-    def __init__(self, store: IObjectStore) -> None:
+    def __init__(self, store: IObjectStore, store_url: str = "") -> None:
         super().__init__()
         self.store = store
+        self.store_url = store_url or repr(store)
+        self.failure: Failure | None = None
 
     def startService(self) -> None:
         opened = self.store.open()
@@ -404,10 +413,22 @@ class ServerService(MultiService):
         """
         return [service for service in self if isinstance(service, Listener)]
 
-    def _store_failed(self, failure) -> None:
+    def _store_failed(self, failure: Failure) -> None:
         from twisted.internet import reactor
 
-        log.failure("Cannot open the store; stopping", failure)
+        self.failure = failure
+        if failure.check(*STORE_OPEN_ERRORS):
+            # An admin's problem (a corrupt or newer file, a full disk, a
+            # permission): one line that says which, not a traceback.
+            log.critical(
+                "Cannot open the store {url}: {reason}; stopping",
+                url=self.store_url,
+                reason=failure.getErrorMessage(),
+            )
+        else:
+            log.failure(
+                "Cannot open the store {url}; stopping", failure, url=self.store_url
+            )
         reactor.stop()
 
     def stopService(self) -> Deferred:
@@ -494,7 +515,7 @@ def build_server(
     services.federation, federation_services = build_federation(
         services, routes, federation
     )
-    root = ServerService(store)
+    root = ServerService(store, store_url)
     # First in, so it is the last child stopped.
     hashing.setServiceParent(root)
     for service in federation_services:
@@ -523,24 +544,92 @@ def load_tls_context(key_file: str, cert_file: str):
     return ssl.PrivateCertificate.loadPEM(key + b"\n" + chain).options()
 
 
+#: What stops a start-up with one line instead of a traceback: the admin's
+#: files (data directory, domain key, TLS key and certificate) are wrong.
+STARTUP_ERRORS = (DataDirError, KeyFileError, OSError, crypto.Error)
+
+
 def makeService(options: Options) -> MultiService:
+    """
+    The service twistd runs, after every check that can be made before
+    the reactor runs.
+
+    twistd ends with a non-zero status only when making or starting the
+    service raises (and then a daemon's parent reports it too): so the
+    data directory, the key and the TLS files are checked here, and a
+    failure ends twistd with one line saying why.  A listener that cannot
+    bind raises from C{privilegedStartService}, which twistd also turns
+    into status 1.  The store opens on its own thread once the reactor
+    runs, out of twistd's reach: L{_exit_if_store_failed} gives that
+    failure its non-zero status.
+    """
     from twisted.internet import reactor
 
-    os.makedirs(options["data-dir"], mode=0o700, exist_ok=True)
-    tls_context = None
-    if options["tls-key"]:
-        tls_context = load_tls_context(options["tls-key"], options["tls-cert"])
-    root, _ = build_server(
-        reactor,
-        domain=options["domain"],
-        store_url=options["store"],
-        key_file=options["key-file"],
-        listeners=options["listen"],
-        hosts_file=options["hosts-file"],
-        limits=Limits(max_body=options["max-body"]),
-        nameservers=options["dns"],
-        federation=options["federation"],
-        tls_context=tls_context,
-        login_limits=options["login-limits"],
-    )
+    try:
+        found = datadir.prepare_for_server(options["data-dir"], options["domain"])
+        tls_context = None
+        if options["tls-key"]:
+            tls_context = load_tls_context(options["tls-key"], options["tls-cert"])
+        root, _ = build_server(
+            reactor,
+            domain=options["domain"],
+            store_url=options["store"],
+            key_file=options["key-file"],
+            listeners=options["listen"],
+            hosts_file=options["hosts-file"],
+            limits=Limits(max_body=options["max-body"]),
+            nameservers=options["dns"],
+            federation=options["federation"],
+            tls_context=tls_context,
+            login_limits=options["login-limits"],
+        )
+    except STARTUP_ERRORS as e:
+        raise SystemExit(f"fmtp: cannot start: {_reason(e)}") from None
+    _log_data_dir(found, options["data-dir"], options["domain"])
+    atexit.register(_exit_if_store_failed, root)
     return root
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, crypto.Error):
+        return f"cannot load --tls-key and --tls-cert: {error}"
+    return str(error)
+
+
+def _log_data_dir(found: Found, path: str, domain: str) -> None:
+    if found is Found.CREATED:
+        log.info(
+            "Made the data directory {path} for {domain}", path=path, domain=domain
+        )
+    elif found is Found.ADOPTED:
+        log.warn(
+            "{path} was made by an older fmtp and named no domain: recorded "
+            "{domain} in {file}. If its key and accounts are another "
+            "domain's, stop the server, write that domain in {file} and "
+            "start it with that --domain.",
+            path=path,
+            domain=domain,
+            file=datadir.domain_path(path),
+        )
+
+
+def _exit_if_store_failed(root: ServerService) -> None:
+    """
+    At exit, end with status 1 if the store could not be opened.
+
+    twistd has no exit status for a failure after its reactor starts: it
+    stops, cleans up (pid file, logs) and exits 0, so a service manager's
+    restart-on-failure would never fire.  This runs after that clean-up,
+    from C{atexit}, and only in a twistd process (L{makeService}).  The
+    exit handlers registered before it are skipped (the standard library's
+    C{logging} flush among them); fmtp logs through C{twisted.logger},
+    whose files are flushed at each event.
+    """
+    if root.failure is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)
