@@ -1,7 +1,8 @@
 """
-Values shared by the delivery store (L{fmtp.interfaces.IDeliveryStore}) and
-the code that delivers: a queued outbound delivery, and who an inbound
-object is from.
+Values shared by the delivery store (L{fmtp.interfaces.IDeliveryStore}),
+the code that delivers and the clients that send: a queued outbound
+delivery, who an inbound object is from, and the per-recipient results of
+a delivery as a reply carries them.
 
 They live in their own small module, not in L{fmtp.store}, so that the
 federation code can name them without importing every store backend.
@@ -9,7 +10,7 @@ federation code can name them without importing every store backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from fmtp.errors import InvalidAddress
@@ -158,3 +159,52 @@ class SendRecord:
     object_id: str
     request_digest: str
     results: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """
+    The outcome for one recipient: a reply code and why.
+    """
+
+    address: str
+    code: int
+    text: str
+
+    def line(self) -> str:
+        return f"{self.address} {self.code} {self.text}"
+
+
+def results_text(results: Sequence[RecipientResult]) -> str:
+    """
+    Results as a reply body carries them: C{ADDRESS SP CODE SP TEXT CRLF}
+    per recipient.
+    """
+    return "".join(f"{result.line()}\r\n" for result in results)
+
+
+def parse_results(
+    text: str, malformed: Callable[[str], object] | None = None
+) -> list[RecipientResult]:
+    """
+    The results of L{results_text}.  A line that does not parse is
+    skipped, and handed to C{malformed} if given (to be logged: a peer's
+    reply is not trusted to be well formed).
+    """
+    results = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        address, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if (
+            len(code) == 3
+            and code.isascii()
+            and code.isdigit()
+            and "2" <= code[0] <= "5"
+        ):
+            results.append(RecipientResult(address, int(code), reason))
+        elif malformed is not None:
+            malformed(line)
+    return results

@@ -52,6 +52,7 @@ class Housekeeping(Service):
         self.sent_lifetime = sent_lifetime
         self.key_lifetime = key_lifetime
         self._loop: LoopingCall | None = None
+        self._sweeping: Deferred | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -60,17 +61,32 @@ class Housekeeping(Service):
         self._loop.start(self.interval, now=True)
 
     def stopService(self) -> Deferred | None:
+        """
+        Stop sweeping; the Deferred fires once a sweep under way is done,
+        so the store is not closed under it.
+        """
         super().stopService()
         loop, self._loop = self._loop, None
         if loop is not None and loop.running:
             loop.stop()
-        return None
+        if self._sweeping is None:
+            return None
+        done: Deferred = Deferred()
+        self._sweeping.addBoth(lambda result: (done.callback(None), result)[1])
+        return done
 
     def sweep(self) -> Deferred:
         """
         Forget what has outlived its use; the Deferred never fails.
         """
-        return Deferred.fromCoroutine(self._sweep())
+        d = self._sweeping = Deferred.fromCoroutine(self._sweep())
+
+        def finished(result: object) -> object:
+            if self._sweeping is d:
+                self._sweeping = None
+            return result
+
+        return d.addBoth(finished)
 
     async def _sweep(self) -> None:
         now = self._clock.seconds()

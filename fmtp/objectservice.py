@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 
+from fmtp import attachments
 from fmtp.delivery import StoredObject
 from fmtp.errors import Forbidden, InvalidAddress, InvalidObject, NotFound
 from fmtp.interfaces import IDeliveryStore
@@ -152,6 +153,7 @@ class ObjectService:
         if object_type == USER_TYPE:
             properties["Address"] = user
         check_from(user, properties)
+        attachments.check(properties, len(body))
         public = properties.get("Public")
         if public is not None and public.lower() not in ("yes", "no"):
             raise InvalidObject("Public must be yes or no")

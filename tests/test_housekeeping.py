@@ -82,3 +82,35 @@ class HousekeepingTests(SynchronousTestCase):
         self.service.startService()
         self.service.stopService()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SlowStore(MemoryStore):
+    """
+    A store whose clean-up is still running when the server stops.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list = []
+
+    def forget_sent(self, before: float):
+        from twisted.internet.defer import Deferred
+
+        d = Deferred()
+        self.pending.append(d)
+        return d
+
+
+class StopTests(SynchronousTestCase):
+    def test_stop_waits_for_the_sweep_under_way(self) -> None:
+        """
+        The store is closed after its services stop: a sweep under way
+        must end first, or it would meet a closed store.
+        """
+        store = SlowStore()
+        service = Housekeeping(store, Clock())
+        service.startService()
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        store.pending.pop().callback(0)
+        self.successResultOf(stopped)

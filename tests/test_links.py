@@ -29,10 +29,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from fmtp.delivery import RecipientResult
 from fmtp.errors import FMTPError
 from fmtp.federation.countersign import Countersigner, CountersignUnavailable
 from fmtp.federation.hello import HelloVerifier, make_hello
-from fmtp.federation.inbound import RecipientResult
 from fmtp.federation.links import (
     DeliveryFailed,
     LinkError,
@@ -111,7 +111,8 @@ class PeerCommands(CommandHandler):
         domain does not publish), C{"unsigned"}, or a reply code to refuse
         with.
     @ivar on_deliver: C{"ok"}, C{"close"} (drop the connection instead of
-        answering) or a reply code to refuse the whole message with.
+        answering), C{"silent"} (never answer) or a reply code to refuse the
+        whole message with.
     """
 
     protocol_name = "object"
@@ -154,6 +155,8 @@ class PeerCommands(CommandHandler):
         if self.on_deliver == "close":
             for protocol in self.server.protocols:
                 protocol.transport.loseConnection()
+            await Deferred()
+        if self.on_deliver == "silent":
             await Deferred()
         if isinstance(self.on_deliver, int):
             return reply(self.on_deliver, frame.tag, "refused whole")
@@ -811,6 +814,26 @@ async def test_peer_closing_mid_delivery_is_temporary(env) -> None:
     )
 
     assert error.code == 451 and "lost during DELIVER" in error.message
+    assert pool.link_for("lenore.org") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_that_never_answers_is_temporary(env) -> None:
+    """
+    A peer that accepts a DELIVER and never answers holds no delivery for
+    ever: after the reply timeout it is temporary, and the link is closed
+    so the next try makes a fresh one.
+    """
+    lenore = env.serve()
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    pool = env.pool(request_timeout=0.3)
+    lenore.handler.on_deliver = "silent"
+
+    error = await failure_of(
+        pool.deliver("lenore.org", env.message(), [LOST]), LinkLost
+    )
+
+    assert error.code == 451 and "did not answer DELIVER" in error.message
     assert pool.link_for("lenore.org") is None
 
 

@@ -21,9 +21,8 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from fmtp.delivery import QueuedDelivery
+from fmtp.delivery import QueuedDelivery, RecipientResult
 from fmtp.errors import FMTPError, StoreUnavailable
-from fmtp.federation.inbound import RecipientResult
 from fmtp.federation.queue import (
     DEFAULT_RETRY_WINDOW,
     DEFAULT_SCHEDULE,

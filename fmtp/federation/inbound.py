@@ -18,11 +18,10 @@ Protocols only frame: the rules live here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-from fmtp.delivery import sender_of
+from fmtp.delivery import RecipientResult, sender_of
 from fmtp.errors import (
     BadSignature,
     FMTPError,
@@ -52,41 +51,6 @@ Countersign = Callable[[str, FMTPObject], Awaitable[bool]]
 class DeliveryRefused(FMTPError):
     code = 554
     default_message = "delivery refused"
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientResult:
-    """
-    The outcome for one recipient: a reply code and why.
-    """
-
-    address: str
-    code: int
-    text: str
-
-    def line(self) -> str:
-        return f"{self.address} {self.code} {self.text}"
-
-
-def results_text(results: Sequence[RecipientResult]) -> str:
-    """
-    Results as a reply body carries them: C{ADDRESS SP CODE SP TEXT CRLF}
-    per recipient.
-    """
-    return "".join(f"{result.line()}\r\n" for result in results)
-
-
-def parse_results(text: str) -> list[RecipientResult]:
-    """
-    The results of L{results_text}; a line that does not parse is skipped.
-    """
-    results = []
-    for line in text.splitlines():
-        address, _, rest = line.strip().partition(" ")
-        code, _, reason = rest.partition(" ")
-        if len(code) == 3 and code.isascii() and code.isdigit():
-            results.append(RecipientResult(address, int(code), reason))
-    return results
 
 
 def named_recipients(obj: FMTPObject, recipients: Sequence[str]) -> list[str]:

@@ -71,7 +71,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
@@ -80,13 +80,13 @@ from twisted.internet.ssl import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from fmtp.client import FrameClientProtocol, ProtocolError
+from fmtp.client.api import Client, ConnectionLost, ReplyTimeout, object_from_reply
+from fmtp.delivery import RecipientResult, parse_results
 from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.errors import FMTPError, InvalidAddress
 from fmtp.federation.hello import HelloVerifier, Peer, make_hello
-from fmtp.federation.inbound import RecipientResult
 from fmtp.interfaces import IDomainSigner
 from fmtp.objects import (
     USER_TYPE,
@@ -294,7 +294,6 @@ class ParentRoute:
         return cls(str(host), int(port), domain)
 
 
-@implementer(IHandshakeListener)
 class _LinkProtocol(FrameClientProtocol):
     """
     A L{FrameClientProtocol} that closes on a peer's C{421} and reports how
@@ -369,8 +368,12 @@ class ServerLink:
         tls: str,
         clock: Any,
         idle_timeout: float | None,
+        request_timeout: float = 120.0,
     ) -> None:
         self._protocol = protocol
+        # The client library's request machinery: pipelining, a reply
+        # timeout, and connection loss as an error.
+        self._client = Client(protocol, clock, request_timeout)
         self.peer = peer
         self.domain = peer.domain
         self.target = target
@@ -536,12 +539,20 @@ class ServerLink:
         self.in_flight += 1
         self._touch()
         try:
-            return await self._protocol.request(verb, argument, headers, body)
-        except (netError.ConnectionDone, netError.ConnectionLost, ProtocolError) as e:
+            return await self._client.request(verb, argument, headers, body)
+        except ConnectionLost as e:
             why = _why(self._protocol.lost_reason or e)
             raise LinkLost(
                 f"connection to {self.domain} ({self.target.describe()}) lost "
                 f"during {verb}: {why}; try again later"
+            ) from None
+        except ReplyTimeout:
+            # A peer that does not answer is not trusted with the next
+            # request either: a fresh link is made for it.
+            self.close()
+            raise LinkLost(
+                f"{self.domain} ({self.target.describe()}) did not answer {verb} "
+                f"within {self._client.timeout:g} seconds; try again later"
             ) from None
         finally:
             self.in_flight -= 1
@@ -582,7 +593,12 @@ class ServerLink:
                 code,
                 f"{self.domain} refused {obj.id}: {answer.verb} {answer.argument}",
             )
-        found = self._parse_results(answer.body)
+        found = {
+            _normal(result.address): result
+            for result in parse_results(
+                answer.body.decode("utf-8", "replace"), self._malformed_result
+            )
+        }
         results = []
         for recipient in recipients:
             result = found.get(_normal(recipient))
@@ -593,29 +609,13 @@ class ServerLink:
             results.append(result)
         return results
 
-    def _parse_results(self, body: bytes) -> dict[str, RecipientResult]:
-        """
-        Read C{ADDRESS SP CODE SP TEXT} lines; a line that does not parse
-        is logged and skipped (its recipient then gets a 451).
-        """
-        found: dict[str, RecipientResult] = {}
-        for line in body.decode("utf-8", "replace").splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            address, _, rest = line.partition(" ")
-            code, _, text = rest.partition(" ")
-            if not (len(code) == 3 and code.isascii() and code.isdigit()) or not (
-                "2" <= code[0] <= "5"
-            ):
-                self._log.warn(
-                    "{domain} sent a malformed result line {line!r}",
-                    domain=self.domain,
-                    line=line[:200],
-                )
-                continue
-            found[_normal(address)] = RecipientResult(address, int(code), text)
-        return found
+    def _malformed_result(self, line: str) -> None:
+        # Its recipient then gets a 451 and is tried again.
+        self._log.warn(
+            "{domain} sent a malformed result line {line!r}",
+            domain=self.domain,
+            line=line[:200],
+        )
 
     async def get(self, object_id: str) -> FMTPObject | None:
         """
@@ -640,11 +640,9 @@ class ServerLink:
         if not 200 <= answer.code < 300:
             raise self._failed("GET", answer)
         try:
-            return FMTPObject.from_headers(answer.headers, answer.body)
-        except FMTPError as e:
-            raise LinkError(
-                f"{self.domain} sent a bad object for {object_id}: {e.message}"
-            ) from None
+            return object_from_reply(answer)
+        except ProtocolError as e:
+            raise LinkError(f"{self.domain}, for {object_id}: {e}") from None
 
     async def confirm(self, object_id: str, digest: str) -> bool:
         """
@@ -712,6 +710,9 @@ class LinkPool:
         reactor.
     @param user_ttl: seconds a fetched remote user object is kept.
     @param max_users: most remote user objects kept.
+    @param request_timeout: seconds a link waits for each reply before
+        taking the peer for gone (the request is then retried on a fresh
+        link, later).
     """
 
     _log = Logger()
@@ -737,8 +738,10 @@ class LinkPool:
         limits: Limits = DEFAULT_LIMITS,
         user_ttl: float = 300.0,
         max_users: int = 10_000,
+        request_timeout: float = 120.0,
     ) -> None:
         self._reactor = reactor
+        self.request_timeout = request_timeout
         self._clock = clock if clock is not None else reactor
         self._signer = signer
         self._hello = hello_verifier
@@ -1313,7 +1316,13 @@ class LinkPool:
         if peer.domain != peer_domain:
             raise LinkRefused(f"{where} proved it is {peer.domain}, not {peer_domain}")
         link = ServerLink(
-            protocol, peer, target, tls, self._clock, self.idle_timeout or None
+            protocol,
+            peer,
+            target,
+            tls,
+            self._clock,
+            self.idle_timeout or None,
+            self.request_timeout,
         )
         self._log.info(
             "Linked to {domain} via {via} {target} (TLS: {tls}, {how})",

@@ -14,10 +14,9 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from fmtp.delivery import QueuedDelivery
+from fmtp.delivery import QueuedDelivery, RecipientResult
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
-from fmtp.federation.inbound import RecipientResult
 from fmtp.federation.links import DEFAULT_FMTP_PORT, LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
 from fmtp.housekeeping import Housekeeping

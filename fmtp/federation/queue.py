@@ -40,9 +40,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from fmtp.delivery import QueuedDelivery, sender_of
+from fmtp.delivery import QueuedDelivery, RecipientResult, sender_of
 from fmtp.errors import FMTPError, InvalidObjectId
-from fmtp.federation.inbound import RecipientResult
 from fmtp.interfaces import IDeliveryStore, IDomainSigner
 from fmtp.objects import (
     FMTPObject,

@@ -20,14 +20,17 @@ from collections.abc import Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
 
-from fmtp.delivery import SendKey, SendRecord, deliveries_to
-from fmtp.errors import InvalidAddress, InvalidObject, SendKeyUsed
-from fmtp.federation.inbound import (
-    DeliveryReceiver,
+from fmtp import attachments
+from fmtp.delivery import (
     RecipientResult,
+    SendKey,
+    SendRecord,
+    deliveries_to,
     parse_results,
     results_text,
 )
+from fmtp.errors import InvalidAddress, InvalidObject, SendKeyUsed
+from fmtp.federation.inbound import DeliveryReceiver
 from fmtp.interfaces import IDeliveryStore, IDomainSigner
 from fmtp.objects import (
     MESSAGE_TYPE,
@@ -136,6 +139,7 @@ class MessageSender:
         if "From" in properties and properties["From"] != user:
             raise InvalidObject("From is set by the server: it is you")
         object_type = check_type(headers.get("Type", MESSAGE_TYPE))
+        attachments.check(properties, len(body))
         recipients = self._recipients(properties.get("To", ""))
         properties["From"] = user
         properties["To"] = " ".join(recipients)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-from fmtp.delivery import sender_of
+from fmtp.delivery import RecipientResult, sender_of
 from fmtp.errors import FMTPError, InvalidObject, LoginRequired
 from fmtp.federation.countersign import vouches_for
 from fmtp.federation.hello import HelloVerifier, make_hello
-from fmtp.federation.inbound import DeliveryReceiver, RecipientResult
+from fmtp.federation.inbound import DeliveryReceiver
 from fmtp.federation.relay import ChildRelay
 from fmtp.federation.sending import IDEMPOTENCY_KEY, MessageSender
 from fmtp.objects import FMTPObject, domain_of, normalize_address

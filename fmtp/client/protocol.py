@@ -1,5 +1,5 @@
 """
-Client side of the fmtp frame protocols, over streams and datagrams.
+Frames between a client and a server, over streams and datagrams.
 
 Used by the C{fmtp} command, by the tests and by the benchmarks: one client
 for all of them, so what they exercise is what a user runs.
@@ -12,8 +12,10 @@ import itertools
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredQueue, TimeoutError
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from fmtp.wire import (
     DEFAULT_LIMITS,
@@ -38,6 +40,7 @@ class ProtocolError(Exception):
     """
 
 
+@implementer(IHandshakeListener)
 class FrameClientProtocol(Protocol):
     """
     A pipelining client: each request gets a fresh tag, and the Deferred it
