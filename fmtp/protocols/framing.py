@@ -20,8 +20,10 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from fmtp.attachments import MAX_ATTACHMENTS
 from fmtp.cookies import SourceCookies
 from fmtp.errors import FMTPError, InvalidObject
+from fmtp.keys import format_key_record
 from fmtp.objects import is_ascii_digits
 from fmtp.ratelimit import SourceRateLimiter
 from fmtp.services import SharedServices
@@ -165,6 +167,11 @@ class CommandHandler:
                 "Max-Line": str(limits.max_line),
                 "Max-Headers": str(limits.max_headers),
                 "Max-Body": str(MAX_DATAGRAM if client.datagram else limits.max_body),
+                "Max-Attachments": str(MAX_ATTACHMENTS),
+                # The key this server signs with: a client checks the
+                # signatures of its own domain's messages with it when the
+                # domain publishes none (the embedded localhost).
+                "Domain-Key": format_key_record(self.services.signer.public_key()),
             },
         )
 
