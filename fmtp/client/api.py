@@ -244,16 +244,9 @@ class Client:
         """
         if self._closed:
             raise ConnectionLost("the connection is closed")
-        d = self.protocol.request(verb, argument, headers, body)
-        d.addTimeout(self.timeout, self._clock)
-        try:
-            return await d
-        except (DeferredTimeout, CancelledError):
-            raise ReplyTimeout(
-                f"{verb}: no reply within {self.timeout:g} seconds"
-            ) from None
-        except (ConnectionClosed, ProtocolError) as e:
-            raise ConnectionLost(f"{verb}: {e}") from None
+        return await self._timed(
+            self.protocol.request(verb, argument, headers, body), verb
+        )
 
     async def call(
         self,
@@ -284,11 +277,16 @@ class Client:
         await self._timed(self.protocol.tls_ready, "STARTTLS")
 
     async def _timed(self, d: Deferred, verb: str) -> Any:
+        """
+        Wait for C{d}, the answer to C{verb}, at most L{timeout} seconds.
+        """
         d.addTimeout(self.timeout, self._clock)
         try:
             return await d
         except (DeferredTimeout, CancelledError):
-            raise ReplyTimeout(f"{verb}: no reply in time") from None
+            raise ReplyTimeout(
+                f"{verb}: no reply within {self.timeout:g} seconds"
+            ) from None
         except (ConnectionClosed, ProtocolError) as e:
             raise ConnectionLost(f"{verb}: {e}") from None
 
