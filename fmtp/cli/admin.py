@@ -10,6 +10,7 @@ reads.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.python import usage
@@ -17,14 +18,17 @@ from twisted.python import usage
 from fmtp import datadir
 from fmtp.accounts import check_new_password, hash_password
 from fmtp.cli.config import read_password
-from fmtp.cli.options import CommandOptions
+from fmtp.cli.options import CommandOptions, JSONOption
+from fmtp.cli.output import print_json
 from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.status import EXIT_OK, BadUsage, Refused
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
 from fmtp.errors import AccountExists, InvalidAddress
 from fmtp.keys import (
     DomainSigner,
+    KeyFileError,
     generate_private_key,
+    load_private_key,
     write_private_key,
     zone_line,
 )
@@ -47,22 +51,44 @@ def parse_address(text: str) -> str:
 
 
 class KeygenOptions(CommandOptions):
-    synopsis = "--domain DOMAIN [--key-file PATH] [--force]"
+    synopsis = "--domain DOMAIN [--key-file PATH] [--force] | --show"
     longdesc = (
         "Make an Ed25519 domain key, write it with mode 0600, and print the TXT "
-        "record to publish at fmtpkey.DOMAIN."
+        "record to publish at fmtpkey.DOMAIN.  With --show, make nothing: print "
+        "the record of the existing key file again (its domain is then the one "
+        "its data directory records, unless --domain says otherwise)."
     )
-    examples = ("fmtp keygen --domain poe.net --key-file /var/lib/fmtp/domain.key",)
+    examples = (
+        "fmtp keygen --domain poe.net --key-file /var/lib/fmtp/domain.key",
+        "fmtp keygen --show --key-file /var/lib/fmtp/domain.key",
+    )
     optParameters = [
         ["domain", "d", None, "The domain the key signs for."],
-        ["key-file", "k", datadir.key_path(DEFAULT_DATA_DIR), "Where to write it."],
+        ["key-file", "k", datadir.key_path(DEFAULT_DATA_DIR), "The key file."],
     ]
-    optFlags = [["force", None, "Replace an existing key file."]]
+    optFlags = [
+        ["force", None, "Replace an existing key file."],
+        ["show", None, "Print the record to publish for the existing key file."],
+    ]
 
     def postOptions(self) -> None:
+        if self["show"] and self["force"]:
+            raise usage.UsageError("--show makes nothing: drop --force")
+        if not self["domain"] and self["show"]:
+            self["domain"] = _key_file_domain(self["key-file"])
         if not self["domain"]:
             raise usage.UsageError("--domain is required")
         self["domain"] = parse_domain(self["domain"])
+
+
+def _key_file_domain(key_file: str) -> str | None:
+    """
+    The domain the data directory holding C{key_file} records, if any.
+    """
+    try:
+        return datadir.read_domain(os.path.dirname(key_file) or ".")
+    except (OSError, DataDirError):
+        return None
 
 
 class StoreOptions(CommandOptions):
@@ -132,6 +158,8 @@ class PasswdOptions(AccountOptions):
 
 
 def keygen(options: KeygenOptions) -> int:
+    if options["show"]:
+        return show_key(options)
     key = generate_private_key()
     try:
         write_private_key(options["key-file"], key, overwrite=options["force"])
@@ -145,6 +173,23 @@ def keygen(options: KeygenOptions) -> int:
     signer = DomainSigner(key, options["domain"])
     print(f"Wrote {options['key-file']} (mode 0600). Publish this TXT record:")
     print(zone_line(options["domain"], signer.public_key()))
+    return EXIT_OK
+
+
+def show_key(options: KeygenOptions) -> int:
+    """
+    C{fmtp keygen --show}: the record to publish for an existing key.
+    """
+    try:
+        key = load_private_key(options["key-file"])
+    except (OSError, KeyFileError) as e:
+        raise Refused(f"cannot read the key {options['key-file']}: {e}")
+    public = DomainSigner(key, options["domain"]).public_key()
+    print(
+        f"The key in {options['key-file']} (fingerprint {public.fingerprint}). "
+        "Publish this TXT record:"
+    )
+    print(zone_line(options["domain"], public))
     return EXIT_OK
 
 
@@ -245,3 +290,58 @@ def account_command(name: str, options: AccountOptions) -> int:
     return run_on_reactor(
         lambda reactor: set_account(reactor, options, password, name == "adduser")
     )
+
+
+class UsersOptions(JSONOption, StoreOptions):
+    synopsis = "[--data-dir DIR] [--json] | delete ADDRESS"
+    longdesc = (
+        "List the accounts of a server's store, or delete one.  Deleting an "
+        "account removes the account, its user object and every object it "
+        "stored but did not send, empties its inbox and forgets the senders it "
+        "approved, so the address can be given to someone new.  The messages it "
+        "sent stay with their recipients (and in the queue, which still delivers "
+        "them).  A session it has open on a running server lasts until it ends."
+    )
+    examples = (
+        "fmtp users --data-dir /var/lib/fmtp",
+        "fmtp users delete edgar@poe.net --data-dir /var/lib/fmtp",
+    )
+
+    def parseArgs(self, action: str | None = None, address: str | None = None) -> None:
+        if action is None:
+            self["delete"] = None
+        elif action == "delete" and address is not None:
+            self["delete"] = parse_address(address)
+        else:
+            raise usage.UsageError("expected no argument, or delete ADDRESS")
+
+
+async def users(reactor: Any, options: UsersOptions) -> int:
+    store = await open_store(reactor, options)
+    try:
+        address = options["delete"]
+        if address is not None:
+            if not await store.delete_account(address):
+                raise Refused(f"no account {address}")
+            print(
+                f"Deleted {address}: its account, user object, unsent objects, "
+                "inbox and approvals; what it sent stays with its recipients"
+            )
+            return EXIT_OK
+        accounts = await store.list_accounts()
+    finally:
+        await store.close()
+    if options["json"]:
+        print_json({"users": [{"address": address} for address in accounts]})
+    else:
+        for address in accounts:
+            print(address)
+    return EXIT_OK
+
+
+def users_command(options: UsersOptions) -> int:
+    if options["delete"] is not None:
+        check_data_dir(options, domain_of(options["delete"]))
+    else:
+        data_dir_domain(options)
+    return run_on_reactor(lambda reactor: users(reactor, options))

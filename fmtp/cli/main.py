@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from twisted.python import usage
 
-from fmtp.cli import admin, checkdns, objects
+from fmtp.cli import admin, checkdns, messaging, objects, queue, reading
 from fmtp.cli.options import CommandOptions
 from fmtp.cli.status import (
     EXIT_BROKEN_PIPE,
@@ -49,7 +49,59 @@ def _account_command(name: str) -> Callable[[usage.Options], int]:
     return lambda options: admin.account_command(name, options)
 
 
+def _senders_command(name: str) -> Callable[[usage.Options], int]:
+    return lambda options: messaging.senders_command(name, options)
+
+
 COMMANDS = [
+    Command(
+        "send",
+        messaging.SendOptions,
+        messaging.compose_command,
+        "Send a message.",
+    ),
+    Command(
+        "inbox",
+        messaging.InboxOptions,
+        messaging.inbox_command,
+        "List the messages in your inbox.",
+    ),
+    Command(
+        "read",
+        reading.ReadOptions,
+        reading.read_command,
+        "Show a message, check its signature, save its attachments.",
+    ),
+    Command(
+        "reply",
+        messaging.ReplyOptions,
+        messaging.compose_command,
+        "Answer a message, in its thread.",
+    ),
+    Command(
+        "watch",
+        reading.WatchOptions,
+        reading.watch_command,
+        "Show messages as they arrive, until Ctrl-C.",
+    ),
+    Command(
+        "held",
+        messaging.HeldOptions,
+        _senders_command("held"),
+        "List the senders waiting for your approval.",
+    ),
+    Command(
+        "approve",
+        messaging.ApproveOptions,
+        _senders_command("approve"),
+        "Accept a sender; their held messages join your inbox.",
+    ),
+    Command(
+        "refuse",
+        messaging.RefuseOptions,
+        _senders_command("refuse"),
+        "Drop a sender's held messages.",
+    ),
     Command(
         "keygen",
         admin.KeygenOptions,
@@ -73,6 +125,18 @@ COMMANDS = [
         admin.PasswdOptions,
         _account_command("passwd"),
         "Change an account's password.",
+    ),
+    Command(
+        "users",
+        admin.UsersOptions,
+        admin.users_command,
+        "List the accounts, or delete one.",
+    ),
+    Command(
+        "queue",
+        queue.QueueOptions,
+        queue.queue_command,
+        "Show the outbound queue; retry or drop what waits.",
     ),
     Command(
         "capa",

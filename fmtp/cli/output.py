@@ -156,6 +156,16 @@ class Progress:
         self._stream.flush()
         self._shown = True
 
+    def note(self, text: str) -> None:
+        """
+        Show C{text} at once, until L{done}: for a wait whose progress
+        cannot be measured (a large message on its way to the server).
+        """
+        if self._enabled:
+            self._stream.write(f"\r{self._what}: {text}\x1b[K")
+            self._stream.flush()
+            self._shown = True
+
     def done(self) -> None:
         """
         Clear the line, if one was shown.
