@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from fmtp.tap import build_server
 from tests.dnsserver import key_txt, start_dns_server, zone_text
 from tests.helpers import FAST_SCRYPT_N, HeldPort, bound_ports, eventually
 from tests.test_cli import closed_pipe
-from tests.test_twistd import FMTP, child_environment, wait_for_exit
+from tests.test_twistd import CHECKOUT, FMTP, child_environment, wait_for_exit
 
 EDGAR = "edgar@poe.net"
 ANNABEL = "annabel@poe.net"
@@ -83,13 +84,14 @@ class Children:
         env: dict[str, str],
         stdin: bytes = b"",
         stdout: int | None = None,
+        command: Sequence[str] = FMTP,
     ) -> tuple[subprocess.Popen, Path, Path]:
         self.count += 1
         out = self.directory / f"command-{self.count}.out"
         err = self.directory / f"command-{self.count}.err"
         with open(out, "wb") as out_file, open(err, "wb") as err_file:
             child = subprocess.Popen(
-                [*FMTP, *args],
+                [*command, *args],
                 cwd=self.directory,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -104,9 +106,13 @@ class Children:
         return child, out, err
 
     async def run(
-        self, args: Sequence[str], env: dict[str, str], stdin: bytes = b""
+        self,
+        args: Sequence[str],
+        env: dict[str, str],
+        stdin: bytes = b"",
+        command: Sequence[str] = FMTP,
     ) -> Ran:
-        child, out, err = self.start(args, env, stdin)
+        child, out, err = self.start(args, env, stdin, command=command)
         status = await wait_for_exit(child, COMMAND_TIMEOUT)
         assert status is not None, f"fmtp {' '.join(args)} still running"
         return Ran(status, out.read_text("utf-8"), err.read_text("utf-8"))
@@ -606,8 +612,9 @@ class DropReplies(Protocol):
     def from_server(self, data: bytes) -> None:
         if self.sent and self.factory.drops > 0:
             self.factory.drops -= 1
-            self.transport.abortConnection()
-            self.server.transport.abortConnection()
+            if not self.factory.swallow:
+                self.transport.abortConnection()
+                self.server.transport.abortConnection()
         else:
             self.transport.write(data)
 
@@ -637,6 +644,7 @@ def forwarding_proxy(server: CLIServer, drops: int = 0):
     factory = Factory.forProtocol(DropReplies)
     factory.port = int(server.tcp.rsplit(":", 1)[1])
     factory.connections, factory.drops, factory.open = 0, drops, []
+    factory.swallow = False
     listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
     return f"tcp:127.0.0.1:{listening.getHost().port}", listening
 
@@ -648,8 +656,9 @@ async def test_send_retried_once_with_the_same_key(
     """
     The reply to a SEND is lost: the command sends again, once, with the
     same Idempotency-Key, and the message reaches annabel once.  When the
-    second reply is lost too, it says so (status 3) and names the key to
-    repeat the send with safely.
+    second reply is lost too (the connection cut, or no reply within
+    --timeout), it says so (status 3) and names the key to repeat the send
+    with safely.
     """
     endpoint, listening = forwarding_proxy(server, drops=1)
     factory = listening.factory
@@ -674,6 +683,15 @@ async def test_send_retried_once_with_the_same_key(
         entries = (await annabel.fetch()).entries
         assert len(entries) == 2
         assert again.out.startswith(f"Sent {entries[1].id}\n")
+
+        # Replies that never come: the same, after --timeout each time.
+        factory.drops, factory.swallow = 2, True
+        ran = await children.run(
+            ["send", ANNABEL, "--body", "late", "--timeout", "0.5"], proxy
+        )
+        assert_clean(ran, EXIT_UNREACHABLE)
+        assert f"no answer from {endpoint} within 0.5 s, twice; the message" in ran.err
+        assert len((await annabel.fetch()).entries) == 3
     finally:
         await listening.stopListening()
 
@@ -759,3 +777,35 @@ async def test_admin_users_queue_and_key(server: CLIServer, children: Children) 
     record = zone_line("poe.net", server.services.signer.public_key())
     assert key.out.splitlines()[-1] == record
     assert version.out.startswith("fmtp ") and version.status == 0
+
+
+def python_examples(path: Path) -> list[str]:
+    """
+    The C{```python} blocks of a document.
+    """
+    text = path.read_text()
+    return [block.split("```")[0] for block in text.split("```python\n")[1:]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_md_examples_run(
+    server: CLIServer, children: Children, tmp_path: Path
+) -> None:
+    """
+    The library examples of doc/client.md run as written, with the
+    settings the command reads from the environment.
+    """
+    examples = python_examples(CHECKOUT / "doc" / "client.md")
+    assert len(examples) == 2
+    outputs = []
+    for n, example in enumerate(examples):
+        script = tmp_path / f"example{n}.py"
+        script.write_text(example)
+        ran = await children.run(
+            [str(script)], server.annabel, command=[sys.executable]
+        )
+        assert_clean(ran)
+        outputs.append(ran.out)
+    blocking, pushed = outputs
+    assert blocking.startswith("sent ") and f" {ANNABEL} Reminder\n" in blocking
+    assert pushed == "pushed True Echo\n"

@@ -6,7 +6,8 @@ The order of the checks:
 
   1. the signature must name the sender's domain (L{signature_of});
   2. the key comes from DNS, C{fmtpkey.<domain>}, asked through the
-     resolver C{--dns} names (as C{check-dns} and the server do);
+     resolver C{--dns} names (as C{check-dns} and the server do), except
+     for C{localhost}, which publishes nothing (RFC 6761);
   3. only if DNS publishes no key for it, and only for the home server's
      own domain (the C{Domain} of its CAPA), the key record the server
      announces in C{Domain-Key} (doc/protocol.md 4.1): a private or
@@ -67,6 +68,15 @@ class Verdict:
         }
 
 
+def is_localhost(domain: str) -> bool:
+    """
+    Whether C{domain} is C{localhost} or under it: such names have no
+    records but loopback addresses (RFC 6761, 6.3), so no key is asked of
+    DNS for them, which may not answer on a machine offline.
+    """
+    return domain == "localhost" or domain.endswith(".localhost")
+
+
 async def verify_message(
     reactor: Any,
     message: FMTPObject,
@@ -93,6 +103,8 @@ async def verify_message(
     resolver = DNSResolver(reactor, list(nameservers) or None, timeout)
     now = reactor.seconds()
     try:
+        if is_localhost(domain):
+            raise NoKeyPublished(f"{domain} is a loopback name")
         keys = await DNSKeyVerifier(resolver, reactor).keys_for_domain(domain)
     except KeyLookupFailed as e:
         return Verdict(UNCHECKED, f"{signed}, not verified: {e.message}", domain, key)
