@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 
@@ -40,11 +40,14 @@ from fmtp.cli import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
-from fmtp.client import Client, ReplyError
+from fmtp.cli.messaging import subjects
+from fmtp.cli.output import Progress
+from fmtp.client import Client, ConnectionLost, ReplyError
 from fmtp.keys import DomainSigner, generate_private_key, zone_line
 from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.tap import build_server
+from fmtp.wire import reply
 from tests.dnsserver import key_txt, start_dns_server, zone_text
 from tests.helpers import FAST_SCRYPT_N, HeldPort, bound_ports, eventually
 from tests.test_cli import closed_pipe
@@ -416,7 +419,7 @@ async def test_save_never_leaves_the_directory(
         ["read", message_id, "--save", str(tmp_path / "missing")], server.annabel
     )
     assert_clean(ran, EXIT_USAGE)
-    assert "missing" in ran.err and "No such file" in ran.err
+    assert f"--save {tmp_path / 'missing'}: no such directory" in ran.err
 
 
 @pytest_twisted.ensureDeferred
@@ -809,3 +812,32 @@ async def test_client_md_examples_run(
     blocking, pushed = outputs
     assert blocking.startswith("sent ") and f" {ANNABEL} Reminder\n" in blocking
     assert pushed == "pushed True Echo\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_inbox_subjects_when_a_get_fails() -> None:
+    """
+    A message the server will not show gets a subject saying why; a lost
+    connection is reported as such (status 3), not as a wrapped error.
+    """
+
+    class Server:
+        def __init__(self, lost: bool) -> None:
+            self.lost = lost
+
+        async def get(self, object_id: str) -> FMTPObject:
+            await succeed(None)
+            if object_id == "gone":
+                raise ReplyError("GET", reply(550, "1", "no such object"))
+            if self.lost:
+                raise ConnectionLost("GET: connection closed")
+            return FMTPObject(object_id, "message", {"Subject": "hi"}, b"")
+
+    quiet = Progress("inbox", False)
+    titles = await subjects(Server(False), [f"{n}.x.a@b.c" for n in range(40)], quiet)
+    assert titles == ["hi"] * 40
+    assert await subjects(Server(False), ["gone"], quiet) == [
+        "(unreadable: 550 no such object)"
+    ]
+    with pytest.raises(ConnectionLost):
+        await subjects(Server(True), ["a", "b"], quiet)

@@ -15,12 +15,10 @@ import sys
 import uuid
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.python import usage
 
-from fmtp.attachments import (
-    Attachment,
-)
+from fmtp.attachments import Attachment
 from fmtp.cli.compose import CHUNK, attachment_spec, read_attachments, read_text
 from fmtp.cli.config import ClientOptions, login_password
 from fmtp.cli.options import JSONOption
@@ -128,7 +126,9 @@ class ReplyOptions(ComposeOptions):
         self["id"] = parent
 
 
-def size_limits(capa: dict[str, str], text: bytes, attachments: list[Attachment]):
+def size_limits(
+    capa: dict[str, str], text: bytes, attachments: list[Attachment]
+) -> None:
     """
     Refuse a message larger than the server takes, before sending it.
     """
@@ -145,6 +145,10 @@ def size_limits(capa: dict[str, str], text: bytes, attachments: list[Attachment]
 
 
 def reply_recipients(parent: FMTPObject, me: str, everyone: bool) -> list[str]:
+    """
+    Whom a reply goes to: the parent's sender, and with C{everyone} its
+    other recipients, without the replying user (unless nobody is left).
+    """
     try:
         recipients = [sender_of(parent)]
     except FMTPError:
@@ -206,6 +210,10 @@ async def send_message(
 async def sending(
     client: Client, to: list[str], text: bytes, call: dict, options: ComposeOptions
 ) -> SendResult:
+    """
+    One try of the send, with a note on a terminal while a large message
+    travels.
+    """
     size = len(text) + sum(a.size for a in call["attachments"])
     progress = Progress("sending", not options["json"])
     if size >= CHUNK:
@@ -221,7 +229,8 @@ def print_sent(sent: SendResult, to: list[str], as_json: bool) -> int:
     The sent message's id, and what happened for each recipient: the
     server's answer for a local one, "queued" for one of another domain.
 
-    @return: L{EXIT_REFUSED} if a local recipient refused it.
+    @raise Refused: if a local recipient refused it (status 1: a script
+        must not take the message for delivered), after printing.
     """
     answered = {result.address for result in sent.results}
     queued = [address for address in to if address not in answered]
@@ -290,6 +299,9 @@ class InboxOptions(JSONOption, ClientOptions):
 
 
 async def subject_of(client: Client, object_id: str) -> str:
+    """
+    A message's subject, or why it cannot be read.
+    """
     try:
         message = await client.get(object_id)
     except ReplyError as e:
@@ -305,15 +317,23 @@ async def subjects(client: Client, ids: list[str], progress: Progress) -> list[s
     found: list[str] = []
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
-        found += await gatherResults(
-            [Deferred.fromCoroutine(subject_of(client, i)) for i in batch],
-            consumeErrors=True,
-        )
+        try:
+            found += await gatherResults(
+                [Deferred.fromCoroutine(subject_of(client, i)) for i in batch],
+                consumeErrors=True,
+            )
+        except FirstError as e:
+            # The connection's own failure, for the caller to report.
+            e.subFailure.raiseException()
         progress.update(len(found), len(ids), "messages")
     return found
 
 
 async def inbox(reactor: Any, options: InboxOptions, password: str) -> int:
+    """
+    C{fmtp inbox}: FETCH pages up to C{--limit} entries, then the subject
+    of each.
+    """
     progress = Progress("inbox", not options["json"])
     async with connected(reactor, options, password) as client:
         since, entries = options["since"], []
@@ -390,7 +410,12 @@ class RefuseOptions(SenderOptions):
     examples = ("fmtp refuse spam@example.com",)
 
 
-async def senders(reactor: Any, name: str, options: ClientOptions, password: str):
+async def senders(
+    reactor: Any, name: str, options: ClientOptions, password: str
+) -> int:
+    """
+    C{fmtp held}, C{fmtp approve} and C{fmtp refuse}.
+    """
     async with connected(reactor, options, password) as client:
         if name == "held":
             held = await client.held()

@@ -12,7 +12,6 @@ users sends to another domain, or when it starts.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from twisted.python import usage
@@ -130,8 +129,16 @@ def bounce_for(
 
 
 async def drop(
-    store: Any, options: QueueOptions, domain: str, signer: DomainSigner | None
+    store: Any,
+    options: QueueOptions,
+    domain: str,
+    signer: DomainSigner | None,
+    now: float,
 ) -> None:
+    """
+    C{fmtp queue drop ID [DOMAIN]}: each matching row removed, after its
+    bounce is filed (unless C{signer} is L{None}: C{--no-bounce}).
+    """
     rows = [
         row
         for row in await store.due_deliveries(math.inf, MAX_ROWS)
@@ -145,7 +152,7 @@ async def drop(
         told = ""
         bounce = None
         if signer is not None and obj is not None:
-            bounce = bounce_for(obj, row, domain, signer, time.time())
+            bounce = bounce_for(obj, row, domain, signer, now)
         if bounce is not None:
             # Filed before the row goes, as the queue does: a crash in
             # between files it again under the same id, so once.
@@ -157,10 +164,15 @@ async def drop(
         print(f"Dropped {row.object_id} for {row.domain} ({recipients}){told}")
 
 
-async def queue(reactor: Any, options: QueueOptions, domain: str, signer) -> int:
+async def queue(
+    reactor: Any, options: QueueOptions, domain: str, signer: DomainSigner | None
+) -> int:
+    """
+    C{fmtp queue}: list, retry or drop, on the store opened once.
+    """
     store = await open_store(reactor, options)
     try:
-        now = time.time()
+        now = reactor.seconds()
         if options["action"] == "retry":
             count = await store.make_due(now, options["domain"])
             where = f" for {options['domain']}" if options["domain"] else ""
@@ -169,7 +181,7 @@ async def queue(reactor: Any, options: QueueOptions, domain: str, signer) -> int
                 "a running server sends them at its next queue pass"
             )
         elif options["action"] == "drop":
-            await drop(store, options, domain, signer)
+            await drop(store, options, domain, signer, now)
         else:
             rows = await store.due_deliveries(math.inf, MAX_ROWS)
             rows.sort(key=lambda row: (row.domain, row.next_attempt, row.object_id))

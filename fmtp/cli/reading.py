@@ -10,11 +10,13 @@ drive the terminal; piped, its text is written as it is.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
+from twisted.python import usage
 
 from fmtp.attachments import Attachment, split
 from fmtp.cli.config import ClientOptions, login_password
@@ -129,8 +131,19 @@ class ReadOptions(JSONOption, DNSOption, ClientOptions):
     def parseArgs(self, object_id: str) -> None:
         self["id"] = object_id
 
+    def postOptions(self) -> None:
+        super().postOptions()
+        # Before connecting, so a typo costs no login; save_attachments
+        # checks again, when it opens the directory.
+        if self["save"] is not None and not os.path.isdir(self["save"]):
+            raise usage.UsageError(f"--save {self['save']}: no such directory")
+
 
 async def read(reactor: Any, options: ReadOptions, password: str) -> int:
+    """
+    C{fmtp read}: the message, its signature checked while connected (the
+    home server's CAPA may be needed), then shown and its files saved.
+    """
     async with connected(reactor, options, password) as client:
         message = await client.get(options["id"])
         verdict = await verify_message(
@@ -161,9 +174,8 @@ async def read(reactor: Any, options: ReadOptions, password: str) -> int:
         shown.print([("Signature", verdict.text)])
         for item in saved:
             size = item.attachment.size
-            print(
-                f"Saved {printable(item.attachment.name)} as {item.path} ({size} bytes)"
-            )
+            name, path = printable(item.attachment.name), printable(item.path)
+            print(f"Saved {name} as {path} ({size} bytes)")
     if refusal is not None:
         raise Refused(refusal)
     return EXIT_OK
