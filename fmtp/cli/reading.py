@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -87,7 +88,7 @@ class Shown:
             lines.append(("Warning", self.warning))
         return lines
 
-    def print(self, extra: list[tuple[str, str]] = ()) -> None:
+    def print(self, extra: Sequence[tuple[str, str]] = ()) -> None:
         """
         The headers, then a blank line and the text.
         """
