@@ -205,6 +205,30 @@ def check_for_admin(data_dir: str, domain: str, create: bool = False) -> Found:
     return Found.EXISTING
 
 
+def domain_for_admin(data_dir: str) -> str:
+    """
+    The domain of an existing data directory, for an admin command that
+    names no address (C{fmtp users}, C{fmtp queue}) and so has no domain
+    to check it against.
+
+    @raise DataDirError: if it does not exist or records no domain.
+    """
+    where = os.path.abspath(data_dir)
+    try:
+        recorded = read_domain(data_dir)
+    except FileNotFoundError:
+        raise DataDirError(
+            f"no data directory {where}: run this where the server's data "
+            "directory is, or name it with --data-dir"
+        ) from None
+    if recorded is None:
+        raise DataDirError(
+            f"{where} records no domain ({DOMAIN_FILE} is missing): start the "
+            "server on it once to record its domain"
+        )
+    return recorded
+
+
 def create(data_dir: str, domain: str) -> None:
     """
     Make a data directory for C{domain} (mode 0700), or record C{domain}

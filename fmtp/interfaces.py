@@ -139,6 +139,34 @@ class IAccountStore(Interface):
             if there is no such account.
         """
 
+    def list_accounts():
+        """
+        Every account, for the admin.
+
+        @return: a L{Deferred} that fires with a L{list} of addresses, in
+            ascending order.
+        """
+
+    def delete_account(address):
+        """
+        Delete an account and what only it could use, in one durable step,
+        so that the address can be given to someone else without handing
+        them anything of the old account:
+
+          - the account (the password hash): nobody logs in as it;
+          - every object it owns, as its owner's C{delete_object} would:
+            its user object and drafts go, what it sent stays for those
+            who hold it (recipients, the outbound queue), hidden from any
+            later owner of the address and never changed;
+          - its inbox: every entry is removed (kept, unlisted, as
+            C{remove_from_inbox} keeps them, so a replayed id is not filed
+            again); the messages stay for their other recipients;
+          - the senders it approved.
+
+        @return: a L{Deferred} that fires with C{True}, or C{False} (and
+            nothing changed) if there is no such account.
+        """
+
 
 class IKeyVerifier(Interface):
     """
@@ -413,6 +441,18 @@ class IDeliveryStore(IObjectStore):
 
         @return: a L{Deferred} that fires with C{True} if a row was
             removed, C{False} if there was none.
+        """
+
+    def make_due(now, domain=None):
+        """
+        Bring every queued delivery (to C{domain}, or to any domain) that
+        is not yet due forward to C{now}: the admin's "retry now".  The
+        count of attempts and the last error are kept, so the retry
+        schedule goes on from where it was if this attempt fails too.
+
+        @param now: the current time, in seconds since the epoch.
+        @return: a L{Deferred} that fires with the number of deliveries
+            brought forward.
         """
 
     def queued_for(domain):

@@ -363,4 +363,22 @@ async def test_try_it(tmp_path: Path, processes: Processes) -> None:  # noqa: F8
     status, output = await run("get", ["get", "--server", tcp, match.group(1).decode()])
     assert status == EXIT_OK, output
     assert output.endswith(b"\n\n" + poem), output
+
+    # A message to oneself, read back: the embedded default's domain,
+    # localhost, publishes no key, so the server's own is used.
+    status, output = await run(
+        "send",
+        ["send", "edgar@localhost", "--server", tcp, *login],
+        PASSWORD_LINE + poem,
+    )
+    assert status == EXIT_OK, output
+    message_id = output.split()[1].decode()
+    status, output = await run(
+        "read", ["read", message_id, "--server", tcp, *login], PASSWORD_LINE
+    )
+    assert status == EXIT_OK, output
+    assert (
+        b"verified with the key your server announces; localhost publishes no key"
+    ) in output, output
+    assert output.endswith(b"\n\n" + poem), output
     await server.terminate()

@@ -145,6 +145,19 @@ def _int_header(frame: Frame, name: str, default: int | None = None) -> int | No
     return default
 
 
+def object_page(frame: Frame) -> ObjectPage:
+    """
+    The page of objects a LIST reply carries, over a stream or in a
+    datagram: one C{ID TYPE DIGEST} line each.
+    """
+    items = []
+    for line in frame.body.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ")
+        if len(parts) == 3:
+            items.append(ObjectSummary(*parts))
+    return ObjectPage(items, _int_header(frame, "Next-Start"))
+
+
 def thread_headers(parent: FMTPObject) -> dict[str, str]:
     """
     The headers of a reply to C{parent}: C{Parent}, its digest, and the
@@ -397,13 +410,7 @@ class Client:
             headers["Type"] = object_type
         if owner is not None:
             headers["Owner"] = owner
-        answer = await self.call("LIST", headers=headers)
-        items = []
-        for line in answer.body.decode("utf-8", "replace").splitlines():
-            parts = line.split(" ")
-            if len(parts) == 3:
-                items.append(ObjectSummary(*parts))
-        return ObjectPage(items, _int_header(answer, "Next-Start"))
+        return object_page(await self.call("LIST", headers=headers))
 
     # Messages
 

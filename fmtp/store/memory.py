@@ -289,6 +289,23 @@ class MemoryStore:
     def get_password_hash(self, address: str) -> Deferred[str | None]:
         return self._call(self._accounts.get, address)
 
+    def list_accounts(self) -> Deferred[list[str]]:
+        return self._call(sorted, self._accounts)
+
+    def delete_account(self, address: str) -> Deferred[bool]:
+        return self._call(self._delete_account, address)
+
+    def _delete_account(self, address: str) -> bool:
+        if self._accounts.pop(address, None) is None:
+            return False
+        for object_id, stored in list(self._objects.items()):
+            if stored.owner == address:
+                self._delete(object_id)
+        for entry in self._inboxes.get(address, {}).values():
+            entry.removed = True
+        self._approved = {pair for pair in self._approved if pair[0] != address}
+        return True
+
     # IDeliveryStore: the outbound queue
 
     def enqueue(
@@ -418,6 +435,19 @@ class MemoryStore:
 
     def _finish_delivery(self, object_id: str, domain: str) -> bool:
         return self._queue.pop((object_id, domain), None) is not None
+
+    def make_due(self, now: float, domain: str | None = None) -> Deferred[int]:
+        return self._call(self._make_due, now, domain)
+
+    def _make_due(self, now: float, domain: str | None) -> int:
+        later = [
+            key
+            for key, delivery in self._queue.items()
+            if delivery.next_attempt > now and domain in (None, delivery.domain)
+        ]
+        for key in later:
+            self._queue[key] = replace(self._queue[key], next_attempt=now)
+        return len(later)
 
     def queued_for(self, domain: str) -> Deferred[list[QueuedDelivery]]:
         return self._call(self._queued_for, domain)

@@ -527,6 +527,26 @@ def _get_password_hash(conn: sqlite3.Connection, address: str) -> str | None:
     return None if row is None else row[0]
 
 
+def _list_accounts(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT address FROM accounts ORDER BY 1")]
+
+
+def _delete_account(conn: sqlite3.Connection, address: str) -> bool:
+    # What only the account could use goes with it; what it sent stays
+    # for those who hold it (see IAccountStore.delete_account).
+    with transaction(conn):
+        gone = conn.execute("DELETE FROM accounts WHERE address = ?", (address,))
+        if gone.rowcount == 0:
+            return False
+        drafts = "SELECT id FROM objects WHERE owner = ? AND sealed = 0"
+        conn.execute(f"DELETE FROM queue WHERE object_id IN ({drafts})", (address,))
+        conn.execute("DELETE FROM objects WHERE owner = ? AND sealed = 0", (address,))
+        conn.execute("UPDATE objects SET removed = 1 WHERE owner = ?", (address,))
+        conn.execute("UPDATE inbox SET removed = 1 WHERE recipient = ?", (address,))
+        conn.execute("DELETE FROM approved_senders WHERE recipient = ?", (address,))
+    return True
+
+
 # Delivery: the outbound queue
 
 _QUEUE_COLUMNS = (
@@ -684,6 +704,13 @@ def _finish_delivery(conn: sqlite3.Connection, object_id: str, domain: str) -> b
         "DELETE FROM queue WHERE object_id = ? AND domain = ?", (object_id, domain)
     )
     return cursor.rowcount > 0
+
+
+def _make_due(conn: sqlite3.Connection, now: float, domain: str | None) -> int:
+    query = "UPDATE queue SET next_attempt = ? WHERE next_attempt > ?"
+    if domain is None:
+        return conn.execute(query, (now, now)).rowcount
+    return conn.execute(query + " AND domain = ?", (now, now, domain)).rowcount
 
 
 def _queued_for(conn: sqlite3.Connection, domain: str) -> list[QueuedDelivery]:
@@ -899,9 +926,9 @@ class SQLiteStore:
 
     Each write is one statement in autocommit mode, or one L{transaction}
     when it takes several (C{enqueue}, C{deliver_local}, C{delete_object},
-    C{release_held}, C{drop_held}), with C{synchronous=FULL}: when its
-    L{Deferred} fires the rows are on disk, which is what the interfaces
-    require before a 2xx reply.
+    C{delete_account}, C{release_held}, C{drop_held}), with
+    C{synchronous=FULL}: when its L{Deferred} fires the rows are on disk,
+    which is what the interfaces require before a 2xx reply.
 
     A L{sqlite3.OperationalError} after opening (disk full, disk I/O error,
     the file locked by another process for longer than the busy timeout)
@@ -1238,6 +1265,12 @@ class SQLiteStore:
     def get_password_hash(self, address: str) -> Deferred[str | None]:
         return self.run_interaction(_get_password_hash, address)
 
+    def list_accounts(self) -> Deferred[list[str]]:
+        return self.run_interaction(_list_accounts)
+
+    def delete_account(self, address: str) -> Deferred[bool]:
+        return self.run_interaction(_delete_account, address)
+
     # IDeliveryStore: the outbound queue
 
     def enqueue(
@@ -1298,6 +1331,9 @@ class SQLiteStore:
 
     def finish_delivery(self, object_id: str, domain: str) -> Deferred[bool]:
         return self.run_interaction(_finish_delivery, object_id, domain)
+
+    def make_due(self, now: float, domain: str | None = None) -> Deferred[int]:
+        return self.run_interaction(_make_due, now, domain)
 
     def queued_for(self, domain: str) -> Deferred[list[QueuedDelivery]]:
         return self.run_interaction(_queued_for, domain)
