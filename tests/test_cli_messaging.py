@@ -546,6 +546,45 @@ async def test_inbox_paging_and_held_senders(
 
 
 @pytest_twisted.ensureDeferred
+async def test_read_and_reply_by_inbox_number(
+    server: CLIServer, children: Children
+) -> None:
+    """
+    C{read} and C{reply} take the number C{inbox} shows (its SEQ column)
+    as well as an id; a number the inbox does not hold is refused
+    (status 1), never taken for another message.
+    """
+    edgar = await server.client(EDGAR)
+    first, second = [
+        (await edgar.send([ANNABEL], b"text " + subject.encode(), subject=subject)).id
+        for subject in ("first", "second")
+    ]
+    listed = (await children.run(["inbox", "--json"], server.annabel)).json()
+    numbers = {m["id"]: str(m["seq"]) for m in listed["messages"]}
+    read = await children.run(["read", numbers[second]], server.annabel)
+    assert_clean(read)
+    assert f"Id: {second}\n" in read.out and "\n\ntext second\n" in read.out
+
+    replied = await children.run(
+        ["reply", numbers[first], "--body", "to the first", "--json"], server.annabel
+    )
+    assert_clean(replied)
+    answer = await edgar.get(replied.json()["id"])
+    assert answer.properties["Parent"] == first
+    assert answer.properties["Subject"] == "Re: first"
+
+    missing = str(max(int(n) for n in numbers.values()) + 1000)
+    for number in (missing, "0"):
+        for command in (["read", number], ["reply", number, "--body", "x"]):
+            ran = await children.run(command, server.annabel)
+            assert_clean(ran, EXIT_REFUSED)
+            assert ran.err == (
+                f"fmtp: no message {int(number)} in your inbox "
+                "(fmtp inbox lists them)\n"
+            )
+
+
+@pytest_twisted.ensureDeferred
 async def test_watch(server: CLIServer, children: Children) -> None:
     """
     C{fmtp watch} shows a message another process sends, as it arrives,
