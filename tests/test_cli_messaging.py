@@ -43,7 +43,7 @@ from fmtp.cli import (
 from fmtp.cli.messaging import subjects
 from fmtp.cli.output import Progress
 from fmtp.client import Client, ConnectionLost, ReplyError
-from fmtp.keys import DomainSigner, generate_private_key, zone_line
+from fmtp.keys import DomainSigner, format_key_record, generate_private_key, zone_line
 from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.tap import build_server
@@ -484,6 +484,65 @@ async def test_signature_checks(
     )
     assert_clean(ran, EXIT_REFUSED)
     assert "nothing saved" in ran.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_signature_checked_against_a_hosts_file(
+    server: CLIServer, children: Children, tmp_path: Path
+) -> None:
+    """
+    C{read --hosts-file} checks a signature against the key the hosts file
+    names for the signing domain, before DNS (which here publishes another
+    key): as a server with that hosts file does.  A wrong key there fails
+    (status 1); a domain the file has no key for is looked up in DNS; a
+    file that cannot be read or parsed is a usage error.
+    """
+    message_id = await send_as_edgar(server)
+    public = server.services.signer.public_key()
+    other = DomainSigner(generate_private_key(), "poe.net").public_key()
+    server.dns.set_zone("poe.net", zone_text("poe.net", [key_txt(other)]))
+    hosts = tmp_path / "hosts"
+    read = ["read", message_id, "--hosts-file", str(hosts)]
+    read += ["--dns", server.dns.dns_option]
+
+    hosts.write_text(f'key poe.net "{format_key_record(public)}"\n')
+    ran = await children.run([*read, "--json"], server.annabel)
+    assert_clean(ran)
+    assert ran.json()["signature"] == {
+        "status": "verified",
+        "domain": "poe.net",
+        "key": public.fingerprint,
+        "source": "hosts",
+        "text": (
+            f"Signed by poe.net (key {public.fingerprint}), verified against "
+            f"the hosts file {hosts}"
+        ),
+    }
+
+    hosts.write_text(f"key poe.net {format_key_record(other)}\n")
+    ran = await children.run(read, server.annabel)
+    assert_clean(ran, EXIT_REFUSED)
+    assert ran.err == (
+        f"fmtp: Signed by poe.net (key {public.fingerprint}), but the signature "
+        f"does not verify against the hosts file {hosts}: unknown key\n"
+    )
+
+    hosts.write_text(
+        f"key lenore.org {format_key_record(public)}\nroute poe.net 127.0.0.1\n"
+    )
+    server.dns.set_zone("poe.net", zone_text("poe.net", [key_txt(public)]))
+    ran = await children.run([*read, "--json"], server.annabel)
+    assert_clean(ran)
+    assert ran.json()["signature"]["source"] == "dns"
+
+    hosts.write_text("key poe.net\n")
+    ran = await children.run(read, server.annabel)
+    assert_clean(ran, EXIT_USAGE)
+    assert f"--hosts-file {hosts}:1: expected: key DOMAIN RECORD" in ran.err
+    hosts.unlink()
+    ran = await children.run(read, server.annabel)
+    assert_clean(ran, EXIT_USAGE)
+    assert f"--hosts-file {hosts}: No such file or directory" in ran.err
 
 
 @pytest_twisted.ensureDeferred

@@ -112,13 +112,14 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
 
 
 class ReadOptions(JSONOption, DNSOption, ClientOptions):
-    synopsis = "[--save DIR] [--dns HOST:PORT] [--json] MESSAGE"
+    synopsis = "[--save DIR] [--dns HOST:PORT] [--hosts-file PATH] [--json] MESSAGE"
     longdesc = (
         "Show a message, named by its id or by its number in fmtp inbox (the "
         "SEQ column): its headers, who signed it and what the signature was "
-        "checked against (the signing domain's key in DNS; for your server's own "
-        "domain, if it publishes none, the key your server announces), then its "
-        "text.  Exits 1 if the signature does not verify.  --save DIR writes its "
+        "checked against (the signing domain's key in the hosts file --hosts-file "
+        "names, or in DNS; for your server's own domain, if it publishes none, the "
+        "key your server announces), then its text.  Exits 1 if the signature "
+        "does not verify.  --save DIR writes its "
         "attachments into DIR (which must exist) under their names made safe, "
         "never replacing a file (photo-1.png instead), never following a link; "
         "not for a message whose signature does not verify."
@@ -129,7 +130,16 @@ class ReadOptions(JSONOption, DNSOption, ClientOptions):
         "fmtp read 3 --save ~/Downloads",
     )
     needs_account = True
-    optParameters = [["save", None, None, "Write the attachments into this directory."]]
+    optParameters = [
+        ["save", None, None, "Write the attachments into this directory."],
+        [
+            "hosts-file",
+            None,
+            None,
+            "Check signatures against the keys this hosts file names (as "
+            "twistd fmtp --hosts-file does), before DNS.",
+        ],
+    ]
 
     def parseArgs(self, object_id: str) -> None:
         self["id"] = object_id
@@ -140,6 +150,20 @@ class ReadOptions(JSONOption, DNSOption, ClientOptions):
         # checks again, when it opens the directory.
         if self["save"] is not None and not os.path.isdir(self["save"]):
             raise usage.UsageError(f"--save {self['save']}: no such directory")
+        self["hosts-keys"] = {}
+        if self["hosts-file"] is not None:
+            # Imported here: the hosts file parser needs fmtp.dns, slow to
+            # import, and few commands read one.
+            from fmtp.hostsfile import HostsFileError, load_hosts_file
+
+            try:
+                self["hosts-keys"] = load_hosts_file(self["hosts-file"]).keys
+            except OSError as e:
+                raise usage.UsageError(
+                    f"--hosts-file {self['hosts-file']}: {e.strerror}"
+                )
+            except HostsFileError as e:
+                raise usage.UsageError(f"--hosts-file {e}")
 
 
 async def read(reactor: Any, options: ReadOptions, password: str) -> int:
@@ -150,7 +174,13 @@ async def read(reactor: Any, options: ReadOptions, password: str) -> int:
     async with connected(reactor, options, password) as client:
         message = await client.get(await message_id(client, options["id"]))
         verdict = await verify_message(
-            reactor, message, options["dns"], options["timeout"], client.capa
+            reactor,
+            message,
+            options["dns"],
+            options["timeout"],
+            client.capa,
+            options["hosts-keys"],
+            options["hosts-file"] or "",
         )
     shown = Shown(message)
     saved = []
