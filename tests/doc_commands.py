@@ -122,7 +122,7 @@ PROMPT = re.compile(rb"(Password|Again): \Z")
 #: What varies from run to run, masked on both sides before comparing.
 MASKS = (
     # An object id's time and nonce; its address is compared.
-    (re.compile(r"\b\d{13}\.[A-Za-z0-9_-]{1,32}\.(?=[^\s.@]+@)"), "<ms>.<nonce>."),
+    (re.compile(r"\b\d{13}\.[A-Za-z0-9_-]{1,32}\.(?=\S*@)"), "<ms>.<nonce>."),
     (re.compile(r"\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?Z?"), "<date>"),
     (re.compile(r"\b[0-9a-f]{16,}\b"), "<hex>"),
     # Unix times in seconds, from 2017 to 2033.

@@ -141,6 +141,10 @@ def test_shown_output_matching() -> None:
     ]
     assert match_lines(shown, actual) is None
     assert match_lines(["Sent 1763800000000.9f53fe42a795.lost@poe.net"], actual)
+    assert (
+        match_lines(["1763800000000.ab.a.b@c"], ["1796037215939.8d4a8b3fd33d.a.b@c"])
+        is None
+    )
     assert match_lines(["8    2025-11-22 10:15  edgar@poe.net  Nevermore"], actual)
     assert match_lines(list(reversed(shown[:2])), actual)
 
