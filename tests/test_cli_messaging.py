@@ -633,14 +633,17 @@ async def test_read_and_reply_by_inbox_number(
     assert answer.properties["Subject"] == "Re: first"
 
     missing = str(max(int(n) for n in numbers.values()) + 1000)
-    for number in (missing, "0"):
-        for command in (["read", number], ["reply", number, "--body", "x"]):
-            ran = await children.run(command, server.annabel)
-            assert_clean(ran, EXIT_REFUSED)
-            assert ran.err == (
-                f"fmtp: no message {int(number)} in your inbox "
-                "(fmtp inbox lists them)\n"
-            )
+    commands = [
+        (number, command)
+        for number in (missing, "0")
+        for command in (["read", number], ["reply", number, "--body", "x"])
+    ]
+    ran = await children.run_all(*[(args, server.annabel) for _, args in commands])
+    for (number, _), result in zip(commands, ran, strict=True):
+        assert_clean(result, EXIT_REFUSED)
+        assert result.err == (
+            f"fmtp: no message {number} in your inbox (fmtp inbox lists them)\n"
+        )
 
 
 @pytest_twisted.ensureDeferred
