@@ -1,8 +1,8 @@
 """
 The documentation works as written: every command README.md and
-doc/*.md show runs as a reader runs it, or says why it does not
-(tests/doc_commands.py has the convention and the runner); and the
+doc/*.md show runs as a reader runs it, or says why it does not; and the
 frames protocol.md shows typed into C{nc} do what it says.
+tests/doc_blocks.py has the convention, tests/doc_commands.py the runner.
 
 Each document's commands run in a process of their own, in a network
 namespace of their own, all started together (the slowest document sets
@@ -23,7 +23,7 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
 from fmtp.client import Client
-from tests.doc_commands import (
+from tests.doc_blocks import (
     CHECKOUT,
     Block,
     DocumentError,
@@ -31,14 +31,13 @@ from tests.doc_commands import (
     block_problems,
     commands_of,
     documents,
-    in_private_network,
     match_lines,
-    private_network_problem,
     read_blocks,
     relative,
-    run_transcript,
     transcript_frames,
 )
+from tests.doc_commands import in_private_network, private_network_problem
+from tests.doc_transcripts import run_transcript
 from tests.test_integration import RunningServer
 
 #: Seconds a document's commands may take together.
