@@ -358,6 +358,15 @@ def zone_line(domain: str, key: DomainPublicKey) -> str:
     return f'{key_record_name(domain)}. IN TXT "{record}"'
 
 
+def hosts_entry(domain: str, key: DomainPublicKey) -> str:
+    """
+    A hosts-file line (L{fmtp.hostsfile}) naming C{key} for C{domain}: what
+    a private network without DNS gives its servers instead of the record
+    L{zone_line} publishes.
+    """
+    return f'key {domain} "{format_key_record(key)}"'
+
+
 @dataclass(frozen=True, slots=True)
 class SignatureInfo:
     """

@@ -38,6 +38,7 @@ from fmtp.cli import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
+from fmtp.hostsfile import parse_hosts
 from tests.test_twistd import (
     FMTP,
     PASSWORD,
@@ -273,6 +274,47 @@ def closed_pipe() -> int:
     reader, writer = os.pipe()
     os.close(reader)
     return writer
+
+
+def test_keygen_hosts_entry(tmp_path: Path) -> None:
+    """
+    C{keygen --hosts-entry} prints only the hosts file line naming the key
+    it makes (or, with C{--show}, the key it reads), so that C{>> hosts}
+    builds a file C{twistd fmtp --hosts-file} reads, with the record the
+    zone line would publish.
+    """
+    made = {}
+    for domain in ("poe.net", "lenore.org"):
+        key_file = tmp_path / f"{domain}.key"
+        result = fmtp(
+            [
+                "keygen",
+                "--domain",
+                domain,
+                "--key-file",
+                str(key_file),
+                "--hosts-entry",
+            ],
+            tmp_path,
+        )
+        assert (result.status, result.err) == (EXIT_OK, ""), result
+        with open(tmp_path / "hosts", "a") as hosts_file:
+            hosts_file.write(result.out)
+        shown = fmtp(
+            ["keygen", "--show", "--domain", domain, "--key-file", str(key_file)],
+            tmp_path,
+        )
+        again = fmtp(
+            ["keygen", "--show", "--hosts-entry", "--domain", domain]
+            + ["--key-file", str(key_file)],
+            tmp_path,
+        )
+        assert again.out == result.out and again.status == EXIT_OK, again
+        zone_record = shown.out.splitlines()[-1].partition(" IN TXT ")[2]
+        assert result.out == f"key {domain} {zone_record}\n"
+        made[domain] = zone_record.strip('"')
+    hosts = parse_hosts((tmp_path / "hosts").read_text().splitlines(), "hosts")
+    assert hosts.keys == {domain: [record] for domain, record in made.items()}
 
 
 def test_help_documents_exit_statuses(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from fmtp.cli import (
 from fmtp.cli.messaging import subjects
 from fmtp.cli.output import Progress
 from fmtp.client import Client, ConnectionLost, ReplyError
-from fmtp.keys import DomainSigner, generate_private_key, zone_line
+from fmtp.keys import DomainSigner, format_key_record, generate_private_key, zone_line
 from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.tap import build_server
@@ -487,6 +487,65 @@ async def test_signature_checks(
 
 
 @pytest_twisted.ensureDeferred
+async def test_signature_checked_against_a_hosts_file(
+    server: CLIServer, children: Children, tmp_path: Path
+) -> None:
+    """
+    C{read --hosts-file} checks a signature against the key the hosts file
+    names for the signing domain, before DNS (which here publishes another
+    key): as a server with that hosts file does.  A wrong key there fails
+    (status 1); a domain the file has no key for is looked up in DNS; a
+    file that cannot be read or parsed is a usage error.
+    """
+    message_id = await send_as_edgar(server)
+    public = server.services.signer.public_key()
+    other = DomainSigner(generate_private_key(), "poe.net").public_key()
+    server.dns.set_zone("poe.net", zone_text("poe.net", [key_txt(other)]))
+    hosts = tmp_path / "hosts"
+    read = ["read", message_id, "--hosts-file", str(hosts)]
+    read += ["--dns", server.dns.dns_option]
+
+    hosts.write_text(f'key poe.net "{format_key_record(public)}"\n')
+    ran = await children.run([*read, "--json"], server.annabel)
+    assert_clean(ran)
+    assert ran.json()["signature"] == {
+        "status": "verified",
+        "domain": "poe.net",
+        "key": public.fingerprint,
+        "source": "hosts",
+        "text": (
+            f"Signed by poe.net (key {public.fingerprint}), verified against "
+            f"the hosts file {hosts}"
+        ),
+    }
+
+    hosts.write_text(f"key poe.net {format_key_record(other)}\n")
+    ran = await children.run(read, server.annabel)
+    assert_clean(ran, EXIT_REFUSED)
+    assert ran.err == (
+        f"fmtp: Signed by poe.net (key {public.fingerprint}), but the signature "
+        f"does not verify against the hosts file {hosts}: unknown key\n"
+    )
+
+    hosts.write_text(
+        f"key lenore.org {format_key_record(public)}\nroute poe.net 127.0.0.1\n"
+    )
+    server.dns.set_zone("poe.net", zone_text("poe.net", [key_txt(public)]))
+    ran = await children.run([*read, "--json"], server.annabel)
+    assert_clean(ran)
+    assert ran.json()["signature"]["source"] == "dns"
+
+    hosts.write_text("key poe.net\n")
+    ran = await children.run(read, server.annabel)
+    assert_clean(ran, EXIT_USAGE)
+    assert f"--hosts-file {hosts}:1: expected: key DOMAIN RECORD" in ran.err
+    hosts.unlink()
+    ran = await children.run(read, server.annabel)
+    assert_clean(ran, EXIT_USAGE)
+    assert f"--hosts-file {hosts}: No such file or directory" in ran.err
+
+
+@pytest_twisted.ensureDeferred
 async def test_inbox_paging_and_held_senders(
     server: CLIServer, children: Children, tmp_path: Path
 ) -> None:
@@ -543,6 +602,48 @@ async def test_inbox_paging_and_held_senders(
     assert refused.out == f"Refused {lost}: 1 held dropped\n"
     held = await children.run(["held"], server.annabel)
     assert held.out == "No messages are held.\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_and_reply_by_inbox_number(
+    server: CLIServer, children: Children
+) -> None:
+    """
+    C{read} and C{reply} take the number C{inbox} shows (its SEQ column)
+    as well as an id; a number the inbox does not hold is refused
+    (status 1), never taken for another message.
+    """
+    edgar = await server.client(EDGAR)
+    first, second = [
+        (await edgar.send([ANNABEL], b"text " + subject.encode(), subject=subject)).id
+        for subject in ("first", "second")
+    ]
+    listed = (await children.run(["inbox", "--json"], server.annabel)).json()
+    numbers = {m["id"]: str(m["seq"]) for m in listed["messages"]}
+    read = await children.run(["read", numbers[second]], server.annabel)
+    assert_clean(read)
+    assert f"Id: {second}\n" in read.out and "\n\ntext second\n" in read.out
+
+    replied = await children.run(
+        ["reply", numbers[first], "--body", "to the first", "--json"], server.annabel
+    )
+    assert_clean(replied)
+    answer = await edgar.get(replied.json()["id"])
+    assert answer.properties["Parent"] == first
+    assert answer.properties["Subject"] == "Re: first"
+
+    missing = str(max(int(n) for n in numbers.values()) + 1000)
+    commands = [
+        (number, command)
+        for number in (missing, "0")
+        for command in (["read", number], ["reply", number, "--body", "x"])
+    ]
+    ran = await children.run_all(*[(args, server.annabel) for _, args in commands])
+    for (number, _), result in zip(commands, ran, strict=True):
+        assert_clean(result, EXIT_REFUSED)
+        assert result.err == (
+            f"fmtp: no message {number} in your inbox (fmtp inbox lists them)\n"
+        )
 
 
 @pytest_twisted.ensureDeferred

@@ -28,6 +28,7 @@ from fmtp.keys import (
     DomainSigner,
     KeyFileError,
     generate_private_key,
+    hosts_entry,
     load_private_key,
     write_private_key,
     zone_line,
@@ -51,16 +52,19 @@ def parse_address(text: str) -> str:
 
 
 class KeygenOptions(CommandOptions):
-    synopsis = "--domain DOMAIN [--key-file PATH] [--force] | --show"
+    synopsis = "--domain DOMAIN [--key-file PATH] [--force] | --show [--hosts-entry]"
     longdesc = (
         "Make an Ed25519 domain key, write it with mode 0600, and print the TXT "
         "record to publish at fmtpkey.DOMAIN.  With --show, make nothing: print "
         "the record of the existing key file again (its domain is then the one "
-        "its data directory records, unless --domain says otherwise)."
+        "its data directory records, unless --domain says otherwise).  With "
+        "--hosts-entry, print only the line that names the key in a hosts file "
+        "(twistd fmtp --hosts-file), for a private network without DNS."
     )
     examples = (
         "fmtp keygen --domain poe.net --key-file /var/lib/fmtp/domain.key",
         "fmtp keygen --show --key-file /var/lib/fmtp/domain.key",
+        "fmtp keygen --show --hosts-entry --key-file poe.net/domain.key >> hosts",
     )
     optParameters = [
         ["domain", "d", None, "The domain the key signs for."],
@@ -69,6 +73,11 @@ class KeygenOptions(CommandOptions):
     optFlags = [
         ["force", None, "Replace an existing key file."],
         ["show", None, "Print the record to publish for the existing key file."],
+        [
+            "hosts-entry",
+            None,
+            'Print only the hosts file line naming the key: key DOMAIN "RECORD".',
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -170,9 +179,12 @@ def keygen(options: KeygenOptions) -> int:
         )
     except OSError as e:
         raise Refused(f"cannot write {options['key-file']}: {e}")
-    signer = DomainSigner(key, options["domain"])
+    public = DomainSigner(key, options["domain"]).public_key()
+    if options["hosts-entry"]:
+        print(hosts_entry(options["domain"], public))
+        return EXIT_OK
     print(f"Wrote {options['key-file']} (mode 0600). Publish this TXT record:")
-    print(zone_line(options["domain"], signer.public_key()))
+    print(zone_line(options["domain"], public))
     return EXIT_OK
 
 
@@ -185,6 +197,9 @@ def show_key(options: KeygenOptions) -> int:
     except (OSError, KeyFileError) as e:
         raise Refused(f"cannot read the key {options['key-file']}: {e}")
     public = DomainSigner(key, options["domain"]).public_key()
+    if options["hosts-entry"]:
+        print(hosts_entry(options["domain"], public))
+        return EXIT_OK
     print(
         f"The key in {options['key-file']} (fingerprint {public.fingerprint}). "
         "Publish this TXT record:"

@@ -33,7 +33,7 @@ from fmtp.cli.output import (
     table,
 )
 from fmtp.cli.runner import run_on_reactor
-from fmtp.cli.session import connected
+from fmtp.cli.session import connected, message_id
 from fmtp.cli.status import EXIT_OK, Refused, Unreachable
 from fmtp.client import Client, ConnectionLost, ReplyError, ReplyTimeout, SendResult
 from fmtp.delivery import sender_of
@@ -109,14 +109,16 @@ class SendOptions(ComposeOptions):
 
 
 class ReplyOptions(ComposeOptions):
-    synopsis = "[--all] [--subject S] [--attach FILE[:TYPE]]... [--body TEXT] ID"
+    synopsis = "[--all] [--subject S] [--attach FILE[:TYPE]]... [--body TEXT] MESSAGE"
     longdesc = (
-        "Answer a message: to its sender (and with --all, to its other "
+        "Answer a message, named by its id or by its number in fmtp inbox (the "
+        "SEQ column): to its sender (and with --all, to its other "
         "recipients too), with Re: its subject, in its thread: the reply names "
         "it as its Parent, with its digest (Parent-Digest), so the thread is a "
         "hash-linked chain."
     )
     examples = (
+        "fmtp reply 3 --body 'Nevermore'",
         "fmtp reply 1763800000000.9f53fe42a795.lost@lenore.org --body 'Nevermore'",
         "fmtp reply --all 1763800000000.9f53fe42a795.lost@lenore.org < answer.txt",
     )
@@ -185,7 +187,7 @@ async def send_message(
         to = options.get("to")
         subject = options["subject"]
         if options.get("id"):
-            parent = await client.get(options["id"])
+            parent = await client.get(await message_id(client, options["id"]))
             to = reply_recipients(parent, client.address, options["all"])
             subject = subject if subject is not None else reply_subject(parent)
         call = dict(subject=subject, parent=parent, attachments=attachments, key=key)
@@ -280,7 +282,7 @@ class InboxOptions(JSONOption, ClientOptions):
     longdesc = (
         "List the messages in your inbox, oldest first: their sequence number, "
         "date, sender and subject.  --since N lists those after number N (as "
-        "the last line says, to read on); read one with fmtp read ID."
+        "the last line says, to read on); read one with fmtp read SEQ."
     )
     examples = ("fmtp inbox", "fmtp inbox --since 120 --limit 20 --json")
     needs_account = True

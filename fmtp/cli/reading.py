@@ -1,5 +1,5 @@
 """
-C{fmtp read ID} and C{fmtp watch}: messages shown, their signatures
+C{fmtp read MESSAGE} and C{fmtp watch}: messages shown, their signatures
 checked (L{fmtp.cli.verify}), their attachments saved (L{fmtp.cli.save}).
 
 Everything a message holds is its sender's: on a terminal, control
@@ -25,7 +25,7 @@ from fmtp.cli.options import JSONOption
 from fmtp.cli.output import id_time, iso_time, local_time, print_json, printable
 from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.save import save_attachments
-from fmtp.cli.session import connected
+from fmtp.cli.session import connected, message_id
 from fmtp.cli.status import EXIT_OK, Refused
 from fmtp.cli.verify import BAD, verify_message
 from fmtp.client import Client, ClientError, ConnectionLost
@@ -112,22 +112,34 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
 
 
 class ReadOptions(JSONOption, DNSOption, ClientOptions):
-    synopsis = "[--save DIR] [--dns HOST:PORT] [--json] ID"
+    synopsis = "[--save DIR] [--dns HOST:PORT] [--hosts-file PATH] [--json] MESSAGE"
     longdesc = (
-        "Show a message: its headers, who signed it and what the signature was "
-        "checked against (the signing domain's key in DNS; for your server's own "
-        "domain, if it publishes none, the key your server announces), then its "
-        "text.  Exits 1 if the signature does not verify.  --save DIR writes its "
+        "Show a message, named by its id or by its number in fmtp inbox (the "
+        "SEQ column): its headers, who signed it and what the signature was "
+        "checked against (the signing domain's key in the hosts file --hosts-file "
+        "names, or in DNS; for your server's own domain, if it publishes none, the "
+        "key your server announces), then its text.  Exits 1 if the signature "
+        "does not verify.  --save DIR writes its "
         "attachments into DIR (which must exist) under their names made safe, "
         "never replacing a file (photo-1.png instead), never following a link; "
         "not for a message whose signature does not verify."
     )
     examples = (
+        "fmtp read 3",
         "fmtp read 1763800000000.9f53fe42a795.lost@lenore.org",
-        "fmtp read 1763800000000.9f53fe42a795.lost@lenore.org --save ~/Downloads",
+        "fmtp read 3 --save ~/Downloads",
     )
     needs_account = True
-    optParameters = [["save", None, None, "Write the attachments into this directory."]]
+    optParameters = [
+        ["save", None, None, "Write the attachments into this directory."],
+        [
+            "hosts-file",
+            None,
+            None,
+            "Check signatures against the keys this hosts file names (as "
+            "twistd fmtp --hosts-file does), before DNS.",
+        ],
+    ]
 
     def parseArgs(self, object_id: str) -> None:
         self["id"] = object_id
@@ -138,6 +150,20 @@ class ReadOptions(JSONOption, DNSOption, ClientOptions):
         # checks again, when it opens the directory.
         if self["save"] is not None and not os.path.isdir(self["save"]):
             raise usage.UsageError(f"--save {self['save']}: no such directory")
+        self["hosts-keys"] = {}
+        if self["hosts-file"] is not None:
+            # Imported here: the hosts file parser needs fmtp.dns, slow to
+            # import, and few commands read one.
+            from fmtp.hostsfile import HostsFileError, load_hosts_file
+
+            try:
+                self["hosts-keys"] = load_hosts_file(self["hosts-file"]).keys
+            except OSError as e:
+                raise usage.UsageError(
+                    f"--hosts-file {self['hosts-file']}: {e.strerror}"
+                )
+            except HostsFileError as e:
+                raise usage.UsageError(f"--hosts-file {e}")
 
 
 async def read(reactor: Any, options: ReadOptions, password: str) -> int:
@@ -146,9 +172,15 @@ async def read(reactor: Any, options: ReadOptions, password: str) -> int:
     home server's CAPA may be needed), then shown and its files saved.
     """
     async with connected(reactor, options, password) as client:
-        message = await client.get(options["id"])
+        message = await client.get(await message_id(client, options["id"]))
         verdict = await verify_message(
-            reactor, message, options["dns"], options["timeout"], client.capa
+            reactor,
+            message,
+            options["dns"],
+            options["timeout"],
+            client.capa,
+            options["hosts-keys"],
+            options["hosts-file"] or "",
         )
     shown = Shown(message)
     saved = []
@@ -193,7 +225,7 @@ class WatchOptions(JSONOption, ClientOptions):
         "Stay logged in and show each message as it arrives (one JSON document "
         "a line with --json), until Ctrl-C (exit status 130) or until the "
         "server closes the connection (exit status 3).  Signatures are not "
-        "checked here: fmtp read ID checks them."
+        "checked here: fmtp read checks them."
     )
     examples = ("fmtp watch", "fmtp watch --json | jq .subject")
     needs_account = True

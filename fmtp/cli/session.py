@@ -29,6 +29,7 @@ from fmtp.client import (
     ReplyError,
     ReplyTimeout,
 )
+from fmtp.objects import is_ascii_digits
 
 
 def connect_reason(error: BaseException | None) -> str:
@@ -119,3 +120,20 @@ async def connected(
             yield client
     finally:
         client.close()
+
+
+async def message_id(client: Client, reference: str) -> str:
+    """
+    The id of the message a command names: an id as it is, or a number
+    from the SEQ column of C{fmtp inbox}, looked up in the inbox.  No id
+    is all digits (it ends in an address), so the two never mix.
+
+    @raise Refused: if the inbox holds no message of that number.
+    """
+    if not is_ascii_digits(reference):
+        return reference
+    seq = int(reference)
+    page = await client.fetch(max(seq - 1, 0), 1)
+    if page.entries and page.entries[0].seq == seq:
+        return page.entries[0].id
+    raise Refused(f"no message {seq} in your inbox (fmtp inbox lists them)")

@@ -5,9 +5,12 @@ precisely: for C{fmtp read}.
 The order of the checks:
 
   1. the signature must name the sender's domain (L{signature_of});
-  2. the key comes from DNS, C{fmtpkey.<domain>}, asked through the
-     resolver C{--dns} names (as C{check-dns} and the server do), except
-     for C{localhost}, which publishes nothing (RFC 6761);
+  2. the key comes from the hosts file C{--hosts-file} names, if it has
+     keys for the domain (as it does for C{twistd fmtp --hosts-file}, on a
+     private network without DNS); else from DNS, C{fmtpkey.<domain>},
+     asked through the resolver C{--dns} names (as C{check-dns} and the
+     server do), except for C{localhost}, which publishes nothing (RFC
+     6761);
   3. only if DNS publishes no key for it, and only for the home server's
      own domain (the C{Domain} of its CAPA), the key record the server
      announces in C{Domain-Key} (doc/protocol.md 4.1): a private or
@@ -21,7 +24,7 @@ such, never "retried" with another source.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +51,8 @@ class Verdict:
     @ivar text: one sentence saying who signed and what was checked.
     @ivar domain: the signing domain, if the signature names one.
     @ivar key: the fingerprint of the signing key, if named.
-    @ivar source: C{"dns"} or C{"server"}: where the key that verified it
-        (or failed to) came from.
+    @ivar source: C{"hosts"}, C{"dns"} or C{"server"}: where the key that
+        verified it (or failed to) came from.
     """
 
     status: str
@@ -83,11 +86,16 @@ async def verify_message(
     nameservers: Sequence[tuple[str, int]],
     timeout: float,
     server_capa: Callable[[], Awaitable[dict[str, str]]],
+    hosts_keys: Mapping[str, Sequence[str]] | None = None,
+    hosts_file: str = "",
 ) -> Verdict:
     """
     Check C{message}'s signature, in the order the module docstring says.
 
     @param server_capa: asks the home server's CAPA, only if needed.
+    @param hosts_keys: the key records of a hosts file, by domain
+        (L{fmtp.hostsfile.HostsFile.keys}).
+    @param hosts_file: that file's name, for the verdict.
     """
     # DNS is the slowest import: only read needs it.
     from fmtp.dns import DNSKeyVerifier, DNSResolver
@@ -102,13 +110,24 @@ async def verify_message(
     signed = f"Signed by {domain} (key {key})"
     resolver = DNSResolver(reactor, list(nameservers) or None, timeout)
     now = reactor.seconds()
+    hosts_keys = hosts_keys or {}
+    in_hosts = domain in hosts_keys
     try:
-        if is_localhost(domain):
+        if is_localhost(domain) and not in_hosts:
             raise NoKeyPublished(f"{domain} is a loopback name")
-        keys = await DNSKeyVerifier(resolver, reactor).keys_for_domain(domain)
+        verifier = DNSKeyVerifier(resolver, reactor, hosts_keys)
+        keys = await verifier.keys_for_domain(domain)
     except KeyLookupFailed as e:
         return Verdict(UNCHECKED, f"{signed}, not verified: {e.message}", domain, key)
     except NoKeyPublished:
+        if in_hosts:
+            return Verdict(
+                UNCHECKED,
+                f"{signed}, not verified: the hosts file {hosts_file} has no "
+                f"usable key for {domain}",
+                domain,
+                key,
+            )
         capa = await server_capa()
         record = capa.get("Domain-Key")
         if capa.get("Domain", "").lower() != domain or not record:
@@ -131,7 +150,10 @@ async def verify_message(
         where, source = "with the key your server announces", "server"
         why = f"; {domain} publishes no key in DNS"
     else:
-        where, source, why = "against DNS", "dns", ""
+        if in_hosts:
+            where, source, why = f"against the hosts file {hosts_file}", "hosts", ""
+        else:
+            where, source, why = "against DNS", "dns", ""
     try:
         check_signature(message, info, keys, now)
     except BadSignature as e:
