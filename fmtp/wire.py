@@ -425,6 +425,10 @@ class FrameParser:
         self._consumed = 0
         # An unfinished line (never holding a LF), shorter than max_line.
         self._partial = bytearray()
+        # Received bytes not parsed yet because feed's limit was reached,
+        # from _heldAt on; they start at a frame boundary.
+        self._held = b""
+        self._heldAt = 0
         self._state = _COMMAND
         # The frame being read, while _state is not _COMMAND.
         self._verb = ""
@@ -447,6 +451,14 @@ class FrameParser:
         """
         return self._state != _COMMAND or bool(self._partial)
 
+    @property
+    def held(self) -> int:
+        """
+        How many received bytes wait, unparsed, because the last L{feed}
+        reached its C{limit}: the caller holds them back, not the peer.
+        """
+        return len(self._held) - self._heldAt
+
     def _buffered(self) -> int:
         """
         How many received bytes are held for frames not yet complete
@@ -464,22 +476,53 @@ class FrameParser:
         """
         self._dead = True
         self._partial = bytearray()
+        self._held, self._heldAt = b"", 0
         self._body = bytearray()
         self._headers = {}
         self._state = _COMMAND
         out.append(FrameError(code, message, tag, True))
         return out
 
-    def feed(self, data: bytes) -> list[Frame | FrameError]:
+    def feed(self, data: bytes, limit: int = -1) -> list[Frame | FrameError]:
         """
         Add received bytes; return every frame completed by them, in order,
         with a L{FrameError} in place of each invalid one.  After a fatal
         error the parser returns nothing more.
+
+        @param limit: if not negative, return at most this many items and
+            keep the bytes after them unparsed (L{held}) for a later call,
+            which may feed C{b""}: so that a peer that pipelines thousands
+            of requests in one read costs the server no more work, and no
+            more memory in parsed frames, than the requests it can run.
         """
         if self._dead:
             return []
         if type(data) is not bytes:
             data = bytes(data)
+        if self._held:
+            if not limit:
+                self._held = self._held[self._heldAt :] + data
+                self._heldAt = 0
+                return []
+            # Held bytes start at a frame boundary: nothing is partial.
+            buf, pos = self._held, self._heldAt
+            self._held, self._heldAt = b"", 0
+            if data:
+                buf, pos = buf[pos:] + data, 0
+            return self._parse(buf, pos, limit)
+        if not limit:
+            if data:
+                self._held, self._heldAt = data, 0
+            return []
+        return self._parse(data, 0, limit)
+
+    def _parse(self, data: bytes, pos: int, left: int) -> list[Frame | FrameError]:
+        """
+        Parse C{data} from C{pos} on; see L{feed}.
+
+        @param left: how many items may be returned; negative for any
+            number.
+        """
         maxLine, maxHeaders, maxHeaderBytes, maxBody = self._sizes
         state = self._state
         partial = self._partial
@@ -524,7 +567,6 @@ class FrameParser:
         # found one, and up to where there is none.
         blankAt = -1
         clearTo = 0
-        pos = 0
         end = len(buf)
         while pos < end:
             if state == _BODY:
@@ -546,7 +588,8 @@ class FrameParser:
                     append(Frame(verb, tag, argument, headers, buf[pos:stop]))
                 pos = stop
                 state = _COMMAND
-                if single:
+                left -= 1
+                if not left:
                     break
                 continue
 
@@ -601,7 +644,8 @@ class FrameParser:
                             error = None
                             continue
                         append(Frame(verb, tag, argument, headers))
-                        if single:
+                        left -= 1
+                        if not left:
                             break
                         continue
 
@@ -677,7 +721,8 @@ class FrameParser:
                     append(Frame(verb, tag, argument, headers))
                 else:
                     append(error)
-                if single:
+                left -= 1
+                if not left:
                     break
                 continue
             headerCount += 1
@@ -733,7 +778,10 @@ class FrameParser:
         if single:
             self._consumed = pos
         elif pos < end:
-            partial += buf[pos:]
+            if left:
+                partial += buf[pos:]
+            else:
+                self._held, self._heldAt = buf, pos
         self._state = state
         if state != _COMMAND:
             self._verb = verb
@@ -759,7 +807,7 @@ def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
     data = bytes(data)
     parser = FrameParser(limits)
     parser._single = True
-    results = parser.feed(data)
+    results = parser.feed(data, 1)
     if results:
         first = results[0]
         if isinstance(first, FrameError):
