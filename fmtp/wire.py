@@ -44,6 +44,7 @@ REPLY_TEXT: dict[int, str] = {
     221: "closing",
     230: "logged in",
     250: "message for you",
+    251: "messages not pushed, FETCH them",
     305: "answer too large for a datagram, use TCP",
     420: "timed out waiting for the rest of the frame",
     421: "service not available, closing",
