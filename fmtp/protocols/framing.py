@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from fmtp.cookies import SourceCookies
 from fmtp.errors import FMTPError, InvalidObject
+from fmtp.fairness import current_principal
 from fmtp.objects import is_ascii_digits
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
 from fmtp.services import SharedServices
@@ -72,6 +73,20 @@ class Client:
     #: The domain a peer server proved (or claimed) with HELLO.
     peer_domain: str | None = None
     peer_verified: bool = False
+
+    @property
+    def principal(self) -> tuple[str, str]:
+        """
+        Whom this client's requests count against when the server shares
+        itself out (L{fmtp.fairness}): its user, else the domain its peer
+        server proved, else its host.  A claimed but unproven domain is
+        not one: anyone may claim many.
+        """
+        if self.address is not None:
+            return ("user", self.address)
+        if self.peer_domain is not None and self.peer_verified:
+            return ("domain", self.peer_domain)
+        return ("host", self.host)
 
 
 Command = Callable[[Frame, Client], Awaitable[Frame]]
@@ -173,6 +188,20 @@ class CommandHandler:
                 "Max-Body": str(MAX_DATAGRAM if client.datagram else limits.max_body),
             },
         )
+
+
+async def answer_request(
+    handler: CommandHandler, frame: Frame, client: Client
+) -> Frame:
+    """
+    Answer one request on behalf of C{client}'s principal.
+
+    Run it with C{Deferred.fromCoroutine}, which gives it a context of its
+    own: the principal set here is seen by everything the request calls
+    (the store's fair scheduler), and by nothing else.
+    """
+    current_principal.set(client.principal)
+    return await handler.handle(frame, client)
 
 
 def error_reply(failure: Failure, tag: str, log: Logger, peer: str) -> Frame:
@@ -598,7 +627,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
             self._throttled = True
-        d = Deferred.fromCoroutine(self.handler.handle(frame, self.client))
+        d = Deferred.fromCoroutine(answer_request(self.handler, frame, self.client))
         d.addErrback(error_reply, frame.tag, self._log, self.client.host)
         d.addCallback(self._answered, frame.verb)
 
@@ -712,7 +741,7 @@ class FrameDatagramProtocol(DatagramProtocol):
             )
             return
         client = Client(host=host, datagram=True)
-        d = Deferred.fromCoroutine(self.handler.handle(frame, client))
+        d = Deferred.fromCoroutine(answer_request(self.handler, frame, client))
         d.addErrback(error_reply, frame.tag, self._log, host)
         d.addCallback(self._answer, data, addr, True)
 

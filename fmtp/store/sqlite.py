@@ -40,6 +40,7 @@ from zope.interface import implementer
 
 from fmtp.delivery import QueuedDelivery, sender_of
 from fmtp.errors import AccountExists, StoreUnavailable
+from fmtp.fairness import FairScheduler, current_principal
 from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.objects import FMTPObject, ObjectSummary, owner_of
 from fmtp.store.memory import check_counts, check_deliveries, check_page
@@ -729,6 +730,11 @@ class SQLiteStore:
         self._pool: ThreadPool | None = None
         self._shutdown_trigger: object | None = None
         self._close_waiters: list[Deferred[None]] = []
+        # Calls take turns by principal (fmtp.fairness) on their way to
+        # the thread, so one busy client cannot queue ahead of the others.
+        self._turns = FairScheduler(
+            lambda *call: deferToThreadPool(self._reactor, self._pool, *call)
+        )
         # Touched only on the pool's thread.
         self._conn: sqlite3.Connection | None = None
 
@@ -856,9 +862,11 @@ class SQLiteStore:
             self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
             self._shutdown_trigger = None
         assert self._pool is not None
-        # The pool runs calls in order on its one thread, so this runs
-        # after every call already queued.
-        d = deferToThreadPool(self._reactor, self._pool, self._disconnect)
+        # After every call already made: those waiting their turn too.
+        d = self._turns.when_idle()
+        d.addCallback(
+            lambda _: deferToThreadPool(self._reactor, self._pool, self._disconnect)
+        )
         d.addBoth(self._closed)
         return d
 
@@ -885,6 +893,7 @@ class SQLiteStore:
         )
         self._state = _State.CLOSING
         assert self._pool is not None
+        self._turns.flush()
         self._pool.callInThread(self._disconnect)
         self._stop()
         waiters, self._close_waiters = self._close_waiters, []
@@ -946,6 +955,12 @@ class SQLiteStore:
         listening before its store is open answers its first requests late
         rather than with 451; if the open fails, so do they.
 
+        Calls reach the thread in turns, one principal after another
+        (L{fmtp.fairness.current_principal}: whom the request being
+        answered is for), and in order within each: a client's read sees
+        its own earlier writes, and a client with many calls waiting
+        delays the others by at most one of its calls each turn.
+
         @return: a L{Deferred} that fires with C{func}'s result, or fails
             with its exception, except that L{sqlite3.OperationalError} is
             logged and becomes L{StoreUnavailable}.  Fails with
@@ -954,8 +969,8 @@ class SQLiteStore:
         if self._state not in (_State.OPENING, _State.OPEN):
             return fail(StoreUnavailable(f"store is {self._state.value}"))
         assert self._pool is not None
-        d = deferToThreadPool(
-            self._reactor, self._pool, self._call_with_connection, func, args, kwargs
+        d = self._turns.run(
+            current_principal.get(), self._call_with_connection, func, args, kwargs
         )
         d.addErrback(self._operational_error, func)
         return d
