@@ -500,30 +500,25 @@ class FrameParser:
             return []
         if type(data) is not bytes:
             data = bytes(data)
+        pos = 0
         if self._held:
             if not limit:
                 self._held = self._held[self._heldAt :] + data
                 self._heldAt = 0
                 return []
             # Held bytes start at a frame boundary: nothing is partial.
-            buf, pos = self._held, self._heldAt
+            held, pos = self._held, self._heldAt
             self._held, self._heldAt = b"", 0
             if data:
-                buf, pos = buf[pos:] + data, 0
-            return self._parse(buf, pos, limit)
-        if not limit:
+                data, pos = held[pos:] + data, 0
+            else:
+                data = held
+        elif not limit:
             if data:
                 self._held, self._heldAt = data, 0
             return []
-        return self._parse(data, 0, limit)
-
-    def _parse(self, data: bytes, pos: int, left: int) -> list[Frame | FrameError]:
-        """
-        Parse C{data} from C{pos} on; see L{feed}.
-
-        @param left: how many items may be returned; negative for any
-            number.
-        """
+        # How many more items may be returned; negative for any number.
+        left = limit
         maxLine, maxHeaders, maxHeaderBytes, maxBody = self._sizes
         state = self._state
         partial = self._partial
