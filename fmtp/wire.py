@@ -79,6 +79,9 @@ class Limits:
     max_header_bytes: int = 65536
     #: Largest body, in bytes.
     max_body: int = 1 << 20
+    #: Largest body a server keeps from a stream before its peer has logged
+    #: in or said HELLO; a larger one is skipped and refused.
+    max_anonymous_body: int = 1 << 16
 
 
 DEFAULT_LIMITS = Limits()
@@ -420,6 +423,11 @@ class FrameParser:
         # The fast path handles a head (command line and headers) that fits
         # in this many bytes, which keeps it within every limit.
         self._window = min(_FAST_WINDOW, limits.max_line, limits.max_header_bytes)
+        #: The largest body this parser buffers now: a frame with a larger
+        #: one (up to max_body) is answered 530 and its body skipped, not
+        #: kept.  A server lowers it until its peer has logged in, so that
+        #: anonymous connections cannot make it hold megabytes each.
+        self.body_limit = limits.max_body
         self._dead = False
         # Parse one frame only and record where it ended (parse_datagram).
         self._single = False
@@ -460,13 +468,25 @@ class FrameParser:
         """
         return len(self._held) - self._heldAt
 
-    def _buffered(self) -> int:
+    @property
+    def buffered(self) -> int:
         """
-        How many received bytes are held for frames not yet complete
-        (excluding the decoded headers): less than C{max_line} plus
-        C{max_body}, whatever was fed.
+        How many received bytes are kept: for frames not yet complete
+        (excluding the decoded headers), at most C{max_line} plus
+        L{body_limit} whatever was fed, and those L{held}.
         """
-        return len(self._partial) + len(self._body)
+        return len(self._partial) + len(self._body) + self.held
+
+    def _unbuffered(self, tag: str) -> FrameError:
+        """
+        The error for a body larger than L{body_limit}: not fatal, since
+        its end is known; it is skipped unread.
+        """
+        return FrameError(
+            530,
+            f"log in before sending a body larger than {self.body_limit} bytes",
+            tag,
+        )
 
     def _fatal(
         self, out: list[Frame | FrameError], code: int, message: str, tag: str
@@ -638,6 +658,8 @@ class FrameParser:
                             state = _BODY
                             need = length
                             error = None
+                            if length > self.body_limit:
+                                error = self._unbuffered(tag)
                             continue
                         append(Frame(verb, tag, argument, headers))
                         left -= 1
@@ -711,6 +733,8 @@ class FrameParser:
                 if length:
                     state = _BODY
                     need = length
+                    if length > self.body_limit and error is None:
+                        error = self._unbuffered(tag)
                     continue
                 state = _COMMAND
                 if error is None:

@@ -25,7 +25,7 @@ from twisted.logger import globalLogPublisher
 from fmtp.client import FrameClientProtocol, connect
 from fmtp.connlimit import ConnectionLimits, parse_networks
 from fmtp.protocols.framing import FrameStreamProtocol
-from fmtp.wire import Frame
+from fmtp.wire import Frame, request, serialize
 from tests.test_integration import EDGAR, PASSWORD, RunningServer
 from tests.tlscerts import make_ca
 
@@ -341,4 +341,54 @@ async def test_tls_listener_is_not_taken_for_a_slow_reader(tmp_path) -> None:
         assert (await within(client.request("CAPA"), 10)).code == 200
     finally:
         await close(client)
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_anonymous_streams_cannot_make_the_server_hold_big_bodies(
+    tmp_path,
+) -> None:
+    """
+    Ten connections that have not logged in each send a PUT of 1 MB: the
+    server keeps at most a few kilobytes of each while it comes in
+    (bodies held by unauthenticated streams were what kept 700 MB
+    resident after 600 of them), refuses it with 530, and goes on; a
+    logged-in user's 1 MB PUT is stored.
+    """
+    server = await start(tmp_path)
+    put = serialize(
+        request("PUT", "big", headers={"Type": "post"}, body=b"x" * 1_000_000)
+    )
+    clients = [await connect(reactor, server.tcp) for _ in range(10)]
+    most = 0
+
+    def watch(stream):
+        received = stream.dataReceived
+
+        def measured(data):
+            nonlocal most
+            received(data)
+            most = max(most, stream.buffered_bytes)
+
+        stream.dataReceived = measured
+
+    for stream in server.services.connections.streams():
+        watch(stream)
+    try:
+        for client in clients:
+            client.transport.write(put)
+        answers = await within(gatherResults([c.request("CAPA") for c in clients]))
+        assert {a.code for a in answers} == {200}
+        # The refusals came before the CAPA replies, tagged as their PUT.
+        refusals = {(c.unsolicited[-1].code, c.unsolicited[-1].tag) for c in clients}
+        assert refusals == {(530, "big")}
+        assert most < 70_000, most
+        edgar = await server.login()
+        stored = await within(
+            edgar.request("PUT", headers={"Type": "post"}, body=b"x" * 1_000_000)
+        )
+        assert stored.code == 201
+        clients.append(edgar)
+    finally:
+        await close(*clients)
         await server.stop()

@@ -94,6 +94,27 @@ class InFlightTests(SynchronousTestCase):
         self.assertEqual(self.conn.protocol._parser.held, 0)
 
 
+class AnonymousBodyTests(SynchronousTestCase):
+    def test_large_bodies_need_a_login(self) -> None:
+        """
+        Before LOGIN a stream cannot make the server keep a large body:
+        it is skipped and refused with 530; after, it is stored.
+        """
+        services = make_services(MemoryReactorClock())
+        add_account(services.store, "edgar@poe.net", "a long password")
+        conn = StreamHarness(services)
+        body = b"x" * (services.limits.max_anonymous_body + 1)
+        put = serialize(request("PUT", "p", headers={"Type": "post"}, body=body))
+        conn.send_bytes(put[:-10])
+        self.assertLess(conn.protocol.buffered_bytes, 100)
+        conn.send_bytes(put[-10:])
+        [refused] = conn.frames()
+        self.assertEqual((refused.code, refused.tag), (530, "p"))
+        self.assertEqual(conn.login("edgar@poe.net", "a long password").code, 230)
+        conn.send_bytes(put)
+        self.assertEqual([f.code for f in conn.frames()], [201])
+
+
 class FrameDeadlineTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()

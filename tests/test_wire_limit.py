@@ -113,3 +113,35 @@ class LimitTests(SynchronousTestCase):
         parser = FrameParser()
         results = _drain(parser, _split(data, cuts), limits)
         self.assertEqual([describe(i) for i in results], [describe(i) for i in whole])
+
+
+class BodyLimitTests(SynchronousTestCase):
+    """
+    A body larger than L{FrameParser.body_limit} is skipped, not kept, and
+    refused with 530; the stream goes on.
+    """
+
+    def test_large_body_skipped_unbuffered(self) -> None:
+        parser = FrameParser()
+        parser.body_limit = 100
+        head = b"PUT 1\r\nType: post\r\nLength: 5000\r\n\r\n"
+        self.assertEqual(parser.feed(head + b"x" * 4000), [])
+        self.assertEqual(parser.buffered, 0)
+        [error, capa] = parser.feed(b"x" * 1000 + b"CAPA 2\r\n\r\n")
+        self.assertIsInstance(error, FrameError)
+        self.assertEqual((error.code, error.tag, error.fatal), (530, "1", False))
+        self.assertIn("larger than 100 bytes", error.message)
+        self.assertEqual(capa.tag, "2")
+
+    def test_line_by_line_path_too(self) -> None:
+        parser = FrameParser()
+        parser.body_limit = 3
+        [error, ok] = parser.feed(b"PUT 1\nLength: 4\n\nabcdPUT 2\nLength: 3\n\nabc")
+        self.assertEqual(error.code, 530)
+        self.assertEqual(ok.body, b"abc")
+
+    def test_up_to_the_limit_is_kept(self) -> None:
+        parser = FrameParser()
+        parser.body_limit = 5
+        [frame] = parser.feed(serialize(request("PUT", "1", body=b"12345")))
+        self.assertEqual(frame.body, b"12345")

@@ -413,6 +413,14 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         """
         return self._outbox_bytes
 
+    @property
+    def buffered_bytes(self) -> int:
+        """
+        Bytes this stream holds for its client: received and not yet
+        handled, and replies not yet handed to the transport.
+        """
+        return self._parser.buffered + self._outbox_bytes
+
     def _note(self, message: str, **fields) -> None:
         """
         Log a line about this client, unless its source has had its share.
@@ -504,6 +512,18 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             return
         self._read_frames(data)
 
+    def _body_limit(self) -> int:
+        """
+        The largest body to keep: until its peer has logged in or said
+        HELLO (no command needs a body before), a stream may not make the
+        server hold more than a small one, however many streams it opens.
+        """
+        limits = self.services.limits
+        client = self.client
+        if client.address is None and client.peer_domain is None:
+            return min(limits.max_anonymous_body, limits.max_body)
+        return limits.max_body
+
     def _room(self) -> int:
         """
         How many more frames to parse now: a negative number for all.
@@ -521,6 +541,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         rest of C{data} held in the parser.
         """
         parser = self._parser
+        parser.body_limit = self._body_limit()
         produced = False
         self._parsing = True
         try:
