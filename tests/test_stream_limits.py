@@ -74,6 +74,13 @@ class InFlightTests(SynchronousTestCase):
         self.assertEqual(tags, [str(i) for i in range(2700)])
         self.assertEqual(self.conn.transport.producerState, "producing")
 
+    def test_answers_after_the_connection_is_gone_leave_no_timers(self) -> None:
+        self.conn.send_bytes(slow_requests(0, 2))
+        self.conn.protocol.connectionLost(None)
+        self.slow.release(2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(len(self.services.connections), 0)
+
     def test_reading_resumes_when_half_are_done(self) -> None:
         self.conn.send_bytes(slow_requests(0, CAP))
         self.assertEqual(self.conn.transport.producerState, "paused")

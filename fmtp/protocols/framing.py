@@ -298,6 +298,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self.setTimeout(self.services.idle_timeout)
 
     def connectionLost(self, reason: Failure = None) -> None:
+        self._closed = True
         self.setTimeout(None)
         self._cancel_stall()
         if self._abort_call is not None and self._abort_call.active():
@@ -616,7 +617,11 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
                 self.setTimeout(self.services.frame_timeout)
         else:
             self._frame_started = False
-            self.setTimeout(self.services.idle_timeout)
+            idle = self.services.idle_timeout
+            if self.timeOut == idle:
+                self.resetTimeout()
+            else:
+                self.setTimeout(idle)
 
     def _start_tls(self, frame: Frame) -> bool:
         """
