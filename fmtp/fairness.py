@@ -18,20 +18,23 @@ request calls, however deep, sees its principal, and nothing else does.
 Calls made outside any request (the queue, start-up) have the principal
 L{None} and take their turns like any other.
 
-L{FairQueue} decides the order; L{FairScheduler} hands calls to the
-resource a few at a time in that order.  They are kept apart so that a
-store that commits several calls at once (group commit) can take its
-batches from the queue.
+L{FairQueue} decides the order; L{FairScheduler} runs the calls on the
+resource's thread in that order, the thread choosing the next call
+whenever it is free.  They are kept apart so that a store that commits
+several calls at once (group commit) can take its batches from the
+queue.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 _T = TypeVar("_T")
 
@@ -93,77 +96,93 @@ class FairQueue(Generic[_T]):
 
 class FairScheduler:
     """
-    Runs calls through C{start}, at most C{window} at a time, in the order
-    of a L{FairQueue}.
+    Runs calls one at a time on a worker thread, in the order of a
+    L{FairQueue}.
 
-    The resource behind C{start} (a thread pool of one thread) runs what it
-    is given first come first served, so it is given only a few calls at a
-    time: enough that it never waits for the reactor between two calls,
-    few enough that a newcomer's call is never behind more than that many
-    of another's.
+    The next call is chosen by the thread itself, when it is free: so no
+    call ever waits behind more than the one running, whoever made the
+    others, and the thread never waits for the reactor between calls.  The
+    queue is shared between the reactor, which puts, and the thread, which
+    takes, under a lock; results go back through C{from_thread}.
 
-    @ivar window: calls handed to C{start} and not finished, at most.
+    @param in_thread: runs a callable on the worker thread (a thread pool
+        of one thread's C{callInThread}): called to start draining the
+        queue whenever it was idle.
+    @param from_thread: runs a callable in the reactor thread
+        (C{reactor.callFromThread}).
     """
 
-    def __init__(self, start: Callable[..., Deferred[Any]], window: int = 2) -> None:
-        self._start = start
-        self.window = window
+    def __init__(
+        self,
+        in_thread: Callable[[Callable[[], None]], object],
+        from_thread: Callable[..., object],
+    ) -> None:
+        self._in_thread = in_thread
+        self._from_thread = from_thread
+        self._lock = threading.Lock()
         self._queue: FairQueue[tuple[Callable[..., Any], tuple, Deferred]] = FairQueue()
-        self._running = 0
+        # Whether the thread is draining the queue (or about to).
+        self._working = False
         self._idle: list[Deferred[None]] = []
 
     def __len__(self) -> int:
         """
-        Calls waiting for their turn (not counting those running).
+        Calls waiting for their turn (not counting one running).
         """
-        return len(self._queue)
+        with self._lock:
+            return len(self._queue)
 
     def run(self, principal: object, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
         """
-        Call C{start(f, *args)} in C{principal}'s turn.
+        Call C{f(*args)} on the worker thread in C{principal}'s turn.
 
-        @return: a L{Deferred} with what C{start}'s Deferred gives.
+        @return: a L{Deferred} that fires, in the reactor thread, with
+            what C{f} returns, or fails with what it raises.
         """
         d: Deferred[_T] = Deferred()
-        self._queue.put(principal, (f, args, d))
-        self._pump()
+        with self._lock:
+            self._queue.put(principal, (f, args, d))
+            start, self._working = not self._working, True
+        if start:
+            self._in_thread(self._work)
         return d
 
-    def _pump(self) -> None:
-        while self._running < self.window and self._queue:
-            self._begin(*self._queue.take())
+    def _work(self) -> None:
+        """
+        On the worker thread: run the calls in turn until none is left.
+        """
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._working = False
+                    break
+                f, args, d = self._queue.take()
+            try:
+                result = f(*args)
+            except BaseException:
+                result = Failure()
+            self._from_thread(d.callback, result)
+        self._from_thread(self._check_idle)
 
-    def _begin(self, f: Callable[..., Any], args: tuple, d: Deferred) -> None:
-        self._running += 1
-        maybeDeferred(self._start, f, *args).addBoth(self._finished, d)
-
-    def _finished(self, result: object, d: Deferred) -> None:
-        self._running -= 1
-        # Keep the resource busy before running the caller's callbacks,
-        # which may take a while (and may queue more calls).
-        self._pump()
-        if not self._running and not self._queue:
-            idle, self._idle = self._idle, []
-            for waiter in idle:
+    def _check_idle(self) -> None:
+        with self._lock:
+            idle = not self._working
+        if idle:
+            waiters, self._idle = self._idle, []
+            for waiter in waiters:
                 waiter.callback(None)
-        d.callback(result)
-        return None
 
     def when_idle(self) -> Deferred[None]:
         """
-        A L{Deferred} that fires once no call is waiting or running.
+        A L{Deferred} that fires once no call is waiting or running and
+        every result has been delivered.
         """
-        if not self._running and not self._queue:
-            return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._idle.append(waiter)
+        with self._lock:
+            working = self._working
+        if not working:
+            # The worker's own check may still be on its way; this one
+            # comes after it, and after every result it sent.
+            self._from_thread(self._check_idle)
         return waiter
-
-    def flush(self) -> None:
-        """
-        Hand every waiting call to C{start} now, in turn order, whatever
-        the window: for a resource about to be stopped that runs what it
-        was given first.
-        """
-        while self._queue:
-            self._begin(*self._queue.take())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.fairness import FairQueue, FairScheduler, current_principal
@@ -47,65 +47,88 @@ class FairQueueTests(SynchronousTestCase):
             FairQueue().take()
 
 
+class FakeThread:
+    """
+    Stands for the worker thread and the reactor: the test says when each
+    runs what it was given.
+    """
+
+    def __init__(self) -> None:
+        self.work: list = []
+        self.delivered: list = []
+
+    def in_thread(self, work) -> None:
+        self.work.append(work)
+
+    def from_thread(self, f, *args) -> None:
+        self.delivered.append((f, args))
+
+    def run_thread(self) -> None:
+        while self.work:
+            self.work.pop(0)()
+
+    def run_reactor(self) -> None:
+        while self.delivered:
+            f, args = self.delivered.pop(0)
+            f(*args)
+
+
 class FairSchedulerTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.started: list[tuple[str, Deferred]] = []
-        self.scheduler = FairScheduler(self.start, window=2)
+        self.thread = FakeThread()
+        self.scheduler = FairScheduler(self.thread.in_thread, self.thread.from_thread)
+        self.ran: list[str] = []
 
-    def start(self, f, name: str) -> Deferred:
-        """
-        Stands for the thread pool: C{f} would run there; the test says
-        when it is done.
-        """
-        d: Deferred = Deferred()
-        self.started.append((name, d))
-        return d
+    def call(self, principal: str, name: str) -> Deferred:
+        def record() -> str:
+            self.ran.append(name)
+            return name
 
-    def finish(self, result: object = None) -> None:
-        name, d = self.started.pop(0)
-        d.callback(result if result is not None else name)
+        return self.scheduler.run(principal, record)
 
-    def names(self) -> list[str]:
-        return [name for name, _ in self.started]
-
-    def test_window_and_turns(self) -> None:
-        results = [self.scheduler.run("flooder", str, f"f{i}") for i in range(5)]
-        mine = self.scheduler.run("victim", str, "v")
-        self.assertEqual(self.names(), ["f0", "f1"])
-        self.assertEqual(len(self.scheduler), 4)
-        self.finish()
-        self.assertEqual(self.names(), ["f1", "f2"])
-        self.finish()
-        self.assertEqual(self.names(), ["f2", "v"])
-        self.finish()
-        self.finish()
+    def test_the_thread_takes_calls_in_turn(self) -> None:
+        flood = [self.call("flooder", f"f{i}") for i in range(4)]
+        mine = self.call("victim", "v")
+        self.assertEqual(len(self.scheduler), 5)
+        self.assertEqual(len(self.thread.work), 1)
+        self.thread.run_thread()
+        self.assertEqual(self.ran, ["f0", "v", "f1", "f2", "f3"])
+        self.assertNoResult(mine)
+        self.thread.run_reactor()
         self.assertEqual(self.successResultOf(mine), "v")
-        self.assertEqual(self.successResultOf(results[0]), "f0")
-        while self.started:
-            self.finish()
-        self.assertEqual([self.successResultOf(d) for d in results][-1], "f4")
+        self.assertEqual([self.successResultOf(d) for d in flood][-1], "f3")
+
+    def test_calls_made_while_it_works_take_their_turn(self) -> None:
+        def first() -> None:
+            self.ran.append("f0")
+            self.call("victim", "v")
+            self.call("flooder", "f2")
+
+        self.scheduler.run("flooder", first)
+        self.call("flooder", "f1")
+        self.thread.run_thread()
+        # The victim arrived while f1 waited: it goes after f1, not after f2.
+        self.assertEqual(self.ran, ["f0", "f1", "v", "f2"])
+        self.assertEqual(len(self.thread.work), 0)
+        self.call("victim", "later")
+        self.assertEqual(len(self.thread.work), 1)
 
     def test_failures_reach_their_caller(self) -> None:
-        d = self.scheduler.run(None, str, "x")
-        _, started = self.started.pop()
-        started.errback(ZeroDivisionError())
+        d = self.scheduler.run(None, lambda: 1 / 0)
+        self.thread.run_thread()
+        self.thread.run_reactor()
         self.failureResultOf(d, ZeroDivisionError)
 
-    def test_a_synchronous_start(self) -> None:
-        scheduler = FairScheduler(lambda f, *a: succeed(f(*a)))
-        self.assertEqual(self.successResultOf(scheduler.run("p", pow, 2, 10)), 1024)
-        self.successResultOf(scheduler.when_idle())
-
-    def test_when_idle_and_flush(self) -> None:
-        for i in range(4):
-            self.scheduler.run("p", str, f"c{i}")
+    def test_when_idle(self) -> None:
+        d = self.call("p", "a")
         idle = self.scheduler.when_idle()
-        self.scheduler.flush()
-        self.assertEqual(self.names(), ["c0", "c1", "c2", "c3"])
-        for _ in range(3):
-            self.finish()
+        self.thread.run_thread()
         self.assertNoResult(idle)
-        self.finish()
+        self.thread.run_reactor()
+        self.successResultOf(d)
+        self.successResultOf(idle)
+        idle = self.scheduler.when_idle()
+        self.thread.run_reactor()
         self.successResultOf(idle)
 
 

@@ -733,7 +733,7 @@ class SQLiteStore:
         # Calls take turns by principal (fmtp.fairness) on their way to
         # the thread, so one busy client cannot queue ahead of the others.
         self._turns = FairScheduler(
-            lambda *call: deferToThreadPool(self._reactor, self._pool, *call)
+            lambda work: self._pool.callInThread(work), self._reactor.callFromThread
         )
         # Touched only on the pool's thread.
         self._conn: sqlite3.Connection | None = None
@@ -862,7 +862,7 @@ class SQLiteStore:
             self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
             self._shutdown_trigger = None
         assert self._pool is not None
-        # After every call already made: those waiting their turn too.
+        # After every call already made, those waiting their turn too.
         d = self._turns.when_idle()
         d.addCallback(
             lambda _: deferToThreadPool(self._reactor, self._pool, self._disconnect)
@@ -893,7 +893,6 @@ class SQLiteStore:
         )
         self._state = _State.CLOSING
         assert self._pool is not None
-        self._turns.flush()
         self._pool.callInThread(self._disconnect)
         self._stop()
         waiters, self._close_waiters = self._close_waiters, []
