@@ -680,10 +680,11 @@ class SQLiteStore:
     All SQLite work runs on one thread of a private L{ThreadPool}
     (C{min = max = 1}), started by L{open} and stopped by L{close}, with
     one connection made on that thread.  One thread is enough: SQLite
-    allows one writer at a time anyway, and it makes the order of calls the
-    order of execution, so a C{get_object} issued after a C{put_object}
-    sees it.  The connection's C{check_same_thread} is left on, so a bug
-    that touched it from elsewhere fails loudly.
+    allows one writer at a time anyway, and it makes the order of one
+    client's calls the order of execution, so a C{get_object} issued after
+    a C{put_object} sees it (clients take turns: L{run_interaction}).
+    The connection's C{check_same_thread} is left on, so a bug that
+    touched it from elsewhere fails loudly.
 
     Each write is one statement in autocommit mode, or one L{transaction}
     when it takes several (C{enqueue}, C{deliver_local}, C{delete_object},
@@ -730,8 +731,8 @@ class SQLiteStore:
         self._pool: ThreadPool | None = None
         self._shutdown_trigger: object | None = None
         self._close_waiters: list[Deferred[None]] = []
-        # Calls take turns by principal (fmtp.fairness) on their way to
-        # the thread, so one busy client cannot queue ahead of the others.
+        # The thread takes calls in turns by principal (fmtp.fairness), so
+        # one busy client cannot queue ahead of the others.
         self._turns = FairScheduler(
             lambda work: self._pool.callInThread(work), self._reactor.callFromThread
         )
