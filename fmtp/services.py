@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 from twisted.cred.portal import Portal
 
 from fmtp.accounts import SessionRegistry
+from fmtp.connlimit import Connections, default_limits
 from fmtp.interfaces import IDomainSigner, IKeyVerifier, IObjectStore
 from fmtp.loginthrottle import LoginThrottle
+from fmtp.ratelimit import LogLimiter
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
@@ -51,7 +53,19 @@ class SharedServices:
     federation: Federation | None = None
     #: The TLS context STARTTLS switches to, or L{None} if not offered.
     tls_context: object | None = None
+    #: Seconds a stream may leave what the server wrote to it unread
+    #: before it is closed.
+    stall_timeout: float = 60.0
+    #: The open streams of every stream listener, and their limits.
+    connections: Connections | None = None
+    #: Log lines about refused requests, per source across its streams:
+    #: ten at once, then one a second.
+    error_log_limiter: LogLimiter | None = None
 
     def __post_init__(self) -> None:
         if self.login_throttle is None:
             self.login_throttle = LoginThrottle(self.reactor)
+        if self.connections is None:
+            self.connections = Connections(default_limits(), self.reactor)
+        if self.error_log_limiter is None:
+            self.error_log_limiter = LogLimiter(self.reactor, rate=1.0, burst=10.0)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from OpenSSL import crypto
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from twisted.python import usage
@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from fmtp import datadir
 from fmtp.accounts import PasswordHashPool, make_portal
+from fmtp.connlimit import ConnectionLimits, Connections, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
 from fmtp.dns import (
     DEFAULT_FMTP_PORT,
@@ -234,12 +235,38 @@ class Options(DNSOption, usage.Options):
             f"{DEFAULT_LOGIN_LIMITS.failure_delay:g}",
             "Seconds a failed LOGIN's reply is held back.",
         ],
+        [
+            "max-connections",
+            None,
+            None,
+            "Most streams open at once, from all sources. Default: the open "
+            "file limit less a reserve of an eighth (at least 64).",
+        ],
+        [
+            "max-connections-per-source",
+            None,
+            None,
+            "Most streams open at once from one address (an IPv6 /64), "
+            "trusted sources excepted. Default: 64.",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = {}
         self["relay-for"] = []
+        self["trusted-source"] = []
+
+    def opt_trusted_source(self, network: str) -> None:
+        """
+        An address or network (CIDR) exempt from the per-source connection
+        cap, whose streams may also use the reserve: an admin's. Repeatable;
+        replaces the default, loopback.
+        """
+        try:
+            self["trusted-source"].extend(parse_networks([network]))
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-source: {e}")
 
     def opt_relay_for(self, domain: str) -> None:
         """
@@ -271,6 +298,7 @@ class Options(DNSOption, usage.Options):
                 check_listener(description, PROTOCOL_PLUGINS[name])
         self["federation"] = self._federation_settings()
         self["login-limits"] = self._login_limits()
+        self["connection-limits"] = self._connection_limits()
         if bool(self["tls-key"]) != bool(self["tls-cert"]):
             raise usage.UsageError("--tls-key and --tls-cert go together")
         if self["hosts-file"]:
@@ -278,6 +306,19 @@ class Options(DNSOption, usage.Options):
                 load_hosts_file(self["hosts-file"])
             except (OSError, HostsFileError) as e:
                 raise usage.UsageError(f"--hosts-file: {e}")
+
+    def _connection_limits(self) -> ConnectionLimits:
+        counts = {}
+        for name in ("max-connections", "max-connections-per-source"):
+            value = self[name]
+            if value is not None and (not is_ascii_digits(value) or int(value) < 1):
+                raise usage.UsageError(f"--{name} must be a number, at least 1")
+            counts[name] = None if value is None else int(value)
+        return default_limits(
+            max_total=counts["max-connections"],
+            max_per_source=counts["max-connections-per-source"],
+            trusted=self["trusted-source"] or None,
+        )
 
     def _federation_settings(self) -> FederationSettings:
         if self["s2s-tls"] not in TLS_POLICIES:
@@ -396,9 +437,15 @@ class ServerService(MultiService):
         server then stops, and L{makeService} makes twistd exit non-zero.
     """
 
-    def __init__(self, store: IObjectStore, store_url: str = "") -> None:
+    #: Seconds open streams get to finish their requests at shutdown.
+    drain_timeout = 5.0
+
+    def __init__(
+        self, store: IObjectStore, connections: Connections, store_url: str = ""
+    ) -> None:
         super().__init__()
         self.store = store
+        self.connections = connections
         self.store_url = store_url or repr(store)
         self.failure: Failure | None = None
 
@@ -435,6 +482,13 @@ class ServerService(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        # Stop accepting, then let the open streams finish what they are
+        # doing (new requests get 421), then stop the rest: a request read
+        # before the stop never meets a closed store.
+        await gatherResults(
+            [maybeDeferred(listener.stopService) for listener in self.listeners()]
+        )
+        await self.connections.shut_down(self.drain_timeout)
         await super().stopService()
         await self.store.close()
 
@@ -472,10 +526,14 @@ def build_server(
     federation: FederationSettings = DEFAULT_FEDERATION,
     tls_context=None,
     login_limits: LoginLimits = DEFAULT_LOGIN_LIMITS,
+    connection_limits: ConnectionLimits | None = None,
 ) -> tuple[ServerService, SharedServices]:
     """
     Build a server's service tree; tests call this directly to run servers
     in-process on any reactor.
+
+    @param connection_limits: shared by every stream listener; by default
+        derived from the open file limit (L{default_limits}).
     """
     plugins = PROTOCOL_PLUGINS if plugins is None else plugins
     signer, created = load_or_create_signer(key_file, domain)
@@ -511,11 +569,12 @@ def build_server(
         login_throttle=LoginThrottle(reactor, login_limits),
         limits=limits,
         tls_context=tls_context,
+        connections=Connections(connection_limits or default_limits(), reactor),
     )
     services.federation, federation_services = build_federation(
         services, routes, federation
     )
-    root = ServerService(store, store_url)
+    root = ServerService(store, services.connections, store_url)
     # First in, so it is the last child stopped.
     hashing.setServiceParent(root)
     for service in federation_services:
@@ -582,6 +641,7 @@ def makeService(options: Options) -> MultiService:
             federation=options["federation"],
             tls_context=tls_context,
             login_limits=options["login-limits"],
+            connection_limits=options["connection-limits"],
         )
     except STARTUP_ERRORS as e:
         raise SystemExit(f"fmtp: cannot start: {_reason(e)}") from None

@@ -44,6 +44,7 @@ REPLY_TEXT: dict[int, str] = {
     221: "closing",
     230: "logged in",
     250: "message for you",
+    251: "messages not pushed, FETCH them",
     305: "answer too large for a datagram, use TCP",
     420: "timed out waiting for the rest of the frame",
     421: "service not available, closing",
@@ -78,6 +79,9 @@ class Limits:
     max_header_bytes: int = 65536
     #: Largest body, in bytes.
     max_body: int = 1 << 20
+    #: Largest body a server keeps from a stream before its peer has logged
+    #: in or said HELLO; a larger one is skipped and refused.
+    max_anonymous_body: int = 1 << 16
 
 
 DEFAULT_LIMITS = Limits()
@@ -419,12 +423,21 @@ class FrameParser:
         # The fast path handles a head (command line and headers) that fits
         # in this many bytes, which keeps it within every limit.
         self._window = min(_FAST_WINDOW, limits.max_line, limits.max_header_bytes)
+        #: The largest body this parser buffers now: a frame with a larger
+        #: one (up to max_body) is answered 530 and its body skipped, not
+        #: kept.  A server lowers it until its peer has logged in, so that
+        #: anonymous connections cannot make it hold megabytes each.
+        self.body_limit = limits.max_body
         self._dead = False
         # Parse one frame only and record where it ended (parse_datagram).
         self._single = False
         self._consumed = 0
         # An unfinished line (never holding a LF), shorter than max_line.
         self._partial = bytearray()
+        # Received bytes not parsed yet because feed's limit was reached,
+        # from _heldAt on; they start at a frame boundary.
+        self._held = b""
+        self._heldAt = 0
         self._state = _COMMAND
         # The frame being read, while _state is not _COMMAND.
         self._verb = ""
@@ -447,13 +460,33 @@ class FrameParser:
         """
         return self._state != _COMMAND or bool(self._partial)
 
-    def _buffered(self) -> int:
+    @property
+    def held(self) -> int:
         """
-        How many received bytes are held for frames not yet complete
-        (excluding the decoded headers): less than C{max_line} plus
-        C{max_body}, whatever was fed.
+        How many received bytes wait, unparsed, because the last L{feed}
+        reached its C{limit}: the caller holds them back, not the peer.
         """
-        return len(self._partial) + len(self._body)
+        return len(self._held) - self._heldAt
+
+    @property
+    def buffered(self) -> int:
+        """
+        How many received bytes are kept: for frames not yet complete
+        (excluding the decoded headers), at most C{max_line} plus
+        L{body_limit} whatever was fed, and those L{held}.
+        """
+        return len(self._partial) + len(self._body) + self.held
+
+    def _unbuffered(self, tag: str) -> FrameError:
+        """
+        The error for a body larger than L{body_limit}: not fatal, since
+        its end is known; it is skipped unread.
+        """
+        return FrameError(
+            530,
+            f"log in before sending a body larger than {self.body_limit} bytes",
+            tag,
+        )
 
     def _fatal(
         self, out: list[Frame | FrameError], code: int, message: str, tag: str
@@ -464,22 +497,48 @@ class FrameParser:
         """
         self._dead = True
         self._partial = bytearray()
+        self._held, self._heldAt = b"", 0
         self._body = bytearray()
         self._headers = {}
         self._state = _COMMAND
         out.append(FrameError(code, message, tag, True))
         return out
 
-    def feed(self, data: bytes) -> list[Frame | FrameError]:
+    def feed(self, data: bytes, limit: int = -1) -> list[Frame | FrameError]:
         """
         Add received bytes; return every frame completed by them, in order,
         with a L{FrameError} in place of each invalid one.  After a fatal
         error the parser returns nothing more.
+
+        @param limit: if not negative, return at most this many items and
+            keep the bytes after them unparsed (L{held}) for a later call,
+            which may feed C{b""}: so that a peer that pipelines thousands
+            of requests in one read costs the server no more work, and no
+            more memory in parsed frames, than the requests it can run.
         """
         if self._dead:
             return []
         if type(data) is not bytes:
             data = bytes(data)
+        pos = 0
+        if self._held:
+            if not limit:
+                self._held = self._held[self._heldAt :] + data
+                self._heldAt = 0
+                return []
+            # Held bytes start at a frame boundary: nothing is partial.
+            held, pos = self._held, self._heldAt
+            self._held, self._heldAt = b"", 0
+            if data:
+                data, pos = held[pos:] + data, 0
+            else:
+                data = held
+        elif not limit:
+            if data:
+                self._held, self._heldAt = data, 0
+            return []
+        # How many more items may be returned; negative for any number.
+        left = limit
         maxLine, maxHeaders, maxHeaderBytes, maxBody = self._sizes
         state = self._state
         partial = self._partial
@@ -524,7 +583,6 @@ class FrameParser:
         # found one, and up to where there is none.
         blankAt = -1
         clearTo = 0
-        pos = 0
         end = len(buf)
         while pos < end:
             if state == _BODY:
@@ -546,7 +604,8 @@ class FrameParser:
                     append(Frame(verb, tag, argument, headers, buf[pos:stop]))
                 pos = stop
                 state = _COMMAND
-                if single:
+                left -= 1
+                if not left:
                     break
                 continue
 
@@ -599,9 +658,12 @@ class FrameParser:
                             state = _BODY
                             need = length
                             error = None
+                            if length > self.body_limit:
+                                error = self._unbuffered(tag)
                             continue
                         append(Frame(verb, tag, argument, headers))
-                        if single:
+                        left -= 1
+                        if not left:
                             break
                         continue
 
@@ -671,13 +733,16 @@ class FrameParser:
                 if length:
                     state = _BODY
                     need = length
+                    if length > self.body_limit and error is None:
+                        error = self._unbuffered(tag)
                     continue
                 state = _COMMAND
                 if error is None:
                     append(Frame(verb, tag, argument, headers))
                 else:
                     append(error)
-                if single:
+                left -= 1
+                if not left:
                     break
                 continue
             headerCount += 1
@@ -733,7 +798,10 @@ class FrameParser:
         if single:
             self._consumed = pos
         elif pos < end:
-            partial += buf[pos:]
+            if left:
+                partial += buf[pos:]
+            else:
+                self._held, self._heldAt = buf, pos
         self._state = state
         if state != _COMMAND:
             self._verb = verb
@@ -759,7 +827,7 @@ def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Frame:
     data = bytes(data)
     parser = FrameParser(limits)
     parser._single = True
-    results = parser.feed(data)
+    results = parser.feed(data, 1)
     if results:
         first = results[0]
         if isinstance(first, FrameError):

@@ -20,6 +20,7 @@ from fmtp.wire import DEFAULT_LIMITS, Limits
 from tests.helpers import bound_ports
 
 EDGAR = "edgar@poe.net"
+LISTENERS = ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
 PASSWORD = "nevermore-quoth"
 
 
@@ -29,24 +30,25 @@ class RunningServer:
     by the test.
     """
 
-    def __init__(self, data_dir, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, data_dir, limits: Limits = DEFAULT_LIMITS, listeners=LISTENERS, **options
+    ) -> None:
+        options.setdefault("login_limits", LoginLimits(failure_delay=0.05))
         self.root, self.services = build_server(
             reactor,
             domain="poe.net",
             store_url=f"sqlite:{data_dir / 'fmtp.sqlite'}",
             key_file=str(data_dir / "domain.key"),
-            listeners={
-                "object": ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
-            },
+            listeners={"object": listeners},
             limits=limits,
-            login_limits=LoginLimits(failure_delay=0.05),
+            **options,
         )
 
     async def start(self) -> RunningServer:
         self.root.startService()
         ports = await bound_ports(self.root)
         self.tcp = f"tcp:127.0.0.1:{ports['object', 'tcp']}"
-        self.udp_port = ports["object", "udp"]
+        self.udp_port = ports.get(("object", "udp"))
         return self
 
     async def add_account(self, address: str, password: str) -> None:

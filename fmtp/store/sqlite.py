@@ -46,6 +46,7 @@ from fmtp.delivery import (
     sender_of,
 )
 from fmtp.errors import AccountExists, ObjectSealed, SendKeyUsed, StoreUnavailable
+from fmtp.fairness import FairScheduler, current_principal
 from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.objects import FMTPObject, ObjectSummary, owner_of
 from fmtp.store.memory import check_counts, check_deliveries, check_page
@@ -919,10 +920,11 @@ class SQLiteStore:
     All SQLite work runs on one thread of a private L{ThreadPool}
     (C{min = max = 1}), started by L{open} and stopped by L{close}, with
     one connection made on that thread.  One thread is enough: SQLite
-    allows one writer at a time anyway, and it makes the order of calls the
-    order of execution, so a C{get_object} issued after a C{put_object}
-    sees it.  The connection's C{check_same_thread} is left on, so a bug
-    that touched it from elsewhere fails loudly.
+    allows one writer at a time anyway, and it makes the order of one
+    client's calls the order of execution, so a C{get_object} issued after
+    a C{put_object} sees it (clients take turns: L{run_interaction}).
+    The connection's C{check_same_thread} is left on, so a bug that
+    touched it from elsewhere fails loudly.
 
     Each write is one statement in autocommit mode, or one L{transaction}
     when it takes several (C{enqueue}, C{deliver_local}, C{delete_object},
@@ -969,6 +971,11 @@ class SQLiteStore:
         self._pool: ThreadPool | None = None
         self._shutdown_trigger: object | None = None
         self._close_waiters: list[Deferred[None]] = []
+        # The thread takes calls in turns by principal (fmtp.fairness), so
+        # one busy client cannot queue ahead of the others.
+        self._turns = FairScheduler(
+            lambda work: self._pool.callInThread(work), self._reactor.callFromThread
+        )
         # Touched only on the pool's thread.
         self._conn: sqlite3.Connection | None = None
 
@@ -1096,9 +1103,11 @@ class SQLiteStore:
             self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
             self._shutdown_trigger = None
         assert self._pool is not None
-        # The pool runs calls in order on its one thread, so this runs
-        # after every call already queued.
-        d = deferToThreadPool(self._reactor, self._pool, self._disconnect)
+        # After every call already made, those waiting their turn too.
+        d = self._turns.when_idle()
+        d.addCallback(
+            lambda _: deferToThreadPool(self._reactor, self._pool, self._disconnect)
+        )
         d.addBoth(self._closed)
         return d
 
@@ -1186,6 +1195,12 @@ class SQLiteStore:
         listening before its store is open answers its first requests late
         rather than with 451; if the open fails, so do they.
 
+        Calls reach the thread in turns, one principal after another
+        (L{fmtp.fairness.current_principal}: whom the request being
+        answered is for), and in order within each: a client's read sees
+        its own earlier writes, and a client with many calls waiting
+        delays the others by at most one of its calls each turn.
+
         @return: a L{Deferred} that fires with C{func}'s result, or fails
             with its exception, except that L{sqlite3.OperationalError} is
             logged and becomes L{StoreUnavailable}.  Fails with
@@ -1194,8 +1209,8 @@ class SQLiteStore:
         if self._state not in (_State.OPENING, _State.OPEN):
             return fail(StoreUnavailable(f"store is {self._state.value}"))
         assert self._pool is not None
-        d = deferToThreadPool(
-            self._reactor, self._pool, self._call_with_connection, func, args, kwargs
+        d = self._turns.run(
+            current_principal.get(), self._call_with_connection, func, args, kwargs
         )
         d.addErrback(self._operational_error, func)
         return d
