@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fmtp.accounts import hash_password  # noqa: E402
 from fmtp.client import DatagramClient, FrameClientProtocol, connect  # noqa: E402
+from fmtp.framing.datagram import FrameDatagramProtocol  # noqa: E402
 from fmtp.listeners import is_datagram  # noqa: E402
 from fmtp.objects import user_object  # noqa: E402
-from fmtp.protocols.framing import FrameDatagramProtocol  # noqa: E402
-from fmtp.protocols.object import ObjectProtocolPlugin  # noqa: E402
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin  # noqa: E402
 from fmtp.ratelimit import SourceRateLimiter  # noqa: E402
 from fmtp.services import SharedServices  # noqa: E402
 from fmtp.tap import ServerService, build_server  # noqa: E402

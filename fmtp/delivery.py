@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from fmtp.auth.router import Event
 from fmtp.errors import InvalidAddress
 from fmtp.objects import FMTPObject, domain_of, normalize_address, owner_of
 
@@ -208,3 +209,15 @@ def parse_results(
         elif malformed is not None:
             malformed(line)
     return results
+
+
+#: The router event kind of a message filed for a user: what the object
+#: protocol pushes to a logged-in stream.
+MESSAGE_EVENT = "message"
+
+
+def message_event(obj: FMTPObject) -> Event:
+    """
+    The router event that hands a live session a message as it is filed.
+    """
+    return Event(MESSAGE_EVENT, obj)

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from OpenSSL import crypto
 from twisted.application.service import MultiService
@@ -527,6 +528,7 @@ def build_server(
     tls_context=None,
     login_limits: LoginLimits = DEFAULT_LOGIN_LIMITS,
     connection_limits: ConnectionLimits | None = None,
+    **timeouts: float,
 ) -> tuple[ServerService, SharedServices]:
     """
     Build a server's service tree; tests call this directly to run servers
@@ -534,6 +536,8 @@ def build_server(
 
     @param connection_limits: shared by every stream listener; by default
         derived from the open file limit (L{default_limits}).
+    @param timeouts: the streams' C{idle_timeout}, C{frame_timeout} and
+        C{stall_timeout} (L{SharedServices}), if not their defaults.
     """
     plugins = PROTOCOL_PLUGINS if plugins is None else plugins
     signer, created = load_or_create_signer(key_file, domain)
@@ -570,10 +574,10 @@ def build_server(
         limits=limits,
         tls_context=tls_context,
         connections=Connections(connection_limits or default_limits(), reactor),
+        **timeouts,
     )
-    services.federation, federation_services = build_federation(
-        services, routes, federation
-    )
+    links, federation_services = build_federation(services, routes, federation)
+    services = replace(services, federation=links)
     root = ServerService(store, services.connections, store_url)
     # First in, so it is the last child stopped.
     hashing.setServiceParent(root)

@@ -36,6 +36,10 @@ from fmtp.objects import canonical_name, is_valid_name
 #: whose own tag could not be read.
 UNSOLICITED_TAG = "*"
 
+#: Largest datagram sent or accepted: below the IPv6 minimum MTU less
+#: headers, so no datagram is fragmented (as QUIC and DNS do).
+MAX_DATAGRAM = 1200
+
 #: The default text of each reply code (doc/protocol.md, Reply codes).
 REPLY_TEXT: dict[int, str] = {
     200: "ok",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -17,9 +18,10 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fmtp.accounts import make_portal
+from fmtp.framing.stream import FrameStreamProtocol
 from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
-from fmtp.protocols.framing import FrameStreamProtocol
-from fmtp.protocols.object import ObjectCommands
+from fmtp.protocols.object.federation import Federation
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.services import SharedServices
 from fmtp.store.memory import MemoryStore
 from fmtp.wire import DEFAULT_LIMITS, FrameParser, Limits, request, serialize
@@ -38,22 +40,47 @@ def run_now(f, *args, **kwargs):
 
 
 def make_services(
-    reactor=None, store=None, domain: str = "poe.net", limits: Limits = DEFAULT_LIMITS
+    reactor=None,
+    store=None,
+    domain: str = "poe.net",
+    limits: Limits = DEFAULT_LIMITS,
+    keys=None,
+    signer=None,
+    **options: Any,
 ) -> SharedServices:
+    """
+    The services of a server of C{domain}, on a memory store and a
+    L{MemoryReactorClock} unless given, with federation that reaches no
+    other server (remote recipients wait in the queue).
+
+    @param keys: the key verifier (by default one knowing C{signer}).
+    @param options: any other L{SharedServices} field.
+    """
     reactor = reactor if reactor is not None else MemoryReactorClock()
     store = store if store is not None else MemoryStore()
-    signer = DomainSigner(generate_private_key(), domain)
-    keys = StaticKeyVerifier({}, reactor)
-    keys.add_signer(signer)
-    return SharedServices(
+    signer = signer or DomainSigner(generate_private_key(), domain)
+    if keys is None:
+        keys = StaticKeyVerifier({}, reactor)
+        keys.add_signer(signer)
+    services = SharedServices(
         reactor=reactor,
         domain=domain,
         store=store,
         keys=keys,
         signer=signer,
-        portal=make_portal(store, run_in_thread=run_now),
         limits=limits,
+        **{"portal": make_portal(store, run_in_thread=run_now), **options},
     )
+    if services.federation is None:
+        services = replace(services, federation=Federation.build(services))
+    return services
+
+
+def object_protocol(services: SharedServices):
+    """
+    The object protocol's commands on C{services}'s server.
+    """
+    return ObjectProtocolPlugin().handler(services)
 
 
 def add_account(store, address: str, password: str) -> None:
@@ -75,7 +102,7 @@ class StreamHarness:
 
     def __init__(self, services: SharedServices, host: str = "192.0.2.1") -> None:
         self.services = services
-        self.protocol = FrameStreamProtocol(ObjectCommands(services))
+        self.protocol = FrameStreamProtocol(object_protocol(services))
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         self.protocol.makeConnection(self.transport)
         self._parser = FrameParser(Limits(max_body=1 << 24))

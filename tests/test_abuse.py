@@ -24,7 +24,7 @@ from twisted.logger import globalLogPublisher
 
 from fmtp.client import FrameClientProtocol, connect
 from fmtp.connlimit import ConnectionLimits, parse_networks
-from fmtp.protocols.framing import FrameStreamProtocol
+from fmtp.framing.stream import FrameStreamProtocol
 from fmtp.wire import Frame, request, serialize
 from tests.test_integration import EDGAR, PASSWORD, RunningServer
 from tests.tlscerts import make_ca
@@ -69,7 +69,7 @@ def server_side(server: RunningServer, address: str) -> FrameStreamProtocol:
     [stream] = [
         s
         for s in server.services.connections.streams()
-        if s.client is not None and s.client.address == address
+        if s.session is not None and s.session.address == address
     ]
     return stream
 
@@ -158,8 +158,7 @@ async def test_a_client_that_never_reads_is_disconnected(tmp_path) -> None:
     A client that asks for large replies and reads none of them is
     closed once it has read nothing for the stall timeout (0.2 s here).
     """
-    server = await start(tmp_path)
-    server.services.stall_timeout = 0.2
+    server = await start(tmp_path, stall_timeout=0.2)
     lost = await server.login(LOST, PASSWORD)
     big = await within(
         lost.request("PUT", headers={"Type": "note"}, body=b"x" * 512 * 1024)
@@ -243,8 +242,7 @@ async def test_a_trickled_request_times_out_from_its_first_byte(tmp_path) -> Non
     server closes it with 420 once the frame timeout (0.3 s here) has
     passed since the first byte, long before.
     """
-    server = await start(tmp_path)
-    server.services.frame_timeout = 0.3
+    server = await start(tmp_path, frame_timeout=0.3)
     client = await connect(reactor, server.tcp)
     data = b"GET 1 " + b"x" * 500
     sent = 0

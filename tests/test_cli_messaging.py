@@ -654,7 +654,7 @@ async def test_watch(server: CLIServer, children: Children) -> None:
     another ends with status 3 and one line when the server goes away.
     """
     watcher, out, err = children.start(["watch", "--json"], server.annabel)
-    await eventually(lambda: len(server.services.sessions) == 1)
+    await eventually(lambda: len(server.services.router) == 1)
     sent = await children.run(
         ["send", ANNABEL, "--subject", "Are you there?", "--body", "Lenore"],
         server.edgar,
@@ -672,12 +672,12 @@ async def test_watch(server: CLIServer, children: Children) -> None:
     assert await wait_for_exit(watcher, COMMAND_TIMEOUT) == EXIT_INTERRUPTED
     assert err.read_text() == ""
 
-    await eventually(lambda: len(server.services.sessions) == 0)
+    await eventually(lambda: len(server.services.router) == 0)
     proxy, listening = forwarding_proxy(server)
     try:
         env = dict(server.annabel, FMTP_SERVER=proxy)
         watcher, out, err = children.start(["watch"], env)
-        await eventually(lambda: len(server.services.sessions) == 1)
+        await eventually(lambda: len(server.services.router) == 1)
         # The server goes away: its end of the connection closes.
         for connection in listening.factory.open:
             connection.server.transport.loseConnection()

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.fairness import FairQueue, FairScheduler, current_principal
-from fmtp.protocols.framing import Client
+from fmtp.framing.session import Session
 from fmtp.store.sqlite import SQLiteStore
 from fmtp.wire import reply
 from tests.helpers import StreamHarness, add_account, make_services
@@ -138,7 +138,7 @@ class PrincipalTests(SynchronousTestCase):
     """
 
     def test_principals(self) -> None:
-        client = Client(host="192.0.2.1")
+        client = Session(host="192.0.2.1")
         self.assertEqual(client.principal, ("host", "192.0.2.1"))
         client.peer_domain = "lenore.org"
         self.assertEqual(client.principal, ("host", "192.0.2.1"))
@@ -157,7 +157,7 @@ class PrincipalTests(SynchronousTestCase):
             seen.append(current_principal.get())
             return reply(200, frame.tag)
 
-        conn.protocol.handler.commands["WHOAMI"] = whoami
+        conn.protocol.handler.groups[0].commands["WHOAMI"] = whoami
         conn.ask("WHOAMI")
         conn.login("edgar@poe.net", "a long password")
         conn.ask("WHOAMI")

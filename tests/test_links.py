@@ -14,6 +14,7 @@ protocol, so that the client side is checked against the server side.
 from __future__ import annotations
 
 from collections import namedtuple
+from functools import partial
 
 import pytest
 import pytest_twisted
@@ -42,17 +43,19 @@ from fmtp.federation.links import (
     _LinkProtocol,
     parse_route,
 )
+from fmtp.framing.handler import CommandGroup, HandlerCollection
+from fmtp.framing.session import Session, SessionCommands
+from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
 from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id, user_object
-from fmtp.protocols.framing import (
-    Client,
-    CommandHandler,
-    FrameStreamFactory,
-    FrameStreamProtocol,
-)
-from fmtp.protocols.object import ObjectCommands
 from fmtp.wire import Frame, reply
-from tests.helpers import HeldPort, add_account, make_services, within
+from tests.helpers import (
+    HeldPort,
+    add_account,
+    make_services,
+    object_protocol,
+    within,
+)
 from tests.tlscerts import make_ca
 
 EDGAR = "edgar@poe.net"
@@ -103,7 +106,7 @@ class FakeRoutes:
         return succeed(list(self.hosts[host]))
 
 
-class PeerCommands(CommandHandler):
+class PeerCommands(CommandGroup):
     """
     A peer server's side of the link, with switches to misbehave.
 
@@ -115,14 +118,14 @@ class PeerCommands(CommandHandler):
         whole message with.
     """
 
-    protocol_name = "object"
-
-    def __init__(self, services, verifier: HelloVerifier, server: PeerServer) -> None:
-        super().__init__(services)
-        self.verifier = verifier
+    def __init__(
+        self, services, protocol: HandlerCollection, server: PeerServer
+    ) -> None:
+        super().__init__(services, protocol)
+        self.verifier = HelloVerifier(services.keys, server.clock, services.domain)
         self.clock = server.clock
         self.server = server
-        self.commands.update(
+        self.commands = dict(
             HELLO=self.hello, DELIVER=self.deliver, GET=self.get, CONFIRM=self.confirm
         )
         self.hello_mode: str | int = "ok"
@@ -134,7 +137,7 @@ class PeerCommands(CommandHandler):
         self.hellos = 0
         self.confirms = 0
 
-    async def hello(self, frame: Frame, client: Client) -> Frame:
+    async def hello(self, frame: Frame, client: Session) -> Frame:
         self.hellos += 1
         if isinstance(self.hello_mode, int):
             return reply(self.hello_mode, frame.tag, "not today")
@@ -149,7 +152,7 @@ class PeerCommands(CommandHandler):
             del answer["Signature"]
         return reply(200, frame.tag, "hello", headers=answer)
 
-    async def deliver(self, frame: Frame, client: Client) -> Frame:
+    async def deliver(self, frame: Frame, client: Session) -> Frame:
         if client.peer_domain is None:
             return reply(530, frame.tag, "HELLO first")
         if self.on_deliver == "close":
@@ -168,7 +171,7 @@ class PeerCommands(CommandHandler):
         body = "".join(f"{line}\r\n" for line in lines).encode()
         return reply(200, frame.tag, "per-recipient results", body=body)
 
-    async def get(self, frame: Frame, client: Client) -> Frame:
+    async def get(self, frame: Frame, client: Session) -> Frame:
         self.gets += 1
         obj = self.objects.get(frame.argument)
         if obj is None:
@@ -177,7 +180,7 @@ class PeerCommands(CommandHandler):
         headers["Digest"] = obj.digest()
         return reply(200, frame.tag, headers=headers, body=obj.body)
 
-    async def confirm(self, frame: Frame, client: Client) -> Frame:
+    async def confirm(self, frame: Frame, client: Session) -> Frame:
         self.confirms += 1
         if self.sent.get(frame.argument) == frame.headers.get("Digest"):
             return reply(200, frame.tag, "yes")
@@ -218,20 +221,22 @@ class PeerServer:
     def __init__(
         self, domain, keys, signer=None, tls=None, handler=None, clock=reactor
     ) -> None:
-        services = make_services(reactor, domain=domain)
-        services.keys = keys
-        if signer is not None:
-            services.signer = signer
-        services.tls_context = tls
+        services = make_services(
+            reactor, domain=domain, keys=keys, signer=signer, tls_context=tls
+        )
         self.services = services
         self.clock = clock
         self.protocols: list[TrackedProtocol] = []
         self.connections = 0
-        self.handler = handler or PeerCommands(
-            services, HelloVerifier(keys, clock, domain), self
-        )
+        if handler is None:
+            handler = HandlerCollection(
+                "object",
+                services,
+                [SessionCommands, partial(PeerCommands, server=self)],
+            )
+            self.handler = handler.groups[1]
         self.port = reactor.listenTCP(
-            0, TrackedFactory(self.handler, self), interface="127.0.0.1"
+            0, TrackedFactory(handler, self), interface="127.0.0.1"
         )
         self.port_number = self.port.getHost().port
 
@@ -977,11 +982,11 @@ async def test_against_the_object_protocol(env) -> None:
     """
     The client side against the real server side of the link.
     """
-    services = make_services(reactor, domain="lenore.org")
-    services.keys = env.keys
-    services.signer = env.lenore
+    services = make_services(
+        reactor, domain="lenore.org", keys=env.keys, signer=env.lenore
+    )
     add_account(services.store, LOST, "nevermore")
-    server = env.serve(handler=ObjectCommands(services))
+    server = env.serve(handler=object_protocol(services))
     env.routes.routes["lenore.org"] = [server.route()]
     pool = env.pool()
     message = env.message()

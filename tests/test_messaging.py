@@ -212,15 +212,14 @@ class ServerLinkTests(SynchronousTestCase):
         self.assertEqual(self.peer.ask("DELIVER", headers=obj.to_headers()).code, 501)
 
     def relaying_for_poe(self, lookup=None) -> None:
-        from fmtp.objectservice import ObjectService
-        from fmtp.protocols.messaging import Federation
+        from dataclasses import replace
 
-        self.services.federation = Federation.build(
-            self.services,
-            ObjectService(self.services.store, self.clock),
-            relay_for=frozenset({"poe.net"}),
-            lookup=lookup,
+        from fmtp.protocols.object.federation import Federation
+
+        federation = Federation.build(
+            self.services, relay_for=frozenset({"poe.net"}), lookup=lookup
         )
+        self.services = replace(self.services, federation=federation)
         self.peer = StreamHarness(self.services, host="192.0.2.50")
 
     def test_child_delivery_is_split_between_relay_and_local(self) -> None:

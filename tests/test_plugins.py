@@ -30,13 +30,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from fmtp.client import DatagramClient, connect
+from fmtp.framing.datagram import FrameDatagramProtocol
+from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
 from fmtp.interfaces import IProtocolPlugin
-from fmtp.protocols.framing import (
-    FrameDatagramProtocol,
-    FrameStreamFactory,
-    FrameStreamProtocol,
-)
-from fmtp.protocols.object import ObjectProtocolPlugin
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.tap import build_server, check_listener, find_protocol_plugins
 from fmtp.wire import Frame, FrameParser, parse_datagram, request, serialize
 from tests.helpers import bound_ports, make_services
@@ -80,7 +77,7 @@ class TimeConnection:
     """
 
     def __init__(self, services, host: str = "192.0.2.1") -> None:
-        self.protocol = FrameStreamProtocol(fmtp_time.TimeCommands(services))
+        self.protocol = FrameStreamProtocol(fmtp_time.timeProtocol.handler(services))
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         self.protocol.makeConnection(self.transport)
         self._parser = FrameParser()
@@ -155,7 +152,8 @@ class TimeCommandsTests(SynchronousTestCase):
         answer = self.conn.ask("CAPA")
         self.assertEqual(answer.code, 200)
         self.assertEqual(answer.headers["Protocol"], "time")
-        self.assertEqual(answer.headers["Commands"], "CAPA TIME")
+        # The shared session commands come with the example's own.
+        self.assertEqual(answer.headers["Commands"], "CAPA LOGIN LOGOUT QUIT TIME")
 
     def test_unknown_command(self) -> None:
         self.assertEqual(self.conn.ask("GET", "g", "x").code, 502)
@@ -264,7 +262,7 @@ class PluginContractTests(SynchronousTestCase):
         plugin = fmtp_time.timeProtocol
         factory = plugin.stream_factory(services)
         self.assertIsInstance(factory, FrameStreamFactory)
-        self.assertIsInstance(factory.handler, fmtp_time.TimeCommands)
+        self.assertIsInstance(factory.handler.groups[1], fmtp_time.TimeCommands)
         self.assertIs(factory.handler.services, services)
         self.assertIsInstance(
             factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)),
@@ -272,7 +270,8 @@ class PluginContractTests(SynchronousTestCase):
         )
         datagram = plugin.datagram_protocol(services)
         self.assertIsInstance(datagram, FrameDatagramProtocol)
-        self.assertIsInstance(datagram.handler, fmtp_time.TimeCommands)
+        # One handler per server, for streams and datagrams alike.
+        self.assertIs(datagram.handler, factory.handler)
 
     def test_installed_plugins(self) -> None:
         found = find_protocol_plugins()

@@ -13,7 +13,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.client import FrameClientProtocol
-from fmtp.protocols.framing import FrameStreamProtocol
+from fmtp.framing.stream import FrameStreamProtocol
 from fmtp.wire import Frame, reply, request, serialize
 from tests.helpers import StreamHarness, add_account, make_services
 
@@ -27,7 +27,7 @@ class SlowCommands:
 
     def __init__(self, conn: StreamHarness) -> None:
         self.waiting: list[tuple[str, Deferred]] = []
-        conn.protocol.handler.commands["SLOW"] = self.slow
+        conn.protocol.handler.groups[0].commands["SLOW"] = self.slow
 
     async def slow(self, frame: Frame, client) -> Frame:
         d: Deferred = Deferred()
@@ -189,7 +189,7 @@ class SlowReaderTests(SynchronousTestCase):
 
     def push(self, count: int) -> None:
         for _ in range(count):
-            self.protocol.client.push(reply(250, "*"))
+            self.protocol.session.push(reply(250, "*"))
 
     def test_pushes_are_dropped_and_counted_while_not_reading(self) -> None:
         self.push(2)

@@ -14,14 +14,14 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from fmtp.delivery import QueuedDelivery, RecipientResult
+from fmtp.delivery import QueuedDelivery, RecipientResult, message_event
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
 from fmtp.federation.links import DEFAULT_FMTP_PORT, LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
 from fmtp.housekeeping import Housekeeping
 from fmtp.objects import FMTPObject
-from fmtp.protocols.messaging import Federation
+from fmtp.protocols.object.federation import Federation
 from fmtp.services import SharedServices
 
 log = Logger()
@@ -106,7 +106,7 @@ def build_federation(
         # A bounce goes to the sender whatever their policy says: it is
         # this server telling its own user that a message failed.
         if await store.deliver_local(recipient, obj, False) is not None:
-            services.sessions.push(recipient, obj)
+            services.router.deliver(recipient, message_event(obj))
 
     queue = OutboundQueue(
         store,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from twisted.internet.interfaces import IReactorTime
 
 from fmtp import attachments
+from fmtp.access import link_to_parent
 from fmtp.delivery import (
     RecipientResult,
     SendKey,
@@ -42,7 +43,6 @@ from fmtp.objects import (
     new_object_id,
     normalize_address,
 )
-from fmtp.objectservice import ObjectService
 
 #: Most recipients one message may name.
 MAX_RECIPIENTS = 100
@@ -95,7 +95,6 @@ class MessageSender:
         signer: IDomainSigner,
         clock: IReactorTime,
         receiver: DeliveryReceiver,
-        objects: ObjectService,
         kick: Callable[[], object] = lambda: None,
     ) -> None:
         self.domain = domain
@@ -103,7 +102,6 @@ class MessageSender:
         self._signer = signer
         self._clock = clock
         self._receiver = receiver
-        self._objects = objects
         self._kick = kick
 
     async def send(
@@ -143,7 +141,7 @@ class MessageSender:
         recipients = self._recipients(properties.get("To", ""))
         properties["From"] = user
         properties["To"] = " ".join(recipients)
-        await self._objects.link_to_parent(user, properties)
+        await link_to_parent(self._store, user, properties)
         now = self._clock.seconds()
         obj = FMTPObject(new_object_id(user, now), object_type, properties, bytes(body))
         obj = self._signer.sign_object(obj, now)

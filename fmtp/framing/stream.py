@@ -1,18 +1,11 @@
 """
-Frames in, replies out: the stream and datagram protocols every fmtp
-protocol is built from.
-
-These classes parse, frame, time out, apply back-pressure and enforce the
-datagram rules; what a request means is up to a L{CommandHandler}, a plain
-class that never sees a transport.  Every bad input is answered with a
-reply code and logged here, in one place.
+One stream connection of any fmtp protocol: frames in, replies out, and
+what one client may make the server hold or do, bounded.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
@@ -20,207 +13,23 @@ from twisted.internet.interfaces import (
     IHandshakeListener,
     ISSLTransport,
 )
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from fmtp.attachments import MAX_ATTACHMENTS
-from fmtp.cookies import SourceCookies
-from fmtp.errors import FMTPError, InvalidObject
-from fmtp.fairness import current_principal
-from fmtp.keys import format_key_record
-from fmtp.objects import is_ascii_digits
-from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
-from fmtp.services import SharedServices
+from fmtp.framing.handler import HandlerCollection, answer_request, error_reply
+from fmtp.framing.session import Session
+from fmtp.ratelimit import suppressed_note
 from fmtp.wire import (
     UNSOLICITED_TAG,
     Frame,
     FrameError,
     FrameParser,
-    parse_datagram,
     reply,
     serialize,
 )
-
-#: Largest datagram sent or accepted: below the IPv6 minimum MTU less
-#: headers, so no datagram is fragmented (as QUIC and DNS do).
-MAX_DATAGRAM = 1200
-
-PROTOCOL_VERSION = "1"
-
-
-@dataclass
-class Client:
-    """
-    What a handler knows of whoever sent a request.
-
-    @ivar host: the peer's address as the transport reports it; used only
-        to throttle and to reply, never trusted as an identity (a peer
-        server's domain is what its HELLO proves, not its address).
-    @ivar datagram: whether the request came in a datagram.
-    @ivar address: the logged-in address, or L{None}.
-    """
-
-    host: str
-    datagram: bool = False
-    address: str | None = None
-    session_key: str | None = None
-    failed_logins: int = 0
-    logging_in: bool = False
-    closing: bool = False
-    #: Writes an unsolicited frame to this client's stream (None over UDP).
-    push: Callable[[Frame], None] | None = None
-    #: The domain a peer server proved (or claimed) with HELLO.
-    peer_domain: str | None = None
-    peer_verified: bool = False
-
-    @property
-    def principal(self) -> tuple[str, str]:
-        """
-        Whom this client's requests count against when the server shares
-        itself out (L{fmtp.fairness}): its user, else the domain its peer
-        server proved, else its host.  A claimed but unproven domain is
-        not one: anyone may claim many.
-        """
-        if self.address is not None:
-            return ("user", self.address)
-        if self.peer_domain is not None and self.peer_verified:
-            return ("domain", self.peer_domain)
-        return ("host", self.host)
-
-
-Command = Callable[[Frame, Client], Awaitable[Frame]]
-
-
-def int_header(frame: Frame, name: str, default: int) -> int:
-    """
-    A header holding a whole number, or C{default} when absent.
-
-    @raise InvalidObject: if it holds anything but digits.
-    """
-    value = frame.headers.get(name)
-    if value is None:
-        return default
-    if not is_ascii_digits(value) or len(value) > 12:
-        raise InvalidObject(f"{name} must be a whole number")
-    return int(value)
-
-
-def required_header(frame: Frame, name: str) -> str:
-    """
-    @raise InvalidObject: naming the header if it is missing or empty.
-    """
-    value = frame.headers.get(name)
-    if not value:
-        raise InvalidObject(f"{frame.verb} needs a {name} header")
-    return value
-
-
-def required_argument(frame: Frame, what: str) -> str:
-    """
-    @raise InvalidObject: saying how the command line should look.
-    """
-    if not frame.argument:
-        raise InvalidObject(f"{frame.verb} needs an argument: {frame.verb} TAG {what}")
-    return frame.argument
-
-
-class CommandHandler:
-    """
-    A protocol's commands: a table from verb to coroutine, and C{CAPA}.
-
-    Subclasses fill L{commands} in C{__init__} and name the verbs offered
-    over datagrams in L{datagram_commands}.
-    """
-
-    protocol_name = "?"
-
-    def __init__(self, services: SharedServices) -> None:
-        self.services = services
-        self.commands: dict[str, Command] = {"CAPA": self.capa}
-        self.datagram_commands: frozenset[str] = frozenset({"CAPA"})
-
-    def greeting(self) -> str:
-        return (
-            f"{self.services.domain} fmtp/{PROTOCOL_VERSION} {self.protocol_name} ready"
-        )
-
-    async def handle(self, frame: Frame, client: Client) -> Frame:
-        """
-        Answer one request.
-
-        @raise FMTPError: for a refusal; the caller turns it into a reply.
-        """
-        command = self.commands.get(frame.verb)
-        if command is None:
-            return reply(502, frame.tag, f"unknown command {frame.verb}")
-        if client.datagram and frame.verb not in self.datagram_commands:
-            return reply(305, frame.tag, f"{frame.verb} is offered over TCP only")
-        return await command(frame, client)
-
-    def connection_lost(self, client: Client) -> None:
-        """
-        A stream closed: its session ends with it.
-        """
-        if client.session_key is not None:
-            self.services.sessions.close(client.session_key)
-            client.session_key = None
-
-    async def capa(self, frame: Frame, client: Client) -> Frame:
-        """
-        Say what this server offers, so a client needs no out-of-band
-        configuration.
-        """
-        verbs = set(self.datagram_commands if client.datagram else self.commands)
-        if self.services.tls_context is not None and not client.datagram:
-            verbs.add("STARTTLS")
-        limits = self.services.limits
-        return reply(
-            200,
-            frame.tag,
-            headers={
-                "Protocol": self.protocol_name,
-                "Version": PROTOCOL_VERSION,
-                "Domain": self.services.domain,
-                "Commands": " ".join(sorted(verbs)),
-                "Max-Line": str(limits.max_line),
-                "Max-Headers": str(limits.max_headers),
-                "Max-Body": str(MAX_DATAGRAM if client.datagram else limits.max_body),
-                "Max-Attachments": str(MAX_ATTACHMENTS),
-                # The key this server signs with: a client checks the
-                # signatures of its own domain's messages with it when the
-                # domain publishes none (the embedded localhost).
-                "Domain-Key": format_key_record(self.services.signer.public_key()),
-            },
-        )
-
-
-async def answer_request(
-    handler: CommandHandler, frame: Frame, client: Client
-) -> Frame:
-    """
-    Answer one request on behalf of C{client}'s principal.
-
-    Run it with C{Deferred.fromCoroutine}, which gives it a context of its
-    own: the principal set here is seen by everything the request calls
-    (the store's fair scheduler), and by nothing else.
-    """
-    current_principal.set(client.principal)
-    return await handler.handle(frame, client)
-
-
-def error_reply(failure: Failure, tag: str, log: Logger, peer: str) -> Frame:
-    """
-    The reply to a request that failed: its own code for an L{FMTPError},
-    451 (temporary) and a logged traceback for anything unexpected, since
-    a bug is no reason to tell a client never to retry.
-    """
-    if failure.check(FMTPError):
-        return reply(failure.value.code, tag, failure.value.message)
-    log.failure("Unexpected error answering {peer}", failure, peer=peer)
-    return reply(451, tag)
 
 
 @implementer(IHandshakeListener)
@@ -254,7 +63,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
     _log = Logger()
     max_in_flight = 32
 
-    def __init__(self, handler: CommandHandler) -> None:
+    def __init__(self, handler: HandlerCollection) -> None:
         self.handler = handler
         self.services = services = handler.services
         self.callLater = services.reactor.callLater
@@ -284,17 +93,17 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         #: Pushed messages dropped because the client was not reading.
         self.dropped_pushes = 0
         self._unreported_drops = 0
-        self.client: Client | None = None
+        self.session: Session | None = None
 
     # The connection
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         host = getattr(peer, "host", str(peer))
-        self.client = Client(host=host, push=self.push)
+        self.session = Session(host=host, push=self.push)
         refusal = self.services.connections.admit(self, host)
         if refusal is not None:
-            self.client.closing = True
+            self.session.closing = True
             self._closed = True
             self.transport.write(serialize(reply(421, UNSOLICITED_TAG, refusal)))
             self.transport.loseConnection()
@@ -313,16 +122,16 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self._outbox.clear()
         self._outbox_bytes = 0
         self.services.connections.release(self)
-        if self.client is not None:
-            self.client.closing = True
-            self.handler.connection_lost(self.client)
+        if self.session is not None:
+            self.session.closing = True
+            self.handler.connection_lost(self.session)
 
     def _close(self) -> None:
         """
         Close once what was written is sent, or after C{stall_timeout} if
         the client does not take it.
         """
-        self.client.closing = True
+        self.session.closing = True
         if self._closed:
             return
         self._closed = True
@@ -343,8 +152,8 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         """
         Close at once, dropping whatever is still unsent.
         """
-        if self.client is not None:
-            self.client.closing = True
+        if self.session is not None:
+            self.session.closing = True
         self._closed = True
         self.setTimeout(None)
         self.transport.abortConnection()
@@ -354,7 +163,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         The server is stopping: finish the requests in progress, answer
         any other with C{421}, then close.
         """
-        if self.client is None or self.client.closing or self._shutting_down:
+        if self.session is None or self.session.closing or self._shutting_down:
             return
         self._shutting_down = True
         # Requests read from now on are answered 421, not run: keep
@@ -364,7 +173,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             self._read_frames()
         else:
             self._update_reading()
-        if self._in_flight == 0 and not self.client.closing:
+        if self._in_flight == 0 and not self.session.closing:
             self.send(reply(421, UNSOLICITED_TAG, "shutting down"))
             self._close()
 
@@ -400,7 +209,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             self._write_blocked
             or self._outbox
             or self._shutting_down
-            or self.client.closing
+            or self.session.closing
         ):
             self.dropped_pushes += 1
             self._unreported_drops += 1
@@ -433,11 +242,11 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         """
         Log a line about this client, unless its source has had its share.
         """
-        suppressed = self.services.error_log_limiter.allow(self.client.host)
+        suppressed = self.services.error_log_limiter.allow(self.session.host)
         if suppressed is not None:
             self._log.info(
                 "{peer} " + message + "{suppressed}",
-                peer=self.client.host,
+                peer=self.session.host,
                 suppressed=suppressed_note(suppressed),
                 **fields,
             )
@@ -466,7 +275,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             data = outbox.popleft()
             self._outbox_bytes -= len(data)
             self.transport.write(data)
-        if self._write_blocked or self.client.closing:
+        if self._write_blocked or self.session.closing:
             return
         if self._unreported_drops and not self._shutting_down:
             count, self._unreported_drops = self._unreported_drops, 0
@@ -516,7 +325,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
     # Reading
 
     def dataReceived(self, data: bytes) -> None:
-        if self.client.closing:
+        if self.session.closing:
             return
         self._read_frames(data)
 
@@ -527,7 +336,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         server hold more than a small one, however many streams it opens.
         """
         limits = self.services.limits
-        client = self.client
+        client = self.session
         if client.address is None and client.peer_domain is None:
             return min(limits.max_anonymous_body, limits.max_body)
         return limits.max_body
@@ -589,7 +398,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
                 return True
         else:
             self._dispatch(item)
-        return self.client.closing
+        return self.session.closing
 
     def _update_reading(self) -> None:
         """
@@ -600,7 +409,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             self._throttled
             or self._parser.held
             or (self._write_blocked and not self._handshaking)
-            or self.client.closing
+            or self.session.closing
         )
         if wanted != self._reading:
             self._reading = wanted
@@ -616,7 +425,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         @param new_frame: whether frames were completed since the timer
             was last set, so a frame still pending is a new one.
         """
-        if self.client.closing:
+        if self.session.closing:
             return
         if self._reading and self._parser.pending:
             if new_frame or not self._frame_started:
@@ -660,14 +469,14 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
             self._throttled = True
-        d = Deferred.fromCoroutine(answer_request(self.handler, frame, self.client))
-        d.addErrback(error_reply, frame.tag, self._log, self.client.host)
+        d = Deferred.fromCoroutine(answer_request(self.handler, frame, self.session))
+        d.addErrback(error_reply, frame.tag, self._log, self.session.host)
         d.addCallback(self._answered, frame.verb)
 
     def _answered(self, answer: Frame, verb: str) -> None:
         self._in_flight -= 1
         self.send(answer, verb)
-        if self.client.closing:
+        if self.session.closing:
             if self._in_flight == 0:
                 self._close()
             return
@@ -693,106 +502,10 @@ class FrameStreamFactory(Factory):
     Builds a L{FrameStreamProtocol} around one shared handler.
     """
 
-    def __init__(self, handler: CommandHandler) -> None:
+    def __init__(self, handler: HandlerCollection) -> None:
         self.handler = handler
 
     def buildProtocol(self, addr) -> FrameStreamProtocol:
         protocol = FrameStreamProtocol(self.handler)
         protocol.factory = self
         return protocol
-
-
-class FrameDatagramProtocol(DatagramProtocol):
-    """
-    One datagram listener, under the rules that keep a server from being
-    used to amplify or reflect traffic (doc/protocol.md, Datagrams):
-
-      - every source is rate-limited, and a source over its rate is
-        dropped without a reply;
-      - no reply to a source that has not echoed a cookie is larger than
-        its request; the first reply it can get is a small cookie;
-      - no datagram larger than L{MAX_DATAGRAM} is sent: a larger answer
-        becomes a 305 "use TCP";
-      - replies go only to the datagram's source, and replies are never
-        answered, so two servers cannot be set to ping-pong.
-    """
-
-    _log = Logger()
-
-    def __init__(
-        self,
-        handler: CommandHandler,
-        limiter: SourceRateLimiter | None = None,
-        cookies: SourceCookies | None = None,
-    ) -> None:
-        self.handler = handler
-        clock = handler.services.reactor
-        self.limiter = limiter or SourceRateLimiter(clock)
-        self.cookies = cookies or SourceCookies(clock)
-        # One log line per source per ten seconds about dropped datagrams,
-        # so a flood cannot fill the disk with logs either.
-        self._log_limiter = LogLimiter(clock, rate=0.1, burst=1)
-
-    def _note(self, host: str, message: str, **kw) -> None:
-        suppressed = self._log_limiter.allow(host)
-        if suppressed is not None:
-            self._log.info(
-                "datagram from {host}: " + message + "{suppressed}",
-                host=host,
-                suppressed=suppressed_note(suppressed),
-                **kw,
-            )
-
-    def datagramReceived(self, data: bytes, addr) -> None:
-        host = addr[0]
-        if not self.limiter.allow(host):
-            self._note(host, "over its rate limit, dropped")
-            return
-        if len(data) > MAX_DATAGRAM:
-            self._answer(
-                reply(
-                    552, UNSOLICITED_TAG, f"datagram larger than {MAX_DATAGRAM} bytes"
-                ),
-                data,
-                addr,
-                verified=False,
-            )
-            return
-        try:
-            frame = parse_datagram(data, self.handler.services.limits)
-        except FrameError as e:
-            self._answer(e.to_reply(), data, addr, verified=False)
-            return
-        if frame.is_reply:
-            self._note(host, "a reply, not a request; not answered")
-            return
-        verified = self.cookies.is_valid(host, frame.headers.get("Cookie"))
-        if not verified:
-            cookie = self.cookies.cookie_for(host)
-            self._answer(
-                reply(432, frame.tag, headers={"Cookie": cookie}), data, addr, False
-            )
-            return
-        client = Client(host=host, datagram=True)
-        d = Deferred.fromCoroutine(answer_request(self.handler, frame, client))
-        d.addErrback(error_reply, frame.tag, self._log, host)
-        d.addCallback(self._answer, data, addr, True)
-
-    def _answer(self, answer: Frame, request: bytes, addr, verified: bool) -> None:
-        host = addr[0]
-        if answer.code >= 400 and answer.code != 432:
-            self._note(host, "{code} {text}", code=answer.verb, text=answer.argument)
-        encoded = serialize(answer)
-        if len(encoded) > MAX_DATAGRAM:
-            encoded = serialize(reply(305, answer.tag))
-        if not verified and len(encoded) > len(request):
-            self._note(
-                host,
-                "reply of {size} bytes exceeds the {request}-byte request of an "
-                "unverified source; dropped (clients pad first requests)",
-                size=len(encoded),
-                request=len(request),
-            )
-            return
-        if self.transport is not None:
-            self.transport.write(encoded, addr)

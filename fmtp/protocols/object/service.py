@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from twisted.internet.interfaces import IReactorTime
 
 from fmtp import attachments
-from fmtp.delivery import StoredObject
-from fmtp.errors import Forbidden, InvalidAddress, InvalidObject, NotFound
+from fmtp.access import check_from, link_to_parent, readable
+from fmtp.errors import Forbidden, InvalidObject, NotFound
 from fmtp.interfaces import IDeliveryStore
 from fmtp.objects import (
-    MESSAGE_TYPE,
     USER_TYPE,
     FMTPObject,
     ObjectSummary,
-    addresses_in,
     check_property_names,
     check_type,
     new_object_id,
@@ -76,46 +74,10 @@ class ObjectService:
         """
         parse_object_id(object_id)
         found = await self._store.read_object(object_id, viewer)
-        obj = self._readable(viewer, found)
+        obj = readable(viewer, found)
         if obj is None:
             raise NotFound()
         return obj
-
-    def _readable(
-        self, viewer: str | None, found: StoredObject | None
-    ) -> FMTPObject | None:
-        """
-        The object as C{viewer} may see it, or L{None}.
-
-        What was filed in the viewer's inbox is theirs to read whole,
-        whatever its owner did since; what its owner removed is shown to
-        nobody else.
-        """
-        if found is None:
-            return None
-        if found.filed:
-            return found.obj
-        if found.removed:
-            return None
-        try:
-            return self._visible(viewer, found.obj)
-        except NotFound:
-            return None
-
-    def _visible(self, viewer: str | None, obj: FMTPObject) -> FMTPObject:
-        if viewer is not None and viewer == obj.owner:
-            return obj
-        if obj.type == USER_TYPE:
-            return obj.public_view()
-        if obj.public:
-            return obj
-        if (
-            viewer is not None
-            and obj.type == MESSAGE_TYPE
-            and viewer in addresses_in(obj.properties.get("To", ""))
-        ):
-            return obj
-        raise NotFound()
 
     async def put(
         self, user: str, headers: Mapping[str, str], body: bytes
@@ -157,37 +119,10 @@ class ObjectService:
         public = properties.get("Public")
         if public is not None and public.lower() not in ("yes", "no"):
             raise InvalidObject("Public must be yes or no")
-        await self.link_to_parent(user, properties)
+        await link_to_parent(self._store, user, properties)
         obj = FMTPObject(object_id, object_type, properties, bytes(body))
         await self._store.put_object(obj)
         return obj
-
-    async def link_to_parent(self, user: str, properties: dict[str, str]) -> None:
-        """
-        Check or fill in C{Parent-Digest} and C{Top} of an object that
-        answers a parent held here, so the stored thread is a hash chain.
-
-        @raise Forbidden: if C{Parent-Digest} does not match the parent.
-        """
-        parent_id = properties.get("Parent")
-        if parent_id is None:
-            if "Parent-Digest" in properties:
-                raise InvalidObject("Parent-Digest without Parent")
-            return
-        parse_object_id(parent_id)
-        if "Top" in properties:
-            parse_object_id(properties["Top"])
-        parent = self._readable(user, await self._store.read_object(parent_id, user))
-        if parent is None:
-            # A parent held elsewhere (another domain), or not visible to
-            # the user, is checked by whoever holds it; here the digest is
-            # carried as given.
-            return
-        digest = parent.digest()
-        claimed = properties.setdefault("Parent-Digest", digest)
-        if claimed.lower() != digest:
-            raise Forbidden(f"Parent-Digest does not match {parent_id}")
-        properties.setdefault("Top", parent.properties.get("Top", parent.id))
 
     async def delete(self, user: str, object_id: str) -> str:
         """
@@ -204,7 +139,7 @@ class ObjectService:
         """
         parse_object_id(object_id)
         found = await self._store.read_object(object_id, user)
-        obj = self._readable(user, found)
+        obj = readable(user, found)
         if obj is None:
             raise NotFound()
         done = []
@@ -247,22 +182,3 @@ class ObjectService:
         if len(items) > limit:
             return Page(items[:limit], start + limit)
         return Page(items, None)
-
-
-def check_from(owner: str, properties: dict[str, str]) -> None:
-    """
-    Refuse a C{From} that is not C{owner}'s own address: the one rule that
-    keeps a user from storing or sending an object that passes for
-    another's (DESIGN decision 15).
-
-    @raise Forbidden: naming both addresses.
-    """
-    claimed = properties.get("From")
-    if claimed is None:
-        return
-    try:
-        sender = normalize_address(claimed)
-    except InvalidAddress:
-        sender = claimed
-    if sender != owner:
-        raise Forbidden(f"From must be your own address, {owner}, not {claimed}")
