@@ -58,7 +58,12 @@ class Listener(Service):
     @ivar listening: a Deferred that fires with the L{IListeningPort} once
         bound, or with L{None} if binding failed (which is logged);
         L{None} before starting.
+    @ivar required: whether the server must not start without it (a
+        built-in protocol's listener); one that is not (a third-party
+        plugin's) fails with one log line and the server serves the rest.
     """
+
+    required = True
 
     _log = Logger()
 
@@ -100,6 +105,15 @@ class Listener(Service):
         return port
 
     def _failed(self, failure: Failure, failed: list[Failure]) -> None:
+        if not self.required:
+            self._log.error(
+                "Cannot listen on {description} for the {protocol} protocol, "
+                "not served: {error}",
+                description=self.description,
+                protocol=self.protocol_name,
+                error=failure.getErrorMessage(),
+            )
+            return None
         self._log.failure(
             "Cannot listen on {description} for the {protocol} protocol",
             failure,

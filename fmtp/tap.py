@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,7 +20,6 @@ from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.failure import Failure
 
@@ -29,6 +27,7 @@ from fmtp import datadir
 from fmtp.accounts import PasswordHashPool, make_portal
 from fmtp.connlimit import ConnectionLimits, Connections, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
+from fmtp.discovery import builtin_plugins, find_protocol_plugins, is_builtin
 from fmtp.dns import (
     DEFAULT_FMTP_PORT,
     DNSKeyVerifier,
@@ -65,45 +64,6 @@ log = Logger()
 
 #: The listener that switches a protocol off: C{--listen-NAME none}.
 NO_LISTENER = "none"
-
-
-def find_protocol_plugins() -> dict[str, IProtocolPlugin]:
-    """
-    Every protocol plugin installed, by name: the built-ins, then any found
-    in a C{fmtp/plugins} directory on C{sys.path}.
-
-    The built-ins are taken first, whatever order the plugin search
-    yields, so a dropped-in module cannot take over C{object}; among
-    third-party plugins the first of a name wins, and the others are
-    refused with a log line, as is a name unfit for C{--listen-NAME}.
-    """
-    import fmtp.plugins
-    from fmtp.plugins import fmtp_builtin
-
-    found: dict[str, IProtocolPlugin] = {
-        plugin.name: plugin for plugin in fmtp_builtin.BUILTIN_PROTOCOLS
-    }
-    for plugin in getPlugins(IProtocolPlugin, fmtp.plugins):
-        if any(plugin is builtin for builtin in found.values()):
-            continue
-        if not _PLUGIN_NAME.fullmatch(plugin.name):
-            log.warn(
-                "Ignoring protocol plugin {plugin!r}: its name must be 1 to 32 "
-                "lower-case letters, digits or dashes",
-                plugin=plugin,
-            )
-        elif plugin.name in found:
-            log.warn(
-                "Ignoring protocol plugin {plugin!r}: the name {name} is taken",
-                plugin=plugin,
-                name=plugin.name,
-            )
-        else:
-            found[plugin.name] = plugin
-    return dict(sorted(found.items()))
-
-
-_PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
 def _listen_option(name: str, plugin: IProtocolPlugin):
@@ -255,8 +215,39 @@ class Options(DNSOption, usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = {}
+        self["enable"] = []
         self["relay-for"] = []
         self["trusted-source"] = []
+
+    def getUsage(self, width: int | None = None) -> str:
+        # The list of protocols keeps its lines: the long description
+        # would be wrapped into one paragraph.
+        return super().getUsage(width) + "\n" + plugins_help(PROTOCOL_PLUGINS) + "\n"
+
+    def opt_enable(self, name: str) -> None:
+        """
+        Serve an installed protocol plugin (see the list above) on its
+        default listeners; --listen-NAME enables it too. Repeatable.
+        """
+        if name not in PROTOCOL_PLUGINS:
+            found = ", ".join(PROTOCOL_PLUGINS)
+            raise usage.UsageError(f"--enable {name}: no such plugin (found: {found})")
+        self["enable"].append(name)
+
+    def _enabled_plugins(self) -> dict[str, IProtocolPlugin]:
+        """
+        The protocols to serve: the built-ins, and the third-party plugins
+        the admin enabled; none whose listeners are 'none'.
+        """
+        enabled = {}
+        for name, plugin in PROTOCOL_PLUGINS.items():
+            chosen = name in self["enable"] or name in self["listen"]
+            if not (is_builtin(plugin) or chosen):
+                continue
+            if self["listen"].get(name) == [NO_LISTENER]:
+                continue
+            enabled[name] = plugin
+        return enabled
 
     def opt_trusted_source(self, network: str) -> None:
         """
@@ -297,6 +288,7 @@ class Options(DNSOption, usage.Options):
         for name, descriptions in self["listen"].items():
             for description in descriptions:
                 check_listener(description, PROTOCOL_PLUGINS[name])
+        self["plugins"] = self._enabled_plugins()
         self["federation"] = self._federation_settings()
         self["login-limits"] = self._login_limits()
         self["connection-limits"] = self._connection_limits()
@@ -427,6 +419,21 @@ for _name, _plugin in PROTOCOL_PLUGINS.items():
     )
 
 
+def plugins_help(plugins: dict[str, IProtocolPlugin]) -> str:
+    """
+    What C{twistd fmtp --help} says of the protocols found: which are
+    served by default, and how to enable each of the others.
+    """
+    lines = ["Protocols found (an installed plugin serves nothing until enabled):"]
+    for name, plugin in plugins.items():
+        if is_builtin(plugin):
+            how = "built in, served unless --listen-" + name + " none"
+        else:
+            how = f"installed, off: enable with --enable {name} or --listen-{name} ..."
+        lines.append(f"  {name}: {plugin.description} ({how})")
+    return "\n".join(lines)
+
+
 class ServerService(MultiService):
     """
     The root of one server: starts opening the store before its listeners
@@ -539,7 +546,7 @@ def build_server(
     @param timeouts: the streams' C{idle_timeout}, C{frame_timeout} and
         C{stall_timeout} (L{SharedServices}), if not their defaults.
     """
-    plugins = PROTOCOL_PLUGINS if plugins is None else plugins
+    plugins = builtin_plugins() if plugins is None else plugins
     signer, created = load_or_create_signer(key_file, domain)
     if created:
         log.info(
@@ -587,9 +594,26 @@ def build_server(
         descriptions = listeners.get(name) or plugin.default_listeners
         if list(descriptions) == [NO_LISTENER]:
             continue
-        factory = plugin.stream_factory(services)
-        for description in descriptions:
-            listener = listener_service(reactor, description, plugin, services, factory)
+        try:
+            factory = plugin.stream_factory(services)
+            made = [
+                listener_service(reactor, description, plugin, services, factory)
+                for description in descriptions
+            ]
+        except usage.UsageError:
+            raise
+        except Exception as e:
+            if is_builtin(plugin):
+                raise
+            # A third-party plugin's bug does not take the server down.
+            log.error(
+                "The {name} protocol plugin failed to start, not served: {error}",
+                name=name,
+                error=f"{type(e).__name__}: {e}",
+            )
+            continue
+        for listener in made:
+            listener.required = is_builtin(plugin)
             listener.setServiceParent(root)
     return root, services
 
@@ -639,6 +663,7 @@ def makeService(options: Options) -> MultiService:
             store_url=options["store"],
             key_file=options["key-file"],
             listeners=options["listen"],
+            plugins=options["plugins"],
             hosts_file=options["hosts-file"],
             limits=Limits(max_body=options["max-body"]),
             nameservers=options["dns"],

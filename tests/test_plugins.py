@@ -30,11 +30,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from fmtp.client import DatagramClient, connect
+from fmtp.discovery import find_protocol_plugins
 from fmtp.framing.datagram import FrameDatagramProtocol
 from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
 from fmtp.interfaces import IProtocolPlugin
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
-from fmtp.tap import build_server, check_listener, find_protocol_plugins
+from fmtp.tap import build_server, check_listener
 from fmtp.wire import Frame, FrameParser, parse_datagram, request, serialize
 from tests.helpers import bound_ports, make_services
 
@@ -285,9 +286,10 @@ class PluginContractTests(SynchronousTestCase):
 #: fmtp.plugins picks it up when first imported, as it does when installed.
 DISCOVERY_SCRIPT = textwrap.dedent(
     """
+    import fmtp.discovery
     import fmtp.tap
 
-    found = fmtp.tap.find_protocol_plugins()
+    found = fmtp.discovery.find_protocol_plugins()
     assert {"object", "time"} <= set(found), sorted(found)
     assert type(found["time"]).__module__ == "fmtp.plugins.fmtp_time"
     assert found["object"].description.startswith("objects"), "object replaced"
