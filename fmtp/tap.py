@@ -417,6 +417,11 @@ for _name, _plugin in PROTOCOL_PLUGINS.items():
     setattr(
         Options, "opt_listen_" + _name.replace("-", "_"), _listen_option(_name, _plugin)
     )
+# usage.Options wraps an option's docstring with its indentation: make each
+# one a single line of text, so --help shows no runs of spaces.
+for _key, _attribute in vars(Options).items():
+    if _key.startswith("opt_") and getattr(_attribute, "__doc__", None):
+        _attribute.__doc__ = " ".join(_attribute.__doc__.split())
 
 
 def plugins_help(plugins: dict[str, IProtocolPlugin]) -> str:
