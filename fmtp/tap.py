@@ -226,7 +226,7 @@ class Options(DNSOption, usage.Options):
 
     def opt_enable(self, name: str) -> None:
         """
-        Serve an installed protocol plugin (see the list above) on its
+        Serve an installed protocol plugin (listed at the end) on its
         default listeners; --listen-NAME enables it too. Repeatable.
         """
         if name not in PROTOCOL_PLUGINS:
