@@ -72,9 +72,9 @@ from fmtp.keys import (
     verify_with,
 )
 from fmtp.objects import FMTPObject, normalize_domain
+from fmtp.util.hostport import DEFAULT_FMTP_PORT, ip_literal, parse_host_port
 
 __all__ = [
-    "DEFAULT_FMTP_PORT",
     "DNSAnswer",
     "DNSFailure",
     "DNSKeyVerifier",
@@ -89,14 +89,9 @@ __all__ = [
     "SRV_SERVICE_LABEL",
     "order_mx",
     "order_srv",
-    "parse_host_port",
     "parse_nameserver",
     "txt_record_text",
 ]
-
-#: The port of the object protocol when DNS names a host but no port (MX
-#: records, a domain's own address).
-DEFAULT_FMTP_PORT = 7070
 
 #: The service and protocol labels of fmtp SRV records (RFC 2782):
 #: C{_fmtp._tcp.<domain>}.
@@ -221,80 +216,6 @@ class QueryResolver(Protocol):
         Ask for the records of type C{rdtype} (C{"TXT"}, C{"SRV"}...) at
         C{name}; fail with L{NoSuchRecords} or L{DNSFailure}.
         """
-
-
-def parse_host_port(
-    text: str, default_port: int | None = None, names: bool = True
-) -> tuple[str, int]:
-    """
-    Split C{HOST:PORT}, where C{HOST} is a name, an IPv4 address, or an
-    IPv6 address in brackets (C{[2001:db8::1]:53}), as in URLs.  A bare
-    IPv6 address without a port is accepted too.
-
-    @param default_port: the port when none is written, or L{None} to
-        require one.
-    @param names: whether C{HOST} may be a name rather than an address.
-    @return: the host (lower-case name or address, without brackets) and
-        the port.
-    @raise ValueError: saying what is wrong.
-    """
-    original = text
-    text = text.strip()
-    port_text: str | None = None
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket:
-            raise ValueError(f"{original!r}: missing ] after the IPv6 address")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"{original!r}: expected :PORT after ]")
-            port_text = rest[1:]
-        try:
-            if ipaddress.ip_address(host).version != 6:
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"{original!r}: only an IPv6 address goes in brackets"
-            ) from None
-    elif text.count(":") > 1:
-        # More than one colon and no brackets: a bare IPv6 address, which
-        # cannot carry a port (where would it start?).
-        host = text
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(
-                f"{original!r}: write an IPv6 address with a port as [ADDRESS]:PORT"
-            ) from None
-    else:
-        host, colon, port_text = text.partition(":")
-        if not colon:
-            port_text = None
-    if not host:
-        raise ValueError(f"{original!r}: missing host")
-    if port_text is None:
-        if default_port is None:
-            raise ValueError(f"{original!r}: missing :PORT")
-        port = default_port
-    else:
-        if not port_text.isascii() or not port_text.isdigit():
-            raise ValueError(f"{original!r}: port {port_text!r} is not a number")
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise ValueError(f"{original!r}: port {port} is out of range")
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        if not names:
-            raise ValueError(
-                f"{original!r}: {host!r} is not an IP address (a name server "
-                "must be given by address: finding it by name would need DNS)"
-            ) from None
-        try:
-            host = normalize_domain(host.rstrip(".") if host != "." else host)
-        except InvalidAddress as e:
-            raise ValueError(f"{original!r}: {e.message}") from None
-    return host, port
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -968,7 +889,7 @@ class RouteResolver:
             addresses, or fails with L{NoRoute} (the host has no address)
             or L{RouteLookupFailed}.
         """
-        literal = _ip_literal(host)
+        literal = ip_literal(host)
         if literal is not None:
             return succeed([literal])
         d = self._hosts.get(_host_name(host))
@@ -1045,7 +966,7 @@ class RouteResolver:
         unique = list(dict.fromkeys(hosts))
         found: dict[str, tuple[tuple[str, ...], float] | Exception] = {}
         for host in unique:
-            literal = _ip_literal(host)
+            literal = ip_literal(host)
             if literal is not None:
                 found[host] = ((literal,), MAX_TTL)
         pending = [h for h in unique if h not in found]
@@ -1159,10 +1080,3 @@ class RouteResolver:
         return await self._plan(
             domain, "a", [(0, 0, domain, self.default_port)], MAX_TTL
         )
-
-
-def _ip_literal(host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None

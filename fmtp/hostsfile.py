@@ -27,9 +27,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fmtp.dns import DEFAULT_FMTP_PORT, parse_host_port
 from fmtp.errors import InvalidAddress
 from fmtp.objects import normalize_domain
+from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
 
 __all__ = [
     "DEFAULT_HOSTS",
@@ -42,8 +42,8 @@ __all__ = [
 #: The entries the embedded default runs on: C{localhost} is served on
 #: loopback.  Its key is the server's own, known without any file (see
 #: L{fmtp.dns.DNSKeyVerifier.add_signer}).
-DEFAULT_HOSTS = """\
-route localhost localhost:7070
+DEFAULT_HOSTS = f"""\
+route localhost localhost:{DEFAULT_FMTP_PORT}
 address localhost 127.0.0.1 ::1
 """
 

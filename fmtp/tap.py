@@ -28,13 +28,7 @@ from fmtp import datadir
 from fmtp.accounts import PasswordHashPool, make_portal
 from fmtp.connlimit import ConnectionLimits, Connections, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
-from fmtp.dns import (
-    DEFAULT_FMTP_PORT,
-    DNSKeyVerifier,
-    DNSResolver,
-    RouteResolver,
-    parse_host_port,
-)
+from fmtp.dns import DNSKeyVerifier, DNSResolver, RouteResolver
 from fmtp.errors import InvalidAddress
 from fmtp.federation.links import TLS_POLICIES, load_trust_root
 from fmtp.federation.node import (
@@ -58,6 +52,7 @@ from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.options import DNSOption
 from fmtp.services import SharedServices
 from fmtp.store import store_from_url
+from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
 log = Logger()

@@ -40,7 +40,6 @@ from fmtp.dns import (
     RouteResolver,
     order_mx,
     order_srv,
-    parse_host_port,
     parse_nameserver,
     txt_record_text,
 )
@@ -170,29 +169,6 @@ class NameserverTests(SynchronousTestCase):
             with self.assertRaises(ValueError) as raised:
                 parse_nameserver(text)
             self.assertIn(words, str(raised.exception), text)
-
-    def test_host_port_names(self) -> None:
-        self.assertEqual(
-            parse_host_port("Lost.Lenore.org:8000"), ("lost.lenore.org", 8000)
-        )
-        self.assertEqual(
-            parse_host_port("lost.lenore.org", 7070), ("lost.lenore.org", 7070)
-        )
-        with self.assertRaises(ValueError):
-            parse_host_port("lost.lenore.org")
-        with self.assertRaises(ValueError):
-            parse_host_port("bad name!:80")
-
-    @given(st.text(max_size=40))
-    def test_never_crashes(self, text: str) -> None:
-        """
-        Whatever an admin types, the answer is a result or a ValueError.
-        """
-        try:
-            host, port = parse_host_port(text, 7070)
-        except ValueError:
-            return
-        self.assertTrue(0 < port < 65536 and host)
 
     def test_resolver_needs_a_server(self) -> None:
         with self.assertRaises(ValueError):

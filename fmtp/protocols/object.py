@@ -31,6 +31,7 @@ from fmtp.protocols.framing import (
 )
 from fmtp.protocols.messaging import Federation, MessagingCommands, object_frame
 from fmtp.services import SharedServices
+from fmtp.util.hostport import OBJECT_PORT
 from fmtp.wire import Frame, reply
 
 #: Failed LOGINs after which a stream is closed.
@@ -161,7 +162,10 @@ class ObjectProtocolPlugin:
 
     name = "object"
     description = "objects: get, put, list and delete users, messages, posts"
-    default_listeners = ("tcp:7070:interface=127.0.0.1", "udp:7070:interface=127.0.0.1")
+    default_listeners = (
+        f"tcp:{OBJECT_PORT}:interface=127.0.0.1",
+        f"udp:{OBJECT_PORT}:interface=127.0.0.1",
+    )
 
     def stream_factory(self, services: SharedServices) -> FrameStreamFactory:
         return FrameStreamFactory(ObjectCommands(services))
