@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import ipaddress
 import random as _random
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -49,6 +48,7 @@ from twisted.internet.defer import (
     DeferredList,
     ensureDeferred,
     fail,
+    maybeDeferred,
     succeed,
 )
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -73,6 +73,8 @@ from fmtp.keys import (
 )
 from fmtp.objects import FMTPObject, normalize_domain
 from fmtp.util.hostport import DEFAULT_FMTP_PORT, ip_literal, parse_host_port
+from fmtp.util.singleflight import SingleFlight
+from fmtp.util.ttlcache import TTLCache
 
 __all__ = [
     "DNSAnswer",
@@ -406,6 +408,9 @@ class LookupCache(Generic[K, V]):
         temporary failure only delays it.
       - At most C{max_entries} keys are kept; the least recently used go.
 
+    The entries live in a L{TTLCache} for as long as they may be served
+    (stale included), and lookups are shared through a L{SingleFlight}.
+
     @param lookup: given a key, returns a L{Deferred} that fires with
         C{(value, ttl)}, or fails with L{_Negative} for a cacheable
         permanent answer, or with the temporary error to give callers.
@@ -426,20 +431,17 @@ class LookupCache(Generic[K, V]):
         refresh_fraction: float = REFRESH_FRACTION,
         failure_recheck: float = FAILURE_RECHECK,
     ) -> None:
-        if max_entries < 1:
-            raise ValueError("a cache must hold at least one entry")
         self._clock = clock
         self._lookup = lookup
         self._name = name
-        self._max_entries = max_entries
         self._min_ttl = min_ttl
         self._max_ttl = max_ttl
         self._max_negative_ttl = max_negative_ttl
         self._stale_for = stale_for
         self._refresh_fraction = refresh_fraction
         self._failure_recheck = failure_recheck
-        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
-        self._in_flight: dict[K, list[Deferred[V]]] = {}
+        self._entries: TTLCache[K, _Entry[V]] = TTLCache(clock, max_entries)
+        self._lookups: SingleFlight[K, _Entry[V]] = SingleFlight()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -451,7 +453,7 @@ class LookupCache(Generic[K, V]):
         """
         How many lookups are running (for tests and metrics).
         """
-        return len(self._in_flight)
+        return len(self._lookups)
 
     def get(self, key: K) -> Deferred[V]:
         """
@@ -460,76 +462,61 @@ class LookupCache(Generic[K, V]):
         now = self._clock.seconds()
         entry = self._entries.get(key)
         if entry is not None:
-            self._entries.move_to_end(key)
             if now < entry.expires:
-                if now >= entry.refresh_at and key not in self._in_flight:
+                if now >= entry.refresh_at and key not in self._lookups:
                     self._log.debug(
                         "Refreshing {cache} entry {key!r} in the background",
                         cache=self._name,
                         key=key,
                     )
-                    self._start(key, [])
+                    self._lookups.start(key, lambda: self._look_up(key))
                 return entry.result()
-            if self._servable_stale(entry, now) and now < entry.recheck_at:
+            if entry.error is None and now < entry.recheck_at:
+                # Expired but not by more than stale_for (the cache would
+                # have dropped it), and DNS failed a moment ago.
                 return succeed(entry.value)  # type: ignore[arg-type]
-        waiter: Deferred[V] = Deferred()
-        if key in self._in_flight:
-            self._in_flight[key].append(waiter)
-        else:
-            self._start(key, [waiter])
-        return waiter
+        d = self._lookups.run(key, lambda: self._look_up(key))
+        # Each caller gets the value, or a fresh error, from the entry.
+        return d.addCallback(_Entry.result)
 
     def forget(self, key: K) -> None:
         """
         Drop what is known of C{key}, so the next use looks it up again.
         """
-        self._entries.pop(key, None)
+        self._entries.pop(key)
 
-    def _servable_stale(self, entry: _Entry[V], now: float) -> bool:
-        return entry.error is None and now <= entry.expires + self._stale_for
+    def _look_up(self, key: K) -> Deferred[_Entry[V]]:
+        return maybeDeferred(self._lookup, key).addBoth(self._finished, key)
 
-    def _start(self, key: K, waiters: list[Deferred[V]]) -> None:
-        # Register the waiters before the lookup starts: it may fire at
-        # once (a fake resolver, static data).
-        self._in_flight[key] = waiters
-        try:
-            d = self._lookup(key)
-        except Exception:
-            d = fail()
-        d.addBoth(self._finished, key)
-
-    def _store(self, key: K, entry: _Entry[V]) -> None:
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def _entry(self, value: V | None, error: FMTPError | None, ttl: float) -> _Entry[V]:
+    def _store(
+        self, key: K, value: V | None, error: FMTPError | None, ttl: float
+    ) -> _Entry[V]:
         now = self._clock.seconds()
         maximum = self._max_ttl if error is None else self._max_negative_ttl
         ttl = min(max(float(ttl), self._min_ttl), maximum)
-        return _Entry(
+        entry = _Entry(
             value, error, now, now + ttl, now + ttl * (1 - self._refresh_fraction)
         )
+        # An answer may be served stale once expired; a negative one not.
+        self._entries.set(key, entry, ttl + (self._stale_for if error is None else 0))
+        return entry
 
-    def _finished(self, result: tuple[V, float] | Failure, key: K) -> None:
-        waiters = self._in_flight.pop(key, [])
+    def _finished(
+        self, result: tuple[V, float] | Failure, key: K
+    ) -> _Entry[V] | Failure:
+        """
+        Keep what a lookup found, and say what its waiters get: an entry,
+        or the failure.
+        """
         now = self._clock.seconds()
         if not isinstance(result, Failure):
             value, ttl = result
-            self._store(key, self._entry(value, None, ttl))
-            for waiter in waiters:
-                waiter.callback(value)
-            return
+            return self._store(key, value, None, ttl)
         if result.check(_Negative):
             negative = result.value
-            entry = self._entry(None, negative.error, negative.ttl)
-            self._store(key, entry)
-            for waiter in waiters:
-                entry.result().chainDeferred(waiter)
-            return
-        old = self._entries.get(key)
-        if old is not None and self._servable_stale(old, now):
+            return self._store(key, None, negative.error, negative.ttl)
+        old = self._entries.peek(key)
+        if old is not None and old.error is None:
             if now >= old.expires:
                 self._log.warn(
                     "Serving stale {cache} entry {key!r} (expired {ago:.0f} s "
@@ -550,22 +537,15 @@ class LookupCache(Generic[K, V]):
                     key=key,
                     error=_describe(result),
                 )
-            for waiter in waiters:
-                waiter.callback(old.value)
-            return
-        if old is not None and old.error is None:
-            # Too stale to serve: a day past its TTL, it is as likely to
-            # be wrong as right.
-            del self._entries[key]
-        if not waiters:
+            return old
+        if not self._lookups.waiting(key):
             self._log.info(
                 "Background refresh of {cache} entry {key!r} failed: {error}",
                 cache=self._name,
                 key=key,
                 error=_describe(result),
             )
-        for waiter in waiters:
-            waiter.errback(result)
+        return result
 
 
 def _describe(failure: Failure | BaseException) -> str:
