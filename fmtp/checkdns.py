@@ -27,7 +27,12 @@ from fmtp.dns import (
     txt_record_text,
 )
 from fmtp.errors import InvalidAddress, InvalidKeyRecord
-from fmtp.keys import DomainPublicKey, key_record_name, parse_key_record, zone_line
+from fmtp.keys.records import (
+    DomainPublicKey,
+    key_record_name,
+    parse_key_record,
+    zone_line,
+)
 from fmtp.objects import normalize_domain
 
 __all__ = ["ERROR", "OK", "WARN", "Finding", "check_dns", "format_findings"]

@@ -64,13 +64,9 @@ from fmtp.errors import (
     NoKeyPublished,
 )
 from fmtp.interfaces import IDomainSigner, IKeyVerifier
-from fmtp.keys import (
-    DomainPublicKey,
-    StaticKeyVerifier,
-    key_record_name,
-    usable_keys,
-    verify_with,
-)
+from fmtp.keys.records import DomainPublicKey, key_record_name, usable_keys
+from fmtp.keys.signing import verify_with
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, normalize_domain
 from fmtp.util.hostport import DEFAULT_FMTP_PORT, ip_literal, parse_host_port
 from fmtp.util.singleflight import SingleFlight

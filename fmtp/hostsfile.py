@@ -15,7 +15,7 @@ over DNS (see L{fmtp.dns}).  One entry a line, C{#} starts a comment::
     address lost.lenore.org 10.0.0.3 fd00::3
 
 Key records are kept as text and parsed when used, like records found in
-DNS (see L{fmtp.keys.StaticKeyVerifier}): a bad one is skipped and logged
+DNS (see L{fmtp.keys.static.StaticKeyVerifier}): a bad one is skipped and logged
 rather than stop the server.  Everything else is checked here, and an
 error names the file and the line.
 """
@@ -65,7 +65,7 @@ class HostsFile:
 
     @ivar keys: normalized domain to key record texts, in file order: the
         C{static} argument of L{fmtp.dns.DNSKeyVerifier}, or the records of
-        a L{fmtp.keys.StaticKeyVerifier}.
+        a L{fmtp.keys.static.StaticKeyVerifier}.
     @ivar routes: normalized domain to C{(host, port)} pairs, in order: the
         C{static_routes} of L{fmtp.dns.RouteResolver}.
     @ivar addresses: host name to IP addresses: the C{static_addresses} of

@@ -39,7 +39,8 @@ from fmtp.federation.node import (
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW
 from fmtp.hostsfile import DEFAULT_HOSTS, HostsFileError, load_hosts_file, parse_hosts
 from fmtp.interfaces import IObjectStore, IProtocolPlugin
-from fmtp.keys import KeyFileError, load_or_create_signer, zone_line
+from fmtp.keys.keyfile import KeyFileError, load_or_create_signer
+from fmtp.keys.records import zone_line
 from fmtp.listeners import (
     DatagramListener,
     Listener,

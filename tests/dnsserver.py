@@ -33,7 +33,7 @@ from twisted.names import dns as tdns
 from twisted.names.authority import FileAuthority
 
 from fmtp.dns import DNSResolver
-from fmtp.keys import DomainPublicKey, format_key_record
+from fmtp.keys.records import DomainPublicKey, format_key_record
 
 __all__ = [
     "DEFAULT_TTL",

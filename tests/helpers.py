@@ -17,7 +17,8 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fmtp.accounts import make_portal
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.protocols.framing import FrameStreamProtocol
 from fmtp.protocols.object import ObjectCommands
 from fmtp.services import SharedServices

@@ -52,12 +52,8 @@ from fmtp.hostsfile import (
     parse_hosts,
 )
 from fmtp.interfaces import IKeyVerifier
-from fmtp.keys import (
-    DomainPublicKey,
-    DomainSigner,
-    format_key_record,
-    generate_private_key,
-)
+from fmtp.keys.records import DomainPublicKey, format_key_record
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject
 from tests.dnsserver import (
     fmtp_zone,

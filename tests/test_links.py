@@ -42,7 +42,8 @@ from fmtp.federation.links import (
     _LinkProtocol,
     parse_route,
 )
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.protocols.framing import (
     Client,

@@ -11,7 +11,8 @@ from fmtp.cli.admin import parse_domain
 from fmtp.cli.options import CommandOptions
 from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.status import EXIT_OK, EXIT_REFUSED, BadUsage
-from fmtp.keys import DomainSigner, KeyFileError, load_private_key
+from fmtp.keys.keyfile import KeyFileError, load_private_key
+from fmtp.keys.signing import DomainSigner
 from fmtp.options import DNSOption
 
 

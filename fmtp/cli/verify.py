@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fmtp.errors import BadSignature, InvalidKeyRecord, KeyLookupFailed, NoKeyPublished
-from fmtp.keys import check_signature, parse_key_record, signature_of
+from fmtp.keys.records import parse_key_record
+from fmtp.keys.signing import check_signature, signature_of
 from fmtp.objects import FMTPObject
 
 VERIFIED = "verified"

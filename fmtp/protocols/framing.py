@@ -30,7 +30,7 @@ from fmtp.attachments import MAX_ATTACHMENTS
 from fmtp.cookies import SourceCookies
 from fmtp.errors import FMTPError, InvalidObject
 from fmtp.fairness import current_principal
-from fmtp.keys import format_key_record
+from fmtp.keys.records import format_key_record
 from fmtp.objects import is_ascii_digits
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
 from fmtp.services import SharedServices
