@@ -28,7 +28,15 @@ from fmtp import datadir
 from fmtp.accounts import PasswordHashPool, make_portal
 from fmtp.connlimit import ConnectionLimits, Connections, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
-from fmtp.dns import DNSKeyVerifier, DNSResolver, RouteResolver
+from fmtp.dns.hostsfile import (
+    DEFAULT_HOSTS,
+    HostsFileError,
+    load_hosts_file,
+    parse_hosts,
+)
+from fmtp.dns.keyverifier import DNSKeyVerifier
+from fmtp.dns.resolver import DNSResolver
+from fmtp.dns.routes import RouteResolver
 from fmtp.errors import InvalidAddress
 from fmtp.federation.links import TLS_POLICIES, load_trust_root
 from fmtp.federation.node import (
@@ -37,7 +45,6 @@ from fmtp.federation.node import (
     build_federation,
 )
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW
-from fmtp.hostsfile import DEFAULT_HOSTS, HostsFileError, load_hosts_file, parse_hosts
 from fmtp.interfaces import IObjectStore, IProtocolPlugin
 from fmtp.keys.keyfile import KeyFileError, load_or_create_signer
 from fmtp.keys.records import zone_line

@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from fmtp.checkdns import ERROR, OK, WARN, Finding, check_dns, format_findings
-from fmtp.dns import DNSResolver
+from fmtp.dns.resolver import DNSResolver
 from fmtp.keys.records import DomainPublicKey, zone_line
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from tests.dnsserver import (

@@ -21,7 +21,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from fmtp.accounts import hash_password
 from fmtp.client import FrameClientProtocol, connect
-from fmtp.dns import DNSKeyVerifier
+from fmtp.dns.keyverifier import DNSKeyVerifier
 from fmtp.federation.hello import make_hello
 from fmtp.federation.node import FederationSettings
 from fmtp.keys.keyfile import write_private_key

@@ -12,8 +12,8 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.cli.config import DEFAULT_SERVER, check_server
-from fmtp.dns import parse_nameserver
-from fmtp.hostsfile import DEFAULT_HOSTS, parse_hosts
+from fmtp.dns.hostsfile import DEFAULT_HOSTS, parse_hosts
+from fmtp.dns.resolver import parse_nameserver
 from fmtp.listeners import parse_udp_listener
 from fmtp.protocols.object import ObjectProtocolPlugin
 from fmtp.util.hostport import (

@@ -37,7 +37,7 @@ class CheckDNSOptions(DNSOption, CommandOptions):
 async def check(reactor: Any, options: CheckDNSOptions, local_key) -> int:
     # Imported here: DNS is the slowest import, and only check-dns needs it.
     from fmtp.checkdns import ERROR, check_dns, format_findings
-    from fmtp.dns import DNSResolver
+    from fmtp.dns.resolver import DNSResolver
 
     resolver = DNSResolver(reactor, options["dns"] or None)
     findings = await check_dns(resolver, options["domain"], local_key, reactor)

@@ -29,8 +29,8 @@ from fmtp.cli.session import connected, message_id
 from fmtp.cli.status import EXIT_OK, Refused
 from fmtp.cli.verify import BAD, verify_message
 from fmtp.client import Client, ClientError, ConnectionLost
+from fmtp.dns.hostsfile import HostsFileError, load_hosts_file
 from fmtp.errors import InvalidObject
-from fmtp.hostsfile import HostsFileError, load_hosts_file
 from fmtp.objects import FMTPObject, addresses_in
 from fmtp.options import DNSOption
 

@@ -304,7 +304,7 @@ def zone_line(domain: str, key: DomainPublicKey) -> str:
 
 def hosts_entry(domain: str, key: DomainPublicKey) -> str:
     """
-    A hosts-file line (L{fmtp.hostsfile}) naming C{key} for C{domain}: what
+    A hosts-file line (L{fmtp.dns.hostsfile}) naming C{key} for C{domain}: what
     a private network without DNS gives its servers instead of the record
     L{zone_line} publishes.
     """

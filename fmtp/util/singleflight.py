@@ -51,7 +51,7 @@ class SingleFlight(Generic[K, V]):
     What the work ends with, value or failure, goes to every caller
     waiting then, and is then forgotten: the next call for the key starts
     the work again (keeping results is a cache's job, as
-    L{fmtp.dns.LookupCache} does on top of this).  A failure with nobody
+    L{fmtp.dns.cache.LookupCache} does on top of this).  A failure with nobody
     waiting (work L{start}ed in the background) is dropped: such work
     should log what it needs to.
     """
