@@ -72,8 +72,8 @@ def sender_of(obj: FMTPObject) -> str:
     one that does not parse, the address that owns its id.
 
     The same rule picks the domain that must have signed the object
-    (L{fmtp.keys.sender_domain}), except that an object with an unparsable
-    C{From} fails verification there and never reaches a store.
+    (L{fmtp.keys.signing.sender_domain}), except that an object with an
+    unparsable C{From} fails verification there and never reaches a store.
 
     @raise fmtp.errors.InvalidObjectId: if the id names no owner either.
     """

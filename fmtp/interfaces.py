@@ -186,7 +186,7 @@ class IKeyVerifier(Interface):
 
         @param domain: the domain, as an IDNA A-label string.
         @return: a L{Deferred} that fires with a L{list} of
-            L{fmtp.keys.DomainPublicKey}, or fails with
+            L{fmtp.keys.records.DomainPublicKey}, or fails with
             L{fmtp.errors.NoKeyPublished} or L{fmtp.errors.KeyLookupFailed}.
         """
 
@@ -197,7 +197,7 @@ class IKeyVerifier(Interface):
 
         @param obj: a signed L{fmtp.objects.FMTPObject}.
         @return: a L{Deferred} that fires with the
-            L{fmtp.keys.DomainPublicKey} that verified it, or fails with
+            L{fmtp.keys.records.DomainPublicKey} that verified it, or fails with
             L{fmtp.errors.BadSignature}, L{fmtp.errors.NoKeyPublished} or
             L{fmtp.errors.KeyLookupFailed}.
         """
@@ -213,7 +213,7 @@ class IDomainSigner(Interface):
 
     def public_key():
         """
-        @return: the L{fmtp.keys.DomainPublicKey} to publish in DNS.
+        @return: the L{fmtp.keys.records.DomainPublicKey} to publish in DNS.
         """
 
     def sign_bytes(data, now):
@@ -223,7 +223,7 @@ class IDomainSigner(Interface):
         for one purpose verifies for another.
 
         @param now: the signing time, in seconds since the epoch.
-        @return: a L{fmtp.keys.SignatureInfo}.
+        @return: a L{fmtp.keys.records.SignatureInfo}.
         """
 
     def sign_object(obj, now):

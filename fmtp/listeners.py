@@ -19,7 +19,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fmtp.objects import is_ascii_digits
+from fmtp.util.hostport import parse_port
 
 
 def parse_udp_listener(description: str) -> tuple[int, str]:
@@ -34,16 +34,19 @@ def parse_udp_listener(description: str) -> tuple[int, str]:
     if kind != "udp" or not rest:
         raise ValueError(f"{description!r}: expected udp:PORT[:interface=ADDR]")
     port_text, *options = rest.split(":")
-    port_text = port_text.removeprefix("port=")
-    if not is_ascii_digits(port_text) or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{description!r}: the port must be a number from 0 to 65535")
+    try:
+        port = parse_port(port_text.removeprefix("port="), minimum=0)
+    except ValueError:
+        raise ValueError(
+            f"{description!r}: the port must be a number from 0 to 65535"
+        ) from None
     interface = ""
     for option in options:
         name, sep, value = option.partition("=")
         if name != "interface" or not sep:
             raise ValueError(f"{description!r}: unknown option {option!r}")
         interface = value
-    return int(port_text), interface
+    return port, interface
 
 
 def is_datagram(description: str) -> bool:

@@ -23,7 +23,7 @@ class DNSOption:
         """
         # Imported here: dnspython is slow to import, and most fmtp
         # commands never need it.
-        from fmtp.dns import parse_nameserver
+        from fmtp.dns.resolver import parse_nameserver
 
         try:
             self["dns"].append(parse_nameserver(nameserver))

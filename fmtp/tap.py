@@ -28,13 +28,15 @@ from fmtp.accounts import PasswordHashPool, make_portal
 from fmtp.connlimit import ConnectionLimits, Connections, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
 from fmtp.discovery import builtin_plugins, find_protocol_plugins, is_builtin
-from fmtp.dns import (
-    DEFAULT_FMTP_PORT,
-    DNSKeyVerifier,
-    DNSResolver,
-    RouteResolver,
-    parse_host_port,
+from fmtp.dns.hostsfile import (
+    DEFAULT_HOSTS,
+    HostsFileError,
+    load_hosts_file,
+    parse_hosts,
 )
+from fmtp.dns.keyverifier import DNSKeyVerifier
+from fmtp.dns.resolver import DNSResolver
+from fmtp.dns.routes import RouteResolver
 from fmtp.errors import InvalidAddress
 from fmtp.federation.links import TLS_POLICIES, load_trust_root
 from fmtp.federation.node import (
@@ -43,9 +45,9 @@ from fmtp.federation.node import (
     build_federation,
 )
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW
-from fmtp.hostsfile import DEFAULT_HOSTS, HostsFileError, load_hosts_file, parse_hosts
 from fmtp.interfaces import IObjectStore, IProtocolPlugin
-from fmtp.keys import KeyFileError, load_or_create_signer, zone_line
+from fmtp.keys.keyfile import KeyFileError, load_or_create_signer
+from fmtp.keys.records import zone_line
 from fmtp.listeners import (
     DatagramListener,
     Listener,
@@ -58,6 +60,7 @@ from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.options import DNSOption
 from fmtp.services import SharedServices
 from fmtp.store import store_from_url
+from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
 log = Logger()

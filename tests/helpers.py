@@ -19,7 +19,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fmtp.accounts import make_portal
 from fmtp.framing.stream import FrameStreamProtocol
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.protocols.object.federation import Federation
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.services import SharedServices

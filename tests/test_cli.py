@@ -38,7 +38,7 @@ from fmtp.cli import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
-from fmtp.hostsfile import parse_hosts
+from fmtp.dns.hostsfile import parse_hosts
 from tests.test_twistd import (
     FMTP,
     PASSWORD,

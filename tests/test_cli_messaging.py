@@ -43,7 +43,8 @@ from fmtp.cli import (
 from fmtp.cli.messaging import subjects
 from fmtp.cli.output import Progress
 from fmtp.client import Client, ConnectionLost, ReplyError
-from fmtp.keys import DomainSigner, format_key_record, generate_private_key, zone_line
+from fmtp.keys.records import format_key_record, zone_line
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.tap import build_server

@@ -21,10 +21,11 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from fmtp.accounts import hash_password
 from fmtp.client import FrameClientProtocol, connect
-from fmtp.dns import DNSKeyVerifier
+from fmtp.dns.keyverifier import DNSKeyVerifier
 from fmtp.federation.hello import make_hello
 from fmtp.federation.node import FederationSettings
-from fmtp.keys import DomainSigner, generate_private_key, write_private_key
+from fmtp.keys.keyfile import write_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, user_object
 from fmtp.tap import ServerService, build_server
 from fmtp.wire import Frame

@@ -10,13 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.errors import KeyLookupFailed
 from fmtp.federation.hello import HelloRefused, HelloVerifier, Peer, make_hello
-from fmtp.keys import (
-    DomainPublicKey,
-    DomainSigner,
-    StaticKeyVerifier,
-    format_key_record,
-    generate_private_key,
-)
+from fmtp.keys.records import DomainPublicKey, format_key_record
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 
 
 class FailingKeys:

@@ -11,7 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.errors import BadSignature, FMTPError, KeyLookupFailed
 from fmtp.federation.inbound import DeliveryReceiver
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.store.memory import MemoryStore
 

@@ -7,7 +7,7 @@ L{fmtp.protocols.framing}'s pieces, so that each test can make a peer
 misbehave in exactly one way (refuse or mis-sign its HELLO, drop the
 connection mid-delivery, offer or withhold STARTTLS, present the wrong
 certificate).  Routes come from a fake C{routes_for} with the contract of
-L{fmtp.dns.RouteResolver}.  One test also talks to the real object
+L{fmtp.dns.routes.RouteResolver}.  One test also talks to the real object
 protocol, so that the client side is checked against the server side.
 """
 
@@ -46,7 +46,8 @@ from fmtp.federation.links import (
 from fmtp.framing.handler import CommandGroup, HandlerCollection
 from fmtp.framing.session import Session, SessionCommands
 from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.wire import Frame, reply
 from tests.helpers import (
@@ -61,13 +62,13 @@ from tests.tlscerts import make_ca
 EDGAR = "edgar@poe.net"
 LOST = "lost@lenore.org"
 
-#: The shape of L{fmtp.dns.Route}: what routes_for promises.
+#: The shape of L{fmtp.dns.routes.Route}: what routes_for promises.
 Route = namedtuple("Route", "host port address")
 
 
 class FakeNoRoute(FMTPError):
     """
-    Stands for L{fmtp.dns.NoRoute}: permanent.
+    Stands for L{fmtp.dns.routes.NoRoute}: permanent.
     """
 
     code = 554
@@ -75,7 +76,7 @@ class FakeNoRoute(FMTPError):
 
 class FakeLookupFailed(FMTPError):
     """
-    Stands for L{fmtp.dns.RouteLookupFailed}: temporary.
+    Stands for L{fmtp.dns.routes.RouteLookupFailed}: temporary.
     """
 
     code = 451

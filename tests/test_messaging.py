@@ -9,7 +9,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.federation.hello import make_hello
-from fmtp.keys import DomainSigner, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from tests.helpers import StreamHarness, add_account, make_services
 

@@ -30,7 +30,8 @@ from fmtp.federation.queue import (
     make_bounce,
     retry_delay,
 )
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, domain_of, new_object_id
 from fmtp.store.memory import MemoryStore
 from fmtp.store.sqlite import SQLiteStore

@@ -24,15 +24,9 @@ from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.status import EXIT_OK, BadUsage, Refused
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
 from fmtp.errors import AccountExists, InvalidAddress
-from fmtp.keys import (
-    DomainSigner,
-    KeyFileError,
-    generate_private_key,
-    hosts_entry,
-    load_private_key,
-    write_private_key,
-    zone_line,
-)
+from fmtp.keys.keyfile import KeyFileError, load_private_key, write_private_key
+from fmtp.keys.records import hosts_entry, zone_line
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import domain_of, normalize_address, normalize_domain, user_object
 from fmtp.store import MemoryStore, SQLiteStore, store_from_url
 

@@ -11,7 +11,8 @@ from fmtp.cli.admin import parse_domain
 from fmtp.cli.options import CommandOptions
 from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.status import EXIT_OK, EXIT_REFUSED, BadUsage
-from fmtp.keys import DomainSigner, KeyFileError, load_private_key
+from fmtp.keys.keyfile import KeyFileError, load_private_key
+from fmtp.keys.signing import DomainSigner
 from fmtp.options import DNSOption
 
 
@@ -36,7 +37,7 @@ class CheckDNSOptions(DNSOption, CommandOptions):
 async def check(reactor: Any, options: CheckDNSOptions, local_key) -> int:
     # Imported here: DNS is the slowest import, and only check-dns needs it.
     from fmtp.checkdns import ERROR, check_dns, format_findings
-    from fmtp.dns import DNSResolver
+    from fmtp.dns.resolver import DNSResolver
 
     resolver = DNSResolver(reactor, options["dns"] or None)
     findings = await check_dns(resolver, options["domain"], local_key, reactor)

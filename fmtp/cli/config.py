@@ -43,8 +43,9 @@ from fmtp.cli.status import BadUsage
 from fmtp.client import DEFAULT_TIMEOUT
 from fmtp.errors import InvalidAddress
 from fmtp.objects import normalize_address
+from fmtp.util.hostport import OBJECT_PORT, parse_host_port
 
-DEFAULT_SERVER = "tcp:127.0.0.1:7070"
+DEFAULT_SERVER = f"tcp:127.0.0.1:{OBJECT_PORT}"
 SECTION = "client"
 #: Config file settings, and the environment variable for each (if any).
 SETTINGS = {
@@ -106,10 +107,10 @@ def check_server(server: str, source: str) -> tuple[str, int] | None:
         stream endpoint.
     """
     if server.startswith("udp:"):
-        _, host, port = (server.split(":") + ["", ""])[:3]
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        try:
+            return parse_host_port(server.removeprefix("udp:"))
+        except ValueError:
             raise usage.UsageError(f"{source} {server}: expected udp:HOST:PORT")
-        return host, int(port)
     from twisted.internet import reactor
 
     try:

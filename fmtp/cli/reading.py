@@ -29,6 +29,7 @@ from fmtp.cli.session import connected, message_id
 from fmtp.cli.status import EXIT_OK, Refused
 from fmtp.cli.verify import BAD, verify_message
 from fmtp.client import Client, ClientError, ConnectionLost
+from fmtp.dns.hostsfile import HostsFileError, load_hosts_file
 from fmtp.errors import InvalidObject
 from fmtp.objects import FMTPObject, addresses_in
 from fmtp.options import DNSOption
@@ -152,10 +153,6 @@ class ReadOptions(JSONOption, DNSOption, ClientOptions):
             raise usage.UsageError(f"--save {self['save']}: no such directory")
         self["hosts-keys"] = {}
         if self["hosts-file"] is not None:
-            # Imported here: the hosts file parser needs fmtp.dns, slow to
-            # import, and few commands read one.
-            from fmtp.hostsfile import HostsFileError, load_hosts_file
-
             try:
                 self["hosts-keys"] = load_hosts_file(self["hosts-file"]).keys
             except OSError as e:

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fmtp.errors import BadSignature, InvalidKeyRecord, KeyLookupFailed, NoKeyPublished
-from fmtp.keys import check_signature, parse_key_record, signature_of
+from fmtp.keys.records import parse_key_record
+from fmtp.keys.signing import check_signature, signature_of
 from fmtp.objects import FMTPObject
 
 VERIFIED = "verified"
@@ -94,11 +95,12 @@ async def verify_message(
 
     @param server_capa: asks the home server's CAPA, only if needed.
     @param hosts_keys: the key records of a hosts file, by domain
-        (L{fmtp.hostsfile.HostsFile.keys}).
+        (L{fmtp.dns.hostsfile.HostsFile.keys}).
     @param hosts_file: that file's name, for the verdict.
     """
     # DNS is the slowest import: only read needs it.
-    from fmtp.dns import DNSKeyVerifier, DNSResolver
+    from fmtp.dns.keyverifier import DNSKeyVerifier
+    from fmtp.dns.resolver import DNSResolver
 
     try:
         info = signature_of(message)

@@ -23,7 +23,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from fmtp.errors import BadSignature, FMTPError, InvalidAddress, NoKeyPublished
 from fmtp.interfaces import IDomainSigner, IKeyVerifier
-from fmtp.keys import check_signed_bytes, format_signature, parse_signature
+from fmtp.keys.records import format_signature, parse_signature
+from fmtp.keys.signing import check_signed_bytes
 from fmtp.objects import normalize_domain
 
 HELLO_LABEL = b"fmtp-hello/1\n"

@@ -29,7 +29,7 @@ from fmtp.errors import (
     NoKeyPublished,
 )
 from fmtp.interfaces import IDeliveryStore, IKeyVerifier
-from fmtp.keys import signature_of
+from fmtp.keys.signing import signature_of
 from fmtp.objects import (
     FMTPObject,
     addresses_in,

@@ -84,7 +84,6 @@ from twisted.python.failure import Failure
 from fmtp.client import FrameClientProtocol, ProtocolError
 from fmtp.client.api import Client, ConnectionLost, ReplyTimeout, object_from_reply
 from fmtp.delivery import RecipientResult, parse_results
-from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.errors import FMTPError, InvalidAddress
 from fmtp.federation.hello import HelloVerifier, Peer, make_hello
 from fmtp.interfaces import IDomainSigner
@@ -95,6 +94,7 @@ from fmtp.objects import (
     normalize_address,
     normalize_domain,
 )
+from fmtp.util.hostport import DEFAULT_FMTP_PORT
 from fmtp.wire import (
     DEFAULT_LIMITS,
     UNSOLICITED_TAG,

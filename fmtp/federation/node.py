@@ -17,12 +17,13 @@ from twisted.logger import Logger
 from fmtp.delivery import QueuedDelivery, RecipientResult, message_event
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
-from fmtp.federation.links import DEFAULT_FMTP_PORT, LinkError, LinkPool
+from fmtp.federation.links import LinkError, LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
 from fmtp.housekeeping import Housekeeping
 from fmtp.objects import FMTPObject
 from fmtp.protocols.object.federation import Federation
 from fmtp.services import SharedServices
+from fmtp.util.hostport import DEFAULT_FMTP_PORT
 
 log = Logger()
 

@@ -29,7 +29,7 @@ from fmtp.framing.handler import (
     required_header,
 )
 from fmtp.interfaces import IAccount, ISession
-from fmtp.keys import format_key_record
+from fmtp.keys.records import format_key_record
 from fmtp.loginthrottle import LoginThrottled
 from fmtp.wire import MAX_DATAGRAM, Frame, reply
 

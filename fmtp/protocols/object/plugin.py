@@ -14,11 +14,15 @@ from fmtp.interfaces import IProtocolPlugin
 from fmtp.protocols.object.commands import ObjectCommands
 from fmtp.protocols.object.messaging import MessagingCommands
 from fmtp.protocols.object.serverlink import ServerLinkCommands
+from fmtp.util.hostport import OBJECT_PORT
 
 
 @implementer(IPlugin, IProtocolPlugin)
 class ObjectProtocolPlugin(FramedProtocolPlugin):
     name = "object"
     description = "objects: get, put, list and delete users, messages, posts"
-    default_listeners = ("tcp:7070:interface=127.0.0.1", "udp:7070:interface=127.0.0.1")
+    default_listeners = (
+        f"tcp:{OBJECT_PORT}:interface=127.0.0.1",
+        f"udp:{OBJECT_PORT}:interface=127.0.0.1",
+    )
     groups = (SessionCommands, ObjectCommands, MessagingCommands, ServerLinkCommands)

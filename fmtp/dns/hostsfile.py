@@ -5,7 +5,8 @@ A private network (a lab, a company's closed federation) may have no DNS
 zone to publish keys and routes in, and the embedded default (DESIGN,
 decision 13: C{twistd -n fmtp} with no options) must run with none.  The
 C{--hosts-file} option names a file of such entries; what it names wins
-over DNS (see L{fmtp.dns}).  One entry a line, C{#} starts a comment::
+over DNS (see L{fmtp.dns.keyverifier} and L{fmtp.dns.routes}).  One entry
+a line, C{#} starts a comment::
 
     # Keys, as published at fmtpkey.<domain> (quotes optional).
     key lenore.org "v=FMTP1; k=ed25519; p=..."
@@ -15,9 +16,9 @@ over DNS (see L{fmtp.dns}).  One entry a line, C{#} starts a comment::
     address lost.lenore.org 10.0.0.3 fd00::3
 
 Key records are kept as text and parsed when used, like records found in
-DNS (see L{fmtp.keys.StaticKeyVerifier}): a bad one is skipped and logged
-rather than stop the server.  Everything else is checked here, and an
-error names the file and the line.
+DNS (see L{fmtp.keys.static.StaticKeyVerifier}): a bad one is skipped and
+logged rather than stop the server.  Everything else is checked here, and
+an error names the file and the line.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fmtp.dns import DEFAULT_FMTP_PORT, parse_host_port
 from fmtp.errors import InvalidAddress
 from fmtp.objects import normalize_domain
+from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
 
 __all__ = [
     "DEFAULT_HOSTS",
@@ -41,9 +42,9 @@ __all__ = [
 
 #: The entries the embedded default runs on: C{localhost} is served on
 #: loopback.  Its key is the server's own, known without any file (see
-#: L{fmtp.dns.DNSKeyVerifier.add_signer}).
-DEFAULT_HOSTS = """\
-route localhost localhost:7070
+#: L{fmtp.dns.keyverifier.DNSKeyVerifier.add_signer}).
+DEFAULT_HOSTS = f"""\
+route localhost localhost:{DEFAULT_FMTP_PORT}
 address localhost 127.0.0.1 ::1
 """
 
@@ -64,12 +65,12 @@ class HostsFile:
     The entries of a hosts file.
 
     @ivar keys: normalized domain to key record texts, in file order: the
-        C{static} argument of L{fmtp.dns.DNSKeyVerifier}, or the records of
-        a L{fmtp.keys.StaticKeyVerifier}.
+        C{static} argument of L{fmtp.dns.keyverifier.DNSKeyVerifier}, or
+        the records of a L{fmtp.keys.static.StaticKeyVerifier}.
     @ivar routes: normalized domain to C{(host, port)} pairs, in order: the
-        C{static_routes} of L{fmtp.dns.RouteResolver}.
+        C{static_routes} of L{fmtp.dns.routes.RouteResolver}.
     @ivar addresses: host name to IP addresses: the C{static_addresses} of
-        L{fmtp.dns.RouteResolver}.
+        L{fmtp.dns.routes.RouteResolver}.
     """
 
     keys: dict[str, list[str]] = field(default_factory=dict)
