@@ -49,7 +49,7 @@ from fmtp.errors import AccountExists, ObjectSealed, SendKeyUsed, StoreUnavailab
 from fmtp.fairness import FairScheduler, current_principal
 from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.objects import FMTPObject, ObjectSummary, owner_of
-from fmtp.store.memory import check_counts, check_deliveries, check_page
+from fmtp.store.checks import check_counts, check_deliveries, check_page
 
 _T = TypeVar("_T")
 
