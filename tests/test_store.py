@@ -34,26 +34,24 @@ from twisted.python.failure import Failure
 from fmtp.errors import AccountExists, ObjectSealed, StoreUnavailable
 from fmtp.objects import FMTPObject
 from fmtp.store import MemoryStore, SchemaTooNew, SQLiteStore, store_from_url
-from fmtp.store.sqlite import (
-    DUE_QUERY,
-    SCHEMA_STEPS,
-    SCHEMA_VERSION,
-    _delete_object,
+from fmtp.store.sql.engine import schema_version, transaction, upgrade_schema
+from fmtp.store.sql.inbox import (
     _deliver_local,
-    _enqueue,
-    _get_object,
     _inbox,
-    _list_objects,
-    _object_row,
-    _put_object,
     _read_object,
     _remove_from_inbox,
     inbox_query,
-    listing_query,
-    schema_version,
-    transaction,
-    upgrade_schema,
 )
+from fmtp.store.sql.objects import (
+    _delete_object,
+    _get_object,
+    _list_objects,
+    _object_row,
+    _put_object,
+    listing_query,
+)
+from fmtp.store.sql.queue import DUE_QUERY, _enqueue
+from fmtp.store.sql.schema import SCHEMA_STEPS, SCHEMA_VERSION
 
 
 def sqlite_threads() -> list[threading.Thread]:
@@ -949,7 +947,7 @@ def test_sqlite_agrees_with_memory(
     memory = MemoryStore()
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        upgrade_schema(conn)
+        upgrade_schema(conn, SCHEMA_STEPS)
         for op in operations:
             if op[0] == "put":
                 _, n, who, kind, public, body, subject = op

@@ -19,7 +19,8 @@ from typing import Any
 
 from fmtp.delivery import QueuedDelivery
 from fmtp.store.memory import MemoryStore
-from fmtp.store.sqlite import SchemaTooNew, SQLiteStore
+from fmtp.store.sql.engine import SchemaTooNew
+from fmtp.store.sqlite import SQLiteStore
 
 __all__ = [
     "MemoryStore",

@@ -1,0 +1,206 @@
+"""
+The schema of the SQL store, as upgrade steps in order.
+
+The schema is versioned with C{PRAGMA user_version}.  L{SCHEMA_STEPS} lists
+the upgrade steps in order; step N takes the schema from version N-1 to N.
+A later change to the schema appends a step and never edits an old one, so
+a file written by any earlier fmtp is brought up to date when opened
+(L{fmtp.store.sql.engine.upgrade_schema}).  A new step belongs to one
+feature (its tables are that feature's module's); the steps released
+before the store was split per feature are kept exactly as they were.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from fmtp.store.sql.engine import SchemaStep
+
+
+def _execute_all(conn: sqlite3.Connection, statements: Sequence[str]) -> None:
+    """
+    Run each statement in turn.
+
+    Not L{sqlite3.Connection.executescript}: it commits any open
+    transaction first, which would break the one-transaction-per-step
+    promise of L{upgrade_schema}.
+    """
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _v1_objects_and_accounts(conn: sqlite3.Connection) -> None:
+    """
+    Version 1: objects and accounts.
+
+    C{objects.seq} orders listings by first storage: an upsert keeps it, and
+    C{AUTOINCREMENT} never reuses the number of a deleted row, so a listing
+    position (and any future paging cursor) always means the same place.
+    C{owner}, C{public} and C{digest} are derived from the object but kept
+    in columns so that listings filter and summarize without decoding
+    properties or reading bodies.
+
+    Each listing index ends in C{seq} so that a filtered listing is read
+    in order straight from the index, with no sort.  C{public} is left as
+    a residual filter: most listings ask for public objects only, so an
+    index on it would select little.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE objects (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                public INTEGER NOT NULL CHECK (public IN (0, 1)),
+                digest TEXT NOT NULL,
+                properties TEXT NOT NULL,
+                body BLOB NOT NULL
+            )
+            """,
+            "CREATE INDEX objects_type_seq ON objects (type, seq)",
+            "CREATE INDEX objects_owner_seq ON objects (owner, seq)",
+            "CREATE INDEX objects_owner_type_seq ON objects (owner, type, seq)",
+            """
+            CREATE TABLE accounts (
+                address TEXT PRIMARY KEY NOT NULL,
+                password_hash TEXT NOT NULL,
+                created INTEGER NOT NULL
+            )
+            """,
+        ],
+    )
+
+
+def _v2_delivery(conn: sqlite3.Connection) -> None:
+    """
+    Version 2: the outbound queue, inboxes and approved senders
+    (L{fmtp.interfaces.IDeliveryStore}).
+
+    C{queue} has one row per object and destination domain; the object
+    itself stays in C{objects}.  Its recipients are a JSON list, since they
+    are only ever read together.  C{queue_due} serves both the due batch
+    and the earliest due time in order, with no sort (its tail is the tie
+    order); C{queue_domain} serves a domain's whole queue, oldest first.
+
+    C{inbox.seq} is the order of arrival and the device's paging cursor;
+    C{AUTOINCREMENT} makes it grow across recipients and never reuse the
+    number of a dropped entry, so a cursor always means the same place.
+    C{sender} is copied from the object (L{fmtp.delivery.sender_of}) so the
+    confirm policy's per-sender questions need no JSON decoding.  There is
+    no foreign key to C{objects}: an entry outlives a deleted object, to
+    keep de-duplicating its id.  C{inbox_recipient_held_seq} reads a
+    user's unheld (or held) entries in order straight from the index.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE queue (
+                object_id TEXT NOT NULL,
+                domain TEXT NOT NULL,
+                recipients TEXT NOT NULL,
+                created REAL NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_attempt REAL NOT NULL,
+                last_error TEXT,
+                PRIMARY KEY (object_id, domain)
+            )
+            """,
+            "CREATE INDEX queue_due ON queue (next_attempt, object_id, domain)",
+            "CREATE INDEX queue_domain ON queue (domain, created, object_id)",
+            """
+            CREATE TABLE inbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                recipient TEXT NOT NULL,
+                object_id TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                held INTEGER NOT NULL CHECK (held IN (0, 1)),
+                UNIQUE (recipient, object_id)
+            )
+            """,
+            "CREATE INDEX inbox_recipient_held_seq ON inbox (recipient, held, seq)",
+            """
+            CREATE TABLE approved_senders (
+                recipient TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                PRIMARY KEY (recipient, sender)
+            )
+            """,
+        ],
+    )
+
+
+def _v3_sealing_and_sending(conn: sqlite3.Connection) -> None:
+    """
+    Version 3: who holds what (DESIGN decision 15), and what was sent.
+
+    C{objects.sealed} marks an object sent or filed for a recipient: it
+    never changes again.  C{objects.removed} marks a sealed object its
+    owner deleted: hidden from the owner and listings, kept for those who
+    hold it.  Objects already queued or filed are sealed by this step.
+    C{inbox.removed} marks an entry its recipient removed, kept so that a
+    replayed id is not filed again.
+
+    C{sent} records each object queued for a domain, with its digest, for
+    as long as the countersign may be asked about it (C{sent_created}
+    serves the clean-up); rows for what is queued now are made from the
+    queue, so CONFIRM answers for them after the upgrade too.
+    C{send_keys} remembers each C{Idempotency-Key} with the message it
+    sent.
+    """
+    _execute_all(
+        conn,
+        [
+            "ALTER TABLE objects ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE objects ADD COLUMN removed INTEGER NOT NULL DEFAULT 0",
+            """
+            UPDATE objects SET sealed = 1
+            WHERE id IN (SELECT object_id FROM inbox)
+               OR id IN (SELECT object_id FROM queue)
+            """,
+            "ALTER TABLE inbox ADD COLUMN removed INTEGER NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE sent (
+                object_id TEXT NOT NULL,
+                domain TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                created REAL NOT NULL,
+                PRIMARY KEY (object_id, domain)
+            )
+            """,
+            "CREATE INDEX sent_created ON sent (created)",
+            """
+            INSERT INTO sent (object_id, domain, digest, created)
+            SELECT queue.object_id, queue.domain, objects.digest, queue.created
+            FROM queue JOIN objects ON objects.id = queue.object_id
+            """,
+            """
+            CREATE TABLE send_keys (
+                sender TEXT NOT NULL,
+                key TEXT NOT NULL,
+                request_digest TEXT NOT NULL,
+                object_id TEXT NOT NULL,
+                results TEXT,
+                created REAL NOT NULL,
+                PRIMARY KEY (sender, key)
+            )
+            """,
+            "CREATE INDEX send_keys_created ON send_keys (created)",
+        ],
+    )
+
+
+#: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
+#: version N-1 to N.  Append new steps; never change a released one.
+SCHEMA_STEPS: Sequence[SchemaStep] = (
+    _v1_objects_and_accounts,
+    _v2_delivery,
+    _v3_sealing_and_sending,
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(SCHEMA_STEPS)
