@@ -6,8 +6,11 @@ that they do).
 
 from __future__ import annotations
 
+import math
+
 from fmtp.delivery import QueuedDelivery
-from fmtp.objects import FMTPObject
+from fmtp.errors import InvalidAddress
+from fmtp.objects import FMTPObject, normalize_address, normalize_domain
 
 
 def check_page(start: object, limit: object) -> None:
@@ -52,3 +55,49 @@ def check_deliveries(obj: FMTPObject, deliveries: list[QueuedDelivery]) -> None:
                 f"delivery to {delivery.domain} is for {delivery.object_id!r}, "
                 f"not for the object enqueued, {obj.id!r}"
             )
+
+
+def check_address(**values: object) -> None:
+    """
+    Refuse any of the named values that is not an address in its normal
+    form (L{fmtp.objects.normalize_address}): the presence and room stores
+    compare addresses as given, so one written another way would be
+    another user.
+
+    @raise InvalidAddress: (a L{ValueError}) naming the first bad value.
+    """
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise InvalidAddress(f"{name} must be an address, not {value!r}")
+        if normalize_address(value) != value:
+            raise InvalidAddress(
+                f"{name} {value!r} is not in normal form: {normalize_address(value)!r}"
+            )
+
+
+def check_time(**values: object) -> None:
+    """
+    Refuse any of the named values that is not a time (seconds since the
+    epoch, an L{int} or a finite L{float}).
+
+    @raise ValueError: naming the first bad value.
+    """
+    for name, value in values.items():
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{name} must be a time in seconds, not {value!r}")
+
+
+def check_domain(**values: object) -> None:
+    """
+    Refuse any of the named values that is not a domain in its normal form
+    (an IDNA A-label in lower case, L{fmtp.objects.normalize_domain}).
+
+    @raise InvalidAddress: (a L{ValueError}) naming the first bad value.
+    """
+    for name, value in values.items():
+        if not isinstance(value, str) or normalize_domain(value) != value:
+            raise InvalidAddress(f"{name} must be a domain in normal form: {value!r}")

@@ -13,19 +13,28 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from fmtp.interfaces import IAccountStore, IDeliveryStore, IObjectStore
+from fmtp.interfaces import (
+    IAccountStore,
+    IDeliveryStore,
+    IObjectStore,
+    IPresenceStore,
+)
 from fmtp.store.memory.accounts import MemoryAccounts
 from fmtp.store.memory.inbox import MemoryInbox
 from fmtp.store.memory.objects import MemoryObjects
+from fmtp.store.memory.presence import MemoryPresence
 from fmtp.store.memory.queue import MemoryQueue
 
 __all__ = ["MemoryStore"]
 
 
-@implementer(IObjectStore, IAccountStore, IDeliveryStore)
-class MemoryStore(MemoryObjects, MemoryAccounts, MemoryQueue, MemoryInbox):
+@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore)
+class MemoryStore(
+    MemoryObjects, MemoryAccounts, MemoryQueue, MemoryInbox, MemoryPresence
+):
     """
-    L{IObjectStore}, L{IAccountStore} and L{IDeliveryStore} in dicts.
+    L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore} and
+    L{IPresenceStore} in dicts.
 
     Each call runs to completion before it returns, and checks everything
     that can fail before it changes anything, so the writes that the SQLite

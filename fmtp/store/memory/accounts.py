@@ -54,4 +54,5 @@ class MemoryAccounts(MemoryBase):
         for entry in self._inboxes.get(address, {}).values():
             entry.removed = True
         self._approved = {pair for pair in self._approved if pair[0] != address}
+        self._forget_subscriptions(address)
         return True

@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred
 
 from fmtp.errors import AccountExists
 from fmtp.store.sql.engine import SQLiteEngine, transaction
+from fmtp.store.sql.presence import _forget_subscriptions
 
 
 def _add_account(
@@ -58,6 +59,7 @@ def _delete_account(conn: sqlite3.Connection, address: str) -> bool:
         conn.execute("UPDATE objects SET removed = 1 WHERE owner = ?", (address,))
         conn.execute("UPDATE inbox SET removed = 1 WHERE recipient = ?", (address,))
         conn.execute("DELETE FROM approved_senders WHERE recipient = ?", (address,))
+        _forget_subscriptions(conn, address)
     return True
 
 

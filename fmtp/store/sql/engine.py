@@ -466,6 +466,26 @@ class SQLiteEngine:
         d.addErrback(self._operational_error, func)
         return d
 
+    def run_checked(
+        self,
+        check: Callable[[], object],
+        func: Callable[..., _T],
+        *args: Any,
+    ) -> Deferred[_T]:
+        """
+        Call C{check()} here, then L{run_interaction} C{func(connection,
+        *args)}: arguments are checked on the caller's thread, so a bad one
+        fails at once without taking a turn on the store's thread.
+
+        @return: as L{run_interaction}, or a failed L{Deferred} with the
+            L{ValueError} that C{check} raised.
+        """
+        try:
+            check()
+        except ValueError as e:
+            return fail(e)
+        return self.run_interaction(func, *args)
+
     def _call_with_connection(
         self,
         func: Callable[..., _T],

@@ -194,12 +194,56 @@ def _v3_sealing_and_sending(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_presence(conn: sqlite3.Connection) -> None:
+    """
+    Version 4: presence subscriptions (L{fmtp.interfaces.IPresenceStore},
+    L{fmtp.store.sql.presence}).
+
+    One row per directed link, from a subscriber to a target, in the state
+    its target decided (L{fmtp.store.presence.Link}); no row is
+    L{fmtp.store.presence.Link.NONE}.  C{created} is when the row was made,
+    what waiting requests are ordered and expired by.  The domains are
+    copied from the addresses so that the subscriptions shared with a
+    domain are found from an index when the link to it goes down or comes
+    back.
+
+    The rows are small and always found by one of their addresses, so the
+    table is C{WITHOUT ROWID}, clustered by its primary key: a
+    subscriber's links are together.  C{subscriptions_target} serves the
+    other side: a target's subscribers (every status change fans out to
+    them) in order, with no sort, and its waiting requests.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE subscriptions (
+                subscriber TEXT NOT NULL,
+                target TEXT NOT NULL,
+                state TEXT NOT NULL
+                    CHECK (state IN ('pending', 'approved', 'preapproved')),
+                created REAL NOT NULL,
+                subscriber_domain TEXT NOT NULL,
+                target_domain TEXT NOT NULL,
+                PRIMARY KEY (subscriber, target)
+            ) WITHOUT ROWID
+            """,
+            "CREATE INDEX subscriptions_target ON subscriptions "
+            "(target, state, subscriber)",
+            "CREATE INDEX subscriptions_subscriber_domain ON subscriptions "
+            "(subscriber_domain)",
+            "CREATE INDEX subscriptions_target_domain ON subscriptions (target_domain)",
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
 SCHEMA_STEPS: Sequence[SchemaStep] = (
     _v1_objects_and_accounts,
     _v2_delivery,
     _v3_sealing_and_sending,
+    _v4_presence,
 )
 
 #: The schema version this code writes.
