@@ -1,6 +1,6 @@
 """
 Tests for L{fmtp.store}: the conformance suites (objects and accounts;
-delivery; presence) against every store, then what only the SQLite store does
+delivery; presence; rooms) against every store, then what only the SQLite store does
 (durability, pragmas, schema versions, threads) and the choice of a store
 from a URL.
 
@@ -31,6 +31,7 @@ from delivery_conformance import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from presence_conformance import PresenceConformance
+from room_conformance import RoomConformance
 from store_agreement import fired, fired_outcome, outcome
 from store_conformance import ALICE, BOB, StoreConformance, make
 
@@ -131,6 +132,12 @@ class TestDeliveryConformance(DeliveryConformance):
 class TestPresenceConformance(PresenceConformance):
     """
     The presence store's conformance suite, run against every store.
+    """
+
+
+class TestRoomConformance(RoomConformance):
+    """
+    The room store's conformance suite, run against every store.
     """
 
 
@@ -378,7 +385,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 4
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 5
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"

@@ -15,29 +15,31 @@ from fmtp.interfaces import (
     IDeliveryStore,
     IObjectStore,
     IPresenceStore,
+    IRoomStore,
 )
 from fmtp.store.sql.accounts import SQLAccounts
 from fmtp.store.sql.inbox import SQLInbox
 from fmtp.store.sql.objects import SQLObjects
 from fmtp.store.sql.presence import SQLPresence
 from fmtp.store.sql.queue import SQLQueue
+from fmtp.store.sql.rooms import SQLRooms
 from fmtp.store.sql.schema import SCHEMA_STEPS
 
 
-@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore)
-class SQLiteStore(SQLObjects, SQLAccounts, SQLQueue, SQLInbox, SQLPresence):
+@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore, IRoomStore)
+class SQLiteStore(SQLObjects, SQLAccounts, SQLQueue, SQLInbox, SQLPresence, SQLRooms):
     """
-    L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore} and
-    L{IPresenceStore} in an SQLite file: each feature's methods from its
-    mixin, all run on the one thread of
+    L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
+    L{IPresenceStore} and L{IRoomStore} in an SQLite file: each feature's
+    methods from its mixin, all run on the one thread of
     L{fmtp.store.sql.engine.SQLiteEngine}, which also says how writes are
     made durable and how errors are reported.
 
     The writes that take several statements are each one transaction:
     C{enqueue}, C{deliver_local}, C{delete_object}, C{delete_account},
-    C{release_held} and C{drop_held}, and the presence writes that read a
-    link before changing it (C{request_subscription},
-    C{approve_subscription}).
+    C{release_held} and C{drop_held}; and every presence and room write
+    that reads what its rule decides on (a link, a member count, the head
+    of a room's history) before writing.
     """
 
     schema_steps = SCHEMA_STEPS

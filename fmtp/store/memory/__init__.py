@@ -18,23 +18,30 @@ from fmtp.interfaces import (
     IDeliveryStore,
     IObjectStore,
     IPresenceStore,
+    IRoomStore,
 )
 from fmtp.store.memory.accounts import MemoryAccounts
 from fmtp.store.memory.inbox import MemoryInbox
 from fmtp.store.memory.objects import MemoryObjects
 from fmtp.store.memory.presence import MemoryPresence
 from fmtp.store.memory.queue import MemoryQueue
+from fmtp.store.memory.rooms import MemoryRooms
 
 __all__ = ["MemoryStore"]
 
 
-@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore)
+@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore, IRoomStore)
 class MemoryStore(
-    MemoryObjects, MemoryAccounts, MemoryQueue, MemoryInbox, MemoryPresence
+    MemoryObjects,
+    MemoryAccounts,
+    MemoryQueue,
+    MemoryInbox,
+    MemoryPresence,
+    MemoryRooms,
 ):
     """
-    L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore} and
-    L{IPresenceStore} in dicts.
+    L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
+    L{IPresenceStore} and L{IRoomStore} in dicts.
 
     Each call runs to completion before it returns, and checks everything
     that can fail before it changes anything, so the writes that the SQLite

@@ -13,6 +13,10 @@ from fmtp.store.memory.base import MemoryBase
 class MemoryAccounts(MemoryBase):
     """
     L{fmtp.interfaces.IAccountStore}'s methods, over a L{dict}.
+
+    Deleting an account reaches into the other features' state (objects,
+    inboxes, approvals, subscriptions, room memberships), as the SQL
+    store's does into their tables: it needs the whole composed store.
     """
 
     def __init__(self) -> None:
@@ -55,4 +59,5 @@ class MemoryAccounts(MemoryBase):
             entry.removed = True
         self._approved = {pair for pair in self._approved if pair[0] != address}
         self._forget_subscriptions(address)
+        self._forget_memberships(address)
         return True

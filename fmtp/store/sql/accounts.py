@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from fmtp.errors import AccountExists
 from fmtp.store.sql.engine import SQLiteEngine, transaction
 from fmtp.store.sql.presence import _forget_subscriptions
+from fmtp.store.sql.rooms import _forget_memberships
 
 
 def _add_account(
@@ -60,6 +61,7 @@ def _delete_account(conn: sqlite3.Connection, address: str) -> bool:
         conn.execute("UPDATE inbox SET removed = 1 WHERE recipient = ?", (address,))
         conn.execute("DELETE FROM approved_senders WHERE recipient = ?", (address,))
         _forget_subscriptions(conn, address)
+        _forget_memberships(conn, address)
     return True
 
 

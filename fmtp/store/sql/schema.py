@@ -237,6 +237,82 @@ def _v4_presence(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v5_rooms(conn: sqlite3.Connection) -> None:
+    """
+    Version 5: chat rooms (L{fmtp.interfaces.IRoomStore},
+    L{fmtp.store.sql.rooms}).
+
+    C{rooms} holds the rooms this server is the home of; C{config} is a
+    JSON object (L{fmtp.store.rooms.RoomConfig.to_json}) so that a new
+    setting needs no schema step.  C{room_tombstones} keeps the address
+    of a destroyed room from being taken again C{until} then.
+
+    C{room_members} has one row per address with a standing in a room (a
+    member, an invitation, a ban), C{WITHOUT ROWID} so that a room's rows
+    are together in its primary key: a message's fan-out reads them in
+    one range, and a join reads one row and counts one range.
+    C{room_members_address} serves "the rooms of this address".
+
+    C{room_history} is each room's chain: C{(room, seq)} is its primary
+    key, so entries are read in order with no sort and no two entries of
+    a room share a number; C{(room, object_id)} is unique, so a replay is
+    recognised.  A retracted entry keeps C{digest} and C{parent_digest},
+    and its C{type}, C{properties} and C{body} become C{NULL}.  It keeps
+    its rowid, unlike the small tables, because its rows hold bodies.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE rooms (
+                address TEXT PRIMARY KEY NOT NULL,
+                creator TEXT NOT NULL,
+                config TEXT NOT NULL,
+                created REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE room_tombstones (
+                address TEXT PRIMARY KEY NOT NULL,
+                destroyed REAL NOT NULL,
+                until REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE room_members (
+                room TEXT NOT NULL,
+                address TEXT NOT NULL,
+                role TEXT NOT NULL CHECK (
+                    role IN ('owner', 'moderator', 'member', 'banned', 'invited')
+                ),
+                voice INTEGER NOT NULL CHECK (voice IN (0, 1)),
+                since REAL NOT NULL,
+                reason TEXT,
+                PRIMARY KEY (room, address)
+            ) WITHOUT ROWID
+            """,
+            "CREATE INDEX room_members_address ON room_members (address, room)",
+            """
+            CREATE TABLE room_history (
+                room TEXT NOT NULL,
+                seq INTEGER NOT NULL CHECK (seq > 0),
+                digest TEXT NOT NULL,
+                parent_digest TEXT NOT NULL,
+                object_id TEXT NOT NULL,
+                type TEXT,
+                properties TEXT,
+                body BLOB,
+                appended REAL NOT NULL,
+                retracts INTEGER,
+                retracted_by INTEGER,
+                PRIMARY KEY (room, seq),
+                UNIQUE (room, object_id)
+            )
+            """,
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
 SCHEMA_STEPS: Sequence[SchemaStep] = (
@@ -244,6 +320,7 @@ SCHEMA_STEPS: Sequence[SchemaStep] = (
     _v2_delivery,
     _v3_sealing_and_sending,
     _v4_presence,
+    _v5_rooms,
 )
 
 #: The schema version this code writes.
