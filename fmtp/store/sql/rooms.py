@@ -123,9 +123,14 @@ def _forget_tombstones(conn: sqlite3.Connection, now: float) -> int:
 _MEMBER_COLUMNS = "address, role, voice, since, reason"
 
 
+#: Each role by its value: a fan-out makes one member per row, and a dict
+#: lookup is cheaper than the enum's own.
+_ROLES = {role.value: role for role in Role}
+
+
 def _member_of(row: tuple[Any, ...]) -> Member:
     address, role, voice, since, reason = row
-    return Member(address, Role(role), bool(voice), float(since), reason)
+    return Member(address, _ROLES[role], voice == 1, float(since), reason)
 
 
 def _get_member(conn: sqlite3.Connection, room: str, address: str) -> Member | None:
