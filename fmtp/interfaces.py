@@ -816,9 +816,10 @@ class IPresenceStore(Interface):
     outlive a session, are their user object's C{Status} property.
 
     Privacy: L{subscriptions} and L{subscription} show one user their own
-    list; L{subscribers}, L{pending_requests} and L{shared_with_domain}
-    serve the server's fan-out and answers, and are never shown to anyone
-    but the user they are about.
+    list.  L{subscribers}, L{pending_requests} and L{shared_with_domain}
+    serve the server itself (a status change's fan-out, putting requests
+    to their target when online, a link to a domain going and coming);
+    what they return is shown to nobody but the user it is about.
 
     Every method returns a L{Deferred}; one from a write fires only once
     the write is durable.  Addresses must be in normal form
