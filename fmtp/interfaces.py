@@ -161,7 +161,11 @@ class IAccountStore(Interface):
           - its inbox: every entry is removed (kept, unlisted, as
             C{remove_from_inbox} keeps them, so a replayed id is not filed
             again); the messages stay for their other recipients;
-          - the senders it approved.
+          - the senders it approved;
+          - its presence subscriptions, both ways, with the requests it
+            made and those waiting for it (L{IPresenceStore});
+          - its memberships of rooms and its invitations (L{IRoomStore});
+            a ban stays, so the address cannot come back through it.
 
         @return: a L{Deferred} that fires with C{True}, or C{False} (and
             nothing changed) if there is no such account.
@@ -781,4 +785,372 @@ class ICommandGroup(Interface):
         """
         A connection of the protocol ended: release what the group holds
         for C{session} (a login, a room membership's live listener).
+        """
+
+
+class IPresenceStore(Interface):
+    """
+    Durable storage of presence subscriptions: who may see whose status,
+    and the requests waiting for an answer (the presence protocol, issue
+    10).
+
+    A subscription is directed (see L{fmtp.store.presence}): a subscriber
+    asks to see a target's presence (L{request_subscription}); the target
+    approves or denies, now or when next online, the request waiting here
+    meanwhile; a target may approve before being asked (pre-approval).
+    Each direction is one L{fmtp.store.presence.Link}, and the states XMPP
+    users know (none, pending out, pending in, to, from, both) are the two
+    links of a pair seen from one side
+    (L{fmtp.store.presence.Subscription.state}).  Addresses may be of any
+    domain: a server keeps the links that involve its own users, both
+    ways, and the other domain keeps its own view.
+
+    Not here: anyone's current status.  Status is volatile: a local user's
+    comes from their live sessions, and a remote user's last known status
+    is held in memory by the presence service, unknown after a restart or
+    once the link to its domain has been down past a timeout, until that
+    domain sends it again.  A stored status would show as online a user
+    nobody can vouch for any more ("never online forever"), and would cost
+    a durable write per change of a value that UDP bridges change
+    thousands of times a second.  A user's chosen status and note, which
+    outlive a session, are their user object's C{Status} property.
+
+    Privacy: L{subscriptions} and L{subscription} show one user their own
+    list.  L{subscribers}, L{pending_requests} and L{shared_with_domain}
+    serve the server itself (a status change's fan-out, putting requests
+    to their target when online, a link to a domain going and coming);
+    what they return is shown to nobody but the user it is about.
+
+    Every method returns a L{Deferred}; one from a write fires only once
+    the write is durable.  Addresses must be in normal form
+    (L{fmtp.objects.normalize_address}) and times are seconds since the
+    epoch from the caller's clock; a bad argument fails with L{ValueError}
+    (L{fmtp.errors.InvalidAddress} for an address), changing nothing.
+    """
+
+    def request_subscription(subscriber, target, now, max_pending):
+        """
+        C{subscriber} asks to see C{target}'s presence.
+
+        A request already waiting, or already approved, is not recorded
+        again; one the target pre-approved is approved at once.  A new
+        request waits unless it would make more than C{max_pending}
+        requests wait from C{subscriber} or for C{target}: the check and
+        the write are one step, so concurrent requests cannot pass the
+        cap together.
+
+        @param now: when it was asked (orders and expires requests).
+        @param max_pending: the cap on waiting requests, per subscriber
+            and per target.
+        @return: a L{Deferred} that fires with the link from subscriber to
+            target afterwards, L{fmtp.store.presence.Link.PENDING} or
+            L{fmtp.store.presence.Link.APPROVED}; or fails with
+            L{fmtp.store.presence.PendingLimitReached}, nothing recorded.
+        """
+
+    def approve_subscription(target, subscriber, now):
+        """
+        C{target} lets C{subscriber} see its presence: a waiting request
+        is approved; approving someone who has not asked pre-approves
+        them; approving again changes nothing.
+
+        @param now: when, recorded for a pre-approval.
+        @return: a L{Deferred} that fires with the link afterwards,
+            L{fmtp.store.presence.Link.APPROVED} or
+            L{fmtp.store.presence.Link.PREAPPROVED}.
+        """
+
+    def deny_subscription(target, subscriber):
+        """
+        C{target} removes the link from C{subscriber}, whatever it is:
+        denies a waiting request, cancels an approved subscription, or
+        withdraws a pre-approval (the target's side of removal).
+
+        @return: a L{Deferred} that fires with C{True} if there was a link
+            to remove, C{False} otherwise.
+        """
+
+    def unsubscribe(subscriber, target):
+        """
+        C{subscriber} stops seeing C{target}'s presence, or withdraws a
+        request (the subscriber's side of removal).  A pre-approval by the
+        target stays: it is the target's decision.
+
+        @return: a L{Deferred} that fires with C{True} if a request or
+            subscription was removed, C{False} otherwise.
+        """
+
+    def subscription(user, contact):
+        """
+        How C{user} and C{contact} are linked, as C{user} sees it.
+
+        @return: a L{Deferred} that fires with a
+            L{fmtp.store.presence.Subscription} (both links
+            L{fmtp.store.presence.Link.NONE} if there is nothing).
+        """
+
+    def subscriptions(user):
+        """
+        C{user}'s own subscription list: every contact linked to C{user}
+        in either direction, as C{user} sees it.  A contact's pre-approval
+        of C{user} is not shown.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.store.presence.Subscription}, by ascending contact.
+        """
+
+    def subscribers(target):
+        """
+        Who sees C{target}'s presence: the addresses, local and of other
+        domains, whose subscription C{target} approved; what a status
+        change fans out to.
+
+        @return: a L{Deferred} that fires with a L{list} of addresses, in
+            ascending order.
+        """
+
+    def pending_requests(target):
+        """
+        The requests waiting for C{target}'s answer, to put to them when
+        they are online.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.store.presence.PendingRequest}, oldest first (ties by
+            subscriber).
+        """
+
+    def shared_with_domain(domain):
+        """
+        Every approved subscription with a subscriber or a target at
+        C{domain}: what a server resends when the link to C{domain} comes
+        back, and turns to unknown when it goes away past its timeout.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            C{(subscriber, target)} pairs, in ascending order.
+        """
+
+    def expire_requests(before):
+        """
+        Forget the requests still waiting that were made before C{before}:
+        a request nobody answered does not hold its place under the cap
+        for ever.
+
+        @return: a L{Deferred} that fires with the number forgotten.
+        """
+
+
+class IRoomStore(Interface):
+    """
+    Durable storage of the chat rooms this server is the home of (the
+    chat protocol, issue 11): each room's configuration, its members and
+    their roles, and its history; and the tombstones of destroyed rooms.
+
+    Membership is persistent, not tied to being online, and an address of
+    any domain may hold it: remote members are kept here as local ones
+    are.  The values, roles and rules are L{fmtp.store.rooms}'s.
+
+    A room's history is one ordered, hash-linked sequence: entries are
+    numbered from 1 with no gaps, and each entry's object carries the
+    digest of the entry before it as its C{Parent-Digest}.  L{append}
+    checks that link and numbers the entry in one step, so two appends
+    that both follow the same entry cannot both succeed: the chain never
+    forks (the loser gets L{fmtp.store.rooms.HistoryConflict} with the new
+    head, and links its entry again).  A retraction is a new entry, a
+    tombstone; the retracted entry loses its object but keeps its digests,
+    so the chain still verifies end to end
+    (L{fmtp.store.rooms.verify_chain}).  Since numbers have no gaps, a
+    page of history that starts after entry N is both "since N" and
+    "Start: N".
+
+    Sizes: L{join} reads the joiner's own row and the room's member count
+    and writes one row, whatever the size of the room; L{members}, what
+    each message fans out to, is one read.
+
+    Privacy: L{members} is for the room's members (the protocol checks
+    who asks), and L{rooms_of} for the address it is about.
+
+    Every method returns a L{Deferred}; one from a write fires only once
+    the write is durable.  Addresses must be in normal form
+    (L{fmtp.objects.normalize_address}; a room's is C{room@domain}), times
+    are seconds since the epoch from the caller's clock; a bad argument
+    fails with L{ValueError}, changing nothing.  A call about a room that
+    does not exist fails with L{fmtp.store.rooms.RoomNotFound}, except
+    L{get_room}, L{destroy_room} and L{rooms_of}.
+    """
+
+    def create_room(room, creator, config, now):
+        """
+        Create a room with C{creator} as its owner (a member with
+        L{fmtp.store.rooms.Role.OWNER}), in one step.
+
+        @param config: its L{fmtp.store.rooms.RoomConfig}.
+        @return: a L{Deferred} that fires with the new
+            L{fmtp.store.rooms.Room}, or fails with
+            L{fmtp.store.rooms.RoomExists} if a room has that address, or a
+            room destroyed there is still held by its tombstone at C{now}.
+        """
+
+    def get_room(room):
+        """
+        @return: a L{Deferred} that fires with the
+            L{fmtp.store.rooms.Room}, or L{None} if there is none.
+        """
+
+    def configure_room(room, config):
+        """
+        Replace a room's configuration.  A smaller C{max_members} removes
+        nobody; it stops joins until the room is smaller.
+
+        @return: a L{Deferred} that fires with L{None} once durable.
+        """
+
+    def destroy_room(room, now, hold_until):
+        """
+        Destroy a room with its members and history, in one step, leaving a
+        tombstone that keeps its address from being taken again before
+        C{hold_until}.
+
+        @return: a L{Deferred} that fires with C{True}, or C{False} (and
+            nothing done) if there was no such room.
+        """
+
+    def forget_tombstones(now):
+        """
+        Forget the tombstones that no longer hold their address at C{now}.
+
+        @return: a L{Deferred} that fires with the number forgotten.
+        """
+
+    def join(room, address, now, voice=False):
+        """
+        Make C{address} a member (L{fmtp.store.rooms.Role.MEMBER}, with
+        C{voice}), in one step with the checks of
+        L{fmtp.store.rooms.join_role}: a ban, a members-only room without
+        an invitation (an invitation is used up), and C{max_members}.  The
+        password of a passworded room is the caller's to check before.
+        Joining again changes nothing.
+
+        @return: a L{Deferred} that fires with the address's
+            L{fmtp.store.rooms.Member} afterwards, or fails with
+            L{fmtp.store.rooms.MemberBanned},
+            L{fmtp.store.rooms.InvitationRequired} or
+            L{fmtp.store.rooms.RoomFull}, nothing changed.
+        """
+
+    def invite(room, address, now):
+        """
+        Invite C{address}: it may then join a members-only room.
+
+        @return: a L{Deferred} that fires with C{True} if an invitation was
+            recorded, C{False} if C{address} is a member or invited
+            already; or fails with L{fmtp.store.rooms.MemberBanned}.
+        """
+
+    def leave(room, address):
+        """
+        C{address} stops being a member, or its invitation goes (a leave,
+        a kick, a declined invitation).  A ban stays: see L{unban}.
+
+        @return: a L{Deferred} that fires with C{True} if a membership or
+            an invitation was removed, C{False} otherwise.
+        """
+
+    def set_role(room, address, role, voice, now, reason=None):
+        """
+        Give C{address} a role (owner, moderator, member, or banned with a
+        C{reason}) and C{voice}, whether or not it was a member: an owner
+        adds a member or bans an address that never joined.  A ban ends a
+        membership.  A member keeps the time it joined
+        (L{fmtp.store.rooms.with_role}).  C{max_members} is not checked:
+        the caller acts for an owner or a moderator.
+
+        @param role: a L{fmtp.store.rooms.Role} other than C{INVITED}.
+        @return: a L{Deferred} that fires with the standing before, a
+            L{fmtp.store.rooms.Member} or L{None}.
+        """
+
+    def unban(room, address):
+        """
+        Lift a ban.
+
+        @return: a L{Deferred} that fires with C{True} if C{address} was
+            banned, C{False} otherwise.
+        """
+
+    def member(room, address):
+        """
+        C{address}'s standing in the room, whatever it is.
+
+        @return: a L{Deferred} that fires with a
+            L{fmtp.store.rooms.Member}, or L{None}.
+        """
+
+    def members(room, role=None):
+        """
+        The room's members (owners, moderators and members), in one read:
+        what each message fans out to; or, given a C{role}, the addresses
+        that hold it (the banned, the invited).
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.store.rooms.Member}, by ascending address.
+        """
+
+    def rooms_of(address):
+        """
+        The rooms C{address} is a member of (not those it is invited to or
+        banned from), to show to that address only.
+
+        @return: a L{Deferred} that fires with a L{list} of room
+            addresses, in ascending order.
+        """
+
+    def append(room, obj, now):
+        """
+        Append C{obj} to the room's history as its next entry, checking in
+        the same step that its C{Parent-Digest} is the digest of the last
+        entry (absent or empty for the first entry).
+
+        An object whose id is in the history already is a replay: nothing
+        changes.
+
+        @param obj: the L{fmtp.objects.FMTPObject}, as it is to be kept
+            and verified (its digest is the entry's).
+        @return: a L{Deferred} that fires with the entry's C{seq}, or
+            L{None} for a replay; or fails with
+            L{fmtp.store.rooms.HistoryConflict} (the chain moved on),
+            L{fmtp.errors.ObjectSealed} (an entry of that id with other
+            content), nothing appended.
+        """
+
+    def retract(room, seq, tombstone, now):
+        """
+        Retract entry C{seq}: append C{tombstone} (linked to the last
+        entry, as for L{append}) and remove the retracted entry's object,
+        keeping its digests, in one step.  Who may retract is the
+        caller's to decide.
+
+        @return: a L{Deferred} that fires with the tombstone's C{seq}, or
+            L{None} if the tombstone was appended before (a replay); or
+            fails as L{append} does, or with L{fmtp.errors.NotFound} if
+            there is no entry C{seq} holding a message (none, retracted
+            already, or a tombstone), nothing changed.
+        """
+
+    def history(room, since, limit):
+        """
+        Page through the room's history, oldest first: the entries after
+        entry C{since} (0 for the first page), at most C{limit}.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.store.rooms.HistoryEntry} in ascending C{seq}; or fails
+            with L{ValueError} for a C{since} or C{limit} that is not a
+            non-negative integer.
+        """
+
+    def head(room):
+        """
+        The room's last entry, which the next one must follow.
+
+        @return: a L{Deferred} that fires with C{(seq, digest)}, or
+            L{fmtp.store.rooms.EMPTY_HEAD} for an empty history.
         """
