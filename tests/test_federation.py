@@ -395,7 +395,7 @@ async def test_tls_required_between_servers(network) -> None:
     checks lenore.org's certificate (made at test time by a test CA)
     against the name of its route, mail.lenore.org.
     """
-    from fmtp.federation.links import load_trust_root
+    from fmtp.federation.tls import load_trust_root
     from fmtp.tap import load_tls_context
     from tests.tlscerts import make_ca
 

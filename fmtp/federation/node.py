@@ -14,11 +14,12 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from fmtp.delivery import QueuedDelivery, RecipientResult
+from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
-from fmtp.federation.links import DEFAULT_FMTP_PORT, LinkError, LinkPool
+from fmtp.federation.pool import LinkPool
 from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
+from fmtp.federation.userdir import RemoteUsers
 from fmtp.housekeeping import Housekeeping
 from fmtp.objects import FMTPObject
 from fmtp.protocols.messaging import Federation
@@ -87,20 +88,7 @@ def build_federation(
         limits=services.limits,
     )
     countersigner = Countersigner(pool)
-
-    async def deliver(
-        delivery: QueuedDelivery, obj: FMTPObject
-    ) -> list[RecipientResult]:
-        hint = None
-        if len(delivery.recipients) == 1:
-            try:
-                user = await pool.remote_user(delivery.recipients[0])
-            except LinkError:
-                user = None
-            hint = user.properties.get("Route") if user is not None else None
-        return await pool.deliver(
-            delivery.domain, obj, delivery.recipients, route_hint=hint
-        )
+    users = RemoteUsers(pool, clock)
 
     async def file_bounce(recipient: str, obj: FMTPObject) -> None:
         # A bounce goes to the sender whatever their policy says: it is
@@ -110,7 +98,7 @@ def build_federation(
 
     queue = OutboundQueue(
         store,
-        deliver,
+        users.deliver,
         clock,
         services.domain,
         services.signer,
@@ -119,11 +107,6 @@ def build_federation(
         retry_window=settings.retry_window,
     )
 
-    async def lookup(address: str, cache_only: bool) -> FMTPObject | None:
-        if cache_only:
-            return pool.cached_user(address)
-        return await pool.remote_user(address)
-
     federation = Federation.build(
         services,
         hello=hello,
@@ -131,7 +114,7 @@ def build_federation(
         always_countersign=settings.always_countersign,
         kick=queue.kick,
         relay_for=settings.relay_for,
-        lookup=lookup,
+        lookup=users.lookup,
     )
     return federation, [queue, LinkPoolService(pool), Housekeeping(store, clock)]
 
