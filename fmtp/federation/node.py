@@ -18,7 +18,8 @@ from fmtp.dns import DEFAULT_FMTP_PORT
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
 from fmtp.federation.pool import LinkPool
-from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
+from fmtp.federation.queue import OutboundQueue
+from fmtp.federation.settle import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE
 from fmtp.federation.userdir import RemoteUsers
 from fmtp.housekeeping import Housekeeping
 from fmtp.objects import FMTPObject
