@@ -41,6 +41,9 @@ DeliverLocal = Callable[[str, FMTPObject], Awaitable[object]]
 
 
 def is_success(code: int) -> bool:
+    """
+    Whether a reply code says "done" (2xx).
+    """
     return 200 <= code < 300
 
 

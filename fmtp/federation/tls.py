@@ -46,6 +46,10 @@ TLS_POLICIES = frozenset({TLS_REQUIRE, TLS_OPPORTUNISTIC, TLS_OFF})
 
 
 def check_policy(policy: str) -> str:
+    """
+    @return: C{policy}, if it is one of L{TLS_POLICIES}.
+    @raise ValueError: if not.
+    """
     if policy not in TLS_POLICIES:
         raise ValueError(
             f"TLS policy must be one of {', '.join(sorted(TLS_POLICIES))}, "
