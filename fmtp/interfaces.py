@@ -728,7 +728,7 @@ class IServerLinks(Interface):
 
         @return: a L{Deferred} that fires with the reply
             L{fmtp.wire.Frame} (whatever its code), or fails with
-            L{fmtp.federation.links.LinkError} when no link can be had or
+            L{fmtp.federation.failures.LinkError} when no link can be had or
             the connection is lost (its C{code} says temporary or not).
         """
 

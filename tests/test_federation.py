@@ -127,6 +127,7 @@ class Network:
         name: str | None = None,
         hosts: str | None = None,
         tls_context=None,
+        plugins=None,
     ) -> Server:
         """
         Start (or restart, on the same data) the server of C{domain} on
@@ -138,6 +139,8 @@ class Network:
         @param name: names the server's key and data, if not its domain
             (a spoofer also claims to be poe.net).
         @param hosts: the text of a hosts file for it.
+        @param plugins: the protocol plugins it serves, if not the
+            built-in ones.
         """
         name = name or domain
         signer = self.signer(name, domain)
@@ -156,6 +159,7 @@ class Network:
             federation=replace(settings, default_port=self.default_port.port),
             hosts_file=str(hosts_file) if hosts_file else None,
             tls_context=tls_context,
+            plugins=plugins,
         )
         root.startService()
         ports = await bound_ports(root)
@@ -396,7 +400,7 @@ async def test_tls_required_between_servers(network) -> None:
     checks lenore.org's certificate (made at test time by a test CA)
     against the name of its route, mail.lenore.org.
     """
-    from fmtp.federation.links import load_trust_root
+    from fmtp.federation.tls import load_trust_root
     from fmtp.tap import load_tls_context
     from tests.tlscerts import make_ca
 

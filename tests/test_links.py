@@ -1,5 +1,6 @@
 """
-Outbound server links (L{fmtp.federation.links}) and the countersign, on
+Outbound server links (L{fmtp.federation.pool} and the modules it
+builds on), remote users (L{fmtp.federation.userdir}) and the countersign, on
 real loopback sockets.
 
 The peers here are small servers written in this file from
@@ -33,16 +34,12 @@ from twisted.internet.testing import StringTransport
 from fmtp.delivery import RecipientResult
 from fmtp.errors import FMTPError
 from fmtp.federation.countersign import Countersigner, CountersignUnavailable
+from fmtp.federation.failures import DeliveryFailed, LinkError, LinkLost
 from fmtp.federation.hello import HelloVerifier, make_hello
-from fmtp.federation.links import (
-    DeliveryFailed,
-    LinkError,
-    LinkLost,
-    LinkPool,
-    ParentRoute,
-    _LinkProtocol,
-    parse_route,
-)
+from fmtp.federation.link import LinkProtocol
+from fmtp.federation.pool import LinkPool
+from fmtp.federation.targets import ParentRoute, parse_route
+from fmtp.federation.userdir import RemoteUsers
 from fmtp.framing.handler import CommandGroup, HandlerCollection
 from fmtp.framing.session import Session, SessionCommands
 from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
@@ -289,6 +286,9 @@ class Env:
         self.pools.append(pool)
         return pool
 
+    def users(self, pool: LinkPool, clock=None, **kw) -> RemoteUsers:
+        return RemoteUsers(pool, clock if clock is not None else reactor, **kw)
+
     def message(self, to: str = LOST, body: bytes = b"Nevermore") -> FMTPObject:
         now = reactor.seconds()
         obj = FMTPObject(
@@ -356,7 +356,7 @@ def test_clear_bytes_after_starttls_are_discarded() -> None:
     clear-text read is dropped, never taken as the first TLS-protected
     frame.
     """
-    protocol = _LinkProtocol()
+    protocol = LinkProtocol()
     transport = TLSRecordingTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(b"220 * lenore.org fmtp/1 object ready\r\n\r\n")
@@ -605,7 +605,7 @@ async def test_failed_route_rests_whatever_opens_the_link(env) -> None:
     results = await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
     assert [r.code for r in results] == [201]
     await idle_out()
-    await pool.remote_user(LOST)
+    await env.users(pool, clock).remote_user(LOST)
     assert (home.connections, lenore.connections) == (1, 4)
 
     clock.advance(pool.route_retry_after)
@@ -662,7 +662,7 @@ async def test_all_routes_down_falls_back_to_parent(env) -> None:
     assert (link.via, link.domain) == ("parent", "relay.net")
     # The draft's order: the parent's cache, then (lenore.org being out of
     # reach) a lookup by the parent; this one knows nothing.
-    assert await pool.remote_user(LOST) is None
+    assert await env.users(pool).remote_user(LOST) is None
     assert relay.handler.gets == 2
 
 
@@ -931,18 +931,18 @@ async def test_remote_users_are_cached(env) -> None:
     profile = user_object(LOST)
     profile.properties["Route"] = "tcp://lost.lenore.org:8000"
     lenore.handler.objects[LOST] = profile
-    pool = env.pool(clock=clock, user_ttl=300.0)
+    users = env.users(env.pool(clock=clock), clock, user_ttl=300.0)
 
-    first = await pool.remote_user("Lost@Lenore.org")
+    first = await users.remote_user("Lost@Lenore.org")
     assert first == profile and first.properties["Route"].endswith(":8000")
-    assert await pool.remote_user(LOST) == profile
+    assert await users.remote_user(LOST) == profile
     assert lenore.handler.gets == 1
     clock.advance(301)
-    assert await pool.remote_user(LOST) == profile
+    assert await users.remote_user(LOST) == profile
     assert lenore.handler.gets == 2
 
-    assert await pool.remote_user("nobody@lenore.org") is None
-    assert await pool.remote_user("nobody@lenore.org") is None
+    assert await users.remote_user("nobody@lenore.org") is None
+    assert await users.remote_user("nobody@lenore.org") is None
     assert lenore.handler.gets == 3
 
 
@@ -955,14 +955,14 @@ async def test_remote_users_are_kept_for_their_ttl(env) -> None:
     profile = user_object(LOST)
     profile.properties["Ttl"] = "30"
     lenore.handler.objects[LOST] = profile
-    pool = env.pool(clock=clock, user_ttl=300.0)
+    users = env.users(env.pool(clock=clock), clock, user_ttl=300.0)
 
-    await pool.remote_user(LOST)
+    await users.remote_user(LOST)
     clock.advance(29)
-    assert pool.cached_user(LOST) == profile
+    assert users.cached_user(LOST) == profile
     clock.advance(2)
-    assert pool.cached_user(LOST) is None
-    await pool.remote_user(LOST)
+    assert users.cached_user(LOST) is None
+    await users.remote_user(LOST)
     assert lenore.handler.gets == 2
 
 
@@ -970,11 +970,11 @@ async def test_remote_users_are_kept_for_their_ttl(env) -> None:
 async def test_remote_user_cache_is_bounded(env) -> None:
     lenore = env.serve()
     env.routes.routes["lenore.org"] = [lenore.route()]
-    pool = env.pool(max_users=2)
+    users = env.users(env.pool(), max_users=2)
     for name in ("a", "b", "c"):
-        await pool.remote_user(f"{name}@lenore.org")
-    await pool.remote_user("c@lenore.org")
-    await pool.remote_user("a@lenore.org")
+        await users.remote_user(f"{name}@lenore.org")
+    await users.remote_user("c@lenore.org")
+    await users.remote_user("a@lenore.org")
     assert lenore.handler.gets == 4
 
 
@@ -997,9 +997,10 @@ async def test_against_the_object_protocol(env) -> None:
 
     assert [(r.address, r.code) for r in results] == [(LOST, 201)]
     assert [r.code for r in again] == [201], "delivery is idempotent"
-    profile = await pool.remote_user(LOST)
+    users = env.users(pool)
+    profile = await users.remote_user(LOST)
     assert profile is not None and profile.properties["Address"] == LOST
-    assert await pool.remote_user("nobody@lenore.org") is None
+    assert await users.remote_user("nobody@lenore.org") is None
     assert server.connections == 1
 
 

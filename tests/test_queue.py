@@ -1,5 +1,6 @@
 """
-Tests for L{fmtp.federation.queue}: the outbound queue's worker.
+Tests for L{fmtp.federation.queue}: the outbound queue's worker (with
+L{fmtp.federation.settle} and L{fmtp.federation.bounce}).
 
 Most run on a L{MemoryStore}, whose Deferreds have fired when a call
 returns, and a L{Clock}, so that a whole retry schedule of five days runs
@@ -23,13 +24,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.delivery import QueuedDelivery, RecipientResult
 from fmtp.errors import FMTPError, StoreUnavailable
-from fmtp.federation.queue import (
-    DEFAULT_RETRY_WINDOW,
-    DEFAULT_SCHEDULE,
-    OutboundQueue,
-    make_bounce,
-    retry_delay,
-)
+from fmtp.federation.bounce import make_bounce
+from fmtp.federation.queue import OutboundQueue
+from fmtp.federation.settle import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, retry_delay
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, domain_of, new_object_id

@@ -24,7 +24,7 @@ from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.status import EXIT_OK, Refused
 from fmtp.delivery import QueuedDelivery, RecipientResult, sender_of
 from fmtp.errors import FMTPError
-from fmtp.federation.queue import POSTMASTER, make_bounce
+from fmtp.federation.bounce import POSTMASTER, make_bounce
 from fmtp.keys.keyfile import KeyFileError, load_private_key
 from fmtp.keys.signing import DomainSigner
 from fmtp.objects import FMTPObject, domain_of

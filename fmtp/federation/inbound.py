@@ -138,6 +138,17 @@ class DeliveryReceiver:
         await self._check_parent(obj)
         return [await self._file(obj, address) for address in local]
 
+    async def file_bounce(self, recipient: str, bounce: FMTPObject) -> None:
+        """
+        File a bounce from this server's postmaster for one of its users
+        and push it to the user's sessions: whatever the user's policy
+        says, since it is this server telling its own user that a message
+        failed.  Filing is idempotent by id, so a bounce filed again
+        (after a crash) is not pushed twice.
+        """
+        if await self._store.deliver_local(recipient, bounce, False) is not None:
+            self._push(recipient, bounce)
+
     def _check_recipients(
         self, obj: FMTPObject, recipients: Sequence[str]
     ) -> list[str]:
