@@ -17,7 +17,7 @@ from fmtp.ratelimit import LogLimiter
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
-    from fmtp.protocols.object.federation import Federation
+    from fmtp.federation.api import ServerLinks
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ class SharedServices:
     idle_timeout: float = 600.0
     #: Seconds a stream may take to finish a frame it has started.
     frame_timeout: float = 60.0
-    #: The federation pieces (links to other domains, the receiver and
-    #: sender of messages).
-    federation: Federation = None  # type: ignore[assignment]
+    #: This server's links to other domains (and the receiver and sender
+    #: of messages built on them).
+    links: ServerLinks = None  # type: ignore[assignment]
     #: The TLS context STARTTLS switches to, or L{None} if not offered.
     tls_context: object | None = None
     #: Seconds a stream may leave what the server wrote to it unread

@@ -13,7 +13,6 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 
 from OpenSSL import crypto
 from twisted.application.service import MultiService
@@ -25,8 +24,10 @@ from twisted.python.failure import Failure
 
 from fmtp import datadir
 from fmtp.accounts import PasswordHashPool, make_portal
+from fmtp.auth.router import Router
 from fmtp.connlimit import ConnectionLimits, Connections, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR, STORE_OPEN_ERRORS, DataDirError, Found
+from fmtp.delivery import message_event
 from fmtp.discovery import builtin_plugins, find_protocol_plugins, is_builtin
 from fmtp.dns.hostsfile import (
     DEFAULT_HOSTS,
@@ -38,13 +39,13 @@ from fmtp.dns.keyverifier import DNSKeyVerifier
 from fmtp.dns.resolver import DNSResolver
 from fmtp.dns.routes import RouteResolver
 from fmtp.errors import InvalidAddress
-from fmtp.federation.links import TLS_POLICIES, load_trust_root
 from fmtp.federation.node import (
     DEFAULT_FEDERATION,
     FederationSettings,
-    build_federation,
+    build_server_links,
 )
-from fmtp.federation.queue import DEFAULT_RETRY_WINDOW
+from fmtp.federation.settle import DEFAULT_RETRY_WINDOW
+from fmtp.federation.tls import TLS_POLICIES, load_trust_root
 from fmtp.interfaces import IObjectStore, IProtocolPlugin
 from fmtp.keys.keyfile import KeyFileError, load_or_create_signer
 from fmtp.keys.records import zone_line
@@ -578,6 +579,18 @@ def build_server(
         default_port=federation.default_port,
     )
     hashing = PasswordHashPool(reactor)
+    router = Router(reactor)
+    links, federation_services = build_server_links(
+        domain,
+        store,
+        keys,
+        signer,
+        reactor,
+        lambda address, obj: router.deliver(address, message_event(obj)),
+        routes,
+        federation,
+        limits,
+    )
     services = SharedServices(
         reactor=reactor,
         domain=domain,
@@ -585,14 +598,14 @@ def build_server(
         keys=keys,
         signer=signer,
         portal=make_portal(store, run_in_thread=hashing.run),
+        router=router,
+        links=links,
         login_throttle=LoginThrottle(reactor, login_limits),
         limits=limits,
         tls_context=tls_context,
         connections=Connections(connection_limits or default_limits(), reactor),
         **timeouts,
     )
-    links, federation_services = build_federation(services, routes, federation)
-    services = replace(services, federation=links)
     root = ServerService(store, services.connections, store_url)
     # First in, so it is the last child stopped.
     hashing.setServiceParent(root)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -18,10 +17,12 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fmtp.accounts import make_portal
+from fmtp.auth.router import Router
+from fmtp.delivery import message_event
+from fmtp.federation.node import build_server_links
 from fmtp.framing.stream import FrameStreamProtocol
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.keys.static import StaticKeyVerifier
-from fmtp.protocols.object.federation import Federation
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.services import SharedServices
 from fmtp.store.memory import MemoryStore
@@ -51,7 +52,7 @@ def make_services(
 ) -> SharedServices:
     """
     The services of a server of C{domain}, on a memory store and a
-    L{MemoryReactorClock} unless given, with federation that reaches no
+    L{MemoryReactorClock} unless given, with server links that reach no
     other server (remote recipients wait in the queue).
 
     @param keys: the key verifier (by default one knowing C{signer}).
@@ -63,18 +64,29 @@ def make_services(
     if keys is None:
         keys = StaticKeyVerifier({}, reactor)
         keys.add_signer(signer)
-    services = SharedServices(
+    router = options.pop("router", None) or Router(reactor)
+    links = options.pop("links", None)
+    if links is None:
+        links, _ = build_server_links(
+            domain,
+            store,
+            keys,
+            signer,
+            reactor,
+            lambda address, obj: router.deliver(address, message_event(obj)),
+            limits=limits,
+        )
+    return SharedServices(
         reactor=reactor,
         domain=domain,
         store=store,
         keys=keys,
         signer=signer,
         limits=limits,
+        router=router,
+        links=links,
         **{"portal": make_portal(store, run_in_thread=run_now), **options},
     )
-    if services.federation is None:
-        services = replace(services, federation=Federation.build(services))
-    return services
 
 
 def object_protocol(services: SharedServices):

@@ -388,9 +388,9 @@ async def test_delivery_through_the_parent(network) -> None:
 
     # The draft's parent lookup: poe.net cannot reach lenore.org to fetch
     # lost's user object, so its parent looks it up, and keeps it cached.
-    profile = await poe.services.federation.lookup(LOST, False)
+    profile = await poe.services.links.lookup(LOST, False)
     assert (profile.id, profile.type) == (LOST, "user")
-    assert await relay.services.federation.lookup(LOST, True) is not None
+    assert await relay.services.links.lookup(LOST, True) is not None
 
 
 @pytest_twisted.ensureDeferred

@@ -5,11 +5,6 @@ found through a real DNS server as in C{tests/test_federation}.  One
 server registers its own verb; the other sends it with C{request}, and
 volatile updates with C{notify}: coalesced while the link is being made,
 and dropped once their lifetime has passed.
-
-Until the server-link command group dispatches registered verbs, the
-servers here serve the object protocol through L{RegisteredVerbsCommands},
-which does what that group will: a verb no command of the protocol
-offers goes to the registry, after HELLO, with the domain HELLO proved.
 """
 
 from __future__ import annotations
@@ -19,58 +14,9 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 
 from fmtp.federation.hello import Peer
-from fmtp.framing.handler import CommandGroup, HandlerCollection
-from fmtp.framing.session import Session
-from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.wire import Frame, reply
 from tests.helpers import eventually, within
 from tests.test_federation import Network, Server
-
-
-class _Registered:
-    """
-    The verbs registered with the server links, as a command table.
-    """
-
-    def __init__(self, links, dispatch) -> None:
-        self._links = links
-        self._dispatch = dispatch
-
-    def _verbs(self) -> frozenset[str]:
-        return self._links.verbs() - {"DELIVER", "CONFIRM"}
-
-    def __contains__(self, verb: object) -> bool:
-        return verb in self._verbs()
-
-    def __iter__(self):
-        return iter(self._verbs())
-
-    def __getitem__(self, verb: str):
-        return self._dispatch
-
-
-class RegisteredVerbsCommands(CommandGroup):
-    """
-    The verbs registered with the server's links, dispatched as the
-    server-link group will.
-    """
-
-    def __init__(self, services, protocol: HandlerCollection) -> None:
-        super().__init__(services, protocol)
-        self.commands = _Registered(services.federation, self.dispatch)
-
-    async def dispatch(self, frame: Frame, session: Session) -> Frame:
-        if session.peer_domain is None:
-            return reply(530, frame.tag, "HELLO first")
-        peer = Peer(session.peer_domain, session.peer_verified, "")
-        return await self.services.federation.dispatch(frame.verb, peer, frame)
-
-
-class RegisteredVerbsPlugin(ObjectProtocolPlugin):
-    groups = (*ObjectProtocolPlugin.groups, RegisteredVerbsCommands)
-
-
-PLUGINS = {"object": RegisteredVerbsPlugin()}
 
 
 class Listener:
@@ -80,7 +26,7 @@ class Listener:
 
     def __init__(self, server: Server, verb: str) -> None:
         self.seen: list[tuple[Peer, Frame]] = []
-        server.services.federation.register(verb, self.handle)
+        server.services.links.register(verb, self.handle)
 
     async def handle(self, peer: Peer, frame: Frame) -> Frame:
         self.seen.append((peer, frame))
@@ -103,11 +49,11 @@ async def test_a_registered_verb_answers_another_domain(network) -> None:
     lenore.org registers X-PING; poe.net sends it over a verified link,
     and the handler hears the domain that poe.net's HELLO proved.
     """
-    lenore = await network.start("lenore.org", "127.0.0.3", mx=True, plugins=PLUGINS)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     poe = await network.start("poe.net", "127.0.0.2")
     pings = Listener(lenore, "X-PING")
 
-    links = poe.services.federation
+    links = poe.services.links
     answer = await within(
         links.request("lenore.org", "X-PING", "hello", {"Mood": "grim"}, b"Nevermore")
     )
@@ -127,10 +73,10 @@ async def test_notify_is_coalesced_while_the_link_is_made(network) -> None:
     Three presence updates for one key while poe.net is still finding
     lenore.org: lenore.org hears only the last.
     """
-    lenore = await network.start("lenore.org", "127.0.0.3", mx=True, plugins=PLUGINS)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     poe = await network.start("poe.net", "127.0.0.2")
     presence = Listener(lenore, "X-PRESENCE")
-    links = poe.services.federation
+    links = poe.services.links
 
     assert links.pool.link_for("lenore.org") is None
     for state in (b"online", b"away", b"offline"):
@@ -148,10 +94,10 @@ async def test_notify_expires_while_the_domain_is_down(network) -> None:
     An update that cannot reach lenore.org within its lifetime is dropped:
     once lenore.org is back, it hears the next update, never that one.
     """
-    lenore = await network.start("lenore.org", "127.0.0.3", mx=True, plugins=PLUGINS)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     poe = await network.start("poe.net", "127.0.0.2")
     await lenore.stop()
-    links = poe.services.federation
+    links = poe.services.links
 
     links.notify(
         "lenore.org", "edgar@poe.net", "X-PRESENCE", body=b"stale", lifetime=1.0
@@ -159,7 +105,7 @@ async def test_notify_expires_while_the_domain_is_down(network) -> None:
     await eventually(lambda: links.volatile.stats.expired == 1)
     assert links.volatile.domains() == []
 
-    lenore = await network.start("lenore.org", "127.0.0.3", mx=True, plugins=PLUGINS)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
     presence = Listener(lenore, "X-PRESENCE")
     links.notify("lenore.org", "edgar@poe.net", "X-PRESENCE", body=b"fresh")
     await eventually(lambda: links.volatile.stats.sent == 1)

@@ -212,14 +212,29 @@ class ServerLinkTests(SynchronousTestCase):
         self.assertEqual(self.peer.ask("DELIVER", headers=obj.to_headers()).code, 501)
 
     def relaying_for_poe(self, lookup=None) -> None:
-        from dataclasses import replace
+        from fmtp.federation.node import FederationSettings, build_server_links
 
-        from fmtp.protocols.object.federation import Federation
-
-        federation = Federation.build(
-            self.services, relay_for=frozenset({"poe.net"}), lookup=lookup
+        services = self.services
+        links, _ = build_server_links(
+            services.domain,
+            services.store,
+            services.keys,
+            services.signer,
+            self.clock,
+            lambda address, obj: None,
+            settings=FederationSettings(relay_for=frozenset({"poe.net"})),
         )
-        self.services = replace(self.services, federation=federation)
+        # A parent's lookups of other domains' users, as the test scripts
+        # them.
+        links.lookup = lookup
+        self.services = make_services(
+            self.clock,
+            services.store,
+            services.domain,
+            keys=services.keys,
+            signer=services.signer,
+            links=links,
+        )
         self.peer = StreamHarness(self.services, host="192.0.2.50")
 
     def test_child_delivery_is_split_between_relay_and_local(self) -> None:

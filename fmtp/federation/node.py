@@ -17,7 +17,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fmtp.delivery import message_event
 from fmtp.federation.api import ServerLinks
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
@@ -30,7 +29,6 @@ from fmtp.federation.volatile import VolatileQueue
 from fmtp.housekeeping import Housekeeping
 from fmtp.interfaces import IDeliveryStore, IDomainSigner, IKeyVerifier
 from fmtp.objects import FMTPObject
-from fmtp.services import SharedServices
 from fmtp.util.hostport import DEFAULT_FMTP_PORT
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
@@ -163,25 +161,3 @@ def build_server_links(
         volatile=volatile,
     )
     return links, running
-
-
-def build_federation(
-    services: SharedServices, routes: Any, settings: FederationSettings
-) -> tuple[ServerLinks, list[Service]]:
-    """
-    Temporary, for C{fmtp/tap.py} until it calls L{build_server_links}:
-    the server links of C{services}' server.  The L{ServerLinks} stands
-    where L{fmtp.protocols.messaging.Federation} did (C{receiver},
-    C{sender}, C{hello}, C{relay}, C{lookup}).
-    """
-    return build_server_links(
-        services.domain,
-        services.store,
-        services.keys,
-        services.signer,
-        services.reactor,
-        lambda address, obj: services.router.deliver(address, message_event(obj)),
-        routes,
-        settings,
-        services.limits,
-    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from fmtp.delivery import RecipientResult
+from fmtp.delivery import RecipientResult, results_text
 from fmtp.errors import InvalidObject
 from fmtp.federation.hello import Peer
 from fmtp.objects import FMTPObject
@@ -30,8 +30,8 @@ def results_frame(tag: str, results: Sequence[RecipientResult]) -> Frame:
     """
     The C{200} reply listing one C{ADDRESS CODE TEXT} line per recipient.
     """
-    body = "".join(f"{result.line()}\r\n" for result in results)
-    return reply(200, tag, "per-recipient results", body=body.encode("utf-8"))
+    body = results_text(results).encode("utf-8")
+    return reply(200, tag, "per-recipient results", body=body)
 
 
 class DeliveryVerbs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fmtp.errors import FMTPError, LoginRequired
+from fmtp.errors import LoginRequired
 from fmtp.framing.handler import (
     CommandGroup,
     HandlerCollection,
@@ -17,7 +17,6 @@ from fmtp.framing.handler import (
     required_argument,
 )
 from fmtp.framing.session import Session
-from fmtp.objects import domain_of, normalize_address
 from fmtp.protocols.object.frames import object_frame
 from fmtp.protocols.object.service import DEFAULT_LIST_LIMIT, ObjectService
 from fmtp.wire import Frame, reply
@@ -50,26 +49,17 @@ class ObjectCommands(CommandGroup):
         self, frame: Frame, session: Session, object_id: str
     ) -> Frame | None:
         """
-        The draft's parent lookup: a parent fetches a user object of
-        another domain for a child that cannot reach that domain (or, with
-        C{Cache-Only: yes}, says what it holds).  Only for children it
-        relays for, so no server becomes an open lookup proxy.
+        The draft's parent lookup, for a child server's GET of another
+        domain's user (L{fmtp.federation.api.ServerLinks.address_for_child}).
 
         @return: the reply, or L{None} if this is an ordinary GET.
         """
-        federation = self.services.federation
-        if federation.lookup is None or not federation.relay.relays_for(
-            session.peer_domain
-        ):
-            return None
-        try:
-            address = normalize_address(object_id)
-        except FMTPError:
-            return None
-        if domain_of(address) == self.services.domain:
+        links = self.services.links
+        address = links.address_for_child(session.peer_domain, object_id)
+        if address is None:
             return None
         cache_only = frame.headers.get("Cache-Only", "").lower() == "yes"
-        obj = await federation.lookup(address, cache_only)
+        obj = await links.lookup(address, cache_only)
         if obj is None:
             return reply(550, frame.tag)
         return object_frame(200, frame.tag, None, obj)

@@ -1,14 +1,10 @@
 """
-The object protocol's reply bodies: an object whole, a push, per-recipient
-results.
+The object protocol's frames that carry an object: a reply, and a push.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from fmtp.auth.router import Event
-from fmtp.delivery import RecipientResult, results_text
 from fmtp.objects import FMTPObject
 from fmtp.wire import UNSOLICITED_TAG, Frame, reply
 
@@ -28,8 +24,3 @@ def push_frame(event: Event) -> Frame:
     router C{message} event).
     """
     return object_frame(250, UNSOLICITED_TAG, None, event.payload)
-
-
-def results_frame(tag: str, results: Sequence[RecipientResult]) -> Frame:
-    body = results_text(results).encode("utf-8")
-    return reply(200, tag, "per-recipient results", body=body)

@@ -49,7 +49,7 @@ class MessagingCommands(CommandGroup):
 
     async def send_message(self, frame: Frame, session: Session) -> Frame:
         user = _user(session)
-        obj, results = await self.services.federation.sender.send(
+        obj, results = await self.services.links.sender.send(
             user, frame.headers, frame.body, frame.headers.get(IDEMPOTENCY_KEY)
         )
         headers = {"Id": obj.id, "Digest": obj.digest()}
