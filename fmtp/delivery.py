@@ -136,7 +136,7 @@ class SendKey:
     @ivar request_digest: what the request said (L{request_digest}), so a
         key reused for another message is told apart from a retry.
     @ivar created: when it was recorded, in seconds since the epoch: keys
-        are forgotten after a day (L{fmtp.housekeeping}).
+        are forgotten after a day (L{fmtp.federation.housekeeping}).
     """
 
     sender: str

@@ -1,5 +1,5 @@
 """
-Unit tests of L{fmtp.housekeeping}: the store's short-lived records are
+Unit tests of L{fmtp.federation.housekeeping}: the store's short-lived records are
 forgotten on the injected clock, and a failing sweep does not stop the
 next.
 """
@@ -12,7 +12,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.delivery import QueuedDelivery, SendKey
 from fmtp.errors import StoreUnavailable
-from fmtp.housekeeping import SEND_KEY_LIFETIME, SENT_RECORD_LIFETIME, Housekeeping
+from fmtp.federation.housekeeping import (
+    SEND_KEY_LIFETIME,
+    SENT_RECORD_LIFETIME,
+    Housekeeping,
+)
 from fmtp.objects import FMTPObject
 from fmtp.store.memory import MemoryStore
 

@@ -20,13 +20,13 @@ from twisted.logger import Logger
 from fmtp.federation.api import ServerLinks
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
+from fmtp.federation.housekeeping import Housekeeping
 from fmtp.federation.inbound import DeliveryReceiver
 from fmtp.federation.pool import LinkPool
 from fmtp.federation.queue import OutboundQueue
 from fmtp.federation.settle import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE
 from fmtp.federation.userdir import RemoteUsers
 from fmtp.federation.volatile import VolatileQueue
-from fmtp.housekeeping import Housekeeping
 from fmtp.interfaces import IDeliveryStore, IDomainSigner, IKeyVerifier
 from fmtp.objects import FMTPObject
 from fmtp.util.hostport import DEFAULT_FMTP_PORT
