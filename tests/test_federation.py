@@ -128,6 +128,7 @@ class Network:
         hosts: str | None = None,
         tls_context=None,
         plugins=None,
+        listen: dict[str, list[str]] | None = None,
     ) -> Server:
         """
         Start (or restart, on the same data) the server of C{domain} on
@@ -141,6 +142,9 @@ class Network:
         @param hosts: the text of a hosts file for it.
         @param plugins: the protocol plugins it serves, if not the
             built-in ones.
+        @param listen: listeners of other protocols than the object one
+            (C{{"nudge": ["tcp:0:interface=..."]}}), whose bound ports are
+            in the server's C{ports}.
         """
         name = name or domain
         signer = self.signer(name, domain)
@@ -154,7 +158,7 @@ class Network:
             domain=domain,
             store_url=f"sqlite:{self.tmp_path / name / 'fmtp.sqlite'}",
             key_file=str(self.tmp_path / f"{name}.key"),
-            listeners={"object": [f"tcp:{port}:interface={address}"]},
+            listeners={"object": [f"tcp:{port}:interface={address}"], **(listen or {})},
             nameservers=[self.dns.nameserver],
             federation=replace(settings, default_port=self.default_port.port),
             hosts_file=str(hosts_file) if hosts_file else None,
@@ -164,6 +168,7 @@ class Network:
         root.startService()
         ports = await bound_ports(root)
         server = Server(root, services, signer)
+        server.ports = ports
         server.port = ports["object", "tcp"]
         server.endpoint = f"tcp:{address}:{server.port}"
         if publish:
