@@ -1,11 +1,13 @@
 """
 Every zope interface of fmtp.
 
-The server is a set of shared services (a store, a key verifier, a signer)
-handed to protocol plugins.  Each of those services is named here so that
-an implementation can be swapped (a PostgreSQL store for SQLite, a DNS key
-verifier for a static file) and so that tests can check an implementation
-with L{zope.interface.verify.verifyObject}.
+The server is a set of shared services (a store, a key verifier, a signer,
+a router of live sessions, the links to other servers) handed to protocol
+plugins in one frozen L{fmtp.services.SharedServices}.  Each of those
+services is named here so that an implementation can be swapped (a
+PostgreSQL store for SQLite, a DNS key verifier for a static file) and so
+that tests can check an implementation with
+L{zope.interface.verify.verifyObject}.
 """
 
 from __future__ import annotations
@@ -250,39 +252,63 @@ class IAccount(Interface):
 
 class IProtocolPlugin(Interface):
     """
-    A protocol fmtp serves, found through L{twisted.plugin}.
+    A protocol fmtp serves, found through L{twisted.plugin}
+    (L{fmtp.discovery}): an object providing this interface and
+    L{twisted.plugin.IPlugin} in a module of the C{fmtp.plugins} package.
+    The built-in object protocol is registered exactly so
+    (L{fmtp.plugins.fmtp_builtin}); most plugins subclass
+    L{fmtp.framing.plugin.FramedProtocolPlugin}, which provides the two
+    builders from a tuple of command groups.
 
-    The built-in object, presence and chat protocols are registered exactly
-    as a third-party plugin is: an object providing this interface (and
-    L{twisted.plugin.IPlugin}) in a module of the C{fmtp.plugins} package.
+    A built-in protocol is served unless switched off; a third-party one
+    only once the admin enables it (C{--enable NAME} or
+    C{--listen-NAME}), and a third-party plugin that fails to build or to
+    bind is logged in one line while the others are served.
+
+    What a plugin receives is the server's L{fmtp.services.SharedServices}:
+    frozen, built once per server, shared with every other protocol; a
+    plugin reads it and never changes it.  The builders run before the
+    reactor does, so they must be quick and do no I/O.
     """
 
     name = Attribute(
-        "Short lower-case name; the command-line option --listen-<name> "
-        "names its listeners."
+        "1 to 32 lower-case letters, digits or dashes, starting with a "
+        "letter; unique (a built-in name is never taken by a plugin).  "
+        "C{--enable NAME} and C{--listen-NAME} name it, the greeting and "
+        "C{CAPA} show it, and its router sessions are opened under it."
     )
     description = Attribute("One line for C{twistd fmtp --help}.")
     default_listeners = Attribute(
-        "Listener descriptions used when none are given: stream endpoint "
-        "strings such as C{tcp:7070:interface=127.0.0.1} and "
-        "C{udp:PORT[:interface=ADDR]} for datagrams."
+        "Listener descriptions used once the protocol is served and no "
+        "C{--listen-NAME} is given: stream endpoint strings such as "
+        "C{tcp:7079:interface=127.0.0.1} and C{udp:PORT[:interface=ADDR]} "
+        "for datagrams; loopback, so that enabling a plugin opens no port "
+        "to the world."
     )
 
     def stream_factory(services):
         """
-        Build the factory for stream (TCP or TLS) connections.
+        Build the factory for stream (TCP or TLS) connections: called once
+        per server that serves the protocol, even if only datagram
+        listeners are given, and shared by all its stream listeners.
 
-        @param services: the L{fmtp.services.SharedServices} of this server.
+        @param services: the frozen L{fmtp.services.SharedServices} of this
+            server.
         @return: an L{twisted.internet.interfaces.IProtocolFactory}.
         """
 
     def datagram_protocol(services):
         """
-        Build the protocol for datagram (UDP) listeners.
+        Build the protocol of one datagram (UDP) listener: called once per
+        C{udp:} listener, after L{stream_factory}.  A
+        L{fmtp.framing.plugin.FramedProtocolPlugin} gives each its own
+        cookies and rate limits over the one set of commands of the server.
 
-        @param services: the L{fmtp.services.SharedServices} of this server.
+        @param services: the frozen L{fmtp.services.SharedServices} of this
+            server.
         @return: a L{twisted.internet.protocol.DatagramProtocol}, or L{None}
-            if the protocol is not offered over UDP.
+            if the protocol is not offered over UDP (a C{udp:} listener for
+            it is then refused at start-up).
         """
 
 
@@ -627,7 +653,7 @@ class IRouter(Interface):
         @param address: the logged-in, normalized address.
         @param protocol: the name of the protocol that opens it (the
             plugin's name).
-        @param sink: called with each L{fmtp.router.Event} for this
+        @param sink: called with each L{fmtp.auth.router.Event} for this
             session, on the reactor; it must not block, and should drop
             rather than buffer without bound (the stream protocols do).
         @param kinds: the event kinds this session takes (a collection of
@@ -681,7 +707,9 @@ class IRouter(Interface):
         Check that a datagram was sent by the holder of a session key: a
         client proves its session over UDP with an HMAC-SHA256, keyed by
         the session key, over the datagram's bytes without its C{Mac}
-        header (see L{fmtp.router.datagram_mac}).
+        header (see L{fmtp.auth.router.datagram_mac}).  The datagram
+        listeners do not check it yet: a datagram is anonymous unless its
+        protocol calls this.
 
         @param key: the session key the datagram names.
         @param data: the bytes the MAC covers.
@@ -705,14 +733,17 @@ class ISession(Interface):
 
 class IServerLinks(Interface):
     """
-    This server's links to other domains, as protocols use them: what the
-    object protocol's DELIVER and CONFIRM are built on, and what presence
-    and chat rooms build on too.
+    This server's links to other domains, as protocols use them
+    (C{services.links}): what the object protocol's DELIVER and CONFIRM are
+    built on, and what presence, chat rooms and plugins build on too.
 
     Outbound, a request goes to a domain's server over a pooled link whose
     peer proved its domain (routes, the parent relay, TLS policy and HELLO
     as doc/protocol.md section 8 says).  Inbound, a verb registered here
-    is dispatched only after the peer's HELLO, with the proven domain.
+    arrives on the object protocol's listeners, where servers link, and is
+    dispatched only after the peer's HELLO, with the proven domain.  A peer
+    speaks only for its own domain (DESIGN decision 15): a handler checks
+    that what a request says it sends on behalf of is of C{peer.domain}.
 
     Two kinds of outbound traffic: durable (L{enqueue}: stored before the
     caller hears yes, retried with backoff, bounced on permanent failure)
@@ -734,15 +765,26 @@ class IServerLinks(Interface):
 
     def register(verb, handler):
         """
-        Handle inbound requests of C{verb} from other servers.
+        Handle inbound requests of C{verb} from other servers.  Register
+        once per server (a command group's constructor, which a
+        L{fmtp.framing.plugin.FramedProtocolPlugin} runs once per server).
 
+        Only peers whose HELLO was signed with a key their domain publishes
+        (C{peer.verified}) reach the handler; others are answered 530.
+        L{fmtp.federation.api.ServerLinks.register} also takes
+        C{unverified=True}, for a verb that proves what it needs some other
+        way (DELIVER and CONFIRM, through the countersign): its handler
+        then also sees peers whose domain is only claimed.
+
+        @param verb: 1 to 32 letters, digits or hyphens, not all digits;
+            upper-cased.
         @param handler: called as C{handler(peer, frame)} after the peer's
             HELLO, C{peer} being an L{fmtp.federation.hello.Peer} (its
-            C{domain} proven, or claimed and C{verified} false for a
-            domain without a key); returns an awaitable of the reply
-            L{fmtp.wire.Frame}.  Raising an L{fmtp.errors.FMTPError}
-            answers with its code.
+            C{domain}, and whether it is C{verified}); returns an awaitable
+            of the reply L{fmtp.wire.Frame}.  Raising an
+            L{fmtp.errors.FMTPError} answers with its code.
         @raise KeyError: if C{verb} already has a handler.
+        @raise ValueError: if C{verb} cannot be a verb on the wire.
         """
 
     def enqueue(obj, recipients):
@@ -771,7 +813,16 @@ class ICommandGroup(Interface):
 
     A protocol's handler collection dispatches each verb to the one group
     that offers it; two groups offering the same verb is a configuration
-    error found when the protocol is built.
+    error found when the protocol is built.  A group also renders the
+    router event kinds its protocol's sessions take (its C{renderers}, a
+    mapping of kind to a function of the L{fmtp.auth.router.Event} that
+    returns the frame to push): a session LOGIN opens takes exactly the
+    kinds the protocol's groups render.
+
+    One instance serves every connection of its protocol on one server:
+    what a command knows of a connection is the
+    L{fmtp.framing.session.Session} it is passed, never the group's own
+    state.
     """
 
     commands = Attribute(
@@ -784,7 +835,8 @@ class ICommandGroup(Interface):
     def connection_lost(session):
         """
         A connection of the protocol ended: release what the group holds
-        for C{session} (a login, a room membership's live listener).
+        for C{session} (a room membership's live listener); its login's
+        router session is closed by the collection, after every group.
         """
 
 

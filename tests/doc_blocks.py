@@ -28,6 +28,13 @@ another terminal)::
 A block without a language that holds commands (a C{$ } line, or a first
 word such as C{fmtp} or C{twistd}) is refused, so that new documentation
 cannot slip past the test: L{block_problems}.
+
+Code quoted from a file of the checkout is marked with the file it comes
+from, and must be found there as shown (a line C{...} alone elides what
+lies between two parts, which must come in the file's order), so that a
+guide cannot drift from the example it explains: L{quote_problems}::
+
+    <!-- from plugins/fmtp-time/fmtp/plugins/fmtp_time.py -->
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ MARKER = re.compile(
     r"^(?:not run:\s*(?P<reason>.+?)(?:;\s*)?)?"
     r"(?:the test runs:\s*(?P<command>.+?))?\s*$"
 )
+QUOTE = re.compile(r"^from\s+(?P<source>\S+)$")
 HEREDOC = re.compile(r"<<-?\s*(?P<quote>['\"]?)(?P<word>\w+)(?P=quote)")
 NC = re.compile(r"^nc(?P<crlf>\s+-C)?\s+(?P<host>\S+)\s+(?P<port>\d+)\s*$")
 #: What varies from run to run, masked on both sides before comparing.
@@ -86,6 +94,7 @@ class Block:
     @ivar reason: why it is not run, if a marker says so.
     @ivar instead: the command a marker says the test runs before it.
     @ivar marker: the text of the marker comment before it, if any.
+    @ivar source: the file of the checkout it quotes, if a comment says so.
     """
 
     path: Path
@@ -95,6 +104,7 @@ class Block:
     reason: str | None = None
     instead: str | None = None
     marker: str | None = None
+    source: str | None = None
 
     @property
     def where(self) -> str:
@@ -175,6 +185,9 @@ def read_blocks(path: Path) -> list[Block]:
         while before >= 0 and not lines[before].strip():
             before -= 1
         comment = COMMENT.match(lines[before]) if before >= 0 else None
+        quote = QUOTE.match(comment["text"]) if comment else None
+        if quote:
+            block.source = quote["source"]
         if comment and comment["text"].startswith(("not run:", "the test runs:")):
             block.marker = comment["text"]
             marker = MARKER.match(comment["text"])
@@ -222,6 +235,50 @@ def block_problems(path: Path) -> list[str]:
                 block_commands(block)
             except DocumentError as e:
                 problems.append(str(e))
+    return problems
+
+
+def quote_parts(lines: Sequence[str]) -> list[str]:
+    """
+    The parts of a quotation, split at the lines that hold only C{...},
+    each without its leading and trailing blank lines.
+    """
+    parts: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip() == "...":
+            parts.append([])
+        else:
+            parts[-1].append(line)
+    texts = ["\n".join(part).strip("\n") for part in parts]
+    return [text for text in texts if text.strip()]
+
+
+def quote_problems(path: Path, checkout: Path = CHECKOUT) -> list[str]:
+    """
+    The quotations of a document that are not in the file they name: a
+    part missing, or out of the file's order.
+    """
+    problems = []
+    for block in read_blocks(path):
+        if block.source is None:
+            continue
+        source = checkout / block.source
+        if not source.is_file():
+            problems.append(f"{block.where}: quotes {block.source}, which is no file")
+            continue
+        text = source.read_text(encoding="utf-8")
+        position = 0
+        for part in quote_parts(block.lines):
+            found = text.find(part, position)
+            if found < 0:
+                where = "" if part not in text else " after the part before it"
+                first = part.splitlines()[0].strip()
+                problems.append(
+                    f"{block.where}: not in {block.source}{where}: "
+                    f"the part starting {first!r}"
+                )
+                break
+            position = found + len(part)
     return problems
 
 

@@ -20,6 +20,7 @@ from fmtp.accounts import make_portal
 from fmtp.auth.router import Router
 from fmtp.delivery import message_event
 from fmtp.federation.node import build_server_links
+from fmtp.framing.handler import HandlerCollection
 from fmtp.framing.stream import FrameStreamProtocol
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.keys.static import StaticKeyVerifier
@@ -109,13 +110,24 @@ def add_account(store, address: str, password: str) -> None:
 
 class StreamHarness:
     """
-    One object-protocol connection over a StringTransport: send requests,
-    read back the frames the server wrote.
+    One connection over a StringTransport: send requests, read back the
+    frames the server wrote (replies, and what was pushed).
+
+    @param handler: the commands of the protocol it speaks, built once per
+        server (C{plugin.handler(services)}); the object protocol's if
+        L{None}.
     """
 
-    def __init__(self, services: SharedServices, host: str = "192.0.2.1") -> None:
+    def __init__(
+        self,
+        services: SharedServices,
+        host: str = "192.0.2.1",
+        handler: HandlerCollection | None = None,
+    ) -> None:
         self.services = services
-        self.protocol = FrameStreamProtocol(object_protocol(services))
+        if handler is None:
+            handler = object_protocol(services)
+        self.protocol = FrameStreamProtocol(handler)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         self.protocol.makeConnection(self.transport)
         self._parser = FrameParser(Limits(max_body=1 << 24))

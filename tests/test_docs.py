@@ -32,6 +32,7 @@ from tests.doc_blocks import (
     commands_of,
     documents,
     match_lines,
+    quote_problems,
     read_blocks,
     relative,
     transcript_frames,
@@ -51,6 +52,46 @@ def test_every_block_of_commands_is_run_or_marked() -> None:
     problems = [problem for path in DOCUMENTS for problem in block_problems(path)]
     assert not problems, "\n".join(problems)
     assert {relative(path) for path in RUN} >= {"README.md", "doc/quickstart.md"}
+
+
+def test_quoted_code_is_the_real_code() -> None:
+    """
+    Code a document quotes from a file (the plugin examples, their tests)
+    is in that file as shown.
+    """
+    problems = [problem for path in DOCUMENTS for problem in quote_problems(path)]
+    assert not problems, "\n".join(problems)
+    quoted = {
+        block.source
+        for block in read_blocks(CHECKOUT / "doc" / "plugins.md")
+        if block.source
+    }
+    assert {
+        "plugins/fmtp-time/fmtp/plugins/fmtp_time.py",
+        "plugins/fmtp-nudge/fmtp/plugins/fmtp_nudge.py",
+    } <= quoted
+
+
+def test_quotes_that_drifted_are_refused(tmp_path: Path) -> None:
+    """
+    A part of a quotation missing from its file, or out of its order,
+    fails the check, saying which; C{...} elides.
+    """
+    (tmp_path / "example.py").write_text(
+        "def a():\n    return 1\n\n\ndef b():\n    pass\n"
+    )
+    doc = write(
+        tmp_path,
+        "<!-- from example.py -->\n```python\ndef a():\n    ...\ndef b():\n```\n\n"
+        "<!-- from example.py -->\n```python\ndef b():\n...\ndef a():\n```\n\n"
+        "<!-- from example.py -->\n```python\ndef a():\n    return 2\n```\n\n"
+        "<!-- from nothing.py -->\n```python\npass\n```\n",
+    )
+    problems = quote_problems(doc, checkout=tmp_path)
+    assert [p.split(":")[1] for p in problems] == ["9", "16", "22"], problems
+    assert "after the part before it" in problems[0]
+    assert "'def a():'" in problems[1]
+    assert "no file" in problems[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

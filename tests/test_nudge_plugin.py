@@ -20,12 +20,16 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.client import FrameClientProtocol, connect
-from fmtp.federation.hello import make_hello
+from fmtp.errors import Forbidden
+from fmtp.federation.hello import Peer, make_hello
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
-from tests.helpers import within
+from fmtp.wire import request
+from tests.helpers import StreamHarness, add_account, make_services, within
 from tests.test_federation import EDGAR, LOST, PASSWORD, Network, Server
 
 ANNABEL = "annabel@poe.net"
@@ -51,6 +55,62 @@ def load_nudge():
 
 
 nudge = load_nudge()
+
+
+class NudgeCommandsTests(SynchronousTestCase):
+    """
+    The nudge commands of one server over StringTransports, with no
+    network: who is pushed what, and what a peer server may say.
+    """
+
+    def setUp(self) -> None:
+        self.services = make_services(Clock(), domain="poe.net")
+        for user in (EDGAR, ANNABEL):
+            add_account(self.services.store, user, PASSWORD)
+        # Built once per server, as the plugin builds it for its listeners.
+        self.handler = nudge.nudgeProtocol.handler(self.services)
+
+    def logged_in(self, address: str) -> StreamHarness:
+        conn = StreamHarness(self.services, handler=self.handler)
+        self.assertEqual(conn.login(address, PASSWORD).code, 230)
+        return conn
+
+    def test_nudge_is_pushed_to_nudge_sessions_only(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        annabel = self.logged_in(ANNABEL)
+        objects = StreamHarness(self.services)  # the object protocol
+        self.assertEqual(objects.login(ANNABEL, PASSWORD).code, 230)
+
+        answer = edgar.ask("NUDGE", "2", ANNABEL, {"Text": "Nevermore"})
+        self.assertEqual((answer.code, answer.tag), (200, "2"))
+        [pushed] = annabel.frames()
+        self.assertEqual(
+            (pushed.code, pushed.tag, pushed.argument), (250, "*", "nudge")
+        )
+        self.assertEqual(pushed.headers, {"From": EDGAR, "Text": "Nevermore"})
+        self.assertEqual(objects.frames(), [])
+
+    def test_login_first(self) -> None:
+        anonymous = StreamHarness(self.services, handler=self.handler)
+        self.assertEqual(anonymous.ask("NUDGE", "1", ANNABEL).code, 530)
+
+    def test_a_server_nudges_for_its_own_users_only(self) -> None:
+        """
+        The handler registered on the server links is given the domain
+        the peer's HELLO proved, and refuses a sender of another.
+        """
+        annabel = self.logged_in(ANNABEL)
+        evil = Peer("evil.test", verified=True, nonce="n" * 16)
+        links = self.services.links
+        forged = request("NUDGE", "1", ANNABEL, {"From": EDGAR})
+        self.failureResultOf(links.dispatch("NUDGE", evil, forged), Forbidden)
+        self.assertEqual(annabel.frames(), [])
+        honest = request("NUDGE", "2", ANNABEL, {"From": "mallory@evil.test"})
+        self.assertEqual(
+            self.successResultOf(links.dispatch("NUDGE", evil, honest)).code, 200
+        )
+        [pushed] = annabel.frames()
+        self.assertEqual(pushed.headers["From"], "mallory@evil.test")
 
 
 @pytest.fixture

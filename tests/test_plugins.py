@@ -24,7 +24,6 @@ from types import ModuleType
 import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -36,8 +35,8 @@ from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
 from fmtp.interfaces import IProtocolPlugin
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.tap import build_server, check_listener
-from fmtp.wire import Frame, FrameParser, parse_datagram, request, serialize
-from tests.helpers import bound_ports, make_services
+from fmtp.wire import Frame, parse_datagram, request, serialize
+from tests.helpers import StreamHarness, bound_ports, make_services
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 #: The example plugin's distribution, and the one module it installs.
@@ -71,31 +70,12 @@ def load_example() -> ModuleType:
 fmtp_time = load_example()
 
 
-class TimeConnection:
+def time_connection(services) -> StreamHarness:
     """
-    One time-protocol stream over a StringTransport, as
-    L{tests.helpers.StreamHarness} is for the object protocol.
+    One time-protocol stream over a StringTransport: the example's
+    commands on C{services}'s server, built once per server by its plugin.
     """
-
-    def __init__(self, services, host: str = "192.0.2.1") -> None:
-        self.protocol = FrameStreamProtocol(fmtp_time.timeProtocol.handler(services))
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
-        self.protocol.makeConnection(self.transport)
-        self._parser = FrameParser()
-        [self.greeting] = self.frames()
-
-    def frames(self) -> list[Frame]:
-        data = self.transport.value()
-        self.transport.clear()
-        return self._parser.feed(data)
-
-    def ask(self, verb: str, tag: str = "1", argument: str = "") -> Frame:
-        """
-        Send one request and return its one reply.
-        """
-        self.protocol.dataReceived(serialize(request(verb, tag, argument)))
-        [answer] = self.frames()
-        return answer
+    return StreamHarness(services, handler=fmtp_time.timeProtocol.handler(services))
 
 
 class TimeCommandsTests(SynchronousTestCase):
@@ -107,7 +87,7 @@ class TimeCommandsTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.services = make_services(self.clock)
-        self.conn = TimeConnection(self.services)
+        self.conn = time_connection(self.services)
 
     def test_greeting(self) -> None:
         self.assertEqual((self.conn.greeting.code, self.conn.greeting.tag), (220, "*"))
@@ -122,7 +102,7 @@ class TimeCommandsTests(SynchronousTestCase):
     def test_time_follows_the_clock(self) -> None:
         self.clock.advance(86400 + 0.5)
         # A day idle closed the first connection (see test_idle_stream_closed).
-        answer = TimeConnection(self.services).ask("time")
+        answer = time_connection(self.services).ask("time")
         self.assertEqual(answer.headers["Time"], "1700086401")
         self.assertEqual(answer.headers["Date"], "2023-11-15T22:13:21Z")
 
