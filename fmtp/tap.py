@@ -654,7 +654,7 @@ def load_tls_context(key_file: str, cert_file: str):
 
 #: What stops a start-up with one line instead of a traceback: the admin's
 #: files (data directory, domain key, TLS key and certificate) are wrong.
-STARTUP_ERRORS = (DataDirError, KeyFileError, OSError, crypto.Error)
+STARTUP_ERRORS = (DataDirError, KeyFileError, OSError, crypto.Error, usage.UsageError)
 
 
 def makeService(options: Options) -> MultiService:

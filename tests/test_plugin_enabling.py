@@ -141,3 +141,25 @@ def test_help_lists_the_plugins_found(tmp_path: Path) -> None:
     )
     assert refused.returncode != 0
     assert "--enable nosuch: no such plugin" in refused.stdout + refused.stderr
+
+
+def test_a_tcp_only_protocol_refuses_udp_in_one_line(tmp_path: Path) -> None:
+    """
+    The nudge example offers nothing over datagrams but the shared CAPA:
+    a udp: listener for it stops the start-up with one line, not a
+    traceback.
+    """
+    env = installed(tmp_path)
+    env["PYTHONPATH"] += os.pathsep + str(CHECKOUT / "plugins" / "fmtp-nudge")
+    result = subprocess.run(
+        [*TWISTD, "-n", "fmtp", *LISTENERS, "--listen-nudge", "udp:0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "fmtp: cannot start: the nudge protocol is not offered over UDP" in output
+    assert "Traceback" not in output

@@ -45,6 +45,15 @@ class VerbRegistryTests(SynchronousTestCase):
         self.assertEqual((answer.code, answer.tag), (502, "t2"))
         self.assertEqual(answer.argument, "unknown command NOPE")
 
+    def test_the_object_protocols_verbs_are_not_a_plugins(self) -> None:
+        """
+        A plugin registering HELLO would replace the handshake, and one
+        registering GET would clash with the object protocol on its port.
+        """
+        for verb in ("HELLO", "hello", "GET", "STARTTLS", "CAPA"):
+            with self.assertRaises(KeyError):
+                self.registry.register(verb, self.ping)
+
     def test_a_verb_registered_twice_is_a_key_error(self) -> None:
         self.registry.register("PING", self.ping)
         with self.assertRaises(KeyError):

@@ -23,6 +23,15 @@ from fmtp.wire import Frame, reply
 #: A handler: C{handler(peer, frame)} returns an awaitable of the reply.
 Handler = Callable[[Peer, Frame], Awaitable[Frame]]
 
+#: Verbs no handler may take: server links arrive on the object
+#: protocol's port, whose HELLO, STARTTLS and commands they share (a
+#: plugin registering HELLO would replace the handshake; one registering
+#: GET would clash with the object protocol's).
+RESERVED_VERBS = frozenset(
+    "HELLO STARTTLS CAPA LOGIN LOGOUT QUIT GET PUT DELETE LIST "
+    "SEND FETCH HELD APPROVE REFUSE".split()
+)
+
 #: What a verb may be on the wire (letters, digits and hyphens), and not
 #: all digits, which would read as a reply code.
 _VERB = re.compile(r"[A-Za-z0-9-]{1,32}")
@@ -70,10 +79,13 @@ class VerbRegistry:
         Answer C{verb} with C{handler(peer, frame)}.
 
         @param unverified: also for peers whose domain publishes no key.
-        @raise KeyError: if C{verb} already has a handler.
+        @raise KeyError: if C{verb} already has a handler, or is one of
+            the L{RESERVED_VERBS}.
         @raise ValueError: if C{verb} cannot be a verb on the wire.
         """
         verb = check_verb(verb)
+        if verb in RESERVED_VERBS:
+            raise KeyError(f"{verb} is the object protocol's own, not a plugin's")
         if verb in self._handlers:
             raise KeyError(f"{verb} already has a server-to-server handler")
         self._log.info("Registering the server-to-server verb {verb}", verb=verb)

@@ -56,7 +56,12 @@ class FramedProtocolPlugin:
     def datagram_protocol(
         self, services: SharedServices
     ) -> FrameDatagramProtocol | None:
+        """
+        The datagram listener, if a group offers a command over datagrams
+        besides the shared CAPA: a protocol that offers nothing else is
+        served over streams only (a C{udp:} listener for it is refused).
+        """
         handler = self.handler(services)
-        if not handler.datagram_commands:
+        if not handler.datagram_commands - {"CAPA"}:
             return None
         return FrameDatagramProtocol(handler)

@@ -283,7 +283,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
                 reply(
                     251,
                     UNSOLICITED_TAG,
-                    f"{count} messages were not pushed: FETCH them",
+                    f"{count} pushes were dropped while you were not reading",
                     headers={"Dropped": str(count)},
                 )
             )
