@@ -32,8 +32,9 @@ from fmtp.loginthrottle import (
     source_of,
 )
 from fmtp.objects import user_object
+from fmtp.server import build_server
+from fmtp.serveroptions import Options
 from fmtp.store.memory import MemoryStore
-from fmtp.tap import Options, build_server
 from tests.helpers import (
     FAST_SCRYPT_N,
     StreamHarness,
