@@ -18,7 +18,7 @@ once more after the attackers are gone:
     it 150 messages of 1 MiB, then disconnects.
 
 With C{--tracemalloc} the server runs in this process instead (the same
-service tree, built by L{fmtp.tap.build_server}), the attackers still in
+service tree, built by L{fmtp.server.build_server}), the attackers still in
 others, and the Python allocations it still holds after the bad-frames
 attack, then while the held bodies come in, are listed by where they were
 made: how the culprit was found (the bodies of unauthenticated frames,
@@ -230,7 +230,7 @@ async def tracemalloc_run(reactor, connections: int, held: int) -> None:
     """
     The server in this process, to see what its allocations are.
     """
-    from fmtp.tap import build_server
+    from fmtp.server import build_server
 
     directory = Path(tempfile.mkdtemp(prefix="fmtp-bench-abuse-"))
     root, services = build_server(

@@ -21,6 +21,9 @@ from twisted.python.failure import Failure
 
 from fmtp.util.hostport import parse_port
 
+#: The listener that switches a protocol off: C{--listen-NAME none}.
+NO_LISTENER = "none"
+
 
 def parse_udp_listener(description: str) -> tuple[int, str]:
     """

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SharedServices:
     """
-    One of each shared service, built once by L{fmtp.tap.build_server} and
+    One of each shared service, built once by L{fmtp.server.build_server} and
     handed to every L{fmtp.interfaces.IProtocolPlugin}.
 
     Plugins get everything they need from here rather than from globals, so

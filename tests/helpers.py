@@ -160,7 +160,7 @@ class StreamHarness:
 async def bound_ports(root) -> dict[tuple[str, str], int]:
     """
     Map C{(protocol name, "tcp" or "udp")} to the port each listener of a
-    started L{fmtp.tap.ServerService} bound: servers in tests listen on
+    started L{fmtp.server.ServerService} bound: servers in tests listen on
     port 0.
     """
     from fmtp.listeners import is_datagram

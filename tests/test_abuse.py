@@ -1,7 +1,7 @@
 """
 One client must not take the server from everyone else: the attacks of
 issue 6, item 5, each over real loopback sockets against a server built by
-L{fmtp.tap.build_server} with its SQLite store.  Waits are count- or
+L{fmtp.server.build_server} with its SQLite store.  Waits are count- or
 event-based, each with a deadline; no assertion depends on how fast the
 machine is.
 """

@@ -1,7 +1,7 @@
 """
 The messaging commands as a user runs them: real C{python -m fmtp}
 processes (the checkout on C{PYTHONPATH}, no controlling terminal) against
-a server built in this process by L{fmtp.tap.build_server} on loopback
+a server built in this process by L{fmtp.server.build_server} on loopback
 ports, with a DNS server on loopback for the key lookups of C{fmtp read}.
 
 Each child runs without blocking the reactor (the server answers it from
@@ -47,7 +47,7 @@ from fmtp.keys.records import format_key_record, zone_line
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import FMTPObject, new_object_id, user_object
-from fmtp.tap import build_server
+from fmtp.server import build_server
 from fmtp.wire import reply
 from tests.dnsserver import key_txt, start_dns_server, zone_text
 from tests.helpers import FAST_SCRYPT_N, HeldPort, bound_ports, eventually

@@ -20,7 +20,7 @@ from twisted.internet.ssl import optionsForClientTLS
 
 from fmtp.attachments import Attachment, split
 from fmtp.client import Client, ConnectionLost, ReplyError, ReplyTimeout
-from fmtp.tap import build_server
+from fmtp.server import build_server
 from tests.helpers import bound_ports
 from tests.test_integration import RunningServer
 from tests.test_twistd import Processes, wait_for_exit
@@ -200,7 +200,7 @@ async def test_connection_refused(tmp_path) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_starttls(tmp_path) -> None:
-    from fmtp.tap import load_tls_context
+    from fmtp.server import load_tls_context
 
     ca = make_ca(tmp_path / "ca")
     cert = ca.issue("localhost")

@@ -180,7 +180,7 @@ class OptionsTests(SynchronousTestCase):
     """
 
     def parse(self, *args: str):
-        from fmtp.tap import Options
+        from fmtp.serveroptions import Options
 
         options = Options()
         options.parseOptions(list(args))

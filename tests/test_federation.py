@@ -27,7 +27,7 @@ from fmtp.federation.node import FederationSettings
 from fmtp.keys.keyfile import write_private_key
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, user_object
-from fmtp.tap import ServerService, build_server
+from fmtp.server import ServerService, build_server
 from fmtp.wire import Frame
 from tests.dnsserver import fmtp_zone, key_txt, start_dns_server, zone_text
 from tests.helpers import HeldPort, bound_ports, eventually, within
@@ -406,7 +406,7 @@ async def test_tls_required_between_servers(network) -> None:
     against the name of its route, mail.lenore.org.
     """
     from fmtp.federation.tls import load_trust_root
-    from fmtp.tap import load_tls_context
+    from fmtp.server import load_tls_context
     from tests.tlscerts import make_ca
 
     ca = make_ca(network.tmp_path / "ca")

@@ -1,6 +1,6 @@
 """
 The object protocol end to end, in-process: a server built by
-L{fmtp.tap.build_server} on real loopback sockets and a real SQLite file,
+L{fmtp.server.build_server} on real loopback sockets and a real SQLite file,
 spoken to by L{fmtp.client} over TCP and UDP.
 """
 
@@ -15,7 +15,7 @@ from fmtp.accounts import hash_password
 from fmtp.client import DatagramClient, connect
 from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import user_object
-from fmtp.tap import build_server
+from fmtp.server import build_server
 from fmtp.wire import DEFAULT_LIMITS, Limits
 from tests.helpers import bound_ports
 

@@ -2,7 +2,7 @@
 The brake on password guessing (L{fmtp.loginthrottle}): the throttle on a
 Clock, LOGIN over a StringTransport with checks held in progress, its
 twistd options, and guessing in parallel over real loopback sockets
-against a server built by L{fmtp.tap.build_server}.
+against a server built by L{fmtp.server.build_server}.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from fmtp.loginthrottle import (
     source_of,
 )
 from fmtp.objects import user_object
+from fmtp.server import build_server
+from fmtp.serveroptions import Options
 from fmtp.store.memory import MemoryStore
-from fmtp.tap import Options, build_server
 from tests.helpers import (
     FAST_SCRYPT_N,
     StreamHarness,

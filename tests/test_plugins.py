@@ -34,7 +34,8 @@ from fmtp.framing.datagram import FrameDatagramProtocol
 from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
 from fmtp.interfaces import IProtocolPlugin
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
-from fmtp.tap import build_server, check_listener
+from fmtp.server import build_server
+from fmtp.serveroptions import check_listener
 from fmtp.wire import Frame, parse_datagram, request, serialize
 from tests.helpers import StreamHarness, bound_ports, make_services
 

@@ -39,7 +39,7 @@ from fmtp.errors import NotFound
 from fmtp.keys.keyfile import load_private_key
 from fmtp.keys.records import zone_line
 from fmtp.keys.signing import DomainSigner
-from fmtp.tap import PROTOCOL_PLUGINS, Options
+from fmtp.serveroptions import PROTOCOL_PLUGINS, Options
 from fmtp.wire import Frame
 
 #: The checkout, put on C{PYTHONPATH} so twistd finds C{twisted/plugins}

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from fmtp import wire
 from fmtp.objects import canonical_name
 from fmtp.wire import (
     DEFAULT_LIMITS,
@@ -27,6 +26,7 @@ from fmtp.wire import (
     request,
     serialize,
 )
+from fmtp.wire import grammar as wire
 
 SMALL = Limits(max_line=40, max_headers=3, max_header_bytes=100, max_body=50)
 

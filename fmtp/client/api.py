@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -28,8 +27,10 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.error import ConnectionClosed
 
 from fmtp.attachments import Attachment, attach
+from fmtp.client.errors import ConnectionLost, ReplyError, ReplyTimeout
 from fmtp.client.protocol import FrameClientProtocol, ProtocolError, connect
-from fmtp.delivery import RecipientResult, parse_results
+from fmtp.client.values import InboxEntry, InboxPage, ObjectPage, SendResult
+from fmtp.delivery import parse_results
 from fmtp.errors import FMTPError
 from fmtp.objects import FMTPObject, ObjectSummary, is_ascii_digits
 from fmtp.wire import DEFAULT_LIMITS, Frame, Limits
@@ -38,84 +39,6 @@ from fmtp.wire import DEFAULT_LIMITS, Frame, Limits
 DEFAULT_TIMEOUT = 10.0
 #: The header that names a send (doc/protocol.md 4.4).
 IDEMPOTENCY_KEY = "Idempotency-Key"
-
-
-class ClientError(Exception):
-    """
-    Base of what a L{Client} call raises.
-    """
-
-
-class ReplyError(ClientError):
-    """
-    The server refused a request: its reply code says why and whether to
-    retry (4xx: later, 5xx: not unchanged).
-
-    @ivar frame: the reply, whole.
-    """
-
-    def __init__(self, verb: str, frame: Frame) -> None:
-        self.verb = verb
-        self.frame = frame
-        self.code = frame.code
-        self.text = frame.argument
-        super().__init__(f"{verb}: {frame.verb} {frame.argument}".rstrip())
-
-    @property
-    def temporary(self) -> bool:
-        return 400 <= self.code < 500
-
-
-class ReplyTimeout(ClientError):
-    """
-    No reply in time; the request may or may not have been carried out.
-    """
-
-
-class ConnectionLost(ClientError):
-    """
-    The connection ended before the reply; the request may or may not
-    have been carried out.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEntry:
-    """
-    One line of a FETCH: a message waiting for the user.
-    """
-
-    seq: int
-    id: str
-    sender: str
-    digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class InboxPage:
-    entries: list[InboxEntry]
-    #: The C{since} to ask for next.
-    next_since: int
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectPage:
-    items: list[ObjectSummary]
-    #: The C{start} of the next page, or L{None} at the end.
-    next_start: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """
-    A sent message: its id and digest, the outcome for each local
-    recipient (remote ones are queued), and the key that names the send.
-    """
-
-    id: str
-    digest: str
-    results: list[RecipientResult]
-    key: str
 
 
 def object_from_reply(frame: Frame) -> FMTPObject:

@@ -30,7 +30,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadable import isInIOThread
 
-from fmtp.client.api import DEFAULT_TIMEOUT, Client, InboxEntry
+from fmtp.client.api import DEFAULT_TIMEOUT, Client
+from fmtp.client.values import InboxEntry
 
 _started = threading.Lock()
 _reactor_thread: threading.Thread | None = None

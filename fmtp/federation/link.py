@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fmtp.client import FrameClientProtocol, ProtocolError
-from fmtp.client.api import Client, ConnectionLost, ReplyTimeout, object_from_reply
+from fmtp.client.api import Client, object_from_reply
+from fmtp.client.errors import ConnectionLost, ReplyTimeout
 from fmtp.delivery import RecipientResult, parse_results
 from fmtp.errors import InvalidAddress
 from fmtp.federation.failures import (

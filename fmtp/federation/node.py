@@ -98,7 +98,7 @@ def build_server_links(
         given).
     @param push: C{push(address, obj)} hands a message just filed to the
         address's live sessions.
-    @param routes: the L{fmtp.dns.RouteResolver} for this server; without
+    @param routes: the L{fmtp.dns.routes.RouteResolver} for this server; without
         it, links to no other domain (see L{ServerLinks}).
     @return: the L{ServerLinks} for the protocols, and the services to run
         (the queue, the links, the store's housekeeping), in the order to

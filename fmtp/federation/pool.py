@@ -19,12 +19,11 @@ tried by the L{Connector} (L{fmtp.federation.connect}).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import CancelledError, DeferredList
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from fmtp.delivery import RecipientResult
 from fmtp.errors import InvalidAddress
@@ -47,12 +46,14 @@ from fmtp.federation.targets import (
     ParentRoute,
     ResolveHost,
     RoutesFor,
-    ip_literal,
     preferred_routes,
 )
 from fmtp.federation.tls import TLS_OPPORTUNISTIC, TLSPolicy
 from fmtp.interfaces import IDomainSigner
 from fmtp.objects import FMTPObject, normalize_domain
+from fmtp.util.hostport import ip_literal
+from fmtp.util.singleflight import SingleFlight
+from fmtp.util.ttlcache import TTLCache
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
 
@@ -65,7 +66,7 @@ class LinkPool:
     @param signer: this domain's key, for our HELLO.
     @param hello_verifier: checks HELLO answers addressed to this domain.
     @param routes_for: the domain's routes from DNS, best first (the
-        C{routes_for} of L{fmtp.dns.RouteResolver}).
+        C{routes_for} of L{fmtp.dns.routes.RouteResolver}).
     @param tls_policy: the default TLS policy
         (L{fmtp.federation.tls.TLS_POLICIES}).
     @param tls_policies: per-domain overrides of C{tls_policy}.
@@ -131,16 +132,20 @@ class LinkPool:
             request_timeout,
         )
         self.parent = ParentRoute.coerce(parent)
-        self.max_failed_routes = max_failed_routes
         #: destination domain -> the link that serves it (possibly the
         #: parent's).
         self._links: dict[str, ServerLink] = {}
         self._parent_link: ServerLink | None = None
         self._all: set[ServerLink] = set()
-        self._waiters: dict[tuple[str, str], list[Deferred]] = {}
-        self._attempts: dict[tuple[str, str], Deferred] = {}
-        #: (host, port) of users' routes that failed -> when to try again.
-        self._failed_routes: dict[tuple[str, int], float] = {}
+        #: Link attempts (and the user lookups of
+        #: L{fmtp.federation.userdir.RemoteUsers}), each shared by every
+        #: caller asking for the same thing meanwhile; L{close} cancels them.
+        self.attempts: SingleFlight[tuple[str, str], Any] = SingleFlight()
+        #: (host, port) of users' routes that failed, until they may be
+        #: tried again.
+        self._failed_routes: TTLCache[tuple[str, int], None] = TTLCache(
+            self._clock, max_failed_routes
+        )
         self._closing = False
 
     # -- public API ---------------------------------------------------------
@@ -179,7 +184,7 @@ class LinkPool:
         link = self.link_for(domain)
         if link is None:
             routes = preferred_routes(domain, preferred)
-            link = await self.shared(
+            link = await self.attempts.run(
                 ("any", domain), lambda: self._establish(domain, routes, False)
             )
         if not link.peer.verified and not allow_unverified:
@@ -200,7 +205,7 @@ class LinkPool:
         link = self.link_for(domain)
         if link is not None and link.can_confirm_for(domain):
             return link
-        return await self.shared(
+        return await self.attempts.run(
             ("direct", domain), lambda: self._establish(domain, [], True)
         )
 
@@ -299,7 +304,7 @@ class LinkPool:
         @param tried: gets the C{(address, port)} pairs tried.
         @return: the registered link, or L{None}.
         """
-        if self._failed_routes.get((host, port), 0) > self._clock.seconds():
+        if (host, port) in self._failed_routes:
             return None
         route_failures: list[LinkError] = []
         for address in await self._addresses(host, domain, route_failures):
@@ -312,11 +317,8 @@ class LinkPool:
                 route_failures.append(e)
                 continue
             return self._register(domain, link)
-        # Re-inserted at the end: the oldest failures are forgotten first.
-        self._failed_routes.pop((host, port), None)
-        self._failed_routes[host, port] = self._clock.seconds() + self.route_retry_after
-        while len(self._failed_routes) > self.max_failed_routes:
-            del self._failed_routes[next(iter(self._failed_routes))]
+        # Stored anew: the oldest failures are forgotten first.
+        self._failed_routes.set((host, port), None, self.route_retry_after)
         self._log.info(
             "Route {host}:{port} of {domain} unreachable ({why}); not tried again "
             "for {rest:g} seconds; using the domain's server",
@@ -334,8 +336,7 @@ class LinkPool:
         Stop: cancel attempts in progress and close every link.
         """
         self._closing = True
-        for attempt in list(self._attempts.values()):
-            attempt.cancel()
+        self.attempts.cancel_all()
         await DeferredList([link.close() for link in list(self._all)])
 
     # -- opening links ----------------------------------------------------------
@@ -347,40 +348,6 @@ class LinkPool:
             return normalize_domain(domain)
         except InvalidAddress as e:
             raise LinkRefused(f"no link to {domain!r}: {e.message}", e.code) from None
-
-    def shared(self, key: tuple[str, str], make: Callable[[], Awaitable[Any]]) -> Any:
-        """
-        Run C{make()} once for all callers asking for C{key} at the same
-        time; each caller gets its own Deferred, so one cancelling does not
-        cancel the others.
-        """
-        waiters = self._waiters.get(key)
-        first = waiters is None
-        if first:
-            waiters = self._waiters[key] = []
-
-        def forget(d: Deferred) -> None:
-            if d in waiters:
-                waiters.remove(d)
-
-        waiter: Deferred = Deferred(forget)
-        waiters.append(waiter)
-        if first:
-            attempt = Deferred.fromCoroutine(make())
-            self._attempts[key] = attempt
-            attempt.addBoth(self._attempt_done, key, waiters)
-        return waiter
-
-    def _attempt_done(self, result: Any, key: tuple[str, str], waiters: list) -> None:
-        if self._waiters.get(key) is waiters:
-            del self._waiters[key]
-        self._attempts.pop(key, None)
-        for d in list(waiters):
-            if isinstance(result, Failure):
-                d.errback(result)
-            else:
-                d.callback(result)
-        waiters.clear()
 
     async def _establish(
         self, domain: str, preferred: list[tuple[str, int]], direct_only: bool
@@ -451,7 +418,7 @@ class LinkPool:
         link = self._parent_link
         if link is not None and link.connected:
             return link
-        return await self.shared(("parent", ""), self._open_parent)
+        return await self.attempts.run(("parent", ""), self._open_parent)
 
     async def _open_parent(self) -> ServerLink:
         parent = self.parent

@@ -6,17 +6,15 @@ the values that name each place (L{LinkTarget}, L{ParentRoute}).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
 from fmtp.objects import normalize_domain
-from fmtp.util.hostport import DEFAULT_FMTP_PORT
+from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
 
 log = Logger()
 
@@ -27,7 +25,7 @@ VIA_DNS = "dns"
 VIA_PARENT = "parent"
 
 #: routes_for: domain -> Deferred (or awaitable) of routes, each with
-#: C{host}, C{port} and C{address} (L{fmtp.dns.Route}); fails with an
+#: C{host}, C{port} and C{address} (L{fmtp.dns.routes.Route}); fails with an
 #: FMTPError whose code says permanent (NoRoute, 554) or temporary (451).
 RoutesFor = Callable[[str], Awaitable[Sequence[Any]]]
 #: resolve_host: host name -> Deferred (or awaitable) of IP addresses.
@@ -37,27 +35,22 @@ ResolveHost = Callable[[str], Awaitable[Sequence[str]]]
 def parse_route(value: str, default_port: int = DEFAULT_FMTP_PORT) -> tuple[str, int]:
     """
     Parse a user's C{Route} property: C{tcp://HOST[:PORT]}, HOST a name, an
-    IPv4 address or a bracketed IPv6 address.
+    IPv4 address or a bracketed IPv6 address, read by
+    L{fmtp.util.hostport.parse_host_port} as every C{HOST:PORT} is.
 
     @return: C{(host, port)}, the host lower-cased and without brackets.
     @raise ValueError: for anything else (another scheme, a path, a bad
         port).
     """
-    text = value.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as e:
-        raise ValueError(f"bad route {value!r}: {e}") from None
-    if parts.scheme.lower() != "tcp":
+    scheme, separator, rest = value.strip().partition("://")
+    if not separator or scheme.lower() != "tcp":
         raise ValueError(f"bad route {value!r}: only tcp://HOST:PORT is supported")
-    if not parts.hostname or parts.username is not None or parts.password is not None:
-        raise ValueError(f"bad route {value!r}: expected tcp://HOST:PORT")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"bad route {value!r}: expected tcp://HOST:PORT")
-    if port == 0:
-        raise ValueError(f"bad route {value!r}: port 0")
-    return parts.hostname, port or default_port
+    try:
+        return parse_host_port(rest.removesuffix("/"), default_port)
+    except ValueError as e:
+        raise ValueError(
+            f"bad route {value!r}: expected tcp://HOST:PORT ({e})"
+        ) from None
 
 
 def preferred_routes(
@@ -84,16 +77,6 @@ def preferred_routes(
                 error=str(e),
             )
     return routes
-
-
-def ip_literal(host: str) -> str | None:
-    """
-    C{host} as a normalized IP address, if it is one (bracketed or not).
-    """
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ directly) by the parent.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from twisted.logger import Logger
@@ -20,6 +19,7 @@ from fmtp.federation.failures import LinkError
 from fmtp.federation.link import normal_address
 from fmtp.federation.pool import LinkPool
 from fmtp.objects import USER_TYPE, FMTPObject, domain_of, normalize_address
+from fmtp.util.ttlcache import TTLCache
 
 #: The longest a fetched user object is kept, whatever its C{Ttl} says.
 MAX_USER_TTL = 86400.0
@@ -47,10 +47,8 @@ class RemoteUsers:
         max_users: int = 10_000,
     ) -> None:
         self._pool = pool
-        self._clock = clock
         self._user_ttl = user_ttl
-        self._max_users = max_users
-        self._users: OrderedDict[str, tuple[float, FMTPObject | None]] = OrderedDict()
+        self._users: TTLCache[str, FMTPObject | None] = TTLCache(clock, max_users)
 
     async def remote_user(self, address: str) -> FMTPObject | None:
         """
@@ -69,7 +67,7 @@ class RemoteUsers:
         cached = self.cached_user(address)
         if cached is not None or address in self._users:
             return cached
-        return await self._pool.shared(
+        return await self._pool.attempts.run(
             ("user", address), lambda: self._fetch_user(address)
         )
 
@@ -78,21 +76,13 @@ class RemoteUsers:
         The user object this server holds for C{address}, if still fresh;
         never asks anyone (what a parent answers a C{Cache-Only} GET with).
         """
-        address = normal_address(address)
-        entry = self._users.get(address)
-        if entry is None:
-            return None
-        if entry[0] <= self._clock.seconds():
-            del self._users[address]
-            return None
-        self._users.move_to_end(address)
-        return entry[1]
+        return self._users.get(normal_address(address))
 
     def forget_user(self, address: str) -> None:
         """
         Drop a cached user object (say, after its route failed).
         """
-        self._users.pop(normal_address(address), None)
+        self._users.pop(normal_address(address))
 
     async def _from_parent_cache(self, address: str) -> FMTPObject | None:
         """
@@ -136,10 +126,7 @@ class RemoteUsers:
                 type=obj.type,
             )
             obj = None
-        self._users[address] = (self._clock.seconds() + self._ttl_of(obj), obj)
-        self._users.move_to_end(address)
-        while len(self._users) > self._max_users:
-            self._users.popitem(last=False)
+        self._users.set(address, obj, self._ttl_of(obj))
         return obj
 
     async def lookup(self, address: str, cache_only: bool) -> FMTPObject | None:
