@@ -86,12 +86,17 @@ class ServerLinks:
         pool: LinkPool | None = None,
         users: RemoteUsers | None = None,
         kick: Callable[[], object] | None = None,
+        peer_connected: Callable[[str], object] | None = None,
         relay_for: frozenset[str] = frozenset(),
         volatile: VolatileQueue | None = None,
     ) -> None:
         """
         @param kick: called once deliveries are queued (the outbound
             queue's C{kick}); L{None} without a queue.
+        @param peer_connected: called with the domain of a peer whose
+            HELLO proved it (the outbound queue's C{peer_connected}: it is
+            back, so what waits for it goes at once); L{None} without a
+            queue.
         @param relay_for: the child domains this server relays for.
         """
         self.domain = domain
@@ -100,6 +105,7 @@ class ServerLinks:
         self._signer = signer
         kick = kick or _no_queue
         self._kick = kick
+        self._peer_connected = peer_connected
         self.hello = hello
         self.receiver = receiver
         self.pool = pool
@@ -277,12 +283,17 @@ class ServerLinks:
     ) -> tuple[Peer, dict[str, str]]:
         """
         Check a peer's HELLO and make this server's signed answer, which
-        names the peer's nonce.
+        names the peer's nonce.  A peer that proved its domain is back:
+        the outbound queue sends what waits for it at once.
 
         @return: the peer and the headers of the answer.
         @raise FMTPError: as L{HelloVerifier.verify} does.
         """
         peer = await self.hello.verify(headers)
+        if peer.verified and self._peer_connected is not None:
+            # Not waited for: the answer goes at once, and the queue
+            # sends what waits for the peer beside it.
+            self._peer_connected(peer.domain)
         answer = make_hello(
             self._signer, peer.domain, self._clock.seconds(), in_reply_to=peer.nonce
         )

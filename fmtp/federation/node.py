@@ -131,7 +131,7 @@ def build_server_links(
         countersign=countersign,
         always_countersign=settings.always_countersign,
     )
-    kick = None
+    kick = peer_connected = None
     running: list[Service] = []
     if pool is not None:
         queue = OutboundQueue(
@@ -145,6 +145,7 @@ def build_server_links(
             retry_window=settings.retry_window,
         )
         kick = queue.kick
+        peer_connected = queue.peer_connected
         stop_links = ServerLinksService(pool, volatile)
         running = [queue, stop_links, Housekeeping(store, clock)]
     links = ServerLinks(
@@ -157,6 +158,7 @@ def build_server_links(
         pool=pool,
         users=users,
         kick=kick,
+        peer_connected=peer_connected,
         relay_for=settings.relay_for,
         volatile=volatile,
     )

@@ -13,43 +13,50 @@ for the sender, L{fmtp.federation.bounce}, then the row is removed).
 Because nothing but the store holds that state, a restarted server picks
 up where the last one stopped.
 
-Work is done in I{passes}, as in Synapse's federation sender: a pass reads
-the rows that are due, in batches, and delivers them, one domain after
-another on each domain's link but several domains at once; then it reads
-when the next row falls due and sleeps until then on one timer.  Only one
-pass runs at a time, so no row is ever tried twice at once; a L{kick} while
-a pass runs asks for one more pass after it.
+Work is split as in Synapse's federation sender.  I{Passes} read the
+rows that are due from the store, a batch at a time, and hand each to its
+domain's transmission loop (L{fmtp.federation.destination}), which sends
+them in order, pipelined on the domain's one link; then a pass reads when
+the next row falls due, and the queue sleeps until then on one timer.  Only
+one pass runs at a time and a row is held by one loop until it is settled,
+so no row is ever tried twice at once; a L{kick} while a pass runs asks for
+one more pass after it, and a loop running low on rows asks for one too
+while rows are left due.
+
+When a peer's server connects to us and proves its domain
+(L{peer_connected}), the domain's rows are made due and sent at once,
+whatever their back-off: it is back.
 """
 
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.application.service import Service
-from twisted.internet.defer import (
-    Deferred,
-    DeferredList,
-    DeferredSemaphore,
-    gatherResults,
-    succeed,
-)
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fmtp.delivery import QueuedDelivery
 from fmtp.federation.bounce import Bouncer, DeliverLocal
+from fmtp.federation.destination import DestinationQueue, RowKey, row_key
 from fmtp.federation.settle import (
     DEFAULT_RETRY_WINDOW,
     DEFAULT_SCHEDULE,
+    JITTER,
     Deliver,
-    DomainSuspended,
     QueueStats,
     RowSettler,
 )
 from fmtp.interfaces import IDeliveryStore, IDomainSigner
 from fmtp.objects import normalize_domain
+
+#: Seconds a pass that could not read or settle rows (the store or the
+#: inbox failed) waits before the next, instead of trying the same rows
+#: again at once, in a loop: a store in trouble is not a peer restarting.
+TROUBLE_PAUSE = 60.0
 
 
 class OutboundQueue(Service):
@@ -59,6 +66,7 @@ class OutboundQueue(Service):
     @ivar stats: a L{QueueStats}.
     @ivar domain: this server's domain; bounces come from its postmaster
         and go to its users only.
+    @ivar window: most deliveries in flight at once on one domain's link.
     """
 
     _log = Logger()
@@ -73,10 +81,11 @@ class OutboundQueue(Service):
         deliver_local: DeliverLocal,
         retry_schedule: Sequence[float] = DEFAULT_SCHEDULE,
         retry_window: float = DEFAULT_RETRY_WINDOW,
-        max_concurrent_domains: int = 8,
-        window: int = 16,
+        window: int = 32,
         batch: int = 100,
+        max_held: int = 1000,
         random: Callable[[], float] = _random.random,
+        trouble_pause: float = TROUBLE_PAUSE,
     ) -> None:
         """
         @param store: where the queue rows and their objects are.
@@ -98,31 +107,33 @@ class OutboundQueue(Service):
         @param retry_window: how long after a delivery was queued it is
             given up: when the next attempt would fall after this, the
             recipients still waiting are bounced instead.
-        @param max_concurrent_domains: how many domains are delivered to
-            at once.
-        @param batch: how many due rows are read at a time.
+        @param window: most deliveries at once to one domain, pipelined on
+            its link (a receiving server runs at most 32 requests of one
+            connection at once; more would only wait in its socket).
+        @param batch: how many due rows a pass reads beyond those held.
+        @param max_held: most rows held by the transmission loops at once;
+            the others stay due in the store until the loops run low.
         @param random: returns a float in [0, 1), for the jitter; tests
             pass a fixed one.
-        @param window: most deliveries at once to one domain, pipelined on
-            its link (the peer files each message on its own, so their
-            order on the wire does not matter).
+        @param trouble_pause: how long to wait after the store failed.
         """
         if not retry_schedule or any(wait <= 0 for wait in retry_schedule):
             raise ValueError("retry_schedule must be positive waits, at least one")
         if retry_window < 0:
             raise ValueError("retry_window must not be negative")
-        if min(max_concurrent_domains, batch, window) < 1:
-            raise ValueError(
-                "max_concurrent_domains, batch and window must be at least 1"
-            )
+        if min(batch, window, max_held) < 1:
+            raise ValueError("batch, window and max_held must be at least 1")
         self.domain = normalize_domain(domain)
         self.stats = QueueStats()
         self._store = store
         self._clock = clock
         self._batch = batch
-        #: The first wait of the schedule: how long a pass that hit
-        #: trouble waits before the next.
-        self._pause = float(retry_schedule[0])
+        self._max_held = max_held
+        self._pause = float(trouble_pause)
+        #: A domain that failed as a whole has the rows handed to it put
+        #: off for this long: half the shortest wait after that failure,
+        #: so that its retry is tried.
+        self._rest = float(retry_schedule[0]) * (1 - JITTER) / 2
         self._settler = RowSettler(
             store,
             deliver,
@@ -133,24 +144,42 @@ class OutboundQueue(Service):
             random,
             self.stats,
         )
-        # Shared by every pass; only one pass runs at a time anyway.
-        self._slots = DeferredSemaphore(max_concurrent_domains)
-        #: Most deliveries in flight at once on one domain's link.
         self.window = window
+        #: The transmission loops, by domain: those holding rows, and
+        #: those whose domain just failed.
+        self._destinations: dict[str, DestinationQueue] = {}
+        self._held = 0
         self._timer: IDelayedCall | None = None
         self._passing = False
         # Whoever kicked since the current pass began: they wait for the
         # next pass, which starts as soon as the current one ends.
         self._kicks: list[Deferred[None]] = []
         self._stop_waiters: list[Deferred[None]] = []
-        # Set when a pass could not settle a row because the store (or the
-        # inbox, for a bounce) failed: the next pass then waits a while
-        # instead of retrying the same rows at once, in a loop.
+        # Set when the store could not be read: the next pass then waits
+        # a while instead of trying again at once, in a loop.
         self._trouble = False
+        # Rows that could not be settled (the store or the inbox failed):
+        # they stay due in the store, and rest until then instead of being
+        # tried again at once, in a loop.
+        self._resting: set[RowKey] = set()
+        self._resting_until = 0.0
+        # Rows settled while a pass read the store: the read may have
+        # seen them before they were settled.
+        self._settled_during_read: set[RowKey] | None = None
+        # The last pass left due rows it did not take (the loops held too
+        # many): a loop running low asks for another pass.
+        self._due_left = False
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<OutboundQueue {self.domain} {state}>"
+
+    def destination(self, domain: str) -> DestinationQueue | None:
+        """
+        The transmission loop of C{domain}, if it holds rows (or its
+        domain just failed): for status pages and tests.
+        """
+        return self._destinations.get(domain)
 
     # Service
 
@@ -174,11 +203,14 @@ class OutboundQueue(Service):
         """
         super().stopService()
         self._cancel_timer()
-        if not self._passing:
+        waits = [d.stop() for d in list(self._destinations.values())]
+        if self._passing:
+            waiter: Deferred[None] = Deferred()
+            self._stop_waiters.append(waiter)
+            waits.append(waiter)
+        if not waits:
             return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._stop_waiters.append(waiter)
-        return waiter
+        return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
 
     # Scheduling
 
@@ -192,8 +224,9 @@ class OutboundQueue(Service):
         before the new rows were in it.
 
         @return: a L{Deferred} that fires (with L{None}, never failing)
-            once a pass that began after this call has ended; callers may
-            ignore it.
+            once a pass that began after this call has ended: the rows due
+            then have been handed to their domains' loops, which may still
+            be sending them.  Callers may ignore it.
         """
         if not self.running:
             return succeed(None)
@@ -203,6 +236,37 @@ class OutboundQueue(Service):
             self._start_pass()
         return waiter
 
+    def peer_connected(self, domain: str) -> Deferred[None]:
+        """
+        C{domain}'s server connected to us and proved its domain: it is
+        back, so what waits for it is made due and sent at once, whatever
+        its back-off (as Synapse does when a server it backed off from
+        sends it a request).  The count of attempts is kept.
+
+        @return: a L{Deferred} that fires (never failing) once the rows
+            are due and a pass has handed them to the domain's loop.
+        """
+        return Deferred.fromCoroutine(self._peer_connected(normalize_domain(domain)))
+
+    async def _peer_connected(self, domain: str) -> None:
+        if not self.running:
+            return
+        destination = self._destinations.get(domain)
+        if destination is not None:
+            destination.resume()
+        try:
+            brought = await self._store.make_due(self._clock.seconds(), domain)
+        except Exception:
+            self._log.failure("Could not make the rows for {domain} due", domain=domain)
+            return
+        if brought:
+            self._log.info(
+                "{domain} connected: sending the {count} deliveries waiting for it",
+                domain=domain,
+                count=brought,
+            )
+            await self.kick()
+
     def _start_pass(self) -> None:
         self._cancel_timer()
         self._passing = True
@@ -210,17 +274,20 @@ class OutboundQueue(Service):
         Deferred.fromCoroutine(self._run_pass()).addBoth(self._pass_done, waiters)
 
     def _pass_done(
-        self, next_due: float | None | Failure, waiters: list[Deferred[None]]
+        self,
+        outcome: tuple[float | None, bool] | Failure,
+        waiters: list[Deferred[None]],
     ) -> None:
         self._passing = False
-        if isinstance(next_due, Failure):
+        if isinstance(outcome, Failure):
             # _run_pass catches everything; this is a bug, but the queue
-            # must not stop over it: try again after the first wait.
-            self._log.failure("Outbound queue pass failed", next_due)
+            # must not stop over it: try again after a pause.
+            self._log.failure("Outbound queue pass failed", outcome)
             self._trouble = True
-            next_due = self._clock.seconds()
+            outcome = (self._clock.seconds(), False)
+        next_due, more = outcome
         if self.running:
-            if self._kicks:
+            if self._kicks or (more and not self._trouble):
                 self._start_pass()
             else:
                 self._set_timer(next_due)
@@ -234,15 +301,25 @@ class OutboundQueue(Service):
 
     def _set_timer(self, next_due: float | None) -> None:
         """
-        Sleep until C{next_due}: the one timer of the queue.  After a pass
-        that met trouble, sleep at least the first retry wait.
+        Sleep until C{next_due}: the one timer of the queue.  A row due
+        now that a loop holds needs no timer (the loop settles it), nor do
+        those the loops had no room for (they ask for a pass as they run
+        low); resting rows wait for the end of their rest, and after the
+        store failed the queue sleeps at least the pause.
         """
         self._cancel_timer()
         if next_due is None:
             return
-        delay = max(0.0, next_due - self._clock.seconds())
+        now = self._clock.seconds()
+        delay = max(0.0, next_due - now)
         if self._trouble:
             delay = max(delay, self._pause)
+        elif delay == 0.0:
+            self._due_left = True
+            if self._resting:
+                delay = max(0.0, self._resting_until - now)
+            elif self._held:
+                return
         self._timer = self._clock.callLater(delay, self._timer_fired)
 
     def _timer_fired(self) -> None:
@@ -255,111 +332,104 @@ class OutboundQueue(Service):
                 self._timer.cancel()
             self._timer = None
 
-    async def _run_pass(self) -> float | None:
+    async def _run_pass(self) -> tuple[float | None, bool]:
         """
-        Deliver the rows due when the pass begins, a batch at a time, and
-        say when the next row is due.
+        Read the rows due, beyond those the loops hold, and hand each to
+        its domain's loop; then say when the next row is due.
 
-        Rows that come due during the pass wait for the timer or a kick,
-        so a pass always ends.  A row seen before in this pass (one that
-        could not be settled) is not tried again in it.
-
-        @return: when the next row is due, or L{None} if the queue is
-            empty.
+        @return: when the next row is due (L{None} if the queue is empty),
+            and whether more rows may be due that this pass did not read.
         """
         self._trouble = False
+        self._due_left = False
+        self._prune()
         now = self._clock.seconds()
-        seen: set[tuple[str, str]] = set()
+        if now >= self._resting_until:
+            self._resting.clear()
+        more = False
         try:
-            while self.running:
-                rows = await self._store.due_deliveries(now, self._batch)
-                fresh = [r for r in rows if (r.object_id, r.domain) not in seen]
-                if not fresh:
-                    break
-                seen.update((r.object_id, r.domain) for r in fresh)
-                await self._deliver_batch(fresh)
-                if len(rows) < self._batch:
-                    break
+            room = self._max_held - self._held
+            if room > 0:
+                limit = self._held + len(self._resting) + self._batch
+                self._settled_during_read = set()
+                try:
+                    rows = await self._store.due_deliveries(now, limit)
+                    settled = self._settled_during_read
+                finally:
+                    self._settled_during_read = None
+                taken = self._take(rows, settled, room)
+                more = taken > 0 and len(rows) >= limit
             if not self.running:
-                return None
-            return await self._store.next_due_time()
+                return None, False
+            return await self._store.next_due_time(), more
         except Exception:
             self._log.failure("Outbound queue could not read the store")
             self._trouble = True
-            return now
+            return now, False
 
-    async def _deliver_batch(self, rows: list[QueuedDelivery]) -> None:
+    def _take(self, rows: list[QueuedDelivery], settled: set[RowKey], room: int) -> int:
         """
-        Deliver C{rows}: the rows of each domain one after another, on the
-        one link to it, and up to C{max_concurrent_domains} domains at
-        once, so that no domain gets a storm of connections and one slow
-        domain does not hold up the others' rows in this pass.
+        Hand each row not held, resting or just settled to its domain's
+        loop, at most C{room} of them, in the order read.
 
-        The pass waits for every domain, so a slow domain does delay the
-        next pass (and what was kicked meanwhile); putting off a failed
-        domain's other rows (L{_deliver_domain}) keeps a dead domain from
-        making that wait longer than one failed attempt.
+        @return: how many were handed.
         """
-        by_domain: dict[str, list[QueuedDelivery]] = {}
+        taken = 0
         for row in rows:
-            by_domain.setdefault(row.domain, []).append(row)
-        await DeferredList(
-            [
-                self._slots.run(self._deliver_domain, domain, domain_rows)
-                for domain, domain_rows in by_domain.items()
-            ],
-            consumeErrors=True,
-        )
-
-    async def _deliver_domain(self, domain: str, rows: list[QueuedDelivery]) -> None:
-        """
-        Deliver one domain's rows: the first alone (it opens the link, and
-        if the domain is down it is the only one to wait for that), then up
-        to L{window} at once, pipelined on the one link.  Once the domain
-        fails as a whole (its link, its DNS, a 4xx for a message), the rest
-        are put off without being tried, as a mail server does for a host
-        it found dead: trying each would only wait out the same failure
-        again, while holding up the pass.
-        """
-        suspended: DomainSuspended | None = None
-        size, start = 1, 0
-        while start < len(rows) and self.running:
-            chunk, start = rows[start : start + size], start + size
-            size = self.window
-            if suspended is not None:
-                for row in chunk:
-                    await self._guarded(
-                        domain, row, self._settler.put_off(row, suspended)
-                    )
+            if not self.running or taken >= room:
+                break
+            key = row_key(row)
+            if key in settled or key in self._resting:
                 continue
-            outcomes = await gatherResults(
-                [
-                    Deferred.fromCoroutine(
-                        self._guarded(domain, row, self._settler.attempt(row))
-                    )
-                    for row in chunk
-                ]
-            )
-            suspended = next((o for o in outcomes if o is not None), None)
+            destination = self._destinations.get(row.domain)
+            if destination is None:
+                destination = DestinationQueue(
+                    row.domain,
+                    self._settler.attempt,
+                    self._settler.put_off,
+                    self._clock,
+                    self.window,
+                    self._rest,
+                    self._row_settled,
+                )
+                self._destinations[row.domain] = destination
+            elif key in destination:
+                continue
+            self._held += 1
+            taken += 1
+            destination.add(row)
+        return taken
 
-    async def _guarded(
-        self, domain: str, row: QueuedDelivery, work: Awaitable[None]
-    ) -> DomainSuspended | None:
+    def _row_settled(
+        self, destination: DestinationQueue, row: QueuedDelivery, ok: bool
+    ) -> None:
         """
-        Run one row's C{work}; a failure to settle it is logged and leaves
-        the row queued, never stopping the domain's other rows.
+        A loop is done with C{row}: count it out, and ask for a pass if
+        rows are left due that the loops may now take.
+        """
+        self._held -= 1
+        key = row_key(row)
+        if self._settled_during_read is not None:
+            self._settled_during_read.add(key)
+        if not self.running:
+            return
+        if not ok:
+            # It stays queued in the store, due: let it rest for the
+            # pause, rather than trying it again at once.
+            if not self._resting:
+                self._resting_until = self._clock.seconds() + self._pause
+            self._resting.add(key)
+            if not self._passing and self._timer is None:
+                self._set_timer(self._clock.seconds())
+        if self._due_left and destination.pending < destination.window:
+            self._due_left = False
+            self.kick()
 
-        @return: the L{DomainSuspended} the work raised, if it did.
+    def _prune(self) -> None:
         """
-        try:
-            await work
-        except DomainSuspended as e:
-            return e
-        except Exception:
-            self._trouble = True
-            self._log.failure(
-                "Could not settle the delivery of {id} to {domain}",
-                id=row.object_id,
-                domain=domain,
-            )
-        return None
+        Forget the loops that hold nothing (those of a domain that just
+        failed are kept while it rests).
+        """
+        for domain, destination in list(self._destinations.items()):
+            if destination.idle and not destination.resting:
+                del self._destinations[domain]

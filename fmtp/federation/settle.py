@@ -8,8 +8,8 @@ or given up (a bounce is filed for the sender, then the row is removed).
 A peer answers recipient by recipient, so one row can end in all three at
 once: the delivered recipients are done, the refused ones bounced, the
 others rescheduled alone.  When the whole message fails for now (the link,
-DNS, a peer's 4xx), the domain is taken for down and its other rows in the
-pass are put off without being tried (L{DomainSuspended}).
+DNS, a peer's 4xx), the domain is taken for down and its other rows
+held are put off without being tried (L{DomainSuspended}).
 """
 
 from __future__ import annotations
@@ -27,12 +27,17 @@ from fmtp.federation.bounce import Bouncer, clean_reason, is_success, summarize
 from fmtp.interfaces import IDeliveryStore
 from fmtp.objects import FMTPObject, normalize_address
 
-#: How long to wait after each failed attempt, in seconds: after the first
-#: failure 1 minute, then 5 and 15 minutes, 30 minutes, 1 and 2 hours, and
-#: from then on the last entry, every 4 hours, as mail servers do.  Early
-#: retries catch a peer that was restarting; later ones spare a peer that
-#: is down for long.
+#: How long to wait after each failed attempt, in seconds: first within
+#: seconds (1, 2 and 5), which catches a peer that was restarting or a
+#: link that broke, as Synapse does; then after 1, 5, 15 and 30 minutes,
+#: 1 and 2 hours, and from then on the last entry, every 4 hours, as mail
+#: servers do, which spares a peer that is down for long.  A peer that
+#: connects to us is not waited for at all
+#: (L{fmtp.federation.queue.OutboundQueue.peer_connected}).
 DEFAULT_SCHEDULE: tuple[float, ...] = (
+    1.0,
+    2.0,
+    5.0,
     60.0,
     5 * 60.0,
     15 * 60.0,
@@ -96,8 +101,8 @@ class QueueStats:
 
 class DomainSuspended(Exception):
     """
-    The domain failed as a whole: its other rows in this pass are put off
-    without being tried.
+    The domain failed as a whole: the other rows its transmission loop
+    holds are put off without being tried.
     """
 
     def __init__(self, code: int, text: str) -> None:

@@ -43,6 +43,7 @@ from fmtp.cli import (
 from fmtp.cli.messaging import subjects
 from fmtp.cli.output import Progress
 from fmtp.client import Client, ConnectionLost, ReplyError
+from fmtp.federation.node import FederationSettings
 from fmtp.keys.records import format_key_record, zone_line
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.loginthrottle import LoginLimits
@@ -176,6 +177,9 @@ class CLIServer:
             hosts_file=str(hosts),
             nameservers=[self.dns.nameserver],
             login_limits=LoginLimits(failure_delay=0.05),
+            # What waits for lenore.org stays put between the admin's
+            # looks at it, rather than being retried within seconds.
+            federation=FederationSettings(retry_schedule=(3600.0,)),
         )
         self.password_file = tmp_path / "password"
         self.password_file.write_text(PASSWORD + "\n")

@@ -200,6 +200,29 @@ class ServerLinksTests(SynchronousTestCase):
         self.assertEqual(answer["In-Reply-To"], hello["Nonce"])
         self.assertEqual((answer["Domain"], answer["To"]), ("lenore.org", "poe.net"))
 
+    def test_verified_hello_tells_the_queue(self) -> None:
+        """
+        A peer whose HELLO proved its domain is back: the queue is told,
+        to send what waits for it at once.  A refused HELLO tells nothing.
+        """
+        connected: list[str] = []
+        links = ServerLinks(
+            "lenore.org",
+            self.store,
+            self.clock,
+            self.lenore,
+            self.links.hello,
+            self.links.receiver,
+            kick=lambda: None,
+            peer_connected=connected.append,
+        )
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.result(links.answer_hello(hello))
+        self.assertEqual(connected, ["poe.net"])
+        replayed = ensureDeferred(links.answer_hello(hello))
+        self.failureResultOf(replayed)
+        self.assertEqual(connected, ["poe.net"])
+
     def test_address_for_child(self) -> None:
         """
         Only a child's GET of another domain's user is a lookup; and a

@@ -83,6 +83,8 @@ class FakeLinks:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.calls: list[tuple[float, str, tuple[str, ...]]] = []
+        #: The object of each call, in order.
+        self.ids: list[str] = []
         self.script: list[Any] = []
         self.default: Any = None
         self.pending: list[tuple[QueuedDelivery, Deferred[list[RecipientResult]]]] = []
@@ -92,6 +94,7 @@ class FakeLinks:
         self.calls.append(
             (self.clock.seconds() - T0, delivery.domain, delivery.recipients)
         )
+        self.ids.append(obj.id)
         outcome = self.script.pop(0) if self.script else self.default
         if outcome is None:
             return succeed(answer(delivery))
@@ -234,24 +237,25 @@ class DeliveryTests(QueueTestCase):
 
         [row] = self.queued()
         self.assertEqual(row.attempts, 1)
-        self.assertEqual(row.next_attempt, T0 + 60)
+        self.assertEqual(row.next_attempt, T0 + 1)
         self.assertEqual(row.last_error, "421 connection refused")
-        self.assertEqual(self.timer_times(), [60.0])
+        self.assertEqual(self.timer_times(), [1.0])
         self.assertEqual(queue.stats.retried, 1)
 
-        self.clock.advance(59)
+        self.clock.advance(0.5)
         self.assertEqual(len(self.links.calls), 1)
-        self.clock.advance(1)
-        self.assertEqual(self.links.times(), [0.0, 60.0])
+        self.clock.advance(0.5)
+        self.assertEqual(self.links.times(), [0.0, 1.0])
         self.assertEqual(self.queued(), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_schedule_until_window_runs_out(self) -> None:
         """
-        A domain that never answers is tried after 1, 5, 15 and 30 minutes,
-        1 and 2 hours, then every 4 hours; when the next attempt would fall
-        after five days from when the message was queued, the sender gets a
-        bounce instead and the row goes.
+        A domain that never answers is tried again within seconds (after 1,
+        2 and 5 seconds: a peer restarting is back by then), then after 1,
+        5, 15 and 30 minutes, 1 and 2 hours, then every 4 hours; when the
+        next attempt would fall after five days from when the message was
+        queued, the sender gets a bounce instead and the row goes.
         """
         queue = self.start()
         self.links.default = LinkDown()
@@ -259,12 +263,12 @@ class DeliveryTests(QueueTestCase):
         self.run_timers()
 
         times = self.links.times()
-        expected = [0, 60, 360, 1260, 3060, 6660, 13860, 28260]
+        expected = [0, 1, 3, 8, 68, 368, 1268, 3068, 6668, 13868, 28268]
         self.assertEqual(times[: len(expected)], expected)
         self.assertEqual(
             {
                 later - earlier
-                for earlier, later in zip(times[7:-1], times[8:], strict=True)
+                for earlier, later in zip(times[10:-1], times[11:], strict=True)
             },
             {4 * 3600.0},
         )
@@ -287,13 +291,13 @@ class DeliveryTests(QueueTestCase):
         self.links.default = LinkDown()
         queue = self.start(random=lambda: 0.0)
         self.send(queue)
-        self.assertEqual(self.queued()[0].next_attempt, T0 + 54)
+        self.assertEqual(self.queued()[0].next_attempt, T0 + 0.9)
         queue.stopService()
 
         self.store = MemoryStore()
         queue = self.start(random=lambda: 0.75)
         self.send(queue)
-        self.assertAlmostEqual(self.queued()[0].next_attempt, T0 + 63)
+        self.assertAlmostEqual(self.queued()[0].next_attempt, T0 + 1.05)
 
     def test_custom_schedule_and_window(self) -> None:
         """
@@ -325,7 +329,7 @@ class BounceTests(QueueTestCase):
         the postmaster to the sender, answering the original in its
         thread, and saying who failed, how, and after how many attempts.
         """
-        queue = self.start(retry_window=100)
+        queue = self.start(retry_schedule=(60,), retry_window=100)
         self.links.default = LinkDown()
         obj = self.send(queue)
         self.assertEqual(self.bounces, [])
@@ -425,11 +429,11 @@ class BounceTests(QueueTestCase):
         self.assertEqual(
             row,
             QueuedDelivery(
-                obj.id, "lenore.org", (LENORE,), T0, 1, T0 + 60, "451 code 451"
+                obj.id, "lenore.org", (LENORE,), T0, 1, T0 + 1, "451 code 451"
             ),
         )
-        self.clock.advance(60)
-        self.assertEqual(self.links.calls[-1], (60.0, "lenore.org", (LENORE,)))
+        self.clock.advance(1)
+        self.assertEqual(self.links.calls[-1], (1.0, "lenore.org", (LENORE,)))
         self.assertEqual(self.queued(), [])
         self.assertEqual(len(self.bounces), 1)
         self.assertEqual(
@@ -609,10 +613,10 @@ class FailureTests(QueueTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         [row] = self.queued()
         self.assertEqual(row.attempts, 1)
-        self.assertEqual(row.next_attempt, T0 + 60)
+        self.assertEqual(row.next_attempt, T0 + 1)
         self.assertEqual(row.last_error, "451 ZeroDivisionError: division by zero")
         self.assertEqual(self.bounces, [])
-        self.clock.advance(60)
+        self.clock.advance(1)
         self.assertEqual(self.queued(), [])
         self.assertEqual(queue.stats.delivered, 1)
 
@@ -636,7 +640,7 @@ class FailureTests(QueueTestCase):
         rows = {row.object_id: row for row in self.queued()}
         self.assertEqual(rows[first.id].attempts, 1)
         self.assertEqual(rows[second.id].attempts, 1)
-        self.assertEqual(rows[second.id].next_attempt, T0 + 61)
+        self.assertEqual(rows[second.id].next_attempt, T0 + 2)
         self.assertEqual(
             rows[second.id].last_error,
             "421 not tried, lenore.org just failed: connection refused",
@@ -687,15 +691,16 @@ class FailureTests(QueueTestCase):
             {"retry_schedule": ()},
             {"retry_schedule": (60, 0)},
             {"retry_window": -1},
-            {"max_concurrent_domains": 0},
+            {"max_held": 0},
+            {"window": 0},
             {"batch": 0},
         ):
             self.assertRaises(ValueError, self.make_queue, **bad)
 
     def test_retry_delay(self) -> None:
         self.assertEqual(
-            [retry_delay(n) for n in range(1, 10)],
-            [60, 300, 900, 1800, 3600, 7200, 14400, 14400, 14400],
+            [retry_delay(n) for n in range(1, 13)],
+            [1, 2, 5, 60, 300, 900, 1800, 3600, 7200, 14400, 14400, 14400],
         )
         self.assertEqual(retry_delay(0), DEFAULT_SCHEDULE[0])
 
@@ -741,84 +746,74 @@ class SchedulingTests(QueueTestCase):
 
     def test_kick_during_pass(self) -> None:
         """
-        Kicks while a pass runs start no second pass beside it: they make
-        one more pass after it.
+        Kicks while a pass reads the store start no second pass beside it:
+        they make one more pass after it.
         """
-        passes = []
+        reads: list[Deferred[None]] = []
 
-        class Counting(MemoryStore):
-            def next_due_time(self) -> Deferred[float | None]:
-                passes.append(True)  # once at the end of each pass
-                return super().next_due_time()
+        class Slow(MemoryStore):
+            def due_deliveries(self, now: float, limit: int) -> Any:
+                gate: Deferred[None] = Deferred()
+                reads.append(gate)
+                result = super().due_deliveries(now, limit)
+                return gate.addCallback(lambda _: result)
 
-        self.store = Counting()
+        self.store = Slow()
         queue = self.start()
-        self.assertEqual(len(passes), 1)
-        self.links.script = [PENDING]
+        reads.pop().callback(None)
         self.queue_message()
-        first_kick = queue.kick()  # a pass starts, and waits for the link
+        first_kick = queue.kick()  # a pass starts, and waits for the store
         self.assertNoResult(first_kick)
 
-        second = self.queue_message((ANNABEL,))
+        self.queue_message((ANNABEL,))
         kicks = [queue.kick(), queue.kick()]
-        self.assertEqual(len(self.links.calls), 1)
-        self.assertEqual(len(passes), 1)
+        self.assertEqual(len(reads), 1)
         for kick in kicks:
             self.assertNoResult(kick)
 
-        self.links.finish()
-        self.assertEqual(len(passes), 3)
-        self.assertEqual(self.links.calls[1], (0.0, "kingdom.example", (ANNABEL,)))
-        self.assertEqual(self.queued("kingdom.example"), [])
-        for kick in [first_kick, *kicks]:
+        reads.pop().callback(None)
+        self.assertIsNone(self.successResultOf(first_kick))
+        self.assertEqual(len(reads), 1)  # the one more pass
+        reads.pop().callback(None)
+        for kick in kicks:
             self.assertIsNone(self.successResultOf(kick))
-        self.assertEqual(self.links.calls[1][2], (ANNABEL,))
-        self.assertEqual(self.successResultOf(self.store.has_object(second.id)), True)
+        self.assertEqual(reads, [])
+        self.assertEqual(
+            sorted(domain for _, domain, _ in self.links.calls),
+            ["kingdom.example", "lenore.org"],
+        )
+        self.assertEqual(self.queued("kingdom.example"), [])
+        self.assertEqual(self.queued("lenore.org"), [])
 
-    def test_domains_serial_and_concurrent(self) -> None:
+    def test_each_domain_has_its_own_loop(self) -> None:
         """
-        Rows for one domain go one after another; rows for different
-        domains go at once, up to the limit.
+        Each domain's rows are sent by its own loop: a domain whose link
+        hangs does not hold up another's rows, in this pass or the next.
         """
-        self.links.default = PENDING
-        queue = self.start(max_concurrent_domains=2)
-        first = self.queue_message((LOST,))
-        self.clock.advance(1)
-        second = self.queue_message((RAVEN,))
-        self.clock.advance(1)
-        self.queue_message((ANNABEL,))
-        self.clock.advance(1)
-        self.queue_message((USHER,))
+        queue = self.start()
+        self.links.script = [PENDING]
+        self.queue_message((LOST,))
         queue.kick()
+        self.assertEqual(len(self.links.pending), 1)
 
-        def in_flight() -> list[tuple[str, str]]:
-            return [(d.domain, d.object_id) for d, _ in self.links.pending]
-
+        self.clock.advance(1)
+        self.send(queue, (ANNABEL,))
+        self.send(queue, (USHER,))
         self.assertEqual(
-            [domain for domain, _ in in_flight()], ["lenore.org", "kingdom.example"]
+            [domain for _, domain, _ in self.links.calls],
+            ["lenore.org", "kingdom.example", "usher.example"],
         )
-        self.assertEqual(in_flight()[0][1], first.id)
-
-        self.links.finish(0)  # lenore.org: its next row, on the same slot
-        self.assertEqual(
-            [domain for domain, _ in in_flight()], ["kingdom.example", "lenore.org"]
-        )
-        self.assertEqual(in_flight()[1][1], second.id)
-        self.links.finish(0)  # kingdom.example: its slot goes to usher
-        self.assertEqual(
-            [domain for domain, _ in in_flight()], ["lenore.org", "usher.example"]
-        )
-        self.links.finish(0)
-        self.links.finish(0)
-        self.assertEqual(in_flight(), [])
-        self.assertEqual(queue.stats.delivered, 4)
-        for domain in ("lenore.org", "kingdom.example", "usher.example"):
-            self.assertEqual(self.queued(domain), [])
+        self.assertEqual(self.queued("kingdom.example"), [])
+        self.assertEqual(self.queued("usher.example"), [])
+        self.assertEqual(len(self.queued("lenore.org")), 1)
+        self.links.finish()
+        self.assertEqual(self.queued("lenore.org"), [])
 
     def test_window_after_the_first_delivery(self) -> None:
         """
         A domain's first row goes alone (it opens the link); once it is
-        through, up to C{window} more go at once on that link.
+        through, up to C{window} go at once on that link, and each answer
+        lets the next row go at once.
         """
         self.links.default = PENDING
         queue = self.start(window=2)
@@ -826,16 +821,137 @@ class SchedulingTests(QueueTestCase):
             self.queue_message((recipient,))
             self.clock.advance(1)
         queue.kick()
-        self.assertEqual(len(self.links.pending), 1)
-        self.links.finish(0)
-        self.assertEqual(len(self.links.pending), 2)
-        self.links.finish(0)
-        self.assertEqual(len(self.links.pending), 1)
-        self.links.finish(0)
-        self.assertEqual(len(self.links.pending), 1)
-        self.links.finish(0)
+        counts = [len(self.links.pending)]
+        while self.links.pending:
+            self.links.finish(0)
+            counts.append(len(self.links.pending))
+        self.assertEqual(counts, [1, 2, 2, 1, 0])
         self.assertEqual(queue.stats.delivered, 4)
         self.assertEqual(self.queued("lenore.org"), [])
+
+    def test_pipelined_in_the_order_queued(self) -> None:
+        """
+        Many rows for one domain go pipelined, up to the window (32 by
+        default, what a receiving server runs at once on one connection),
+        in the order they were queued; each reply settles its own row.
+        """
+        self.links.default = PENDING
+        queue = self.start()
+        self.assertEqual(queue.window, 32)
+        ids = []
+        for n in range(40):
+            ids.append(self.queue_message((f"user{n}@lenore.org",)).id)
+            self.clock.advance(0.001)
+        queue.kick()
+        self.assertEqual(len(self.links.pending), 1)
+        self.links.finish(0)
+        self.assertEqual(len(self.links.pending), 32)
+        self.assertEqual([d.object_id for d, _ in self.links.pending], ids[1:33])
+        loop = queue.destination("lenore.org")
+        # A reply out of order settles its own row, and the next goes.
+        done = self.links.finish(5)
+        self.assertEqual(done.object_id, ids[6])
+        self.assertNotIn(ids[6], [r.object_id for r in self.queued()])
+        self.assertEqual(self.links.pending[-1][0].object_id, ids[33])
+        while self.links.pending:
+            self.links.finish(0)
+        self.assertEqual(self.links.ids, ids)
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(loop.max_in_flight, 32)
+
+    def test_loops_hold_a_bounded_number_of_rows(self) -> None:
+        """
+        The loops hold at most C{max_held} rows; the others stay due in the
+        store, and a loop running low asks for another pass, so that all
+        go, in order, without a timer.
+        """
+        self.links.default = PENDING
+        queue = self.start(window=2, max_held=3, batch=2)
+        ids = []
+        for n in range(7):
+            ids.append(self.queue_message((f"user{n}@lenore.org",)).id)
+            self.clock.advance(0.001)
+        queue.kick()
+        while self.links.pending:
+            self.assertLessEqual(len(queue.destination("lenore.org")), 3)
+            self.links.finish(0)
+        self.assertEqual(self.links.ids, ids)
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_domain_down_puts_off_what_its_loop_holds(self) -> None:
+        """
+        When the domain fails as a whole, the rows its loop holds are put
+        off without a try; once the rest is over, its next row is tried
+        alone again, and when that gets through the window opens.
+        """
+        self.links.default = PENDING
+        queue = self.start()
+        for n in range(4):
+            self.queue_message((f"user{n}@lenore.org",))
+        queue.kick()
+        self.assertEqual(len(self.links.pending), 1)
+        delivery, d = self.links.pending.pop(0)
+        d.errback(LinkDown())
+        self.assertEqual(len(self.links.calls), 1)
+        rows = self.queued()
+        self.assertEqual([r.attempts for r in rows], [1, 1, 1, 1])
+        self.assertTrue(all(r.next_attempt == T0 + 1 for r in rows))
+        self.assertEqual(self.timer_times(), [1.0])
+
+        self.clock.advance(1)
+        self.assertEqual(len(self.links.pending), 1)  # probing, alone
+        self.links.finish(0)
+        self.assertEqual(len(self.links.pending), 3)
+        while self.links.pending:
+            self.links.finish(0)
+        self.assertEqual(self.queued(), [])
+
+    def test_peer_connected_sends_at_once(self) -> None:
+        """
+        When the peer's server connects to us (its HELLO verified), what
+        waits for it is sent at once, whatever its back-off, and the
+        count of attempts is kept.
+        """
+        queue = self.start()
+        self.links.default = LinkDown()
+        self.send(queue)
+        self.run_timers(until=10)
+        self.assertEqual(self.links.times(), [0, 1, 3, 8])
+        [row] = self.queued()
+        self.assertEqual(row.next_attempt, T0 + 68)
+
+        self.links.default = None
+        self.clock.advance(2)
+        self.assertIsNone(self.successResultOf(queue.peer_connected("LENORE.org")))
+        self.assertEqual(self.links.times(), [0, 1, 3, 8, 10])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(queue.stats.delivered, 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_peer_connected_ends_the_rest(self) -> None:
+        """
+        A peer that connects while its domain rests after a failure has
+        what its loop holds tried, not put off.
+        """
+        self.links.default = PENDING
+        queue = self.start()
+        self.queue_message((LOST,))
+        queue.kick()
+        _, d = self.links.pending.pop(0)
+        d.errback(LinkDown())
+        self.assertTrue(queue.destination("lenore.org").resting)
+        self.links.default = None
+        self.successResultOf(queue.peer_connected("lenore.org"))
+        self.assertEqual(self.links.times(), [0, 0])
+        self.assertEqual(self.queued(), [])
+
+    def test_peer_connected_with_nothing_queued(self) -> None:
+        queue = self.start()
+        self.successResultOf(queue.peer_connected("lenore.org"))
+        self.assertEqual(self.links.calls, [])
+        queue.stopService()
+        self.successResultOf(queue.peer_connected("lenore.org"))
 
     def test_stop_waits_for_in_flight(self) -> None:
         """
@@ -919,7 +1035,7 @@ async def test_sqlite_retry_survives_restart(tmp_path) -> None:
         await queue.kick()
         await queue.stopService()
         [row] = await store.queued_for("lenore.org")
-        assert (row.attempts, row.next_attempt) == (1, T0 + 60)
+        assert (row.attempts, row.next_attempt) == (1, T0 + 1)
         assert row.last_error == "421 connection refused"
     finally:
         await store.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import formatEvent, globalLogPublisher
 
 from fmtp.accounts import hash_password
@@ -482,3 +482,106 @@ async def test_recorded_hello_is_refused(network) -> None:
         assert answer.code == 554 and "Nonce must be" in answer.argument, answer
     fresh = make_hello(poe, "lenore.org", reactor.seconds())
     assert (await hello_over(lenore, fresh)).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_back_and_connecting_gets_its_queue_at_once(network) -> None:
+    """
+    lenore.org was down when edgar wrote, and poe.net backed off for an
+    hour.  lenore.org comes back and connects to poe.net (lost writes to
+    edgar): once its HELLO is verified, poe.net sends what waits for it at
+    once, instead of at the end of the back-off.
+    """
+    patient = replace(FAST, retry_schedule=(3600.0,))
+    poe = await network.start("poe.net", "127.0.0.2", settings=patient)
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    await lenore.stop()
+
+    edgar = await poe.login(EDGAR)
+    sent = await edgar.request("SEND", headers={"To": LOST}, body=b"Are you there?")
+    assert sent.code == 201, sent
+
+    async def backed_off():
+        rows = await poe.services.store.queued_for("lenore.org")
+        return rows and rows[0].attempts == 1
+
+    await eventually(backed_off)
+    [row] = await poe.services.store.queued_for("lenore.org")
+    assert row.next_attempt > reactor.seconds() + 3000
+
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
+    lost = await lenore.login(LOST)
+    reply = await lost.request("SEND", headers={"To": EDGAR}, body=b"I am back")
+    assert reply.code == 201, reply
+    # lost's message reaches edgar over lenore.org's link to poe.net...
+    back = await within(edgar.pushes.get())
+    assert back.body == b"I am back"
+    # ...whose HELLO made poe.net send edgar's at once.
+    pushed = await within(lost.pushes.get())
+    assert pushed.headers["Id"] == sent.headers["Id"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_many_messages_pipelined_on_one_link(network) -> None:
+    """
+    Many messages for one domain go as pipelined DELIVERs on one link, and
+    the receiver files them concurrently.  lenore.org holds every DELIVER
+    after the first until another arrives beside it: a sender that waited
+    for each reply before the next would never send that other one.
+    """
+    poe = await network.start("poe.net", "127.0.0.2")
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    edgar = await poe.login(EDGAR)
+    lost = await lenore.login(LOST)
+
+    receiver = lenore.services.links.receiver
+    receive = receiver.receive
+    seen = {"calls": 0, "in_flight": 0, "max": 0}
+    together: Deferred[None] = Deferred()
+
+    async def observed(obj, recipients, peer_domain):
+        seen["calls"] += 1
+        seen["in_flight"] += 1
+        seen["max"] = max(seen["max"], seen["in_flight"])
+        try:
+            if seen["max"] >= 2 and not together.called:
+                together.callback(None)
+            if seen["calls"] > 1:
+                await within(Deferred.fromCoroutine(_wait(together)))
+            return await receive(obj, recipients, peer_domain)
+        finally:
+            seen["in_flight"] -= 1
+
+    receiver.receive = observed
+    count = 40
+    replies = await within(Deferred.fromCoroutine(_send_all(edgar, count)), seconds=60)
+    assert all(r.code == 201 for r in replies), replies
+    for _ in range(count):
+        await within(lost.pushes.get(), seconds=60)
+    assert seen["calls"] == count
+    assert seen["max"] >= 2
+    links = poe.services.links.pool.links()
+    assert [link.domain for link in links] == ["lenore.org"]
+
+
+async def _wait(d: Deferred) -> None:
+    if not d.called:
+        waiter: Deferred[None] = Deferred()
+        d.addCallback(lambda _: waiter.callback(None))
+        await waiter
+
+
+async def _send_all(client: FrameClientProtocol, count: int) -> list[Frame]:
+    """
+    C{count} SENDs to lost, pipelined on C{client}.
+    """
+    return await gatherResults(
+        [
+            client.request("SEND", headers={"To": LOST}, body=b"%d" % n)
+            for n in range(count)
+        ]
+    )

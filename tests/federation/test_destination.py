@@ -1,0 +1,117 @@
+"""
+Tests for L{fmtp.federation.destination}: one domain's transmission loop,
+driven by scripted attempts and a L{Clock}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmtp.delivery import QueuedDelivery
+from fmtp.federation.destination import DestinationQueue, row_key
+from fmtp.federation.settle import DomainSuspended
+
+
+def rows(count: int) -> list[QueuedDelivery]:
+    return [
+        QueuedDelivery.new(f"{n}.n.edgar@poe.net", "lenore.org", ["lost@lenore.org"], n)
+        for n in range(count)
+    ]
+
+
+class DestinationQueueTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.attempts: list[tuple[QueuedDelivery, Deferred[None]]] = []
+        self.put_off: list[QueuedDelivery] = []
+        self.settled: list[tuple[str, bool]] = []
+        self.answer_at_once = False
+
+    def attempt(self, row: QueuedDelivery) -> Deferred[None]:
+        if self.answer_at_once:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self.attempts.append((row, d))
+        return d
+
+    def make(self, window: int = 4) -> DestinationQueue:
+        async def put_off(row: QueuedDelivery, why: DomainSuspended) -> None:
+            self.put_off.append(row)
+
+        return DestinationQueue(
+            "lenore.org",
+            self.attempt,
+            put_off,
+            self.clock,
+            window,
+            0.5,
+            lambda loop, row, ok: self.settled.append((row.object_id, ok)),
+        )
+
+    def test_a_row_is_held_once(self) -> None:
+        loop = self.make()
+        [row] = rows(1)
+        loop.add(row)
+        loop.add(row)
+        self.assertEqual((len(loop), len(self.attempts)), (1, 1))
+        self.assertIn(row_key(row), loop)
+        self.attempts.pop()[1].callback(None)
+        self.assertTrue(loop.idle)
+        self.assertEqual(self.settled, [(row.object_id, True)])
+
+    def test_long_queue_settled_at_once_does_not_nest(self) -> None:
+        """
+        Thousands of rows whose attempts answer at once go through a loop,
+        not nested calls that would exhaust the stack.
+        """
+        self.answer_at_once = True
+        loop = self.make(window=32)
+        for row in rows(5000):
+            loop.add(row)
+        self.assertTrue(loop.idle)
+        self.assertEqual(len(self.settled), 5000)
+
+    def test_failure_to_settle_is_reported(self) -> None:
+        loop = self.make()
+        [row] = rows(1)
+        loop.add(row)
+        self.attempts.pop()[1].errback(RuntimeError("store down"))
+        self.assertEqual(self.settled, [(row.object_id, False)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(loop.idle)
+
+    def test_rest_after_failure(self) -> None:
+        """
+        Rows handed over while the domain rests are put off; after the
+        rest, the next goes alone.
+        """
+        loop = self.make()
+        first, second, third = rows(3)
+        loop.add(first)
+        self.attempts.pop()[1].errback(DomainSuspended(421, "refused"))
+        self.assertTrue(loop.resting)
+        loop.add(second)
+        self.assertEqual(self.put_off, [second])
+        self.clock.advance(0.5)
+        self.assertFalse(loop.resting)
+        loop.add(third)
+        self.assertEqual([r for r, _ in self.attempts], [third])
+
+    def test_stop(self) -> None:
+        """
+        Stopping drops the rows not sent (they stay due in the store) and
+        waits for those in flight.
+        """
+        loop = self.make()
+        for row in rows(3):
+            loop.add(row)
+        stopped = loop.stop()
+        self.assertNoResult(stopped)
+        self.assertEqual(len(loop), 1)
+        loop.add(rows(5)[4])
+        self.assertEqual(len(self.attempts), 1)
+        self.attempts.pop()[1].callback(None)
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertIsNone(self.successResultOf(loop.stop()))
