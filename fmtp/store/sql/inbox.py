@@ -217,18 +217,18 @@ class SQLInbox(SQLiteEngine):
         except ValueError as e:
             return fail(e)
         query, params = inbox_query(recipient, since, limit)
-        return self.run_interaction(_inbox, query, params)
+        return self.run_query(_inbox, query, params)
 
     def read_object(
         self, object_id: str, reader: str | None
     ) -> Deferred[StoredObject | None]:
-        return self.run_interaction(_read_object, object_id, reader)
+        return self.run_query(_read_object, object_id, reader)
 
     def remove_from_inbox(self, recipient: str, object_id: str) -> Deferred[bool]:
         return self.run_interaction(_remove_from_inbox, recipient, object_id)
 
     def held_senders(self, recipient: str) -> Deferred[list[str]]:
-        return self.run_interaction(_held_senders, recipient)
+        return self.run_query(_held_senders, recipient)
 
     def release_held(self, recipient: str, sender: str) -> Deferred[int]:
         return self.run_interaction(_release_held, recipient, sender)
@@ -237,7 +237,7 @@ class SQLInbox(SQLiteEngine):
         return self.run_interaction(_drop_held, recipient, sender)
 
     def has_object(self, object_id: str) -> Deferred[bool]:
-        return self.run_interaction(_has_object, object_id)
+        return self.run_query(_has_object, object_id)
 
     # IDeliveryStore: approved senders
 
@@ -245,4 +245,4 @@ class SQLInbox(SQLiteEngine):
         return self.run_interaction(_approve_sender, recipient, sender)
 
     def is_approved(self, recipient: str, sender: str) -> Deferred[bool]:
-        return self.run_interaction(_is_approved, recipient, sender)
+        return self.run_query(_is_approved, recipient, sender)

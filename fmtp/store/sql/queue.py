@@ -217,13 +217,13 @@ class SQLQueue(SQLiteEngine):
         return self.run_interaction(_enqueue, object_row, queue_rows, send_key)
 
     def was_sent(self, object_id: str, domain: str, digest: str) -> Deferred[bool]:
-        return self.run_interaction(_was_sent, object_id, domain, digest)
+        return self.run_query(_was_sent, object_id, domain, digest)
 
     def forget_sent(self, before: float) -> Deferred[int]:
         return self.run_interaction(_forget_before, "sent", before)
 
     def find_send(self, sender: str, key: str) -> Deferred[SendRecord | None]:
-        return self.run_interaction(_find_send, sender, key)
+        return self.run_query(_find_send, sender, key)
 
     def finish_send(self, sender: str, key: str, results: str) -> Deferred[None]:
         return self.run_interaction(_finish_send, sender, key, results)
@@ -236,10 +236,10 @@ class SQLQueue(SQLiteEngine):
             check_counts(limit=limit)
         except ValueError as e:
             return fail(e)
-        return self.run_interaction(_due_deliveries, now, limit)
+        return self.run_query(_due_deliveries, now, limit)
 
     def next_due_time(self) -> Deferred[float | None]:
-        return self.run_interaction(_next_due_time)
+        return self.run_query(_next_due_time)
 
     def reschedule(
         self,
@@ -265,4 +265,4 @@ class SQLQueue(SQLiteEngine):
         return self.run_interaction(_make_due, now, domain)
 
     def queued_for(self, domain: str) -> Deferred[list[QueuedDelivery]]:
-        return self.run_interaction(_queued_for, domain)
+        return self.run_query(_queued_for, domain)
