@@ -26,22 +26,33 @@ def _deliver_local(
     sender: str,
     held: bool,
 ) -> int | None:
-    object_id = object_row[0]
     with transaction(conn):
-        cursor = conn.execute(
-            """
-            INSERT INTO inbox (recipient, object_id, sender, held)
-            VALUES (?, ?, ?, ?)
-            ON CONFLICT (recipient, object_id) DO NOTHING
-            """,
-            (recipient, object_id, sender, 1 if held else 0),
-        )
-        if cursor.rowcount == 0:
+        seq = _file_entry(conn, recipient, object_row[0], sender, held)
+        if seq is None:
             # A replay: change nothing, not even a deleted object.
             return None
-        seq = cursor.lastrowid
         _seal_object(conn, object_row, replace_draft=False)
     return seq
+
+
+def _file_entry(
+    conn: sqlite3.Connection, recipient: str, object_id: str, sender: str, held: bool
+) -> int | None:
+    """
+    Add C{object_id} to C{recipient}'s inbox, in the caller's transaction.
+
+    @return: the entry's sequence number, or L{None} if the recipient
+        already had that id.
+    """
+    cursor = conn.execute(
+        """
+        INSERT INTO inbox (recipient, object_id, sender, held)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (recipient, object_id) DO NOTHING
+        """,
+        (recipient, object_id, sender, 1 if held else 0),
+    )
+    return None if cursor.rowcount == 0 else cursor.lastrowid
 
 
 def _read_object(
