@@ -60,11 +60,13 @@ def readable(viewer: str | None, found: StoredObject | None) -> FMTPObject | Non
 
 async def link_to_parent(
     store: IDeliveryStore, user: str, properties: dict[str, str]
-) -> None:
+) -> StoredObject | None:
     """
     Check or fill in C{Parent-Digest} and C{Top} of an object that answers
     a parent held here, so the stored thread is a hash chain.
 
+    @return: the parent as stored, if it is held here (readable by
+        C{user} or not), for L{check_parent_digest}.
     @raise InvalidObject: for a C{Parent-Digest} without C{Parent}.
     @raise Forbidden: if C{Parent-Digest} does not match the parent.
     """
@@ -72,21 +74,38 @@ async def link_to_parent(
     if parent_id is None:
         if "Parent-Digest" in properties:
             raise InvalidObject("Parent-Digest without Parent")
-        return
+        return None
     parse_object_id(parent_id)
     if "Top" in properties:
         parse_object_id(properties["Top"])
-    parent = readable(user, await store.read_object(parent_id, user))
+    found = await store.read_object(parent_id, user)
+    parent = readable(user, found)
     if parent is None:
         # A parent held elsewhere (another domain), or not visible to the
         # user, is checked by whoever holds it; here the digest is carried
         # as given.
-        return
+        return found
     digest = parent.digest()
     claimed = properties.setdefault("Parent-Digest", digest)
     if claimed.lower() != digest:
         raise Forbidden(f"Parent-Digest does not match {parent_id}")
     properties.setdefault("Top", parent.properties.get("Top", parent.id))
+    return found
+
+
+def check_parent_digest(found: StoredObject, properties: dict[str, str]) -> None:
+    """
+    Refuse a message whose C{Parent-Digest} does not match its parent held
+    here, even one its sender may not read: a local recipient must never
+    be handed a broken link of a thread (the check a receiver makes of
+    every message, L{fmtp.federation.inbound}, made here before anything
+    is stored).
+
+    @raise Forbidden: if it does not match.
+    """
+    claimed = properties.get("Parent-Digest", "").lower()
+    if claimed != found.obj.digest():
+        raise Forbidden(f"Parent-Digest does not match {found.obj.id}")
 
 
 def check_from(owner: str, properties: dict[str, str]) -> None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from twisted.logger import Logger
+
 from fmtp.auth.router import Event
 from fmtp.errors import InvalidAddress
 from fmtp.objects import FMTPObject, domain_of, normalize_address, owner_of
+from fmtp.policy import Decision, decide, format_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,85 @@ class RecipientResult:
 
     def line(self) -> str:
         return f"{self.address} {self.code} {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Filing:
+    """
+    What becomes of a message for one local recipient: the result to
+    answer, and whether to file it in their inbox, held or not.
+
+    A store that files a sent message in the same transaction that stores
+    it (L{fmtp.interfaces.IDeliveryStore.send_message}) asks
+    L{choose_filing} for one per recipient, and hands back the ones it
+    followed.
+    """
+
+    result: RecipientResult
+    file: bool = False
+    held: bool = False
+
+    @property
+    def pushed(self) -> bool:
+        """
+        Whether the recipient's sessions are told at once: it was filed,
+        and not held.
+        """
+        return self.file and not self.held
+
+    def followed(self, seq: int | None) -> Filing:
+        """
+        This filing as a store followed it, given the sequence number of
+        the entry it filed: a recipient who already had the id (C{seq}
+        is L{None}) got nothing new.
+        """
+        if not self.file or seq is not None:
+            return self
+        return Filing(RecipientResult(self.result.address, 201, ALREADY_DELIVERED))
+
+
+def choose_filing(
+    address: str, profile: FMTPObject | None, obj: FMTPObject, approved: bool
+) -> Filing:
+    """
+    What the recipient C{address} takes of C{obj}, by the user object
+    C{profile} (L{None} if there is no such user) and its policy
+    (L{fmtp.policy}): whether its format is accepted, then whether its
+    sender is accepted, refused or held.
+
+    @param approved: whether the recipient approved the sender before.
+    """
+    if profile is None:
+        return Filing(RecipientResult(address, 550, "no such user"))
+    refusal = format_refusal(profile.properties, obj.properties.get("Format"))
+    if refusal:
+        return Filing(RecipientResult(address, 554, refusal))
+    decision = decide(profile.properties, sender_of(obj), approved)
+    if decision is Decision.REJECT:
+        return Filing(RecipientResult(address, 554, POLICY_REFUSAL))
+    if decision is Decision.HOLD:
+        return Filing(RecipientResult(address, 201, HELD), file=True, held=True)
+    return Filing(RecipientResult(address, 201, "delivered"), file=True)
+
+
+def log_refusal(log: Logger, obj: FMTPObject, filing: Filing) -> None:
+    """
+    Log a message refused by its recipient's policy: the recipient does
+    not see it, so the log is where an admin finds why.
+    """
+    if filing.result.text == POLICY_REFUSAL:
+        log.info(
+            "Refused {id} from {sender} for {address}: policy",
+            id=obj.id,
+            sender=sender_of(obj),
+            address=filing.result.address,
+        )
+
+
+#: The texts of the results L{choose_filing} and the stores give.
+POLICY_REFUSAL = "refused by the recipient's policy"
+HELD = "held until the recipient approves"
+ALREADY_DELIVERED = "already delivered"
 
 
 def results_text(results: Sequence[RecipientResult]) -> str:

@@ -93,6 +93,16 @@ class FairQueue(Generic[_T]):
         self._length -= 1
         return item
 
+    def peek(self) -> _T:
+        """
+        The item L{take} would return next, left in the queue.
+
+        @raise IndexError: if the queue is empty.
+        """
+        if not self._queues:
+            raise IndexError("peek at an empty FairQueue")
+        return self._queues[next(iter(self._queues))][0]
+
 
 class FairScheduler:
     """
@@ -120,7 +130,11 @@ class FairScheduler:
         self._in_thread = in_thread
         self._from_thread = from_thread
         self._lock = threading.Lock()
-        self._queue: FairQueue[tuple[Callable[..., Any], tuple, Deferred]] = FairQueue()
+        # Each call as (f, args, its Deferred, whether it writes): only a
+        # scheduler that groups writes (group commit) tells them apart.
+        self._queue: FairQueue[tuple[Callable[..., Any], tuple, Deferred, bool]] = (
+            FairQueue()
+        )
         # Whether the thread is draining the queue (or about to).
         self._working = False
         self._idle: list[Deferred[None]] = []
@@ -139,9 +153,14 @@ class FairScheduler:
         @return: a L{Deferred} that fires, in the reactor thread, with
             what C{f} returns, or fails with what it raises.
         """
-        d: Deferred[_T] = Deferred()
+        return self._put(principal, f, args, False)
+
+    def _put(
+        self, principal: object, f: Callable[..., Any], args: tuple, write: bool
+    ) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
         with self._lock:
-            self._queue.put(principal, (f, args, d))
+            self._queue.put(principal, (f, args, d, write))
             start, self._working = not self._working, True
         if start:
             self._in_thread(self._work)
@@ -151,18 +170,28 @@ class FairScheduler:
         """
         On the worker thread: run the calls in turn until none is left.
         """
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._working = False
-                    break
-                f, args, d = self._queue.take()
-            try:
-                result = f(*args)
-            except BaseException:
-                result = Failure()
-            self._from_thread(d.callback, result)
+        while self._run_turn():
+            pass
         self._from_thread(self._check_idle)
+
+    def _run_turn(self) -> bool:
+        """
+        On the worker thread: run the next call, if any, and send its
+        result to the reactor.
+
+        @return: whether there was one (if not, the thread is done).
+        """
+        with self._lock:
+            if not self._queue:
+                self._working = False
+                return False
+            f, args, d, _ = self._queue.take()
+        try:
+            result = f(*args)
+        except BaseException:
+            result = Failure()
+        self._from_thread(d.callback, result)
+        return True
 
     def _check_idle(self) -> None:
         with self._lock:

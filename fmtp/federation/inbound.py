@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from twisted.logger import Logger
 
-from fmtp.delivery import RecipientResult, sender_of
+from fmtp.delivery import RecipientResult, choose_filing, log_refusal, sender_of
 from fmtp.errors import (
     BadSignature,
     FMTPError,
@@ -37,7 +37,6 @@ from fmtp.objects import (
     normalize_address,
     parse_object_id,
 )
-from fmtp.policy import Decision, decide, format_refusal
 
 #: How old a signature may be when it arrives: the sender's queue retries
 #: for up to five days, and a little more covers clock skew.
@@ -269,29 +268,25 @@ class DeliveryReceiver:
         if claimed != parent.digest():
             raise DeliveryRefused(f"Parent-Digest does not match {parent_id}")
 
+    def push(self, address: str, obj: FMTPObject) -> None:
+        """
+        Tell C{address}'s sessions of C{obj}, just filed in their inbox
+        (not held): for a sender that filed it itself
+        (L{fmtp.interfaces.IDeliveryStore.send_message}).
+        """
+        self._push(address, obj)
+
     async def _file(self, obj: FMTPObject, address: str) -> RecipientResult:
         profile = await self._store.get_object(address)
-        if profile is None:
-            return RecipientResult(address, 550, "no such user")
-        sender = sender_of(obj)
-        refusal = format_refusal(profile.properties, obj.properties.get("Format"))
-        if refusal:
-            return RecipientResult(address, 554, refusal)
-        approved = await self._store.is_approved(address, sender)
-        decision = decide(profile.properties, sender, approved)
-        if decision is Decision.REJECT:
-            self._log.info(
-                "Refused {id} from {sender} for {address}: policy",
-                id=obj.id,
-                sender=sender,
-                address=address,
+        approved = profile is not None and await self._store.is_approved(
+            address, sender_of(obj)
+        )
+        filing = choose_filing(address, profile, obj, approved)
+        log_refusal(self._log, obj, filing)
+        if filing.file:
+            filing = filing.followed(
+                await self._store.deliver_local(address, obj, filing.held)
             )
-            return RecipientResult(address, 554, "refused by the recipient's policy")
-        held = decision is Decision.HOLD
-        seq = await self._store.deliver_local(address, obj, held)
-        if seq is None:
-            return RecipientResult(address, 201, "already delivered")
-        if held:
-            return RecipientResult(address, 201, "held until the recipient approves")
-        self._push(address, obj)
-        return RecipientResult(address, 201, "delivered")
+        if filing.pushed:
+            self._push(address, obj)
+        return filing.result

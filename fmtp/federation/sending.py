@@ -3,8 +3,12 @@ Sending a message: from a logged-in user's SEND to filed-or-queued.
 
 The message gets its id, sender and thread links here, is signed by this
 domain, and then, in one durable step, is sealed, queued for every remote
-domain and recorded as sent to each (what the countersign vouches for),
-before the sender hears 2xx; local recipients get it at once.
+domain, recorded as sent to each (what the countersign vouches for) and
+filed for the local recipients by their policies, before the sender hears
+2xx: one call to the store (L{IDeliveryStore.send_message}), which reads
+what the policies need in the same transaction, so a message to a local
+user costs one trip to the store's thread, shared with other messages by
+group commit.
 
 A client may name its send with an C{Idempotency-Key}: the key is
 recorded in that same durable step, so a SEND repeated after a lost reply
@@ -19,14 +23,17 @@ import re
 from collections.abc import Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from fmtp import attachments
-from fmtp.access import link_to_parent
+from fmtp.access import check_parent_digest, link_to_parent
 from fmtp.delivery import (
     RecipientResult,
     SendKey,
     SendRecord,
+    choose_filing,
     deliveries_to,
+    log_refusal,
     parse_results,
     results_text,
 )
@@ -88,6 +95,8 @@ class MessageSender:
         tries them at once rather than at its next timer.
     """
 
+    _log = Logger()
+
     def __init__(
         self,
         domain: str,
@@ -125,11 +134,11 @@ class MessageSender:
         send_key = None
         if key is not None:
             check_send_key(key)
-            digest = request_digest(headers, body)
-            record = await self._store.find_send(user, key)
-            if record is not None:
-                return await self._repeat(user, key, digest, record)
-            send_key = SendKey(user, key, digest, self._clock.seconds())
+            # A key seen before is found by send_message, which refuses to
+            # record it twice: a first send pays no extra read.
+            send_key = SendKey(
+                user, key, request_digest(headers, body), self._clock.seconds()
+            )
         properties = {
             k: v for k, v in headers.items() if k not in ("Id", "Type", IDEMPOTENCY_KEY)
         }
@@ -141,31 +150,42 @@ class MessageSender:
         recipients = self._recipients(properties.get("To", ""))
         properties["From"] = user
         properties["To"] = " ".join(recipients)
-        await link_to_parent(self._store, user, properties)
+        parent = await link_to_parent(self._store, user, properties)
+        if parent is not None:
+            check_parent_digest(parent, properties)
         now = self._clock.seconds()
         obj = FMTPObject(new_object_id(user, now), object_type, properties, bytes(body))
         obj = self._signer.sign_object(obj, now)
 
         remote = deliveries_to(obj.id, recipients, now, skip_domain=self.domain)
+        local = [a for a in recipients if domain_of(a) == self.domain]
         try:
-            await self._store.enqueue(obj, remote, send_key)
+            filings = await self._store.send_message(
+                obj, remote, send_key, local, choose_filing
+            )
         except SendKeyUsed:
-            # The same key in flight twice (a client that retried before
-            # its first try was answered): the first one sent it.
+            # The key was used before: by this very request, retried after
+            # a lost reply or twice in flight, or by another one.
             record = await self._store.find_send(user, key)
             if record is None:
                 raise
             return await self._repeat(user, key, send_key.request_digest, record)
         if remote:
             self._kick()
-        return obj, await self._file_locally(user, key, obj)
+        for filing in filings:
+            log_refusal(self._log, obj, filing)
+            if filing.pushed:
+                self._receiver.push(filing.result.address, obj)
+        return obj, [filing.result for filing in filings]
 
     async def _file_locally(
         self, user: str, key: str | None, obj: FMTPObject
     ) -> list[RecipientResult]:
         """
         File a sent message for its local recipients (filing is idempotent
-        per recipient), and remember the results with its key.
+        per recipient), and remember the results with its key: what is
+        left to do of a send that a crash interrupted before it was all
+        done (by a store older than L{IDeliveryStore.send_message}).
         """
         recipients = addresses_in(obj.properties.get("To", ""))
         local = [a for a in recipients if domain_of(a) == self.domain]

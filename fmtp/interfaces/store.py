@@ -232,6 +232,37 @@ class IDeliveryStore(IObjectStore):
             or as C{put_object} does.
         """
 
+    def send_message(obj, deliveries, send_key, local, choose):
+        """
+        Everything a local user's SEND stores, in one durable step (one
+        transaction, one trip to the store): what C{enqueue} does, and
+        the message filed for the local recipients, and, with a
+        C{send_key}, the results recorded with it (as C{finish_send}).
+
+        Filing reads what each recipient's policy needs in the same step,
+        so the sender pays one round trip however many recipients: for
+        each address of C{local}, in order, the store calls
+        C{choose(address, profile, obj, approved)} with the recipient's
+        user object (the object whose id is the address, or L{None}) and
+        whether the recipient approved the message's sender
+        (C{is_approved}), and follows the L{fmtp.delivery.Filing} it
+        returns: files the message (as C{deliver_local}, held or not) if
+        it says so.  C{choose} must be quick and pure: it may run on the
+        store's thread, and more than once.
+
+        @param obj: the L{fmtp.objects.FMTPObject} sent, signed.
+        @param deliveries: as for C{enqueue}.
+        @param send_key: as for C{enqueue}.
+        @param local: the recipients of this server, normalized.
+        @param choose: L{fmtp.delivery.choose_filing}, or a function like
+            it.
+        @return: a L{Deferred} that fires, once it is all durable, with a
+            L{fmtp.delivery.Filing} per recipient of C{local}, in order,
+            as followed: one whose recipient already had this id is not
+            filed again and says C{already delivered}; or fails, with
+            nothing stored, as C{enqueue} does.
+        """
+
     def was_sent(object_id, domain, digest):
         """
         Whether this server queued the object with this id and digest for

@@ -24,10 +24,13 @@ from fmtp.store.sql.presence import SQLPresence
 from fmtp.store.sql.queue import SQLQueue
 from fmtp.store.sql.rooms import SQLRooms
 from fmtp.store.sql.schema import SCHEMA_STEPS
+from fmtp.store.sql.sending import SQLSending
 
 
 @implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore, IRoomStore)
-class SQLiteStore(SQLObjects, SQLAccounts, SQLQueue, SQLInbox, SQLPresence, SQLRooms):
+class SQLiteStore(
+    SQLObjects, SQLAccounts, SQLQueue, SQLInbox, SQLPresence, SQLRooms, SQLSending
+):
     """
     L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
     L{IPresenceStore} and L{IRoomStore} in an SQLite file: each feature's

@@ -17,7 +17,15 @@ import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
-from fmtp.delivery import QueuedDelivery, SendKey, SendRecord, sender_of
+from fmtp.delivery import (
+    QueuedDelivery,
+    RecipientResult,
+    SendKey,
+    SendRecord,
+    choose_filing,
+    results_text,
+    sender_of,
+)
 from fmtp.errors import (
     InvalidObject,
     InvalidObjectId,
@@ -26,7 +34,7 @@ from fmtp.errors import (
     StoreUnavailable,
 )
 from fmtp.interfaces import IDeliveryStore
-from fmtp.objects import FMTPObject
+from fmtp.objects import FMTPObject, user_object
 from tests.conformance.object_store import make
 
 EDGAR = "edgar@poe.net"
@@ -506,6 +514,71 @@ class DeliveryConformance:
         assert await store.has_object(other.id) is False
         assert await store.queued_for("lenore.org") == []
         assert (await store.find_send(EDGAR, "k-1")).object_id == obj.id
+
+    # One SEND, one call
+
+    @pytest_twisted.ensureDeferred
+    async def test_send_message_is_enqueue_and_filing(self, store) -> None:
+        """
+        One call stores and queues the message, files it for each local
+        recipient by their policy (read in the same call), and records the
+        results with the key.
+        """
+        held_for = user_object(RAVEN)
+        held_for.properties["Policy"] = "confirm"
+        await store.put_object(user_object(LOST))
+        await store.put_object(held_for)
+        obj = message(1, To=f"{LOST} {RAVEN} nobody@lenore.org {ANNABEL}")
+        key = SendKey(EDGAR, "k-1", "d" * 64, T0)
+        to_kingdom = queued(obj, "kingdom.example", recipients=(ANNABEL,))
+        local = [LOST, RAVEN, "nobody@lenore.org"]
+        filings = await store.send_message(obj, [to_kingdom], key, local, choose_filing)
+
+        assert [f.result for f in filings] == [
+            RecipientResult(LOST, 201, "delivered"),
+            RecipientResult(RAVEN, 201, "held until the recipient approves"),
+            RecipientResult("nobody@lenore.org", 550, "no such user"),
+        ]
+        assert [f.pushed for f in filings] == [True, False, False]
+        assert await store.get_object(obj.id) == obj
+        assert await store.queued_for("kingdom.example") == [to_kingdom]
+        assert await store.was_sent(obj.id, "kingdom.example", obj.digest()) is True
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10))[0][1] == obj.id
+        assert await store.held_senders(RAVEN) == [EDGAR]
+        record = await store.find_send(EDGAR, "k-1")
+        assert record.object_id == obj.id
+        assert record.results == results_text([f.result for f in filings])
+
+    @pytest_twisted.ensureDeferred
+    async def test_send_message_reads_approvals_and_replays(self, store) -> None:
+        """
+        An approved sender is not held; a recipient who already has the id
+        gets it once.
+        """
+        confirming = user_object(LOST)
+        confirming.properties["Policy"] = "confirm"
+        await store.put_object(confirming)
+        await store.approve_sender(LOST, EDGAR)
+        obj = message(1)
+        await store.deliver_local(LOST, obj, False)
+        [filing] = await store.send_message(obj, [], None, [LOST], choose_filing)
+        assert filing.result == RecipientResult(LOST, 201, "already delivered")
+        assert not filing.pushed
+        [filing] = await store.send_message(message(2), [], None, [LOST], choose_filing)
+        assert filing.result == RecipientResult(LOST, 201, "delivered")
+        assert len(await store.inbox(LOST, 0, 10)) == 2
+
+    @pytest_twisted.ensureDeferred
+    async def test_send_message_with_a_used_key_stores_nothing(self, store) -> None:
+        await store.put_object(user_object(LOST))
+        key = SendKey(EDGAR, "k-1", "d" * 64, T0)
+        await store.send_message(message(1), [], key, [LOST], choose_filing)
+        other = message(2)
+        with pytest.raises(SendKeyUsed):
+            await store.send_message(other, [queued(other)], key, [LOST], choose_filing)
+        assert await store.has_object(other.id) is False
+        assert await store.queued_for("lenore.org") == []
+        assert len(await store.inbox(LOST, 0, 10)) == 1
 
     @pytest_twisted.ensureDeferred
     async def test_forget_send_keys(self, store) -> None:

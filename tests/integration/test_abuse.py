@@ -82,7 +82,7 @@ async def test_one_read_of_pipelined_requests_runs_at_most_the_cap(tmp_path) -> 
     """
     server = await start(tmp_path)
     store = server.services.store
-    run_interaction = store.run_interaction
+    run = store._run
     running = most = 0
 
     def counting(*args):
@@ -96,9 +96,10 @@ async def test_one_read_of_pipelined_requests_runs_at_most_the_cap(tmp_path) -> 
             running -= 1
             return result
 
-        return run_interaction(*args).addBoth(done)
+        return run(*args).addBoth(done)
 
-    store.run_interaction = counting
+    # Reads (run_query) and writes (run_interaction) alike.
+    store._run = counting
     client = await connect(reactor, server.tcp)
     try:
         answers = await within(

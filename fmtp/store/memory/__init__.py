@@ -26,6 +26,7 @@ from fmtp.store.memory.objects import MemoryObjects
 from fmtp.store.memory.presence import MemoryPresence
 from fmtp.store.memory.queue import MemoryQueue
 from fmtp.store.memory.rooms import MemoryRooms
+from fmtp.store.memory.sending import MemorySending
 
 __all__ = ["MemoryStore"]
 
@@ -38,6 +39,7 @@ class MemoryStore(
     MemoryInbox,
     MemoryPresence,
     MemoryRooms,
+    MemorySending,
 ):
     """
     L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},

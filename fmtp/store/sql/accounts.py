@@ -80,10 +80,10 @@ class SQLAccounts(SQLiteEngine):
         return self.run_interaction(_set_password_hash, address, password_hash)
 
     def get_password_hash(self, address: str) -> Deferred[str | None]:
-        return self.run_interaction(_get_password_hash, address)
+        return self.run_query(_get_password_hash, address)
 
     def list_accounts(self) -> Deferred[list[str]]:
-        return self.run_interaction(_list_accounts)
+        return self.run_query(_list_accounts)
 
     def delete_account(self, address: str) -> Deferred[bool]:
         return self.run_interaction(_delete_account, address)

@@ -40,7 +40,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from fmtp.errors import StoreUnavailable
-from fmtp.fairness import FairScheduler, current_principal
+from fmtp.fairness import current_principal
+from fmtp.store.sql.groupcommit import BatchConnection, GroupCommitScheduler
 
 _T = TypeVar("_T")
 
@@ -77,7 +78,21 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     A failed C{COMMIT} (disk full, lock timeout) leaves the transaction
     open, so it is rolled back here too; otherwise every later statement on
     the connection would fail.
+
+    In a batch of writes (L{fmtp.store.sql.groupcommit}) the transaction
+    is the batch's: the block is then a savepoint, so that it is still
+    atomic, and it is committed with the batch.
     """
+    if getattr(conn, "in_batch", False):
+        conn.execute("SAVEPOINT block")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO block")
+            conn.execute("RELEASE block")
+            raise
+        conn.execute("RELEASE block")
+        return
     if conn.in_transaction:
         # A rollback that failed earlier left a transaction open.
         conn.execute("ROLLBACK")
@@ -172,10 +187,13 @@ class SQLiteEngine:
     The connection's C{check_same_thread} is left on, so a bug that
     touched it from elsewhere fails loudly.
 
-    Each write is one statement in autocommit mode, or one L{transaction}
-    when it takes several, with C{synchronous=FULL}: when its L{Deferred}
-    fires the rows are on disk, which is what the interfaces require
-    before a 2xx reply.
+    Writes are committed in groups (L{fmtp.store.sql.groupcommit}): the
+    writes that queue up while a transaction is being committed go into
+    the next one, each in a savepoint of its own, so that one C{fsync}
+    (C{synchronous=FULL}) makes many durable and a write that fails fails
+    alone.  When a write's L{Deferred} fires its rows are on disk, which
+    is what the interfaces require before a 2xx reply.  Reads
+    (L{run_query}) run alone, in autocommit mode, in their turn.
 
     A L{sqlite3.OperationalError} after opening (disk full, disk I/O error,
     the file locked by another process for longer than the busy timeout)
@@ -221,9 +239,12 @@ class SQLiteEngine:
         self._shutdown_trigger: object | None = None
         self._close_waiters: list[Deferred[None]] = []
         # The thread takes calls in turns by principal (fmtp.fairness), so
-        # one busy client cannot queue ahead of the others.
-        self._turns = FairScheduler(
-            lambda work: self._pool.callInThread(work), self._reactor.callFromThread
+        # one busy client cannot queue ahead of the others, and commits the
+        # writes waiting together (fmtp.store.sql.groupcommit).
+        self._turns = GroupCommitScheduler(
+            lambda work: self._pool.callInThread(work),
+            self._reactor.callFromThread,
+            lambda: self._conn,
         )
         # Touched only on the pool's thread.
         self._conn: sqlite3.Connection | None = None
@@ -275,6 +296,7 @@ class SQLiteEngine:
             self.path,
             timeout=self._busy_timeout_ms / 1000,
             isolation_level=None,
+            factory=BatchConnection,
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
@@ -434,12 +456,17 @@ class SQLiteEngine:
         **kwargs: Any,
     ) -> Deferred[_T]:
         """
-        Call C{func(connection, *args, **kwargs)} on the store's thread.
+        Call C{func(connection, *args, **kwargs)} on the store's thread, as
+        a write: in a transaction, perhaps shared with other writes (group
+        commit), and in a savepoint of its own in it, so that if C{func}
+        raises none of its statements is kept, and the others' are.
 
-        This is how every method of the store reaches SQLite, and how code
-        extending the store (and tests) can: C{func} may run several
-        statements, in a L{transaction} if they must be atomic.  It must not
-        keep the connection.
+        This is how every method of the store that writes reaches SQLite,
+        and how code extending the store (and tests) can: C{func} may run
+        several statements (a L{transaction} inside it is a savepoint).
+        It must not keep the connection, nor commit or roll back, and it
+        may be run a second time (after a commit that failed, alone): it
+        must act on nothing but the connection.
 
         A call made while the store is opening waits for the open to
         finish (the thread runs calls in order), so a server that starts
@@ -452,30 +479,74 @@ class SQLiteEngine:
         its own earlier writes, and a client with many calls waiting
         delays the others by at most one of its calls each turn.
 
-        @return: a L{Deferred} that fires with C{func}'s result, or fails
-            with its exception, except that L{sqlite3.OperationalError} is
-            logged and becomes L{StoreUnavailable}.  Fails with
-            L{StoreUnavailable} if the store is neither open nor opening.
+        @return: a L{Deferred} that fires once the transaction is
+            committed with C{func}'s result, or fails with its exception,
+            except that L{sqlite3.OperationalError} is logged and becomes
+            L{StoreUnavailable}.  Fails with L{StoreUnavailable} if the
+            store is neither open nor opening.
         """
+        return self._run(True, func, args, kwargs)
+
+    def run_query(
+        self,
+        func: Callable[..., _T],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Deferred[_T]:
+        """
+        Call C{func(connection, *args, **kwargs)} on the store's thread, as
+        a read: alone, in autocommit mode, in its turn like any call (so it
+        sees the writes its principal made before), and its result is
+        delivered at once, with no commit to wait for.
+
+        C{func} must not write: what it wrote would not be in a
+        transaction.
+
+        @return: as L{run_interaction}.
+        """
+        return self._run(False, func, args, kwargs)
+
+    def _run(
+        self,
+        write: bool,
+        func: Callable[..., _T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Deferred[_T]:
         if self._state not in (_State.OPENING, _State.OPEN):
             return fail(StoreUnavailable(f"store is {self._state.value}"))
         assert self._pool is not None
-        d = self._turns.run(
-            current_principal.get(), self._call_with_connection, func, args, kwargs
-        )
+        principal = current_principal.get()
+        if write:
+            d = self._turns.run_write(principal, _apply, func, args, kwargs)
+        else:
+            d = self._turns.run(
+                principal, self._call_with_connection, func, args, kwargs
+            )
         d.addErrback(self._operational_error, func)
         return d
+
+    @property
+    def commits(self) -> int:
+        """
+        How many write transactions (batches) this store committed since it
+        was made: against the number of writes, how well group commit
+        shares the C{fsync}s.
+        """
+        return self._turns.commits
 
     def run_checked(
         self,
         check: Callable[[], object],
         func: Callable[..., _T],
         *args: Any,
+        read: bool = False,
     ) -> Deferred[_T]:
         """
         Call C{check()} here, then L{run_interaction} C{func(connection,
-        *args)}: arguments are checked on the caller's thread, so a bad one
-        fails at once without taking a turn on the store's thread.
+        *args)} (or L{run_query} it, if C{read}): arguments are checked on
+        the caller's thread, so a bad one fails at once without taking a
+        turn on the store's thread.
 
         @return: as L{run_interaction}, or a failed L{Deferred} with the
             L{ValueError} that C{check} raised.
@@ -484,7 +555,7 @@ class SQLiteEngine:
             check()
         except ValueError as e:
             return fail(e)
-        return self.run_interaction(func, *args)
+        return self._run(not read, func, args, {})
 
     def _call_with_connection(
         self,
@@ -508,3 +579,12 @@ class SQLiteEngine:
             operation=getattr(func, "__name__", repr(func)).lstrip("_"),
         )
         raise StoreUnavailable() from failure.value
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    func: Callable[..., _T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> _T:
+    return func(conn, *args, **kwargs)

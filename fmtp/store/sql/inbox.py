@@ -26,22 +26,33 @@ def _deliver_local(
     sender: str,
     held: bool,
 ) -> int | None:
-    object_id = object_row[0]
     with transaction(conn):
-        cursor = conn.execute(
-            """
-            INSERT INTO inbox (recipient, object_id, sender, held)
-            VALUES (?, ?, ?, ?)
-            ON CONFLICT (recipient, object_id) DO NOTHING
-            """,
-            (recipient, object_id, sender, 1 if held else 0),
-        )
-        if cursor.rowcount == 0:
+        seq = _file_entry(conn, recipient, object_row[0], sender, held)
+        if seq is None:
             # A replay: change nothing, not even a deleted object.
             return None
-        seq = cursor.lastrowid
         _seal_object(conn, object_row, replace_draft=False)
     return seq
+
+
+def _file_entry(
+    conn: sqlite3.Connection, recipient: str, object_id: str, sender: str, held: bool
+) -> int | None:
+    """
+    Add C{object_id} to C{recipient}'s inbox, in the caller's transaction.
+
+    @return: the entry's sequence number, or L{None} if the recipient
+        already had that id.
+    """
+    cursor = conn.execute(
+        """
+        INSERT INTO inbox (recipient, object_id, sender, held)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (recipient, object_id) DO NOTHING
+        """,
+        (recipient, object_id, sender, 1 if held else 0),
+    )
+    return None if cursor.rowcount == 0 else cursor.lastrowid
 
 
 def _read_object(
@@ -217,18 +228,18 @@ class SQLInbox(SQLiteEngine):
         except ValueError as e:
             return fail(e)
         query, params = inbox_query(recipient, since, limit)
-        return self.run_interaction(_inbox, query, params)
+        return self.run_query(_inbox, query, params)
 
     def read_object(
         self, object_id: str, reader: str | None
     ) -> Deferred[StoredObject | None]:
-        return self.run_interaction(_read_object, object_id, reader)
+        return self.run_query(_read_object, object_id, reader)
 
     def remove_from_inbox(self, recipient: str, object_id: str) -> Deferred[bool]:
         return self.run_interaction(_remove_from_inbox, recipient, object_id)
 
     def held_senders(self, recipient: str) -> Deferred[list[str]]:
-        return self.run_interaction(_held_senders, recipient)
+        return self.run_query(_held_senders, recipient)
 
     def release_held(self, recipient: str, sender: str) -> Deferred[int]:
         return self.run_interaction(_release_held, recipient, sender)
@@ -237,7 +248,7 @@ class SQLInbox(SQLiteEngine):
         return self.run_interaction(_drop_held, recipient, sender)
 
     def has_object(self, object_id: str) -> Deferred[bool]:
-        return self.run_interaction(_has_object, object_id)
+        return self.run_query(_has_object, object_id)
 
     # IDeliveryStore: approved senders
 
@@ -245,4 +256,4 @@ class SQLInbox(SQLiteEngine):
         return self.run_interaction(_approve_sender, recipient, sender)
 
     def is_approved(self, recipient: str, sender: str) -> Deferred[bool]:
-        return self.run_interaction(_is_approved, recipient, sender)
+        return self.run_query(_is_approved, recipient, sender)

@@ -186,7 +186,7 @@ class SQLObjects(SQLiteEngine):
         return self.run_interaction(_put_object, row)
 
     def get_object(self, object_id: str) -> Deferred[FMTPObject | None]:
-        return self.run_interaction(_get_object, object_id)
+        return self.run_query(_get_object, object_id)
 
     def delete_object(self, object_id: str) -> Deferred[bool]:
         return self.run_interaction(_delete_object, object_id)
@@ -204,4 +204,4 @@ class SQLObjects(SQLiteEngine):
         except ValueError as e:
             return fail(e)
         query, params = listing_query(start, limit, type, owner, public_only)
-        return self.run_interaction(_list_objects, query, params)
+        return self.run_query(_list_objects, query, params)

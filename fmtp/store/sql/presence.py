@@ -230,25 +230,27 @@ class SQLPresence(SQLiteEngine):
 
     def subscription(self, user: str, contact: str) -> Deferred[Subscription]:
         return self.run_checked(
-            lambda: check_pair(user, contact), _subscription, user, contact
+            lambda: check_pair(user, contact), _subscription, user, contact, read=True
         )
 
     def subscriptions(self, user: str) -> Deferred[list[Subscription]]:
-        return self.run_checked(lambda: check_address(user=user), _subscriptions, user)
+        return self.run_checked(
+            lambda: check_address(user=user), _subscriptions, user, read=True
+        )
 
     def subscribers(self, target: str) -> Deferred[list[str]]:
         return self.run_checked(
-            lambda: check_address(target=target), _subscribers, target
+            lambda: check_address(target=target), _subscribers, target, read=True
         )
 
     def pending_requests(self, target: str) -> Deferred[list[PendingRequest]]:
         return self.run_checked(
-            lambda: check_address(target=target), _pending_requests, target
+            lambda: check_address(target=target), _pending_requests, target, read=True
         )
 
     def shared_with_domain(self, domain: str) -> Deferred[list[tuple[str, str]]]:
         return self.run_checked(
-            lambda: check_domain(domain=domain), _shared_with_domain, domain
+            lambda: check_domain(domain=domain), _shared_with_domain, domain, read=True
         )
 
     def expire_requests(self, before: float) -> Deferred[int]:

@@ -60,44 +60,56 @@ def _enqueue(
     queue_rows: list[tuple[Any, ...]],
     send_key: SendKey | None,
 ) -> None:
-    object_id, digest = object_row[0], object_row[4]
     with transaction(conn):
-        # A draft of the same id (not sealed) is replaced by the copy sent.
-        _seal_object(conn, object_row, replace_draft=True)
-        # DO NOTHING keeps the first row of a delivery queued twice, with
-        # its attempts and schedule, and the first record of its sending.
-        conn.executemany(
-            f"""
-            INSERT INTO queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (object_id, domain) DO NOTHING
-            """,
-            queue_rows,
-        )
-        conn.executemany(
-            """
-            INSERT INTO sent (object_id, domain, digest, created) VALUES (?, ?, ?, ?)
-            ON CONFLICT (object_id, domain) DO NOTHING
-            """,
-            [(object_id, row[1], digest, row[3]) for row in queue_rows],
-        )
-        if send_key is not None:
-            try:
-                conn.execute(
-                    """
-                    INSERT INTO send_keys
-                        (sender, key, request_digest, object_id, results, created)
-                    VALUES (?, ?, ?, ?, NULL, ?)
-                    """,
-                    (
-                        send_key.sender,
-                        send_key.key,
-                        send_key.request_digest,
-                        object_id,
-                        send_key.created,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise SendKeyUsed() from None
+        _enqueue_rows(conn, object_row, queue_rows, send_key)
+
+
+def _enqueue_rows(
+    conn: sqlite3.Connection,
+    object_row: tuple[Any, ...],
+    queue_rows: list[tuple[Any, ...]],
+    send_key: SendKey | None,
+) -> None:
+    """
+    L{_enqueue}'s statements, in the caller's transaction.
+    """
+    object_id, digest = object_row[0], object_row[4]
+    # A draft of the same id (not sealed) is replaced by the copy sent.
+    _seal_object(conn, object_row, replace_draft=True)
+    # DO NOTHING keeps the first row of a delivery queued twice, with
+    # its attempts and schedule, and the first record of its sending.
+    conn.executemany(
+        f"""
+        INSERT INTO queue ({_QUEUE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (object_id, domain) DO NOTHING
+        """,
+        queue_rows,
+    )
+    conn.executemany(
+        """
+        INSERT INTO sent (object_id, domain, digest, created) VALUES (?, ?, ?, ?)
+        ON CONFLICT (object_id, domain) DO NOTHING
+        """,
+        [(object_id, row[1], digest, row[3]) for row in queue_rows],
+    )
+    if send_key is not None:
+        try:
+            conn.execute(
+                """
+                INSERT INTO send_keys
+                    (sender, key, request_digest, object_id, results, created)
+                VALUES (?, ?, ?, ?, NULL, ?)
+                """,
+                (
+                    send_key.sender,
+                    send_key.key,
+                    send_key.request_digest,
+                    object_id,
+                    send_key.created,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise SendKeyUsed() from None
 
 
 def _was_sent(
@@ -217,13 +229,13 @@ class SQLQueue(SQLiteEngine):
         return self.run_interaction(_enqueue, object_row, queue_rows, send_key)
 
     def was_sent(self, object_id: str, domain: str, digest: str) -> Deferred[bool]:
-        return self.run_interaction(_was_sent, object_id, domain, digest)
+        return self.run_query(_was_sent, object_id, domain, digest)
 
     def forget_sent(self, before: float) -> Deferred[int]:
         return self.run_interaction(_forget_before, "sent", before)
 
     def find_send(self, sender: str, key: str) -> Deferred[SendRecord | None]:
-        return self.run_interaction(_find_send, sender, key)
+        return self.run_query(_find_send, sender, key)
 
     def finish_send(self, sender: str, key: str, results: str) -> Deferred[None]:
         return self.run_interaction(_finish_send, sender, key, results)
@@ -236,10 +248,10 @@ class SQLQueue(SQLiteEngine):
             check_counts(limit=limit)
         except ValueError as e:
             return fail(e)
-        return self.run_interaction(_due_deliveries, now, limit)
+        return self.run_query(_due_deliveries, now, limit)
 
     def next_due_time(self) -> Deferred[float | None]:
-        return self.run_interaction(_next_due_time)
+        return self.run_query(_next_due_time)
 
     def reschedule(
         self,
@@ -265,4 +277,4 @@ class SQLQueue(SQLiteEngine):
         return self.run_interaction(_make_due, now, domain)
 
     def queued_for(self, domain: str) -> Deferred[list[QueuedDelivery]]:
-        return self.run_interaction(_queued_for, domain)
+        return self.run_query(_queued_for, domain)

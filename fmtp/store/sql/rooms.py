@@ -389,7 +389,9 @@ class SQLRooms(SQLiteEngine):
         return self.run_checked(check, _create_room, room, creator, config, now)
 
     def get_room(self, room: str) -> Deferred[Room | None]:
-        return self.run_checked(lambda: check_address(room=room), _get_room, room)
+        return self.run_checked(
+            lambda: check_address(room=room), _get_room, room, read=True
+        )
 
     def configure_room(self, room: str, config: RoomConfig) -> Deferred[None]:
         def check() -> None:
@@ -456,7 +458,7 @@ class SQLRooms(SQLiteEngine):
 
     def member(self, room: str, address: str) -> Deferred[Member | None]:
         return self.run_checked(
-            lambda: check_member(room, address), _member, room, address
+            lambda: check_member(room, address), _member, room, address, read=True
         )
 
     def members(self, room: str, role: Role | None = None) -> Deferred[list[Member]]:
@@ -465,11 +467,11 @@ class SQLRooms(SQLiteEngine):
             if role is not None and not isinstance(role, Role):
                 raise ValueError(f"not a role: {role!r}")
 
-        return self.run_checked(check, _members, room, role)
+        return self.run_checked(check, _members, room, role, read=True)
 
     def rooms_of(self, address: str) -> Deferred[list[str]]:
         return self.run_checked(
-            lambda: check_address(address=address), _rooms_of, address
+            lambda: check_address(address=address), _rooms_of, address, read=True
         )
 
     def append(self, room: str, obj: FMTPObject, now: float) -> Deferred[int | None]:
@@ -503,7 +505,9 @@ class SQLRooms(SQLiteEngine):
             check_address(room=room)
             check_counts(since=since, limit=limit)
 
-        return self.run_checked(check, _history, room, since, limit)
+        return self.run_checked(check, _history, room, since, limit, read=True)
 
     def head(self, room: str) -> Deferred[tuple[int, str]]:
-        return self.run_checked(lambda: check_address(room=room), _room_head, room)
+        return self.run_checked(
+            lambda: check_address(room=room), _room_head, room, read=True
+        )

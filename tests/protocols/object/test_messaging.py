@@ -96,15 +96,16 @@ class LocalMessagingTests(SynchronousTestCase):
         from fmtp.errors import StoreUnavailable
 
         writes: list[Deferred] = []
-        enqueue = self.store.enqueue
+        send_message = self.store.send_message
 
-        def slow_enqueue(*args, **kwargs):
+        def slow_send_message(*args, **kwargs):
             d = Deferred()
-            done = enqueue(*args, **kwargs)
+            done = send_message(*args, **kwargs)
             writes.append(d)
             return d.addCallback(lambda _: done)
 
-        self.store.enqueue = slow_enqueue
+        # A message's writes are one store call.
+        self.store.send_message = slow_send_message
         edgar = self.logged_in(EDGAR)
         self.assertEqual(edgar.send("SEND", headers={"To": ANNABEL}), [])
         writes.pop().callback(None)
