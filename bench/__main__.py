@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,7 +76,7 @@ class Options(usage.Options):
         ["budget", "b", 5.0, "Seconds a burst (or a GET run) keeps sending.", float],
         ["window", "w", 1000, "Messages sent but not yet received, at most.", int],
         ["rounds", None, 2000, "Ping-pong round trips (at most --budget x 2 s).", int],
-        ["logins", None, 200, "LOGINs in each login run.", int],
+        ["logins", None, 100, "LOGINs in each login run.", int],
         ["sessions", None, 1000, "Idle sessions for the memory figure.", int],
         ["gets", None, 100000, "Most GETs in one run.", int],
     ]
@@ -236,6 +237,12 @@ class Harness:
             self.dns.set_zone(domain, zone)
             await server.add_accounts(self.reactor, [user])
             self.federated[domain] = server
+
+    def single_log(self) -> str:
+        """
+        The single server's log (twistd names its reactor there).
+        """
+        return self.single.log() if hasattr(self, "single") else ""
 
     async def stop(self) -> None:
         for server in self.servers:
@@ -489,6 +496,7 @@ async def main(reactor, options: Options) -> int:
             print(f"scratch directory kept: {directory}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
+    reactor_class = re.search(r"reactor class: (\S+)", harness.single_log())
     order = sorted(harness.rows.values(), key=lambda row: row.name.startswith("(g)"))
     pinning = (
         "server on CPU 0, clients on CPU 1"
@@ -498,7 +506,8 @@ async def main(reactor, options: Options) -> int:
     print(
         f"fmtp benchmark: {os.cpu_count()} cores, {pinning}; "
         f"{options['runs']} run(s), median and min-max; "
-        f"{time.monotonic() - started:.0f} s"
+        f"{time.monotonic() - started:.0f} s; server reactor: "
+        f"{reactor_class.group(1).rstrip('.') if reactor_class else 'unknown'}"
     )
     print(format_table(order))
     for error in harness.errors:
