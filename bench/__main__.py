@@ -174,6 +174,7 @@ class Harness:
         self.servers: list[ServerProcess] = []
         self.relay: subprocess.Popen | None = None
         self.dns = None
+        self.reactor_class = "unknown"
 
     def row(self, name: str, unit: str, **kw) -> Row:
         if name not in self.rows:
@@ -221,6 +222,9 @@ class Harness:
             "single", *LOGIN_LIMITS, udp=True, unthrottled=True
         )
         await self.single.add_accounts(self.reactor, [A, B, IDLE])
+        named = re.search(r"reactor class: (\S+?)\.?$", self.single.log(), re.M)
+        if named:
+            self.reactor_class = named.group(1)
         self.dns = start_dns_server({}, self.reactor)
         self.federated = {}
         for domain, user in ((POE, EDGAR), (LENORE, LOST)):
@@ -237,12 +241,6 @@ class Harness:
             self.dns.set_zone(domain, zone)
             await server.add_accounts(self.reactor, [user])
             self.federated[domain] = server
-
-    def single_log(self) -> str:
-        """
-        The single server's log (twistd names its reactor there).
-        """
-        return self.single.log() if hasattr(self, "single") else ""
 
     async def stop(self) -> None:
         for server in self.servers:
@@ -496,7 +494,6 @@ async def main(reactor, options: Options) -> int:
             print(f"scratch directory kept: {directory}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
-    reactor_class = re.search(r"reactor class: (\S+)", harness.single_log())
     order = sorted(harness.rows.values(), key=lambda row: row.name.startswith("(g)"))
     pinning = (
         "server on CPU 0, clients on CPU 1"
@@ -507,7 +504,7 @@ async def main(reactor, options: Options) -> int:
         f"fmtp benchmark: {os.cpu_count()} cores, {pinning}; "
         f"{options['runs']} run(s), median and min-max; "
         f"{time.monotonic() - started:.0f} s; server reactor: "
-        f"{reactor_class.group(1).rstrip('.') if reactor_class else 'unknown'}"
+        f"{harness.reactor_class}"
     )
     print(format_table(order))
     for error in harness.errors:
@@ -523,12 +520,23 @@ def run(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{e}\n{options}")
     if pinned(CLIENT_CPUS) and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {int(CLIENT_CPUS)})
-    status = []
+    from twisted.internet import reactor
 
-    async def go(reactor) -> None:
-        status.append(await main(reactor, options))
+    status = [1]
 
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(go(reactor)))
+    def finished(result) -> None:
+        if isinstance(result, int):
+            status[0] = result
+        else:
+            print(result.getTraceback(), file=sys.stderr)
+        reactor.stop()
+
+    def start() -> None:
+        defer.Deferred.fromCoroutine(main(reactor, options)).addBoth(finished)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    raise SystemExit(status[0])
 
 
 if __name__ == "__main__":
