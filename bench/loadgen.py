@@ -151,6 +151,30 @@ def within(reactor, d: defer.Deferred, seconds: float, what: str) -> defer.Defer
     return d.addTimeout(seconds, reactor).addErrback(timed_out)
 
 
+async def concurrently(
+    reactor, job: dict, count: int, step: Callable, what: str
+) -> None:
+    """
+    Run C{step()} C{count} times, C{job["concurrency"]} at a time, within
+    C{job["deadline"]} seconds.
+    """
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await step()
+
+    workers = [
+        defer.Deferred.fromCoroutine(worker()) for _ in range(job["concurrency"])
+    ]
+    await within(
+        reactor,
+        defer.gatherResults(workers, consumeErrors=True),
+        job["deadline"],
+        what,
+    )
+
+
 def message_maker(to: str | None, mark: bytes) -> Callable:
     headers = {"To": to} if to else {"To": "relay@relay"}
     # The body ends its line, so that the relay, which forwards whole
@@ -272,30 +296,18 @@ async def logins(reactor, job: dict) -> dict:
     if job["mode"] == "open":
         for _ in range(job["count"]):
             ready.append(await connect(reactor, job["endpoint"]))
-    remaining = iter(range(job["count"]))
 
-    async def worker() -> None:
-        for _ in remaining:
-            connection = (
-                ready.pop() if ready else await connect(reactor, job["endpoint"])
-            )
-            answer = await connection.request("LOGIN", **credentials)
-            if answer.code != 230:
-                raise WorkloadError(f"LOGIN: {answer.verb} {answer.argument}")
-            connection.transport.loseConnection()
-            if job["mode"] != "open":
-                await connection.closed
+    async def log_in() -> None:
+        connection = ready.pop() if ready else await connect(reactor, job["endpoint"])
+        answer = await connection.request("LOGIN", **credentials)
+        if answer.code != 230:
+            raise WorkloadError(f"LOGIN: {answer.verb} {answer.argument}")
+        connection.transport.loseConnection()
+        if job["mode"] != "open":
+            await connection.closed
 
     start = time.perf_counter()
-    workers = [
-        defer.Deferred.fromCoroutine(worker()) for _ in range(job["concurrency"])
-    ]
-    await within(
-        reactor,
-        defer.gatherResults(workers, consumeErrors=True),
-        job["deadline"],
-        "logins",
-    )
+    await concurrently(reactor, job, job["count"], log_in, "logins")
     seconds = time.perf_counter() - start
     return {"count": job["count"], "seconds": seconds, "rate": job["count"] / seconds}
 
@@ -442,28 +454,14 @@ async def idle(reactor, job: dict) -> dict:
             reactor.callFromThread(lines.put, line)
         reactor.callFromThread(lines.put, "")
 
-    async def log_in(count: int) -> None:
-        pending = iter(range(count))
-
-        async def worker() -> None:
-            for _ in pending:
-                connections.append(await login(reactor, job["endpoint"], job["login"]))
-
-        workers = [
-            defer.Deferred.fromCoroutine(worker()) for _ in range(job["concurrency"])
-        ]
-        await within(
-            reactor,
-            defer.gatherResults(workers, consumeErrors=True),
-            job["deadline"],
-            "idle sessions",
-        )
+    async def log_in() -> None:
+        connections.append(await login(reactor, job["endpoint"], job["login"]))
 
     reactor.callInThread(read_stdin)
-    await log_in(job["warm"])
+    await concurrently(reactor, job, job["warm"], log_in, "idle sessions")
     print("warm", flush=True)
     await lines.get()
-    await log_in(job["sessions"])
+    await concurrently(reactor, job, job["sessions"], log_in, "idle sessions")
     print("ready", flush=True)
     while await lines.get():
         pass
