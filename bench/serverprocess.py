@@ -4,13 +4,15 @@ its own: in a scratch directory, on a loopback port of its choosing, with
 accounts made directly in its SQLite file, and its resident memory read
 from C{/proc}.
 
-Used by C{bench_flood.py} and C{bench_abuse.py}; not a benchmark itself.
+Used by the harness (C{python -m bench}), C{bench_flood.py} and
+C{bench_abuse.py}; not a benchmark itself.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +34,25 @@ PASSWORD = "a benchmark password"
 SERVING = re.compile(r"Serving the object protocol on tcp:\S+ \(127\.0\.0\.1:(\d+)\)")
 
 
+def serving(kind: str, host: str) -> re.Pattern[str]:
+    """
+    The line L{fmtp.listeners.Listener} logs once a C{kind} (C{tcp} or
+    C{udp}) listener is bound on C{host}: it names the port.
+    """
+    return re.compile(
+        rf"Serving the object protocol on {kind}:\S+ \({re.escape(host)}:(\d+)\)"
+    )
+
+
+def pinned(cpus: str | None) -> list[str]:
+    """
+    The prefix that runs a command on C{cpus} (C{"0"}, C{"1-3"}) with
+    C{taskset}, or nothing where there is no C{taskset} or no C{cpus}.
+    """
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", cpus] if cpus and taskset else []
+
+
 def child_environment() -> dict[str, str]:
     """
     The checkout first on C{PYTHONPATH}, so twistd finds this fmtp.
@@ -49,16 +70,44 @@ class ServerProcess:
     One C{twistd -n fmtp} child.
 
     @ivar port: the TCP port it serves the object protocol on.
+    @ivar udp_port: its UDP port, if it was started with C{udp=True}.
     """
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *options: str,
+        host: str = "127.0.0.1",
+        udp: bool = False,
+        cpus: str | None = None,
+        unthrottled: bool = False,
+    ) -> None:
+        """
+        @param options: more C{twistd fmtp} options (C{--domain}...).
+        @param host: the loopback address it listens on.
+        @param udp: also serve the object protocol over UDP on C{host}.
+        @param cpus: pin it to these CPUs with C{taskset}, if there is one.
+        @param unthrottled: lift the per-source datagram rate limit (see
+            L{bench.unthrottled}), so that UDP measures the server.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.host = host
+        self.udp = udp
         self.database = directory / "fmtp.sqlite"
         self.log_path = directory / "twistd.log"
+        entry = (
+            ["-m", "bench.unthrottled"]
+            if unthrottled
+            else ["-c", "from twisted.scripts.twistd import run; run()"]
+        )
+        listeners = [f"tcp:0:interface={host}"] + (
+            [f"udp:0:interface={host}"] if udp else []
+        )
         args = [
+            *pinned(cpus),
             sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
+            *entry,
             "-n",
             "--pidfile=",
             "fmtp",
@@ -66,8 +115,7 @@ class ServerProcess:
             str(directory / "data"),
             "--store",
             f"sqlite:{self.database}",
-            "--listen-object",
-            "tcp:0:interface=127.0.0.1",
+            *(f"--listen-object={listener}" for listener in listeners),
             *options,
         ]
         with open(self.log_path, "wb") as log:
@@ -80,22 +128,28 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
             )
         self.port = 0
+        self.udp_port = 0
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
 
     async def started(self, reactor, timeout: float = 30.0) -> ServerProcess:
         deadline = time.monotonic() + timeout
-        while not (found := SERVING.search(self.log())):
+        patterns = [serving("tcp", self.host)]
+        if self.udp:
+            patterns.append(serving("udp", self.host))
+        while not all(found := [p.search(self.log()) for p in patterns]):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"twistd did not start:\n{self.log()}")
             await deferLater(reactor, 0.05)
-        self.port = int(found.group(1))
+        self.port = int(found[0].group(1))
+        if self.udp:
+            self.udp_port = int(found[1].group(1))
         return self
 
     @property
     def endpoint(self) -> str:
-        return f"tcp:127.0.0.1:{self.port}"
+        return f"tcp:{self.host}:{self.port}"
 
     async def add_accounts(self, reactor, addresses: list[str]) -> None:
         """

@@ -1,0 +1,543 @@
+"""
+The fmtp benchmark harness: real servers, real sockets, one table.
+
+    python -m bench [--runs 3] [--quick] ...
+
+It starts C{twistd -n fmtp} servers (SQLite, on loopback; see
+L{bench.serverprocess}) and the bare Twisted relay (L{bench.relay}) pinned
+to one core, and runs each workload in a load generator process of its own
+(L{bench.loadgen}) pinned to the other, where C{taskset} exists.  This
+process runs the DNS server through which the two federation servers find
+each other (L{tests.dnsserver}), and prints the table: each figure the
+median of C{--runs} runs with their spread, and beside the fmtp figures
+their share of the relay's.  Rows are explained in doc/performance.md.
+
+It exits non-zero if a workload fails (a request refused, a message never
+delivered), never because of a figure: C{--quick} (small counts, one run,
+under a minute) is the smoke test CI runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet import defer, protocol, task
+from twisted.python import usage
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(CHECKOUT))
+
+from bench.serverprocess import (  # noqa: E402
+    PASSWORD,
+    ServerProcess,
+    child_environment,
+    pinned,
+)
+from bench.stats import Row, format_table, percentile  # noqa: E402
+from fmtp.keys.keyfile import load_or_create_signer  # noqa: E402
+from tests.dnsserver import fmtp_zone, start_dns_server  # noqa: E402
+
+SERVER_CPUS, CLIENT_CPUS = "0", "1"
+A, B, IDLE = "a@localhost", "b@localhost", "idle@localhost"
+POE, LENORE = "poe.net", "lenore.org"
+EDGAR, LOST = f"edgar@{POE}", f"lost@{LENORE}"
+ADDRESSES = {POE: "127.0.0.2", LENORE: "127.0.0.3"}
+
+#: The login throttle raised, so that concurrent LOGINs from the one
+#: address of the load generator are measured rather than refused (429).
+LOGIN_LIMITS = (
+    "--login-concurrent=1000",
+    "--login-failures-per-account=1000",
+    "--login-failures-per-source=1000",
+)
+
+RELAY_BURST = "(g) relay: 1:1 burst"
+RELAY_P50 = "(g) relay: ping-pong p50"
+RELAY_P99 = "(g) relay: ping-pong p99"
+
+
+class Options(usage.Options):
+    synopsis = "python -m bench [options]"
+    optFlags = [
+        ["quick", "q", "Small counts and one run (under a minute): the CI smoke test."],
+        ["keep", None, "Keep the scratch directory (servers' logs and databases)."],
+    ]
+    optParameters = [
+        ["runs", "r", 3, "Runs of each workload; the table shows their median.", int],
+        ["messages", "m", 20000, "Most messages in one burst.", int],
+        ["budget", "b", 5.0, "Seconds a burst (or a GET run) keeps sending.", float],
+        ["window", "w", 1000, "Messages sent but not yet received, at most.", int],
+        ["rounds", None, 2000, "Ping-pong round trips (at most --budget x 2 s).", int],
+        ["logins", None, 100, "LOGINs in each login run.", int],
+        ["sessions", None, 1000, "Idle sessions for the memory figure.", int],
+        ["gets", None, 100000, "Most GETs in one run.", int],
+    ]
+
+    def postOptions(self) -> None:
+        if self["quick"]:
+            self.update(
+                runs=1,
+                messages=500,
+                budget=1.0,
+                window=200,
+                rounds=100,
+                logins=20,
+                sessions=50,
+                gets=2000,
+            )
+
+
+class LoadGenerator(protocol.ProcessProtocol):
+    """
+    One C{python -m bench.loadgen} child: its output, a Deferred for a
+    C{ready} line and one for its end.
+    """
+
+    def __init__(self, announces: bool = False) -> None:
+        self.announces = announces
+        self.out = b""
+        self.err = b""
+        self.warm: defer.Deferred = defer.Deferred()
+        self.ready: defer.Deferred = defer.Deferred()
+        self.ended: defer.Deferred = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+        for line, d in ((b"warm\n", self.warm), (b"ready\n", self.ready)):
+            if line in self.out and not d.called:
+                d.callback(None)
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason) -> None:
+        for d in (self.warm, self.ready):
+            if self.announces and not d.called:
+                d.errback(RuntimeError(self.failure()))
+        self.ended.callback(None)
+
+    def outcome(self) -> dict:
+        lines = [line for line in self.out.splitlines() if line.startswith(b"{")]
+        if not lines:
+            raise RuntimeError(self.failure())
+        outcome = json.loads(lines[-1])
+        if "error" in outcome:
+            raise RuntimeError(outcome["error"])
+        return outcome
+
+    def failure(self) -> str:
+        output = (self.out + self.err).decode(errors="replace")
+        return f"load generator failed:\n{output[-2000:]}"
+
+
+def spawn(reactor, job: dict) -> tuple[LoadGenerator, object]:
+    generator = LoadGenerator(announces=job["workload"] == "idle")
+    args = [
+        *pinned(CLIENT_CPUS),
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        json.dumps(job),
+    ]
+    transport = reactor.spawnProcess(
+        generator, args[0], args, env=child_environment(), path=str(CHECKOUT)
+    )
+    return generator, transport
+
+
+async def run_job(reactor, job: dict) -> dict:
+    generator, transport = spawn(reactor, job)
+    transport.closeStdin()
+    await generator.ended
+    return generator.outcome()
+
+
+class Harness:
+    """
+    The servers of one run of the harness, and the table's rows.
+    """
+
+    def __init__(self, reactor, options: Options, directory: Path) -> None:
+        self.reactor = reactor
+        self.options = options
+        self.directory = directory
+        self.rows: dict[str, Row] = {}
+        self.errors: list[str] = []
+        self.servers: list[ServerProcess] = []
+        self.relay: subprocess.Popen | None = None
+        self.dns = None
+        self.reactor_class = "unknown"
+
+    def row(self, name: str, unit: str, **kw) -> Row:
+        if name not in self.rows:
+            self.rows[name] = Row(name, unit, **kw)
+        return self.rows[name]
+
+    async def measure(
+        self, name: str, unit: str, job: dict, figure, **kw
+    ) -> dict | None:
+        """
+        Run C{job}, add C{figure(outcome)} to row C{name}; note an error.
+        """
+        row = self.row(name, unit, **kw)
+        try:
+            outcome = await run_job(self.reactor, job)
+        except Exception as e:
+            self.errors.append(f"{name}: {e}")
+            row.note = "error"
+            print(f"  {name}: ERROR {e}", file=sys.stderr, flush=True)
+            return None
+        value = figure(outcome)
+        if value is None:
+            row.note = "n/a"
+        else:
+            row.values.append(value)
+            print(f"  {name}: {value:.4g} {unit}", file=sys.stderr, flush=True)
+        return outcome
+
+    # Servers
+
+    async def start_server(self, name: str, *options: str, **kw) -> ServerProcess:
+        server = ServerProcess(self.directory / name, *options, cpus=SERVER_CPUS, **kw)
+        self.servers.append(server)
+        return await server.started(self.reactor)
+
+    async def start(self) -> None:
+        self.relay = subprocess.Popen(
+            [*pinned(SERVER_CPUS), sys.executable, "-m", "bench.relay"],
+            stdout=subprocess.PIPE,
+            cwd=CHECKOUT,
+            env=child_environment(),
+        )
+        self.relay_port = int(self.relay.stdout.readline().split()[1])
+        self.single = await self.start_server(
+            "single", *LOGIN_LIMITS, udp=True, unthrottled=True
+        )
+        await self.single.add_accounts(self.reactor, [A, B, IDLE])
+        named = re.search(r"reactor class: (\S+?)\.?$", self.single.log(), re.M)
+        if named:
+            self.reactor_class = named.group(1)
+        self.dns = start_dns_server({}, self.reactor)
+        self.federated = {}
+        for domain, user in ((POE, EDGAR), (LENORE, LOST)):
+            key_file = self.directory / f"{domain}.key"
+            signer, _ = load_or_create_signer(key_file, domain)
+            server = await self.start_server(
+                domain,
+                f"--domain={domain}",
+                f"--key-file={key_file}",
+                f"--dns={self.dns.dns_option}",
+                host=ADDRESSES[domain],
+            )
+            zone = fmtp_zone(domain, server.host, server.port, [signer.public_key()])
+            self.dns.set_zone(domain, zone)
+            await server.add_accounts(self.reactor, [user])
+            self.federated[domain] = server
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self.relay is not None:
+            self.relay.terminate()
+            self.relay.wait()
+        if self.dns is not None:
+            await self.dns.stop()
+
+    # Workloads
+
+    def burst_job(self, a, b, **kw) -> dict:
+        o = self.options
+        return {
+            "workload": "burst",
+            "a": a,
+            "b": b,
+            "messages": o["messages"],
+            "budget": o["budget"],
+            "window": o["window"],
+            "deadline": o["budget"] * 10 + 30,
+            **kw,
+        }
+
+    async def warm_up(self) -> None:
+        """
+        Untimed: a few messages on each path, so that first costs (the DNS
+        lookups and HELLOs between the two servers, SQLite's caches) are
+        paid before anything is timed.
+        """
+        single = ["127.0.0.1", self.single.port]
+        poe = [ADDRESSES[POE], self.federated[POE].port]
+        lenore = [ADDRESSES[LENORE], self.federated[LENORE].port]
+        for job in (
+            self.burst_job(
+                single, single, a_login=[A, PASSWORD], b_login=[B, PASSWORD], to=B
+            ),
+            self.burst_job(
+                poe,
+                lenore,
+                a_login=[EDGAR, PASSWORD],
+                b_login=[LOST, PASSWORD],
+                to=LOST,
+            ),
+        ):
+            job.update(messages=20, deadline=60)
+            await run_job(self.reactor, job)
+
+    async def run_once(self, first: bool) -> None:
+        o = self.options
+        relay = ["127.0.0.1", self.relay_port]
+        single = ["127.0.0.1", self.single.port]
+        poe = [ADDRESSES[POE], self.federated[POE].port]
+        lenore = [ADDRESSES[LENORE], self.federated[LENORE].port]
+        a_b = {"a_login": [A, PASSWORD], "b_login": [B, PASSWORD]}
+        rate = lambda outcome: outcome["rate"]  # noqa: E731
+
+        if first:
+            await self.memory()
+        await self.measure(RELAY_BURST, "msgs/s", self.burst_job(relay, relay), rate)
+        await self.measure(
+            "(a) 1:1 burst, one server",
+            "msgs/s",
+            self.burst_job(single, single, to=B, **a_b),
+            rate,
+            relay=RELAY_BURST,
+        )
+        await self.measure(
+            "(b) 1:1 burst, two servers",
+            "msgs/s",
+            self.burst_job(
+                poe,
+                lenore,
+                to=LOST,
+                a_login=[EDGAR, PASSWORD],
+                b_login=[LOST, PASSWORD],
+            ),
+            rate,
+            relay=RELAY_BURST,
+        )
+        pingpong = {
+            "workload": "pingpong",
+            "rounds": o["rounds"],
+            "budget": o["budget"] * 2,
+            "deadline": o["budget"] * 2 + 30,
+        }
+        for prefix, job, p50_relay, p99_relay in (
+            ("(g) relay:", {**pingpong, "a": relay, "b": relay}, None, None),
+            (
+                "(c)",
+                {**pingpong, "a": single, "b": single, "to_b": B, "to_a": A, **a_b},
+                RELAY_P50,
+                RELAY_P99,
+            ),
+        ):
+            outcome = await self.measure(
+                f"{prefix} ping-pong p50",
+                "ms",
+                job,
+                lambda out: percentile(out["latencies_ms"], 0.5),
+                higher_is_better=False,
+                relay=p50_relay,
+            )
+            if outcome is not None:
+                row = self.row(
+                    f"{prefix} ping-pong p99",
+                    "ms",
+                    higher_is_better=False,
+                    relay=p99_relay,
+                )
+                row.values.append(percentile(outcome["latencies_ms"], 0.99))
+                self.rows[
+                    f"{prefix} ping-pong p50"
+                ].detail = f"{len(outcome['latencies_ms'])} round trips"
+        logins = {
+            "workload": "logins",
+            "endpoint": single,
+            "login": [A, PASSWORD],
+            "count": o["logins"],
+            "concurrency": 8,
+            "deadline": 600,
+        }
+        for name, mode in (
+            ("(d) password LOGIN", "open"),
+            ("(d) reconnect + password LOGIN", "reconnect"),
+            ("(d) reconnect + token LOGIN", "token"),
+        ):
+            await self.measure(
+                name,
+                "/s",
+                {**logins, "mode": mode},
+                lambda out: None if out.get("unsupported") else out["rate"],
+            )
+        object_id = await self.public_object()
+        gets = {
+            "count": o["gets"],
+            "budget": o["budget"],
+            "deadline": o["budget"] + 30,
+            "id": object_id,
+        }
+        await self.measure(
+            "(e) GET over TCP, pipelined",
+            "req/s",
+            {
+                **gets,
+                "workload": "get_tcp",
+                "endpoint": single,
+                "login": [A, PASSWORD],
+                "window": 32,
+            },
+            rate,
+            relay=RELAY_BURST,
+        )
+        outcome = await self.measure(
+            "(e) GET over UDP",
+            "req/s",
+            {
+                **gets,
+                "workload": "get_udp",
+                "server": ["127.0.0.1", self.single.udp_port],
+                "window": 32,
+                "resend": 0.2,
+            },
+            rate,
+            relay=RELAY_BURST,
+        )
+        if outcome is not None:
+            self.rows["(e) GET over UDP"].detail = f"{outcome['lost']} lost"
+
+    async def public_object(self) -> str:
+        """
+        The id of a public object of A's on the single server (made once).
+        """
+        if not hasattr(self, "object_id"):
+            from fmtp.client import connect
+
+            client = await connect(self.reactor, self.single.endpoint)
+            try:
+                answer = await client.request(
+                    "LOGIN", headers={"Address": A, "Password": PASSWORD}
+                )
+                assert answer.code == 230, answer
+                answer = await client.request(
+                    "PUT", headers={"Type": "post", "Public": "yes"}, body=b"x" * 512
+                )
+                assert answer.code == 201, answer
+                self.object_id = answer.headers["Id"]
+            finally:
+                client.transport.loseConnection()
+        return self.object_id
+
+    async def memory(self) -> None:
+        """
+        (f): the growth of the server's resident memory while
+        C{--sessions} idle sessions log in, over their number, measured
+        after a tenth as many (at least 8) are in: those pay for what
+        concurrent LOGINs cost once (threads, scrypt's buffers).
+        """
+        name = "(f) memory per idle session"
+        row = self.row(name, "bytes", higher_is_better=False)
+        sessions = self.options["sessions"]
+        generator, transport = spawn(
+            self.reactor,
+            {
+                "workload": "idle",
+                "endpoint": ["127.0.0.1", self.single.port],
+                "login": [IDLE, PASSWORD],
+                "sessions": sessions,
+                "warm": max(8, sessions // 10),
+                "concurrency": 8,
+                "deadline": 600,
+            },
+        )
+        try:
+            await generator.warm
+            await task.deferLater(self.reactor, 1.0)
+            before = self.single.rss()
+            transport.write(b"go\n")
+            await generator.ready
+            await task.deferLater(self.reactor, 1.0)
+            after = self.single.rss()
+        except Exception as e:
+            self.errors.append(f"{name}: {e}")
+            row.note = "error"
+            generator.ready.addErrback(lambda failure: None)
+            return
+        finally:
+            transport.closeStdin()
+            await generator.ended
+        row.values.append((after - before) / sessions)
+        row.detail = f"RSS growth over {sessions} sessions"
+        print(f"  {name}: {row.values[-1]:.0f} bytes", file=sys.stderr, flush=True)
+
+
+async def main(reactor, options: Options) -> int:
+    directory = Path(tempfile.mkdtemp(prefix="fmtp-bench-"))
+    harness = Harness(reactor, options, directory)
+    started = time.monotonic()
+    try:
+        await harness.start()
+        await harness.warm_up()
+        for run in range(options["runs"]):
+            print(f"run {run + 1} of {options['runs']}", file=sys.stderr, flush=True)
+            await harness.run_once(first=run == 0)
+    except Exception as e:
+        harness.errors.append(f"set-up: {e}")
+    finally:
+        await harness.stop()
+        if options["keep"]:
+            print(f"scratch directory kept: {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    order = sorted(harness.rows.values(), key=lambda row: row.name.startswith("(g)"))
+    pinning = (
+        "server on CPU 0, clients on CPU 1"
+        if pinned("0")
+        else "not pinned (no taskset)"
+    )
+    print(
+        f"fmtp benchmark: {os.cpu_count()} cores, {pinning}; "
+        f"{options['runs']} run(s), median and min-max; "
+        f"{time.monotonic() - started:.0f} s; server reactor: "
+        f"{harness.reactor_class}"
+    )
+    print(format_table(order))
+    for error in harness.errors:
+        print(f"ERROR {error}")
+    return 1 if harness.errors else 0
+
+
+def run(argv: list[str] | None = None) -> None:
+    options = Options()
+    try:
+        options.parseOptions(argv if argv is not None else sys.argv[1:])
+    except usage.UsageError as e:
+        raise SystemExit(f"{e}\n{options}")
+    if pinned(CLIENT_CPUS) and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {int(CLIENT_CPUS)})
+    from twisted.internet import reactor
+
+    status = [1]
+
+    def finished(result) -> None:
+        if isinstance(result, int):
+            status[0] = result
+        else:
+            print(result.getTraceback(), file=sys.stderr)
+        reactor.stop()
+
+    def start() -> None:
+        defer.Deferred.fromCoroutine(main(reactor, options)).addBoth(finished)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    raise SystemExit(status[0])
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,500 @@
+"""
+The harness's load generators, each run in a process of its own (pinned to
+the client core) by C{python -m bench}:
+
+    python -m bench.loadgen '{"workload": "burst", ...}'
+
+It prints one JSON line with its figures, or C{{"error": ...}} and exits
+non-zero.  The clients are plain Twisted protocols writing frames made by
+L{fmtp.wire.serialize} and reading what matters without parsing every
+frame: a burst counts a marker in the messages' bodies as bytes arrive
+(C{bytes.count}, in C), so that the client is not what is measured.
+Frames that need reading (the replies to LOGIN and to the set-up
+requests) go through L{fmtp.wire.FrameParser}.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable
+
+from twisted.internet import defer, protocol, task
+from twisted.internet.endpoints import TCP4ClientEndpoint
+
+from fmtp.wire import Frame, FrameParser, parse_datagram, request, serialize
+
+#: What every burst message's body holds once, and every ping-pong answer's.
+MESSAGE_MARK = b"<fmtp bench message>"
+ANSWER_MARK = b"<fmtp bench answer>"
+
+
+class WorkloadError(Exception):
+    """
+    A workload went wrong: a refused request, a message never delivered.
+    """
+
+
+def frame_maker(
+    verb: str, headers: dict[str, str], body: bytes = b"", argument: str = ""
+) -> Callable:
+    """
+    A fast maker of C{verb} frames that differ only in their tag: the frame
+    is serialized once by L{serialize} and the tag spliced in.
+    """
+    placeholder = "TAGPLACEHOLDER"
+    before, after = serialize(
+        request(verb, placeholder, argument, headers, body)
+    ).split(placeholder.encode())
+    return lambda tag: before + tag.encode() + after
+
+
+class MarkCounter:
+    """
+    Counts occurrences of a marker in a stream however it is split.
+    """
+
+    def __init__(self, mark: bytes) -> None:
+        self.mark = mark
+        self.count = 0
+        self._tail = b""
+
+    def feed(self, data: bytes) -> int:
+        """
+        Count the marks C{data} completes; return how many.
+        """
+        data = self._tail + data
+        found = data.count(self.mark)
+        self.count += found
+        self._tail = data[-(len(self.mark) - 1) :]
+        return found
+
+
+class Connection(protocol.Protocol):
+    """
+    One client connection.  Until L{count} is called it parses frames and
+    answers L{request}s by tag; after, it only counts marks in what it
+    receives, calling C{on_mark(n)} for each chunk that completes any.
+    """
+
+    def __init__(self) -> None:
+        self.parser: FrameParser | None = FrameParser()
+        self.pending: dict[str, defer.Deferred] = {}
+        self.tags = (f"r{i}" for i in itertools.count())
+        self.counters: list[tuple[MarkCounter, Callable[[int], None]]] = []
+        self.seen = bytearray()
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.parser is None:
+            self.seen[:] = self.seen[-400:] + data[-400:]
+            for counter, on_mark in self.counters:
+                found = counter.feed(data)
+                if found:
+                    on_mark(found)
+            return
+        for frame in self.parser.feed(data):
+            if isinstance(frame, Frame) and frame.tag in self.pending:
+                self.pending.pop(frame.tag).callback(frame)
+
+    def connectionLost(self, reason) -> None:
+        for d in self.pending.values():
+            d.errback(WorkloadError(f"connection lost: {reason.value}"))
+        self.pending.clear()
+        self.closed.callback(None)
+
+    def request(self, verb: str, argument: str = "", **headers: str) -> defer.Deferred:
+        tag = next(self.tags)
+        self.pending[tag] = d = defer.Deferred()
+        self.transport.write(serialize(request(verb, tag, argument, headers)))
+        return d
+
+    def count(self, mark: bytes, on_mark: Callable[[int], None]) -> MarkCounter:
+        self.parser = None
+        counter = MarkCounter(mark)
+        self.counters.append((counter, on_mark))
+        return counter
+
+
+async def connect(reactor, endpoint: list) -> Connection:
+    host, port = endpoint
+    return await TCP4ClientEndpoint(reactor, host, port, timeout=10).connect(
+        protocol.Factory.forProtocol(Connection)
+    )
+
+
+async def login(reactor, endpoint: list, account: list | None) -> Connection:
+    """
+    A connection to C{endpoint}, logged in as C{account} (address,
+    password) unless that is C{None} (the relay).
+    """
+    connection = await connect(reactor, endpoint)
+    if account is not None:
+        answer = await connection.request(
+            "LOGIN", Address=account[0], Password=account[1]
+        )
+        if answer.code != 230:
+            raise WorkloadError(f"LOGIN {account[0]}: {answer.verb} {answer.argument}")
+    return connection
+
+
+def within(reactor, d: defer.Deferred, seconds: float, what: str) -> defer.Deferred:
+    def timed_out(failure):
+        failure.trap(defer.TimeoutError, defer.CancelledError)
+        raise WorkloadError(f"{what}: nothing after {seconds:g} s")
+
+    return d.addTimeout(seconds, reactor).addErrback(timed_out)
+
+
+async def concurrently(
+    reactor, job: dict, count: int, step: Callable, what: str
+) -> None:
+    """
+    Run C{step()} C{count} times, C{job["concurrency"]} at a time, within
+    C{job["deadline"]} seconds.
+    """
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await step()
+
+    workers = [
+        defer.Deferred.fromCoroutine(worker()) for _ in range(job["concurrency"])
+    ]
+    await within(
+        reactor,
+        defer.gatherResults(workers, consumeErrors=True),
+        job["deadline"],
+        what,
+    )
+
+
+def message_maker(to: str | None, mark: bytes) -> Callable:
+    headers = {"To": to} if to else {"To": "relay@relay"}
+    # The body ends its line, so that the relay, which forwards whole
+    # lines, forwards the last message of a burst too.
+    return frame_maker("SEND", headers, mark + b" " + b"x" * 40 + b"\r\n")
+
+
+async def burst(reactor, job: dict) -> dict:
+    """
+    A sends B messages as fast as B receives them (at most C{window}
+    unreceived), until C{messages} are sent or C{budget} seconds have
+    passed; the figure is messages over the time until B has them all.
+    """
+    # B first: the relay forwards only to connections it has accepted.
+    receiver = await login(reactor, job["b"], job.get("b_login"))
+    sender = await login(reactor, job["a"], job.get("a_login"))
+    make = message_maker(job.get("to"), MESSAGE_MARK)
+    done: defer.Deferred = defer.Deferred()
+    sent = received = 0
+    budget_end = time.perf_counter() + job["budget"]
+
+    def fill() -> None:
+        nonlocal sent
+        batch = []
+        limit = min(job["messages"], received + job["window"])
+        if time.perf_counter() > budget_end:
+            limit = min(limit, sent)
+        while sent < limit:
+            batch.append(make(f"s{sent}"))
+            sent += 1
+        if batch:
+            sender.transport.writeSequence(batch)
+
+    def delivered(found: int) -> None:
+        nonlocal received
+        received += found
+        if received >= sent and (
+            sent >= job["messages"] or time.perf_counter() > budget_end
+        ):
+            if not done.called:
+                done.callback(None)
+        else:
+            fill()
+
+    replies = sender.count(b"201 s", lambda n: None)
+    receiver.count(MESSAGE_MARK, delivered)
+    dropped = receiver.count(b"251 *", lambda n: None)
+    start = time.perf_counter()
+    fill()
+    try:
+        await within(reactor, done, job["deadline"], "burst")
+    except WorkloadError:
+        raise WorkloadError(
+            f"burst: {received} of {sent} messages delivered, {replies.count} "
+            f"accepted, {dropped.count} pushes dropped; last bytes to A: "
+            f"{bytes(sender.seen[-300:])!r}"
+        )
+    seconds = time.perf_counter() - start
+    sender.transport.loseConnection()
+    receiver.transport.loseConnection()
+    return {"messages": sent, "seconds": seconds, "rate": sent / seconds}
+
+
+async def pingpong(reactor, job: dict) -> dict:
+    """
+    A sends B a message; B answers A with one of its own as soon as it
+    has A's; the round trip is from A's send to A's having the answer.
+    """
+    b = await login(reactor, job["b"], job.get("b_login"))
+    a = await login(reactor, job["a"], job.get("a_login"))
+    ping = message_maker(job.get("to_b"), MESSAGE_MARK)
+    pong = message_maker(job.get("to_a"), ANSWER_MARK)
+    latencies: list[float] = []
+    done: defer.Deferred = defer.Deferred()
+    sent_at = 0.0
+    budget_end = time.perf_counter() + job["budget"]
+
+    def send() -> None:
+        nonlocal sent_at
+        sent_at = time.perf_counter()
+        a.transport.write(ping(f"p{len(latencies)}"))
+
+    def answered(found: int) -> None:
+        latencies.append((time.perf_counter() - sent_at) * 1000)
+        if len(latencies) >= job["rounds"] or time.perf_counter() > budget_end:
+            if not done.called:
+                done.callback(None)
+        else:
+            send()
+
+    b.count(MESSAGE_MARK, lambda n: b.transport.write(pong(f"q{len(latencies)}")))
+    a.count(ANSWER_MARK, answered)
+    send()
+    await within(reactor, done, job["deadline"], f"ping-pong after {len(latencies)}")
+    a.transport.loseConnection()
+    b.transport.loseConnection()
+    return {"latencies_ms": latencies}
+
+
+async def logins(reactor, job: dict) -> dict:
+    """
+    C{count} LOGINs, C{concurrency} at a time, in one of three modes:
+    C{open} (on connections opened beforehand, untimed), C{reconnect}
+    (each on a new connection, closed after) or C{token} (as C{reconnect},
+    with the resumption token of a first password LOGIN, if the server
+    hands one out).
+    """
+    address, password = job["login"]
+    credentials = {"Address": address, "Password": password}
+    if job["mode"] == "token":
+        first = await connect(reactor, job["endpoint"])
+        answer = await first.request("LOGIN", **credentials)
+        first.transport.loseConnection()
+        names = [name for name in answer.headers if "token" in name.lower()]
+        if answer.code != 230 or not names:
+            return {"unsupported": True}
+        credentials = {"Address": address, names[0]: answer.headers[names[0]]}
+    ready: list[Connection] = []
+    if job["mode"] == "open":
+        for _ in range(job["count"]):
+            ready.append(await connect(reactor, job["endpoint"]))
+
+    async def log_in() -> None:
+        connection = ready.pop() if ready else await connect(reactor, job["endpoint"])
+        answer = await connection.request("LOGIN", **credentials)
+        if answer.code != 230:
+            raise WorkloadError(f"LOGIN: {answer.verb} {answer.argument}")
+        connection.transport.loseConnection()
+        if job["mode"] != "open":
+            await connection.closed
+
+    start = time.perf_counter()
+    await concurrently(reactor, job, job["count"], log_in, "logins")
+    seconds = time.perf_counter() - start
+    return {"count": job["count"], "seconds": seconds, "rate": job["count"] / seconds}
+
+
+async def get_tcp(reactor, job: dict) -> dict:
+    """
+    GETs of one public object on one logged-in connection, C{window} in
+    flight, for C{count} requests or C{budget} seconds.
+    """
+    connection = await login(reactor, job["endpoint"], job.get("login"))
+    make_get = frame_maker("GET", {}, argument=job["id"])
+    done: defer.Deferred = defer.Deferred()
+    issued = answered = 0
+    budget_end = time.perf_counter() + job["budget"]
+
+    def issue(n: int) -> None:
+        nonlocal issued
+        connection.transport.writeSequence(
+            [make_get(f"g{issued + i}") for i in range(n)]
+        )
+        issued += n
+
+    def replied(found: int) -> None:
+        nonlocal answered
+        answered += found
+        more = job["count"] - issued if time.perf_counter() < budget_end else 0
+        if more > 0:
+            issue(min(found, more))
+        elif answered >= issued and not done.called:
+            done.callback(None)
+
+    counter = connection.count(b"200 g", replied)
+    start = time.perf_counter()
+    issue(min(job["window"], job["count"]))
+    try:
+        await within(reactor, done, job["deadline"], "GET")
+    except WorkloadError:
+        raise WorkloadError(
+            f"GET: {counter.count} of {issued} answered 200; last bytes: "
+            f"{bytes(connection.seen[-300:])!r}"
+        )
+    seconds = time.perf_counter() - start
+    connection.transport.loseConnection()
+    return {"count": answered, "seconds": seconds, "rate": answered / seconds}
+
+
+class DatagramGetter(protocol.DatagramProtocol):
+    """
+    GETs over UDP: the cookie first, then C{window} requests in flight,
+    each answer sending the next; a request lost is replaced after a
+    quiet C{resend} seconds.
+    """
+
+    def __init__(self, reactor, job: dict) -> None:
+        self.reactor = reactor
+        self.job = job
+        self.server = tuple(job["server"])
+        self.cookie: defer.Deferred = defer.Deferred()
+        self.done: defer.Deferred = defer.Deferred()
+        self.issued = self.answered = self.lost = self.refused = 0
+        self.tags = itertools.count()
+        self.last_answer = time.perf_counter()
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        if not self.cookie.called:
+            frame = parse_datagram(data)
+            if frame.code == 432:
+                self.cookie.callback(frame.headers["Cookie"])
+            return
+        self.last_answer = time.perf_counter()
+        if data.startswith(b"200 "):
+            self.answered += 1
+        else:
+            self.refused += 1
+        self.next(1)
+
+    def next(self, n: int) -> None:
+        if time.perf_counter() < self.budget_end and self.issued < self.job["count"]:
+            for _ in range(n):
+                self.transport.write(self.make(f"{next(self.tags)}"), self.server)
+                self.issued += 1
+        elif self.answered + self.refused + self.lost >= self.issued:
+            if not self.done.called:
+                self.done.callback(None)
+
+    def check_lost(self) -> None:
+        if time.perf_counter() - self.last_answer > self.job["resend"]:
+            outstanding = self.issued - self.answered - self.refused - self.lost
+            self.lost += outstanding
+            self.last_answer = time.perf_counter()
+            self.next(outstanding)
+
+    async def run(self) -> dict:
+        self.transport.write(
+            serialize(request("GET", "c", self.job["id"], {"Pad": "x" * 100})),
+            self.server,
+        )
+        cookie = await within(self.reactor, self.cookie, 5, "UDP cookie")
+        self.make = frame_maker("GET", {"Cookie": cookie}, argument=self.job["id"])
+        watch = task.LoopingCall(self.check_lost)
+        watch.clock = self.reactor
+        watch.start(self.job["resend"] / 2, now=False)
+        start = time.perf_counter()
+        self.budget_end = start + self.job["budget"]
+        self.next(self.job["window"])
+        try:
+            await within(self.reactor, self.done, self.job["deadline"], "UDP GET")
+        finally:
+            watch.stop()
+        seconds = time.perf_counter() - start
+        if self.refused:
+            raise WorkloadError(f"UDP GET: {self.refused} answers were not 200")
+        return {
+            "count": self.answered,
+            "seconds": seconds,
+            "rate": self.answered / seconds,
+            "lost": self.lost,
+        }
+
+
+async def get_udp(reactor, job: dict) -> dict:
+    getter = DatagramGetter(reactor, job)
+    port = reactor.listenUDP(0, getter, interface="127.0.0.1")
+    try:
+        return await getter.run()
+    finally:
+        await port.stopListening()
+
+
+async def idle(reactor, job: dict) -> dict:
+    """
+    Log C{warm} sessions in, print C{warm} and wait for a line on standard
+    input; log the rest of C{sessions} in, print C{ready} and keep them
+    all open, idle, until standard input closes.  The harness reads the
+    server's memory at C{warm} and at C{ready}: the first sessions pay for
+    what any login costs once (threads, the hash's buffers), not for a
+    session.
+    """
+    connections: list[Connection] = []
+    lines: defer.DeferredQueue = defer.DeferredQueue()
+
+    def read_stdin() -> None:
+        for line in iter(sys.stdin.readline, ""):
+            reactor.callFromThread(lines.put, line)
+        reactor.callFromThread(lines.put, "")
+
+    async def log_in() -> None:
+        connections.append(await login(reactor, job["endpoint"], job["login"]))
+
+    reactor.callInThread(read_stdin)
+    await concurrently(reactor, job, job["warm"], log_in, "idle sessions")
+    print("warm", flush=True)
+    await lines.get()
+    await concurrently(reactor, job, job["sessions"], log_in, "idle sessions")
+    print("ready", flush=True)
+    while await lines.get():
+        pass
+    for connection in connections:
+        connection.transport.loseConnection()
+    return {"sessions": job["sessions"]}
+
+
+WORKLOADS = {
+    "burst": burst,
+    "pingpong": pingpong,
+    "logins": logins,
+    "get_tcp": get_tcp,
+    "get_udp": get_udp,
+    "idle": idle,
+}
+
+
+def main() -> None:
+    job = json.loads(sys.argv[1])
+    outcome: dict = {}
+
+    async def run(reactor) -> None:
+        try:
+            outcome.update(await WORKLOADS[job["workload"]](reactor, job))
+        except Exception as e:
+            outcome["error"] = f"{type(e).__name__}: {e}"
+        print(json.dumps(outcome), flush=True)
+        if "error" in outcome:
+            raise SystemExit(1)
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor)))
+
+
+if __name__ == "__main__":
+    main()
