@@ -16,7 +16,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from fmtp.accounts import PasswordHashPool, make_portal
+from fmtp.accounts import (
+    DEFAULT_SCRYPT_COST,
+    PasswordHashPool,
+    ScryptCost,
+    make_portal,
+)
 from fmtp.auth.router import Router
 from fmtp.connlimit import ConnectionLimits, Connections, default_limits
 from fmtp.datadir import STORE_OPEN_ERRORS
@@ -150,6 +155,7 @@ def build_server(
     tls_context=None,
     login_limits: LoginLimits = DEFAULT_LOGIN_LIMITS,
     connection_limits: ConnectionLimits | None = None,
+    password_cost: ScryptCost = DEFAULT_SCRYPT_COST,
     **timeouts: float,
 ) -> tuple[ServerService, SharedServices]:
     """
@@ -158,6 +164,8 @@ def build_server(
 
     @param connection_limits: shared by every stream listener; by default
         derived from the open file limit (L{default_limits}).
+    @param password_cost: what new password hashes cost
+        (C{--scrypt-n}); weaker ones are re-hashed at it on login.
     @param timeouts: the streams' C{idle_timeout}, C{frame_timeout} and
         C{stall_timeout} (L{SharedServices}), if not their defaults.
     """
@@ -203,7 +211,7 @@ def build_server(
         store=store,
         keys=keys,
         signer=signer,
-        portal=make_portal(store, run_in_thread=hashing.run),
+        portal=make_portal(store, run_in_thread=hashing.run, cost=password_cost),
         router=router,
         links=links,
         login_throttle=LoginThrottle(reactor, login_limits),

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, TimeoutError, ensureDeferred, succe
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from fmtp.accounts import make_portal
+from fmtp.accounts import ScryptCost, make_portal
 from fmtp.auth.router import Router
 from fmtp.delivery import message_event
 from fmtp.federation.node import build_server_links
@@ -32,6 +32,9 @@ from fmtp.wire import DEFAULT_LIMITS, FrameParser, Limits, request, serialize
 #: A small scrypt cost for accounts made by unit tests, so they stay fast;
 #: servers use the full cost.
 FAST_SCRYPT_N = 2**10
+#: The cost a unit test's server hashes at: its accounts' hashes are not
+#: weaker, so a login re-hashes nothing.
+FAST_COST = ScryptCost(FAST_SCRYPT_N)
 
 
 def run_now(f, *args, **kwargs):
@@ -86,7 +89,10 @@ def make_services(
         limits=limits,
         router=router,
         links=links,
-        **{"portal": make_portal(store, run_in_thread=run_now), **options},
+        **{
+            "portal": make_portal(store, run_in_thread=run_now, cost=FAST_COST),
+            **options,
+        },
     )
 
 

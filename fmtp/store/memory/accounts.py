@@ -40,6 +40,19 @@ class MemoryAccounts(MemoryBase):
         self._accounts[address] = password_hash
         return True
 
+    def replace_password_hash(
+        self, address: str, expected: str, password_hash: str
+    ) -> Deferred[bool]:
+        return self._call(self._replace_password_hash, address, expected, password_hash)
+
+    def _replace_password_hash(
+        self, address: str, expected: str, password_hash: str
+    ) -> bool:
+        if self._accounts.get(address) != expected:
+            return False
+        self._accounts[address] = password_hash
+        return True
+
     def get_password_hash(self, address: str) -> Deferred[str | None]:
         return self._call(self._accounts.get, address)
 

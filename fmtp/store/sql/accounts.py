@@ -36,6 +36,16 @@ def _set_password_hash(
     return cursor.rowcount > 0
 
 
+def _replace_password_hash(
+    conn: sqlite3.Connection, address: str, expected: str, password_hash: str
+) -> bool:
+    cursor = conn.execute(
+        "UPDATE accounts SET password_hash = ? WHERE address = ? AND password_hash = ?",
+        (password_hash, address, expected),
+    )
+    return cursor.rowcount > 0
+
+
 def _get_password_hash(conn: sqlite3.Connection, address: str) -> str | None:
     row = conn.execute(
         "SELECT password_hash FROM accounts WHERE address = ?", (address,)
@@ -78,6 +88,13 @@ class SQLAccounts(SQLiteEngine):
 
     def set_password_hash(self, address: str, password_hash: str) -> Deferred[bool]:
         return self.run_interaction(_set_password_hash, address, password_hash)
+
+    def replace_password_hash(
+        self, address: str, expected: str, password_hash: str
+    ) -> Deferred[bool]:
+        return self.run_interaction(
+            _replace_password_hash, address, expected, password_hash
+        )
 
     def get_password_hash(self, address: str) -> Deferred[str | None]:
         return self.run_interaction(_get_password_hash, address)
