@@ -4,8 +4,9 @@ A store that keeps everything in process memory.
 It exists for tests and for trying fmtp out (C{--store memory:}): nothing
 survives a restart.  It follows the same contract as the SQLite store,
 checked by the same conformance suites (C{tests/conformance/}), so code
-tested against it behaves the same against a durable store.  As the SQL store is, it is one mixin per
-feature (this package's modules) over a small base.
+tested against it behaves the same against a durable store.  As the SQL
+store is, it is one mixin per feature (this package's modules) over a
+small base.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fmtp.interfaces import (
     IObjectStore,
     IPresenceStore,
     IRoomStore,
+    ITokenStore,
 )
 from fmtp.store.memory.accounts import MemoryAccounts
 from fmtp.store.memory.inbox import MemoryInbox
@@ -25,11 +27,19 @@ from fmtp.store.memory.objects import MemoryObjects
 from fmtp.store.memory.presence import MemoryPresence
 from fmtp.store.memory.queue import MemoryQueue
 from fmtp.store.memory.rooms import MemoryRooms
+from fmtp.store.memory.tokens import MemoryTokens
 
 __all__ = ["MemoryStore"]
 
 
-@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore, IRoomStore)
+@implementer(
+    IObjectStore,
+    IAccountStore,
+    IDeliveryStore,
+    IPresenceStore,
+    IRoomStore,
+    ITokenStore,
+)
 class MemoryStore(
     MemoryObjects,
     MemoryAccounts,
@@ -37,10 +47,11 @@ class MemoryStore(
     MemoryInbox,
     MemoryPresence,
     MemoryRooms,
+    MemoryTokens,
 ):
     """
     L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
-    L{IPresenceStore} and L{IRoomStore} in dicts.
+    L{IPresenceStore}, L{IRoomStore} and L{ITokenStore} in dicts.
 
     Each call runs to completion before it returns, and checks everything
     that can fail before it changes anything, so the writes that the SQLite

@@ -15,7 +15,7 @@ class MemoryAccounts(MemoryBase):
     L{fmtp.interfaces.IAccountStore}'s methods, over a L{dict}.
 
     Deleting an account reaches into the other features' state (objects,
-    inboxes, approvals, subscriptions, room memberships), as the SQL
+    inboxes, approvals, subscriptions, room memberships, tokens), as the SQL
     store's does into their tables: it needs the whole composed store.
     """
 
@@ -38,6 +38,7 @@ class MemoryAccounts(MemoryBase):
         if address not in self._accounts:
             return False
         self._accounts[address] = password_hash
+        self._forget_tokens(address)
         return True
 
     def replace_password_hash(
@@ -73,4 +74,5 @@ class MemoryAccounts(MemoryBase):
         self._approved = {pair for pair in self._approved if pair[0] != address}
         self._forget_subscriptions(address)
         self._forget_memberships(address)
+        self._forget_tokens(address)
         return True
