@@ -373,8 +373,14 @@ def make_portal(
     store: IAccountStore,
     run_in_thread: Callable[..., Deferred] = threads.deferToThread,
     cost: ScryptCost = DEFAULT_SCRYPT_COST,
+    tokens: ICredentialsChecker | None = None,
 ) -> Portal:
     """
-    The portal every protocol logs users in through.
+    The portal every protocol logs users in through: passwords, and
+    resumption tokens if C{tokens} (L{fmtp.auth.tokens.ResumptionTokens})
+    is given.
     """
-    return Portal(AccountRealm(), [StoreCredentialsChecker(store, run_in_thread, cost)])
+    checkers = [StoreCredentialsChecker(store, run_in_thread, cost)]
+    if tokens is not None:
+        checkers.append(tokens)
+    return Portal(AccountRealm(), checkers)

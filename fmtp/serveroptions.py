@@ -18,6 +18,7 @@ from twisted.python import usage
 
 from fmtp import datadir
 from fmtp.accounts import DEFAULT_SCRYPT_COST, parse_scrypt_n
+from fmtp.auth.tokens import DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME
 from fmtp.connlimit import ConnectionLimits, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR
 from fmtp.discovery import find_protocol_plugins, is_builtin
@@ -176,6 +177,14 @@ class Options(DNSOption, usage.Options):
             "at this cost when their user logs in.",
         ],
         [
+            "token-lifetime",
+            None,
+            f"{DEFAULT_TOKEN_LIFETIME:.0f}",
+            "Seconds a resumption token (asked for at LOGIN, to reconnect "
+            "without the password) logs in after it is issued, up to a year; "
+            "0 offers no tokens.",
+        ],
+        [
             "max-connections",
             None,
             None,
@@ -275,6 +284,16 @@ class Options(DNSOption, usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"--scrypt-n {e}")
         self["password-cost"] = replace(DEFAULT_SCRYPT_COST, n=n)
+        try:
+            lifetime = float(self["token-lifetime"])
+        except ValueError:
+            lifetime = math.nan
+        if not 0 <= lifetime <= MAX_TOKEN_LIFETIME:
+            raise usage.UsageError(
+                f"--token-lifetime must be a number of seconds from 0 to "
+                f"{MAX_TOKEN_LIFETIME:.0f}"
+            )
+        self["token-lifetime"] = lifetime
         self["connection-limits"] = self._connection_limits()
         if bool(self["tls-key"]) != bool(self["tls-cert"]):
             raise usage.UsageError("--tls-key and --tls-cert go together")

@@ -18,6 +18,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fmtp.accounts import ScryptCost, make_portal
 from fmtp.auth.router import Router
+from fmtp.auth.tokens import ResumptionTokens
 from fmtp.delivery import message_event
 from fmtp.federation.node import build_server_links
 from fmtp.framing.handler import HandlerCollection
@@ -80,6 +81,8 @@ def make_services(
             lambda address, obj: router.deliver(address, message_event(obj)),
             limits=limits,
         )
+    tokens = options.pop("tokens", None) or ResumptionTokens(store, reactor)
+    portal = make_portal(store, run_in_thread=run_now, cost=FAST_COST, tokens=tokens)
     return SharedServices(
         reactor=reactor,
         domain=domain,
@@ -89,10 +92,8 @@ def make_services(
         limits=limits,
         router=router,
         links=links,
-        **{
-            "portal": make_portal(store, run_in_thread=run_now, cost=FAST_COST),
-            **options,
-        },
+        tokens=tokens,
+        **{"portal": portal, **options},
     )
 
 
