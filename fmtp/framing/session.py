@@ -189,20 +189,23 @@ class SessionCommands(CommandGroup):
                 attempt.succeeded()
             finally:
                 attempt.release()
-            answer = {"Address": account.address}
+            given = {}
             if token is not None:
                 session.token_hash = token_hash(token)
-            elif tokens is not None and headers.get("Issue-Token", "") == "yes":
+            elif tokens is not None and headers.get("Issue-Token") == "yes":
                 issued = await tokens.issue(account.address)
                 if issued is not None:
                     session.token_hash = issued.hash
-                    answer["Token"] = issued.token
-                    answer["Token-Expires"] = f"{issued.expires:.0f}"
+                    given["Token"] = issued.token
+                    given["Token-Expires"] = f"{issued.expires:.0f}"
         finally:
             session.logging_in = False
         login = self.protocol.open_login(session, account.address)
-        answer["Session"] = login.key
-        return reply(230, frame.tag, headers=answer)
+        return reply(
+            230,
+            frame.tag,
+            headers={"Address": account.address, "Session": login.key, **given},
+        )
 
     async def logout(self, frame: Frame, session: Session) -> Frame:
         """
@@ -210,9 +213,11 @@ class SessionCommands(CommandGroup):
         logged in with: a client that logs out means to.
         """
         self.protocol.end_login(session)
-        revoked, session.token_hash = session.token_hash, None
-        if revoked is not None and self.services.tokens is not None:
-            await self.services.tokens.revoke(revoked)
+        if session.token_hash is not None and self.services.tokens is not None:
+            # Forgotten only once revoked: a LOGOUT that failed (451)
+            # revokes it when sent again.
+            await self.services.tokens.revoke(session.token_hash)
+        session.token_hash = None
         return reply(200, frame.tag, "logged out")
 
     async def quit(self, frame: Frame, session: Session) -> Frame:

@@ -261,3 +261,36 @@ def test_token_lifetime_option(tmp_path) -> None:
     for bad in ["-1", "nan", "inf", "week", str(366 * 86400)]:
         with pytest.raises(usage.UsageError, match="--token-lifetime"):
             parse("--token-lifetime", bad)
+
+
+class LogoutRetryTests(SynchronousTestCase):
+    def test_a_failed_logout_revokes_when_sent_again(self) -> None:
+        """
+        LOGOUT whose revocation meets an unavailable store answers 451;
+        sent again, it revokes the token.
+        """
+        from twisted.internet.defer import fail
+
+        from fmtp.errors import StoreUnavailable
+
+        clock = MemoryReactorClock()
+        store = MemoryStore()
+        add_account(store, EDGAR, PASSWORD)
+        services = make_services(clock, store)
+        conn = StreamHarness(services, host=HOST)
+        answer = conn.ask(
+            "LOGIN",
+            headers={"Address": EDGAR, "Password": PASSWORD, "Issue-Token": "yes"},
+        )
+        revoke = store.revoke_token
+        store.revoke_token = lambda h: fail(StoreUnavailable("disk full"))
+        self.assertEqual(conn.ask("LOGOUT", "2").code, 451)
+        self.flushLoggedErrors(StoreUnavailable)
+        store.revoke_token = revoke
+        self.assertEqual(conn.ask("LOGOUT", "3").code, 200)
+        other = StreamHarness(services, host=HOST)
+        frames = other.send(
+            "LOGIN", headers={"Address": EDGAR, "Token": answer.headers["Token"]}
+        )
+        clock.advance(5)
+        self.assertEqual((frames + other.frames())[0].code, 535)
