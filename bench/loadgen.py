@@ -279,19 +279,18 @@ async def logins(reactor, job: dict) -> dict:
     C{count} LOGINs, C{concurrency} at a time, in one of three modes:
     C{open} (on connections opened beforehand, untimed), C{reconnect}
     (each on a new connection, closed after) or C{token} (as C{reconnect},
-    with the resumption token of a first password LOGIN, if the server
-    hands one out).
+    with the resumption token a first password LOGIN asked for with
+    C{Issue-Token: yes}, if the server hands one out: doc/protocol.md).
     """
     address, password = job["login"]
     credentials = {"Address": address, "Password": password}
     if job["mode"] == "token":
         first = await connect(reactor, job["endpoint"])
-        answer = await first.request("LOGIN", **credentials)
+        answer = await first.request("LOGIN", **credentials, **{"Issue-Token": "yes"})
         first.transport.loseConnection()
-        names = [name for name in answer.headers if "token" in name.lower()]
-        if answer.code != 230 or not names:
+        if answer.code != 230 or "Token" not in answer.headers:
             return {"unsupported": True}
-        credentials = {"Address": address, names[0]: answer.headers[names[0]]}
+        credentials = {"Address": address, "Token": answer.headers["Token"]}
     ready: list[Connection] = []
     if job["mode"] == "open":
         for _ in range(job["count"]):

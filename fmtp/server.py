@@ -16,8 +16,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from fmtp.accounts import PasswordHashPool, make_portal
+from fmtp.accounts import (
+    DEFAULT_SCRYPT_COST,
+    PasswordHashPool,
+    ScryptCost,
+    make_portal,
+)
 from fmtp.auth.router import Router
+from fmtp.auth.tokens import DEFAULT_TOKEN_LIFETIME, ResumptionTokens
 from fmtp.connlimit import ConnectionLimits, Connections, default_limits
 from fmtp.datadir import STORE_OPEN_ERRORS
 from fmtp.delivery import message_event
@@ -150,6 +156,8 @@ def build_server(
     tls_context=None,
     login_limits: LoginLimits = DEFAULT_LOGIN_LIMITS,
     connection_limits: ConnectionLimits | None = None,
+    password_cost: ScryptCost = DEFAULT_SCRYPT_COST,
+    token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
     **timeouts: float,
 ) -> tuple[ServerService, SharedServices]:
     """
@@ -158,6 +166,10 @@ def build_server(
 
     @param connection_limits: shared by every stream listener; by default
         derived from the open file limit (L{default_limits}).
+    @param password_cost: what new password hashes cost
+        (C{--scrypt-n}); weaker ones are re-hashed at it on login.
+    @param token_lifetime: seconds a resumption token logs in
+        (C{--token-lifetime}); 0 offers none.
     @param timeouts: the streams' C{idle_timeout}, C{frame_timeout} and
         C{stall_timeout} (L{SharedServices}), if not their defaults.
     """
@@ -185,6 +197,9 @@ def build_server(
         default_port=federation.default_port,
     )
     hashing = PasswordHashPool(reactor)
+    tokens = (
+        ResumptionTokens(store, reactor, token_lifetime) if token_lifetime else None
+    )
     router = Router(reactor)
     links, federation_services = build_server_links(
         domain,
@@ -203,7 +218,10 @@ def build_server(
         store=store,
         keys=keys,
         signer=signer,
-        portal=make_portal(store, run_in_thread=hashing.run),
+        portal=make_portal(
+            store, run_in_thread=hashing.run, cost=password_cost, tokens=tokens
+        ),
+        tokens=tokens,
         router=router,
         links=links,
         login_throttle=LoginThrottle(reactor, login_limits),

@@ -11,11 +11,14 @@ and every protocol on its default loopback listeners.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from twisted.internet import endpoints
 from twisted.python import usage
 
 from fmtp import datadir
+from fmtp.accounts import DEFAULT_SCRYPT_COST, parse_scrypt_n
+from fmtp.auth.tokens import DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME
 from fmtp.connlimit import ConnectionLimits, default_limits, parse_networks
 from fmtp.datadir import DEFAULT_DATA_DIR
 from fmtp.discovery import find_protocol_plugins, is_builtin
@@ -165,6 +168,23 @@ class Options(DNSOption, usage.Options):
             "Seconds a failed LOGIN's reply is held back.",
         ],
         [
+            "scrypt-n",
+            None,
+            str(DEFAULT_SCRYPT_COST.n),
+            "scrypt's cost N for password hashes (a power of two; r=8, p=1): "
+            "each doubling doubles the time and memory of a LOGIN's check "
+            "(4096: 4 MiB, about 10 ms). Older, weaker hashes are re-hashed "
+            "at this cost when their user logs in.",
+        ],
+        [
+            "token-lifetime",
+            None,
+            f"{DEFAULT_TOKEN_LIFETIME:.0f}",
+            "Seconds a resumption token (asked for at LOGIN, to reconnect "
+            "without the password) logs in after it is issued, up to a year; "
+            "0 offers no tokens.",
+        ],
+        [
             "max-connections",
             None,
             None,
@@ -259,6 +279,21 @@ class Options(DNSOption, usage.Options):
         self["plugins"] = self._enabled_plugins()
         self["federation"] = self._federation_settings()
         self["login-limits"] = self._login_limits()
+        try:
+            n = parse_scrypt_n(self["scrypt-n"])
+        except ValueError as e:
+            raise usage.UsageError(f"--scrypt-n {e}")
+        self["password-cost"] = replace(DEFAULT_SCRYPT_COST, n=n)
+        try:
+            lifetime = float(self["token-lifetime"])
+        except ValueError:
+            lifetime = math.nan
+        if not 0 <= lifetime <= MAX_TOKEN_LIFETIME:
+            raise usage.UsageError(
+                f"--token-lifetime must be a number of seconds from 0 to "
+                f"{MAX_TOKEN_LIFETIME:.0f}"
+            )
+        self["token-lifetime"] = lifetime
         self["connection-limits"] = self._connection_limits()
         if bool(self["tls-key"]) != bool(self["tls-cert"]):
             raise usage.UsageError("--tls-key and --tls-cert go together")

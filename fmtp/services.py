@@ -17,6 +17,7 @@ from fmtp.ratelimit import LogLimiter
 from fmtp.wire import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
+    from fmtp.auth.tokens import ResumptionTokens
     from fmtp.federation.api import ServerLinks
 
 
@@ -59,6 +60,9 @@ class SharedServices:
     #: Seconds a stream may leave what the server wrote to it unread
     #: before it is closed.
     stall_timeout: float = 60.0
+    #: Resumption tokens (L{fmtp.auth.tokens}), or L{None} if not offered;
+    #: the portal must have them as a checker.
+    tokens: ResumptionTokens | None = None
     #: The open streams of every stream listener, and their limits.
     connections: Connections = None  # type: ignore[assignment]
     #: Log lines about refused requests, per source across its streams:

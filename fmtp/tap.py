@@ -70,6 +70,8 @@ def makeService(options: Options) -> MultiService:
             federation=options["federation"],
             tls_context=tls_context,
             login_limits=options["login-limits"],
+            password_cost=options["password-cost"],
+            token_lifetime=options["token-lifetime"],
             connection_limits=options["connection-limits"],
         )
     except STARTUP_ERRORS as e:

@@ -16,8 +16,9 @@ from twisted.internet.defer import Deferred, TimeoutError, ensureDeferred, succe
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from fmtp.accounts import make_portal
+from fmtp.accounts import ScryptCost, make_portal
 from fmtp.auth.router import Router
+from fmtp.auth.tokens import ResumptionTokens
 from fmtp.delivery import message_event
 from fmtp.federation.node import build_server_links
 from fmtp.framing.handler import HandlerCollection
@@ -32,6 +33,9 @@ from fmtp.wire import DEFAULT_LIMITS, FrameParser, Limits, request, serialize
 #: A small scrypt cost for accounts made by unit tests, so they stay fast;
 #: servers use the full cost.
 FAST_SCRYPT_N = 2**10
+#: The cost a unit test's server hashes at: its accounts' hashes are not
+#: weaker, so a login re-hashes nothing.
+FAST_COST = ScryptCost(FAST_SCRYPT_N)
 
 
 def run_now(f, *args, **kwargs):
@@ -77,6 +81,8 @@ def make_services(
             lambda address, obj: router.deliver(address, message_event(obj)),
             limits=limits,
         )
+    tokens = options.pop("tokens", None) or ResumptionTokens(store, reactor)
+    portal = make_portal(store, run_in_thread=run_now, cost=FAST_COST, tokens=tokens)
     return SharedServices(
         reactor=reactor,
         domain=domain,
@@ -86,7 +92,8 @@ def make_services(
         limits=limits,
         router=router,
         links=links,
-        **{"portal": make_portal(store, run_in_thread=run_now), **options},
+        tokens=tokens,
+        **{"portal": portal, **options},
     )
 
 

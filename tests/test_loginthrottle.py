@@ -36,6 +36,7 @@ from fmtp.server import build_server
 from fmtp.serveroptions import Options
 from fmtp.store.memory import MemoryStore
 from tests.helpers import (
+    FAST_COST,
     FAST_SCRYPT_N,
     StreamHarness,
     add_account,
@@ -280,7 +281,9 @@ class LoginCommandTests(SynchronousTestCase):
         add_account(store, LOST, PASSWORD)
         self.checks = HeldChecks()
         self.services = make_services(
-            self.clock, store, portal=make_portal(store, run_in_thread=self.checks)
+            self.clock,
+            store,
+            portal=make_portal(store, run_in_thread=self.checks, cost=FAST_COST),
         )
         self.limits = self.services.login_throttle.limits
 
@@ -504,10 +507,10 @@ class CountedChecks:
         self.threads: set[str] = set()
         real = fmtp.accounts._check_or_pretend
 
-        def counted(password, encoded):
+        def counted(password, encoded, cost):
             self.passwords.append(password)
             self.threads.add(threading.current_thread().name)
-            return real(password, encoded)
+            return real(password, encoded, cost)
 
         monkeypatch.setattr(fmtp.accounts, "_check_or_pretend", counted)
 

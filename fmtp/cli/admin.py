@@ -11,12 +11,18 @@ reads.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from twisted.python import usage
 
 from fmtp import datadir
-from fmtp.accounts import check_new_password, hash_password
+from fmtp.accounts import (
+    DEFAULT_SCRYPT_COST,
+    check_new_password,
+    hash_password,
+    parse_scrypt_n,
+)
 from fmtp.cli.config import read_password
 from fmtp.cli.options import CommandOptions, JSONOption
 from fmtp.cli.output import print_json
@@ -128,10 +134,25 @@ class AccountOptions(StoreOptions):
             "Read the password from this file's first line ('-' for standard "
             "input) instead of asking.",
         ],
+        [
+            "scrypt-n",
+            None,
+            str(DEFAULT_SCRYPT_COST.n),
+            "scrypt's cost N for the hash (a power of two; the server's "
+            "--scrypt-n re-hashes a weaker one at the first login).",
+        ],
     ]
 
     def parseArgs(self, address: str) -> None:
         self["address"] = parse_address(address)
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        try:
+            n = parse_scrypt_n(self["scrypt-n"])
+        except ValueError as e:
+            raise usage.UsageError(f"--scrypt-n {e}")
+        self["password-cost"] = replace(DEFAULT_SCRYPT_COST, n=n)
 
 
 class AddUserOptions(AccountOptions):
@@ -263,7 +284,7 @@ async def open_store(reactor: Any, options: StoreOptions):
 async def set_account(
     reactor: Any, options: AccountOptions, password: str, create: bool
 ) -> None:
-    encoded = hash_password(password)
+    encoded = hash_password(password, cost=options["password-cost"])
     store = await open_store(reactor, options)
     try:
         address = options["address"]

@@ -102,6 +102,8 @@ class Client:
     reply by tag.
 
     @ivar address: the logged-in address, or L{None}.
+    @ivar token: the resumption token of this session (L{login} with
+        C{issue_token}, or L{login_with_token}), or L{None}.
     @ivar timeout: seconds each call waits for its reply.
     """
 
@@ -115,6 +117,9 @@ class Client:
         self._clock = clock
         self.timeout = timeout
         self.address: str | None = None
+        #: The resumption token this session got or logged in with.
+        self.token: str | None = None
+        self.token_expires: float | None = None
         self._closed = False
         protocol.closed.addCallback(self._connection_closed)
 
@@ -252,23 +257,52 @@ class Client:
         """
         return dict((await self.call("CAPA")).headers)
 
-    async def login(self, address: str, password: str) -> str:
+    async def login(
+        self, address: str, password: str, issue_token: bool = False
+    ) -> str:
         """
         Log in; later calls act as this user.
 
+        @param issue_token: ask for a resumption token, kept in L{token}
+            (and its expiry in L{token_expires}) if the server gives one,
+            to log in again with L{login_with_token} without the password.
         @return: the address in its normal form.
         @raise ReplyError: 535 for a wrong address or password, 429 when
             the server throttles logins (see C{frame.headers["Retry-After"]}).
         """
-        answer = await self.call(
-            "LOGIN", headers={"Address": address, "Password": password}
-        )
+        headers = {"Address": address, "Password": password}
+        if issue_token:
+            headers["Issue-Token"] = "yes"
+        answer = await self.call("LOGIN", headers=headers)
+        self.token = answer.headers.get("Token")
+        expires = _int_header(answer, "Token-Expires")
+        self.token_expires = None if expires is None else float(expires)
+        self.address = answer.headers.get("Address", address)
+        return self.address
+
+    async def login_with_token(self, address: str, token: str) -> str:
+        """
+        Log in again with a resumption token from an earlier L{login}
+        (a reconnect: no password, no scrypt on the server).  The token
+        stays valid until it expires or a L{logout} revokes it.
+
+        @return: the address in its normal form.
+        @raise ReplyError: 535 if the token is not valid (expired, revoked
+            by a LOGOUT or a password change, or another address's): log
+            in with the password.
+        """
+        answer = await self.call("LOGIN", headers={"Address": address, "Token": token})
+        self.token = token
         self.address = answer.headers.get("Address", address)
         return self.address
 
     async def logout(self) -> None:
+        """
+        Log out; the server revokes this session's resumption token.
+        """
         await self.call("LOGOUT")
         self.address = None
+        self.token = self.token_expires = None
 
     async def quit(self) -> None:
         """

@@ -126,8 +126,11 @@ class BlockingClient:
     def capa(self) -> dict[str, str]:
         return self._call(self.client.capa)
 
-    def login(self, address: str, password: str) -> str:
-        return self._call(self.client.login, address, password)
+    def login(self, address: str, password: str, issue_token: bool = False) -> str:
+        return self._call(self.client.login, address, password, issue_token)
+
+    def login_with_token(self, address: str, token: str) -> str:
+        return self._call(self.client.login_with_token, address, token)
 
     def logout(self) -> None:
         self._call(self.client.logout)

@@ -17,6 +17,7 @@ from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from fmtp.util.nodelay import set_no_delay
 from fmtp.wire import (
     DEFAULT_LIMITS,
     UNSOLICITED_TAG,
@@ -70,6 +71,10 @@ class FrameClientProtocol(Protocol):
         self._tls_tag: str | None = None
         self._tls_options = None
         self.tls_ready: Deferred | None = None
+
+    def connectionMade(self) -> None:
+        # Server links are this protocol too (LinkProtocol).
+        set_no_delay(self.transport)
 
     def request(
         self,

@@ -21,6 +21,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.task import deferLater
 
 from fmtp.attachments import MAX_ATTACHMENTS
+from fmtp.auth.tokens import ResumptionToken, token_hash
 from fmtp.errors import AuthenticationFailed
 from fmtp.framing.handler import (
     PROTOCOL_VERSION,
@@ -53,12 +54,15 @@ class Session:
     @ivar address: the logged-in address, or L{None}.
     @ivar login: the router session LOGIN opened (its C{key} is the
         session key), or L{None}.
+    @ivar token_hash: the hash of the resumption token this session was
+        given or logged in with, which its LOGOUT revokes; or L{None}.
     """
 
     host: str
     datagram: bool = False
     address: str | None = None
     login: ISession | None = None
+    token_hash: str | None = None
     failed_logins: int = 0
     logging_in: bool = False
     closing: bool = False
@@ -111,6 +115,9 @@ class SessionCommands(CommandGroup):
         if self.services.tls_context is not None and not session.datagram:
             verbs.add("STARTTLS")
         limits = self.services.limits
+        offered = {}
+        if self.services.tokens is not None and not session.datagram:
+            offered["Token-Lifetime"] = f"{self.services.tokens.lifetime:.0f}"
         return reply(
             200,
             frame.tag,
@@ -127,14 +134,33 @@ class SessionCommands(CommandGroup):
                 # signatures of its own domain's messages with it when the
                 # domain publishes none (the embedded localhost).
                 "Domain-Key": format_key_record(self.services.signer.public_key()),
+                **offered,
             },
         )
 
     async def login(self, frame: Frame, session: Session) -> Frame:
+        """
+        Log in with C{Password}, or with a resumption C{Token}; with a
+        password, C{Issue-Token: yes} asks for a token in the reply.
+        Both go through the login throttle alike: a guessed token is a
+        failed LOGIN as a guessed password is.
+        """
         if session.address is not None or session.logging_in:
             return reply(503, frame.tag, "already logged in")
         address = required_header(frame, "Address")
-        password = frame.headers.get("Password", "")
+        headers = frame.headers
+        tokens = self.services.tokens
+        token = headers.get("Token")
+        if token is not None:
+            if "Password" in headers:
+                return reply(501, frame.tag, "send a Password or a Token, not both")
+            if tokens is None:
+                return reply(535, frame.tag, "resumption tokens are not offered here")
+            credentials = ResumptionToken(address, token)
+            refusal = "bad, expired or revoked token: log in with the password"
+        else:
+            credentials = UsernamePassword(address, headers.get("Password", ""))
+            refusal = "bad address or password"
         throttle = self.services.login_throttle
         try:
             # Reserved before the check, so checks in progress count.
@@ -148,30 +174,50 @@ class SessionCommands(CommandGroup):
             )
         session.logging_in = True
         try:
-            _, account, _ = await self.services.portal.login(
-                UsernamePassword(address, password), None, IAccount
-            )
-        except UnauthorizedLogin:
-            attempt.failed()
-            session.failed_logins += 1
-            await deferLater(self.services.reactor, throttle.limits.failure_delay)
-            if session.failed_logins >= MAX_FAILED_LOGINS_PER_CONNECTION:
-                session.closing = True
-            raise AuthenticationFailed("bad address or password")
-        else:
-            attempt.succeeded()
+            try:
+                _, account, _ = await self.services.portal.login(
+                    credentials, None, IAccount
+                )
+            except UnauthorizedLogin:
+                attempt.failed()
+                session.failed_logins += 1
+                await deferLater(self.services.reactor, throttle.limits.failure_delay)
+                if session.failed_logins >= MAX_FAILED_LOGINS_PER_CONNECTION:
+                    session.closing = True
+                raise AuthenticationFailed(refusal)
+            else:
+                attempt.succeeded()
+            finally:
+                attempt.release()
+            given = {}
+            if token is not None:
+                session.token_hash = token_hash(token)
+            elif tokens is not None and headers.get("Issue-Token") == "yes":
+                issued = await tokens.issue(account.address)
+                if issued is not None:
+                    session.token_hash = issued.hash
+                    given["Token"] = issued.token
+                    given["Token-Expires"] = f"{issued.expires:.0f}"
         finally:
-            attempt.release()
             session.logging_in = False
         login = self.protocol.open_login(session, account.address)
         return reply(
             230,
             frame.tag,
-            headers={"Address": account.address, "Session": login.key},
+            headers={"Address": account.address, "Session": login.key, **given},
         )
 
     async def logout(self, frame: Frame, session: Session) -> Frame:
+        """
+        End the session, and revoke the resumption token it was given or
+        logged in with: a client that logs out means to.
+        """
         self.protocol.end_login(session)
+        if session.token_hash is not None and self.services.tokens is not None:
+            # Forgotten only once revoked: a LOGOUT that failed (451)
+            # revokes it when sent again.
+            await self.services.tokens.revoke(session.token_hash)
+        session.token_hash = None
         return reply(200, frame.tag, "logged out")
 
     async def quit(self, frame: Frame, session: Session) -> Frame:

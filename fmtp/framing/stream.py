@@ -22,6 +22,7 @@ from zope.interface import implementer
 from fmtp.framing.handler import HandlerCollection, answer_request, error_reply
 from fmtp.framing.session import Session
 from fmtp.ratelimit import suppressed_note
+from fmtp.util.nodelay import set_no_delay
 from fmtp.wire import (
     UNSOLICITED_TAG,
     Frame,
@@ -98,6 +99,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
     # The connection
 
     def connectionMade(self) -> None:
+        set_no_delay(self.transport)
         peer = self.transport.getPeer()
         host = getattr(peer, "host", str(peer))
         self.session = Session(host=host, push=self.push)

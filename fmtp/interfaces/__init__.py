@@ -10,7 +10,7 @@ that tests can check an implementation with
 L{zope.interface.verify.verifyObject}.
 
 They are written by area in this package's modules (L{store}, L{presence},
-L{rooms}, L{keys}, L{platform}) and imported from here, the one place to
+L{rooms}, L{keys}, L{platform}, L{tokens}) and imported from here, the one place to
 import any of them from: C{from fmtp.interfaces import IRouter}.
 """
 
@@ -28,6 +28,7 @@ from fmtp.interfaces.platform import (
 from fmtp.interfaces.presence import IPresenceStore
 from fmtp.interfaces.rooms import IRoomStore
 from fmtp.interfaces.store import IAccountStore, IDeliveryStore, IObjectStore
+from fmtp.interfaces.tokens import ITokenStore
 
 __all__ = [
     "IAccount",
@@ -43,4 +44,5 @@ __all__ = [
     "IRouter",
     "IServerLinks",
     "ISession",
+    "ITokenStore",
 ]

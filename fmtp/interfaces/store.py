@@ -120,10 +120,23 @@ class IAccountStore(Interface):
 
     def set_password_hash(address, password_hash):
         """
-        Replace an account's password hash.
+        Replace an account's password hash: the password changed, so the
+        account's resumption tokens (L{fmtp.interfaces.ITokenStore}) are
+        deleted in the same durable step.
 
         @return: a L{Deferred} that fires with C{True} if the account
             exists, C{False} otherwise.
+        """
+
+    def replace_password_hash(address, expected, password_hash):
+        """
+        Replace an account's password hash if it is still C{expected}: the
+        same password hashed again at a higher cost.  Its resumption
+        tokens stay (the password did not change); a password changed
+        meanwhile is not overwritten.
+
+        @return: a L{Deferred} that fires with C{True} if the hash was
+            replaced, C{False} (and nothing changed) otherwise.
         """
 
     def get_password_hash(address):

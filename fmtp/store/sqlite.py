@@ -16,6 +16,7 @@ from fmtp.interfaces import (
     IObjectStore,
     IPresenceStore,
     IRoomStore,
+    ITokenStore,
 )
 from fmtp.store.sql.accounts import SQLAccounts
 from fmtp.store.sql.inbox import SQLInbox
@@ -25,16 +26,31 @@ from fmtp.store.sql.queue import SQLQueue
 from fmtp.store.sql.rooms import SQLRooms
 from fmtp.store.sql.schema import SCHEMA_STEPS
 from fmtp.store.sql.sending import SQLSending
+from fmtp.store.sql.tokens import SQLTokens
 
 
-@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore, IRoomStore)
+@implementer(
+    IObjectStore,
+    IAccountStore,
+    IDeliveryStore,
+    IPresenceStore,
+    IRoomStore,
+    ITokenStore,
+)
 class SQLiteStore(
-    SQLObjects, SQLAccounts, SQLQueue, SQLInbox, SQLPresence, SQLRooms, SQLSending
+    SQLObjects,
+    SQLAccounts,
+    SQLQueue,
+    SQLInbox,
+    SQLPresence,
+    SQLRooms,
+    SQLSending,
+    SQLTokens,
 ):
     """
     L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
-    L{IPresenceStore} and L{IRoomStore} in an SQLite file: each feature's
-    methods from its mixin, all run on the one thread of
+    L{IPresenceStore}, L{IRoomStore} and L{ITokenStore} in an SQLite file:
+    each feature's methods from its mixin, all run on the one thread of
     L{fmtp.store.sql.engine.SQLiteEngine}, which also says how writes are
     made durable and how errors are reported.
 

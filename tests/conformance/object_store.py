@@ -362,6 +362,20 @@ class StoreConformance:
         assert await store.get_password_hash(BOB) is None
 
     @pytest_twisted.ensureDeferred
+    async def test_replace_password_hash_only_if_unchanged(self, store) -> None:
+        """
+        A re-hash at a higher cost replaces the hash it was made from, and
+        never one a password change put there meanwhile.
+        """
+        await store.add_account(ALICE, "hash-1")
+        assert await store.replace_password_hash(ALICE, "hash-1", "hash-2") is True
+        assert await store.get_password_hash(ALICE) == "hash-2"
+        assert await store.replace_password_hash(ALICE, "hash-1", "hash-3") is False
+        assert await store.get_password_hash(ALICE) == "hash-2"
+        assert await store.replace_password_hash(BOB, "hash-1", "hash-3") is False
+        assert await store.get_password_hash(BOB) is None
+
+    @pytest_twisted.ensureDeferred
     async def test_accounts_and_objects_are_separate(self, store) -> None:
         """
         An account is not a user object; creating one is the caller's job.

@@ -56,6 +56,7 @@ from tests.conformance.delivery import (
 from tests.conformance.object_store import ALICE, BOB, StoreConformance, make
 from tests.conformance.presence import PresenceConformance
 from tests.conformance.rooms import RoomConformance
+from tests.conformance.tokens import TokenConformance
 
 
 def sqlite_threads() -> list[threading.Thread]:
@@ -138,6 +139,12 @@ class TestPresenceConformance(PresenceConformance):
 class TestRoomConformance(RoomConformance):
     """
     The room store's conformance suite, run against every store.
+    """
+
+
+class TestTokenConformance(TokenConformance):
+    """
+    The token store's conformance suite, run against every store.
     """
 
 
@@ -385,7 +392,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 5
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 6
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"
@@ -481,6 +488,30 @@ async def test_upgrade_from_version_three(db_path: Path) -> None:
         assert await s.is_approved(LOST, EDGAR)
         await s.request_subscription(EDGAR, LOST, T0, 10)
         assert [r.subscriber for r in await s.pending_requests(LOST)] == [EDGAR]
+    finally:
+        await s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upgrade_from_version_five(db_path: Path) -> None:
+    """
+    A file written before resumption tokens (version 5) keeps its accounts
+    and gains the token table.
+    """
+    old = SQLiteStore(db_path)
+    old.schema_steps = SCHEMA_STEPS[:5]
+    await old.open()
+    try:
+        await old.add_account(LOST, "hash-1")
+    finally:
+        await old.close()
+    s = SQLiteStore(db_path)
+    await s.open()
+    try:
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION
+        assert await s.get_password_hash(LOST) == "hash-1"
+        assert await s.add_token(LOST, "ab" * 32, T0 + 60, T0, 10) is True
+        assert await s.find_token("ab" * 32, T0) == LOST
     finally:
         await s.close()
 

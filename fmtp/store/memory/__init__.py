@@ -19,6 +19,7 @@ from fmtp.interfaces import (
     IObjectStore,
     IPresenceStore,
     IRoomStore,
+    ITokenStore,
 )
 from fmtp.store.memory.accounts import MemoryAccounts
 from fmtp.store.memory.inbox import MemoryInbox
@@ -27,11 +28,19 @@ from fmtp.store.memory.presence import MemoryPresence
 from fmtp.store.memory.queue import MemoryQueue
 from fmtp.store.memory.rooms import MemoryRooms
 from fmtp.store.memory.sending import MemorySending
+from fmtp.store.memory.tokens import MemoryTokens
 
 __all__ = ["MemoryStore"]
 
 
-@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore, IRoomStore)
+@implementer(
+    IObjectStore,
+    IAccountStore,
+    IDeliveryStore,
+    IPresenceStore,
+    IRoomStore,
+    ITokenStore,
+)
 class MemoryStore(
     MemoryObjects,
     MemoryAccounts,
@@ -40,10 +49,11 @@ class MemoryStore(
     MemoryPresence,
     MemoryRooms,
     MemorySending,
+    MemoryTokens,
 ):
     """
     L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
-    L{IPresenceStore} and L{IRoomStore} in dicts.
+    L{IPresenceStore}, L{IRoomStore} and L{ITokenStore} in dicts.
 
     Each call runs to completion before it returns, and checks everything
     that can fail before it changes anything, so the writes that the SQLite

@@ -15,7 +15,7 @@ class MemoryAccounts(MemoryBase):
     L{fmtp.interfaces.IAccountStore}'s methods, over a L{dict}.
 
     Deleting an account reaches into the other features' state (objects,
-    inboxes, approvals, subscriptions, room memberships), as the SQL
+    inboxes, approvals, subscriptions, room memberships, tokens), as the SQL
     store's does into their tables: it needs the whole composed store.
     """
 
@@ -36,6 +36,20 @@ class MemoryAccounts(MemoryBase):
 
     def _set_password_hash(self, address: str, password_hash: str) -> bool:
         if address not in self._accounts:
+            return False
+        self._accounts[address] = password_hash
+        self._forget_tokens(address)
+        return True
+
+    def replace_password_hash(
+        self, address: str, expected: str, password_hash: str
+    ) -> Deferred[bool]:
+        return self._call(self._replace_password_hash, address, expected, password_hash)
+
+    def _replace_password_hash(
+        self, address: str, expected: str, password_hash: str
+    ) -> bool:
+        if self._accounts.get(address) != expected:
             return False
         self._accounts[address] = password_hash
         return True
@@ -60,4 +74,5 @@ class MemoryAccounts(MemoryBase):
         self._approved = {pair for pair in self._approved if pair[0] != address}
         self._forget_subscriptions(address)
         self._forget_memberships(address)
+        self._forget_tokens(address)
         return True

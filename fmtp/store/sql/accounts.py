@@ -12,6 +12,7 @@ from fmtp.errors import AccountExists
 from fmtp.store.sql.engine import SQLiteEngine, transaction
 from fmtp.store.sql.presence import _forget_subscriptions
 from fmtp.store.sql.rooms import _forget_memberships
+from fmtp.store.sql.tokens import _forget_tokens
 
 
 def _add_account(
@@ -29,9 +30,22 @@ def _add_account(
 def _set_password_hash(
     conn: sqlite3.Connection, address: str, password_hash: str
 ) -> bool:
+    # A new password: the tokens the old one got go with it.
+    with transaction(conn):
+        cursor = conn.execute(
+            "UPDATE accounts SET password_hash = ? WHERE address = ?",
+            (password_hash, address),
+        )
+        _forget_tokens(conn, address)
+    return cursor.rowcount > 0
+
+
+def _replace_password_hash(
+    conn: sqlite3.Connection, address: str, expected: str, password_hash: str
+) -> bool:
     cursor = conn.execute(
-        "UPDATE accounts SET password_hash = ? WHERE address = ?",
-        (password_hash, address),
+        "UPDATE accounts SET password_hash = ? WHERE address = ? AND password_hash = ?",
+        (password_hash, address, expected),
     )
     return cursor.rowcount > 0
 
@@ -62,6 +76,7 @@ def _delete_account(conn: sqlite3.Connection, address: str) -> bool:
         conn.execute("DELETE FROM approved_senders WHERE recipient = ?", (address,))
         _forget_subscriptions(conn, address)
         _forget_memberships(conn, address)
+        _forget_tokens(conn, address)
     return True
 
 
@@ -78,6 +93,13 @@ class SQLAccounts(SQLiteEngine):
 
     def set_password_hash(self, address: str, password_hash: str) -> Deferred[bool]:
         return self.run_interaction(_set_password_hash, address, password_hash)
+
+    def replace_password_hash(
+        self, address: str, expected: str, password_hash: str
+    ) -> Deferred[bool]:
+        return self.run_interaction(
+            _replace_password_hash, address, expected, password_hash
+        )
 
     def get_password_hash(self, address: str) -> Deferred[str | None]:
         return self.run_query(_get_password_hash, address)

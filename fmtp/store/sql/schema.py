@@ -313,6 +313,32 @@ def _v5_rooms(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v6_resumption_tokens(conn: sqlite3.Connection) -> None:
+    """
+    Version 6: resumption tokens (L{fmtp.interfaces.ITokenStore}, the
+    feature module L{fmtp.store.sql.tokens}).
+
+    A token is kept as its SHA-256 (C{token_hash}, hex), never in clear.
+    The table keeps its rowid, which orders an account's tokens by when
+    they were added (the oldest beyond the account's cap go first);
+    C{resumption_tokens_address} serves "the tokens of this address".
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE resumption_tokens (
+                token_hash TEXT NOT NULL UNIQUE,
+                address TEXT NOT NULL,
+                issued REAL NOT NULL,
+                expires REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX resumption_tokens_address ON resumption_tokens (address)",
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
 SCHEMA_STEPS: Sequence[SchemaStep] = (
@@ -321,6 +347,7 @@ SCHEMA_STEPS: Sequence[SchemaStep] = (
     _v3_sealing_and_sending,
     _v4_presence,
     _v5_rooms,
+    _v6_resumption_tokens,
 )
 
 #: The schema version this code writes.
