@@ -79,6 +79,13 @@ class Options(usage.Options):
         ["logins", None, 100, "LOGINs in each login run.", int],
         ["sessions", None, 1000, "Idle sessions for the memory figure.", int],
         ["gets", None, 100000, "Most GETs in one run.", int],
+        ["only", None, "", "Only these workloads, by letter (--only ae)."],
+        [
+            "profile",
+            None,
+            None,
+            "Profile each server (cProfile) into DIR/NAME.prof, for pstats.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -187,6 +194,8 @@ class Harness:
         """
         Run C{job}, add C{figure(outcome)} to row C{name}; note an error.
         """
+        if not self.wanted(name):
+            return None
         row = self.row(name, unit, **kw)
         try:
             outcome = await run_job(self.reactor, job)
@@ -205,7 +214,19 @@ class Harness:
 
     # Servers
 
+    def wanted(self, name: str) -> bool:
+        """
+        Whether row C{name} ("(a) ...") is among the workloads C{--only}
+        names (all of them without it).
+        """
+        only = self.options["only"]
+        return not only or name[1] in only
+
     async def start_server(self, name: str, *options: str, **kw) -> ServerProcess:
+        profile = self.options["profile"]
+        if profile is not None:
+            Path(profile).mkdir(parents=True, exist_ok=True)
+            kw["profile"] = Path(profile).resolve() / f"{name}.prof"
         server = ServerProcess(self.directory / name, *options, cpus=SERVER_CPUS, **kw)
         self.servers.append(server)
         return await server.started(self.reactor)
@@ -441,6 +462,8 @@ class Harness:
         concurrent LOGINs cost once (threads, scrypt's buffers).
         """
         name = "(f) memory per idle session"
+        if not self.wanted(name):
+            return
         row = self.row(name, "bytes", higher_is_better=False)
         sessions = self.options["sessions"]
         generator, transport = spawn(

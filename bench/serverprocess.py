@@ -81,6 +81,7 @@ class ServerProcess:
         udp: bool = False,
         cpus: str | None = None,
         unthrottled: bool = False,
+        profile: Path | None = None,
     ) -> None:
         """
         @param options: more C{twistd fmtp} options (C{--domain}...).
@@ -89,6 +90,8 @@ class ServerProcess:
         @param cpus: pin it to these CPUs with C{taskset}, if there is one.
         @param unthrottled: lift the per-source datagram rate limit (see
             L{bench.unthrottled}), so that UDP measures the server.
+        @param profile: write twistd's C{cProfile} statistics of the whole
+            run to this file when the server stops (C{pstats} can read it).
         """
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
@@ -110,6 +113,11 @@ class ServerProcess:
             *entry,
             "-n",
             "--pidfile=",
+            *(
+                [f"--profile={profile}", "--profiler=cprofile", "--savestats"]
+                if profile is not None
+                else []
+            ),
             "fmtp",
             "--data-dir",
             str(directory / "data"),
