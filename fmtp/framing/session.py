@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 MAX_FAILED_LOGINS_PER_CONNECTION = 3
 
 
-@dataclass
+@dataclass(slots=True)
 class Session:
     """
     What the commands know of whoever sent a request: one stream

@@ -39,6 +39,12 @@ class ObjectCommands(CommandGroup):
 
     async def get(self, frame: Frame, session: Session) -> Frame:
         object_id = required_argument(frame, "ID")
+        if session.peer_domain is None:
+            # Not a child server's lookup: a public object read lately is
+            # answered here and now, its headers computed once.
+            hit = self.objects.cached(object_id)
+            if hit is not None:
+                return reply(200, frame.tag, headers=hit.headers, body=hit.obj.body)
         looked_up = await self.lookup_for_child(frame, session, object_id)
         if looked_up is not None:
             return looked_up

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -28,6 +29,9 @@ from fmtp.objects import (
     normalize_address,
     parse_object_id,
 )
+
+if TYPE_CHECKING:
+    from fmtp.store.sql.readcache import CachedObject, PublicObjectCache
 
 #: The largest page a LIST may ask for.
 MAX_LIST_LIMIT = 200
@@ -62,6 +66,19 @@ class ObjectService:
     def __init__(self, store: IDeliveryStore, clock: IReactorTime) -> None:
         self._store = store
         self._clock = clock
+        # A store that caches the public objects it read (the SQLite
+        # store's L{fmtp.store.sql.readcache}) answers GETs of them here.
+        self._cache: PublicObjectCache | None = getattr(store, "public_objects", None)
+
+    def cached(self, object_id: str) -> CachedObject | None:
+        """
+        The object of id C{object_id} if the store's read cache holds it:
+        one every reader may read alike, so it needs no viewer.
+        """
+        cache = self._cache
+        if cache is None:
+            return None
+        return cache.get(object_id)
 
     async def get(self, viewer: str | None, object_id: str) -> FMTPObject:
         """
@@ -72,6 +89,9 @@ class ObjectService:
 
         @raise NotFound: if it does not exist or is not visible.
         """
+        hit = self.cached(object_id)
+        if hit is not None:
+            return hit.obj
         parse_object_id(object_id)
         found = await self._store.read_object(object_id, viewer)
         obj = readable(viewer, found)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from functools import cached_property
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -17,6 +18,7 @@ from fmtp.objects import FMTPObject
 from fmtp.store.checks import check_counts
 from fmtp.store.sql.engine import _MAX_SQLITE_INT, SQLiteEngine, transaction
 from fmtp.store.sql.objects import _object_row, _seal_object
+from fmtp.store.sql.readcache import PublicObjectCache
 
 
 def _deliver_local(
@@ -75,6 +77,26 @@ def _read_object(
     object_type, properties, body, removed, filed = row
     obj = FMTPObject(object_id, object_type, json.loads(properties), bytes(body))
     return StoredObject(obj, bool(removed), bool(filed))
+
+
+def _read_and_watch(
+    conn: sqlite3.Connection,
+    cache: PublicObjectCache,
+    object_id: str,
+    reader: str | None,
+) -> tuple[StoredObject | None, int]:
+    found = _read_object(conn, object_id, reader)
+    return found, cache.watch(conn, found)
+
+
+def _offered(
+    result: tuple[StoredObject | None, int],
+    cache: PublicObjectCache,
+    object_id: str,
+) -> StoredObject | None:
+    found, data_version = result
+    cache.offer(object_id, found, data_version)
+    return found
 
 
 def _remove_from_inbox(
@@ -230,10 +252,22 @@ class SQLInbox(SQLiteEngine):
         query, params = inbox_query(recipient, since, limit)
         return self.run_query(_inbox, query, params)
 
+    @cached_property
+    def public_objects(self) -> PublicObjectCache:
+        """
+        The public objects this store read lately, for a GET answered in
+        the reactor thread (L{fmtp.store.sql.readcache}); every
+        L{read_object} offers it what it read.
+        """
+        return PublicObjectCache(self._reactor, self._reactor.callFromThread)
+
     def read_object(
         self, object_id: str, reader: str | None
     ) -> Deferred[StoredObject | None]:
-        return self.run_query(_read_object, object_id, reader)
+        cache = self.public_objects
+        d = self.run_query(_read_and_watch, cache, object_id, reader)
+        d.addCallback(_offered, cache, object_id)
+        return d
 
     def remove_from_inbox(self, recipient: str, object_id: str) -> Deferred[bool]:
         return self.run_interaction(_remove_from_inbox, recipient, object_id)
