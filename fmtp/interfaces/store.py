@@ -276,6 +276,30 @@ class IDeliveryStore(IObjectStore):
             nothing stored, as C{enqueue} does.
         """
 
+    def receive_message(obj, local, choose):
+        """
+        File a message a peer delivered for local recipients, in one
+        durable step (one transaction, one trip to the store): for each
+        address of C{local}, in order, the store calls C{choose(address,
+        profile, obj, approved)} as C{send_message} does and follows the
+        L{fmtp.delivery.Filing} it returns, filing the message as
+        C{deliver_local} does (held or not) if it says so.  C{choose} must
+        be quick and pure: it may run on the store's thread, and more than
+        once.
+
+        @param obj: the L{fmtp.objects.FMTPObject} delivered.
+        @param local: the recipients of this server, normalized.
+        @param choose: L{fmtp.delivery.choose_filing}, or a function like
+            it.
+        @return: a L{Deferred} that fires, once it is all durable, with a
+            L{fmtp.delivery.Filing} per address of C{local}, in order, as
+            followed (one whose recipient already had this id is not filed
+            again and says C{already delivered}); or fails with
+            L{fmtp.errors.ObjectSealed}, nothing stored, if an object with
+            other content holds the id (whether or not any recipient would
+            file it).
+        """
+
     def was_sent(object_id, domain, digest):
         """
         Whether this server queued the object with this id and digest for
