@@ -396,6 +396,27 @@ class IDeliveryStore(IObjectStore):
             removed, C{False} if there was none.
         """
 
+    def finish_deliveries(keys):
+        """
+        Remove many deliveries from the queue in one durable step, as
+        C{finish_delivery} does for each: the outbound queue settles the
+        replies of a pipelined burst together.
+
+        @param keys: C{(object_id, domain)} pairs.
+        @return: a L{Deferred} that fires, once it is durable, with one
+            C{True} or C{False} per key, in order, as C{finish_delivery}.
+        """
+
+    def queued_objects(object_ids):
+        """
+        The objects of many queued deliveries, in one read: what
+        C{get_object} gives for each id, read together so that a burst of
+        deliveries costs one trip to the store.
+
+        @return: a L{Deferred} that fires with one
+            L{fmtp.objects.FMTPObject} or L{None} per id, in order.
+        """
+
     def make_due(now, domain=None):
         """
         Bring every queued delivery (to C{domain}, or to any domain) that

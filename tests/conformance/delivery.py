@@ -297,6 +297,34 @@ class DeliveryConformance:
         assert await store.get_object(obj.id) == obj
 
     @pytest_twisted.ensureDeferred
+    async def test_finish_deliveries(self, store) -> None:
+        """
+        Many rows are removed in one call, each as C{finish_delivery}.
+        """
+        first, second = message(1), message(2)
+        await store.enqueue(first, [queued(first), queued(first, "kingdom.example")])
+        await store.enqueue(second, [queued(second)])
+        done = await store.finish_deliveries(
+            [(first.id, "lenore.org"), (second.id, "lenore.org"), (first.id, "x.org")]
+        )
+        assert done == [True, True, False]
+        assert keys(await store.due_deliveries(T0, 10)) == [
+            (first.id, "kingdom.example")
+        ]
+        assert await store.finish_deliveries([]) == []
+        # The objects stay: they are the sender's copies.
+        assert await store.get_object(first.id) == first
+
+    @pytest_twisted.ensureDeferred
+    async def test_queued_objects(self, store) -> None:
+        first, second = message(1), message(2)
+        await store.enqueue(first, [queued(first)])
+        await store.enqueue(second, [queued(second)])
+        found = await store.queued_objects([second.id, "missing", first.id])
+        assert found == [second, None, first]
+        assert await store.queued_objects([]) == []
+
+    @pytest_twisted.ensureDeferred
     async def test_make_due(self, store) -> None:
         """
         An admin's "retry now" brings later deliveries forward, keeping

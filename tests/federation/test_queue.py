@@ -13,7 +13,7 @@ file and the real reactor, across a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest_twisted
@@ -655,8 +655,10 @@ class FailureTests(QueueTestCase):
         """
 
         class Forgetful(MemoryStore):
-            def get_object(self, object_id: str) -> Deferred[FMTPObject | None]:
-                return succeed(None)
+            def queued_objects(
+                self, object_ids: Sequence[str]
+            ) -> Deferred[list[FMTPObject | None]]:
+                return succeed([None] * len(object_ids))
 
         self.store = Forgetful()
         queue = self.start()

@@ -162,6 +162,20 @@ class MemoryQueue(MemoryBase):
     def _finish_delivery(self, object_id: str, domain: str) -> bool:
         return self._queue.pop((object_id, domain), None) is not None
 
+    def finish_deliveries(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> Deferred[list[bool]]:
+        return self._call(
+            lambda: [
+                self._finish_delivery(object_id, domain) for object_id, domain in keys
+            ]
+        )
+
+    def queued_objects(
+        self, object_ids: Sequence[str]
+    ) -> Deferred[list[FMTPObject | None]]:
+        return self._call(lambda: [self._get(object_id) for object_id in object_ids])
+
     def make_due(self, now: float, domain: str | None = None) -> Deferred[int]:
         return self._call(self._make_due, now, domain)
 

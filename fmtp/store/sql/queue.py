@@ -18,7 +18,7 @@ from fmtp.errors import SendKeyUsed
 from fmtp.objects import FMTPObject
 from fmtp.store.checks import check_counts, check_deliveries
 from fmtp.store.sql.engine import _MAX_SQLITE_INT, SQLiteEngine, transaction
-from fmtp.store.sql.objects import _object_row, _seal_object
+from fmtp.store.sql.objects import _get_object, _object_row, _seal_object
 
 _QUEUE_COLUMNS = (
     "object_id, domain, recipients, created, attempts, next_attempt, last_error"
@@ -189,6 +189,19 @@ def _finish_delivery(conn: sqlite3.Connection, object_id: str, domain: str) -> b
     return cursor.rowcount > 0
 
 
+def _finish_deliveries(
+    conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]
+) -> list[bool]:
+    with transaction(conn):
+        return [_finish_delivery(conn, object_id, domain) for object_id, domain in keys]
+
+
+def _queued_objects(
+    conn: sqlite3.Connection, object_ids: Sequence[str]
+) -> list[FMTPObject | None]:
+    return [_get_object(conn, object_id) for object_id in object_ids]
+
+
 def _make_due(conn: sqlite3.Connection, now: float, domain: str | None) -> int:
     query = "UPDATE queue SET next_attempt = ? WHERE next_attempt > ?"
     if domain is None:
@@ -272,6 +285,16 @@ class SQLQueue(SQLiteEngine):
 
     def finish_delivery(self, object_id: str, domain: str) -> Deferred[bool]:
         return self.run_interaction(_finish_delivery, object_id, domain)
+
+    def finish_deliveries(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> Deferred[list[bool]]:
+        return self.run_interaction(_finish_deliveries, list(keys))
+
+    def queued_objects(
+        self, object_ids: Sequence[str]
+    ) -> Deferred[list[FMTPObject | None]]:
+        return self.run_query(_queued_objects, list(object_ids))
 
     def make_due(self, now: float, domain: str | None = None) -> Deferred[int]:
         return self.run_interaction(_make_due, now, domain)
