@@ -115,6 +115,13 @@ class DestinationQueue:
         return key in self._keys
 
     @property
+    def keys(self) -> frozenset[RowKey]:
+        """
+        The keys of the rows it holds, pending or in flight.
+        """
+        return frozenset(self._keys)
+
+    @property
     def pending(self) -> int:
         """
         How many rows wait for a place in the window.

@@ -345,7 +345,7 @@ class IDeliveryStore(IObjectStore):
         @return: a L{Deferred} that fires with the number forgotten.
         """
 
-    def due_deliveries(now, limit):
+    def due_deliveries(now, limit, skip=frozenset()):
         """
         The deliveries whose time has come, for the queue service to try.
 
@@ -353,6 +353,10 @@ class IDeliveryStore(IObjectStore):
             delivery is due when its C{next_attempt <= now}.
         @param limit: the largest number of deliveries to return, so that a
             long queue is worked through in batches.
+        @param skip: C{(object_id, domain)} keys of deliveries the caller
+            holds already: they are neither returned nor counted against
+            C{limit}, so that a queue service holding a thousand rows in
+            flight does not read them again on every pass.
         @return: a L{Deferred} that fires with a L{list} of
             L{fmtp.delivery.QueuedDelivery}, the longest overdue first
             (ascending C{next_attempt}, ties by object id then domain).

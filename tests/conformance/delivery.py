@@ -228,6 +228,15 @@ class DeliveryConformance:
         assert await store.due_deliveries(T0 + 9, 10) == []
         assert await store.due_deliveries(T0 + 30, 0) == []
         assert len(await store.due_deliveries(T0 + 1000, 2**64)) == 5
+        # Rows the caller holds are skipped, and not counted.
+        held = {expected[0], expected[2]}
+        assert keys(await store.due_deliveries(T0 + 30, 10, held)) == [
+            expected[1],
+            expected[3],
+        ]
+        assert keys(await store.due_deliveries(T0 + 30, 1, held)) == [expected[1]]
+        assert await store.due_deliveries(T0 + 30, 0, held) == []
+        assert len(await store.due_deliveries(T0 + 1000, 2**64, held)) == 3
 
     @pytest.mark.parametrize("limit", [-1, 1.5, "10", None, True])
     @pytest_twisted.ensureDeferred
