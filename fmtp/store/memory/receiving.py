@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred
 
-from fmtp.delivery import Filing, sender_of
+from fmtp.delivery import Filing
 from fmtp.errors import ObjectSealed
 from fmtp.objects import FMTPObject
 from fmtp.store.memory.base import MemoryBase
@@ -38,17 +38,5 @@ class MemoryReceiving(MemoryBase):
         existing = self._objects.get(obj.id)
         if existing is not None and existing.obj.digest() != obj.digest():
             raise ObjectSealed(f"{obj.id} is already held with other content")
-        sender = sender_of(obj)
-        choices = [
-            choose(
-                address, self._get(address), obj, (address, sender) in self._approved
-            )
-            for address in local
-        ]
-        filings = []
-        for filing in choices:
-            seq = None
-            if filing.file:
-                seq = self._deliver_local(filing.result.address, obj, filing.held)
-            filings.append(filing.followed(seq))
-        return filings
+        # The helpers of MemorySending, the mixin beside this one.
+        return self._follow(obj, self._choose_for(obj, local, choose))

@@ -14,13 +14,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 
-from fmtp.delivery import Filing, sender_of
+from fmtp.delivery import Filing
 from fmtp.errors import ObjectSealed
 from fmtp.objects import FMTPObject
 from fmtp.store.sql.engine import SQLiteEngine, transaction
-from fmtp.store.sql.inbox import _file_entry, _is_approved
-from fmtp.store.sql.objects import _get_object, _object_row, _seal_object
-from fmtp.store.sql.sending import Chooser
+from fmtp.store.sql.objects import _object_row
+from fmtp.store.sql.sending import Chooser, _file_for
 
 
 def _receive_message(
@@ -31,25 +30,13 @@ def _receive_message(
     choose: Chooser,
 ) -> list[Filing]:
     object_id, digest = object_row[0], object_row[4]
-    sender = sender_of(obj)
-    filings = []
     with transaction(conn):
         found = conn.execute(
             "SELECT digest FROM objects WHERE id = ?", (object_id,)
         ).fetchone()
         if found is not None and found[0] != digest:
             raise ObjectSealed(f"{object_id} is already held with other content")
-        for address in local:
-            profile = _get_object(conn, address)
-            approved = profile is not None and _is_approved(conn, address, sender)
-            filing = choose(address, profile, obj, approved)
-            seq = None
-            if filing.file:
-                seq = _file_entry(conn, address, object_id, sender, filing.held)
-                if seq is not None:
-                    _seal_object(conn, object_row, replace_draft=False)
-            filings.append(filing.followed(seq))
-    return filings
+        return _file_for(conn, obj, local, choose, inbound_row=object_row)
 
 
 class SQLReceiving(SQLiteEngine):
