@@ -5,7 +5,8 @@ The fmtp benchmark harness: real servers, real sockets, one table.
 
 It starts C{twistd -n fmtp} servers (SQLite, on loopback; see
 L{bench.serverprocess}) and the bare Twisted relay (L{bench.relay}) pinned
-to one core, and runs each workload in a load generator process of its own
+to one core (but for the login rows' own server, which runs on both),
+and runs each workload in a load generator process of its own
 (L{bench.loadgen}) pinned to the other, where C{taskset} exists.  This
 process runs the DNS server through which the two federation servers find
 each other (L{tests.dnsserver}), and prints the table: each figure the
@@ -181,6 +182,7 @@ class Harness:
         self.servers: list[ServerProcess] = []
         self.relay: subprocess.Popen | None = None
         self.dns = None
+        self.logins: ServerProcess | None = None
         self.reactor_class = "unknown"
 
     def row(self, name: str, unit: str, **kw) -> Row:
@@ -222,12 +224,14 @@ class Harness:
         only = self.options["only"]
         return not only or name[1] in only
 
-    async def start_server(self, name: str, *options: str, **kw) -> ServerProcess:
+    async def start_server(
+        self, name: str, *options: str, cpus: str | None = SERVER_CPUS, **kw
+    ) -> ServerProcess:
         profile = self.options["profile"]
         if profile is not None:
             Path(profile).mkdir(parents=True, exist_ok=True)
             kw["profile"] = Path(profile).resolve() / f"{name}.prof"
-        server = ServerProcess(self.directory / name, *options, cpus=SERVER_CPUS, **kw)
+        server = ServerProcess(self.directory / name, *options, cpus=cpus, **kw)
         self.servers.append(server)
         return await server.started(self.reactor)
 
@@ -243,6 +247,12 @@ class Harness:
             "single", *LOGIN_LIMITS, udp=True, unthrottled=True
         )
         await self.single.add_accounts(self.reactor, [A, B, IDLE])
+        if self.wanted("(d)"):
+            # The targets for logins are "on two cores": the (d) rows have
+            # a server of their own, not pinned, whose password hash pool
+            # is sized to both cores (fmtp.accounts.hash_threads).
+            self.logins = await self.start_server("logins", *LOGIN_LIMITS, cpus=None)
+            await self.logins.add_accounts(self.reactor, [A])
         named = re.search(r"reactor class: (\S+?)\.?$", self.single.log(), re.M)
         if named:
             self.reactor_class = named.group(1)
@@ -379,7 +389,7 @@ class Harness:
                 ].detail = f"{len(outcome['latencies_ms'])} round trips"
         logins = {
             "workload": "logins",
-            "endpoint": single,
+            "endpoint": ["127.0.0.1", self.logins.port] if self.logins else single,
             "login": [A, PASSWORD],
             "count": o["logins"],
             "concurrency": 8,

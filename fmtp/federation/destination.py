@@ -26,10 +26,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fmtp.delivery import QueuedDelivery
-from fmtp.federation.settle import DomainSuspended
+from fmtp.federation.settle import DomainSuspended, RowKey
 
-#: The key of a row: one object to one domain.
-RowKey = tuple[str, str]
+__all__ = ["DestinationQueue", "RowKey", "row_key"]
 
 
 def row_key(row: QueuedDelivery) -> RowKey:
@@ -114,6 +113,13 @@ class DestinationQueue:
 
     def __contains__(self, key: RowKey) -> bool:
         return key in self._keys
+
+    @property
+    def keys(self) -> frozenset[RowKey]:
+        """
+        The keys of the rows it holds, pending or in flight.
+        """
+        return frozenset(self._keys)
 
     @property
     def pending(self) -> int:

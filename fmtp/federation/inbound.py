@@ -27,6 +27,7 @@ from fmtp.errors import (
     FMTPError,
     InvalidAddress,
     NoKeyPublished,
+    ObjectSealed,
 )
 from fmtp.interfaces import IDeliveryStore, IKeyVerifier
 from fmtp.keys.signing import signature_of
@@ -120,10 +121,19 @@ class DeliveryReceiver:
         local = self._check_recipients(obj, recipients)
         await self.check_origin(obj, peer_domain)
         await self._check_parent(obj)
-        stored = await self._store.get_object(obj.id)
-        if stored is not None and stored.digest() != obj.digest():
-            raise DeliveryRefused(f"{obj.id} is already held with other content")
-        return [await self._file(obj, address) for address in local]
+        # One trip to the store: the id checked, each recipient's policy
+        # read and the message filed, in one transaction.
+        try:
+            filings = await self._store.receive_message(obj, local, choose_filing)
+        except ObjectSealed:
+            raise DeliveryRefused(
+                f"{obj.id} is already held with other content"
+            ) from None
+        for filing in filings:
+            log_refusal(self._log, obj, filing)
+            if filing.pushed:
+                self._push(filing.result.address, obj)
+        return [filing.result for filing in filings]
 
     async def receive_local(
         self, obj: FMTPObject, recipients: Sequence[str]

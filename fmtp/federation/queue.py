@@ -334,7 +334,7 @@ class OutboundQueue(Service):
 
     async def _run_pass(self) -> tuple[float | None, bool]:
         """
-        Read the rows due, beyond those the loops hold, and hand each to
+        Read the rows due, past those the loops hold, and hand each to
         its domain's loop; then say when the next row is due.
 
         @return: when the next row is due (L{None} if the queue is empty),
@@ -350,10 +350,15 @@ class OutboundQueue(Service):
         try:
             room = self._max_held - self._held
             if room > 0:
-                limit = self._held + len(self._resting) + self._batch
+                # The rows held and resting are skipped by the store, not
+                # read again on every pass.
+                skip = frozenset(self._resting).union(
+                    *(d.keys for d in self._destinations.values())
+                )
+                limit = self._batch
                 self._settled_during_read = set()
                 try:
-                    rows = await self._store.due_deliveries(now, limit)
+                    rows = await self._store.due_deliveries(now, limit, skip)
                     settled = self._settled_during_read
                 finally:
                     self._settled_during_read = None

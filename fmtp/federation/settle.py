@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
@@ -26,6 +26,10 @@ from fmtp.errors import FMTPError
 from fmtp.federation.bounce import Bouncer, clean_reason, is_success, summarize
 from fmtp.interfaces import IDeliveryStore
 from fmtp.objects import FMTPObject, normalize_address
+from fmtp.util.batcher import Batcher
+
+#: The key of a queue row: one object to one domain.
+RowKey = tuple[str, str]
 
 #: How long to wait after each failed attempt, in seconds: first within
 #: seconds (1, 2 and 5), which catches a peer that was restarting or a
@@ -145,6 +149,17 @@ class RowSettler:
         self._retry_window = float(retry_window)
         self._random = random
         self.stats = stats
+        # The reads and removals of a burst's rows, each in one store call
+        # with those of the other rows settled at the same time.
+        self._objects: Batcher[str, FMTPObject | None] = Batcher(store.queued_objects)
+        self._finishes: Batcher[RowKey, bool] = Batcher(store.finish_deliveries)
+
+    def _finish(self, row: QueuedDelivery) -> Deferred[bool]:
+        """
+        Remove C{row} from the queue (delivered or bounced), in one store
+        call with the other rows settled meanwhile.
+        """
+        return self._finishes.submit((row.object_id, row.domain))
 
     async def attempt(self, row: QueuedDelivery) -> None:
         """
@@ -153,7 +168,7 @@ class RowSettler:
         @raise DomainSuspended: after settling it, if the whole message failed
             for now, so that the domain's other rows are put off.
         """
-        obj = await self._store.get_object(row.object_id)
+        obj = await self._objects.submit(row.object_id)
         if obj is None:
             # Deleting an object cancels its deliveries; this row was read
             # just before.
@@ -162,7 +177,7 @@ class RowSettler:
                 id=row.object_id,
                 domain=row.domain,
             )
-            await self._store.finish_delivery(row.object_id, row.domain)
+            await self._finish(row)
             return
         attempt = row.attempts + 1
         try:
@@ -197,7 +212,7 @@ class RowSettler:
         failures = [RecipientResult(r, code, text) for r in row.recipients]
         if is_permanent(code):
             await self._bounce(row, obj, failures, attempt)
-            await self._store.finish_delivery(row.object_id, row.domain)
+            await self._finish(row)
             return
         await self._retry_whole(row, obj, failures, attempt)
         raise DomainSuspended(code, text)
@@ -207,9 +222,9 @@ class RowSettler:
         Reschedule a row not tried because its domain just failed as a
         whole.  It counts as an attempt, the one it would have failed.
         """
-        obj = await self._store.get_object(row.object_id)
+        obj = await self._objects.submit(row.object_id)
         if obj is None:
-            await self._store.finish_delivery(row.object_id, row.domain)
+            await self._finish(row)
             return
         text = f"not tried, {row.domain} just failed: {why.text}"
         self._log.info(
@@ -236,7 +251,7 @@ class RowSettler:
         if when is None:
             self._give_up_log(row, attempt, failures)
             await self._bounce(row, obj, failures, attempt)
-            await self._store.finish_delivery(row.object_id, row.domain)
+            await self._finish(row)
             return
         await self._store.reschedule(
             row.object_id, row.domain, when, summarize(failures)
@@ -301,7 +316,7 @@ class RowSettler:
             # it again (under the same id, so once) rather than never.
             await self._bounce(row, obj, permanent, attempt)
         if not temporary:
-            await self._store.finish_delivery(row.object_id, row.domain)
+            await self._finish(row)
             return
         assert when is not None
         error = summarize(temporary)

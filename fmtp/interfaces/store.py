@@ -276,6 +276,30 @@ class IDeliveryStore(IObjectStore):
             nothing stored, as C{enqueue} does.
         """
 
+    def receive_message(obj, local, choose):
+        """
+        File a message a peer delivered for local recipients, in one
+        durable step (one transaction, one trip to the store): for each
+        address of C{local}, in order, the store calls C{choose(address,
+        profile, obj, approved)} as C{send_message} does and follows the
+        L{fmtp.delivery.Filing} it returns, filing the message as
+        C{deliver_local} does (held or not) if it says so.  C{choose} must
+        be quick and pure: it may run on the store's thread, and more than
+        once.
+
+        @param obj: the L{fmtp.objects.FMTPObject} delivered.
+        @param local: the recipients of this server, normalized.
+        @param choose: L{fmtp.delivery.choose_filing}, or a function like
+            it.
+        @return: a L{Deferred} that fires, once it is all durable, with a
+            L{fmtp.delivery.Filing} per address of C{local}, in order, as
+            followed (one whose recipient already had this id is not filed
+            again and says C{already delivered}); or fails with
+            L{fmtp.errors.ObjectSealed}, nothing stored, if an object with
+            other content holds the id (whether or not any recipient would
+            file it).
+        """
+
     def was_sent(object_id, domain, digest):
         """
         Whether this server queued the object with this id and digest for
@@ -321,7 +345,7 @@ class IDeliveryStore(IObjectStore):
         @return: a L{Deferred} that fires with the number forgotten.
         """
 
-    def due_deliveries(now, limit):
+    def due_deliveries(now, limit, skip=frozenset()):
         """
         The deliveries whose time has come, for the queue service to try.
 
@@ -329,6 +353,10 @@ class IDeliveryStore(IObjectStore):
             delivery is due when its C{next_attempt <= now}.
         @param limit: the largest number of deliveries to return, so that a
             long queue is worked through in batches.
+        @param skip: C{(object_id, domain)} keys of deliveries the caller
+            holds already: they are neither returned nor counted against
+            C{limit}, so that a queue service holding a thousand rows in
+            flight does not read them again on every pass.
         @return: a L{Deferred} that fires with a L{list} of
             L{fmtp.delivery.QueuedDelivery}, the longest overdue first
             (ascending C{next_attempt}, ties by object id then domain).
@@ -370,6 +398,27 @@ class IDeliveryStore(IObjectStore):
 
         @return: a L{Deferred} that fires with C{True} if a row was
             removed, C{False} if there was none.
+        """
+
+    def finish_deliveries(keys):
+        """
+        Remove many deliveries from the queue in one durable step, as
+        C{finish_delivery} does for each: the outbound queue settles the
+        replies of a pipelined burst together.
+
+        @param keys: C{(object_id, domain)} pairs.
+        @return: a L{Deferred} that fires, once it is durable, with one
+            C{True} or C{False} per key, in order, as C{finish_delivery}.
+        """
+
+    def queued_objects(object_ids):
+        """
+        The objects of many queued deliveries, in one read: what
+        C{get_object} gives for each id, read together so that a burst of
+        deliveries costs one trip to the store.
+
+        @return: a L{Deferred} that fires with one
+            L{fmtp.objects.FMTPObject} or L{None} per id, in order.
         """
 
     def make_due(now, domain=None):

@@ -22,7 +22,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -99,6 +99,11 @@ class DomainPublicKey:
     fingerprint: str
     not_after: int | None = None
     revoked: bool = False
+    #: The key as an object, made once: every inbound message is verified
+    #: against it.
+    _public_key: Ed25519PublicKey | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # A key whose fingerprint does not name it would let a signature be
@@ -112,6 +117,9 @@ class DomainPublicKey:
             raise ValueError(f"an Ed25519 key is {_PUBLIC_KEY_LENGTH} bytes")
         elif fingerprint(self.raw_key) != self.fingerprint:
             raise ValueError("the fingerprint does not match the key")
+        else:
+            key = Ed25519PublicKey.from_public_bytes(self.raw_key)
+            object.__setattr__(self, "_public_key", key)
 
     @classmethod
     def from_public_key(
@@ -146,10 +154,10 @@ class DomainPublicKey:
 
         @return: C{True} if C{signature} is this key's signature of C{data}.
         """
-        if self.revoked:
+        if self._public_key is None:
             return False
         try:
-            Ed25519PublicKey.from_public_bytes(self.raw_key).verify(signature, data)
+            self._public_key.verify(signature, data)
         except (InvalidSignature, ValueError):
             return False
         return True

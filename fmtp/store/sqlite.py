@@ -23,6 +23,7 @@ from fmtp.store.sql.inbox import SQLInbox
 from fmtp.store.sql.objects import SQLObjects
 from fmtp.store.sql.presence import SQLPresence
 from fmtp.store.sql.queue import SQLQueue
+from fmtp.store.sql.receiving import SQLReceiving
 from fmtp.store.sql.rooms import SQLRooms
 from fmtp.store.sql.schema import SCHEMA_STEPS
 from fmtp.store.sql.sending import SQLSending
@@ -45,6 +46,7 @@ class SQLiteStore(
     SQLPresence,
     SQLRooms,
     SQLSending,
+    SQLReceiving,
     SQLTokens,
 ):
     """

@@ -228,6 +228,15 @@ class DeliveryConformance:
         assert await store.due_deliveries(T0 + 9, 10) == []
         assert await store.due_deliveries(T0 + 30, 0) == []
         assert len(await store.due_deliveries(T0 + 1000, 2**64)) == 5
+        # Rows the caller holds are skipped, and not counted.
+        held = {expected[0], expected[2]}
+        assert keys(await store.due_deliveries(T0 + 30, 10, held)) == [
+            expected[1],
+            expected[3],
+        ]
+        assert keys(await store.due_deliveries(T0 + 30, 1, held)) == [expected[1]]
+        assert await store.due_deliveries(T0 + 30, 0, held) == []
+        assert len(await store.due_deliveries(T0 + 1000, 2**64, held)) == 3
 
     @pytest.mark.parametrize("limit", [-1, 1.5, "10", None, True])
     @pytest_twisted.ensureDeferred
@@ -295,6 +304,34 @@ class DeliveryConformance:
         assert await store.due_deliveries(T0, 10) == [other]
         # The object is the sender's copy, and stays.
         assert await store.get_object(obj.id) == obj
+
+    @pytest_twisted.ensureDeferred
+    async def test_finish_deliveries(self, store) -> None:
+        """
+        Many rows are removed in one call, each as C{finish_delivery}.
+        """
+        first, second = message(1), message(2)
+        await store.enqueue(first, [queued(first), queued(first, "kingdom.example")])
+        await store.enqueue(second, [queued(second)])
+        done = await store.finish_deliveries(
+            [(first.id, "lenore.org"), (second.id, "lenore.org"), (first.id, "x.org")]
+        )
+        assert done == [True, True, False]
+        assert keys(await store.due_deliveries(T0, 10)) == [
+            (first.id, "kingdom.example")
+        ]
+        assert await store.finish_deliveries([]) == []
+        # The objects stay: they are the sender's copies.
+        assert await store.get_object(first.id) == first
+
+    @pytest_twisted.ensureDeferred
+    async def test_queued_objects(self, store) -> None:
+        first, second = message(1), message(2)
+        await store.enqueue(first, [queued(first)])
+        await store.enqueue(second, [queued(second)])
+        found = await store.queued_objects([second.id, "missing", first.id])
+        assert found == [second, None, first]
+        assert await store.queued_objects([]) == []
 
     @pytest_twisted.ensureDeferred
     async def test_make_due(self, store) -> None:
@@ -579,6 +616,54 @@ class DeliveryConformance:
         assert await store.has_object(other.id) is False
         assert await store.queued_for("lenore.org") == []
         assert len(await store.inbox(LOST, 0, 10)) == 1
+
+    # One DELIVER, one call
+
+    @pytest_twisted.ensureDeferred
+    async def test_receive_message_files_by_policy(self, store) -> None:
+        """
+        One call files a delivered message for each local recipient by
+        their policy, read in the same call; a recipient who already has
+        the id gets it once.
+        """
+        held_for = user_object(RAVEN)
+        held_for.properties["Policy"] = "confirm"
+        await store.put_object(user_object(LOST))
+        await store.put_object(held_for)
+        obj = message(1, sender=ANNABEL, To=f"{LOST} {RAVEN} nobody@lenore.org")
+        local = [LOST, RAVEN, "nobody@lenore.org"]
+        filings = await store.receive_message(obj, local, choose_filing)
+        assert [f.result for f in filings] == [
+            RecipientResult(LOST, 201, "delivered"),
+            RecipientResult(RAVEN, 201, "held until the recipient approves"),
+            RecipientResult("nobody@lenore.org", 550, "no such user"),
+        ]
+        assert [f.pushed for f in filings] == [True, False, False]
+        assert await store.get_object(obj.id) == obj
+        assert seqs_and_ids(await store.inbox(LOST, 0, 10))[0][1] == obj.id
+        assert await store.held_senders(RAVEN) == [ANNABEL]
+        with pytest.raises(ObjectSealed):
+            await store.put_object(obj)
+        [again] = await store.receive_message(obj, [LOST], choose_filing)
+        assert again.result == RecipientResult(LOST, 201, "already delivered")
+        assert not again.pushed
+        assert len(await store.inbox(LOST, 0, 10)) == 1
+
+    @pytest_twisted.ensureDeferred
+    async def test_receive_message_refuses_other_content(self, store) -> None:
+        """
+        An id held with other content is refused, even for recipients who
+        would not file it, and nothing changes.
+        """
+        await store.put_object(user_object(LOST))
+        stored = message(1)
+        await store.put_object(stored)
+        other = message(1, Subject="other")
+        for local in ([LOST], ["nobody@lenore.org"]):
+            with pytest.raises(ObjectSealed):
+                await store.receive_message(other, local, choose_filing)
+        assert await store.get_object(stored.id) == stored
+        assert await store.inbox(LOST, 0, 10) == []
 
     @pytest_twisted.ensureDeferred
     async def test_forget_send_keys(self, store) -> None:

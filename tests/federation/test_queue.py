@@ -13,7 +13,7 @@ file and the real reactor, across a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest_twisted
@@ -655,8 +655,10 @@ class FailureTests(QueueTestCase):
         """
 
         class Forgetful(MemoryStore):
-            def get_object(self, object_id: str) -> Deferred[FMTPObject | None]:
-                return succeed(None)
+            def queued_objects(
+                self, object_ids: Sequence[str]
+            ) -> Deferred[list[FMTPObject | None]]:
+                return succeed([None] * len(object_ids))
 
         self.store = Forgetful()
         queue = self.start()
@@ -672,10 +674,10 @@ class FailureTests(QueueTestCase):
         class Broken(MemoryStore):
             broken = True
 
-            def due_deliveries(self, now: float, limit: int) -> Any:
+            def due_deliveries(self, now: float, limit: int, skip: Any = ()) -> Any:
                 if self.broken:
                     return fail(StoreUnavailable())
-                return super().due_deliveries(now, limit)
+                return super().due_deliveries(now, limit, skip)
 
         self.store = Broken()
         self.queue_message()
@@ -752,10 +754,10 @@ class SchedulingTests(QueueTestCase):
         reads: list[Deferred[None]] = []
 
         class Slow(MemoryStore):
-            def due_deliveries(self, now: float, limit: int) -> Any:
+            def due_deliveries(self, now: float, limit: int, skip: Any = ()) -> Any:
                 gate: Deferred[None] = Deferred()
                 reads.append(gate)
-                result = super().due_deliveries(now, limit)
+                result = super().due_deliveries(now, limit, skip)
                 return gate.addCallback(lambda _: result)
 
         self.store = Slow()
@@ -784,6 +786,85 @@ class SchedulingTests(QueueTestCase):
         )
         self.assertEqual(self.queued("kingdom.example"), [])
         self.assertEqual(self.queued("lenore.org"), [])
+
+    def test_pass_skips_the_rows_held(self) -> None:
+        """
+        A pass asks the store for rows past those the loops hold: it does
+        not read them again, and finds the new ones however many are held.
+        """
+        reads: list[tuple[frozenset[tuple[str, str]], list[str]]] = []
+
+        class Recording(MemoryStore):
+            def due_deliveries(self, now: float, limit: int, skip: Any = ()) -> Any:
+                rows = self._due(now, limit, skip)
+                reads.append((frozenset(skip), [row.object_id for row in rows]))
+                return succeed(rows)
+
+        self.store = Recording()
+        queue = self.start(window=1, batch=1)
+        self.links.default = PENDING
+        first = self.send(queue)
+        self.clock.advance(1)
+        second = self.send(queue)
+        self.clock.advance(1)
+        third = self.send(queue)
+        held = {(first.id, "lenore.org"), (second.id, "lenore.org")}
+        self.assertIn((held, [third.id]), reads)
+        self.assertEqual(queue.destination("lenore.org").pending, 2)
+        self.assertEqual(len(self.links.pending), 1)
+        while self.links.pending:
+            self.links.finish()
+        self.assertEqual(self.links.ids, [first.id, second.id, third.id])
+        self.assertEqual(self.queued(), [])
+
+    def test_settles_share_a_store_call(self) -> None:
+        """
+        The rows whose replies come while a removal is being written are
+        removed together in the next store call, each reply settled only
+        once its own call has returned.
+        """
+        writes: list[tuple[list[tuple[str, str]], Deferred[None]]] = []
+
+        class SlowDisk(MemoryStore):
+            def finish_deliveries(self, keys: Sequence[tuple[str, str]]) -> Any:
+                gate: Deferred[None] = Deferred()
+                writes.append((list(keys), gate))
+                result = self._finish_many(keys)
+                return gate.addCallback(lambda _: result)
+
+            def _finish_many(self, keys: Sequence[tuple[str, str]]) -> list[bool]:
+                return [self._finish_delivery(*key) for key in keys]
+
+        self.store = SlowDisk()
+        queue = self.start(window=8)
+        self.links.default = PENDING
+        sent = []
+        for _ in range(5):
+            self.clock.advance(1)
+            sent.append(self.send(queue))
+        # The first row opens the link, alone; once it is settled the
+        # four others go.
+        self.links.finish()
+        writes[0][1].callback(None)
+        self.assertEqual(len(self.links.pending), 4)
+        while self.links.pending:
+            self.links.finish()
+        # The first removal went alone; the three others wait for it.
+        self.assertEqual([len(keys) for keys, _ in writes], [1, 1])
+        destination = queue.destination("lenore.org")
+        self.assertEqual(destination.in_flight, 4)
+        writes[1][1].callback(None)
+        self.assertEqual([len(keys) for keys, _ in writes], [1, 1, 3])
+        self.assertEqual(destination.in_flight, 3)
+        writes[2][1].callback(None)
+        self.assertEqual(len(writes), 3)
+        self.assertEqual(destination.in_flight, 0)
+        self.assertEqual(queue.stats.delivered, 5)
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(
+            [key for keys, _ in writes for key in keys],
+            [(obj.id, "lenore.org") for obj in sent],
+        )
 
     def test_each_domain_has_its_own_loop(self) -> None:
         """

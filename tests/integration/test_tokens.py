@@ -14,6 +14,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from fmtp.client import Client, ReplyError
+from fmtp.store.sqlite import SQLiteStore
 from tests.helpers import within
 from tests.integration.test_server import EDGAR, PASSWORD, RunningServer
 
@@ -109,4 +110,55 @@ async def test_no_tokens_when_the_lifetime_is_zero(tmp_path) -> None:
         assert c.token is None
         await within(c.close())
     finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_revocation_is_seen_at_once_on_every_connection(tmp_path) -> None:
+    """
+    Attack: a stolen token is used on a second connection while its owner
+    logs out on the first, or while the admin changes the password with
+    C{fmtp passwd} (another connection to the store file, as from another
+    process).  From the moment the LOGOUT or the new password is
+    acknowledged, the token logs in nowhere: no copy of it cached by the
+    server may outlive its revocation.
+    """
+    server = await start(tmp_path)
+    owner = thief = None
+    try:
+        first = await client(server)
+        await first.login(EDGAR, PASSWORD, issue_token=True)
+        token = first.token
+        await first.close()
+
+        # Both in with the token, and a third login with it just before
+        # the LOGOUT, so that any cache would hold it.
+        owner = await client(server)
+        assert await owner.login_with_token(EDGAR, token) == EDGAR
+        thief = await client(server)
+        assert await thief.login_with_token(EDGAR, token) == EDGAR
+        await thief.close()
+        await owner.logout()
+        assert (await refused(server, EDGAR, token)).code == 535
+
+        # A fresh token, used, then the password changed behind the
+        # server's back through a store of its own on the same file.
+        c = await client(server)
+        await c.login(EDGAR, PASSWORD, issue_token=True)
+        token = c.token
+        await c.close()
+        c = await client(server)
+        assert await c.login_with_token(EDGAR, token) == EDGAR
+        await c.close()
+        admin = SQLiteStore(tmp_path / "fmtp.sqlite", reactor)
+        await admin.open()
+        try:
+            assert await admin.set_password_hash(EDGAR, "scrypt$changed")
+        finally:
+            await admin.close()
+        assert (await refused(server, EDGAR, token)).code == 535
+    finally:
+        for c in (owner, thief):
+            if c is not None:
+                await c.close()
         await server.stop()

@@ -26,6 +26,7 @@ from fmtp.store.memory.inbox import MemoryInbox
 from fmtp.store.memory.objects import MemoryObjects
 from fmtp.store.memory.presence import MemoryPresence
 from fmtp.store.memory.queue import MemoryQueue
+from fmtp.store.memory.receiving import MemoryReceiving
 from fmtp.store.memory.rooms import MemoryRooms
 from fmtp.store.memory.sending import MemorySending
 from fmtp.store.memory.tokens import MemoryTokens
@@ -49,6 +50,7 @@ class MemoryStore(
     MemoryPresence,
     MemoryRooms,
     MemorySending,
+    MemoryReceiving,
     MemoryTokens,
 ):
     """

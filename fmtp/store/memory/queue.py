@@ -5,7 +5,7 @@ queue, the record of what was sent, and the senders' idempotency keys.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -108,12 +108,20 @@ class MemoryQueue(MemoryBase):
             del self._send_keys[key]
         return len(old)
 
-    def due_deliveries(self, now: float, limit: int) -> Deferred[list[QueuedDelivery]]:
-        return self._call(self._due, now, limit)
+    def due_deliveries(
+        self, now: float, limit: int, skip: Collection[tuple[str, str]] = frozenset()
+    ) -> Deferred[list[QueuedDelivery]]:
+        return self._call(self._due, now, limit, skip)
 
-    def _due(self, now: float, limit: int) -> list[QueuedDelivery]:
+    def _due(
+        self, now: float, limit: int, skip: Collection[tuple[str, str]]
+    ) -> list[QueuedDelivery]:
         check_counts(limit=limit)
-        due = [d for d in self._queue.values() if d.next_attempt <= now]
+        due = [
+            d
+            for key, d in self._queue.items()
+            if d.next_attempt <= now and key not in skip
+        ]
         due.sort(key=lambda d: (d.next_attempt, d.object_id, d.domain))
         return due[:limit]
 
@@ -161,6 +169,20 @@ class MemoryQueue(MemoryBase):
 
     def _finish_delivery(self, object_id: str, domain: str) -> bool:
         return self._queue.pop((object_id, domain), None) is not None
+
+    def finish_deliveries(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> Deferred[list[bool]]:
+        return self._call(
+            lambda: [
+                self._finish_delivery(object_id, domain) for object_id, domain in keys
+            ]
+        )
+
+    def queued_objects(
+        self, object_ids: Sequence[str]
+    ) -> Deferred[list[FMTPObject | None]]:
+        return self._call(lambda: [self._get(object_id) for object_id in object_ids])
 
     def make_due(self, now: float, domain: str | None = None) -> Deferred[int]:
         return self._call(self._make_due, now, domain)

@@ -41,26 +41,42 @@ class MemorySending(MemoryBase):
         local: list[str],
         choose: Callable[[str, FMTPObject | None, FMTPObject, bool], Filing],
     ) -> list[Filing]:
-        sender = sender_of(obj)
         # Chosen before anything changes, so that a choice that raises
         # leaves the store as it was.
-        choices = [
+        choices = self._choose_for(obj, local, choose)
+        self._enqueue(obj, deliveries, send_key)
+        filings = self._follow(obj, choices)
+        if send_key is not None:
+            results = results_text([filing.result for filing in filings])
+            self._finish_send(send_key.sender, send_key.key, results)
+        return filings
+
+    def _choose_for(
+        self,
+        obj: FMTPObject,
+        local: list[str],
+        choose: Callable[[str, FMTPObject | None, FMTPObject, bool], Filing],
+    ) -> list[Filing]:
+        """
+        What C{choose} says for each address of C{local}, given its user
+        object and approval; changes nothing.
+        """
+        sender = sender_of(obj)
+        return [
             choose(
-                address,
-                self._get(address),
-                obj,
-                (address, sender) in self._approved,
+                address, self._get(address), obj, (address, sender) in self._approved
             )
             for address in local
         ]
-        self._enqueue(obj, deliveries, send_key)
+
+    def _follow(self, obj: FMTPObject, choices: list[Filing]) -> list[Filing]:
+        """
+        File C{obj} as each of C{choices} says (as C{deliver_local}).
+        """
         filings = []
         for filing in choices:
             seq = None
             if filing.file:
                 seq = self._deliver_local(filing.result.address, obj, filing.held)
             filings.append(filing.followed(seq))
-        if send_key is not None:
-            results = results_text([filing.result for filing in filings])
-            self._finish_send(send_key.sender, send_key.key, results)
         return filings

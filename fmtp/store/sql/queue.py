@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -18,7 +18,7 @@ from fmtp.errors import SendKeyUsed
 from fmtp.objects import FMTPObject
 from fmtp.store.checks import check_counts, check_deliveries
 from fmtp.store.sql.engine import _MAX_SQLITE_INT, SQLiteEngine, transaction
-from fmtp.store.sql.objects import _object_row, _seal_object
+from fmtp.store.sql.objects import _get_object, _object_row, _seal_object
 
 _QUEUE_COLUMNS = (
     "object_id, domain, recipients, created, attempts, next_attempt, last_error"
@@ -151,11 +151,31 @@ DUE_QUERY = f"""
 """
 
 
+#: The due rows past those skipped, with no limit: the skipped ones are
+#: counted out as they are read.
+DUE_QUERY_ALL = f"""
+    SELECT {_QUEUE_COLUMNS} FROM queue WHERE next_attempt <= ?
+    ORDER BY next_attempt, object_id, domain
+"""
+
+
 def _due_deliveries(
-    conn: sqlite3.Connection, now: float, limit: int
+    conn: sqlite3.Connection, now: float, limit: int, skip: frozenset[tuple[str, str]]
 ) -> list[QueuedDelivery]:
-    params = (now, min(limit, _MAX_SQLITE_INT))
-    return [_delivery(row) for row in conn.execute(DUE_QUERY, params)]
+    if not skip:
+        params = (now, min(limit, _MAX_SQLITE_INT))
+        return [_delivery(row) for row in conn.execute(DUE_QUERY, params)]
+    # The rows skipped are only stepped over, never decoded: a service
+    # holding many rows pays little to read past them.
+    found: list[QueuedDelivery] = []
+    if limit <= 0:
+        return found
+    for row in conn.execute(DUE_QUERY_ALL, (now,)):
+        if (row[0], row[1]) not in skip:
+            found.append(_delivery(row))
+            if len(found) >= limit:
+                break
+    return found
 
 
 def _next_due_time(conn: sqlite3.Connection) -> float | None:
@@ -187,6 +207,19 @@ def _finish_delivery(conn: sqlite3.Connection, object_id: str, domain: str) -> b
         "DELETE FROM queue WHERE object_id = ? AND domain = ?", (object_id, domain)
     )
     return cursor.rowcount > 0
+
+
+def _finish_deliveries(
+    conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]
+) -> list[bool]:
+    with transaction(conn):
+        return [_finish_delivery(conn, object_id, domain) for object_id, domain in keys]
+
+
+def _queued_objects(
+    conn: sqlite3.Connection, object_ids: Sequence[str]
+) -> list[FMTPObject | None]:
+    return [_get_object(conn, object_id) for object_id in object_ids]
 
 
 def _make_due(conn: sqlite3.Connection, now: float, domain: str | None) -> int:
@@ -243,12 +276,14 @@ class SQLQueue(SQLiteEngine):
     def forget_send_keys(self, before: float) -> Deferred[int]:
         return self.run_interaction(_forget_before, "send_keys", before)
 
-    def due_deliveries(self, now: float, limit: int) -> Deferred[list[QueuedDelivery]]:
+    def due_deliveries(
+        self, now: float, limit: int, skip: Collection[tuple[str, str]] = frozenset()
+    ) -> Deferred[list[QueuedDelivery]]:
         try:
             check_counts(limit=limit)
         except ValueError as e:
             return fail(e)
-        return self.run_query(_due_deliveries, now, limit)
+        return self.run_query(_due_deliveries, now, limit, frozenset(skip))
 
     def next_due_time(self) -> Deferred[float | None]:
         return self.run_query(_next_due_time)
@@ -272,6 +307,16 @@ class SQLQueue(SQLiteEngine):
 
     def finish_delivery(self, object_id: str, domain: str) -> Deferred[bool]:
         return self.run_interaction(_finish_delivery, object_id, domain)
+
+    def finish_deliveries(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> Deferred[list[bool]]:
+        return self.run_interaction(_finish_deliveries, list(keys))
+
+    def queued_objects(
+        self, object_ids: Sequence[str]
+    ) -> Deferred[list[FMTPObject | None]]:
+        return self.run_query(_queued_objects, list(object_ids))
 
     def make_due(self, now: float, domain: str | None = None) -> Deferred[int]:
         return self.run_interaction(_make_due, now, domain)

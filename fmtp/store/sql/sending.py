@@ -19,7 +19,7 @@ from fmtp.objects import FMTPObject
 from fmtp.store.checks import check_deliveries
 from fmtp.store.sql.engine import SQLiteEngine, transaction
 from fmtp.store.sql.inbox import _file_entry, _is_approved
-from fmtp.store.sql.objects import _get_object, _object_row
+from fmtp.store.sql.objects import _get_object, _object_row, _seal_object
 from fmtp.store.sql.queue import _enqueue_rows, _finish_send, _queue_row
 
 #: C{choose(address, profile, obj, approved)}: see L{fmtp.delivery.choose_filing}.
@@ -35,21 +35,41 @@ def _send_message(
     local: Sequence[str],
     choose: Chooser,
 ) -> list[Filing]:
-    sender = sender_of(obj)
-    filings = []
     with transaction(conn):
         _enqueue_rows(conn, object_row, queue_rows, send_key)
-        for address in local:
-            profile = _get_object(conn, address)
-            approved = profile is not None and _is_approved(conn, address, sender)
-            filing = choose(address, profile, obj, approved)
-            seq = None
-            if filing.file:
-                seq = _file_entry(conn, address, obj.id, sender, filing.held)
-            filings.append(filing.followed(seq))
+        filings = _file_for(conn, obj, local, choose)
         if send_key is not None:
             results = results_text([filing.result for filing in filings])
             _finish_send(conn, send_key.sender, send_key.key, results)
+    return filings
+
+
+def _file_for(
+    conn: sqlite3.Connection,
+    obj: FMTPObject,
+    local: Sequence[str],
+    choose: Chooser,
+    inbound_row: tuple[Any, ...] | None = None,
+) -> list[Filing]:
+    """
+    File C{obj} for each address of C{local} as C{choose} says, reading
+    each recipient's user object and approval, in the caller's
+    transaction.  With C{inbound_row} (an inbound copy's object row), the
+    object is stored and sealed along with each new entry, as
+    C{deliver_local} does.
+    """
+    sender = sender_of(obj)
+    filings = []
+    for address in local:
+        profile = _get_object(conn, address)
+        approved = profile is not None and _is_approved(conn, address, sender)
+        filing = choose(address, profile, obj, approved)
+        seq = None
+        if filing.file:
+            seq = _file_entry(conn, address, obj.id, sender, filing.held)
+            if seq is not None and inbound_row is not None:
+                _seal_object(conn, inbound_row, replace_draft=False)
+        filings.append(filing.followed(seq))
     return filings
 
 

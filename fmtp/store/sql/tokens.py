@@ -80,7 +80,7 @@ class SQLTokens(SQLiteEngine):
         return self.run_interaction(_add_token, address, token_hash, expires, now, keep)
 
     def find_token(self, token_hash: str, now: float) -> Deferred[str | None]:
-        return self.run_interaction(_find_token, token_hash, now)
+        return self.run_query(_find_token, token_hash, now)
 
     def revoke_token(self, token_hash: str) -> Deferred[bool]:
         return self.run_interaction(_revoke_token, token_hash)
