@@ -88,6 +88,18 @@ class HelloTests(SynchronousTestCase):
         self.clock.advance(40)
         self.assertIn("replayed", self.refused(self.at_lenore, hello).message)
 
+    def test_replay_refused_at_the_edge_of_the_window(self) -> None:
+        """
+        A HELLO exactly 300 s old is still inside the window, so its nonce
+        is still remembered: played again then, it is refused as a replay.
+        """
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.verify(self.at_lenore, hello)
+        self.clock.advance(300)
+        self.assertEqual(
+            self.refused(self.at_lenore, hello).message, "HELLO refused: replayed"
+        )
+
     def test_nonce_format(self) -> None:
         """
         The nonce is 16 to 64 base64url characters, checked on its own:

@@ -126,9 +126,12 @@ class HelloVerifier:
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def _forget_old(self, now: float) -> None:
+        # A nonce expires when its HELLO leaves the window, which includes
+        # its edge (verify refuses only a time I{more} than the window
+        # away): until then a replay must find it here.
         while self._seen:
             key, expires = next(iter(self._seen.items()))
-            if expires > now and len(self._seen) <= self._max_nonces:
+            if expires >= now and len(self._seen) <= self._max_nonces:
                 break
             self._seen.popitem(last=False)
 
