@@ -112,6 +112,7 @@ class PeerCommands(CommandHandler):
         with.
     @ivar on_deliver: C{"ok"}, C{"close"} (drop the connection instead of
         answering) or a reply code to refuse the whole message with.
+    @ivar on_confirm: C{"ok"}, or a reply code to answer every CONFIRM with.
     """
 
     protocol_name = "object"
@@ -126,6 +127,7 @@ class PeerCommands(CommandHandler):
         )
         self.hello_mode: str | int = "ok"
         self.on_deliver: str | int = "ok"
+        self.on_confirm: str | int = "ok"
         self.delivered: list[tuple[list[str], FMTPObject, str]] = []
         self.objects: dict[str, FMTPObject] = {}
         self.sent: dict[str, str] = {}
@@ -176,6 +178,8 @@ class PeerCommands(CommandHandler):
 
     async def confirm(self, frame: Frame, client: Client) -> Frame:
         self.confirms += 1
+        if isinstance(self.on_confirm, int):
+            return reply(self.on_confirm, frame.tag, "not now")
         if self.sent.get(frame.argument) == frame.headers.get("Digest"):
             return reply(200, frame.tag, "yes")
         return reply(550, frame.tag, "not sent from here")
@@ -856,6 +860,44 @@ async def test_countersign_with_the_origin_down_is_temporary(env) -> None:
     )
     assert isinstance(error, CountersignUnavailable)
     assert error.code == 451
+
+
+@pytest_twisted.ensureDeferred
+async def test_countersign_answer_codes(env) -> None:
+    """
+    An origin's 4xx to CONFIRM (400 included) means "ask again later", so
+    the receiver answers 451 and the message is retried; any 5xx (500
+    included) is no confirmation, and the message is refused.
+    """
+    lenore = env.serve()
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    countersigner = Countersigner(env.pool())
+    sent = env.message()
+    lenore.handler.sent[sent.id] = sent.digest()
+    for code in (400, 421, 499):
+        lenore.handler.on_confirm = code
+        error = await failure_of(
+            countersigner.confirm("lenore.org", sent), CountersignUnavailable
+        )
+        assert error.code == 451
+        assert error.message.startswith("cannot ask lenore.org to confirm now (")
+    for code in (500, 554):
+        lenore.handler.on_confirm = code
+        assert await countersigner.confirm("lenore.org", sent) is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_countersign_bug_is_no_confirmation() -> None:
+    """
+    An unexpected error while asking (a bug below) never counts as a yes.
+    """
+
+    class BrokenPool:
+        async def confirm_link(self, domain):
+            raise RuntimeError("a bug")
+
+    message = FMTPObject(new_object_id(EDGAR, 0), "message", {"From": EDGAR}, b"")
+    assert await Countersigner(BrokenPool()).confirm("poe.net", message) is False
 
 
 @pytest_twisted.ensureDeferred

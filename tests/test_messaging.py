@@ -116,6 +116,64 @@ class LocalMessagingTests(SynchronousTestCase):
         [failed] = edgar.frames()
         self.assertEqual(failed.code, 451)
 
+    def test_send_finished_by_its_retry_answers_alike_after(self) -> None:
+        """
+        A keyed SEND whose server failed after queueing it, before its
+        results were recorded, is finished by its retry; from then on
+        every retry answers with those results, even after the
+        recipient's policy changed.
+        """
+        from twisted.internet.defer import fail
+
+        from fmtp.errors import StoreUnavailable
+
+        finish_send = self.store.finish_send
+        calls = []
+
+        def fails_once(*args):
+            calls.append(args)
+            if len(calls) == 1:
+                return fail(StoreUnavailable())
+            return finish_send(*args)
+
+        self.store.finish_send = fails_once
+        profile = self.successResultOf(self.store.get_object(ANNABEL))
+        profile.properties["Policy"] = "confirm"
+        self.store.put_object(profile)
+        edgar = self.logged_in(EDGAR)
+        headers = {"To": ANNABEL, "Idempotency-Key": "k1"}
+        self.assertEqual(edgar.ask("SEND", headers=headers, body=b"x").code, 451)
+        second = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual(second.code, 201)
+        self.assertEqual(second.body, f"{ANNABEL} 201 already delivered\r\n".encode())
+        profile.properties["Policy"] = "reject"
+        self.store.put_object(profile)
+        third = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual(
+            (third.code, third.headers["Id"], third.body),
+            (201, second.headers["Id"], second.body),
+        )
+        self.assertEqual(len(calls), 2)
+
+    def test_repeated_send_to_several_answers_alike(self) -> None:
+        """
+        A keyed SEND repeated answers with the results of the first, line
+        for line, reasons with spaces included.
+        """
+        profile = self.successResultOf(self.store.get_object(ANNABEL))
+        profile.properties["Policy"] = "confirm"
+        self.store.put_object(profile)
+        edgar = self.logged_in(EDGAR)
+        headers = {"To": f"{ANNABEL} nobody@poe.net", "Idempotency-Key": "k2"}
+        first = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual(
+            first.body,
+            f"{ANNABEL} 201 held until the recipient approves\r\n"
+            "nobody@poe.net 550 no such user\r\n".encode(),
+        )
+        again = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual((again.code, again.body), (first.code, first.body))
+
     def test_parent_digest_needs_a_parent(self) -> None:
         edgar = self.logged_in(EDGAR)
         digest = {"Parent-Digest": "0" * 64}
@@ -270,6 +328,30 @@ class ServerLinkTests(SynchronousTestCase):
         self.assertEqual(
             self.successResultOf(self.services.store.queued_for("usher.example")), []
         )
+
+    def test_relayed_message_is_not_confirmed(self) -> None:
+        """
+        A parent queued its child's message for usher.example, but did
+        not send it: asked by usher.example, it does not vouch for it (only
+        the child's domain can).
+        """
+        self.relaying_for_poe()
+        self.hello()
+        obj = self.message(to="usher@usher.example")
+        relayed = self.peer.ask(
+            "DELIVER",
+            argument="usher@usher.example",
+            headers=obj.to_headers(),
+            body=obj.body,
+        )
+        self.assertEqual(relayed.code, 200)
+        usher = DomainSigner(generate_private_key(), "usher.example")
+        self.services.keys.add_signer(usher)
+        asker = StreamHarness(self.services, host="192.0.2.51")
+        hello = make_hello(usher, "lenore.org", self.clock.seconds())
+        self.assertEqual(asker.ask("HELLO", headers=hello).code, 200)
+        answer = asker.ask("CONFIRM", argument=obj.id, headers={"Digest": obj.digest()})
+        self.assertEqual(answer.code, 550)
 
     def test_parent_looks_up_for_children_only(self) -> None:
         usher = user_object("usher@usher.example")
