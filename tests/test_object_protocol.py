@@ -273,6 +273,31 @@ class ObjectProtocolTests(SynchronousTestCase):
         self.assertEqual(self.conn.ask("LIST", headers={"Start": "²"}).code, 501)
         self.assertEqual(self.conn.ask("LIST", headers={"Limit": "100000"}).code, 501)
 
+    def test_list_limits_and_owner(self) -> None:
+        """
+        Limit runs from 1 to 200 inclusive; a page that ends exactly at the
+        last object has no Next-Start; Owner lists only that owner's public
+        objects.
+        """
+        edgar, lost = self.logged_in(), self.logged_in(LOST)
+        ids = [
+            edgar.ask("PUT", headers={"Type": "post", "Public": "yes"}).headers["Id"]
+            for _ in range(3)
+        ]
+        whole = self.conn.ask("LIST", headers={"Limit": "3"})
+        self.assertEqual(whole.headers["Count"], "3")
+        self.assertNotIn("Next-Start", whole.headers)
+        self.assertEqual(self.conn.ask("LIST", headers={"Limit": "200"}).code, 200)
+        for limit in ("0", "201"):
+            refused = self.conn.ask("LIST", headers={"Limit": limit})
+            self.assertEqual(refused.code, 501)
+            self.assertEqual(refused.argument, "Start must be >= 0 and Limit 1 to 200")
+        lost.ask("PUT", headers={"Type": "post", "Public": "yes"})
+        edgars = self.conn.ask("LIST", headers={"Owner": EDGAR})
+        self.assertEqual(
+            [line.split()[0] for line in edgars.body.decode().splitlines()], ids
+        )
+
     def test_pipelined_requests_echo_their_tags(self) -> None:
         self.conn.send_bytes(
             b"CAPA a\r\n\r\nGET b nobody@poe.net\r\n\r\nNOPE c\r\n\r\n"

@@ -28,11 +28,12 @@ from fmtp.federation.queue import (
     DEFAULT_RETRY_WINDOW,
     DEFAULT_SCHEDULE,
     OutboundQueue,
+    clean_reason,
     make_bounce,
     retry_delay,
 )
 from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
-from fmtp.objects import FMTPObject, domain_of, new_object_id
+from fmtp.objects import FMTPObject, domain_of, new_object_id, parse_object_id
 from fmtp.store.memory import MemoryStore
 from fmtp.store.sqlite import SQLiteStore
 
@@ -311,6 +312,46 @@ class DeliveryTests(QueueTestCase):
         self.assertEqual(len(self.bounces), 1)
         self.assertEqual(queue.stats.retried, 4)
 
+    def test_reply_code_bounds(self) -> None:
+        """
+        Per recipient, 200 to 299 is delivered, 500 to 599 bounced, and
+        anything else (300, 499, 600) tried again: a retry costs little, a
+        wrong bounce or a wrong "delivered" loses a message.
+        """
+        recipients = tuple(f"user{n}@lenore.org" for n in range(7))
+        queue = self.start()
+        self.links.script = [(200, 299, 300, 499, 500, 599, 600)]
+        self.send(queue, recipients)
+
+        [(_, bounce)] = self.bounces
+        body = bounce.body.decode()
+        for n, bounced in enumerate([False, False, False, False, True, True, False]):
+            self.assertEqual(f"{recipients[n]}:" in body, bounced, n)
+        [row] = self.queued()
+        self.assertEqual(row.recipients, (recipients[2], recipients[3], recipients[6]))
+        self.assertEqual(
+            (queue.stats.delivered, queue.stats.retried, queue.stats.bounced),
+            (2, 3, 2),
+        )
+
+    def test_whole_message_code_bounds(self) -> None:
+        """
+        A whole-message refusal of 500 bounces; 499 is tried again.
+        """
+
+        def refusal(code: int) -> FMTPError:
+            error = FMTPError("refused whole")
+            error.code = code
+            return error
+
+        queue = self.start()
+        self.links.script = [refusal(499), refusal(500)]
+        self.send(queue)
+        self.assertEqual(self.bounces, [])
+        self.clock.advance(60)
+        self.assertEqual(len(self.bounces), 1)
+        self.assertEqual(self.queued(), [])
+
 
 class BounceTests(QueueTestCase):
     def verify(self, obj: FMTPObject) -> None:
@@ -392,6 +433,48 @@ class BounceTests(QueueTestCase):
             first.id, make_bounce(original, row, raven, 1, "poe.net").id
         )
 
+    def test_bounce_text(self) -> None:
+        """
+        The whole body of a bounce, as the sender reads it, and its id:
+        timestamped when the message was queued.
+        """
+        original = FMTPObject(
+            new_object_id(EDGAR, T0), "message", {"From": EDGAR, "Subject": "Hi"}
+        )
+        row = QueuedDelivery.new(original.id, "lenore.org", [LOST, RAVEN], T0 - 5)
+        failures = [
+            RecipientResult(LOST, 550, "no such user"),
+            RecipientResult(RAVEN, 554, ""),
+        ]
+        bounce = make_bounce(original, row, failures, 2, "poe.net")
+        self.assertEqual(
+            bounce.body.decode("utf-8"),
+            "This is the postmaster at poe.net.\n"
+            "\n"
+            "Your message could not be delivered to these recipients at "
+            "lenore.org:\n"
+            "\n"
+            f"  {LOST}: 550 no such user\n"
+            f"  {RAVEN}: 554 no reason given\n"
+            "\n"
+            "No further attempts will be made (2 attempts).\n"
+            "\n"
+            f"Message: {original.id}\n"
+            "Subject: Hi\n",
+        )
+        ms, owner = parse_object_id(bounce.id)
+        self.assertEqual((ms, owner), (int((T0 - 5) * 1000), "postmaster@poe.net"))
+
+    def test_clean_reason(self) -> None:
+        """
+        A peer's reason is kept whole up to 300 characters, then cut to
+        that length, ending in "...".
+        """
+        self.assertEqual(clean_reason("x" * 300), "x" * 300)
+        self.assertEqual(clean_reason("x" * 301), "x" * 297 + "...")
+        self.assertEqual(clean_reason(" \r\n "), "no reason given")
+        self.assertEqual(clean_reason("a \r\n b"), "a b")
+
     def test_peer_reason_is_quoted_on_one_line(self) -> None:
         """
         A peer's reason cannot add lines to a bounce or make it huge.
@@ -470,9 +553,30 @@ class BounceTests(QueueTestCase):
             lambda delivery: succeed([RecipientResult(LOST, 201, "ok")])
         ]
         self.send(queue, (LOST, RAVEN))
-        self.assertEqual(self.queued()[0].recipients, (RAVEN,))
+        [row] = self.queued()
+        self.assertEqual(row.recipients, (RAVEN,))
+        self.assertEqual(row.last_error, "451 no reply for recipient")
         self.assertEqual(self.bounces, [])
         self.assertEqual(queue.stats.retried, 1)
+
+    def test_results_for_malformed_addresses_are_skipped(self) -> None:
+        """
+        A result line naming no address of ours is skipped, and the
+        results after it still count.
+        """
+        queue = self.start()
+        self.links.script = [
+            lambda delivery: succeed(
+                [
+                    RecipientResult("not an address", 554, "x"),
+                    RecipientResult(LOST, 201, "ok"),
+                ]
+            )
+        ]
+        self.send(queue)
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.bounces, [])
+        self.assertEqual(queue.stats.delivered, 1)
 
     def test_whole_message_permanent(self) -> None:
         """
@@ -524,6 +628,31 @@ class BounceTests(QueueTestCase):
             text,
         )
 
+    def test_give_up_and_bounce_are_logged(self) -> None:
+        """
+        doc/admin.md: each failure and bounce is logged, naming the
+        message, the attempts and the recipients; a bounce filed (its
+        inbox answered 201) is logged as bounced, not as refused.
+        """
+        self.file_bounce = lambda recipient, obj: succeed(
+            [RecipientResult(recipient, 201, "delivered")]
+        )
+        queue = self.start(retry_window=100)
+        self.links.default = LinkDown()
+        with capturedLogs() as events:
+            obj = self.send(queue, (LOST, RAVEN))
+            self.clock.advance(60)
+        text = [formatEvent(event) for event in events]
+        self.assertIn(
+            f"Giving up on {obj.id} to lenore.org after 2 attempts: "
+            "421 connection refused",
+            text,
+        )
+        [bounced] = [line for line in text if line.startswith("Bounced")]
+        self.assertTrue(bounced.startswith(f"Bounced {obj.id} to {EDGAR} as "), bounced)
+        self.assertTrue(bounced.endswith(f": failed for {LOST}, {RAVEN}"), bounced)
+        self.assertFalse([line for line in text if "was refused" in line], text)
+
     def test_bounce_refused_is_logged(self) -> None:
         """
         A C{deliver_local} that answers with results (one that runs the
@@ -549,9 +678,14 @@ class BounceTests(QueueTestCase):
         self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
         queue = self.start()
         self.links.default = NoSuchDomain()
-        self.send(queue)
+        with capturedLogs() as events:
+            obj = self.send(queue)
 
         self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertIn(
+            f"Could not settle the delivery of {obj.id} to lenore.org",
+            [formatEvent(event) for event in events],
+        )
         self.assertEqual(len(self.queued()), 1)
         self.assertEqual(self.timer_times(), [60.0])
 
@@ -646,6 +780,93 @@ class FailureTests(QueueTestCase):
         )
         self.assertEqual(self.queued("kingdom.example"), [])
         self.assertTrue(self.successResultOf(self.store.has_object(elsewhere.id)))
+
+    def test_every_row_of_a_failed_domain_is_put_off(self) -> None:
+        """
+        The rows put off are all the domain's rows due in the pass, however
+        many windows they fill: none is left due, to be tried at once.
+        """
+        queue = self.start(window=2)
+        self.links.default = LinkDown()
+        for _ in range(5):
+            self.queue_message((LOST,))
+            self.clock.advance(1)
+        queue.kick()
+        self.assertEqual(len(self.links.calls), 1)
+        self.assertEqual([row.attempts for row in self.queued()], [1] * 5)
+        self.assertEqual(self.timer_times(), [65.0])
+
+    def test_put_off_counts_as_an_attempt(self) -> None:
+        """
+        A row put off counts its attempt: the next wait is the schedule's
+        next one, and a bounce counts it.
+        """
+        queue = self.start(retry_window=400)
+        self.links.default = LinkDown()
+        self.queue_message((LOST,))
+        put_off = self.queue_message((RAVEN,))
+        queue.kick()
+        self.clock.advance(60)
+        rows = {row.object_id: row for row in self.queued()}
+        self.assertEqual(rows[put_off.id].attempts, 2)
+        self.assertEqual(rows[put_off.id].next_attempt, T0 + 60 + 300)
+        self.clock.advance(300)
+        self.assertEqual(self.queued(), [])
+        bodies = [bounce.body.decode() for _, bounce in self.bounces]
+        self.assertEqual(len(bodies), 2)
+        self.assertEqual(queue.stats.bounced, 2)
+        self.assertTrue(all("(3 attempts)" in body for body in bodies), bodies)
+        self.assertTrue(
+            any(
+                f"  {address}: 421 not tried" in "".join(bodies)
+                for address in (LOST, RAVEN)
+            ),
+            bodies,
+        )
+
+    def test_put_off_row_of_a_deleted_object(self) -> None:
+        """
+        A row put off whose object is gone is dropped, as when it is tried.
+        """
+        gone: set[str] = set()
+
+        class Forgetting(MemoryStore):
+            def get_object(self, object_id: str) -> Deferred[FMTPObject | None]:
+                if object_id in gone:
+                    return succeed(None)
+                return super().get_object(object_id)
+
+        self.store = Forgetting()
+        queue = self.start()
+        self.links.default = LinkDown()
+        kept = self.queue_message((LOST,))
+        dropped = self.queue_message((RAVEN,))
+        gone.add(dropped.id)
+        queue.kick()
+        self.assertEqual([row.object_id for row in self.queued()], [kept.id])
+
+    def test_failed_pass_tried_again_after_a_wait(self) -> None:
+        """
+        A pass that fails (a bug) does not stop the queue: the next pass
+        runs after the first wait.
+        """
+        queue = self.make_queue()
+        run_pass = queue._run_pass
+        failures = [RuntimeError("a bug")]
+
+        async def broken() -> float | None:
+            if failures:
+                raise failures.pop()
+            return await run_pass()
+
+        queue._run_pass = broken
+        self.queue_message()
+        queue.startService()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.links.calls, [])
+        self.assertEqual(self.timer_times(), [60.0])
+        self.clock.advance(60)
+        self.assertEqual(self.links.times(), [60.0])
 
     def test_deleted_object(self) -> None:
         """
