@@ -222,10 +222,15 @@ class HelloTests(SynchronousTestCase):
 
     def test_missing_domain_or_addressee(self) -> None:
         """
-        A HELLO without C{Domain} or C{To} is refused (554) as malformed,
-        not answered with an internal error.
+        A HELLO without C{Nonce}, C{Domain} or C{To} is refused (554) as
+        malformed, not answered with an internal error.
         """
         good = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        unsigned = {k: v for k, v in good.items() if k not in ("Nonce", "Signature")}
+        self.assertEqual(
+            self.refused(self.at_lenore, unsigned).message,
+            "HELLO refused: Nonce must be 16 to 64 base64url characters",
+        )
         for name in ("Domain", "To"):
             hello = {k: v for k, v in good.items() if k != name}
             error = self.refused(self.at_lenore, hello)

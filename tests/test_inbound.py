@@ -116,6 +116,21 @@ class ReceiverTests(SynchronousTestCase):
         self.assertIn(
             "not a recipient", self.refused(obj, ["other@lenore.org"]).message
         )
+        unaddressed = self.poe.sign_object(
+            FMTPObject(
+                new_object_id(EDGAR, self.clock.seconds()), "message", {"From": EDGAR}
+            ),
+            self.clock.seconds(),
+        )
+        self.assertEqual(
+            self.refused(unaddressed).message,
+            f"{LOST} is not a recipient of this message",
+        )
+        self.assertEqual(
+            self.refused(obj, ["not an address"]).message,
+            "bad address 'not an address': expected user@domain",
+        )
+        self.assertEqual(self.refused(obj, []).message, "no recipients")
 
     def test_bad_signature(self) -> None:
         obj = self.message()
@@ -330,8 +345,9 @@ class ReceiverTests(SynchronousTestCase):
 
     def test_always_countersign(self) -> None:
         self.receiver = self.make_receiver(always_countersign=True)
-        self.successResultOf(self.receive(self.message()))
-        self.assertEqual(len(self.confirmations), 1)
+        obj = self.message()
+        self.successResultOf(self.receive(obj))
+        self.assertEqual(self.confirmations, [("poe.net", obj.id)])
 
     def test_parent_digest(self) -> None:
         first = self.message()
@@ -340,6 +356,12 @@ class ReceiverTests(SynchronousTestCase):
         self.successResultOf(self.receive(reply))
         forged = self.message(Parent=first.id, **{"Parent-Digest": "0" * 64})
         self.assertIn("Parent-Digest", self.refused(forged).message)
+        undigested = self.message(Parent=first.id)
+        error = self.refused(undigested)
+        self.assertEqual(
+            (error.code, error.message),
+            (554, f"Parent-Digest does not match {first.id}"),
+        )
 
     def test_policy(self) -> None:
         profile = user_object(LOST)
@@ -348,7 +370,9 @@ class ReceiverTests(SynchronousTestCase):
         [result] = self.successResultOf(
             self.receive(self.message(sender="spam@poe.net"))
         )
-        self.assertEqual(result.code, 554)
+        self.assertEqual(
+            result, RecipientResult(LOST, 554, "refused by the recipient's policy")
+        )
         [result] = self.successResultOf(self.receive(self.message()))
         self.assertIn("held", result.text)
         self.assertEqual(self.pushed, [])
@@ -357,7 +381,7 @@ class ReceiverTests(SynchronousTestCase):
 
     def test_format(self) -> None:
         [result] = self.successResultOf(self.receive(self.message(Format="html")))
-        self.assertEqual(result.code, 554)
+        self.assertEqual((result.address, result.code), (LOST, 554))
         self.assertIn("never", result.text)
 
     def test_unknown_user(self) -> None:

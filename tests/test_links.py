@@ -28,6 +28,7 @@ from twisted.internet.defer import (
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
 
 from fmtp.errors import FMTPError
 from fmtp.federation.countersign import Countersigner, CountersignUnavailable
@@ -841,7 +842,12 @@ async def test_countersign(env) -> None:
     lenore.handler.sent[sent.id] = sent.digest()
 
     assert await countersigner.confirm("lenore.org", sent) is True
-    assert await countersigner("lenore.org", env.message()) is False
+    unsent = env.message()
+    with capturedLogs() as events:
+        assert await countersigner("lenore.org", unsent) is False
+    assert f"lenore.org does not confirm sending {unsent.id}" in [
+        formatEvent(event) for event in events
+    ]
     assert await countersigner.confirm("nowhere.example", sent) is False
     assert lenore.connections == 1
 
