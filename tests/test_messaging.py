@@ -174,6 +174,78 @@ class LocalMessagingTests(SynchronousTestCase):
         again = edgar.ask("SEND", headers=headers, body=b"x")
         self.assertEqual((again.code, again.body), (first.code, first.body))
 
+    def test_send_sets_id_type_and_recipients(self) -> None:
+        """
+        The server names the message: a client's C{Id} is ignored, its
+        C{Type} kept, its C{To} written in normal form; local recipients
+        are not queued as if remote.
+        """
+        edgar, annabel = self.logged_in(EDGAR), self.logged_in(ANNABEL)
+        sent = edgar.ask(
+            "SEND",
+            headers={
+                "Id": f"1700000000000.ab.{EDGAR}",
+                "Type": "post",
+                "To": f"Annabel@POE.net, {ANNABEL} {LOST}",
+            },
+        )
+        self.assertEqual(sent.code, 201)
+        [pushed] = annabel.frames()
+        self.assertEqual(pushed.headers["Id"], sent.headers["Id"])
+        self.assertNotEqual(sent.headers["Id"], f"1700000000000.ab.{EDGAR}")
+        self.assertEqual(pushed.headers["Type"], "post")
+        self.assertEqual(pushed.headers["To"], f"{ANNABEL} {LOST}")
+        stored = self.successResultOf(self.store.get_object(sent.headers["Id"]))
+        self.assertNotIn("Id", stored.properties)
+        self.assertEqual(self.successResultOf(self.store.queued_for("poe.net")), [])
+        self.assertEqual(
+            len(self.successResultOf(self.store.queued_for("lenore.org"))), 1
+        )
+
+    def test_send_recipient_bounds(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        hundred = " ".join(f"u{n}@lenore.org" for n in range(100))
+        self.assertEqual(edgar.ask("SEND", headers={"To": hundred}).code, 201)
+        for to, code, text in [
+            (f"{hundred} u100@lenore.org", 501, "at most 100 recipients"),
+            (" , ", 501, "a message needs a To header"),
+            (
+                "nobody",
+                553,
+                "To: bad address 'nobody': expected user@domain",
+            ),
+        ]:
+            answer = edgar.ask("SEND", headers={"To": to})
+            self.assertEqual((answer.code, answer.argument), (code, text))
+
+    def test_a_used_key_is_checked_first(self) -> None:
+        """
+        A key seen before decides the answer before the request is read
+        again: its reuse for another request is refused as such, even one
+        that is itself malformed.
+        """
+        edgar = self.logged_in(EDGAR)
+        first = edgar.ask("SEND", headers={"To": ANNABEL, "Idempotency-Key": "k"})
+        again = edgar.ask("SEND", headers={"To": "nobody", "Idempotency-Key": "k"})
+        self.assertEqual(
+            (again.code, again.argument),
+            (
+                554,
+                "Idempotency-Key k was used for another message, "
+                f"{first.headers['Id']}",
+            ),
+        )
+
+    def test_delete_what_one_sent_oneself(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        pushed, sent = edgar.send("SEND", headers={"To": EDGAR}, body=b"to self")
+        self.assertEqual((pushed.code, sent.code), (250, 201))
+        deleted = edgar.ask("DELETE", argument=sent.headers["Id"])
+        self.assertEqual(
+            (deleted.code, deleted.argument),
+            (200, "removed from your inbox and deleted"),
+        )
+
     def test_parent_digest_needs_a_parent(self) -> None:
         edgar = self.logged_in(EDGAR)
         digest = {"Parent-Digest": "0" * 64}

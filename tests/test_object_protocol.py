@@ -162,6 +162,50 @@ class ObjectProtocolTests(SynchronousTestCase):
             lost.ask("GET", argument=object_id).argument,
         )
 
+    def test_a_message_is_visible_to_those_it_names(self) -> None:
+        """
+        A stored message (not sent) is shown to its owner and to the
+        addresses in its To, to nobody else; other types are not shown
+        for being addressed.
+        """
+        edgar, lost = self.logged_in(), self.logged_in(LOST)
+        add_account(self.store, "raven@poe.net", PASSWORD)
+        raven = self.logged_in("raven@poe.net")
+        to_lost = edgar.ask("PUT", headers={"Type": "message", "To": LOST}).headers[
+            "Id"
+        ]
+        post = edgar.ask("PUT", headers={"Type": "post", "To": LOST}).headers["Id"]
+        no_to = edgar.ask("PUT", headers={"Type": "message"}).headers["Id"]
+        self.assertEqual(lost.ask("GET", argument=to_lost).code, 200)
+        self.assertEqual(raven.ask("GET", argument=to_lost).code, 550)
+        self.assertEqual(self.conn.ask("GET", argument=to_lost).code, 550)
+        self.assertEqual(lost.ask("GET", argument=post).code, 550)
+        self.assertEqual(lost.ask("GET", argument=no_to).code, 550)
+        self.assertEqual(edgar.ask("GET", argument=no_to).code, 200)
+
+    def test_put_stores_what_it_says(self) -> None:
+        """
+        C{Id} and C{Type} are not properties; a user object's C{Address} is
+        its owner's, whatever the request said, and only a user object
+        gets one; C{Public: no} is as good as C{yes}.
+        """
+        conn = self.logged_in()
+        put = conn.ask(
+            "PUT", headers={"Type": "post", "Id": f"1700000000000.ab.{EDGAR}"}
+        )
+        self.assertEqual(put.code, 201)
+        stored = self.successResultOf(self.store.get_object(put.headers["Id"]))
+        self.assertEqual(stored.properties, {})
+        profile = conn.ask(
+            "PUT", headers={"Id": EDGAR, "Type": "user", "Address": "x@elsewhere.org"}
+        )
+        self.assertEqual(profile.code, 201)
+        stored = self.successResultOf(self.store.get_object(EDGAR))
+        self.assertEqual(stored.properties, {"Address": EDGAR})
+        self.assertEqual(
+            conn.ask("PUT", headers={"Type": "post", "Public": "No"}).code, 201
+        )
+
     def test_user_object_shows_only_its_profile(self) -> None:
         conn = self.logged_in()
         answer = conn.ask(
@@ -187,11 +231,30 @@ class ObjectProtocolTests(SynchronousTestCase):
         )
         self.assertEqual(answer.code, 554)
         self.assertEqual(
+            answer.argument,
+            "1700000000000.abc.lost@poe.net belongs to lost@poe.net; "
+            "you may only change your own objects",
+        )
+        self.assertEqual(
             conn.ask("PUT", headers={"Id": LOST, "Type": "user"}).code, 554
         )
 
     def test_put_refuses_bad_objects(self) -> None:
         conn = self.logged_in()
+        for headers, text in [
+            ({}, "missing header: Type"),
+            ({"Type": "post", "Public": "maybe"}, "Public must be yes or no"),
+            (
+                {"Type": "post", "Id": EDGAR},
+                "a user object's id is its address, and only a user object's is",
+            ),
+            (
+                {"Type": "post", "Parent-Digest": "0" * 64},
+                "Parent-Digest without Parent",
+            ),
+        ]:
+            answer = conn.ask("PUT", headers=headers)
+            self.assertEqual((answer.code, answer.argument), (501, text))
         self.assertEqual(conn.ask("PUT", headers={}).code, 501)
         self.assertEqual(conn.ask("PUT", headers={"Type": "Bad Type"}).code, 501)
         self.assertEqual(
@@ -239,8 +302,16 @@ class ObjectProtocolTests(SynchronousTestCase):
             "Id"
         ]
         lost = self.logged_in(LOST)
-        self.assertEqual(lost.ask("DELETE", argument=object_id).code, 554)
-        self.assertEqual(conn.ask("DELETE", argument=EDGAR).code, 554)
+        refused = lost.ask("DELETE", argument=object_id)
+        self.assertEqual(
+            (refused.code, refused.argument),
+            (554, "you may only delete your own objects"),
+        )
+        refused = conn.ask("DELETE", argument=EDGAR)
+        self.assertEqual(
+            (refused.code, refused.argument),
+            (554, "a user object is removed with its account"),
+        )
         self.assertEqual(conn.ask("DELETE", argument=object_id).code, 200)
         self.assertEqual(conn.ask("DELETE", argument=object_id).code, 550)
         self.assertEqual(conn.ask("DELETE").code, 501)
