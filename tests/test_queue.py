@@ -503,6 +503,7 @@ class BounceTests(QueueTestCase):
         self.assertEqual(recipient, EDGAR)
         body = bounce.body.decode()
         self.assertIn(f"{RAVEN}: 554 code 554", body)
+        self.assertIn("(1 attempt)", body)
         self.assertNotIn(LOST, body)
         self.assertNotIn(LENORE, body)
         self.verify(bounce)
@@ -542,6 +543,35 @@ class BounceTests(QueueTestCase):
         self.assertEqual(row.last_error, f"{LOST} 451 code 451; {RAVEN} 452 code 452")
         self.assertEqual(len(self.links.calls), 2)
         self.assertEqual((queue.stats.retried, queue.stats.delivered), (2, 1))
+
+    def test_window_runs_out_for_some_recipients(self) -> None:
+        """
+        Recipients retried one by one until the window runs out are
+        bounced with those refused for good in the same attempt, in one
+        bounce counting every attempt; each retry is counted, and the
+        give-up is logged.
+        """
+        queue = self.start(retry_window=400)
+        self.links.script = [(201, 451, 451), (451, 451), (554, 451)]
+        with capturedLogs() as events:
+            obj = self.send(queue, (LOST, RAVEN, LENORE))
+            self.assertEqual(self.queued()[0].recipients, (RAVEN, LENORE))
+            self.run_timers()
+        self.assertEqual(self.links.times(), [0, 60, 360])
+        self.assertEqual(self.queued(), [])
+        [(_, bounce)] = self.bounces
+        body = bounce.body.decode()
+        self.assertIn(f"  {RAVEN}: 554 code 554\n", body)
+        self.assertIn(f"  {LENORE}: 451 code 451\n", body)
+        self.assertIn("(3 attempts)", body)
+        self.assertEqual(
+            (queue.stats.delivered, queue.stats.retried, queue.stats.bounced),
+            (1, 4, 2),
+        )
+        self.assertIn(
+            f"Giving up on {obj.id} to lenore.org after 3 attempts: 451 code 451",
+            [formatEvent(event) for event in events],
+        )
 
     def test_missing_results_are_retried(self) -> None:
         """
@@ -592,6 +622,7 @@ class BounceTests(QueueTestCase):
         body = bounce.body.decode()
         self.assertIn(f"{LOST}: 554 lenore.org does not exist", body)
         self.assertIn(f"{RAVEN}: 554 lenore.org does not exist", body)
+        self.assertIn("(1 attempt)", body)
         self.run_timers()
         self.assertEqual(len(self.links.calls), 1)
         self.assertEqual(queue.stats.bounced, 2)
@@ -840,9 +871,11 @@ class FailureTests(QueueTestCase):
         queue = self.start()
         self.links.default = LinkDown()
         kept = self.queue_message((LOST,))
+        self.clock.advance(1)
         dropped = self.queue_message((RAVEN,))
         gone.add(dropped.id)
         queue.kick()
+        self.assertEqual(len(self.links.calls), 1)
         self.assertEqual([row.object_id for row in self.queued()], [kept.id])
 
     def test_failed_pass_tried_again_after_a_wait(self) -> None:
@@ -907,14 +940,52 @@ class FailureTests(QueueTestCase):
         self.assertEqual(self.links.times(), [60.0])
 
     def test_arguments_checked(self) -> None:
-        for bad in (
-            {"retry_schedule": ()},
-            {"retry_schedule": (60, 0)},
-            {"retry_window": -1},
-            {"max_concurrent_domains": 0},
-            {"batch": 0},
+        for bad, message in (
+            ({"retry_schedule": ()}, "retry_schedule must be positive waits"),
+            ({"retry_schedule": (60, 0)}, "retry_schedule must be positive waits"),
+            ({"retry_window": -1}, "retry_window must not be negative"),
+            ({"max_concurrent_domains": 0}, "max_concurrent_domains, batch and"),
+            ({"batch": 0}, "max_concurrent_domains, batch and window must"),
+            ({"window": 0}, "max_concurrent_domains, batch and window must"),
         ):
-            self.assertRaises(ValueError, self.make_queue, **bad)
+            with self.assertRaises(ValueError, msg=bad) as caught:
+                self.make_queue(**bad)
+            self.assertTrue(str(caught.exception).startswith(message), caught.exception)
+        # The smallest values allowed.
+        self.make_queue(
+            retry_schedule=(1,),
+            retry_window=0,
+            max_concurrent_domains=1,
+            batch=1,
+            window=1,
+        )
+
+    def test_put_off_row_not_settled_is_logged(self) -> None:
+        """
+        A row put off that the store fails to reschedule stays queued, with
+        a log line naming it and its domain.
+        """
+
+        class Failing(MemoryStore):
+            def reschedule(self, object_id, *args, **kwargs):
+                if object_id == put_off.id:
+                    return fail(StoreUnavailable())
+                return super().reschedule(object_id, *args, **kwargs)
+
+        self.store = Failing()
+        queue = self.start()
+        self.links.default = LinkDown()
+        self.queue_message((LOST,))
+        self.clock.advance(1)
+        put_off = self.queue_message((RAVEN,))
+        with capturedLogs() as events:
+            queue.kick()
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertIn(
+            f"Could not settle the delivery of {put_off.id} to lenore.org",
+            [formatEvent(event) for event in events],
+        )
+        self.assertEqual(len(self.queued()), 2)
 
     def test_retry_delay(self) -> None:
         self.assertEqual(
@@ -962,6 +1033,64 @@ class SchedulingTests(QueueTestCase):
         self.assertEqual(self.links.times(), [500.0, 800.0])
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(queue.stats.delivered, 2)
+
+    def test_kick_while_sleeping(self) -> None:
+        """
+        A kick while the queue sleeps until a later row runs a pass at
+        once, then sleeps until that row again.
+        """
+        self.queue_message(next_attempt=T0 + 500)
+        queue = self.start()
+        self.assertEqual(self.timer_times(), [500.0])
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(self.links.times(), [0.0])
+        self.assertEqual(self.timer_times(), [500.0])
+        self.send(queue, (USHER,))
+        self.assertEqual(self.timer_times(), [500.0])
+        self.clock.advance(500)
+        self.assertEqual(self.links.times(), [0.0, 0.0, 500.0])
+
+    def test_timer_for_a_row_due_soon(self) -> None:
+        self.queue_message(next_attempt=T0 + 0.25)
+        self.start()
+        self.assertEqual(self.timer_times(), [0.25])
+
+    def test_repr(self) -> None:
+        queue = self.make_queue()
+        self.assertEqual(repr(queue), "<OutboundQueue poe.net stopped>")
+        queue.startService()
+        self.assertEqual(repr(queue), "<OutboundQueue poe.net running>")
+
+    def test_default_sizes(self) -> None:
+        """
+        By default a pass reads 100 rows at a time, delivers to 8 domains
+        at once, and pipelines up to 16 deliveries on one domain's link.
+        """
+        reads = []
+
+        class Counting(MemoryStore):
+            def due_deliveries(self, now: float, limit: int) -> Any:
+                reads.append(limit)
+                return super().due_deliveries(now, limit)
+
+        self.store = Counting()
+        self.links.default = PENDING
+        queue = self.make_queue()
+        for n in range(18):
+            self.queue_message((f"user{n}@lenore.org",))
+            self.clock.advance(1)
+        for n in range(9):
+            self.queue_message((f"user@domain{n}.example",))
+        queue.startService()
+        self.assertEqual(reads, [100])
+        domains = {d.domain for d, _ in self.links.pending}
+        self.assertEqual(len(domains), 8)
+        lenore = [
+            i for i, (d, _) in enumerate(self.links.pending) if d.domain == "lenore.org"
+        ]
+        self.links.finish(lenore[0])
+        in_flight = [d for d, _ in self.links.pending if d.domain == "lenore.org"]
+        self.assertEqual(len(in_flight), 16)
 
     def test_kick_during_pass(self) -> None:
         """
