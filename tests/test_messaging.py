@@ -73,8 +73,10 @@ class LocalMessagingTests(SynchronousTestCase):
         edgar = self.logged_in(EDGAR)
         self.assertEqual(edgar.ask("SEND", headers={}).code, 501)
         self.assertEqual(edgar.ask("SEND", headers={"To": "not an address"}).code, 553)
+        forged = edgar.ask("SEND", headers={"To": ANNABEL, "From": LOST})
         self.assertEqual(
-            edgar.ask("SEND", headers={"To": ANNABEL, "From": LOST}).code, 501
+            (forged.code, forged.argument),
+            (501, "From is set by the server: it is you"),
         )
 
     def test_remote_recipients_are_queued_before_2xx(self) -> None:
