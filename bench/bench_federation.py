@@ -5,7 +5,7 @@ How fast one server delivers its users' messages to another's.
 
 Two servers run in this process, as C{test_federation} runs them:
 poe.net on 127.0.0.2 and lenore.org on 127.0.0.3, each built by
-L{fmtp.tap.build_server} with its SQLite store in a scratch directory, and
+L{fmtp.server.build_server} with its SQLite store in a scratch directory, and
 a real DNS server on 127.0.0.1 (L{tests.dnsserver}) publishing their SRV,
 A and key records, so every message takes the path it takes between two
 machines: edgar@poe.net SENDs, poe.net signs and queues it (durably, before
@@ -57,7 +57,7 @@ from fmtp.accounts import hash_password  # noqa: E402
 from fmtp.client import FrameClientProtocol, connect  # noqa: E402
 from fmtp.federation.queue import OutboundQueue  # noqa: E402
 from fmtp.objects import user_object  # noqa: E402
-from fmtp.tap import ServerService, build_server  # noqa: E402
+from fmtp.server import ServerService, build_server  # noqa: E402
 from fmtp.wire import Frame  # noqa: E402
 from tests.dnsserver import fmtp_zone, start_dns_server  # noqa: E402
 

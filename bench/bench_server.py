@@ -2,7 +2,7 @@
 Round trips per second of one fmtp server, over real loopback sockets.
 
 Run it as C{python bench/bench_server.py}.  It builds a server in this
-process with L{fmtp.tap.build_server} (the same service tree C{twistd fmtp}
+process with L{fmtp.server.build_server} (the same service tree C{twistd fmtp}
 runs) on the real reactor, with an SQLite store in a temporary directory,
 and drives it with L{fmtp.client}, the client the C{fmtp} command and the
 tests use, so what is measured is what users run:
@@ -42,13 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fmtp.accounts import hash_password  # noqa: E402
 from fmtp.client import DatagramClient, FrameClientProtocol, connect  # noqa: E402
+from fmtp.framing.datagram import FrameDatagramProtocol  # noqa: E402
 from fmtp.listeners import is_datagram  # noqa: E402
 from fmtp.objects import user_object  # noqa: E402
-from fmtp.protocols.framing import FrameDatagramProtocol  # noqa: E402
-from fmtp.protocols.object import ObjectProtocolPlugin  # noqa: E402
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin  # noqa: E402
 from fmtp.ratelimit import SourceRateLimiter  # noqa: E402
+from fmtp.server import ServerService, build_server  # noqa: E402
 from fmtp.services import SharedServices  # noqa: E402
-from fmtp.tap import ServerService, build_server  # noqa: E402
 from fmtp.wire import Frame  # noqa: E402
 
 DOMAIN = "bench.example"

@@ -2,6 +2,8 @@
 C{python -m fmtp}: the C{fmtp} command.
 """
 
+import sys
+
 from fmtp.cli import main
 
-main()
+sys.exit(main())

@@ -1,6 +1,6 @@
 """
 Local accounts through twisted.cred: password hashing and the threads it
-runs in, the checker over the store, the realm and session keys.  The brake
+runs in, the checker over the store and the realm.  The brake
 on password guessing is L{fmtp.loginthrottle}.
 
 Passwords are hashed with scrypt (memory-hard, in the standard library
@@ -247,53 +247,3 @@ def make_portal(
     The portal every protocol logs users in through.
     """
     return Portal(AccountRealm(), [StoreCredentialsChecker(store, run_in_thread)])
-
-
-class SessionRegistry:
-    """
-    Session keys handed out at LOGIN (the PAME session key), and how to
-    reach each live session.
-
-    A key names one login of one address; datagram requests will prove
-    their session with an HMAC keyed by it, so keys are random and secret
-    and live only in this server's memory.  A session opened on a stream
-    may register a push callable: a message for its user is then written
-    to it at once (the seed's "Lenore uses an existing logged-in
-    connection from lost@lenore.org").
-    """
-
-    def __init__(self) -> None:
-        self._sessions: dict[str, str] = {}
-        self._pushers: dict[str, dict[str, Callable[[object], None]]] = {}
-
-    def open(self, address: str, push: Callable[[object], None] | None = None) -> str:
-        key = secrets.token_urlsafe(32)
-        self._sessions[key] = address
-        if push is not None:
-            self._pushers.setdefault(address, {})[key] = push
-        return key
-
-    def address_for(self, key: str) -> str | None:
-        return self._sessions.get(key)
-
-    def close(self, key: str) -> None:
-        address = self._sessions.pop(key, None)
-        pushers = self._pushers.get(address)
-        if pushers is not None:
-            pushers.pop(key, None)
-            if not pushers:
-                del self._pushers[address]
-
-    def push(self, address: str, item: object) -> int:
-        """
-        Hand C{item} to every live session of C{address}.
-
-        @return: how many sessions it reached.
-        """
-        pushers = list(self._pushers.get(address, {}).values())
-        for push in pushers:
-            push(item)
-        return len(pushers)
-
-    def __len__(self) -> int:
-        return len(self._sessions)

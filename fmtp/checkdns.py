@@ -15,19 +15,21 @@ from datetime import UTC, datetime
 
 from twisted.internet.interfaces import IReactorTime
 
-from fmtp.dns import (
-    SRV_SERVICE_LABEL,
+from fmtp.dns.resolver import (
     DNSAnswer,
     DNSFailure,
-    NoRoute,
     NoSuchRecords,
     QueryResolver,
-    RouteLookupFailed,
-    RouteResolver,
     txt_record_text,
 )
+from fmtp.dns.routes import SRV_SERVICE_LABEL, NoRoute, RouteLookupFailed, RouteResolver
 from fmtp.errors import InvalidAddress, InvalidKeyRecord
-from fmtp.keys import DomainPublicKey, key_record_name, parse_key_record, zone_line
+from fmtp.keys.records import (
+    DomainPublicKey,
+    key_record_name,
+    parse_key_record,
+    zone_line,
+)
 from fmtp.objects import normalize_domain
 
 __all__ = ["ERROR", "OK", "WARN", "Finding", "check_dns", "format_findings"]
@@ -354,7 +356,7 @@ async def check_dns(
     """
     Check what DNS says of C{domain}, as another fmtp server would see it.
 
-    @param resolver: asks DNS (a L{fmtp.dns.DNSResolver}, for C{--dns}).
+    @param resolver: asks DNS (a L{fmtp.dns.resolver.DNSResolver}, for C{--dns}).
     @param domain: the domain to check.
     @param local_public_key: this server's public key, to say whether it is
         the one published.

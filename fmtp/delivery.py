@@ -1,7 +1,8 @@
 """
-Values shared by the delivery store (L{fmtp.interfaces.IDeliveryStore}) and
-the code that delivers: a queued outbound delivery, and who an inbound
-object is from.
+Values shared by the delivery store (L{fmtp.interfaces.IDeliveryStore}),
+the code that delivers and the clients that send: a queued outbound
+delivery, who an inbound object is from, and the per-recipient results of
+a delivery as a reply carries them.
 
 They live in their own small module, not in L{fmtp.store}, so that the
 federation code can name them without importing every store backend.
@@ -9,9 +10,10 @@ federation code can name them without importing every store backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from fmtp.auth.router import Event
 from fmtp.errors import InvalidAddress
 from fmtp.objects import FMTPObject, domain_of, normalize_address, owner_of
 
@@ -70,8 +72,8 @@ def sender_of(obj: FMTPObject) -> str:
     one that does not parse, the address that owns its id.
 
     The same rule picks the domain that must have signed the object
-    (L{fmtp.keys.sender_domain}), except that an object with an unparsable
-    C{From} fails verification there and never reaches a store.
+    (L{fmtp.keys.signing.sender_domain}), except that an object with an
+    unparsable C{From} fails verification there and never reaches a store.
 
     @raise fmtp.errors.InvalidObjectId: if the id names no owner either.
     """
@@ -134,7 +136,7 @@ class SendKey:
     @ivar request_digest: what the request said (L{request_digest}), so a
         key reused for another message is told apart from a retry.
     @ivar created: when it was recorded, in seconds since the epoch: keys
-        are forgotten after a day (L{fmtp.housekeeping}).
+        are forgotten after a day (L{fmtp.federation.housekeeping}).
     """
 
     sender: str
@@ -158,3 +160,64 @@ class SendRecord:
     object_id: str
     request_digest: str
     results: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """
+    The outcome for one recipient: a reply code and why.
+    """
+
+    address: str
+    code: int
+    text: str
+
+    def line(self) -> str:
+        return f"{self.address} {self.code} {self.text}"
+
+
+def results_text(results: Sequence[RecipientResult]) -> str:
+    """
+    Results as a reply body carries them: C{ADDRESS SP CODE SP TEXT CRLF}
+    per recipient.
+    """
+    return "".join(f"{result.line()}\r\n" for result in results)
+
+
+def parse_results(
+    text: str, malformed: Callable[[str], object] | None = None
+) -> list[RecipientResult]:
+    """
+    The results of L{results_text}.  A line that does not parse is
+    skipped, and handed to C{malformed} if given (to be logged: a peer's
+    reply is not trusted to be well formed).
+    """
+    results = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        address, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if (
+            len(code) == 3
+            and code.isascii()
+            and code.isdigit()
+            and "2" <= code[0] <= "5"
+        ):
+            results.append(RecipientResult(address, int(code), reason))
+        elif malformed is not None:
+            malformed(line)
+    return results
+
+
+#: The router event kind of a message filed for a user: what the object
+#: protocol pushes to a logged-in stream.
+MESSAGE_EVENT = "message"
+
+
+def message_event(obj: FMTPObject) -> Event:
+    """
+    The router event that hands a live session a message as it is filed.
+    """
+    return Event(MESSAGE_EVENT, obj)

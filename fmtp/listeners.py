@@ -19,7 +19,10 @@ from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fmtp.objects import is_ascii_digits
+from fmtp.util.hostport import parse_port
+
+#: The listener that switches a protocol off: C{--listen-NAME none}.
+NO_LISTENER = "none"
 
 
 def parse_udp_listener(description: str) -> tuple[int, str]:
@@ -34,16 +37,19 @@ def parse_udp_listener(description: str) -> tuple[int, str]:
     if kind != "udp" or not rest:
         raise ValueError(f"{description!r}: expected udp:PORT[:interface=ADDR]")
     port_text, *options = rest.split(":")
-    port_text = port_text.removeprefix("port=")
-    if not is_ascii_digits(port_text) or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{description!r}: the port must be a number from 0 to 65535")
+    try:
+        port = parse_port(port_text.removeprefix("port="), minimum=0)
+    except ValueError:
+        raise ValueError(
+            f"{description!r}: the port must be a number from 0 to 65535"
+        ) from None
     interface = ""
     for option in options:
         name, sep, value = option.partition("=")
         if name != "interface" or not sep:
             raise ValueError(f"{description!r}: unknown option {option!r}")
         interface = value
-    return int(port_text), interface
+    return port, interface
 
 
 def is_datagram(description: str) -> bool:
@@ -58,7 +64,12 @@ class Listener(Service):
     @ivar listening: a Deferred that fires with the L{IListeningPort} once
         bound, or with L{None} if binding failed (which is logged);
         L{None} before starting.
+    @ivar required: whether the server must not start without it (a
+        built-in protocol's listener); one that is not (a third-party
+        plugin's) fails with one log line and the server serves the rest.
     """
+
+    required = True
 
     _log = Logger()
 
@@ -100,6 +111,15 @@ class Listener(Service):
         return port
 
     def _failed(self, failure: Failure, failed: list[Failure]) -> None:
+        if not self.required:
+            self._log.error(
+                "Cannot listen on {description} for the {protocol} protocol, "
+                "not served: {error}",
+                description=self.description,
+                protocol=self.protocol_name,
+                error=failure.getErrorMessage(),
+            )
+            return None
         self._log.failure(
             "Cannot listen on {description} for the {protocol} protocol",
             failure,

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from twisted.python import usage
 
-from fmtp.dns import parse_nameserver
-
 
 class DNSOption:
     """
@@ -23,6 +21,10 @@ class DNSOption:
         """
         Use this DNS resolver (HOST:PORT) instead of the system's; repeatable.
         """
+        # Imported here: dnspython is slow to import, and most fmtp
+        # commands never need it.
+        from fmtp.dns.resolver import parse_nameserver
+
         try:
             self["dns"].append(parse_nameserver(nameserver))
         except ValueError as e:

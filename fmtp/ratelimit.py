@@ -55,3 +55,50 @@ class SourceRateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class LogLimiter:
+    """
+    Rate-limits the log lines about each source, so that a peer sending
+    garbage cannot fill the disk with logs, and counts what it held back
+    so that the next line allowed says how much was missed.
+
+    Sources are keyed as the caller likes (a host, or a tuple); the counts
+    are kept for at most C{max_sources} sources, least recently logged
+    first out, like the buckets.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        rate: float,
+        burst: float,
+        max_sources: int = 65536,
+    ) -> None:
+        self._buckets = SourceRateLimiter(clock, rate, burst, max_sources)
+        self._max_sources = max_sources
+        self._suppressed: OrderedDict[object, int] = OrderedDict()
+
+    def allow(self, source: object) -> int | None:
+        """
+        Whether a line about C{source} may be logged now.
+
+        @return: L{None} if it must not be (it is counted); else how many
+            lines about C{source} were held back since the last one
+            allowed, for the caller to say so in this one.
+        """
+        if not self._buckets.allow(source):
+            self._suppressed[source] = self._suppressed.pop(source, 0) + 1
+            if len(self._suppressed) > self._max_sources:
+                self._suppressed.popitem(last=False)
+            return None
+        return self._suppressed.pop(source, 0)
+
+
+def suppressed_note(count: int) -> str:
+    """
+    The words a log line ends with when lines before it were held back.
+    """
+    if not count:
+        return ""
+    return f" ({count} similar line{'s' if count > 1 else ''} suppressed)"

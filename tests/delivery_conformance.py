@@ -291,6 +291,64 @@ class DeliveryConformance:
         assert await store.get_object(obj.id) == obj
 
     @pytest_twisted.ensureDeferred
+    async def test_make_due(self, store) -> None:
+        """
+        An admin's "retry now" brings later deliveries forward, keeping
+        their attempts and last error; what is already due stays as it is.
+        """
+        a, b, c = message(1), message(2), message(3)
+        await store.enqueue(a, [queued(a, next_attempt=T0 + 100)])
+        await store.enqueue(b, [queued(b, "kingdom.example", T0 + 200)])
+        await store.enqueue(c, [queued(c, next_attempt=T0 - 5)])
+        await store.reschedule(a.id, "lenore.org", T0 + 100, "451 busy")
+
+        assert await store.make_due(T0, "lenore.org") == 1
+        (row,) = [
+            r for r in await store.queued_for("lenore.org") if r.object_id == a.id
+        ]
+        assert (row.next_attempt, row.attempts, row.last_error) == (T0, 1, "451 busy")
+        assert keys(await store.due_deliveries(T0, 10)) == [
+            (c.id, "lenore.org"),
+            (a.id, "lenore.org"),
+        ]
+        assert await store.make_due(T0) == 1
+        assert len(await store.due_deliveries(T0, 10)) == 3
+        assert await store.next_due_time() == T0 - 5
+        assert await store.make_due(T0) == 0
+
+    @pytest_twisted.ensureDeferred
+    async def test_deleting_an_account(self, store) -> None:
+        """
+        A deleted account's inbox is emptied (its entries kept, unlisted,
+        so a replay is not filed again), its approvals go, and what it
+        sent stays for its recipients and the queue, hidden from whoever
+        gets the address next.
+        """
+        await store.add_account(POE, "hash")
+        received, held = message(1, EDGAR), message(2, RAVEN)
+        await store.deliver_local(POE, received, False)
+        await store.deliver_local(ANNABEL, received, False)
+        await store.deliver_local(POE, held, True)
+        await store.approve_sender(POE, EDGAR)
+        sent = message(3, POE)
+        await store.enqueue(sent, [queued(sent)])
+        draft = message(4, POE)
+        await store.put_object(draft)
+
+        assert await store.delete_account(POE) is True
+        assert await store.inbox(POE, 0, 10) == []
+        assert await store.held_senders(POE) == []
+        assert await store.is_approved(POE, EDGAR) is False
+        assert await store.deliver_local(POE, received, False) is None
+        assert seqs_and_ids(await store.inbox(ANNABEL, 0, 10))[0][1] == received.id
+        assert keys(await store.queued_for("lenore.org")) == [(sent.id, "lenore.org")]
+        found = await store.read_object(sent.id, POE)
+        assert (found.obj, found.removed) == (sent, True)
+        assert await store.get_object(draft.id) is None
+        await store.add_account(POE, "new hash")
+        assert await store.inbox(POE, 0, 10) == []
+
+    @pytest_twisted.ensureDeferred
     async def test_queued_for(self, store) -> None:
         a, b, c = message(1), message(2), message(3)
         await store.enqueue(c, [queued(c, created=T0 + 3, next_attempt=T0)])
@@ -824,6 +882,7 @@ class DeliveryConformance:
             lambda: store.reschedule(obj.id, "lenore.org", T0, "x"),
             lambda: store.finish_delivery(obj.id, "lenore.org"),
             lambda: store.queued_for("lenore.org"),
+            lambda: store.make_due(T0),
             lambda: store.deliver_local(LOST, obj, False),
             lambda: store.inbox(LOST, 0, 10),
             lambda: store.held_senders(LOST),

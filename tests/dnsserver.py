@@ -32,8 +32,8 @@ from twisted.names import common, server
 from twisted.names import dns as tdns
 from twisted.names.authority import FileAuthority
 
-from fmtp.dns import DNSResolver
-from fmtp.keys import DomainPublicKey, format_key_record
+from fmtp.dns.resolver import DNSResolver
+from fmtp.keys.records import DomainPublicKey, format_key_record
 
 __all__ = [
     "DEFAULT_TTL",
@@ -209,7 +209,7 @@ class RunningDNSServer:
     @property
     def nameserver(self) -> tuple[str, int]:
         """
-        C{(host, port)}, as L{fmtp.dns.DNSResolver} takes it.
+        C{(host, port)}, as L{fmtp.dns.resolver.DNSResolver} takes it.
         """
         return (self.host, self.port)
 

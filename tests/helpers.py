@@ -17,9 +17,14 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from fmtp.accounts import make_portal
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
-from fmtp.protocols.framing import FrameStreamProtocol
-from fmtp.protocols.object import ObjectCommands
+from fmtp.auth.router import Router
+from fmtp.delivery import message_event
+from fmtp.federation.node import build_server_links
+from fmtp.framing.handler import HandlerCollection
+from fmtp.framing.stream import FrameStreamProtocol
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.services import SharedServices
 from fmtp.store.memory import MemoryStore
 from fmtp.wire import DEFAULT_LIMITS, FrameParser, Limits, request, serialize
@@ -38,22 +43,58 @@ def run_now(f, *args, **kwargs):
 
 
 def make_services(
-    reactor=None, store=None, domain: str = "poe.net", limits: Limits = DEFAULT_LIMITS
+    reactor=None,
+    store=None,
+    domain: str = "poe.net",
+    limits: Limits = DEFAULT_LIMITS,
+    keys=None,
+    signer=None,
+    **options: Any,
 ) -> SharedServices:
+    """
+    The services of a server of C{domain}, on a memory store and a
+    L{MemoryReactorClock} unless given, with server links that reach no
+    other server (remote recipients wait in the queue).
+
+    @param keys: the key verifier (by default one knowing C{signer}).
+    @param options: any other L{SharedServices} field.
+    """
     reactor = reactor if reactor is not None else MemoryReactorClock()
     store = store if store is not None else MemoryStore()
-    signer = DomainSigner(generate_private_key(), domain)
-    keys = StaticKeyVerifier({}, reactor)
-    keys.add_signer(signer)
+    signer = signer or DomainSigner(generate_private_key(), domain)
+    if keys is None:
+        keys = StaticKeyVerifier({}, reactor)
+        keys.add_signer(signer)
+    router = options.pop("router", None) or Router(reactor)
+    links = options.pop("links", None)
+    if links is None:
+        links, _ = build_server_links(
+            domain,
+            store,
+            keys,
+            signer,
+            reactor,
+            lambda address, obj: router.deliver(address, message_event(obj)),
+            limits=limits,
+        )
     return SharedServices(
         reactor=reactor,
         domain=domain,
         store=store,
         keys=keys,
         signer=signer,
-        portal=make_portal(store, run_in_thread=run_now),
         limits=limits,
+        router=router,
+        links=links,
+        **{"portal": make_portal(store, run_in_thread=run_now), **options},
     )
+
+
+def object_protocol(services: SharedServices):
+    """
+    The object protocol's commands on C{services}'s server.
+    """
+    return ObjectProtocolPlugin().handler(services)
 
 
 def add_account(store, address: str, password: str) -> None:
@@ -69,13 +110,24 @@ def add_account(store, address: str, password: str) -> None:
 
 class StreamHarness:
     """
-    One object-protocol connection over a StringTransport: send requests,
-    read back the frames the server wrote.
+    One connection over a StringTransport: send requests, read back the
+    frames the server wrote (replies, and what was pushed).
+
+    @param handler: the commands of the protocol it speaks, built once per
+        server (C{plugin.handler(services)}); the object protocol's if
+        L{None}.
     """
 
-    def __init__(self, services: SharedServices, host: str = "192.0.2.1") -> None:
+    def __init__(
+        self,
+        services: SharedServices,
+        host: str = "192.0.2.1",
+        handler: HandlerCollection | None = None,
+    ) -> None:
         self.services = services
-        self.protocol = FrameStreamProtocol(ObjectCommands(services))
+        if handler is None:
+            handler = object_protocol(services)
+        self.protocol = FrameStreamProtocol(handler)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         self.protocol.makeConnection(self.transport)
         self._parser = FrameParser(Limits(max_body=1 << 24))
@@ -108,7 +160,7 @@ class StreamHarness:
 async def bound_ports(root) -> dict[tuple[str, str], int]:
     """
     Map C{(protocol name, "tcp" or "udp")} to the port each listener of a
-    started L{fmtp.tap.ServerService} bound: servers in tests listen on
+    started L{fmtp.server.ServerService} bound: servers in tests listen on
     port 0.
     """
     from fmtp.listeners import is_datagram

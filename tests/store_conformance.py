@@ -371,6 +371,38 @@ class StoreConformance:
         await store.put_object(FMTPObject(BOB, "user"))
         assert await store.get_password_hash(BOB) is None
 
+    @pytest_twisted.ensureDeferred
+    async def test_list_accounts(self, store) -> None:
+        assert await store.list_accounts() == []
+        for address in (JOSE, BOB, ALICE):
+            await store.add_account(address, "hash")
+        assert await store.list_accounts() == sorted([ALICE, BOB, JOSE])
+
+    @pytest_twisted.ensureDeferred
+    async def test_delete_account(self, store) -> None:
+        """
+        The account, its user object and its drafts go, so that the
+        address can be given again without handing over anything of the
+        old account; other accounts keep theirs.
+        """
+        await store.add_account(ALICE, "hash-1")
+        await store.add_account(BOB, "hash-2")
+        alice_post, bob_post = make(1), make(2, owner=BOB)
+        await put_all(store, FMTPObject(ALICE, "user"), alice_post, bob_post)
+
+        assert await store.delete_account(ALICE) is True
+        assert await store.get_password_hash(ALICE) is None
+        assert await store.get_object(ALICE) is None
+        assert await store.get_object(alice_post.id) is None
+        assert ids(await store.list_objects(0, 10)) == [bob_post.id]
+        assert await store.list_accounts() == [BOB]
+        assert await store.get_password_hash(BOB) == "hash-2"
+
+        assert await store.delete_account(ALICE) is False
+        assert await store.delete_account("nobody@example.com") is False
+        await store.add_account(ALICE, "hash-3")
+        assert await store.get_password_hash(ALICE) == "hash-3"
+
     # Closing
 
     @pytest_twisted.ensureDeferred
@@ -386,6 +418,8 @@ class StoreConformance:
             lambda: store.add_account(ALICE, "hash"),
             lambda: store.set_password_hash(ALICE, "hash"),
             lambda: store.get_password_hash(ALICE),
+            lambda: store.list_accounts(),
+            lambda: store.delete_account(ALICE),
         ]
         for call in calls:
             with pytest.raises(StoreUnavailable):

@@ -22,7 +22,6 @@ from fmtp.accounts import (
     MAX_HASH_THREADS,
     AccountRealm,
     PasswordHashPool,
-    SessionRegistry,
     StoreCredentialsChecker,
     check_new_password,
     hash_password,
@@ -97,18 +96,6 @@ class CheckerTests(SynchronousTestCase):
         verifyObject(IAccount, avatar)
         self.assertEqual(avatar.address, "edgar@poe.net")
         logout()
-
-
-class SessionTests(SynchronousTestCase):
-    def test_sessions(self) -> None:
-        sessions = SessionRegistry()
-        a, b = sessions.open("edgar@poe.net"), sessions.open("edgar@poe.net")
-        self.assertNotEqual(a, b)
-        self.assertGreaterEqual(len(a), 40)
-        self.assertEqual(sessions.address_for(a), "edgar@poe.net")
-        sessions.close(a)
-        self.assertIsNone(sessions.address_for(a))
-        self.assertEqual(len(sessions), 1)
 
 
 def test_hash_pool_is_sized_to_the_cores() -> None:

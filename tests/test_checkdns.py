@@ -12,13 +12,9 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from fmtp.checkdns import ERROR, OK, WARN, Finding, check_dns, format_findings
-from fmtp.dns import DNSResolver
-from fmtp.keys import (
-    DomainPublicKey,
-    DomainSigner,
-    generate_private_key,
-    zone_line,
-)
+from fmtp.dns.resolver import DNSResolver
+from fmtp.keys.records import DomainPublicKey, zone_line
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from tests.dnsserver import (
     fmtp_zone,
     silent_dns_server,
@@ -266,7 +262,7 @@ async def test_command(dns_server, tmp_path) -> None:
 
     from twisted.internet.utils import getProcessOutputAndValue
 
-    from fmtp.keys import write_private_key
+    from fmtp.keys.keyfile import write_private_key
 
     key = generate_private_key()
     key_file = tmp_path / "domain.key"

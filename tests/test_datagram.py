@@ -9,11 +9,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.cookies import SourceCookies
-from fmtp.protocols.framing import MAX_DATAGRAM, FrameDatagramProtocol
-from fmtp.protocols.object import ObjectCommands
+from fmtp.framing.datagram import FrameDatagramProtocol
 from fmtp.ratelimit import SourceRateLimiter
-from fmtp.wire import parse_datagram, request, serialize
-from tests.helpers import add_account, make_services
+from fmtp.wire import MAX_DATAGRAM, parse_datagram, request, serialize
+from tests.helpers import add_account, make_services, object_protocol
 
 SOURCE = ("192.0.2.7", 5353)
 
@@ -31,7 +30,7 @@ class DatagramTests(SynchronousTestCase):
         self.clock = MemoryReactorClock()
         self.services = make_services(self.clock)
         add_account(self.services.store, "edgar@poe.net", "nevermore-quoth")
-        self.protocol = FrameDatagramProtocol(ObjectCommands(self.services))
+        self.protocol = FrameDatagramProtocol(object_protocol(self.services))
         self.transport = RecordingDatagramTransport()
         self.protocol.makeConnection(self.transport)
 

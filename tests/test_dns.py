@@ -1,5 +1,6 @@
 """
-Tests for L{fmtp.dns} and L{fmtp.hostsfile}.
+Tests for the L{fmtp.dns} package: resolver, cache, key verifier, routes
+and hosts file.
 
 Unit tests drive the caches with a fake resolver and a L{Clock}; the
 integration tests at the end ask a real Twisted Names server on
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 
@@ -27,38 +30,35 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from fmtp.dns import (
-    DNSAnswer,
-    DNSFailure,
-    DNSKeyVerifier,
-    DNSResolver,
-    LookupCache,
-    NoRoute,
-    NoSuchRecords,
-    Route,
-    RouteLookupFailed,
-    RouteResolver,
-    order_mx,
-    order_srv,
-    parse_host_port,
-    parse_nameserver,
-    txt_record_text,
-)
-from fmtp.errors import BadSignature, FMTPError, KeyLookupFailed, NoKeyPublished
-from fmtp.hostsfile import (
+from fmtp.dns.cache import LookupCache
+from fmtp.dns.hostsfile import (
     DEFAULT_HOSTS,
     HostsFile,
     HostsFileError,
     load_hosts_file,
     parse_hosts,
 )
-from fmtp.interfaces import IKeyVerifier
-from fmtp.keys import (
-    DomainPublicKey,
-    DomainSigner,
-    format_key_record,
-    generate_private_key,
+from fmtp.dns.keyverifier import DNSKeyVerifier
+from fmtp.dns.resolver import (
+    DNSAnswer,
+    DNSFailure,
+    DNSResolver,
+    NoSuchRecords,
+    parse_nameserver,
+    txt_record_text,
 )
+from fmtp.dns.routes import (
+    NoRoute,
+    Route,
+    RouteLookupFailed,
+    RouteResolver,
+    order_mx,
+    order_srv,
+)
+from fmtp.errors import BadSignature, FMTPError, KeyLookupFailed, NoKeyPublished
+from fmtp.interfaces import IKeyVerifier
+from fmtp.keys.records import DomainPublicKey, format_key_record
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject
 from tests.dnsserver import (
     fmtp_zone,
@@ -170,29 +170,6 @@ class NameserverTests(SynchronousTestCase):
             with self.assertRaises(ValueError) as raised:
                 parse_nameserver(text)
             self.assertIn(words, str(raised.exception), text)
-
-    def test_host_port_names(self) -> None:
-        self.assertEqual(
-            parse_host_port("Lost.Lenore.org:8000"), ("lost.lenore.org", 8000)
-        )
-        self.assertEqual(
-            parse_host_port("lost.lenore.org", 7070), ("lost.lenore.org", 7070)
-        )
-        with self.assertRaises(ValueError):
-            parse_host_port("lost.lenore.org")
-        with self.assertRaises(ValueError):
-            parse_host_port("bad name!:80")
-
-    @given(st.text(max_size=40))
-    def test_never_crashes(self, text: str) -> None:
-        """
-        Whatever an admin types, the answer is a result or a ValueError.
-        """
-        try:
-            host, port = parse_host_port(text, 7070)
-        except ValueError:
-            return
-        self.assertTrue(0 < port < 65536 and host)
 
     def test_resolver_needs_a_server(self) -> None:
         with self.assertRaises(ValueError):
@@ -938,6 +915,19 @@ class HostsFileTests(SynchronousTestCase):
         signed = signer.sign_object(message_from("lost@lenore.org"), NOW)
         self.successResultOf(verifier.verify_object(signed))
         self.assertEqual(resolver.queries, [])
+
+
+def test_hosts_file_without_dnspython() -> None:
+    """
+    Reading a hosts file (the client's C{--hosts-file}) loads no dnspython,
+    slow to import: the L{fmtp.dns} package imports nothing by itself.
+    """
+    code = (
+        "import sys, fmtp.dns.hostsfile, fmtp.cli.reading\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'dns'], "
+        "sorted(m for m in sys.modules if m.startswith('dns'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # ---------------------------------------------------------------------------

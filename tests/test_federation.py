@@ -21,12 +21,13 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from fmtp.accounts import hash_password
 from fmtp.client import FrameClientProtocol, connect
-from fmtp.dns import DNSKeyVerifier
+from fmtp.dns.keyverifier import DNSKeyVerifier
 from fmtp.federation.hello import make_hello
 from fmtp.federation.node import FederationSettings
-from fmtp.keys import DomainSigner, generate_private_key, write_private_key
+from fmtp.keys.keyfile import write_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, user_object
-from fmtp.tap import ServerService, build_server
+from fmtp.server import ServerService, build_server
 from fmtp.wire import Frame
 from tests.dnsserver import fmtp_zone, key_txt, start_dns_server, zone_text
 from tests.helpers import HeldPort, bound_ports, eventually, within
@@ -126,6 +127,8 @@ class Network:
         name: str | None = None,
         hosts: str | None = None,
         tls_context=None,
+        plugins=None,
+        listen: dict[str, list[str]] | None = None,
     ) -> Server:
         """
         Start (or restart, on the same data) the server of C{domain} on
@@ -137,6 +140,11 @@ class Network:
         @param name: names the server's key and data, if not its domain
             (a spoofer also claims to be poe.net).
         @param hosts: the text of a hosts file for it.
+        @param plugins: the protocol plugins it serves, if not the
+            built-in ones.
+        @param listen: listeners of other protocols than the object one
+            (C{{"nudge": ["tcp:0:interface=..."]}}), whose bound ports are
+            in the server's C{ports}.
         """
         name = name or domain
         signer = self.signer(name, domain)
@@ -150,15 +158,17 @@ class Network:
             domain=domain,
             store_url=f"sqlite:{self.tmp_path / name / 'fmtp.sqlite'}",
             key_file=str(self.tmp_path / f"{name}.key"),
-            listeners={"object": [f"tcp:{port}:interface={address}"]},
+            listeners={"object": [f"tcp:{port}:interface={address}"], **(listen or {})},
             nameservers=[self.dns.nameserver],
             federation=replace(settings, default_port=self.default_port.port),
             hosts_file=str(hosts_file) if hosts_file else None,
             tls_context=tls_context,
+            plugins=plugins,
         )
         root.startService()
         ports = await bound_ports(root)
         server = Server(root, services, signer)
+        server.ports = ports
         server.port = ports["object", "tcp"]
         server.endpoint = f"tcp:{address}:{server.port}"
         if publish:
@@ -383,9 +393,9 @@ async def test_delivery_through_the_parent(network) -> None:
 
     # The draft's parent lookup: poe.net cannot reach lenore.org to fetch
     # lost's user object, so its parent looks it up, and keeps it cached.
-    profile = await poe.services.federation.lookup(LOST, False)
+    profile = await poe.services.links.lookup(LOST, False)
     assert (profile.id, profile.type) == (LOST, "user")
-    assert await relay.services.federation.lookup(LOST, True) is not None
+    assert await relay.services.links.lookup(LOST, True) is not None
 
 
 @pytest_twisted.ensureDeferred
@@ -395,8 +405,8 @@ async def test_tls_required_between_servers(network) -> None:
     checks lenore.org's certificate (made at test time by a test CA)
     against the name of its route, mail.lenore.org.
     """
-    from fmtp.federation.links import load_trust_root
-    from fmtp.tap import load_tls_context
+    from fmtp.federation.tls import load_trust_root
+    from fmtp.server import load_tls_context
     from tests.tlscerts import make_ca
 
     ca = make_ca(network.tmp_path / "ca")

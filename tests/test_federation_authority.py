@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 
 from fmtp.client import FrameClientProtocol, connect
 from fmtp.federation.hello import make_hello, new_nonce
-from fmtp.keys import DomainSigner
+from fmtp.keys.signing import DomainSigner
 from fmtp.objects import FMTPObject, new_object_id
 from tests.test_federation import (
     EDGAR,

@@ -18,13 +18,9 @@ from fmtp.federation.hello import (
     hello_input,
     make_hello,
 )
-from fmtp.keys import (
-    DomainPublicKey,
-    DomainSigner,
-    StaticKeyVerifier,
-    format_key_record,
-    generate_private_key,
-)
+from fmtp.keys.records import DomainPublicKey, format_key_record
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 
 
 class FailingKeys:

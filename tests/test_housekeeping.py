@@ -1,5 +1,5 @@
 """
-Unit tests of L{fmtp.housekeeping}: the store's short-lived records are
+Unit tests of L{fmtp.federation.housekeeping}: the store's short-lived records are
 forgotten on the injected clock, and a failing sweep does not stop the
 next.
 """
@@ -12,7 +12,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.delivery import QueuedDelivery, SendKey
 from fmtp.errors import StoreUnavailable
-from fmtp.housekeeping import SEND_KEY_LIFETIME, SENT_RECORD_LIFETIME, Housekeeping
+from fmtp.federation.housekeeping import (
+    SEND_KEY_LIFETIME,
+    SENT_RECORD_LIFETIME,
+    Housekeeping,
+)
 from fmtp.objects import FMTPObject
 from fmtp.store.memory import MemoryStore
 
@@ -82,3 +86,35 @@ class HousekeepingTests(SynchronousTestCase):
         self.service.startService()
         self.service.stopService()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SlowStore(MemoryStore):
+    """
+    A store whose clean-up is still running when the server stops.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list = []
+
+    def forget_sent(self, before: float):
+        from twisted.internet.defer import Deferred
+
+        d = Deferred()
+        self.pending.append(d)
+        return d
+
+
+class StopTests(SynchronousTestCase):
+    def test_stop_waits_for_the_sweep_under_way(self) -> None:
+        """
+        The store is closed after its services stop: a sweep under way
+        must end first, or it would meet a closed store.
+        """
+        store = SlowStore()
+        service = Housekeeping(store, Clock())
+        service.startService()
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        store.pending.pop().callback(0)
+        self.successResultOf(stopped)

@@ -9,14 +9,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from fmtp.delivery import RecipientResult, parse_results, results_text
 from fmtp.errors import BadSignature, FMTPError, KeyLookupFailed
-from fmtp.federation.inbound import (
-    DeliveryReceiver,
-    RecipientResult,
-    parse_results,
-    results_text,
-)
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.federation.inbound import DeliveryReceiver
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.store.memory import MemoryStore
 

@@ -1,6 +1,6 @@
 """
 The object protocol end to end, in-process: a server built by
-L{fmtp.tap.build_server} on real loopback sockets and a real SQLite file,
+L{fmtp.server.build_server} on real loopback sockets and a real SQLite file,
 spoken to by L{fmtp.client} over TCP and UDP.
 """
 
@@ -15,11 +15,12 @@ from fmtp.accounts import hash_password
 from fmtp.client import DatagramClient, connect
 from fmtp.loginthrottle import LoginLimits
 from fmtp.objects import user_object
-from fmtp.tap import build_server
+from fmtp.server import build_server
 from fmtp.wire import DEFAULT_LIMITS, Limits
 from tests.helpers import bound_ports
 
 EDGAR = "edgar@poe.net"
+LISTENERS = ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
 PASSWORD = "nevermore-quoth"
 
 
@@ -29,24 +30,25 @@ class RunningServer:
     by the test.
     """
 
-    def __init__(self, data_dir, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, data_dir, limits: Limits = DEFAULT_LIMITS, listeners=LISTENERS, **options
+    ) -> None:
+        options.setdefault("login_limits", LoginLimits(failure_delay=0.05))
         self.root, self.services = build_server(
             reactor,
             domain="poe.net",
             store_url=f"sqlite:{data_dir / 'fmtp.sqlite'}",
             key_file=str(data_dir / "domain.key"),
-            listeners={
-                "object": ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
-            },
+            listeners={"object": listeners},
             limits=limits,
-            login_limits=LoginLimits(failure_delay=0.05),
+            **options,
         )
 
     async def start(self) -> RunningServer:
         self.root.startService()
         ports = await bound_ports(self.root)
         self.tcp = f"tcp:127.0.0.1:{ports['object', 'tcp']}"
-        self.udp_port = ports["object", "udp"]
+        self.udp_port = ports.get(("object", "udp"))
         return self
 
     async def add_account(self, address: str, password: str) -> None:

@@ -22,26 +22,26 @@ from zope.interface.verify import verifyObject
 
 from fmtp.errors import BadSignature, InvalidKeyRecord, NoKeyPublished
 from fmtp.interfaces import IDomainSigner, IKeyVerifier
-from fmtp.keys import (
-    DomainPublicKey,
-    DomainSigner,
+from fmtp.keys.keyfile import (
     InsecureKeyFileError,
     KeyFileError,
+    load_or_create_signer,
+    load_private_key,
+    write_private_key,
+)
+from fmtp.keys.records import (
+    DomainPublicKey,
     SignatureInfo,
-    StaticKeyVerifier,
     fingerprint,
     format_key_record,
     format_signature,
-    generate_private_key,
     key_record_name,
-    load_or_create_signer,
-    load_private_key,
     parse_key_record,
     parse_signature,
-    signing_input,
-    write_private_key,
     zone_line,
 )
+from fmtp.keys.signing import DomainSigner, generate_private_key, signing_input
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject
 
 # A fixed key, so that expected record texts can be written out.

@@ -1,5 +1,6 @@
 """
-Outbound server links (L{fmtp.federation.links}) and the countersign, on
+Outbound server links (L{fmtp.federation.pool} and the modules it
+builds on), remote users (L{fmtp.federation.userdir}) and the countersign, on
 real loopback sockets.
 
 The peers here are small servers written in this file from
@@ -7,13 +8,14 @@ L{fmtp.protocols.framing}'s pieces, so that each test can make a peer
 misbehave in exactly one way (refuse or mis-sign its HELLO, drop the
 connection mid-delivery, offer or withhold STARTTLS, present the wrong
 certificate).  Routes come from a fake C{routes_for} with the contract of
-L{fmtp.dns.RouteResolver}.  One test also talks to the real object
+L{fmtp.dns.routes.RouteResolver}.  One test also talks to the real object
 protocol, so that the client side is checked against the server side.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
+from functools import partial
 
 import pytest
 import pytest_twisted
@@ -30,42 +32,41 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 
+from fmtp.delivery import RecipientResult
 from fmtp.errors import FMTPError
 from fmtp.federation.countersign import Countersigner, CountersignUnavailable
+from fmtp.federation.failures import DeliveryFailed, LinkError, LinkLost
 from fmtp.federation.hello import HelloVerifier, make_hello
-from fmtp.federation.inbound import RecipientResult
-from fmtp.federation.links import (
-    DeliveryFailed,
-    LinkError,
-    LinkLost,
-    LinkPool,
-    ParentRoute,
-    _LinkProtocol,
-    parse_route,
-)
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.federation.link import LinkProtocol
+from fmtp.federation.pool import LinkPool
+from fmtp.federation.targets import ParentRoute, parse_route
+from fmtp.federation.userdir import RemoteUsers
+from fmtp.framing.handler import CommandGroup, HandlerCollection
+from fmtp.framing.session import Session, SessionCommands
+from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, new_object_id, user_object
-from fmtp.protocols.framing import (
-    Client,
-    CommandHandler,
-    FrameStreamFactory,
-    FrameStreamProtocol,
-)
-from fmtp.protocols.object import ObjectCommands
 from fmtp.wire import Frame, reply
-from tests.helpers import HeldPort, add_account, make_services, within
+from tests.helpers import (
+    HeldPort,
+    add_account,
+    make_services,
+    object_protocol,
+    within,
+)
 from tests.tlscerts import make_ca
 
 EDGAR = "edgar@poe.net"
 LOST = "lost@lenore.org"
 
-#: The shape of L{fmtp.dns.Route}: what routes_for promises.
+#: The shape of L{fmtp.dns.routes.Route}: what routes_for promises.
 Route = namedtuple("Route", "host port address")
 
 
 class FakeNoRoute(FMTPError):
     """
-    Stands for L{fmtp.dns.NoRoute}: permanent.
+    Stands for L{fmtp.dns.routes.NoRoute}: permanent.
     """
 
     code = 554
@@ -73,7 +74,7 @@ class FakeNoRoute(FMTPError):
 
 class FakeLookupFailed(FMTPError):
     """
-    Stands for L{fmtp.dns.RouteLookupFailed}: temporary.
+    Stands for L{fmtp.dns.routes.RouteLookupFailed}: temporary.
     """
 
     code = 451
@@ -104,7 +105,7 @@ class FakeRoutes:
         return succeed(list(self.hosts[host]))
 
 
-class PeerCommands(CommandHandler):
+class PeerCommands(CommandGroup):
     """
     A peer server's side of the link, with switches to misbehave.
 
@@ -112,18 +113,19 @@ class PeerCommands(CommandHandler):
         domain does not publish), C{"unsigned"}, or a reply code to refuse
         with.
     @ivar on_deliver: C{"ok"}, C{"close"} (drop the connection instead of
-        answering) or a reply code to refuse the whole message with.
+        answering), C{"silent"} (never answer) or a reply code to refuse the
+        whole message with.
     @ivar on_confirm: C{"ok"}, or a reply code to answer every CONFIRM with.
     """
 
-    protocol_name = "object"
-
-    def __init__(self, services, verifier: HelloVerifier, server: PeerServer) -> None:
-        super().__init__(services)
-        self.verifier = verifier
+    def __init__(
+        self, services, protocol: HandlerCollection, server: PeerServer
+    ) -> None:
+        super().__init__(services, protocol)
+        self.verifier = HelloVerifier(services.keys, server.clock, services.domain)
         self.clock = server.clock
         self.server = server
-        self.commands.update(
+        self.commands = dict(
             HELLO=self.hello, DELIVER=self.deliver, GET=self.get, CONFIRM=self.confirm
         )
         self.hello_mode: str | int = "ok"
@@ -136,7 +138,7 @@ class PeerCommands(CommandHandler):
         self.hellos = 0
         self.confirms = 0
 
-    async def hello(self, frame: Frame, client: Client) -> Frame:
+    async def hello(self, frame: Frame, client: Session) -> Frame:
         self.hellos += 1
         if isinstance(self.hello_mode, int):
             return reply(self.hello_mode, frame.tag, "not today")
@@ -151,12 +153,14 @@ class PeerCommands(CommandHandler):
             del answer["Signature"]
         return reply(200, frame.tag, "hello", headers=answer)
 
-    async def deliver(self, frame: Frame, client: Client) -> Frame:
+    async def deliver(self, frame: Frame, client: Session) -> Frame:
         if client.peer_domain is None:
             return reply(530, frame.tag, "HELLO first")
         if self.on_deliver == "close":
             for protocol in self.server.protocols:
                 protocol.transport.loseConnection()
+            await Deferred()
+        if self.on_deliver == "silent":
             await Deferred()
         if isinstance(self.on_deliver, int):
             return reply(self.on_deliver, frame.tag, "refused whole")
@@ -168,7 +172,7 @@ class PeerCommands(CommandHandler):
         body = "".join(f"{line}\r\n" for line in lines).encode()
         return reply(200, frame.tag, "per-recipient results", body=body)
 
-    async def get(self, frame: Frame, client: Client) -> Frame:
+    async def get(self, frame: Frame, client: Session) -> Frame:
         self.gets += 1
         obj = self.objects.get(frame.argument)
         if obj is None:
@@ -177,7 +181,7 @@ class PeerCommands(CommandHandler):
         headers["Digest"] = obj.digest()
         return reply(200, frame.tag, headers=headers, body=obj.body)
 
-    async def confirm(self, frame: Frame, client: Client) -> Frame:
+    async def confirm(self, frame: Frame, client: Session) -> Frame:
         self.confirms += 1
         if isinstance(self.on_confirm, int):
             return reply(self.on_confirm, frame.tag, "not now")
@@ -220,20 +224,22 @@ class PeerServer:
     def __init__(
         self, domain, keys, signer=None, tls=None, handler=None, clock=reactor
     ) -> None:
-        services = make_services(reactor, domain=domain)
-        services.keys = keys
-        if signer is not None:
-            services.signer = signer
-        services.tls_context = tls
+        services = make_services(
+            reactor, domain=domain, keys=keys, signer=signer, tls_context=tls
+        )
         self.services = services
         self.clock = clock
         self.protocols: list[TrackedProtocol] = []
         self.connections = 0
-        self.handler = handler or PeerCommands(
-            services, HelloVerifier(keys, clock, domain), self
-        )
+        if handler is None:
+            handler = HandlerCollection(
+                "object",
+                services,
+                [SessionCommands, partial(PeerCommands, server=self)],
+            )
+            self.handler = handler.groups[1]
         self.port = reactor.listenTCP(
-            0, TrackedFactory(self.handler, self), interface="127.0.0.1"
+            0, TrackedFactory(handler, self), interface="127.0.0.1"
         )
         self.port_number = self.port.getHost().port
 
@@ -284,6 +290,9 @@ class Env:
         )
         self.pools.append(pool)
         return pool
+
+    def users(self, pool: LinkPool, clock=None, **kw) -> RemoteUsers:
+        return RemoteUsers(pool, clock if clock is not None else reactor, **kw)
 
     def message(self, to: str = LOST, body: bytes = b"Nevermore") -> FMTPObject:
         now = reactor.seconds()
@@ -352,7 +361,7 @@ def test_clear_bytes_after_starttls_are_discarded() -> None:
     clear-text read is dropped, never taken as the first TLS-protected
     frame.
     """
-    protocol = _LinkProtocol()
+    protocol = LinkProtocol()
     transport = TLSRecordingTransport()
     protocol.makeConnection(transport)
     protocol.dataReceived(b"220 * lenore.org fmtp/1 object ready\r\n\r\n")
@@ -601,7 +610,7 @@ async def test_failed_route_rests_whatever_opens_the_link(env) -> None:
     results = await pool.deliver("lenore.org", env.message(), [LOST], route_hint=hint)
     assert [r.code for r in results] == [201]
     await idle_out()
-    await pool.remote_user(LOST)
+    await env.users(pool, clock).remote_user(LOST)
     assert (home.connections, lenore.connections) == (1, 4)
 
     clock.advance(pool.route_retry_after)
@@ -658,7 +667,7 @@ async def test_all_routes_down_falls_back_to_parent(env) -> None:
     assert (link.via, link.domain) == ("parent", "relay.net")
     # The draft's order: the parent's cache, then (lenore.org being out of
     # reach) a lookup by the parent; this one knows nothing.
-    assert await pool.remote_user(LOST) is None
+    assert await env.users(pool).remote_user(LOST) is None
     assert relay.handler.gets == 2
 
 
@@ -820,6 +829,26 @@ async def test_peer_closing_mid_delivery_is_temporary(env) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_peer_that_never_answers_is_temporary(env) -> None:
+    """
+    A peer that accepts a DELIVER and never answers holds no delivery for
+    ever: after the reply timeout it is temporary, and the link is closed
+    so the next try makes a fresh one.
+    """
+    lenore = env.serve()
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    pool = env.pool(request_timeout=0.3)
+    lenore.handler.on_deliver = "silent"
+
+    error = await failure_of(
+        pool.deliver("lenore.org", env.message(), [LOST]), LinkLost
+    )
+
+    assert error.code == 451 and "did not answer DELIVER" in error.message
+    assert pool.link_for("lenore.org") is None
+
+
+@pytest_twisted.ensureDeferred
 async def test_stale_link_is_retried_once(env) -> None:
     lenore = env.serve()
     env.routes.routes["lenore.org"] = [lenore.route()]
@@ -950,18 +979,18 @@ async def test_remote_users_are_cached(env) -> None:
     profile = user_object(LOST)
     profile.properties["Route"] = "tcp://lost.lenore.org:8000"
     lenore.handler.objects[LOST] = profile
-    pool = env.pool(clock=clock, user_ttl=300.0)
+    users = env.users(env.pool(clock=clock), clock, user_ttl=300.0)
 
-    first = await pool.remote_user("Lost@Lenore.org")
+    first = await users.remote_user("Lost@Lenore.org")
     assert first == profile and first.properties["Route"].endswith(":8000")
-    assert await pool.remote_user(LOST) == profile
+    assert await users.remote_user(LOST) == profile
     assert lenore.handler.gets == 1
     clock.advance(301)
-    assert await pool.remote_user(LOST) == profile
+    assert await users.remote_user(LOST) == profile
     assert lenore.handler.gets == 2
 
-    assert await pool.remote_user("nobody@lenore.org") is None
-    assert await pool.remote_user("nobody@lenore.org") is None
+    assert await users.remote_user("nobody@lenore.org") is None
+    assert await users.remote_user("nobody@lenore.org") is None
     assert lenore.handler.gets == 3
 
 
@@ -974,14 +1003,14 @@ async def test_remote_users_are_kept_for_their_ttl(env) -> None:
     profile = user_object(LOST)
     profile.properties["Ttl"] = "30"
     lenore.handler.objects[LOST] = profile
-    pool = env.pool(clock=clock, user_ttl=300.0)
+    users = env.users(env.pool(clock=clock), clock, user_ttl=300.0)
 
-    await pool.remote_user(LOST)
+    await users.remote_user(LOST)
     clock.advance(29)
-    assert pool.cached_user(LOST) == profile
+    assert users.cached_user(LOST) == profile
     clock.advance(2)
-    assert pool.cached_user(LOST) is None
-    await pool.remote_user(LOST)
+    assert users.cached_user(LOST) is None
+    await users.remote_user(LOST)
     assert lenore.handler.gets == 2
 
 
@@ -989,11 +1018,11 @@ async def test_remote_users_are_kept_for_their_ttl(env) -> None:
 async def test_remote_user_cache_is_bounded(env) -> None:
     lenore = env.serve()
     env.routes.routes["lenore.org"] = [lenore.route()]
-    pool = env.pool(max_users=2)
+    users = env.users(env.pool(), max_users=2)
     for name in ("a", "b", "c"):
-        await pool.remote_user(f"{name}@lenore.org")
-    await pool.remote_user("c@lenore.org")
-    await pool.remote_user("a@lenore.org")
+        await users.remote_user(f"{name}@lenore.org")
+    await users.remote_user("c@lenore.org")
+    await users.remote_user("a@lenore.org")
     assert lenore.handler.gets == 4
 
 
@@ -1002,11 +1031,11 @@ async def test_against_the_object_protocol(env) -> None:
     """
     The client side against the real server side of the link.
     """
-    services = make_services(reactor, domain="lenore.org")
-    services.keys = env.keys
-    services.signer = env.lenore
+    services = make_services(
+        reactor, domain="lenore.org", keys=env.keys, signer=env.lenore
+    )
     add_account(services.store, LOST, "nevermore")
-    server = env.serve(handler=ObjectCommands(services))
+    server = env.serve(handler=object_protocol(services))
     env.routes.routes["lenore.org"] = [server.route()]
     pool = env.pool()
     message = env.message()
@@ -1016,9 +1045,10 @@ async def test_against_the_object_protocol(env) -> None:
 
     assert [(r.address, r.code) for r in results] == [(LOST, 201)]
     assert [r.code for r in again] == [201], "delivery is idempotent"
-    profile = await pool.remote_user(LOST)
+    users = env.users(pool)
+    profile = await users.remote_user(LOST)
     assert profile is not None and profile.properties["Address"] == LOST
-    assert await pool.remote_user("nobody@lenore.org") is None
+    assert await users.remote_user("nobody@lenore.org") is None
     assert server.connections == 1
 
 

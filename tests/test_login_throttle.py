@@ -2,12 +2,13 @@
 The brake on password guessing (L{fmtp.loginthrottle}): the throttle on a
 Clock, LOGIN over a StringTransport with checks held in progress, its
 twistd options, and guessing in parallel over real loopback sockets
-against a server built by L{fmtp.tap.build_server}.
+against a server built by L{fmtp.server.build_server}.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 import pytest_twisted
@@ -31,7 +32,9 @@ from fmtp.loginthrottle import (
     source_of,
 )
 from fmtp.objects import user_object
-from fmtp.tap import Options, build_server
+from fmtp.server import build_server
+from fmtp.serveroptions import Options
+from fmtp.store.memory import MemoryStore
 from tests.helpers import (
     FAST_SCRYPT_N,
     StreamHarness,
@@ -315,12 +318,12 @@ class LoginCommandTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
-        self.services = make_services(self.clock)
-        add_account(self.services.store, EDGAR, PASSWORD)
-        add_account(self.services.store, LOST, PASSWORD)
+        store = MemoryStore()
+        add_account(store, EDGAR, PASSWORD)
+        add_account(store, LOST, PASSWORD)
         self.checks = HeldChecks()
-        self.services.portal = make_portal(
-            self.services.store, run_in_thread=self.checks
+        self.services = make_services(
+            self.clock, store, portal=make_portal(store, run_in_thread=self.checks)
         )
         self.limits = self.services.login_throttle.limits
 
@@ -416,7 +419,9 @@ class LoginCommandTests(SynchronousTestCase):
         (A small budget: each unknown account costs a full-cost hash.)
         """
         limits = LoginLimits(per_account=2, per_source=6)
-        self.services.login_throttle = LoginThrottle(self.clock, limits)
+        self.services = replace(
+            self.services, login_throttle=LoginThrottle(self.clock, limits)
+        )
         for i in range(limits.per_source):
             self.start_login(f"user{i}@poe.net", "wrong password")
             self.checks.finish(i)
@@ -463,7 +468,7 @@ class LoginCommandTests(SynchronousTestCase):
         the failure counted, and its slot freed, when the check ends.
         """
         throttle = LoginThrottle(self.clock, LoginLimits(per_account=2, concurrent=1))
-        self.services.login_throttle = throttle
+        self.services = replace(self.services, login_throttle=throttle)
         conn, _ = self.start_login(EDGAR, "wrong password")
         conn.protocol.connectionLost(None)
         self.checks.finish(0)

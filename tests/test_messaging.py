@@ -9,7 +9,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.federation.hello import make_hello
-from fmtp.keys import DomainSigner, generate_private_key
+from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from tests.helpers import StreamHarness, add_account, make_services
 
@@ -344,14 +344,28 @@ class ServerLinkTests(SynchronousTestCase):
         self.assertEqual(self.peer.ask("DELIVER", headers=obj.to_headers()).code, 501)
 
     def relaying_for_poe(self, lookup=None) -> None:
-        from fmtp.objectservice import ObjectService
-        from fmtp.protocols.messaging import Federation
+        from fmtp.federation.node import FederationSettings, build_server_links
 
-        self.services.federation = Federation.build(
-            self.services,
-            ObjectService(self.services.store, self.clock),
-            relay_for=frozenset({"poe.net"}),
-            lookup=lookup,
+        services = self.services
+        links, _ = build_server_links(
+            services.domain,
+            services.store,
+            services.keys,
+            services.signer,
+            self.clock,
+            lambda address, obj: None,
+            settings=FederationSettings(relay_for=frozenset({"poe.net"})),
+        )
+        # A parent's lookups of other domains' users, as the test scripts
+        # them.
+        links.lookup = lookup
+        self.services = make_services(
+            self.clock,
+            services.store,
+            services.domain,
+            keys=services.keys,
+            signer=services.signer,
+            links=links,
         )
         self.peer = StreamHarness(self.services, host="192.0.2.50")
 

@@ -10,10 +10,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from fmtp.framing.stream import FrameStreamProtocol
 from fmtp.interfaces import IProtocolPlugin
 from fmtp.objects import FMTPObject
-from fmtp.protocols.framing import FrameStreamProtocol
-from fmtp.protocols.object import ObjectProtocolPlugin
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 from fmtp.wire import Limits
 from tests.helpers import StreamHarness, add_account, make_services
 
@@ -64,10 +64,13 @@ class ObjectProtocolTests(SynchronousTestCase):
         self.assertEqual(answer.code, 230)
         self.assertEqual(answer.headers["Address"], EDGAR)
         session = answer.headers["Session"]
-        self.assertEqual(self.services.sessions.address_for(session), EDGAR)
+        router = self.services.router
+        login = router.session_for_key(session)
+        self.assertEqual((login.address, login.protocol), (EDGAR, "object"))
+        self.assertEqual(login.kinds, {"message"})
         self.assertEqual(self.conn.login(EDGAR, PASSWORD).code, 503)
         self.conn.protocol.connectionLost(None)
-        self.assertIsNone(self.services.sessions.address_for(session))
+        self.assertIsNone(router.session_for_key(session))
 
     def test_wrong_password_is_delayed(self) -> None:
         self.assertEqual(
@@ -385,7 +388,7 @@ class ObjectProtocolTests(SynchronousTestCase):
         conn = self.logged_in()
         self.assertEqual(conn.ask("LOGOUT").code, 200)
         self.assertEqual(conn.ask("PUT", headers={"Type": "post"}).code, 530)
-        self.assertEqual(len(self.services.sessions), 0)
+        self.assertEqual(len(self.services.router), 0)
 
 
 class BadInputTests(SynchronousTestCase):
@@ -488,7 +491,7 @@ class BadInputTests(SynchronousTestCase):
             waiting.append(d)
             return await d
 
-        self.conn.protocol.handler.commands["SLOW"] = slow
+        self.conn.protocol.handler.groups[0].commands["SLOW"] = slow
         limit = FrameStreamProtocol.max_in_flight
         self.conn.send_bytes(b"".join(b"SLOW %d\r\n\r\n" % i for i in range(limit)))
         self.assertEqual(self.conn.transport.producerState, "paused")
@@ -512,7 +515,7 @@ class BadInputTests(SynchronousTestCase):
         async def broken(frame, client):
             raise RuntimeError("bug")
 
-        self.conn.protocol.handler.commands["BROKEN"] = broken
+        self.conn.protocol.handler.groups[0].commands["BROKEN"] = broken
         self.assertEqual(self.conn.ask("BROKEN").code, 451)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertSurvives()

@@ -24,22 +24,20 @@ from types import ModuleType
 import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from fmtp.client import DatagramClient, connect
+from fmtp.discovery import find_protocol_plugins
+from fmtp.framing.datagram import FrameDatagramProtocol
+from fmtp.framing.stream import FrameStreamFactory, FrameStreamProtocol
 from fmtp.interfaces import IProtocolPlugin
-from fmtp.protocols.framing import (
-    FrameDatagramProtocol,
-    FrameStreamFactory,
-    FrameStreamProtocol,
-)
-from fmtp.protocols.object import ObjectProtocolPlugin
-from fmtp.tap import build_server, check_listener, find_protocol_plugins
-from fmtp.wire import Frame, FrameParser, parse_datagram, request, serialize
-from tests.helpers import bound_ports, make_services
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin
+from fmtp.server import build_server
+from fmtp.serveroptions import check_listener
+from fmtp.wire import Frame, parse_datagram, request, serialize
+from tests.helpers import StreamHarness, bound_ports, make_services
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 #: The example plugin's distribution, and the one module it installs.
@@ -73,31 +71,12 @@ def load_example() -> ModuleType:
 fmtp_time = load_example()
 
 
-class TimeConnection:
+def time_connection(services) -> StreamHarness:
     """
-    One time-protocol stream over a StringTransport, as
-    L{tests.helpers.StreamHarness} is for the object protocol.
+    One time-protocol stream over a StringTransport: the example's
+    commands on C{services}'s server, built once per server by its plugin.
     """
-
-    def __init__(self, services, host: str = "192.0.2.1") -> None:
-        self.protocol = FrameStreamProtocol(fmtp_time.TimeCommands(services))
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
-        self.protocol.makeConnection(self.transport)
-        self._parser = FrameParser()
-        [self.greeting] = self.frames()
-
-    def frames(self) -> list[Frame]:
-        data = self.transport.value()
-        self.transport.clear()
-        return self._parser.feed(data)
-
-    def ask(self, verb: str, tag: str = "1", argument: str = "") -> Frame:
-        """
-        Send one request and return its one reply.
-        """
-        self.protocol.dataReceived(serialize(request(verb, tag, argument)))
-        [answer] = self.frames()
-        return answer
+    return StreamHarness(services, handler=fmtp_time.timeProtocol.handler(services))
 
 
 class TimeCommandsTests(SynchronousTestCase):
@@ -109,7 +88,7 @@ class TimeCommandsTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.services = make_services(self.clock)
-        self.conn = TimeConnection(self.services)
+        self.conn = time_connection(self.services)
 
     def test_greeting(self) -> None:
         self.assertEqual((self.conn.greeting.code, self.conn.greeting.tag), (220, "*"))
@@ -124,7 +103,7 @@ class TimeCommandsTests(SynchronousTestCase):
     def test_time_follows_the_clock(self) -> None:
         self.clock.advance(86400 + 0.5)
         # A day idle closed the first connection (see test_idle_stream_closed).
-        answer = TimeConnection(self.services).ask("time")
+        answer = time_connection(self.services).ask("time")
         self.assertEqual(answer.headers["Time"], "1700086401")
         self.assertEqual(answer.headers["Date"], "2023-11-15T22:13:21Z")
 
@@ -155,7 +134,8 @@ class TimeCommandsTests(SynchronousTestCase):
         answer = self.conn.ask("CAPA")
         self.assertEqual(answer.code, 200)
         self.assertEqual(answer.headers["Protocol"], "time")
-        self.assertEqual(answer.headers["Commands"], "CAPA TIME")
+        # The shared session commands come with the example's own.
+        self.assertEqual(answer.headers["Commands"], "CAPA LOGIN LOGOUT QUIT TIME")
 
     def test_unknown_command(self) -> None:
         self.assertEqual(self.conn.ask("GET", "g", "x").code, 502)
@@ -264,7 +244,7 @@ class PluginContractTests(SynchronousTestCase):
         plugin = fmtp_time.timeProtocol
         factory = plugin.stream_factory(services)
         self.assertIsInstance(factory, FrameStreamFactory)
-        self.assertIsInstance(factory.handler, fmtp_time.TimeCommands)
+        self.assertIsInstance(factory.handler.groups[1], fmtp_time.TimeCommands)
         self.assertIs(factory.handler.services, services)
         self.assertIsInstance(
             factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)),
@@ -272,7 +252,8 @@ class PluginContractTests(SynchronousTestCase):
         )
         datagram = plugin.datagram_protocol(services)
         self.assertIsInstance(datagram, FrameDatagramProtocol)
-        self.assertIsInstance(datagram.handler, fmtp_time.TimeCommands)
+        # One handler per server, for streams and datagrams alike.
+        self.assertIs(datagram.handler, factory.handler)
 
     def test_installed_plugins(self) -> None:
         found = find_protocol_plugins()
@@ -286,9 +267,10 @@ class PluginContractTests(SynchronousTestCase):
 #: fmtp.plugins picks it up when first imported, as it does when installed.
 DISCOVERY_SCRIPT = textwrap.dedent(
     """
+    import fmtp.discovery
     import fmtp.tap
 
-    found = fmtp.tap.find_protocol_plugins()
+    found = fmtp.discovery.find_protocol_plugins()
     assert {"object", "time"} <= set(found), sorted(found)
     assert type(found["time"]).__module__ == "fmtp.plugins.fmtp_time"
     assert found["object"].description.startswith("objects"), "object replaced"

@@ -1,5 +1,6 @@
 """
-Tests for L{fmtp.federation.queue}: the outbound queue's worker.
+Tests for L{fmtp.federation.queue}: the outbound queue's worker (with
+L{fmtp.federation.settle} and L{fmtp.federation.bounce}).
 
 Most run on a L{MemoryStore}, whose Deferreds have fired when a call
 returns, and a L{Clock}, so that a whole retry schedule of five days runs
@@ -21,18 +22,13 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from fmtp.delivery import QueuedDelivery
+from fmtp.delivery import QueuedDelivery, RecipientResult
 from fmtp.errors import FMTPError, StoreUnavailable
-from fmtp.federation.inbound import RecipientResult
-from fmtp.federation.queue import (
-    DEFAULT_RETRY_WINDOW,
-    DEFAULT_SCHEDULE,
-    OutboundQueue,
-    clean_reason,
-    make_bounce,
-    retry_delay,
-)
-from fmtp.keys import DomainSigner, StaticKeyVerifier, generate_private_key
+from fmtp.federation.bounce import clean_reason, make_bounce
+from fmtp.federation.queue import OutboundQueue
+from fmtp.federation.settle import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, retry_delay
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.keys.static import StaticKeyVerifier
 from fmtp.objects import FMTPObject, domain_of, new_object_id, parse_object_id
 from fmtp.store.memory import MemoryStore
 from fmtp.store.sqlite import SQLiteStore

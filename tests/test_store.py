@@ -1,6 +1,6 @@
 """
 Tests for L{fmtp.store}: the conformance suites (objects and accounts;
-delivery) against every store, then what only the SQLite store does
+delivery; presence; rooms) against every store, then what only the SQLite store does
 (durability, pragmas, schema versions, threads) and the choice of a store
 from a URL.
 
@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from delivery_conformance import (
+    ANNABEL,
+    EDGAR,
     LOST,
     T0,
     DeliveryConformance,
@@ -28,32 +30,32 @@ from delivery_conformance import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from presence_conformance import PresenceConformance
+from room_conformance import RoomConformance
+from store_agreement import fired, fired_outcome, outcome
 from store_conformance import ALICE, BOB, StoreConformance, make
-from twisted.python.failure import Failure
 
 from fmtp.errors import AccountExists, ObjectSealed, StoreUnavailable
 from fmtp.objects import FMTPObject
 from fmtp.store import MemoryStore, SchemaTooNew, SQLiteStore, store_from_url
-from fmtp.store.sqlite import (
-    DUE_QUERY,
-    SCHEMA_STEPS,
-    SCHEMA_VERSION,
-    _delete_object,
+from fmtp.store.sql.engine import schema_version, transaction, upgrade_schema
+from fmtp.store.sql.inbox import (
     _deliver_local,
-    _enqueue,
-    _get_object,
     _inbox,
-    _list_objects,
-    _object_row,
-    _put_object,
     _read_object,
     _remove_from_inbox,
     inbox_query,
-    listing_query,
-    schema_version,
-    transaction,
-    upgrade_schema,
 )
+from fmtp.store.sql.objects import (
+    _delete_object,
+    _get_object,
+    _list_objects,
+    _object_row,
+    _put_object,
+    listing_query,
+)
+from fmtp.store.sql.queue import DUE_QUERY, _enqueue
+from fmtp.store.sql.schema import SCHEMA_STEPS, SCHEMA_VERSION
 
 
 def sqlite_threads() -> list[threading.Thread]:
@@ -124,6 +126,18 @@ class TestRescheduleRecipients(RescheduleRecipients):
 class TestDeliveryConformance(DeliveryConformance):
     """
     The delivery conformance suite, run against every store.
+    """
+
+
+class TestPresenceConformance(PresenceConformance):
+    """
+    The presence store's conformance suite, run against every store.
+    """
+
+
+class TestRoomConformance(RoomConformance):
+    """
+    The room store's conformance suite, run against every store.
     """
 
 
@@ -371,7 +385,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 3
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 5
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"
@@ -423,6 +437,50 @@ async def test_upgrade_from_version_two(db_path: Path) -> None:
         await s.put_object(draft)
         assert await s.was_sent(queued_obj.id, "lenore.org", queued_obj.digest())
         assert [obj.id for _, obj in await s.inbox(LOST, 0, 10)] == [filed.id]
+    finally:
+        await s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upgrade_from_version_three(db_path: Path) -> None:
+    """
+    A file written before the store was split per feature (version 3, the
+    last schema of one SQLite module) opens with everything it held, and
+    gains the presence tables.
+    """
+    sent, filed = message(1), message(2, ANNABEL)
+    old = SQLiteStore(db_path)
+    old.schema_steps = SCHEMA_STEPS[:3]
+    await old.open()
+    try:
+        await old.add_account(LOST, "hash-1")
+        await old.enqueue(sent, [queued(sent)])
+        seq = await old.deliver_local(LOST, filed, True)
+        await old.approve_sender(LOST, EDGAR)
+    finally:
+        await old.close()
+    conn = connect(db_path)
+    try:
+        assert schema_version(conn) == 3
+        assert "subscriptions" not in _tables(conn)
+    finally:
+        conn.close()
+
+    s = SQLiteStore(db_path)
+    await s.open()
+    try:
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION
+        assert await s.get_password_hash(LOST) == "hash-1"
+        assert await s.queued_for("lenore.org") == [queued(sent)]
+        assert await s.was_sent(sent.id, "lenore.org", sent.digest())
+        assert await s.held_senders(LOST) == [ANNABEL]
+        assert await s.release_held(LOST, ANNABEL) == 1
+        assert [(n > seq, obj) for n, obj in await s.inbox(LOST, 0, 10)] == [
+            (True, filed)
+        ]
+        assert await s.is_approved(LOST, EDGAR)
+        await s.request_subscription(EDGAR, LOST, T0, 10)
+        assert [r.subscriber for r in await s.pending_requests(LOST)] == [EDGAR]
     finally:
         await s.close()
 
@@ -889,40 +947,12 @@ _operations = st.lists(
 )
 
 
-def _outcome(call, *args):
-    """
-    What a call of the SQLite side returned, or the type of what it
-    raised, to compare with the memory store's fired Deferred.
-    """
-    try:
-        return call(*args)
-    except Exception as e:
-        return type(e)
-
-
-def _fired_outcome(d):
-    result = _fired(d)
-    if isinstance(result, Failure):
-        return result.type
-    return result
-
-
-def _filed(outcome):
+def _filed(result):
     """
     A filing outcome as both stores must agree on it: sequence numbers
     only need to grow, so any number is "filed".
     """
-    return "filed" if isinstance(outcome, int) else outcome
-
-
-def _fired(d):
-    """
-    The result of an already-fired Deferred, as the memory store returns.
-    """
-    results: list[object] = []
-    d.addBoth(results.append)
-    (result,) = results
-    return result
+    return "filed" if isinstance(result, int) else result
 
 
 @settings(max_examples=50, deadline=None)
@@ -949,49 +979,45 @@ def test_sqlite_agrees_with_memory(
     memory = MemoryStore()
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        upgrade_schema(conn)
+        upgrade_schema(conn, SCHEMA_STEPS)
         for op in operations:
             if op[0] == "put":
                 _, n, who, kind, public, body, subject = op
                 obj = make(n, who, kind, public, body, Subject=subject)
-                assert _fired_outcome(memory.put_object(obj)) == _outcome(
+                assert fired_outcome(memory.put_object(obj)) == outcome(
                     _put_object, conn, _object_row(obj)
                 )
             elif op[0] == "delete":
-                assert _fired(memory.delete_object(op[1])) == _delete_object(
-                    conn, op[1]
-                )
+                assert fired(memory.delete_object(op[1])) == _delete_object(conn, op[1])
             elif op[0] == "send":
                 obj = make(op[1], ALICE, "message", False, b"sent")
-                assert _fired_outcome(memory.enqueue(obj, [])) == _outcome(
+                assert fired_outcome(memory.enqueue(obj, [])) == outcome(
                     _enqueue, conn, _object_row(obj), [], None
                 )
             elif op[0] == "file":
                 obj = make(op[1], BOB, "message", False, b"filed")
                 assert _filed(
-                    _fired_outcome(memory.deliver_local(ALICE, obj, op[2]))
+                    fired_outcome(memory.deliver_local(ALICE, obj, op[2]))
                 ) == _filed(
-                    _outcome(_deliver_local, conn, ALICE, _object_row(obj), BOB, op[2])
+                    outcome(_deliver_local, conn, ALICE, _object_row(obj), BOB, op[2])
                 )
             else:
-                assert _fired(memory.remove_from_inbox(ALICE, op[1])) == (
+                assert fired(memory.remove_from_inbox(ALICE, op[1])) == (
                     _remove_from_inbox(conn, ALICE, op[1])
                 )
-        expected = _fired(memory.list_objects(start, limit, type, owner, public_only))
+        expected = fired(memory.list_objects(start, limit, type, owner, public_only))
         query, params = listing_query(start, limit, type, owner, public_only)
         assert _list_objects(conn, query, params) == expected
         for summary in expected:
-            assert _get_object(conn, summary.id) == _fired(
-                memory.get_object(summary.id)
-            )
+            assert _get_object(conn, summary.id) == fired(memory.get_object(summary.id))
         for n in range(6):
             object_id = make(n).id
-            assert _read_object(conn, object_id, ALICE) == _fired(
+            assert _read_object(conn, object_id, ALICE) == fired(
                 memory.read_object(object_id, ALICE)
             )
         query, params = inbox_query(ALICE, 0, 100)
         assert [(obj.id, obj.body) for _, obj in _inbox(conn, query, params)] == [
-            (obj.id, obj.body) for _, obj in _fired(memory.inbox(ALICE, 0, 100))
+            (obj.id, obj.body) for _, obj in fired(memory.inbox(ALICE, 0, 100))
         ]
     finally:
         conn.close()
@@ -1073,4 +1099,4 @@ def test_memory_store_reopens_with_data() -> None:
     s.put_object(FMTPObject(ALICE, "user"))
     s.close()
     s.open()
-    assert _fired(s.get_object(ALICE)) == FMTPObject(ALICE, "user")
+    assert fired(s.get_object(ALICE)) == FMTPObject(ALICE, "user")

@@ -36,8 +36,10 @@ from twisted.internet.task import deferLater
 
 from fmtp.client import DatagramClient, FrameClientProtocol, connect
 from fmtp.errors import NotFound
-from fmtp.keys import DomainSigner, load_private_key, zone_line
-from fmtp.tap import PROTOCOL_PLUGINS, Options
+from fmtp.keys.keyfile import load_private_key
+from fmtp.keys.records import zone_line
+from fmtp.keys.signing import DomainSigner
+from fmtp.serveroptions import PROTOCOL_PLUGINS, Options
 from fmtp.wire import Frame
 
 #: The checkout, put on C{PYTHONPATH} so twistd finds C{twisted/plugins}

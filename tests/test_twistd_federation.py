@@ -43,8 +43,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from fmtp.client import FrameClientProtocol, connect
-from fmtp.dns import DNSKeyVerifier
-from fmtp.keys import DomainPublicKey, parse_key_record
+from fmtp.dns.keyverifier import DNSKeyVerifier
+from fmtp.keys.records import DomainPublicKey, parse_key_record
 from fmtp.objects import FMTPObject
 from fmtp.wire import Frame
 from tests.dnsserver import RunningDNSServer, fmtp_zone, start_dns_server

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from fmtp import wire
 from fmtp.objects import canonical_name
 from fmtp.wire import (
     DEFAULT_LIMITS,
@@ -27,6 +26,7 @@ from fmtp.wire import (
     request,
     serialize,
 )
+from fmtp.wire import grammar as wire
 
 SMALL = Limits(max_line=40, max_headers=3, max_header_bytes=100, max_body=50)
 
@@ -281,7 +281,7 @@ class PendingTests(SynchronousTestCase):
         self.assertTrue(parser.pending)
         self.assertEqual(parser.feed(b"Length: 3\r\n\r\nab"), [])
         self.assertTrue(parser.pending)
-        self.assertEqual(parser._buffered(), 0)
+        self.assertEqual(parser.buffered, 0)
         [error] = parser.feed(b"c")
         self.assertEqual(error.code, 500)
         self.assertFalse(parser.pending)
@@ -656,16 +656,16 @@ class ErrorTests(SynchronousTestCase):
         parser = FrameParser(limits)
         for _ in range(99):
             self.assertEqual(parser.feed(b"x"), [])
-            self.assertLess(parser._buffered(), 100)
+            self.assertLess(parser.buffered, 100)
         [error] = parser.feed(b"x")
         self.assertEqual((error.code, error.fatal), (552, True))
-        self.assertEqual(parser._buffered(), 0)
+        self.assertEqual(parser.buffered, 0)
 
         parser = FrameParser(limits)
         parser.feed(b"GET 1 ")
         [error] = parser.feed(b"y" * 1_000_000)
         self.assertEqual((error.code, error.tag), (552, "1"))
-        self.assertEqual(parser._buffered(), 0)
+        self.assertEqual(parser.buffered, 0)
 
 
 class DatagramTests(SynchronousTestCase):
@@ -919,7 +919,7 @@ def _checkResults(testCase, parser: FrameParser, results: list) -> None:
     What must hold of any parser output, whatever the input.
     """
     limits = parser._limits
-    testCase.assertLessEqual(parser._buffered(), max(limits.max_line, limits.max_body))
+    testCase.assertLessEqual(parser.buffered, max(limits.max_line, limits.max_body))
     for i, item in enumerate(results):
         if isinstance(item, FrameError):
             testCase.assertIn(item.code, (500, 501, 552))

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from fmtp.delivery import sender_of
 from fmtp.errors import FMTPError
-from fmtp.federation.links import LinkPool
+from fmtp.federation.pool import LinkPool
 from fmtp.interfaces import IDeliveryStore
 from fmtp.objects import FMTPObject, domain_of
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,8 +22,10 @@ from twisted.internet.interfaces import IReactorTime
 
 from fmtp.errors import BadSignature, FMTPError, InvalidAddress, NoKeyPublished
 from fmtp.interfaces import IDomainSigner, IKeyVerifier
-from fmtp.keys import check_signed_bytes, format_signature, parse_signature
+from fmtp.keys.records import format_signature, parse_signature
+from fmtp.keys.signing import check_signed_bytes
 from fmtp.objects import normalize_domain
+from fmtp.util.ttlcache import TTLCache
 
 HELLO_LABEL = b"fmtp-hello/1\n"
 
@@ -122,18 +123,15 @@ class HelloVerifier:
         self._clock = clock
         self.own_domain = own_domain
         self.window = window
-        self._max_nonces = max_nonces
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        #: (domain, nonce) of the HELLOs accepted, each kept while a HELLO
+        #: of its time still passes the window check; the oldest go first
+        #: when C{max_nonces} are held.
+        self._seen: TTLCache[tuple[str, str], None] = TTLCache(clock, max_nonces)
 
-    def _forget_old(self, now: float) -> None:
-        # A nonce expires when its HELLO leaves the window, which includes
-        # its edge (verify refuses only a time I{more} than the window
-        # away): until then a replay must find it here.
-        while self._seen:
-            key, expires = next(iter(self._seen.items()))
-            if expires >= now and len(self._seen) <= self._max_nonces:
-                break
-            self._seen.popitem(last=False)
+    def _remember(self, domain: str, nonce: str, time: int) -> None:
+        self._seen.set(
+            (domain, nonce), None, time + self.window - self._clock.seconds()
+        )
 
     async def verify(self, headers: Mapping[str, str], in_reply_to: str = "") -> Peer:
         """
@@ -173,21 +171,20 @@ class HelloVerifier:
             raise HelloRefused(
                 "HELLO refused: its time is outside the window; check clocks"
             )
-        self._forget_old(now)
         if (domain, nonce) in self._seen:
             raise HelloRefused("HELLO refused: replayed")
         try:
             keys = await self._keys.keys_for_domain(domain)
         except NoKeyPublished:
             # Signed with a key nobody can check: as good as unsigned.
-            self._seen[domain, nonce] = info.time + self.window
+            self._remember(domain, nonce, info.time)
             return Peer(domain, False, nonce)
         data = hello_input(domain, receiver, info.time, nonce, in_reply_to)
         try:
             check_signed_bytes(data, info, keys, now)
         except BadSignature as e:
             raise HelloRefused(f"HELLO refused: {e.message}") from None
-        self._seen[domain, nonce] = info.time + self.window
+        self._remember(domain, nonce, info.time)
         return Peer(domain, True, nonce)
 
     async def _unsigned(self, domain: str, nonce: str) -> Peer:

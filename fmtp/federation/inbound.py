@@ -18,11 +18,10 @@ Protocols only frame: the rules live here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-from fmtp.delivery import sender_of
+from fmtp.delivery import RecipientResult, sender_of
 from fmtp.errors import (
     BadSignature,
     FMTPError,
@@ -30,7 +29,7 @@ from fmtp.errors import (
     NoKeyPublished,
 )
 from fmtp.interfaces import IDeliveryStore, IKeyVerifier
-from fmtp.keys import signature_of
+from fmtp.keys.signing import signature_of
 from fmtp.objects import (
     FMTPObject,
     addresses_in,
@@ -52,41 +51,6 @@ Countersign = Callable[[str, FMTPObject], Awaitable[bool]]
 class DeliveryRefused(FMTPError):
     code = 554
     default_message = "delivery refused"
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientResult:
-    """
-    The outcome for one recipient: a reply code and why.
-    """
-
-    address: str
-    code: int
-    text: str
-
-    def line(self) -> str:
-        return f"{self.address} {self.code} {self.text}"
-
-
-def results_text(results: Sequence[RecipientResult]) -> str:
-    """
-    Results as a reply body carries them: C{ADDRESS SP CODE SP TEXT CRLF}
-    per recipient.
-    """
-    return "".join(f"{result.line()}\r\n" for result in results)
-
-
-def parse_results(text: str) -> list[RecipientResult]:
-    """
-    The results of L{results_text}; a line that does not parse is skipped.
-    """
-    results = []
-    for line in text.splitlines():
-        address, _, rest = line.strip().partition(" ")
-        code, _, reason = rest.partition(" ")
-        if len(code) == 3 and code.isascii() and code.isdigit():
-            results.append(RecipientResult(address, int(code), reason))
-    return results
 
 
 def named_recipients(obj: FMTPObject, recipients: Sequence[str]) -> list[str]:
@@ -173,6 +137,17 @@ class DeliveryReceiver:
         local = self._check_recipients(obj, recipients)
         await self._check_parent(obj)
         return [await self._file(obj, address) for address in local]
+
+    async def file_bounce(self, recipient: str, bounce: FMTPObject) -> None:
+        """
+        File a bounce from this server's postmaster for one of its users
+        and push it to the user's sessions: whatever the user's policy
+        says, since it is this server telling its own user that a message
+        failed.  Filing is idempotent by id, so a bounce filed again
+        (after a crash) is not pushed twice.
+        """
+        if await self._store.deliver_local(recipient, bounce, False) is not None:
+            self._push(recipient, bounce)
 
     def _check_recipients(
         self, obj: FMTPObject, recipients: Sequence[str]

@@ -1,29 +1,36 @@
 """
-Assembling one server's federation: DNS, the link pool, the receiver, the
-sender, the queue and relaying for children, around its shared services.
+Assembling one server's federation: the link pool, the receiver, the
+queue, the volatile updates and relaying for children, around the
+server's store, keys and clock (L{build_server_links}).
 
 Everything here is wiring; each piece's rules live in its own module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fmtp.delivery import QueuedDelivery
+from fmtp.federation.api import ServerLinks
 from fmtp.federation.countersign import Countersigner
 from fmtp.federation.hello import HelloVerifier
-from fmtp.federation.inbound import RecipientResult
-from fmtp.federation.links import DEFAULT_FMTP_PORT, LinkError, LinkPool
-from fmtp.federation.queue import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, OutboundQueue
-from fmtp.housekeeping import Housekeeping
+from fmtp.federation.housekeeping import Housekeeping
+from fmtp.federation.inbound import DeliveryReceiver
+from fmtp.federation.pool import LinkPool
+from fmtp.federation.queue import OutboundQueue
+from fmtp.federation.settle import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE
+from fmtp.federation.userdir import RemoteUsers
+from fmtp.federation.volatile import VolatileQueue
+from fmtp.interfaces import IDeliveryStore, IDomainSigner, IKeyVerifier
 from fmtp.objects import FMTPObject
-from fmtp.protocols.messaging import Federation
-from fmtp.services import SharedServices
+from fmtp.util.hostport import DEFAULT_FMTP_PORT
+from fmtp.wire import DEFAULT_LIMITS, Limits
 
 log = Logger()
 
@@ -49,92 +56,108 @@ class FederationSettings:
     default_port: int = DEFAULT_FMTP_PORT
 
 
-class LinkPoolService(Service):
+DEFAULT_FEDERATION = FederationSettings()
+
+
+class ServerLinksService(Service):
     """
-    Closes every server link when the server stops.
+    Stops the volatile updates and closes every server link when the
+    server stops.
     """
 
-    def __init__(self, pool: LinkPool) -> None:
+    def __init__(self, pool: LinkPool, volatile: VolatileQueue) -> None:
         self.pool = pool
+        self.volatile = volatile
 
     def stopService(self) -> Deferred:
         super().stopService()
-        return Deferred.fromCoroutine(self.pool.close())
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        # The senders end as the pool closes the links they wait on.
+        stopped = self.volatile.close()
+        await self.pool.close()
+        await stopped
 
 
-def build_federation(
-    services: SharedServices, routes, settings: FederationSettings
-) -> tuple[Federation, list[Service]]:
+def build_server_links(
+    domain: str,
+    store: IDeliveryStore,
+    keys: IKeyVerifier,
+    signer: IDomainSigner,
+    clock: IReactorTime,
+    push: Callable[[str, FMTPObject], object],
+    routes: Any = None,
+    settings: FederationSettings = DEFAULT_FEDERATION,
+    limits: Limits = DEFAULT_LIMITS,
+) -> tuple[ServerLinks, list[Service]]:
     """
-    Build the federation of one server.
+    Build the server links of one server.
 
-    @param routes: the L{fmtp.dns.RouteResolver} for this server.
-    @return: the L{Federation} for the protocols, and the services to run
-        (the queue, the link pool, the store's housekeeping), in the order
-        to start them.
+    @param clock: the reactor (it connects sockets too, when C{routes} is
+        given).
+    @param push: C{push(address, obj)} hands a message just filed to the
+        address's live sessions.
+    @param routes: the L{fmtp.dns.routes.RouteResolver} for this server; without
+        it, links to no other domain (see L{ServerLinks}).
+    @return: the L{ServerLinks} for the protocols, and the services to run
+        (the queue, the links, the store's housekeeping), in the order to
+        start them; none without C{routes}.
     """
-    store, clock = services.store, services.reactor
-    hello = HelloVerifier(services.keys, clock, services.domain)
-    pool = LinkPool(
-        clock,
-        services.signer,
-        hello,
-        routes.routes_for,
-        tls_policy=settings.tls_policy,
-        tls_trust_root=settings.tls_trust_root,
-        connect_timeout=settings.connect_timeout,
-        parent=settings.parent,
-        resolve_host=routes.resolve_host,
-        limits=services.limits,
-    )
-    countersigner = Countersigner(pool)
-
-    async def deliver(
-        delivery: QueuedDelivery, obj: FMTPObject
-    ) -> list[RecipientResult]:
-        hint = None
-        if len(delivery.recipients) == 1:
-            try:
-                user = await pool.remote_user(delivery.recipients[0])
-            except LinkError:
-                user = None
-            hint = user.properties.get("Route") if user is not None else None
-        return await pool.deliver(
-            delivery.domain, obj, delivery.recipients, route_hint=hint
+    hello = HelloVerifier(keys, clock, domain)
+    pool = users = volatile = countersign = None
+    if routes is not None:
+        pool = LinkPool(
+            clock,
+            signer,
+            hello,
+            routes.routes_for,
+            tls_policy=settings.tls_policy,
+            tls_trust_root=settings.tls_trust_root,
+            connect_timeout=settings.connect_timeout,
+            parent=settings.parent,
+            resolve_host=routes.resolve_host,
+            limits=limits,
         )
-
-    async def file_bounce(recipient: str, obj: FMTPObject) -> None:
-        # A bounce goes to the sender whatever their policy says: it is
-        # this server telling its own user that a message failed.
-        if await store.deliver_local(recipient, obj, False) is not None:
-            services.sessions.push(recipient, obj)
-
-    queue = OutboundQueue(
+        users = RemoteUsers(pool, clock)
+        countersign = Countersigner(pool).confirm
+        volatile = VolatileQueue(pool.link_to, clock)
+    receiver = DeliveryReceiver(
+        domain,
         store,
-        deliver,
+        keys,
         clock,
-        services.domain,
-        services.signer,
-        file_bounce,
-        retry_schedule=settings.retry_schedule,
-        retry_window=settings.retry_window,
-    )
-
-    async def lookup(address: str, cache_only: bool) -> FMTPObject | None:
-        if cache_only:
-            return pool.cached_user(address)
-        return await pool.remote_user(address)
-
-    federation = Federation.build(
-        services,
-        hello=hello,
-        countersign=countersigner.confirm,
+        push,
+        countersign=countersign,
         always_countersign=settings.always_countersign,
-        kick=queue.kick,
-        relay_for=settings.relay_for,
-        lookup=lookup,
     )
-    return federation, [queue, LinkPoolService(pool), Housekeeping(store, clock)]
-
-
-DEFAULT_FEDERATION = FederationSettings()
+    kick = None
+    running: list[Service] = []
+    if pool is not None:
+        queue = OutboundQueue(
+            store,
+            users.deliver,
+            clock,
+            domain,
+            signer,
+            receiver.file_bounce,
+            retry_schedule=settings.retry_schedule,
+            retry_window=settings.retry_window,
+        )
+        kick = queue.kick
+        stop_links = ServerLinksService(pool, volatile)
+        running = [queue, stop_links, Housekeeping(store, clock)]
+    links = ServerLinks(
+        domain,
+        store,
+        clock,
+        signer,
+        hello,
+        receiver,
+        pool=pool,
+        users=users,
+        kick=kick,
+        relay_for=settings.relay_for,
+        volatile=volatile,
+    )
+    return links, running

@@ -17,13 +17,8 @@ from collections.abc import Callable, Sequence
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fmtp.delivery import deliveries_to
-from fmtp.federation.inbound import (
-    DeliveryReceiver,
-    DeliveryRefused,
-    RecipientResult,
-    named_recipients,
-)
+from fmtp.delivery import RecipientResult, deliveries_to
+from fmtp.federation.inbound import DeliveryReceiver, DeliveryRefused, named_recipients
 from fmtp.interfaces import IDeliveryStore
 from fmtp.objects import FMTPObject
 

@@ -20,14 +20,18 @@ from collections.abc import Callable, Mapping
 
 from twisted.internet.interfaces import IReactorTime
 
-from fmtp.delivery import SendKey, SendRecord, deliveries_to
-from fmtp.errors import InvalidAddress, InvalidObject, SendKeyUsed
-from fmtp.federation.inbound import (
-    DeliveryReceiver,
+from fmtp import attachments
+from fmtp.access import link_to_parent
+from fmtp.delivery import (
     RecipientResult,
+    SendKey,
+    SendRecord,
+    deliveries_to,
     parse_results,
     results_text,
 )
+from fmtp.errors import InvalidAddress, InvalidObject, SendKeyUsed
+from fmtp.federation.inbound import DeliveryReceiver
 from fmtp.interfaces import IDeliveryStore, IDomainSigner
 from fmtp.objects import (
     MESSAGE_TYPE,
@@ -39,7 +43,6 @@ from fmtp.objects import (
     new_object_id,
     normalize_address,
 )
-from fmtp.objectservice import ObjectService
 
 #: Most recipients one message may name.
 MAX_RECIPIENTS = 100
@@ -92,7 +95,6 @@ class MessageSender:
         signer: IDomainSigner,
         clock: IReactorTime,
         receiver: DeliveryReceiver,
-        objects: ObjectService,
         kick: Callable[[], object] = lambda: None,
     ) -> None:
         self.domain = domain
@@ -100,7 +102,6 @@ class MessageSender:
         self._signer = signer
         self._clock = clock
         self._receiver = receiver
-        self._objects = objects
         self._kick = kick
 
     async def send(
@@ -136,10 +137,11 @@ class MessageSender:
         if "From" in properties and properties["From"] != user:
             raise InvalidObject("From is set by the server: it is you")
         object_type = check_type(headers.get("Type", MESSAGE_TYPE))
+        attachments.check(properties, len(body))
         recipients = self._recipients(properties.get("To", ""))
         properties["From"] = user
         properties["To"] = " ".join(recipients)
-        await self._objects.link_to_parent(user, properties)
+        await link_to_parent(self._store, user, properties)
         now = self._clock.seconds()
         obj = FMTPObject(new_object_id(user, now), object_type, properties, bytes(body))
         obj = self._signer.sign_object(obj, now)

@@ -2,7 +2,7 @@
 The protocols that ship with fmtp, registered as any plugin is.
 """
 
-from fmtp.protocols.object import ObjectProtocolPlugin
+from fmtp.protocols.object.plugin import ObjectProtocolPlugin
 
 objectProtocol = ObjectProtocolPlugin()
 

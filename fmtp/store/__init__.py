@@ -1,5 +1,5 @@
 """
-Object and account stores, and the choice of one from a URL.
+The stores, and the choice of one from a URL.
 
 A store is named by a URL on the command line (C{twistd fmtp --store ...})
 and in C{fmtp adduser}, so that both processes find the same data and so
@@ -10,6 +10,14 @@ and must be opened (C{open()}) before use and closed (C{close()}) after.
 Every store also provides L{fmtp.interfaces.IDeliveryStore}, the outbound
 queue and the inboxes federation needs; its value type,
 L{QueuedDelivery}, lives in L{fmtp.delivery} and is re-exported here.
+And every store provides L{fmtp.interfaces.IPresenceStore} (presence
+subscriptions) and L{fmtp.interfaces.IRoomStore} (chat rooms), whose
+values and rules are in L{fmtp.store.presence} and L{fmtp.store.rooms}.
+
+Each store is one mixin per feature: L{fmtp.store.sql} over the SQLite
+engine (composed as L{SQLiteStore}), L{fmtp.store.memory} over a small
+base (L{MemoryStore}).  The argument checks they share are in
+L{fmtp.store.checks}.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from typing import Any
 
 from fmtp.delivery import QueuedDelivery
 from fmtp.store.memory import MemoryStore
-from fmtp.store.sqlite import SchemaTooNew, SQLiteStore
+from fmtp.store.sql.engine import SchemaTooNew
+from fmtp.store.sqlite import SQLiteStore
 
 __all__ = [
     "MemoryStore",

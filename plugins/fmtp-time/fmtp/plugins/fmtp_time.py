@@ -9,10 +9,11 @@ One command, C{TIME}, answers with the server's clock::
     Time: 1700000000
     Date: 2023-11-14T22:13:20Z
 
-C{CAPA} comes with L{CommandHandler}, and so does everything below the
-commands: the frame codec, tags and pipelining, size limits, idle and
-mid-frame timeouts, and over UDP the source cookies, rate limits and the
-rule that no reply to an unverified source is larger than its request.
+C{CAPA} comes with the shared L{SessionCommands} group, and everything
+below the commands comes with L{FramedProtocolPlugin}: the frame codec,
+tags and pipelining, size limits, idle and mid-frame timeouts, and over
+UDP the source cookies, rate limits and the rule that no reply to an
+unverified source is larger than its request.
 This module only says what C{TIME} means, and registers the protocol.
 
 This file lives in a directory named C{fmtp/plugins} with no
@@ -30,13 +31,10 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from fmtp.errors import FMTPError
+from fmtp.framing.handler import CommandGroup, HandlerCollection
+from fmtp.framing.plugin import FramedProtocolPlugin
+from fmtp.framing.session import Session, SessionCommands
 from fmtp.interfaces import IProtocolPlugin
-from fmtp.protocols.framing import (
-    Client,
-    CommandHandler,
-    FrameDatagramProtocol,
-    FrameStreamFactory,
-)
 from fmtp.services import SharedServices
 from fmtp.wire import Frame, reply
 
@@ -64,26 +62,24 @@ def iso_utc(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class TimeCommands(CommandHandler):
+class TimeCommands(CommandGroup):
     """
-    The time protocol's commands.
+    The time protocol's own command.
 
-    One instance is shared by every connection of a listener, so it keeps
-    nothing about any one client: what a handler knows of a client is the
-    L{Client} passed to each command.
+    One instance serves every connection of the server, so it keeps
+    nothing about any one client: what a command knows of a client is the
+    L{Session} passed to it.
     """
 
-    protocol_name = "time"
-
-    def __init__(self, services: SharedServices) -> None:
-        super().__init__(services)
-        self.commands["TIME"] = self.time
+    def __init__(self, services: SharedServices, protocol: HandlerCollection) -> None:
+        super().__init__(services, protocol)
+        self.commands = {"TIME": self.time}
         # A TIME reply is small and reveals nothing, so it is offered over
         # datagrams too; the framing layer answers 305 to any verb left
         # out of this set.
-        self.datagram_commands = self.datagram_commands | {"TIME"}
+        self.datagram_commands = frozenset({"TIME"})
 
-    async def time(self, frame: Frame, client: Client) -> Frame:
+    async def time(self, frame: Frame, session: Session) -> Frame:
         """
         Answer with the server's clock.
 
@@ -99,21 +95,19 @@ class TimeCommands(CommandHandler):
 
 
 @implementer(IPlugin, IProtocolPlugin)
-class TimeProtocolPlugin:
+class TimeProtocolPlugin(FramedProtocolPlugin):
     """
-    Registers the time protocol with fmtp: C{twistd fmtp} serves it on
-    L{default_listeners} unless C{--listen-time} says otherwise.
+    Registers the time protocol with fmtp: the shared session commands
+    (CAPA, LOGIN, LOGOUT, QUIT) and C{TIME}.  An installed plugin serves
+    nothing until the admin enables it (C{twistd fmtp --enable time}, or
+    C{--listen-time ENDPOINT}); then it listens on L{default_listeners}
+    unless C{--listen-time} says otherwise.
     """
 
     name = "time"
     description = "the server's clock: TIME"
     default_listeners = ("tcp:7079:interface=127.0.0.1", "udp:7079:interface=127.0.0.1")
-
-    def stream_factory(self, services: SharedServices) -> FrameStreamFactory:
-        return FrameStreamFactory(TimeCommands(services))
-
-    def datagram_protocol(self, services: SharedServices) -> FrameDatagramProtocol:
-        return FrameDatagramProtocol(TimeCommands(services))
+    groups = (SessionCommands, TimeCommands)
 
 
 #: What L{twisted.plugin.getPlugins} finds: any module-level object that

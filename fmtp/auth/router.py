@@ -1,0 +1,145 @@
+"""
+The router: this server's live sessions, and typed events delivered to
+them (L{fmtp.interfaces.IRouter}).
+
+Every protocol logs users in through the router and receives what is
+meant for them through it: a message filed for an address reaches the
+object-protocol streams of that address, a presence change its presence
+sessions, a room line its chat sessions, a plugin's own event its
+plugin's sessions, and nothing else.  The router decides nothing about
+who may receive what (that is each protocol's domain code, which calls
+L{Router.deliver} or L{Router.fan_out}); it only finds the sinks.
+
+A session's key is the PAME session key LOGIN hands out: random, secret,
+held only in this process's memory.  Over UDP a client proves its session
+with an HMAC of the datagram keyed by it (L{datagram_mac}), checked in
+constant time by L{Router.verify_datagram}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from fmtp.interfaces import IRouter, ISession
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """
+    Something for a user's live sessions: a C{kind} that says which
+    sessions take it (C{message}, C{presence}, C{room}, a plugin's own
+    kind) and what it carries.
+    """
+
+    kind: str
+    payload: object
+
+
+#: An event's sink: the session's protocol renders it for its client.
+Sink = Callable[[Event], object]
+
+
+@implementer(ISession)
+@dataclass(eq=False, slots=True)
+class Session:
+    """
+    One login of one address on one protocol.
+    """
+
+    key: str
+    address: str
+    protocol: str
+    kinds: frozenset[str]
+    opened: float
+    sink: Sink = field(repr=False)
+
+
+def datagram_mac(key: str, data: bytes) -> str:
+    """
+    The HMAC-SHA256, in lower-case hex, that proves a datagram was sent by
+    the holder of session key C{key}.
+    """
+    return hmac.new(key.encode("ascii"), data, hashlib.sha256).hexdigest()
+
+
+@implementer(IRouter)
+class Router:
+    """
+    L{IRouter} in memory.
+
+    @param clock: when sessions open (for status pages and expiry by the
+        protocols that need it).
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._by_key: dict[str, Session] = {}
+        self._by_address: dict[str, dict[str, Session]] = {}
+
+    def open(
+        self, address: str, protocol: str, sink: Sink, kinds: Iterable[str]
+    ) -> Session:
+        session = Session(
+            secrets.token_urlsafe(32),
+            address,
+            protocol,
+            frozenset(kinds),
+            self._clock.seconds(),
+            sink,
+        )
+        self._by_key[session.key] = session
+        self._by_address.setdefault(address, {})[session.key] = session
+        return session
+
+    def close(self, session: Session) -> None:
+        if self._by_key.pop(session.key, None) is None:
+            return
+        sessions = self._by_address.get(session.address)
+        if sessions is not None:
+            sessions.pop(session.key, None)
+            if not sessions:
+                del self._by_address[session.address]
+
+    def deliver(self, address: str, event: Event) -> int:
+        # A sink may close its session (a stream that drops): iterate over
+        # a copy.
+        reached = 0
+        for session in list(self._by_address.get(address, {}).values()):
+            if event.kind in session.kinds:
+                session.sink(event)
+                reached += 1
+        return reached
+
+    def fan_out(self, addresses: Iterable[str], event: Event) -> int:
+        return sum(self.deliver(address, event) for address in dict.fromkeys(addresses))
+
+    def online(self, address: str) -> frozenset[str]:
+        return frozenset(s.protocol for s in self._by_address.get(address, {}).values())
+
+    def sessions(self, address: str, protocol: str | None = None) -> list[Session]:
+        return [
+            s
+            for s in self._by_address.get(address, {}).values()
+            if protocol is None or s.protocol == protocol
+        ]
+
+    def session_for_key(self, key: str) -> Session | None:
+        return self._by_key.get(key)
+
+    def verify_datagram(self, key: str, data: bytes, mac: str) -> Session | None:
+        session = self._by_key.get(key)
+        expected = datagram_mac(key, data) if session is not None else ""
+        # Compared even for an unknown key, so timing tells nothing.
+        if not hmac.compare_digest(expected.encode(), mac.lower().encode()):
+            return None
+        return session
+
+    def __len__(self) -> int:
+        return len(self._by_key)

@@ -1,0 +1,269 @@
+"""
+Which server, which account, which password: the client commands'
+settings, from options, the environment and a small config file.
+
+Each setting is taken from the first of these that gives it:
+
+  1. the command line (C{--server}, C{--user}, C{--password-file},
+     C{--timeout});
+  2. the environment (C{FMTP_SERVER}, C{FMTP_USER}, C{FMTP_PASSWORD_FILE});
+  3. the config file, C{$XDG_CONFIG_HOME/fmtp/client.ini} (by default
+     C{~/.config/fmtp/client.ini})::
+
+        [client]
+        server = tcp:mail.poe.net:7070
+        user = edgar@poe.net
+        password-file = ~/.config/fmtp/password
+        timeout = 20
+
+  4. the default: C{tcp:127.0.0.1:7070}, no account, a 10 second timeout.
+
+The password itself is never an option, an environment variable or a
+config setting (other users can read command lines, and environments
+leak into child processes and logs): it is read from the file named as
+above, or asked on the terminal.
+"""
+
+from __future__ import annotations
+
+import configparser
+import getpass
+import math
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from fmtp.cli.options import CommandOptions
+from fmtp.cli.status import BadUsage
+from fmtp.client import DEFAULT_TIMEOUT
+from fmtp.errors import InvalidAddress
+from fmtp.objects import normalize_address
+from fmtp.util.hostport import OBJECT_PORT, parse_host_port
+
+DEFAULT_SERVER = f"tcp:127.0.0.1:{OBJECT_PORT}"
+SECTION = "client"
+#: Config file settings, and the environment variable for each (if any).
+SETTINGS = {
+    "server": "FMTP_SERVER",
+    "user": "FMTP_USER",
+    "password-file": "FMTP_PASSWORD_FILE",
+    "timeout": None,
+}
+
+
+def config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """
+    The client config file: under C{$XDG_CONFIG_HOME} if that is an
+    absolute path (the XDG rule), else under C{~/.config}.
+    """
+    base = environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "fmtp" / "client.ini"
+
+
+def read_config(path: Path) -> dict[str, str]:
+    """
+    The settings of a config file; none if it does not exist.
+
+    A file that does not parse, or names a setting this version does not
+    know (a typo would otherwise be silently ignored), is refused.
+
+    @raise usage.UsageError: saying what is wrong, on one line.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, configparser.Error) as e:
+        reason = " ".join(str(e).split())
+        raise usage.UsageError(f"{path}: {reason}")
+    for section in parser.sections():
+        if section != SECTION:
+            raise usage.UsageError(f"{path}: unknown section [{section}]")
+    settings = dict(parser[SECTION]) if parser.has_section(SECTION) else {}
+    for name in settings:
+        if name not in SETTINGS:
+            known = ", ".join(SETTINGS)
+            raise usage.UsageError(
+                f"{path}: unknown setting {name!r} in [{SECTION}] (known: {known})"
+            )
+    return settings
+
+
+def check_server(server: str, source: str) -> tuple[str, int] | None:
+    """
+    Refuse a server that cannot name one, before connecting.
+
+    @param source: where it came from, for the message (C{--server}...).
+    @return: the host and port of a C{udp:HOST:PORT} server, L{None} for a
+        stream endpoint.
+    """
+    if server.startswith("udp:"):
+        try:
+            return parse_host_port(server.removeprefix("udp:"))
+        except ValueError:
+            raise usage.UsageError(f"{source} {server}: expected udp:HOST:PORT")
+    from twisted.internet import reactor
+
+    try:
+        endpoints.clientFromString(reactor, server)
+    except (ValueError, TypeError, KeyError) as e:
+        raise usage.UsageError(
+            f"{source} {server}: {e} (expected e.g. tcp:HOST:PORT or udp:HOST:PORT)"
+        )
+    return None
+
+
+class ClientOptions(CommandOptions):
+    """
+    The options of a command that speaks to a server; see the module
+    docstring for where each comes from when not given.
+
+    After parsing, C{self["server"]}, C{self["timeout"]} (a float),
+    C{self["user"]} (a normalized address or L{None}) and
+    C{self["password-file"]} hold the settings in effect, and
+    C{self["udp"]} the host and port of a C{udp:} server.
+
+    @cvar needs_account: whether the command must log in.
+    @cvar login_if_named: whether the command logs in only when
+        C{--user} is given on its command line (a command that also works
+        anonymously, such as C{get} and C{list}).
+    """
+
+    needs_account = False
+    login_if_named = False
+    optParameters = [
+        [
+            "server",
+            "s",
+            None,
+            f"The server: a stream endpoint, or udp:HOST:PORT "
+            f"(default: $FMTP_SERVER, the config file, or {DEFAULT_SERVER}).",
+        ],
+        ["user", "u", None, "Log in as this address (default: $FMTP_USER)."],
+        [
+            "password-file",
+            None,
+            None,
+            "Read the password from this file's first line ('-': standard "
+            "input; default: the file $FMTP_PASSWORD_FILE names, or ask).",
+        ],
+        [
+            "timeout",
+            None,
+            None,
+            "Seconds to wait for the connection, and then for each reply "
+            f"(default {DEFAULT_TIMEOUT:g}).",
+        ],
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.environ = os.environ if environ is None else environ
+
+    def postOptions(self) -> None:
+        path = config_path(self.environ)
+        config = read_config(path)
+        named_user = self["user"] is not None
+        self.sources: dict[str, str] = {}
+        sources = self.sources
+        for name, variable in SETTINGS.items():
+            if self[name] is not None:
+                sources[name] = f"--{name}"
+            elif variable and self.environ.get(variable):
+                self[name] = self.environ[variable]
+                sources[name] = variable
+            elif name in config:
+                value = config[name]
+                if name == "password-file":
+                    value = str(path.parent / os.path.expanduser(value))
+                self[name] = value
+                sources[name] = f"{name} in {path}:"
+        self["server"] = self["server"] or DEFAULT_SERVER
+        self["udp"] = check_server(self["server"], sources.get("server", "--server"))
+        self["timeout"] = _seconds(self["timeout"], sources.get("timeout"))
+        if self["user"] is not None:
+            try:
+                self["user"] = normalize_address(self["user"])
+            except InvalidAddress as e:
+                raise usage.UsageError(f"{sources['user']} {self['user']}: {e}")
+        if self.login_if_named and not named_user:
+            self["user"] = None
+        if self.needs_account and self["user"] is None:
+            raise usage.UsageError(
+                "no account to log in with: give --user ADDRESS, set FMTP_USER, "
+                f"or set user in {path}"
+            )
+
+
+def _seconds(value: str | None, source: str | None) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise usage.UsageError(f"{source} must be a number of seconds")
+    return seconds
+
+
+def read_password(
+    path: str | None, confirm: bool = False, source: str = "--password-file"
+) -> str:
+    """
+    A password from a file, standard input, or the terminal (asked twice
+    when setting one, so a typo does not lock the user out).
+
+    Without a terminal, C{getpass} would read standard input with the
+    password echoed, and then fail at its end: refused instead, naming
+    C{--password-file}.
+
+    @raise BadUsage: if there is no terminal, the file cannot be read, or
+        the two passwords differ.
+    """
+    if path == "-":
+        # From the binary layer, which keeps the rest of standard input
+        # for a body that follows (C{fmtp put --password-file - -}).
+        line = sys.stdin.buffer.readline()
+        try:
+            return line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            raise BadUsage(f"the password on standard input: {e}")
+    if path:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadUsage(f"{source} {path}: {getattr(e, 'strerror', None) or e}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            password = getpass.getpass("Password: ")
+            if confirm and getpass.getpass("Again: ") != password:
+                raise BadUsage("the passwords differ")
+        except (getpass.GetPassWarning, EOFError):
+            raise BadUsage(
+                "no terminal to ask the password on: use --password-file FILE "
+                "(or --password-file - to read it from standard input)"
+            ) from None
+    return password
+
+
+def login_password(options: ClientOptions) -> str | None:
+    """
+    The password to log in with, read before the reactor runs, or L{None}
+    for a command that does not log in.
+    """
+    if options["user"] is None:
+        return None
+    source = options.sources.get("password-file", "--password-file")
+    return read_password(options["password-file"], source=source)

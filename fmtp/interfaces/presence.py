@@ -1,0 +1,158 @@
+"""
+The store of presence subscriptions.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Interface
+
+
+class IPresenceStore(Interface):
+    """
+    Durable storage of presence subscriptions: who may see whose status,
+    and the requests waiting for an answer (the presence protocol, issue
+    10).
+
+    A subscription is directed (see L{fmtp.store.presence}): a subscriber
+    asks to see a target's presence (L{request_subscription}); the target
+    approves or denies, now or when next online, the request waiting here
+    meanwhile; a target may approve before being asked (pre-approval).
+    Each direction is one L{fmtp.store.presence.Link}, and the states XMPP
+    users know (none, pending out, pending in, to, from, both) are the two
+    links of a pair seen from one side
+    (L{fmtp.store.presence.Subscription.state}).  Addresses may be of any
+    domain: a server keeps the links that involve its own users, both
+    ways, and the other domain keeps its own view.
+
+    Not here: anyone's current status.  Status is volatile: a local user's
+    comes from their live sessions, and a remote user's last known status
+    is held in memory by the presence service, unknown after a restart or
+    once the link to its domain has been down past a timeout, until that
+    domain sends it again.  A stored status would show as online a user
+    nobody can vouch for any more ("never online forever"), and would cost
+    a durable write per change of a value that UDP bridges change
+    thousands of times a second.  A user's chosen status and note, which
+    outlive a session, are their user object's C{Status} property.
+
+    Privacy: L{subscriptions} and L{subscription} show one user their own
+    list.  L{subscribers}, L{pending_requests} and L{shared_with_domain}
+    serve the server itself (a status change's fan-out, putting requests
+    to their target when online, a link to a domain going and coming);
+    what they return is shown to nobody but the user it is about.
+
+    Every method returns a L{Deferred}; one from a write fires only once
+    the write is durable.  Addresses must be in normal form
+    (L{fmtp.objects.normalize_address}) and times are seconds since the
+    epoch from the caller's clock; a bad argument fails with L{ValueError}
+    (L{fmtp.errors.InvalidAddress} for an address), changing nothing.
+    """
+
+    def request_subscription(subscriber, target, now, max_pending):
+        """
+        C{subscriber} asks to see C{target}'s presence.
+
+        A request already waiting, or already approved, is not recorded
+        again; one the target pre-approved is approved at once.  A new
+        request waits unless it would make more than C{max_pending}
+        requests wait from C{subscriber} or for C{target}: the check and
+        the write are one step, so concurrent requests cannot pass the
+        cap together.
+
+        @param now: when it was asked (orders and expires requests).
+        @param max_pending: the cap on waiting requests, per subscriber
+            and per target.
+        @return: a L{Deferred} that fires with the link from subscriber to
+            target afterwards, L{fmtp.store.presence.Link.PENDING} or
+            L{fmtp.store.presence.Link.APPROVED}; or fails with
+            L{fmtp.store.presence.PendingLimitReached}, nothing recorded.
+        """
+
+    def approve_subscription(target, subscriber, now):
+        """
+        C{target} lets C{subscriber} see its presence: a waiting request
+        is approved; approving someone who has not asked pre-approves
+        them; approving again changes nothing.
+
+        @param now: when, recorded for a pre-approval.
+        @return: a L{Deferred} that fires with the link afterwards,
+            L{fmtp.store.presence.Link.APPROVED} or
+            L{fmtp.store.presence.Link.PREAPPROVED}.
+        """
+
+    def deny_subscription(target, subscriber):
+        """
+        C{target} removes the link from C{subscriber}, whatever it is:
+        denies a waiting request, cancels an approved subscription, or
+        withdraws a pre-approval (the target's side of removal).
+
+        @return: a L{Deferred} that fires with C{True} if there was a link
+            to remove, C{False} otherwise.
+        """
+
+    def unsubscribe(subscriber, target):
+        """
+        C{subscriber} stops seeing C{target}'s presence, or withdraws a
+        request (the subscriber's side of removal).  A pre-approval by the
+        target stays: it is the target's decision.
+
+        @return: a L{Deferred} that fires with C{True} if a request or
+            subscription was removed, C{False} otherwise.
+        """
+
+    def subscription(user, contact):
+        """
+        How C{user} and C{contact} are linked, as C{user} sees it.
+
+        @return: a L{Deferred} that fires with a
+            L{fmtp.store.presence.Subscription} (both links
+            L{fmtp.store.presence.Link.NONE} if there is nothing).
+        """
+
+    def subscriptions(user):
+        """
+        C{user}'s own subscription list: every contact linked to C{user}
+        in either direction, as C{user} sees it.  A contact's pre-approval
+        of C{user} is not shown.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.store.presence.Subscription}, by ascending contact.
+        """
+
+    def subscribers(target):
+        """
+        Who sees C{target}'s presence: the addresses, local and of other
+        domains, whose subscription C{target} approved; what a status
+        change fans out to.
+
+        @return: a L{Deferred} that fires with a L{list} of addresses, in
+            ascending order.
+        """
+
+    def pending_requests(target):
+        """
+        The requests waiting for C{target}'s answer, to put to them when
+        they are online.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.store.presence.PendingRequest}, oldest first (ties by
+            subscriber).
+        """
+
+    def shared_with_domain(domain):
+        """
+        Every approved subscription with a subscriber or a target at
+        C{domain}: what a server resends when the link to C{domain} comes
+        back, and turns to unknown when it goes away past its timeout.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            C{(subscriber, target)} pairs, in ascending order.
+        """
+
+    def expire_requests(before):
+        """
+        Forget the requests still waiting that were made before C{before}:
+        a request nobody answered does not hold its place under the cap
+        for ever.
+
+        @return: a L{Deferred} that fires with the number forgotten.
+        """

@@ -1,0 +1,53 @@
+"""
+A store that keeps everything in process memory.
+
+It exists for tests and for trying fmtp out (C{--store memory:}): nothing
+survives a restart.  It follows the same contract as the SQLite store,
+checked by the same conformance suites (C{tests/store_conformance.py},
+C{tests/delivery_conformance.py}), so code tested against it behaves the
+same against a durable store.  As the SQL store is, it is one mixin per
+feature (this package's modules) over a small base.
+"""
+
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from fmtp.interfaces import (
+    IAccountStore,
+    IDeliveryStore,
+    IObjectStore,
+    IPresenceStore,
+    IRoomStore,
+)
+from fmtp.store.memory.accounts import MemoryAccounts
+from fmtp.store.memory.inbox import MemoryInbox
+from fmtp.store.memory.objects import MemoryObjects
+from fmtp.store.memory.presence import MemoryPresence
+from fmtp.store.memory.queue import MemoryQueue
+from fmtp.store.memory.rooms import MemoryRooms
+
+__all__ = ["MemoryStore"]
+
+
+@implementer(IObjectStore, IAccountStore, IDeliveryStore, IPresenceStore, IRoomStore)
+class MemoryStore(
+    MemoryObjects,
+    MemoryAccounts,
+    MemoryQueue,
+    MemoryInbox,
+    MemoryPresence,
+    MemoryRooms,
+):
+    """
+    L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
+    L{IPresenceStore} and L{IRoomStore} in dicts.
+
+    Each call runs to completion before it returns, and checks everything
+    that can fail before it changes anything, so the writes that the SQLite
+    store makes in one transaction are atomic here too.
+    """
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<MemoryStore {state}, {len(self._objects)} objects>"

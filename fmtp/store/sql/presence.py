@@ -1,0 +1,257 @@
+"""
+The SQL of presence subscriptions (L{fmtp.interfaces.IPresenceStore}).
+
+One row per directed link (see L{fmtp.store.presence}); the rules that
+change a link are L{fmtp.store.presence}'s, applied here inside the
+transaction that reads and writes it, so two requests cannot both pass
+the cap on waiting ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from twisted.internet.defer import Deferred
+
+from fmtp.objects import domain_of
+from fmtp.store.checks import check_address, check_domain, check_time
+from fmtp.store.presence import (
+    DENIABLE,
+    UNSUBSCRIBABLE,
+    Link,
+    PendingRequest,
+    Subscription,
+    after_approval,
+    after_request,
+    check_cap,
+    check_pair,
+    check_request,
+)
+from fmtp.store.sql.engine import SQLiteEngine, transaction
+
+
+def _link(conn: sqlite3.Connection, subscriber: str, target: str) -> Link:
+    row = conn.execute(
+        "SELECT state FROM subscriptions WHERE subscriber = ? AND target = ?",
+        (subscriber, target),
+    ).fetchone()
+    return Link.NONE if row is None else Link(row[0])
+
+
+def _put_link(
+    conn: sqlite3.Connection, subscriber: str, target: str, link: Link, now: float
+) -> None:
+    # An existing row keeps its time: a request is as old as when first made.
+    conn.execute(
+        """
+        INSERT INTO subscriptions
+            (subscriber, target, state, created, subscriber_domain, target_domain)
+        VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (subscriber, target) DO UPDATE SET state = excluded.state
+        """,
+        (subscriber, target, link.value, now, domain_of(subscriber), domain_of(target)),
+    )
+
+
+def _count_pending(conn: sqlite3.Connection, column: str, address: str) -> int:
+    # The column is one of ours, never a caller's text.
+    (count,) = conn.execute(
+        f"SELECT count(*) FROM subscriptions WHERE {column} = ? AND state = 'pending'",
+        (address,),
+    ).fetchone()
+    return int(count)
+
+
+def _request(
+    conn: sqlite3.Connection,
+    subscriber: str,
+    target: str,
+    now: float,
+    max_pending: int,
+) -> Link:
+    with transaction(conn):
+        link = _link(conn, subscriber, target)
+        check_cap(
+            link,
+            _count_pending(conn, "subscriber", subscriber),
+            _count_pending(conn, "target", target),
+            max_pending,
+        )
+        after = after_request(link)
+        if after is not link:
+            _put_link(conn, subscriber, target, after, now)
+    return after
+
+
+def _approve(
+    conn: sqlite3.Connection, target: str, subscriber: str, now: float
+) -> Link:
+    with transaction(conn):
+        link = _link(conn, subscriber, target)
+        after = after_approval(link)
+        if after is not link:
+            _put_link(conn, subscriber, target, after, now)
+    return after
+
+
+def _remove_link(
+    conn: sqlite3.Connection, subscriber: str, target: str, links: frozenset[Link]
+) -> bool:
+    states = sorted(link.value for link in links)
+    marks = ", ".join("?" for _ in states)
+    cursor = conn.execute(
+        "DELETE FROM subscriptions WHERE subscriber = ? AND target = ? "
+        f"AND state IN ({marks})",
+        (subscriber, target, *states),
+    )
+    return cursor.rowcount > 0
+
+
+def _subscription(conn: sqlite3.Connection, user: str, contact: str) -> Subscription:
+    outbound = _link(conn, user, contact)
+    if outbound is Link.PREAPPROVED:
+        outbound = Link.NONE
+    return Subscription(user, contact, outbound, _link(conn, contact, user))
+
+
+def _subscriptions(conn: sqlite3.Connection, user: str) -> list[Subscription]:
+    links: dict[str, dict[str, Link]] = {}
+    for contact, state, direction in conn.execute(
+        """
+        SELECT target, state, 'outbound' FROM subscriptions
+        WHERE subscriber = ? AND state != 'preapproved'
+        UNION ALL
+        SELECT subscriber, state, 'inbound' FROM subscriptions WHERE target = ?
+        """,
+        (user, user),
+    ):
+        links.setdefault(contact, {})[direction] = Link(state)
+    return [Subscription(user, contact, **links[contact]) for contact in sorted(links)]
+
+
+#: A target's subscribers, read in order from C{subscriptions_target}.
+SUBSCRIBERS_QUERY = """
+    SELECT subscriber FROM subscriptions
+    WHERE target = ? AND state = 'approved' ORDER BY subscriber
+"""
+
+
+def _subscribers(conn: sqlite3.Connection, target: str) -> list[str]:
+    return [subscriber for (subscriber,) in conn.execute(SUBSCRIBERS_QUERY, (target,))]
+
+
+def _pending_requests(conn: sqlite3.Connection, target: str) -> list[PendingRequest]:
+    return [
+        PendingRequest(subscriber, target, float(created))
+        for subscriber, created in conn.execute(
+            """
+            SELECT subscriber, created FROM subscriptions
+            WHERE target = ? AND state = 'pending' ORDER BY created, subscriber
+            """,
+            (target,),
+        )
+    ]
+
+
+def _shared_with_domain(conn: sqlite3.Connection, domain: str) -> list[tuple[str, str]]:
+    return [
+        (subscriber, target)
+        for subscriber, target in conn.execute(
+            """
+            SELECT subscriber, target FROM subscriptions
+            WHERE state = 'approved'
+                AND (subscriber_domain = ? OR target_domain = ?)
+            ORDER BY subscriber, target
+            """,
+            (domain, domain),
+        )
+    ]
+
+
+def _expire_requests(conn: sqlite3.Connection, before: float) -> int:
+    cursor = conn.execute(
+        "DELETE FROM subscriptions WHERE state = 'pending' AND created < ?", (before,)
+    )
+    return cursor.rowcount
+
+
+def _forget_subscriptions(conn: sqlite3.Connection, address: str) -> None:
+    """
+    Remove every link from or to C{address}, for a deleted account, inside
+    the caller's transaction.
+    """
+    conn.execute("DELETE FROM subscriptions WHERE subscriber = ?", (address,))
+    conn.execute("DELETE FROM subscriptions WHERE target = ?", (address,))
+
+
+class SQLPresence(SQLiteEngine):
+    """
+    L{fmtp.interfaces.IPresenceStore}'s methods, over the engine.
+    """
+
+    def request_subscription(
+        self, subscriber: str, target: str, now: float, max_pending: int
+    ) -> Deferred[Link]:
+        return self.run_checked(
+            lambda: check_request(subscriber, target, now, max_pending),
+            _request,
+            subscriber,
+            target,
+            now,
+            max_pending,
+        )
+
+    def approve_subscription(
+        self, target: str, subscriber: str, now: float
+    ) -> Deferred[Link]:
+        def check() -> None:
+            check_pair(subscriber, target)
+            check_time(now=now)
+
+        return self.run_checked(check, _approve, target, subscriber, now)
+
+    def deny_subscription(self, target: str, subscriber: str) -> Deferred[bool]:
+        return self.run_checked(
+            lambda: check_pair(subscriber, target),
+            _remove_link,
+            subscriber,
+            target,
+            DENIABLE,
+        )
+
+    def unsubscribe(self, subscriber: str, target: str) -> Deferred[bool]:
+        return self.run_checked(
+            lambda: check_pair(subscriber, target),
+            _remove_link,
+            subscriber,
+            target,
+            UNSUBSCRIBABLE,
+        )
+
+    def subscription(self, user: str, contact: str) -> Deferred[Subscription]:
+        return self.run_checked(
+            lambda: check_pair(user, contact), _subscription, user, contact
+        )
+
+    def subscriptions(self, user: str) -> Deferred[list[Subscription]]:
+        return self.run_checked(lambda: check_address(user=user), _subscriptions, user)
+
+    def subscribers(self, target: str) -> Deferred[list[str]]:
+        return self.run_checked(
+            lambda: check_address(target=target), _subscribers, target
+        )
+
+    def pending_requests(self, target: str) -> Deferred[list[PendingRequest]]:
+        return self.run_checked(
+            lambda: check_address(target=target), _pending_requests, target
+        )
+
+    def shared_with_domain(self, domain: str) -> Deferred[list[tuple[str, str]]]:
+        return self.run_checked(
+            lambda: check_domain(domain=domain), _shared_with_domain, domain
+        )
+
+    def expire_requests(self, before: float) -> Deferred[int]:
+        return self.run_checked(
+            lambda: check_time(before=before), _expire_requests, before
+        )

@@ -1,0 +1,92 @@
+"""
+Unit tests of L{fmtp.framing.handler}: command groups composed into one
+protocol, verbs dispatched to the group that offers them, and router
+events rendered only for the kinds a protocol's groups take.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
+from fmtp.auth.router import Event
+from fmtp.framing.handler import CommandGroup, HandlerCollection
+from fmtp.framing.session import Session, SessionCommands
+from fmtp.interfaces import ICommandGroup
+from fmtp.wire import Frame, reply, request
+from tests.helpers import make_services
+
+
+class Echo(CommandGroup):
+    def __init__(self, services, protocol) -> None:
+        super().__init__(services, protocol)
+        self.commands = {"ECHO": self.echo}
+        self.datagram_commands = frozenset({"ECHO"})
+        self.renderers = {"echo": lambda event: reply(259, "*", str(event.payload))}
+        self.lost: list[Session] = []
+
+    async def echo(self, frame: Frame, session: Session) -> Frame:
+        return reply(200, frame.tag, frame.argument)
+
+    def connection_lost(self, session: Session) -> None:
+        self.lost.append(session)
+
+
+class AlsoEcho(Echo):
+    """
+    Another group offering ECHO.
+    """
+
+
+def answer(handler: HandlerCollection, session: Session, verb: str, argument=""):
+    return Deferred.fromCoroutine(
+        handler.handle(request(verb, "1", argument), session)
+    ).result
+
+
+def test_groups_compose() -> None:
+    services = make_services(Clock())
+    handler = HandlerCollection("echo", services, [SessionCommands, Echo])
+    for group in handler.groups:
+        assert verifyObject(ICommandGroup, group)
+    assert handler.commands == {"CAPA", "LOGIN", "LOGOUT", "QUIT", "ECHO"}
+    assert handler.datagram_commands == {"CAPA", "ECHO"}
+    assert handler.event_kinds == {"echo"}
+    assert handler.greeting() == "poe.net fmtp/1 echo ready"
+    session = Session("192.0.2.1")
+    assert answer(handler, session, "ECHO", "hi").argument == "hi"
+    assert answer(handler, session, "NOPE").code == 502
+    capa = answer(handler, session, "CAPA")
+    assert capa.headers["Protocol"] == "echo"
+    assert capa.headers["Commands"] == "CAPA ECHO LOGIN LOGOUT QUIT"
+    datagram = Session("192.0.2.1", datagram=True)
+    assert answer(handler, datagram, "LOGIN").code == 305
+    assert answer(handler, datagram, "CAPA").headers["Commands"] == "CAPA ECHO"
+
+
+def test_two_groups_cannot_offer_one_verb() -> None:
+    with pytest.raises(ValueError, match="both offer ECHO"):
+        HandlerCollection("echo", make_services(Clock()), [Echo, AlsoEcho])
+
+
+def test_logins_take_only_the_protocols_event_kinds() -> None:
+    services = make_services(Clock())
+    handler = HandlerCollection("echo", services, [SessionCommands, Echo])
+    pushed: list[Frame] = []
+    session = Session("192.0.2.1", push=pushed.append)
+    login = handler.open_login(session, "edgar@poe.net")
+    assert (session.address, login.protocol, login.kinds) == (
+        "edgar@poe.net",
+        "echo",
+        {"echo"},
+    )
+    router = services.router
+    assert router.deliver("edgar@poe.net", Event("message", "not mine")) == 0
+    assert router.deliver("edgar@poe.net", Event("echo", "mine")) == 1
+    assert [(f.code, f.argument) for f in pushed] == [(259, "mine")]
+    handler.connection_lost(session)
+    assert handler.groups[1].lost == [session]
+    assert session.login is None and session.address is None
+    assert router.session_for_key(login.key) is None
