@@ -17,7 +17,7 @@ from fmtp.framing.session import Session
 from fmtp.store.sqlite import SQLiteStore
 from fmtp.wire import reply
 from tests.helpers import StreamHarness, add_account, make_services
-from tests.test_integration import EDGAR, PASSWORD, RunningServer
+from tests.integration.test_server import EDGAR, PASSWORD, RunningServer
 
 
 class FairQueueTests(SynchronousTestCase):

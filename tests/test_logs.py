@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from tests.test_twistd import (  # noqa: F401
+from tests.integration.test_twistd import (  # noqa: F401
     LISTENERS,
     POLL_INTERVAL,
     TWISTD,
