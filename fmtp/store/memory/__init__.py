@@ -4,8 +4,9 @@ A store that keeps everything in process memory.
 It exists for tests and for trying fmtp out (C{--store memory:}): nothing
 survives a restart.  It follows the same contract as the SQLite store,
 checked by the same conformance suites (C{tests/conformance/}), so code
-tested against it behaves the same against a durable store.  As the SQL store is, it is one mixin per
-feature (this package's modules) over a small base.
+tested against it behaves the same against a durable store.  As the SQL
+store is, it is one mixin per feature (this package's modules) over a
+small base.
 """
 
 from __future__ import annotations
