@@ -6,11 +6,13 @@ unverified source, the size cap, rate limits, and replies never answered.
 from __future__ import annotations
 
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.cookies import SourceCookies
 from fmtp.framing.datagram import FrameDatagramProtocol
-from fmtp.ratelimit import SourceRateLimiter
+from fmtp.objects import FMTPObject
+from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
 from fmtp.wire import MAX_DATAGRAM, parse_datagram, request, serialize
 from tests.helpers import add_account, make_services, object_protocol
 
@@ -130,6 +132,141 @@ class DatagramTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(len(self.receive(self.padded("CAPA"))), 1)
 
+    def exact_request(self, verb: str, size: int, tag: str = "1", **headers) -> bytes:
+        """
+        A request without a cookie padded to exactly C{size} bytes.
+        """
+        data = serialize(request(verb, tag, headers={**headers, "Pad": "x"}))
+        data = serialize(
+            request(verb, tag, headers={**headers, "Pad": "x" * (size - len(data) + 1)})
+        )
+        self.assertEqual(len(data), size)
+        return data
+
+    def test_reply_as_large_as_the_request_is_sent(self) -> None:
+        """
+        No reply to an unverified source is I{larger} than its request: one
+        of the same size is sent, one byte more is dropped.
+        """
+        self.protocol.datagramReceived(self.padded("CAPA"), SOURCE)
+        [(cookie_reply, _)] = self.transport.sent
+        size = len(cookie_reply)
+        self.transport.sent = []
+        [answer] = self.receive(self.exact_request("CAPA", size))
+        self.assertEqual(answer.code, 432)
+        self.assertEqual(self.receive(self.exact_request("CAPA", size - 1)), [])
+
+    def public_object_answer_of(self, size: int) -> tuple[FMTPObject, int]:
+        """
+        A public object whose GET answer is C{size} bytes long, found by
+        adjusting its body, and how long the answer to it is.
+        """
+        cookie = self.cookie()
+        body = size - 200
+        for attempt in range(5):
+            obj = FMTPObject(
+                f"{attempt}.sized{size}.edgar@poe.net",
+                "post",
+                {"Public": "yes"},
+                b"x" * body,
+            )
+            self.services.store.put_object(obj)
+            self.protocol.datagramReceived(
+                serialize(request("GET", "g", obj.id, {"Cookie": cookie})), SOURCE
+            )
+            [(data, _)] = self.transport.sent
+            self.transport.sent = []
+            if len(data) == size or parse_datagram(data).code != 200:
+                return obj, len(data)
+            body += size - len(data)
+        self.fail(f"no body gives a {size}-byte answer")
+
+    def test_answer_of_the_largest_datagram_is_sent(self) -> None:
+        """
+        An answer of exactly L{MAX_DATAGRAM} bytes goes as it is; only a
+        larger one becomes C{305}.
+        """
+        obj, size = self.public_object_answer_of(MAX_DATAGRAM)
+        self.assertEqual(size, MAX_DATAGRAM)
+        cookie = self.cookie()
+        [answer] = self.receive(
+            serialize(request("GET", "g", obj.id, {"Cookie": cookie}))
+        )
+        self.assertEqual((answer.code, len(answer.body)), (200, len(obj.body)))
+        bigger = FMTPObject(
+            f"9.sized{MAX_DATAGRAM}.edgar@poe.net",
+            "post",
+            {"Public": "yes"},
+            obj.body + b"x",
+        )
+        self.services.store.put_object(bigger)
+        [answer] = self.receive(
+            serialize(request("GET", "g", bigger.id, {"Cookie": cookie}))
+        )
+        self.assertEqual(answer.code, 305)
+
+    def test_default_rate_is_twenty_a_second_bursts_of_forty(self) -> None:
+        """
+        doc/protocol.md, Datagrams, 4: by default a source gets 40 answers
+        at once, then 20 a second.
+        """
+
+        def answered(count: int, first: int) -> int:
+            return sum(
+                len(self.receive(self.padded("CAPA", str(first + i))))
+                for i in range(count)
+            )
+
+        self.assertEqual(answered(50, 0), 40)
+        self.clock.advance(0.5)
+        self.assertEqual(answered(20, 100), 10)
+        self.clock.advance(60)
+        self.assertEqual(answered(50, 200), 40)
+
+    def test_drops_are_logged_once_every_ten_seconds(self) -> None:
+        """
+        doc/admin.md: a source over its rate gets one log line about its
+        drops every ten seconds, the next one saying how many were held
+        back; an answered cookie request is no error and is not logged.
+        """
+        with capturedLogs() as events:
+            for i in range(45):
+                self.receive(self.padded("CAPA", str(i)))
+        lines = [formatEvent(event) for event in events]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("over its rate limit", lines[0])
+        self.assertNotIn("suppressed", lines[0])
+        with capturedLogs() as events:
+            self.clock.advance(9.9)
+            self.protocol.limiter = SourceRateLimiter(self.clock, rate=0, burst=0)
+            self.receive(self.padded("CAPA"))
+            self.clock.advance(0.1)
+            self.receive(self.padded("CAPA"))
+        lines = [formatEvent(event) for event in events]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("(5 similar lines suppressed)", lines[0])
+
+    def test_error_replies_are_logged(self) -> None:
+        """
+        An error answered to a source is logged, with its code.
+        """
+        with capturedLogs() as events:
+            self.receive(b"X" * (MAX_DATAGRAM + 1))
+        [line] = [formatEvent(event) for event in events]
+        self.assertIn("552", line)
+        self.assertIn(SOURCE[0], line)
+
+    def test_default_cookie_lasts_five_to_ten_minutes(self) -> None:
+        """
+        doc/protocol.md, Datagrams, 2: a cookie is valid 5 to 10 minutes.
+        """
+        cookie = self.cookie()
+        self.clock.advance(599)
+        data = self.padded("GET", argument="edgar@poe.net", headers={"Cookie": cookie})
+        self.assertEqual(self.receive(data)[0].code, 200)
+        self.clock.advance(1)
+        self.assertEqual(self.receive(data)[0].code, 432)
+
 
 class SourceRateLimiterTests(SynchronousTestCase):
     def test_refills(self) -> None:
@@ -146,6 +283,55 @@ class SourceRateLimiterTests(SynchronousTestCase):
         for i in range(100):
             limiter.allow(i)
         self.assertEqual(len(limiter), 10)
+
+    def test_bounded_by_default(self) -> None:
+        """
+        The table holds 65,536 sources by default; the least recently seen
+        goes first, and comes back with a full bucket.
+        """
+        clock = MemoryReactorClock()
+        limiter = SourceRateLimiter(clock, burst=1)
+        for i in range(65536):
+            limiter.allow(i)
+        self.assertEqual(len(limiter), 65536)
+        self.assertFalse(limiter.allow(0))
+        limiter.allow("one more")
+        self.assertEqual(len(limiter), 65536)
+        self.assertTrue(limiter.allow(1))
+
+    def test_cost(self) -> None:
+        limiter = SourceRateLimiter(MemoryReactorClock(), rate=1, burst=3)
+        self.assertTrue(limiter.allow("a", cost=3))
+        self.assertFalse(limiter.allow("a", cost=1))
+
+
+class LogLimiterTests(SynchronousTestCase):
+    def test_counts_what_it_held_back(self) -> None:
+        clock = MemoryReactorClock()
+        limiter = LogLimiter(clock, rate=1, burst=1)
+        self.assertEqual([limiter.allow("a") for _ in range(3)], [0, None, None])
+        self.assertEqual(limiter.allow("b"), 0)
+        clock.advance(1)
+        self.assertEqual(limiter.allow("a"), 2)
+        clock.advance(1)
+        self.assertEqual(limiter.allow("a"), 0)
+
+    def test_counts_are_bounded(self) -> None:
+        """
+        Counts are kept for at most C{max_sources} sources, the least
+        recently held back forgotten first.
+        """
+        clock = MemoryReactorClock()
+        limiter = LogLimiter(clock, rate=1, burst=1, max_sources=2)
+        self.assertEqual([limiter.allow(s) for s in "abab"], [0, 0, None, None])
+        self.assertEqual([limiter.allow("c"), limiter.allow("c")], [0, None])
+        clock.advance(1)
+        self.assertEqual([limiter.allow(s) for s in "abc"], [0, 1, 1])
+
+    def test_note(self) -> None:
+        self.assertEqual(suppressed_note(0), "")
+        self.assertEqual(suppressed_note(1), " (1 similar line suppressed)")
+        self.assertEqual(suppressed_note(2), " (2 similar lines suppressed)")
 
 
 class SourceCookiesTests(SynchronousTestCase):
@@ -166,3 +352,16 @@ class SourceCookiesTests(SynchronousTestCase):
         clock = MemoryReactorClock()
         a, b = SourceCookies(clock), SourceCookies(clock)
         self.assertFalse(b.is_valid("h", a.cookie_for("h")))
+
+    def test_given_secret(self) -> None:
+        """
+        Two minters sharing a secret accept each other's cookies, which are
+        16 hex digits.
+        """
+        clock = MemoryReactorClock()
+        a = SourceCookies(clock, secret=b"s" * 32)
+        b = SourceCookies(clock, secret=b"s" * 32)
+        cookie = a.cookie_for("h")
+        self.assertRegex(cookie, "^[0-9a-f]{16}$")
+        self.assertTrue(b.is_valid("h", cookie))
+        self.assertFalse(b.is_valid("h", cookie[:-1] + "g"))
