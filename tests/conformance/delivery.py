@@ -766,6 +766,16 @@ class DeliveryConformance:
         assert await store.deliver_local(LOST, message(1, EDGAR), True) is None
 
     @pytest_twisted.ensureDeferred
+    async def test_held_of_a_recipient_with_no_inbox(self, store) -> None:
+        """
+        Releasing or dropping for a recipient who never had an inbox
+        entry is no error: nothing was held.
+        """
+        assert await store.release_held(LOST, EDGAR) == 0
+        assert await store.drop_held(LOST, EDGAR) == 0
+        assert await store.held_senders(LOST) == []
+
+    @pytest_twisted.ensureDeferred
     async def test_held_entries_the_recipient_removed(self, store) -> None:
         gone, kept = message(1, EDGAR), message(2, EDGAR)
         await store.deliver_local(LOST, gone, True)

@@ -246,6 +246,21 @@ class DatagramTests(SynchronousTestCase):
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("(5 similar lines suppressed)", lines[0])
 
+    def test_one_flooder_does_not_silence_the_log_of_others(self) -> None:
+        """
+        The log lines are limited per source: a source flooding does not
+        keep the drops of another out of the log.
+        """
+        for i in range(45):
+            self.receive(self.padded("CAPA", str(i)))
+        other = ("198.51.100.9", 5353)
+        for i in range(40):
+            self.receive(self.padded("CAPA", str(i)), other)
+        with capturedLogs() as events:
+            self.receive(self.padded("CAPA"), other)
+        [line] = [formatEvent(event) for event in events]
+        self.assertIn(other[0], line)
+
     def test_error_replies_are_logged(self) -> None:
         """
         An error answered to a source is logged, with its code.
