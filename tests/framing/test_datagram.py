@@ -268,7 +268,7 @@ class DatagramTests(SynchronousTestCase):
         with capturedLogs() as events:
             self.receive(b"X" * (MAX_DATAGRAM + 1))
         [line] = [formatEvent(event) for event in events]
-        self.assertIn("552", line)
+        self.assertIn(f"552 datagram larger than {MAX_DATAGRAM} bytes", line)
         self.assertIn(SOURCE[0], line)
 
     def test_default_cookie_lasts_five_to_ten_minutes(self) -> None:
