@@ -13,7 +13,14 @@ from fmtp.cookies import SourceCookies
 from fmtp.framing.datagram import FrameDatagramProtocol
 from fmtp.objects import FMTPObject
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
-from fmtp.wire import MAX_DATAGRAM, parse_datagram, request, serialize
+from fmtp.wire import (
+    MAX_DATAGRAM,
+    UNSOLICITED_TAG,
+    Limits,
+    parse_datagram,
+    request,
+    serialize,
+)
 from tests.helpers import add_account, make_services, object_protocol
 
 SOURCE = ("192.0.2.7", 5353)
@@ -233,9 +240,9 @@ class DatagramTests(SynchronousTestCase):
             for i in range(45):
                 self.receive(self.padded("CAPA", str(i)))
         lines = [formatEvent(event) for event in events]
-        self.assertEqual(len(lines), 1, lines)
-        self.assertIn("over its rate limit", lines[0])
-        self.assertNotIn("suppressed", lines[0])
+        self.assertEqual(
+            lines, ["datagram from 192.0.2.7: over its rate limit, dropped"]
+        )
         with capturedLogs() as events:
             self.clock.advance(9.9)
             self.protocol.limiter = SourceRateLimiter(self.clock, rate=0, burst=0)
@@ -260,6 +267,89 @@ class DatagramTests(SynchronousTestCase):
             self.receive(self.padded("CAPA"), other)
         [line] = [formatEvent(event) for event in events]
         self.assertIn(other[0], line)
+
+    def test_dropped_reply_is_logged(self) -> None:
+        """
+        A reply dropped for being larger than an unverified source's
+        request is logged with both sizes.
+        """
+        data = b"CAPA 1\r\n\r\n"
+        with capturedLogs() as events:
+            self.assertEqual(self.receive(data), [])
+        [line] = [formatEvent(event) for event in events]
+        self.assertRegex(
+            line,
+            r"^datagram from 192\.0\.2\.7: reply of \d+ bytes exceeds the "
+            f"{len(data)}-byte request of an unverified source; dropped "
+            r"\(clients pad first requests\)$",
+        )
+
+    def test_replies_received_are_logged(self) -> None:
+        with capturedLogs() as events:
+            self.receive(self.padded("200"))
+        [line] = [formatEvent(event) for event in events]
+        self.assertEqual(
+            line, "datagram from 192.0.2.7: a reply, not a request; not answered"
+        )
+
+    def test_each_source_has_its_own_rate(self) -> None:
+        """
+        A source over its rate does not take the rate of another.
+        """
+        for i in range(50):
+            self.receive(self.padded("CAPA", str(i)))
+        other = ("198.51.100.9", 5353)
+        self.assertEqual(len(self.receive(self.padded("CAPA"), other)), 1)
+
+    def test_largest_datagram_is_served(self) -> None:
+        """
+        A request of exactly L{MAX_DATAGRAM} bytes is served; one byte more
+        gets C{552}, tagged C{*} (its own tag was not read).
+        """
+        cookie = self.cookie()
+        data = self.exact_request("CAPA", MAX_DATAGRAM, tag="7", Cookie=cookie)
+        [answer] = self.receive(data)
+        self.assertEqual((answer.code, answer.tag), (200, "7"))
+        data = self.exact_request("CAPA", MAX_DATAGRAM + 1, tag="8", Cookie=cookie)
+        [answer] = self.receive(data)
+        self.assertEqual((answer.code, answer.tag), (552, UNSOLICITED_TAG))
+
+    def test_server_frame_limits_apply(self) -> None:
+        """
+        Datagrams are parsed under the server's frame limits, not the
+        defaults.
+        """
+        services = make_services(self.clock, limits=Limits(max_headers=2))
+        protocol = FrameDatagramProtocol(object_protocol(services))
+        protocol.makeConnection(self.transport)
+        headers = {"Cookie": protocol.cookies.cookie_for(SOURCE[0])}
+        data = serialize(request("CAPA", "1", headers={**headers, "A": "a", "B": "b"}))
+        protocol.datagramReceived(data, SOURCE)
+        [(sent, _)] = self.transport.sent
+        self.assertGreaterEqual(parse_datagram(sent).code, 500)
+
+    def test_unexpected_error_is_a_temporary_failure(self) -> None:
+        """
+        A request that fails unexpectedly is answered 451 with its tag, and
+        the failure is logged with its source.
+        """
+        cookie = self.cookie()
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("the store broke")
+
+        self.services.store.read_object = broken
+        self.services.store.get_object = broken
+        with capturedLogs() as events:
+            [answer] = self.receive(
+                serialize(request("GET", "9", "edgar@poe.net", {"Cookie": cookie}))
+            )
+        self.assertEqual((answer.code, answer.tag), (451, "9"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIn(
+            "Unexpected error answering 192.0.2.7",
+            [formatEvent(event) for event in events],
+        )
 
     def test_error_replies_are_logged(self) -> None:
         """
