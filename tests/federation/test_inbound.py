@@ -84,6 +84,30 @@ class ReceiverTests(SynchronousTestCase):
         [(seq, stored)] = self.successResultOf(self.store.inbox(LOST, 0, 10))
         self.assertEqual(stored.digest(), obj.digest())
 
+    def test_bounce_is_filed_whatever_the_policy(self) -> None:
+        """
+        A bounce from this server's postmaster is filed in the user's inbox
+        and pushed, never held for approval as a stranger's first message
+        may be: it is the server telling its own user that a message
+        failed.  Filed again (after a crash), it is not pushed again.
+        """
+        bounce = FMTPObject(
+            new_object_id("postmaster@lenore.org", self.clock.seconds()),
+            "message",
+            {"From": "postmaster@lenore.org", "To": LOST},
+            b"Your message failed",
+        )
+        self.successResultOf(
+            Deferred.fromCoroutine(self.receiver.file_bounce(LOST, bounce))
+        )
+        self.successResultOf(
+            Deferred.fromCoroutine(self.receiver.file_bounce(LOST, bounce))
+        )
+        self.assertEqual(self.pushed, [(LOST, bounce)])
+        [(seq, stored)] = self.successResultOf(self.store.inbox(LOST, 0, 10))
+        self.assertEqual(stored.id, bounce.id)
+        self.assertEqual(self.successResultOf(self.store.held_senders(LOST)), [])
+
     def test_replayed_id_is_acknowledged_once(self) -> None:
         obj = self.message()
         self.successResultOf(self.receive(obj))
