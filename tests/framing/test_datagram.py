@@ -10,6 +10,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.cookies import SourceCookies
+from fmtp.fairness import current_principal
 from fmtp.framing.datagram import FrameDatagramProtocol
 from fmtp.objects import FMTPObject
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
@@ -327,6 +328,27 @@ class DatagramTests(SynchronousTestCase):
         protocol.datagramReceived(data, SOURCE)
         [(sent, _)] = self.transport.sent
         self.assertGreaterEqual(parse_datagram(sent).code, 500)
+
+    def test_store_work_is_charged_to_the_source(self) -> None:
+        """
+        The store's fair scheduler sees a datagram request as its source
+        host's, so one source cannot take the share of all the others.
+        """
+        cookie = self.cookie()
+        store = self.services.store
+        principals = []
+        read_object = store.read_object
+
+        def recording(*args, **kwargs):
+            principals.append(current_principal.get())
+            return read_object(*args, **kwargs)
+
+        store.read_object = recording
+        [answer] = self.receive(
+            serialize(request("GET", "2", "edgar@poe.net", {"Cookie": cookie}))
+        )
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(set(principals), {("host", SOURCE[0])})
 
     def test_unexpected_error_is_a_temporary_failure(self) -> None:
         """
