@@ -267,6 +267,11 @@ class HelloTests(SynchronousTestCase):
         signed = make_hello(keyless, "lenore.org", self.clock.seconds())
         peer = self.verify(self.at_lenore, signed)
         self.assertEqual(peer, Peer("keyless.example", False, signed["Nonce"]))
+        # A signed HELLO carries a time, so its nonce is remembered even
+        # when no key can check it: played again, it is a replay.
+        self.assertEqual(
+            self.refused(self.at_lenore, signed).message, "HELLO refused: replayed"
+        )
         claimed = {**unsigned, "Domain": "poe.net"}
         self.assertIn("must sign", self.refused(self.at_lenore, claimed).message)
 
