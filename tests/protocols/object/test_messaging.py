@@ -199,6 +199,8 @@ class LocalMessagingTests(SynchronousTestCase):
         self.assertEqual(pushed.headers["To"], f"{ANNABEL} {LOST}")
         stored = self.successResultOf(self.store.get_object(sent.headers["Id"]))
         self.assertNotIn("Id", stored.properties)
+        self.assertNotIn("Type", stored.properties)
+        self.assertEqual(stored.type, "post")
         self.assertEqual(self.successResultOf(self.store.queued_for("poe.net")), [])
         self.assertEqual(
             len(self.successResultOf(self.store.queued_for("lenore.org"))), 1
