@@ -226,8 +226,8 @@ class DatagramTests(SynchronousTestCase):
             )
 
         self.assertEqual(answered(50, 0), 40)
-        self.clock.advance(0.5)
-        self.assertEqual(answered(20, 100), 10)
+        self.clock.advance(1)
+        self.assertEqual(answered(30, 100), 20)
         self.clock.advance(60)
         self.assertEqual(answered(50, 200), 40)
 
@@ -380,8 +380,10 @@ class DatagramTests(SynchronousTestCase):
         with capturedLogs() as events:
             self.receive(b"X" * (MAX_DATAGRAM + 1))
         [line] = [formatEvent(event) for event in events]
-        self.assertIn(f"552 datagram larger than {MAX_DATAGRAM} bytes", line)
-        self.assertIn(SOURCE[0], line)
+        self.assertEqual(
+            line,
+            f"datagram from 192.0.2.7: 552 datagram larger than {MAX_DATAGRAM} bytes",
+        )
 
     def test_default_cookie_lasts_five_to_ten_minutes(self) -> None:
         """
@@ -454,6 +456,16 @@ class LogLimiterTests(SynchronousTestCase):
         self.assertEqual([limiter.allow("c"), limiter.allow("c")], [0, None])
         clock.advance(1)
         self.assertEqual([limiter.allow(s) for s in "abc"], [0, 1, 1])
+
+    def test_buckets_are_bounded_too(self) -> None:
+        """
+        The buckets are kept for C{max_sources} sources as the counts are:
+        a source pushed out starts again with a full bucket.
+        """
+        limiter = LogLimiter(MemoryReactorClock(), rate=1, burst=1, max_sources=1)
+        self.assertEqual([limiter.allow("a"), limiter.allow("a")], [0, None])
+        self.assertEqual(limiter.allow("b"), 0)
+        self.assertEqual(limiter.allow("a"), 1)
 
     def test_note(self) -> None:
         self.assertEqual(suppressed_note(0), "")
