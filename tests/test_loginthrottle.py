@@ -79,7 +79,9 @@ class ThrottleTests(SynchronousTestCase):
         """
         with self.assertRaises(LoginThrottled) as caught:
             throttle.begin(host, address)
-        return caught.exception.retry_after
+        retry_after = caught.exception.retry_after
+        self.assertEqual(str(caught.exception), f"retry after {retry_after:.0f}s")
+        return retry_after
 
     def test_defaults(self) -> None:
         """
@@ -214,10 +216,51 @@ class ThrottleTests(SynchronousTestCase):
         throttle = LoginThrottle(self.clock, LoginLimits(window=60), max_entries=10)
         for i in range(1000):
             self.fail_times(throttle, f"10.0.{i // 256}.{i % 256}", f"u{i}@poe.net")
-        self.assertLessEqual(throttle.remembered(), 20)
+        self.assertEqual(throttle.remembered(), 20)
         self.clock.advance(61)
         throttle.begin(HOST, EDGAR).succeeded()
-        self.assertLessEqual(throttle.remembered(), 2)
+        self.assertEqual(throttle.remembered(), 2)
+
+    def test_a_failure_is_remembered_for_the_window(self) -> None:
+        """
+        A failure counts for C{window} seconds and no longer: at that
+        second it no longer stands beside the checks in progress.
+        """
+        throttle = self.throttle(per_account=2, window=600)
+        throttle.begin(HOST, EDGAR).failed()
+        self.clock.advance(600)
+        throttle.begin(HOST, EDGAR)
+        throttle.begin(HOST, EDGAR)
+
+    def test_forgetting_idle_entries_keeps_the_others(self) -> None:
+        """
+        Entries with nothing left to count are forgotten oldest first, and
+        only they: a source's failure made after is still counted.
+        """
+        throttle = self.throttle(per_source=1)
+        idle = throttle.begin("10.0.0.1", EDGAR)
+        throttle.begin("10.0.0.2", EDGAR).failed()
+        idle.succeeded()
+        throttle.begin("10.0.0.3", EDGAR)
+        self.refused(throttle, "10.0.0.2", EDGAR)
+
+    def test_a_failure_counts_as_a_use(self) -> None:
+        """
+        Memory is freed least recently used first, and a failure is a use:
+        a source (or source and account) that just failed is kept over one
+        whose attempt is still in progress.
+        """
+        for limits, kept in [
+            (LoginLimits(per_source=1), "source"),
+            (LoginLimits(per_account=1), "pair"),
+        ]:
+            throttle = LoginThrottle(self.clock, limits, max_entries=2)
+            guesser = throttle.begin("10.0.0.1", EDGAR)
+            throttle.begin("10.0.0.2", EDGAR)
+            guesser.failed()
+            throttle.begin("10.0.0.3", EDGAR)
+            with self.assertRaises(LoginThrottled, msg=kept):
+                throttle.begin("10.0.0.1", EDGAR)
 
     def test_sources(self) -> None:
         """

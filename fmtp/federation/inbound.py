@@ -198,7 +198,9 @@ class DeliveryReceiver:
             )
         return origin
 
-    async def check_origin(self, obj: FMTPObject, peer_domain: str) -> str:
+    async def check_origin(
+        self, obj: FMTPObject, peer_domain: str, for_relay: bool = False
+    ) -> str:
         """
         Check that C{obj}'s origin domain sent it.  A peer speaks for its
         own domain (proved by HELLO, or for a domain without a key claimed,
@@ -206,12 +208,16 @@ class DeliveryReceiver:
         only the origin's signature proves the message.
 
         @param peer_domain: the domain the link proved (or claimed).
+        @param for_relay: whether this server is to relay C{obj} onward,
+            when only the origin's signature will do, even from the origin
+            itself: a countersign convinces this server only, not the
+            domains it relays to.
         @return: the origin domain.
         @raise FMTPError: why not, with its code (451 when a key or a
             countersign cannot be had now).
         """
         origin = self.origin_of(obj)
-        relayed = origin != peer_domain
+        relayed = for_relay or origin != peer_domain
         try:
             info = signature_of(obj)
         except BadSignature as e:

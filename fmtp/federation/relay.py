@@ -71,7 +71,7 @@ class ChildRelay:
                 f"{recipients[0]} is not served here; this server does not relay"
             )
         addresses = named_recipients(obj, recipients)
-        await self._receiver.check_origin(obj, peer_domain)
+        await self._receiver.check_origin(obj, peer_domain, for_relay=True)
         deliveries = deliveries_to(obj.id, addresses, self._clock.seconds())
         await self._store.enqueue(obj, deliveries)
         self._kick()

@@ -170,6 +170,8 @@ class DeliveryConformance:
         obj, other = message(1), message(2)
         with pytest.raises(ValueError, match="not for the object enqueued"):
             await store.enqueue(obj, [queued(obj), queued(other, "kingdom.example")])
+        with pytest.raises(ValueError, match="^not a QueuedDelivery: 'row'$"):
+            await store.enqueue(obj, [queued(obj), "row"])
         assert await store.has_object(obj.id) is False
         assert await store.queued_for("lenore.org") == []
         assert await store.queued_for("kingdom.example") == []
@@ -438,12 +440,15 @@ class DeliveryConformance:
 
     @pytest_twisted.ensureDeferred
     async def test_deleting_a_draft_removes_it(self, store) -> None:
-        draft = message(1)
+        draft, sent = message(1), message(2)
         await store.put_object(draft)
+        await store.enqueue(sent, [queued(sent)])
         assert await store.delete_object(draft.id) is True
         assert await store.read_object(draft.id, EDGAR) is None
         assert await store.has_object(draft.id) is False
         assert await store.delete_object(draft.id) is False
+        # Another object's deliveries stay.
+        assert keys(await store.queued_for("lenore.org")) == [(sent.id, "lenore.org")]
 
     # Sealing: what was sent or filed never changes
 
@@ -455,8 +460,9 @@ class DeliveryConformance:
         for obj in (sent, filed):
             with pytest.raises(ObjectSealed):
                 await store.put_object(message(int(obj.id[:1]), Subject="other"))
-            with pytest.raises(ObjectSealed):
+            with pytest.raises(ObjectSealed) as caught:
                 await store.put_object(obj)
+            assert caught.value.message == f"{obj.id} was sent and cannot be changed"
             assert await store.get_object(obj.id) == obj
 
     @pytest_twisted.ensureDeferred
@@ -470,8 +476,9 @@ class DeliveryConformance:
         await store.enqueue(obj, [queued(obj)])
         assert keys(await store.queued_for("lenore.org")) == [(obj.id, "lenore.org")]
         other = message(1, Subject="other")
-        with pytest.raises(ObjectSealed):
+        with pytest.raises(ObjectSealed) as caught:
             await store.enqueue(other, [queued(other, "kingdom.example")])
+        assert caught.value.message == f"{obj.id} is already held with other content"
         assert await store.queued_for("kingdom.example") == []
         assert await store.get_object(obj.id) == obj
         assert await store.was_sent(obj.id, "kingdom.example", other.digest()) is False
@@ -484,8 +491,11 @@ class DeliveryConformance:
         """
         stored = message(1)
         await store.put_object(stored)
-        with pytest.raises(ObjectSealed):
+        with pytest.raises(ObjectSealed) as caught:
             await store.deliver_local(LOST, message(1, Subject="other"), False)
+        assert caught.value.message == (
+            f"{stored.id} is already held with other content"
+        )
         assert await store.get_object(stored.id) == stored
         assert await store.inbox(LOST, 0, 10) == []
         # The same content is filed, and the stored object is then sealed.
@@ -522,6 +532,8 @@ class DeliveryConformance:
         await store.enqueue(new, [queued(new, created=T0 + 10)])
         assert await store.forget_sent(T0 + 5) == 1
         assert await store.was_sent(old.id, "lenore.org", old.digest()) is False
+        assert await store.was_sent(new.id, "lenore.org", new.digest()) is True
+        assert await store.forget_sent(T0 + 10) == 0
         assert await store.was_sent(new.id, "lenore.org", new.digest()) is True
         # The queue is not the record: the old delivery is still queued.
         assert len(await store.queued_for("lenore.org")) == 2
@@ -671,6 +683,9 @@ class DeliveryConformance:
         await store.enqueue(message(2), [], send_key=SendKey(EDGAR, "b", "d", T0 + 9))
         assert await store.forget_send_keys(T0 + 5) == 1
         assert await store.find_send(EDGAR, "a") is None
+        assert await store.find_send(EDGAR, "b") is not None
+        # Only keys recorded before the time go, not one recorded at it.
+        assert await store.forget_send_keys(T0 + 9) == 0
         assert await store.find_send(EDGAR, "b") is not None
         # The message itself stays.
         assert await store.has_object(message(1).id) is True
@@ -909,6 +924,16 @@ class DeliveryConformance:
         assert await store.deliver_local(LOST, message(1, EDGAR), True) is None
 
     @pytest_twisted.ensureDeferred
+    async def test_held_of_a_recipient_with_no_inbox(self, store) -> None:
+        """
+        Releasing or dropping for a recipient who never had an inbox
+        entry is no error: nothing was held.
+        """
+        assert await store.release_held(LOST, EDGAR) == 0
+        assert await store.drop_held(LOST, EDGAR) == 0
+        assert await store.held_senders(LOST) == []
+
+    @pytest_twisted.ensureDeferred
     async def test_held_entries_the_recipient_removed(self, store) -> None:
         gone, kept = message(1, EDGAR), message(2, EDGAR)
         await store.deliver_local(LOST, gone, True)
@@ -1052,6 +1077,19 @@ class RescheduleRecipients:
     A partial retry keeps only the recipients still to deliver to, in the
     same write as the attempt count.
     """
+
+    @pytest_twisted.ensureDeferred
+    async def test_reschedule_keeps_several_recipients(self, store) -> None:
+        obj = FMTPObject("1700000000000.aa.edgar@poe.net", "message", {}, b"")
+        addresses = ["a@lenore.org", "b@lenore.org", "c@lenore.org"]
+        await store.enqueue(
+            obj, [QueuedDelivery.new(obj.id, "lenore.org", addresses, 1)]
+        )
+        assert await store.reschedule(
+            obj.id, "lenore.org", 200.0, "451 later", recipients=addresses[1:]
+        )
+        [row] = await store.queued_for("lenore.org")
+        assert row.recipients == tuple(addresses[1:])
 
     @pytest_twisted.ensureDeferred
     async def test_reschedule_replaces_recipients(self, store) -> None:

@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from fmtp.delivery import RecipientResult, parse_results, results_text
 from fmtp.errors import BadSignature, FMTPError, KeyLookupFailed
 from fmtp.federation.inbound import DeliveryReceiver
 from fmtp.keys.signing import DomainSigner, generate_private_key
@@ -83,6 +84,30 @@ class ReceiverTests(SynchronousTestCase):
         [(seq, stored)] = self.successResultOf(self.store.inbox(LOST, 0, 10))
         self.assertEqual(stored.digest(), obj.digest())
 
+    def test_bounce_is_filed_whatever_the_policy(self) -> None:
+        """
+        A bounce from this server's postmaster is filed in the user's inbox
+        and pushed, never held for approval as a stranger's first message
+        may be: it is the server telling its own user that a message
+        failed.  Filed again (after a crash), it is not pushed again.
+        """
+        bounce = FMTPObject(
+            new_object_id("postmaster@lenore.org", self.clock.seconds()),
+            "message",
+            {"From": "postmaster@lenore.org", "To": LOST},
+            b"Your message failed",
+        )
+        self.successResultOf(
+            Deferred.fromCoroutine(self.receiver.file_bounce(LOST, bounce))
+        )
+        self.successResultOf(
+            Deferred.fromCoroutine(self.receiver.file_bounce(LOST, bounce))
+        )
+        self.assertEqual(self.pushed, [(LOST, bounce)])
+        [(seq, stored)] = self.successResultOf(self.store.inbox(LOST, 0, 10))
+        self.assertEqual(stored.id, bounce.id)
+        self.assertEqual(self.successResultOf(self.store.held_senders(LOST)), [])
+
     def test_replayed_id_is_acknowledged_once(self) -> None:
         obj = self.message()
         self.successResultOf(self.receive(obj))
@@ -112,6 +137,21 @@ class ReceiverTests(SynchronousTestCase):
         self.assertIn(
             "not a recipient", self.refused(obj, ["other@lenore.org"]).message
         )
+        unaddressed = self.poe.sign_object(
+            FMTPObject(
+                new_object_id(EDGAR, self.clock.seconds()), "message", {"From": EDGAR}
+            ),
+            self.clock.seconds(),
+        )
+        self.assertEqual(
+            self.refused(unaddressed).message,
+            f"{LOST} is not a recipient of this message",
+        )
+        self.assertEqual(
+            self.refused(obj, ["not an address"]).message,
+            "bad address 'not an address': expected user@domain",
+        )
+        self.assertEqual(self.refused(obj, []).message, "no recipients")
 
     def test_bad_signature(self) -> None:
         obj = self.message()
@@ -141,6 +181,29 @@ class ReceiverTests(SynchronousTestCase):
         )
         self.assertIn("future", self.refused(future).message)
 
+    def test_signature_time_bounds(self) -> None:
+        """
+        A signature may be up to 300 s ahead of our clock and up to six
+        days old, both bounds included; a second beyond either is refused.
+        """
+        now = self.clock.seconds()
+
+        def signed_at(when: float) -> FMTPObject:
+            obj = FMTPObject(
+                new_object_id(EDGAR, now), "message", {"From": EDGAR, "To": LOST}
+            )
+            return self.poe.sign_object(obj, when)
+
+        for when in (now + 300, now - 6 * 86400):
+            [result] = self.successResultOf(self.receive(signed_at(when)))
+            self.assertEqual(result.code, 201)
+        early = self.refused(signed_at(now + 301), kind=BadSignature)
+        self.assertEqual(early.message, "signature time is in the future; check clocks")
+        late = self.refused(signed_at(now - 6 * 86400 - 1), kind=BadSignature)
+        self.assertEqual(
+            late.message, "signature too old: a replayed or long-delayed message"
+        )
+
     def test_dns_failure_is_temporary(self) -> None:
         self.receiver = self.make_receiver(keys=FailingKeys())
         self.assertEqual(self.refused(self.message()).code, 451)
@@ -157,11 +220,44 @@ class ReceiverTests(SynchronousTestCase):
 
     def test_unsigned_claim_for_another_domain(self) -> None:
         obj = self.message(signer=False)
-        self.assertIn(
-            "relayed message must carry",
+        self.assertEqual(
             self.refused(obj, peer="keyless.example").message,
+            f"{obj.id} from poe.net came through keyless.example unsigned: "
+            "a relayed message must carry its origin's signature",
         )
         self.assertEqual(self.confirmations, [])
+
+    def test_without_countersigning(self) -> None:
+        """
+        A receiver that cannot countersign refuses what only a countersign
+        would prove, saying why it needed one.
+        """
+        self.receiver = DeliveryReceiver(
+            "lenore.org", self.store, self.keys, self.clock, push=lambda a, o: None
+        )
+        unsigned = self.message(sender="nokey@keyless.example", signer=False)
+        keyless = DomainSigner(generate_private_key(), "keyless.example")
+        signed = self.message(sender="ceo@keyless.example", signer=keyless)
+        for obj, why in [
+            (unsigned, "unsigned"),
+            (signed, "its domain publishes no key"),
+        ]:
+            error = self.refused(obj, peer="keyless.example", kind=BadSignature)
+            self.assertEqual(
+                error.message, f"{why}, and countersigning is not available"
+            )
+        self.receiver = DeliveryReceiver(
+            "lenore.org",
+            self.store,
+            self.keys,
+            self.clock,
+            push=lambda a, o: None,
+            always_countersign=True,
+        )
+        error = self.refused(self.message(), kind=BadSignature)
+        self.assertEqual(
+            error.message, "countersign required, and countersigning is not available"
+        )
 
     def test_dns_failure_is_temporary_for_unsigned_messages(self) -> None:
         self.receiver = self.make_receiver(keys=FailingKeys())
@@ -178,7 +274,10 @@ class ReceiverTests(SynchronousTestCase):
         """
         error = self.refused(self.message(signer=False), kind=BadSignature)
         self.assertEqual(error.code, 554)
-        self.assertIn("publishes a key", error.message)
+        self.assertEqual(
+            error.message,
+            "unsigned, but poe.net publishes a key: its messages must be signed",
+        )
         self.assertEqual(self.confirmations, [])
 
     def test_signed_by_a_keyless_domain_needs_countersign(self) -> None:
@@ -239,6 +338,17 @@ class ReceiverTests(SynchronousTestCase):
             peer="evil.example",
         )
         self.assertIn("is not the owner", error.message)
+        bad_from = self.poe.sign_object(
+            FMTPObject(
+                new_object_id(EDGAR, self.clock.seconds()),
+                "message",
+                {"From": "not an address", "To": LOST},
+            ),
+            self.clock.seconds(),
+        )
+        self.assertTrue(
+            self.refused(bad_from).message.startswith("bad From: "),
+        )
 
     def test_relayed_messages_need_their_origins_signature(self) -> None:
         # A peer relaying poe.net's signed message: the signature proves it.
@@ -256,8 +366,9 @@ class ReceiverTests(SynchronousTestCase):
 
     def test_always_countersign(self) -> None:
         self.receiver = self.make_receiver(always_countersign=True)
-        self.successResultOf(self.receive(self.message()))
-        self.assertEqual(len(self.confirmations), 1)
+        obj = self.message()
+        self.successResultOf(self.receive(obj))
+        self.assertEqual(self.confirmations, [("poe.net", obj.id)])
 
     def test_parent_digest(self) -> None:
         first = self.message()
@@ -266,6 +377,12 @@ class ReceiverTests(SynchronousTestCase):
         self.successResultOf(self.receive(reply))
         forged = self.message(Parent=first.id, **{"Parent-Digest": "0" * 64})
         self.assertIn("Parent-Digest", self.refused(forged).message)
+        undigested = self.message(Parent=first.id)
+        error = self.refused(undigested)
+        self.assertEqual(
+            (error.code, error.message),
+            (554, f"Parent-Digest does not match {first.id}"),
+        )
 
     def test_policy(self) -> None:
         profile = user_object(LOST)
@@ -274,7 +391,9 @@ class ReceiverTests(SynchronousTestCase):
         [result] = self.successResultOf(
             self.receive(self.message(sender="spam@poe.net"))
         )
-        self.assertEqual(result.code, 554)
+        self.assertEqual(
+            result, RecipientResult(LOST, 554, "refused by the recipient's policy")
+        )
         [result] = self.successResultOf(self.receive(self.message()))
         self.assertIn("held", result.text)
         self.assertEqual(self.pushed, [])
@@ -283,10 +402,37 @@ class ReceiverTests(SynchronousTestCase):
 
     def test_format(self) -> None:
         [result] = self.successResultOf(self.receive(self.message(Format="html")))
-        self.assertEqual(result.code, 554)
+        self.assertEqual((result.address, result.code), (LOST, 554))
         self.assertIn("never", result.text)
 
     def test_unknown_user(self) -> None:
         obj = self.message(to="ghost@lenore.org")
         [result] = self.successResultOf(self.receive(obj, ["ghost@lenore.org"]))
         self.assertEqual(result.code, 550)
+
+
+class ResultsTests(SynchronousTestCase):
+    """
+    The per-recipient result lines of a DELIVER reply (and of a SEND
+    remembered with its key).
+    """
+
+    def test_round_trip(self) -> None:
+        results = [
+            RecipientResult(LOST, 201, "held until the recipient approves"),
+            RecipientResult("ghost@lenore.org", 550, "no such user"),
+        ]
+        text = results_text(results)
+        self.assertEqual(
+            text,
+            f"{LOST} 201 held until the recipient approves\r\n"
+            "ghost@lenore.org 550 no such user\r\n",
+        )
+        self.assertEqual(parse_results(text), results)
+
+    def test_lines_without_a_three_digit_code_are_skipped(self) -> None:
+        text = (
+            "a@x 250 ok\r\nb@x abc letters\r\nc@x 2500 four digits\r\n"
+            "d@x \u00b2\u00b3\u00b9 not ascii\r\ngarbage\r\n"
+        )
+        self.assertEqual(parse_results(text), [RecipientResult("a@x", 250, "ok")])

@@ -30,6 +30,7 @@ from twisted.internet.defer import (
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
 
 from fmtp.delivery import RecipientResult
 from fmtp.errors import FMTPError
@@ -114,6 +115,7 @@ class PeerCommands(CommandGroup):
     @ivar on_deliver: C{"ok"}, C{"close"} (drop the connection instead of
         answering), C{"silent"} (never answer) or a reply code to refuse the
         whole message with.
+    @ivar on_confirm: C{"ok"}, or a reply code to answer every CONFIRM with.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class PeerCommands(CommandGroup):
         )
         self.hello_mode: str | int = "ok"
         self.on_deliver: str | int = "ok"
+        self.on_confirm: str | int = "ok"
         self.delivered: list[tuple[list[str], FMTPObject, str]] = []
         self.objects: dict[str, FMTPObject] = {}
         self.sent: dict[str, str] = {}
@@ -180,6 +183,8 @@ class PeerCommands(CommandGroup):
 
     async def confirm(self, frame: Frame, client: Session) -> Frame:
         self.confirms += 1
+        if isinstance(self.on_confirm, int):
+            return reply(self.on_confirm, frame.tag, "not now")
         if self.sent.get(frame.argument) == frame.headers.get("Digest"):
             return reply(200, frame.tag, "yes")
         return reply(550, frame.tag, "not sent from here")
@@ -866,7 +871,12 @@ async def test_countersign(env) -> None:
     lenore.handler.sent[sent.id] = sent.digest()
 
     assert await countersigner.confirm("lenore.org", sent) is True
-    assert await countersigner("lenore.org", env.message()) is False
+    unsent = env.message()
+    with capturedLogs() as events:
+        assert await countersigner("lenore.org", unsent) is False
+    assert f"lenore.org does not confirm sending {unsent.id}" in [
+        formatEvent(event) for event in events
+    ]
     assert await countersigner.confirm("nowhere.example", sent) is False
     assert lenore.connections == 1
 
@@ -885,6 +895,44 @@ async def test_countersign_with_the_origin_down_is_temporary(env) -> None:
     )
     assert isinstance(error, CountersignUnavailable)
     assert error.code == 451
+
+
+@pytest_twisted.ensureDeferred
+async def test_countersign_answer_codes(env) -> None:
+    """
+    An origin's 4xx to CONFIRM (400 included) means "ask again later", so
+    the receiver answers 451 and the message is retried; any 5xx (500
+    included) is no confirmation, and the message is refused.
+    """
+    lenore = env.serve()
+    env.routes.routes["lenore.org"] = [lenore.route()]
+    countersigner = Countersigner(env.pool())
+    sent = env.message()
+    lenore.handler.sent[sent.id] = sent.digest()
+    for code in (400, 421, 499):
+        lenore.handler.on_confirm = code
+        error = await failure_of(
+            countersigner.confirm("lenore.org", sent), CountersignUnavailable
+        )
+        assert error.code == 451
+        assert error.message.startswith("cannot ask lenore.org to confirm now (")
+    for code in (500, 554):
+        lenore.handler.on_confirm = code
+        assert await countersigner.confirm("lenore.org", sent) is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_countersign_bug_is_no_confirmation() -> None:
+    """
+    An unexpected error while asking (a bug below) never counts as a yes.
+    """
+
+    class BrokenPool:
+        async def confirm_link(self, domain):
+            raise RuntimeError("a bug")
+
+    message = FMTPObject(new_object_id(EDGAR, 0), "message", {"From": EDGAR}, b"")
+    assert await Countersigner(BrokenPool()).confirm("poe.net", message) is False
 
 
 @pytest_twisted.ensureDeferred

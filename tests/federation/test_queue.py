@@ -24,14 +24,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.delivery import QueuedDelivery, RecipientResult
 from fmtp.errors import FMTPError, StoreUnavailable
-from fmtp.federation.bounce import make_bounce
+from fmtp.federation.bounce import clean_reason, make_bounce
 from fmtp.federation.queue import OutboundQueue
 from fmtp.federation.settle import DEFAULT_RETRY_WINDOW, DEFAULT_SCHEDULE, retry_delay
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.keys.static import StaticKeyVerifier
-from fmtp.objects import FMTPObject, domain_of, new_object_id
+from fmtp.objects import FMTPObject, domain_of, new_object_id, parse_object_id
 from fmtp.store.memory import MemoryStore
 from fmtp.store.sqlite import SQLiteStore
+
+#: The schedule without its quick first retries (1, 2 and 5 s): the tests of
+#: windows, bounces and put-off rows count in its round minutes.
+MAIL_SCHEDULE = DEFAULT_SCHEDULE[3:]
 
 EDGAR = "edgar@poe.net"
 LOST = "lost@lenore.org"
@@ -312,6 +316,46 @@ class DeliveryTests(QueueTestCase):
         self.assertEqual(len(self.bounces), 1)
         self.assertEqual(queue.stats.retried, 4)
 
+    def test_reply_code_bounds(self) -> None:
+        """
+        Per recipient, 200 to 299 is delivered, 500 to 599 bounced, and
+        anything else (300, 499, 600) tried again: a retry costs little, a
+        wrong bounce or a wrong "delivered" loses a message.
+        """
+        recipients = tuple(f"user{n}@lenore.org" for n in range(7))
+        queue = self.start()
+        self.links.script = [(200, 299, 300, 499, 500, 599, 600)]
+        self.send(queue, recipients)
+
+        [(_, bounce)] = self.bounces
+        body = bounce.body.decode()
+        for n, bounced in enumerate([False, False, False, False, True, True, False]):
+            self.assertEqual(f"{recipients[n]}:" in body, bounced, n)
+        [row] = self.queued()
+        self.assertEqual(row.recipients, (recipients[2], recipients[3], recipients[6]))
+        self.assertEqual(
+            (queue.stats.delivered, queue.stats.retried, queue.stats.bounced),
+            (2, 3, 2),
+        )
+
+    def test_whole_message_code_bounds(self) -> None:
+        """
+        A whole-message refusal of 500 bounces; 499 is tried again.
+        """
+
+        def refusal(code: int) -> FMTPError:
+            error = FMTPError("refused whole")
+            error.code = code
+            return error
+
+        queue = self.start()
+        self.links.script = [refusal(499), refusal(500)]
+        self.send(queue)
+        self.assertEqual(self.bounces, [])
+        self.clock.advance(60)
+        self.assertEqual(len(self.bounces), 1)
+        self.assertEqual(self.queued(), [])
+
 
 class BounceTests(QueueTestCase):
     def verify(self, obj: FMTPObject) -> None:
@@ -393,6 +437,48 @@ class BounceTests(QueueTestCase):
             first.id, make_bounce(original, row, raven, 1, "poe.net").id
         )
 
+    def test_bounce_text(self) -> None:
+        """
+        The whole body of a bounce, as the sender reads it, and its id:
+        timestamped when the message was queued.
+        """
+        original = FMTPObject(
+            new_object_id(EDGAR, T0), "message", {"From": EDGAR, "Subject": "Hi"}
+        )
+        row = QueuedDelivery.new(original.id, "lenore.org", [LOST, RAVEN], T0 - 5)
+        failures = [
+            RecipientResult(LOST, 550, "no such user"),
+            RecipientResult(RAVEN, 554, ""),
+        ]
+        bounce = make_bounce(original, row, failures, 2, "poe.net")
+        self.assertEqual(
+            bounce.body.decode("utf-8"),
+            "This is the postmaster at poe.net.\n"
+            "\n"
+            "Your message could not be delivered to these recipients at "
+            "lenore.org:\n"
+            "\n"
+            f"  {LOST}: 550 no such user\n"
+            f"  {RAVEN}: 554 no reason given\n"
+            "\n"
+            "No further attempts will be made (2 attempts).\n"
+            "\n"
+            f"Message: {original.id}\n"
+            "Subject: Hi\n",
+        )
+        ms, owner = parse_object_id(bounce.id)
+        self.assertEqual((ms, owner), (int((T0 - 5) * 1000), "postmaster@poe.net"))
+
+    def test_clean_reason(self) -> None:
+        """
+        A peer's reason is kept whole up to 300 characters, then cut to
+        that length, ending in "...".
+        """
+        self.assertEqual(clean_reason("x" * 300), "x" * 300)
+        self.assertEqual(clean_reason("x" * 301), "x" * 297 + "...")
+        self.assertEqual(clean_reason(" \r\n "), "no reason given")
+        self.assertEqual(clean_reason("a \r\n b"), "a b")
+
     def test_peer_reason_is_quoted_on_one_line(self) -> None:
         """
         A peer's reason cannot add lines to a bounce or make it huge.
@@ -421,6 +507,7 @@ class BounceTests(QueueTestCase):
         self.assertEqual(recipient, EDGAR)
         body = bounce.body.decode()
         self.assertIn(f"{RAVEN}: 554 code 554", body)
+        self.assertIn("(1 attempt)", body)
         self.assertNotIn(LOST, body)
         self.assertNotIn(LENORE, body)
         self.verify(bounce)
@@ -461,6 +548,35 @@ class BounceTests(QueueTestCase):
         self.assertEqual(len(self.links.calls), 2)
         self.assertEqual((queue.stats.retried, queue.stats.delivered), (2, 1))
 
+    def test_window_runs_out_for_some_recipients(self) -> None:
+        """
+        Recipients retried one by one until the window runs out are
+        bounced with those refused for good in the same attempt, in one
+        bounce counting every attempt; each retry is counted, and the
+        give-up is logged.
+        """
+        queue = self.start(retry_window=400, retry_schedule=MAIL_SCHEDULE)
+        self.links.script = [(201, 451, 451), (451, 451), (554, 451)]
+        with capturedLogs() as events:
+            obj = self.send(queue, (LOST, RAVEN, LENORE))
+            self.assertEqual(self.queued()[0].recipients, (RAVEN, LENORE))
+            self.run_timers()
+        self.assertEqual(self.links.times(), [0, 60, 360])
+        self.assertEqual(self.queued(), [])
+        [(_, bounce)] = self.bounces
+        body = bounce.body.decode()
+        self.assertIn(f"  {RAVEN}: 554 code 554\n", body)
+        self.assertIn(f"  {LENORE}: 451 code 451\n", body)
+        self.assertIn("(3 attempts)", body)
+        self.assertEqual(
+            (queue.stats.delivered, queue.stats.retried, queue.stats.bounced),
+            (1, 4, 2),
+        )
+        self.assertIn(
+            f"Giving up on {obj.id} to lenore.org after 3 attempts: 451 code 451",
+            [formatEvent(event) for event in events],
+        )
+
     def test_missing_results_are_retried(self) -> None:
         """
         A recipient the peer gave no result for is tried again rather than
@@ -471,9 +587,30 @@ class BounceTests(QueueTestCase):
             lambda delivery: succeed([RecipientResult(LOST, 201, "ok")])
         ]
         self.send(queue, (LOST, RAVEN))
-        self.assertEqual(self.queued()[0].recipients, (RAVEN,))
+        [row] = self.queued()
+        self.assertEqual(row.recipients, (RAVEN,))
+        self.assertEqual(row.last_error, "451 no reply for recipient")
         self.assertEqual(self.bounces, [])
         self.assertEqual(queue.stats.retried, 1)
+
+    def test_results_for_malformed_addresses_are_skipped(self) -> None:
+        """
+        A result line naming no address of ours is skipped, and the
+        results after it still count.
+        """
+        queue = self.start()
+        self.links.script = [
+            lambda delivery: succeed(
+                [
+                    RecipientResult("not an address", 554, "x"),
+                    RecipientResult(LOST, 201, "ok"),
+                ]
+            )
+        ]
+        self.send(queue)
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.bounces, [])
+        self.assertEqual(queue.stats.delivered, 1)
 
     def test_whole_message_permanent(self) -> None:
         """
@@ -489,6 +626,7 @@ class BounceTests(QueueTestCase):
         body = bounce.body.decode()
         self.assertIn(f"{LOST}: 554 lenore.org does not exist", body)
         self.assertIn(f"{RAVEN}: 554 lenore.org does not exist", body)
+        self.assertIn("(1 attempt)", body)
         self.run_timers()
         self.assertEqual(len(self.links.calls), 1)
         self.assertEqual(queue.stats.bounced, 2)
@@ -525,6 +663,31 @@ class BounceTests(QueueTestCase):
             text,
         )
 
+    def test_give_up_and_bounce_are_logged(self) -> None:
+        """
+        doc/admin.md: each failure and bounce is logged, naming the
+        message, the attempts and the recipients; a bounce filed (its
+        inbox answered 201) is logged as bounced, not as refused.
+        """
+        self.file_bounce = lambda recipient, obj: succeed(
+            [RecipientResult(recipient, 201, "delivered")]
+        )
+        queue = self.start(retry_window=100, retry_schedule=MAIL_SCHEDULE)
+        self.links.default = LinkDown()
+        with capturedLogs() as events:
+            obj = self.send(queue, (LOST, RAVEN))
+            self.clock.advance(60)
+        text = [formatEvent(event) for event in events]
+        self.assertIn(
+            f"Giving up on {obj.id} to lenore.org after 2 attempts: "
+            "421 connection refused",
+            text,
+        )
+        [bounced] = [line for line in text if line.startswith("Bounced")]
+        self.assertTrue(bounced.startswith(f"Bounced {obj.id} to {EDGAR} as "), bounced)
+        self.assertTrue(bounced.endswith(f": failed for {LOST}, {RAVEN}"), bounced)
+        self.assertFalse([line for line in text if "was refused" in line], text)
+
     def test_bounce_refused_is_logged(self) -> None:
         """
         A C{deliver_local} that answers with results (one that runs the
@@ -550,9 +713,14 @@ class BounceTests(QueueTestCase):
         self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
         queue = self.start()
         self.links.default = NoSuchDomain()
-        self.send(queue)
+        with capturedLogs() as events:
+            obj = self.send(queue)
 
         self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertIn(
+            f"Could not settle the delivery of {obj.id} to lenore.org",
+            [formatEvent(event) for event in events],
+        )
         self.assertEqual(len(self.queued()), 1)
         self.assertEqual(self.timer_times(), [60.0])
 
@@ -648,6 +816,99 @@ class FailureTests(QueueTestCase):
         self.assertEqual(self.queued("kingdom.example"), [])
         self.assertTrue(self.successResultOf(self.store.has_object(elsewhere.id)))
 
+    def test_every_row_of_a_failed_domain_is_put_off(self) -> None:
+        """
+        The rows put off are all the domain's rows due in the pass, however
+        many windows they fill: none is left due, to be tried at once.
+        """
+        queue = self.start(window=2, retry_schedule=MAIL_SCHEDULE)
+        self.links.default = LinkDown()
+        for _ in range(5):
+            self.queue_message((LOST,))
+            self.clock.advance(1)
+        queue.kick()
+        self.assertEqual(len(self.links.calls), 1)
+        self.assertEqual([row.attempts for row in self.queued()], [1] * 5)
+        self.assertEqual(self.timer_times(), [65.0])
+
+    def test_put_off_counts_as_an_attempt(self) -> None:
+        """
+        A row put off counts its attempt: the next wait is the schedule's
+        next one, and a bounce counts it.
+        """
+        queue = self.start(retry_window=400, retry_schedule=MAIL_SCHEDULE)
+        self.links.default = LinkDown()
+        self.queue_message((LOST,))
+        put_off = self.queue_message((RAVEN,))
+        queue.kick()
+        self.clock.advance(60)
+        rows = {row.object_id: row for row in self.queued()}
+        self.assertEqual(rows[put_off.id].attempts, 2)
+        self.assertEqual(rows[put_off.id].next_attempt, T0 + 60 + 300)
+        self.clock.advance(300)
+        self.assertEqual(self.queued(), [])
+        bodies = [bounce.body.decode() for _, bounce in self.bounces]
+        self.assertEqual(len(bodies), 2)
+        self.assertEqual(queue.stats.bounced, 2)
+        self.assertTrue(all("(3 attempts)" in body for body in bodies), bodies)
+        self.assertTrue(
+            any(
+                f"  {address}: 421 not tried" in "".join(bodies)
+                for address in (LOST, RAVEN)
+            ),
+            bodies,
+        )
+
+    def test_put_off_row_of_a_deleted_object(self) -> None:
+        """
+        A row put off whose object is gone is dropped, as when it is tried.
+        """
+        gone: set[str] = set()
+
+        class Forgetting(MemoryStore):
+            def queued_objects(self, object_ids) -> Deferred[list[FMTPObject | None]]:
+                d = super().queued_objects(object_ids)
+                return d.addCallback(
+                    lambda found: [
+                        None if obj is not None and obj.id in gone else obj
+                        for obj in found
+                    ]
+                )
+
+        self.store = Forgetting()
+        queue = self.start(retry_schedule=MAIL_SCHEDULE)
+        self.links.default = LinkDown()
+        kept = self.queue_message((LOST,))
+        self.clock.advance(1)
+        dropped = self.queue_message((RAVEN,))
+        gone.add(dropped.id)
+        queue.kick()
+        self.assertEqual(len(self.links.calls), 1)
+        self.assertEqual([row.object_id for row in self.queued()], [kept.id])
+
+    def test_failed_pass_tried_again_after_a_wait(self) -> None:
+        """
+        A pass that fails (a bug) does not stop the queue: the next pass
+        runs after the first wait.
+        """
+        queue = self.make_queue()
+        run_pass = queue._run_pass
+        failures = [RuntimeError("a bug")]
+
+        async def broken() -> float | None:
+            if failures:
+                raise failures.pop()
+            return await run_pass()
+
+        queue._run_pass = broken
+        self.queue_message()
+        queue.startService()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.links.calls, [])
+        self.assertEqual(self.timer_times(), [60.0])
+        self.clock.advance(60)
+        self.assertEqual(self.links.times(), [60.0])
+
     def test_deleted_object(self) -> None:
         """
         A row whose object is gone (deleted between reading the row and
@@ -689,15 +950,52 @@ class FailureTests(QueueTestCase):
         self.assertEqual(self.links.times(), [60.0])
 
     def test_arguments_checked(self) -> None:
-        for bad in (
-            {"retry_schedule": ()},
-            {"retry_schedule": (60, 0)},
-            {"retry_window": -1},
-            {"max_held": 0},
-            {"window": 0},
-            {"batch": 0},
+        for bad, message in (
+            ({"retry_schedule": ()}, "retry_schedule must be positive waits"),
+            ({"retry_schedule": (60, 0)}, "retry_schedule must be positive waits"),
+            ({"retry_window": -1}, "retry_window must not be negative"),
+            ({"max_held": 0}, "batch, window and max_held must"),
+            ({"batch": 0}, "batch, window and max_held must"),
+            ({"window": 0}, "batch, window and max_held must"),
         ):
-            self.assertRaises(ValueError, self.make_queue, **bad)
+            with self.assertRaises(ValueError, msg=bad) as caught:
+                self.make_queue(**bad)
+            self.assertTrue(str(caught.exception).startswith(message), caught.exception)
+        # The smallest values allowed.
+        self.make_queue(
+            retry_schedule=(1,),
+            retry_window=0,
+            max_held=1,
+            batch=1,
+            window=1,
+        )
+
+    def test_put_off_row_not_settled_is_logged(self) -> None:
+        """
+        A row put off that the store fails to reschedule stays queued, with
+        a log line naming it and its domain.
+        """
+
+        class Failing(MemoryStore):
+            def reschedule(self, object_id, *args, **kwargs):
+                if object_id == put_off.id:
+                    return fail(StoreUnavailable())
+                return super().reschedule(object_id, *args, **kwargs)
+
+        self.store = Failing()
+        queue = self.start()
+        self.links.default = LinkDown()
+        self.queue_message((LOST,))
+        self.clock.advance(1)
+        put_off = self.queue_message((RAVEN,))
+        with capturedLogs() as events:
+            queue.kick()
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertIn(
+            f"Could not settle the delivery of {put_off.id} to lenore.org",
+            [formatEvent(event) for event in events],
+        )
+        self.assertEqual(len(self.queued()), 2)
 
     def test_retry_delay(self) -> None:
         self.assertEqual(
@@ -745,6 +1043,67 @@ class SchedulingTests(QueueTestCase):
         self.assertEqual(self.links.times(), [500.0, 800.0])
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(queue.stats.delivered, 2)
+
+    def test_kick_while_sleeping(self) -> None:
+        """
+        A kick while the queue sleeps until a later row runs a pass at
+        once, then sleeps until that row again.
+        """
+        self.queue_message(next_attempt=T0 + 500)
+        queue = self.start()
+        self.assertEqual(self.timer_times(), [500.0])
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(self.links.times(), [0.0])
+        self.assertEqual(self.timer_times(), [500.0])
+        self.send(queue, (USHER,))
+        self.assertEqual(self.timer_times(), [500.0])
+        self.clock.advance(500)
+        self.assertEqual(self.links.times(), [0.0, 0.0, 500.0])
+
+    def test_timer_for_a_row_due_soon(self) -> None:
+        self.queue_message(next_attempt=T0 + 0.25)
+        self.start()
+        self.assertEqual(self.timer_times(), [0.25])
+
+    def test_repr(self) -> None:
+        queue = self.make_queue()
+        self.assertEqual(repr(queue), "<OutboundQueue poe.net stopped>")
+        queue.startService()
+        self.assertEqual(repr(queue), "<OutboundQueue poe.net running>")
+
+    def test_default_sizes(self) -> None:
+        """
+        By default a pass reads 100 rows at a time, every domain with rows
+        due is sent to at once, and up to 32 deliveries are pipelined on one
+        domain's link.
+        """
+        reads = []
+
+        class Counting(MemoryStore):
+            def due_deliveries(self, now: float, limit: int, skip=()) -> Any:
+                reads.append(limit)
+                return super().due_deliveries(now, limit, skip)
+
+        self.store = Counting()
+        self.links.default = PENDING
+        queue = self.make_queue()
+        for n in range(40):
+            self.queue_message((f"user{n}@lenore.org",))
+            self.clock.advance(1)
+        for n in range(9):
+            self.queue_message((f"user@domain{n}.example",))
+        queue.startService()
+        self.assertEqual(reads[0], 100)
+        domains = {d.domain for d, _ in self.links.pending}
+        self.assertEqual(len(domains), 10)
+        # The first delivery to a domain goes alone: it opens the link.
+        lenore = [
+            i for i, (d, _) in enumerate(self.links.pending) if d.domain == "lenore.org"
+        ]
+        self.assertEqual(len(lenore), 1)
+        self.links.finish(lenore[0])
+        in_flight = [d for d, _ in self.links.pending if d.domain == "lenore.org"]
+        self.assertEqual(len(in_flight), 32)
 
     def test_kick_during_pass(self) -> None:
         """

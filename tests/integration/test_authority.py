@@ -163,8 +163,15 @@ async def test_a_retried_send_is_sent_once(people) -> None:
     assert again.headers["Id"] == first.headers["Id"]
     assert again.body == first.body == f"{ANNABEL} 201 delivered\r\n".encode()
     assert await fetch_ids(annabel) == [first.headers["Id"]]
-    # The same key for another message is a client bug, refused.
+    # The same key for another message is a client bug, refused: another
+    # body, or the same body with other headers.
     other = await edgar.request("SEND", headers=headers, body=b"another")
+    assert other.code == 554, other
+    assert other.argument == (
+        f"Idempotency-Key send-1 was used for another message, {first.headers['Id']}"
+    )
+    retitled = {**headers, "Subject": "Twice"}
+    other = await edgar.request("SEND", headers=retitled, body=b"only once")
     assert other.code == 554, other
     # Keys are per sender: annabel's "send-1" is hers.
     hers = await annabel.request(
@@ -175,6 +182,7 @@ async def test_a_retried_send_is_sent_once(people) -> None:
         "SEND", headers={"To": ANNABEL, "Idempotency-Key": "no spaces"}, body=b"x"
     )
     assert bad.code == 501, bad
+    assert bad.argument == "Idempotency-Key must be 1 to 64 letters, digits or . _ : -"
     # Without a key, two SENDs are two messages.
     plain = {"To": ANNABEL}
     one = await edgar.request("SEND", headers=plain, body=b"same")

@@ -234,3 +234,40 @@ async def test_no_open_relay_and_no_unproved_relaying(network: Network) -> None:
         200,
         f"{LOST} 201 queued for relay\r\n".encode(),
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_keyless_child_is_not_relayed(network: Network) -> None:
+    """
+    A parent relays only what its origin's signature proves
+    (doc/protocol.md 8.4), even for a child: a countersign from a child
+    whose domain publishes no key proves nothing to the domains the parent
+    relays to, which would refuse the message, leaving its sender unaware.
+
+    Before: keyless.example, a child of relay.example, sent a message to
+    someone at relay.example and to lost@lenore.org; relay.example asked
+    keyless.example to confirm it (yes: it was sent to relay.example) and
+    queued it onward for lenore.org.
+    """
+    relay = await network.start(
+        "relay.example",
+        "127.0.0.6",
+        settings=replace(FAST, relay_for=frozenset({"keyless.example"})),
+    )
+    keyless = await network.start("keyless.example", "127.0.0.4", publish_key=False)
+    await keyless.add_account(MALLORY)
+    mallory = await keyless.login(MALLORY)
+    sent = await mallory.request(
+        "SEND", headers={"To": f"usher@relay.example {LOST}"}, body=b"hello"
+    )
+    assert sent.code == 201, sent
+    obj = message_of(await mallory.request("GET", sent.headers["Id"]))
+
+    child = await raw_peer(relay, "keyless.example")
+    answer = await deliver(child, obj, LOST)
+    assert answer.code == 554, answer
+    assert answer.argument == (
+        "keyless.example publishes no key, so its message cannot be relayed "
+        "by keyless.example"
+    )
+    assert await relay.services.store.queued_for("lenore.org") == []

@@ -165,6 +165,50 @@ class ObjectProtocolTests(SynchronousTestCase):
             lost.ask("GET", argument=object_id).argument,
         )
 
+    def test_a_message_is_visible_to_those_it_names(self) -> None:
+        """
+        A stored message (not sent) is shown to its owner and to the
+        addresses in its To, to nobody else; other types are not shown
+        for being addressed.
+        """
+        edgar, lost = self.logged_in(), self.logged_in(LOST)
+        add_account(self.store, "raven@poe.net", PASSWORD)
+        raven = self.logged_in("raven@poe.net")
+        to_lost = edgar.ask("PUT", headers={"Type": "message", "To": LOST}).headers[
+            "Id"
+        ]
+        post = edgar.ask("PUT", headers={"Type": "post", "To": LOST}).headers["Id"]
+        no_to = edgar.ask("PUT", headers={"Type": "message"}).headers["Id"]
+        self.assertEqual(lost.ask("GET", argument=to_lost).code, 200)
+        self.assertEqual(raven.ask("GET", argument=to_lost).code, 550)
+        self.assertEqual(self.conn.ask("GET", argument=to_lost).code, 550)
+        self.assertEqual(lost.ask("GET", argument=post).code, 550)
+        self.assertEqual(lost.ask("GET", argument=no_to).code, 550)
+        self.assertEqual(edgar.ask("GET", argument=no_to).code, 200)
+
+    def test_put_stores_what_it_says(self) -> None:
+        """
+        C{Id} and C{Type} are not properties; a user object's C{Address} is
+        its owner's, whatever the request said, and only a user object
+        gets one; C{Public: no} is as good as C{yes}.
+        """
+        conn = self.logged_in()
+        put = conn.ask(
+            "PUT", headers={"Type": "post", "Id": f"1700000000000.ab.{EDGAR}"}
+        )
+        self.assertEqual(put.code, 201)
+        stored = self.successResultOf(self.store.get_object(put.headers["Id"]))
+        self.assertEqual(stored.properties, {})
+        profile = conn.ask(
+            "PUT", headers={"Id": EDGAR, "Type": "user", "Address": "x@elsewhere.org"}
+        )
+        self.assertEqual(profile.code, 201)
+        stored = self.successResultOf(self.store.get_object(EDGAR))
+        self.assertEqual(stored.properties, {"Address": EDGAR})
+        self.assertEqual(
+            conn.ask("PUT", headers={"Type": "post", "Public": "No"}).code, 201
+        )
+
     def test_user_object_shows_only_its_profile(self) -> None:
         conn = self.logged_in()
         answer = conn.ask(
@@ -190,11 +234,30 @@ class ObjectProtocolTests(SynchronousTestCase):
         )
         self.assertEqual(answer.code, 554)
         self.assertEqual(
+            answer.argument,
+            "1700000000000.abc.lost@poe.net belongs to lost@poe.net; "
+            "you may only change your own objects",
+        )
+        self.assertEqual(
             conn.ask("PUT", headers={"Id": LOST, "Type": "user"}).code, 554
         )
 
     def test_put_refuses_bad_objects(self) -> None:
         conn = self.logged_in()
+        for headers, text in [
+            ({}, "missing header: Type"),
+            ({"Type": "post", "Public": "maybe"}, "Public must be yes or no"),
+            (
+                {"Type": "post", "Id": EDGAR},
+                "a user object's id is its address, and only a user object's is",
+            ),
+            (
+                {"Type": "post", "Parent-Digest": "0" * 64},
+                "Parent-Digest without Parent",
+            ),
+        ]:
+            answer = conn.ask("PUT", headers=headers)
+            self.assertEqual((answer.code, answer.argument), (501, text))
         self.assertEqual(conn.ask("PUT", headers={}).code, 501)
         self.assertEqual(conn.ask("PUT", headers={"Type": "Bad Type"}).code, 501)
         self.assertEqual(
@@ -242,8 +305,16 @@ class ObjectProtocolTests(SynchronousTestCase):
             "Id"
         ]
         lost = self.logged_in(LOST)
-        self.assertEqual(lost.ask("DELETE", argument=object_id).code, 554)
-        self.assertEqual(conn.ask("DELETE", argument=EDGAR).code, 554)
+        refused = lost.ask("DELETE", argument=object_id)
+        self.assertEqual(
+            (refused.code, refused.argument),
+            (554, "you may only delete your own objects"),
+        )
+        refused = conn.ask("DELETE", argument=EDGAR)
+        self.assertEqual(
+            (refused.code, refused.argument),
+            (554, "a user object is removed with its account"),
+        )
         self.assertEqual(conn.ask("DELETE", argument=object_id).code, 200)
         self.assertEqual(conn.ask("DELETE", argument=object_id).code, 550)
         self.assertEqual(conn.ask("DELETE").code, 501)
@@ -275,6 +346,31 @@ class ObjectProtocolTests(SynchronousTestCase):
         self.assertEqual(self.conn.ask("LIST", headers={"Limit": "-1"}).code, 501)
         self.assertEqual(self.conn.ask("LIST", headers={"Start": "²"}).code, 501)
         self.assertEqual(self.conn.ask("LIST", headers={"Limit": "100000"}).code, 501)
+
+    def test_list_limits_and_owner(self) -> None:
+        """
+        Limit runs from 1 to 200 inclusive; a page that ends exactly at the
+        last object has no Next-Start; Owner lists only that owner's public
+        objects.
+        """
+        edgar, lost = self.logged_in(), self.logged_in(LOST)
+        ids = [
+            edgar.ask("PUT", headers={"Type": "post", "Public": "yes"}).headers["Id"]
+            for _ in range(3)
+        ]
+        whole = self.conn.ask("LIST", headers={"Limit": "3"})
+        self.assertEqual(whole.headers["Count"], "3")
+        self.assertNotIn("Next-Start", whole.headers)
+        self.assertEqual(self.conn.ask("LIST", headers={"Limit": "200"}).code, 200)
+        for limit in ("0", "201"):
+            refused = self.conn.ask("LIST", headers={"Limit": limit})
+            self.assertEqual(refused.code, 501)
+            self.assertEqual(refused.argument, "Start must be >= 0 and Limit 1 to 200")
+        lost.ask("PUT", headers={"Type": "post", "Public": "yes"})
+        edgars = self.conn.ask("LIST", headers={"Owner": EDGAR})
+        self.assertEqual(
+            [line.split()[0] for line in edgars.body.decode().splitlines()], ids
+        )
 
     def test_pipelined_requests_echo_their_tags(self) -> None:
         self.conn.send_bytes(

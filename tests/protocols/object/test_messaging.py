@@ -73,8 +73,10 @@ class LocalMessagingTests(SynchronousTestCase):
         edgar = self.logged_in(EDGAR)
         self.assertEqual(edgar.ask("SEND", headers={}).code, 501)
         self.assertEqual(edgar.ask("SEND", headers={"To": "not an address"}).code, 553)
+        forged = edgar.ask("SEND", headers={"To": ANNABEL, "From": LOST})
         self.assertEqual(
-            edgar.ask("SEND", headers={"To": ANNABEL, "From": LOST}).code, 501
+            (forged.code, forged.argument),
+            (501, "From is set by the server: it is you"),
         )
 
     def test_remote_recipients_are_queued_before_2xx(self) -> None:
@@ -116,6 +118,98 @@ class LocalMessagingTests(SynchronousTestCase):
         writes.pop().errback(StoreUnavailable())
         [failed] = edgar.frames()
         self.assertEqual(failed.code, 451)
+
+    def test_repeated_send_to_several_answers_alike(self) -> None:
+        """
+        A keyed SEND repeated answers with the results of the first, line
+        for line, reasons with spaces included.
+        """
+        profile = self.successResultOf(self.store.get_object(ANNABEL))
+        profile.properties["Policy"] = "confirm"
+        self.store.put_object(profile)
+        edgar = self.logged_in(EDGAR)
+        headers = {"To": f"{ANNABEL} nobody@poe.net", "Idempotency-Key": "k2"}
+        first = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual(
+            first.body,
+            f"{ANNABEL} 201 held until the recipient approves\r\n"
+            "nobody@poe.net 550 no such user\r\n".encode(),
+        )
+        again = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual((again.code, again.body), (first.code, first.body))
+
+    def test_send_sets_id_type_and_recipients(self) -> None:
+        """
+        The server names the message: a client's C{Id} is ignored, its
+        C{Type} kept, its C{To} written in normal form; local recipients
+        are not queued as if remote.
+        """
+        edgar, annabel = self.logged_in(EDGAR), self.logged_in(ANNABEL)
+        sent = edgar.ask(
+            "SEND",
+            headers={
+                "Id": f"1700000000000.ab.{EDGAR}",
+                "Type": "post",
+                "To": f"Annabel@POE.net, {ANNABEL} {LOST}",
+            },
+        )
+        self.assertEqual(sent.code, 201)
+        [pushed] = annabel.frames()
+        self.assertEqual(pushed.headers["Id"], sent.headers["Id"])
+        self.assertNotEqual(sent.headers["Id"], f"1700000000000.ab.{EDGAR}")
+        self.assertEqual(pushed.headers["Type"], "post")
+        self.assertEqual(pushed.headers["To"], f"{ANNABEL} {LOST}")
+        stored = self.successResultOf(self.store.get_object(sent.headers["Id"]))
+        self.assertNotIn("Id", stored.properties)
+        self.assertNotIn("Type", stored.properties)
+        self.assertEqual(stored.type, "post")
+        self.assertEqual(self.successResultOf(self.store.queued_for("poe.net")), [])
+        self.assertEqual(
+            len(self.successResultOf(self.store.queued_for("lenore.org"))), 1
+        )
+
+    def test_send_recipient_bounds(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        hundred = " ".join(f"u{n}@lenore.org" for n in range(100))
+        self.assertEqual(edgar.ask("SEND", headers={"To": hundred}).code, 201)
+        for to, code, text in [
+            (f"{hundred} u100@lenore.org", 501, "at most 100 recipients"),
+            (" , ", 501, "a message needs a To header"),
+            (
+                "nobody",
+                553,
+                "To: bad address 'nobody': expected user@domain",
+            ),
+        ]:
+            answer = edgar.ask("SEND", headers={"To": to})
+            self.assertEqual((answer.code, answer.argument), (code, text))
+
+    def test_a_used_key_is_refused_for_another_message(self) -> None:
+        """
+        A key used before, sent again with another message, is refused as
+        such, naming the message it was used for.
+        """
+        edgar = self.logged_in(EDGAR)
+        first = edgar.ask("SEND", headers={"To": ANNABEL, "Idempotency-Key": "k"})
+        again = edgar.ask("SEND", headers={"To": EDGAR, "Idempotency-Key": "k"})
+        self.assertEqual(
+            (again.code, again.argument),
+            (
+                554,
+                "Idempotency-Key k was used for another message, "
+                f"{first.headers['Id']}",
+            ),
+        )
+
+    def test_delete_what_one_sent_oneself(self) -> None:
+        edgar = self.logged_in(EDGAR)
+        pushed, sent = edgar.send("SEND", headers={"To": EDGAR}, body=b"to self")
+        self.assertEqual((pushed.code, sent.code), (250, 201))
+        deleted = edgar.ask("DELETE", argument=sent.headers["Id"])
+        self.assertEqual(
+            (deleted.code, deleted.argument),
+            (200, "removed from your inbox and deleted"),
+        )
 
     def test_parent_digest_needs_a_parent(self) -> None:
         edgar = self.logged_in(EDGAR)
@@ -285,6 +379,30 @@ class ServerLinkTests(SynchronousTestCase):
         self.assertEqual(
             self.successResultOf(self.services.store.queued_for("usher.example")), []
         )
+
+    def test_relayed_message_is_not_confirmed(self) -> None:
+        """
+        A parent queued its child's message for usher.example, but did
+        not send it: asked by usher.example, it does not vouch for it (only
+        the child's domain can).
+        """
+        self.relaying_for_poe()
+        self.hello()
+        obj = self.message(to="usher@usher.example")
+        relayed = self.peer.ask(
+            "DELIVER",
+            argument="usher@usher.example",
+            headers=obj.to_headers(),
+            body=obj.body,
+        )
+        self.assertEqual(relayed.code, 200)
+        usher = DomainSigner(generate_private_key(), "usher.example")
+        self.services.keys.add_signer(usher)
+        asker = StreamHarness(self.services, host="192.0.2.51")
+        hello = make_hello(usher, "lenore.org", self.clock.seconds())
+        self.assertEqual(asker.ask("HELLO", headers=hello).code, 200)
+        answer = asker.ask("CONFIRM", argument=obj.id, headers={"Digest": obj.digest()})
+        self.assertEqual(answer.code, 550)
 
     def test_parent_looks_up_for_children_only(self) -> None:
         usher = user_object("usher@usher.example")
