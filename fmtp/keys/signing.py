@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from fmtp.errors import BadSignature, InvalidAddress, InvalidObjectId
 from fmtp.interfaces import IDomainSigner, IKeyVerifier
+from fmtp.keys.gilsign import gil_holding_signer
 from fmtp.keys.records import (
     DomainPublicKey,
     SignatureInfo,
@@ -199,6 +200,7 @@ class DomainSigner:
             self.domain, private_key.public_key()
         )
         self.fingerprint = self._public_key.fingerprint
+        self._sign = gil_holding_signer(private_key) or private_key.sign
 
     def __repr__(self) -> str:
         # Never show the private key, not even by accident in a log.
@@ -216,9 +218,7 @@ class DomainSigner:
         C{data} name its purpose, so that a signature made for one thing
         (a handshake) can never pass for another (an object).
         """
-        return SignatureInfo(
-            self.domain, self.fingerprint, int(now), self._private_key.sign(data)
-        )
+        return SignatureInfo(self.domain, self.fingerprint, int(now), self._sign(data))
 
     def sign_object(self, obj: FMTPObject, now: float) -> FMTPObject:
         """
