@@ -235,6 +235,9 @@ class FMTPObject:
     type: str
     properties: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # The digest, when whoever made this object knows it (L{with_digest}):
+    # not a field of the value, and not copied by C{dataclasses.replace}.
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def owner(self) -> str:
@@ -280,8 +283,36 @@ class FMTPObject:
         """
         The lower-case hex SHA-256 of L{canonical_bytes}: what
         C{Parent-Digest} names and what a signature covers.
+
+        Computed each time, unless this object was made by L{with_digest}.
+        """
+        if self._digest is not None:
+            return self._digest
+        return self.computed_digest()
+
+    def computed_digest(self) -> str:
+        """
+        L{digest}, always computed from what the object holds now: for
+        checking a signature, which must never trust a remembered value.
         """
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    def with_digest(self, properties: dict[str, str], digest: str) -> FMTPObject:
+        """
+        A copy of this object with C{properties}, which differ from its
+        own only in envelope properties (L{ENVELOPE_PROPERTIES}), and so
+        has the same C{digest}, remembered.
+
+        The copy is a sealed value (a signed message on its way to the
+        store, its sender and its recipients): it must not be changed in
+        place, only copied (C{dataclasses.replace}, which forgets the
+        digest).  Computing the digest once instead of once per use (the
+        signature, the stored row, the reply, each push) saves a SHA-256
+        of the whole message each time.
+        """
+        copy = FMTPObject(self.id, self.type, properties, self.body)
+        copy._digest = digest
+        return copy
 
     def summary(self) -> ObjectSummary:
         return ObjectSummary(self.id, self.type, self.digest())

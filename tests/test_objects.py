@@ -4,6 +4,8 @@ Unit tests of the object model: addresses, ids, names, digests, views.
 
 from __future__ import annotations
 
+import dataclasses
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.errors import InvalidAddress, InvalidObject, InvalidObjectId
@@ -159,6 +161,24 @@ class DigestTests(SynchronousTestCase):
             b"body",
         )
         self.assertEqual(sealed.digest(), self.obj.digest())
+
+    def test_with_digest(self) -> None:
+        """
+        A copy made with its digest known answers with it, equals the
+        object it copies with the same properties, and a copy of it
+        (C{dataclasses.replace}) computes its own again.
+        """
+        properties = {**self.obj.properties, "Signature": "v=1"}
+        sealed = self.obj.with_digest(properties, self.obj.digest())
+        self.assertEqual(sealed.digest(), self.obj.digest())
+        self.assertEqual(sealed.computed_digest(), self.obj.digest())
+        self.assertEqual(
+            sealed, FMTPObject(self.obj.id, "message", properties, b"body")
+        )
+        changed = dataclasses.replace(sealed, body=b"other")
+        self.assertNotEqual(changed.digest(), self.obj.digest())
+        self.assertEqual(changed.digest(), changed.computed_digest())
+        self.assertNotIn(self.obj.digest(), repr(sealed))
 
     def test_text_that_is_not_unicode_is_refused(self) -> None:
         obj = FMTPObject(self.obj.id, "post", {"Subject": "\ud800"})
