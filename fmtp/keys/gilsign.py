@@ -29,19 +29,43 @@ from cryptography.hazmat.primitives.serialization import (
 _SIGNATURE_BYTES = 64
 
 
+#: The names libsodium is installed under, tried with C{dlopen} before
+#: C{ctypes.util.find_library}, which runs C{ldconfig}.
+_SODIUM_NAMES = (
+    "libsodium.so.26",
+    "libsodium.so.23",
+    "libsodium.so",
+    "libsodium.dylib",
+)
+
+
+def _open_sodium() -> ctypes.PyDLL | None:
+    for name in _SODIUM_NAMES:
+        try:
+            return ctypes.PyDLL(name)
+        except OSError:
+            pass
+    found = ctypes.util.find_library("sodium")
+    if found is None:
+        return None
+    try:
+        return ctypes.PyDLL(found)
+    except OSError:
+        return None
+
+
 def _load_sodium() -> ctypes.PyDLL | None:
     """
     libsodium, loaded so that its calls keep the GIL, or L{None}.
     """
-    name = ctypes.util.find_library("sodium")
-    if name is None:
+    sodium = _open_sodium()
+    if sodium is None:
         return None
     try:
-        sodium = ctypes.PyDLL(name)
         if sodium.sodium_init() < 0:
             return None
         sign = sodium.crypto_sign_ed25519_detached
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     sign.argtypes = [
         ctypes.c_char_p,

@@ -33,6 +33,15 @@ class GILHoldingSignerTests(SynchronousTestCase):
 
 
 class FallbackTests(SynchronousTestCase):
+    def test_not_installed(self) -> None:
+        """
+        A system without libsodium (no name opens, C{find_library} finds
+        none) has no GIL-holding signer, and no error.
+        """
+        self.patch(gilsign, "_SODIUM_NAMES", ("libfmtp-test-nonexistent.so.1",))
+        self.patch(gilsign.ctypes.util, "find_library", lambda name: None)
+        self.assertIsNone(gilsign._load_sodium())
+
     def test_without_sodium(self) -> None:
         """
         Without libsodium, a domain signs with cryptography.
