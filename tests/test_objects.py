@@ -4,6 +4,8 @@ Unit tests of the object model: addresses, ids, names, digests, views.
 
 from __future__ import annotations
 
+import dataclasses
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.errors import InvalidAddress, InvalidObject, InvalidObjectId
@@ -53,6 +55,40 @@ class AddressTests(SynchronousTestCase):
         self.assertEqual(normalize_domain("LENORE.org"), "lenore.org")
         self.assertRaises(InvalidAddress, normalize_domain, "bad domain")
 
+    def test_cached_forms_match_each_spelling(self) -> None:
+        """
+        Normal forms are cached by spelling: each spelling, asked twice,
+        gets its own normal form both times, and a refusal is never
+        cached into an answer.
+        """
+        cases = {
+            "Edgar@Poe.NET": "edgar@poe.net",
+            "edgar@poe.net": "edgar@poe.net",
+            "世界@Bücher.example": "世界@xn--bcher-kva.example",
+            "世界@xn--bcher-kva.example": "世界@xn--bcher-kva.example",
+            "Ｅｄｇａｒ@poe.net": "ｅｄｇａｒ@poe.net",
+            "e\u0301@x.org": "\u00e9@x.org",
+            "\u00c9@x.org": "\u00e9@x.org",
+        }
+        for _ in range(2):
+            for spelling, normal in cases.items():
+                self.assertEqual(normalize_address(spelling), normal)
+        for _ in range(2):
+            for bad in ["a@@b", "a b@x.org", "a@bad domain", "..@x.org", "a@x."]:
+                self.assertRaises(InvalidAddress, normalize_address, bad)
+            self.assertRaises(InvalidAddress, normalize_domain, "bad domain")
+        self.assertEqual(normalize_domain("BÜCHER.example"), "xn--bcher-kva.example")
+        self.assertEqual(normalize_domain("Bücher.example"), "xn--bcher-kva.example")
+
+    def test_not_text(self) -> None:
+        """
+        Whatever is not a string is refused as an address or domain, even
+        what cannot be a cache key.
+        """
+        for bad in [None, 5, b"a@x.org", ["a@x.org"]]:
+            self.assertRaises(InvalidAddress, normalize_address, bad)
+            self.assertRaises(InvalidAddress, normalize_domain, bad)
+
 
 class ObjectIdTests(SynchronousTestCase):
     def test_new_ids_are_unique_and_parse(self) -> None:
@@ -60,6 +96,16 @@ class ObjectIdTests(SynchronousTestCase):
         self.assertEqual(len(ids), 1000)
         ms, owner = parse_object_id(ids.pop())
         self.assertEqual((ms, owner), (1700000000500, "edgar@poe.net"))
+
+    def test_new_id_format(self) -> None:
+        """
+        An id is the millisecond time, 12 lower-case hex digits of nonce
+        and the owner.
+        """
+        for _ in range(2000):
+            ms, nonce, owner = new_object_id("edgar@poe.net", 1.25).split(".", 2)
+            self.assertEqual((ms, owner), ("1250", "edgar@poe.net"))
+            self.assertRegex(nonce, "^[0-9a-f]{12}$")
 
     def test_user_id_is_its_address(self) -> None:
         self.assertEqual(parse_object_id("lost@lenore.org"), (None, "lost@lenore.org"))
@@ -115,6 +161,24 @@ class DigestTests(SynchronousTestCase):
             b"body",
         )
         self.assertEqual(sealed.digest(), self.obj.digest())
+
+    def test_with_digest(self) -> None:
+        """
+        A copy made with its digest known answers with it, equals the
+        object it copies with the same properties, and a copy of it
+        (C{dataclasses.replace}) computes its own again.
+        """
+        properties = {**self.obj.properties, "Signature": "v=1"}
+        sealed = self.obj.with_digest(properties, self.obj.digest())
+        self.assertEqual(sealed.digest(), self.obj.digest())
+        self.assertEqual(sealed.computed_digest(), self.obj.digest())
+        self.assertEqual(
+            sealed, FMTPObject(self.obj.id, "message", properties, b"body")
+        )
+        changed = dataclasses.replace(sealed, body=b"other")
+        self.assertNotEqual(changed.digest(), self.obj.digest())
+        self.assertEqual(changed.digest(), changed.computed_digest())
+        self.assertNotIn(self.obj.digest(), repr(sealed))
 
     def test_text_that_is_not_unicode_is_refused(self) -> None:
         obj = FMTPObject(self.obj.id, "post", {"Subject": "\ud800"})

@@ -471,9 +471,16 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self._in_flight += 1
         if self._in_flight >= self.max_in_flight:
             self._throttled = True
-        d = Deferred.fromCoroutine(answer_request(self.handler, frame, self.session))
-        d.addErrback(error_reply, frame.tag, self._log, self.session.host)
-        d.addCallback(self._answered, frame.verb)
+        # One coroutine answers and writes: no callbacks to chain on its
+        # Deferred, which runs it in a context of its own (answer_request).
+        Deferred.fromCoroutine(self._answer(frame))
+
+    async def _answer(self, frame: Frame) -> None:
+        try:
+            answer = await answer_request(self.handler, frame, self.session)
+        except Exception:
+            answer = error_reply(Failure(), frame.tag, self._log, self.session.host)
+        self._answered(answer, frame.verb)
 
     def _answered(self, answer: Frame, verb: str) -> None:
         self._in_flight -= 1

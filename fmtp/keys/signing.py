@@ -15,7 +15,6 @@ from the system clock, so that tests can move it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,6 +24,7 @@ from zope.interface import implementer
 
 from fmtp.errors import BadSignature, InvalidAddress, InvalidObjectId
 from fmtp.interfaces import IDomainSigner, IKeyVerifier
+from fmtp.keys.gilsign import gil_holding_signer
 from fmtp.keys.records import (
     DomainPublicKey,
     SignatureInfo,
@@ -49,7 +49,9 @@ SIGNATURE_PROPERTY = "Signature"
 SIGNING_INPUT_PREFIX = b"fmtp-signature/1\n"
 
 
-def signing_input(obj: FMTPObject, domain: str, fp: str, t: int) -> bytes:
+def signing_input(
+    obj: FMTPObject, domain: str, fp: str, t: int, digest: str | None = None
+) -> bytes:
     """
     The bytes a domain signs for C{obj}.
 
@@ -64,13 +66,17 @@ def signing_input(obj: FMTPObject, domain: str, fp: str, t: int) -> bytes:
     Values cannot hold line breaks (a header value never does, and the
     domain, fingerprint and time are checked), so a line per field is
     unambiguous.
+
+    @param digest: C{obj}'s digest, if the caller has computed it.
     """
+    if digest is None:
+        digest = obj.computed_digest()
     props = obj.properties
     lines = [
         f"d:{domain}",
         f"f:{fp}",
         f"t:{int(t)}",
-        f"digest:{obj.digest()}",
+        f"digest:{digest}",
         f"from:{props.get('From', '')}",
         f"to:{props.get('To', '')}",
         f"parent:{props.get('Parent', '')}",
@@ -199,6 +205,7 @@ class DomainSigner:
             self.domain, private_key.public_key()
         )
         self.fingerprint = self._public_key.fingerprint
+        self._sign = gil_holding_signer(private_key) or private_key.sign
 
     def __repr__(self) -> str:
         # Never show the private key, not even by accident in a log.
@@ -216,9 +223,7 @@ class DomainSigner:
         C{data} name its purpose, so that a signature made for one thing
         (a handshake) can never pass for another (an object).
         """
-        return SignatureInfo(
-            self.domain, self.fingerprint, int(now), self._private_key.sign(data)
-        )
+        return SignatureInfo(self.domain, self.fingerprint, int(now), self._sign(data))
 
     def sign_object(self, obj: FMTPObject, now: float) -> FMTPObject:
         """
@@ -226,11 +231,13 @@ class DomainSigner:
         signature it had.  C{obj} itself is left alone: it may be the stored
         copy, or shared with another delivery.
         """
-        data = signing_input(obj, self.domain, self.fingerprint, int(now))
+        digest = obj.computed_digest()
+        data = signing_input(obj, self.domain, self.fingerprint, int(now), digest)
         info = self.sign_bytes(data, now)
         properties = dict(obj.properties)
         properties[SIGNATURE_PROPERTY] = format_signature(info)
-        return dataclasses.replace(obj, properties=properties)
+        # The signature is an envelope property: the digest stays.
+        return obj.with_digest(properties, digest)
 
 
 def generate_private_key() -> Ed25519PrivateKey:

@@ -490,6 +490,17 @@ class VerifierTests(SynchronousTestCase):
         signed = self.signer.sign_object(make_message(), NOW)
         self.assertEqual(self.verify(signed), self.signer.public_key())
 
+    def test_remembered_digest_is_not_trusted(self) -> None:
+        """
+        A signed copy remembers its digest for the server's own use, but
+        a signature is checked against what the object holds: one changed
+        in place (which nothing may do) does not verify.
+        """
+        signed = self.signer.sign_object(make_message(), NOW)
+        self.assertEqual(signed.digest(), signed.computed_digest())
+        signed.properties["Subject"] = "forged"
+        self.refuse(signed, "does not verify")
+
     def test_keys_for_domain(self) -> None:
         keys = self.successResultOf(self.verifier.keys_for_domain("EXAMPLE.com"))
         self.assertEqual(keys, [self.signer.public_key()])
