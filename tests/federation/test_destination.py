@@ -61,6 +61,19 @@ class DestinationQueueTests(SynchronousTestCase):
         self.assertTrue(loop.idle)
         self.assertEqual(self.settled, [(row.object_id, True)])
 
+    def test_repr(self) -> None:
+        """
+        The loop names its domain and what it holds, for an operator
+        inspecting a running queue.
+        """
+        loop = self.make(window=1)
+        for row in rows(3):
+            loop.add(row)
+        self.assertEqual(loop.domain, "lenore.org")
+        self.assertEqual(
+            repr(loop), "<DestinationQueue lenore.org pending=2 in_flight=1>"
+        )
+
     def test_long_queue_settled_at_once_does_not_nest(self) -> None:
         """
         Thousands of rows whose attempts answer at once go through a loop,
