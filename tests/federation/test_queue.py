@@ -730,6 +730,75 @@ class BounceTests(QueueTestCase):
         self.assertEqual(self.queued(), [])
         self.assertEqual(len(self.bounces), 1)
 
+    def test_reply_settled_after_the_pass_fails_to_settle(self) -> None:
+        """
+        A reply that comes after its pass ended and cannot be settled
+        leaves its row queued, resting for the pause: a pass meanwhile (a
+        new message sent) does not try it again, and a timer does once the
+        pause is over, with nothing else to wake the queue.
+        """
+        self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
+        queue = self.start()
+        self.links.script = [PENDING]
+        self.send(queue)
+        self.assertEqual(self.clock.getDelayedCalls(), [])  # its loop holds it
+        self.clock.advance(10)
+        self.links.pending.pop()[1].errback(NoSuchDomain())
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertEqual(len(self.queued()), 1)
+        self.assertEqual(self.timer_times(), [70.0])
+
+        self.clock.advance(1)
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(self.links.calls[1:], [(11, "kingdom.example", (ANNABEL,))])
+        self.assertEqual(self.timer_times(), [70.0])
+
+        self.file_bounce = self._file
+        self.links.default = NoSuchDomain()
+        self.clock.advance(59)
+        self.assertEqual(self.links.times(), [0, 11, 70])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual([recipient for recipient, _ in self.bounces], [EDGAR])
+
+    def test_row_not_settled_does_not_put_off_the_store_retry(self) -> None:
+        """
+        A row that cannot be settled while the queue waits out a failed
+        read of the store rests on its own: the store is read again when
+        its wait is over, not at the end of the row's rest.
+        """
+
+        class Broken(MemoryStore):
+            broken = False
+
+            def due_deliveries(self, now: float, limit: int, skip: Any = ()) -> Any:
+                if self.broken:
+                    return fail(StoreUnavailable())
+                return super().due_deliveries(now, limit, skip)
+
+        self.store = Broken()
+        self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
+        queue = self.start()
+        self.links.script = [PENDING]
+        self.send(queue)
+        self.store.broken = True
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(self.timer_times(), [60.0])
+        self.clock.advance(30)
+        self.links.pending.pop()[1].errback(NoSuchDomain())
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 2)
+        self.assertEqual(self.timer_times(), [60.0])
+
+        self.store.broken = False
+        self.file_bounce = self._file
+        self.links.default = NoSuchDomain()
+        self.clock.advance(30)
+        self.assertEqual(self.links.calls[1:], [(60, "kingdom.example", (ANNABEL,))])
+        self.assertEqual(self.timer_times(), [90.0])
+        self.clock.advance(30)
+        self.assertEqual(self.links.times(), [0, 60, 90])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.queued("kingdom.example"), [])
+
     def assert_row_outlives_a_failed_bounce(self, queue: OutboundQueue) -> None:
         """
         The bounce could not be filed: the row must still be queued, so
