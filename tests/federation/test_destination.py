@@ -77,15 +77,21 @@ class DestinationQueueTests(SynchronousTestCase):
 
     def test_long_queue_settled_at_once_does_not_nest(self) -> None:
         """
-        Thousands of rows whose attempts answer at once go through a loop,
-        not nested calls that would exhaust the stack.
+        Thousands of rows piled up while the first opens the link, whose
+        attempts then answer at once, go through a loop, not nested calls
+        that would exhaust the stack.
         """
-        self.answer_at_once = True
         loop = self.make(window=32)
-        for row in rows(5000):
+        queued = rows(5000)
+        for row in queued:
             loop.add(row)
+        self.assertEqual((len(self.attempts), loop.pending), (1, 4999))
+        self.answer_at_once = True
+        self.attempts.pop()[1].callback(None)
         self.assertTrue(loop.idle)
-        self.assertEqual(len(self.settled), 5000)
+        self.assertEqual(
+            sorted(self.settled), sorted((row.object_id, True) for row in queued)
+        )
 
     def test_failure_to_settle_is_reported(self) -> None:
         loop = self.make()
