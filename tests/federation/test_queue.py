@@ -1467,6 +1467,24 @@ class SchedulingTests(QueueTestCase):
         self.assertEqual(queue.stats.delivered, 1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_peer_connected_brings_only_its_own_rows(self) -> None:
+        """
+        A peer that connects makes due what waits for its domain only:
+        another domain's rows keep their back-off.
+        """
+        queue = self.start()
+        self.links.default = LinkDown()
+        self.send(queue, (LOST,))
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(len(self.links.calls), 2)
+        self.links.default = None
+        self.successResultOf(queue.peer_connected("lenore.org"))
+        self.assertEqual(
+            [domain for _, domain, _ in self.links.calls[2:]], ["lenore.org"]
+        )
+        [row] = self.queued("kingdom.example")
+        self.assertEqual((row.attempts, row.next_attempt), (1, T0 + 1))
+
     def test_peer_connected_ends_the_rest(self) -> None:
         """
         A peer that connects while its domain rests after a failure has
