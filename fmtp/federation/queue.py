@@ -134,6 +134,9 @@ class OutboundQueue(Service):
         #: off for this long: half the shortest wait after that failure,
         #: so that its retry is tried.
         self._rest = float(retry_schedule[0]) * (1 - JITTER) / 2
+        #: While the loops hold rows, the queue looks at the store this
+        #: often: the shortest wait a failed row is given.
+        self._poll = float(min(retry_schedule)) * (1 - JITTER)
         self._settler = RowSettler(
             store,
             deliver,
@@ -304,8 +307,12 @@ class OutboundQueue(Service):
         Sleep until C{next_due}: the one timer of the queue.  A row due
         now that a loop holds needs no timer (the loop settles it), nor do
         those the loops had no room for (they ask for a pass as they run
-        low); resting rows wait for the end of their rest, and after the
-        store failed the queue sleeps at least the pause.
+        low); but while rows are held, C{next_due} is theirs and says
+        nothing of the rows of other domains falling due meanwhile (a
+        retry after a failure), so the queue looks again after the
+        shortest wait, rather than waiting for a reply that may be long in
+        coming.  Resting rows wait for the end of their rest, and after
+        the store failed the queue sleeps at least the pause.
         """
         self._cancel_timer()
         if next_due is None:
@@ -319,7 +326,7 @@ class OutboundQueue(Service):
             if self._resting:
                 delay = max(0.0, self._resting_until - now)
             elif self._held:
-                return
+                delay = self._poll
         self._timer = self._clock.callLater(delay, self._timer_fired)
 
     def _timer_fired(self) -> None:

@@ -60,18 +60,38 @@ class DestinationQueueTests(SynchronousTestCase):
         self.attempts.pop()[1].callback(None)
         self.assertTrue(loop.idle)
         self.assertEqual(self.settled, [(row.object_id, True)])
+        self.assertEqual(self.attempts, [])  # sent once, not twice
+
+    def test_repr(self) -> None:
+        """
+        The loop names its domain and what it holds, for an operator
+        inspecting a running queue.
+        """
+        loop = self.make(window=1)
+        for row in rows(3):
+            loop.add(row)
+        self.assertEqual(loop.domain, "lenore.org")
+        self.assertEqual(
+            repr(loop), "<DestinationQueue lenore.org pending=2 in_flight=1>"
+        )
 
     def test_long_queue_settled_at_once_does_not_nest(self) -> None:
         """
-        Thousands of rows whose attempts answer at once go through a loop,
-        not nested calls that would exhaust the stack.
+        Thousands of rows piled up while the first opens the link, whose
+        attempts then answer at once, go through a loop, not nested calls
+        that would exhaust the stack.
         """
-        self.answer_at_once = True
         loop = self.make(window=32)
-        for row in rows(5000):
+        queued = rows(5000)
+        for row in queued:
             loop.add(row)
+        self.assertEqual((len(self.attempts), loop.pending), (1, 4999))
+        self.answer_at_once = True
+        self.attempts.pop()[1].callback(None)
         self.assertTrue(loop.idle)
-        self.assertEqual(len(self.settled), 5000)
+        self.assertEqual(
+            sorted(self.settled), sorted((row.object_id, True) for row in queued)
+        )
 
     def test_failure_to_settle_is_reported(self) -> None:
         loop = self.make()
@@ -99,6 +119,40 @@ class DestinationQueueTests(SynchronousTestCase):
         loop.add(third)
         self.assertEqual([r for r, _ in self.attempts], [third])
 
+    def test_first_row_after_the_peer_is_back_goes_alone(self) -> None:
+        """
+        When the domain's server connects to us after its domain failed,
+        the next row goes alone, opening the link, as after a rest.
+        """
+        loop = self.make()
+        first, second, third = rows(3)
+        loop.add(first)
+        self.attempts.pop()[1].errback(DomainSuspended(421, "refused"))
+        loop.resume()
+        loop.add(second)
+        loop.add(third)
+        self.assertEqual([r for r, _ in self.attempts], [second])
+        self.attempts.pop()[1].callback(None)
+        self.assertEqual([r for r, _ in self.attempts], [third])
+
+    def test_stop_waits_for_every_row_in_flight(self) -> None:
+        """
+        Stopping ends only once the last row in flight is settled, not the
+        first of them.
+        """
+        loop = self.make()
+        first, second, third = rows(3)
+        loop.add(first)
+        self.attempts.pop()[1].callback(None)
+        loop.add(second)
+        loop.add(third)
+        self.assertEqual(loop.in_flight, 2)
+        stopped = loop.stop()
+        self.attempts.pop(0)[1].callback(None)
+        self.assertNoResult(stopped)
+        self.attempts.pop(0)[1].callback(None)
+        self.assertIsNone(self.successResultOf(stopped))
+
     def test_stop(self) -> None:
         """
         Stopping drops the rows not sent (they stay due in the store) and
@@ -111,7 +165,7 @@ class DestinationQueueTests(SynchronousTestCase):
         self.assertNoResult(stopped)
         self.assertEqual(len(loop), 1)
         loop.add(rows(5)[4])
-        self.assertEqual(len(self.attempts), 1)
+        self.assertEqual((len(loop), len(self.attempts)), (1, 1))
         self.attempts.pop()[1].callback(None)
         self.assertIsNone(self.successResultOf(stopped))
         self.assertIsNone(self.successResultOf(loop.stop()))

@@ -730,6 +730,74 @@ class BounceTests(QueueTestCase):
         self.assertEqual(self.queued(), [])
         self.assertEqual(len(self.bounces), 1)
 
+    def test_reply_settled_after_the_pass_fails_to_settle(self) -> None:
+        """
+        A reply that comes after its pass ended and cannot be settled
+        leaves its row queued, resting for the pause: a pass meanwhile (a
+        new message sent) does not try it again, and a timer does once the
+        pause is over, with nothing else to wake the queue.
+        """
+        self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
+        queue = self.start()
+        self.links.script = [PENDING]
+        self.send(queue)
+        self.clock.advance(10)
+        self.links.pending.pop()[1].errback(NoSuchDomain())
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 1)
+        self.assertEqual(len(self.queued()), 1)
+
+        self.clock.advance(1)
+        self.assertEqual(self.timer_times(), [70.0])
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(self.links.calls[1:], [(11, "kingdom.example", (ANNABEL,))])
+        self.assertEqual(self.timer_times(), [70.0])
+
+        self.file_bounce = self._file
+        self.links.default = NoSuchDomain()
+        self.clock.advance(59)
+        self.assertEqual(self.links.times(), [0, 11, 70])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual([recipient for recipient, _ in self.bounces], [EDGAR])
+
+    def test_row_not_settled_does_not_put_off_the_store_retry(self) -> None:
+        """
+        A row that cannot be settled while the queue waits out a failed
+        read of the store rests on its own: the store is read again when
+        its wait is over, not at the end of the row's rest.
+        """
+
+        class Broken(MemoryStore):
+            broken = False
+
+            def due_deliveries(self, now: float, limit: int, skip: Any = ()) -> Any:
+                if self.broken:
+                    return fail(StoreUnavailable())
+                return super().due_deliveries(now, limit, skip)
+
+        self.store = Broken()
+        self.file_bounce = lambda recipient, obj: fail(StoreUnavailable())
+        queue = self.start()
+        self.links.script = [PENDING]
+        self.send(queue)
+        self.store.broken = True
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(self.timer_times(), [60.0])
+        self.clock.advance(30)
+        self.links.pending.pop()[1].errback(NoSuchDomain())
+        self.assertEqual(len(self.flushLoggedErrors(StoreUnavailable)), 2)
+        self.assertEqual(self.timer_times(), [60.0])
+
+        self.store.broken = False
+        self.file_bounce = self._file
+        self.links.default = NoSuchDomain()
+        self.clock.advance(30)
+        self.assertEqual(self.links.calls[1:], [(60, "kingdom.example", (ANNABEL,))])
+        self.assertEqual(self.timer_times(), [90.0])
+        self.clock.advance(30)
+        self.assertEqual(self.links.times(), [0, 60, 90])
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.queued("kingdom.example"), [])
+
     def assert_row_outlives_a_failed_bounce(self, queue: OutboundQueue) -> None:
         """
         The bounce could not be filed: the row must still be queued, so
@@ -1225,6 +1293,36 @@ class SchedulingTests(QueueTestCase):
             [(obj.id, "lenore.org") for obj in sent],
         )
 
+    def test_retry_not_held_up_by_another_domain_in_flight(self) -> None:
+        """
+        A domain's retry is tried when due, however long a delivery to
+        another domain stays in flight: the queue does not wait for that
+        reply to look at the store again.
+        """
+
+        def by_domain(delivery: QueuedDelivery) -> Any:
+            if delivery.domain == "lenore.org":
+                d: Deferred[list[RecipientResult]] = Deferred()
+                self.links.pending.append((delivery, d))
+                return d
+            return fail(LinkDown())
+
+        queue = self.start(retry_schedule=(10,))
+        self.links.default = by_domain
+        self.queue_message((LOST,))
+        self.queue_message((ANNABEL,))
+        queue.kick()
+        self.assertEqual(len(self.links.pending), 1)
+        [row] = self.queued("kingdom.example")
+        self.assertEqual(row.next_attempt, T0 + 10)
+        self.run_timers(until=20)
+        kingdom = [
+            when for when, domain, _ in self.links.calls if domain != "lenore.org"
+        ]
+        self.assertEqual(len(kingdom), 2)
+        self.assertTrue(10 <= kingdom[1] < 20, kingdom)
+        self.assertEqual(len(self.links.pending), 1)
+
     def test_each_domain_has_its_own_loop(self) -> None:
         """
         Each domain's rows are sent by its own loop: a domain whose link
@@ -1368,6 +1466,24 @@ class SchedulingTests(QueueTestCase):
         self.assertEqual(self.queued(), [])
         self.assertEqual(queue.stats.delivered, 1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_peer_connected_brings_only_its_own_rows(self) -> None:
+        """
+        A peer that connects makes due what waits for its domain only:
+        another domain's rows keep their back-off.
+        """
+        queue = self.start()
+        self.links.default = LinkDown()
+        self.send(queue, (LOST,))
+        self.send(queue, (ANNABEL,))
+        self.assertEqual(len(self.links.calls), 2)
+        self.links.default = None
+        self.successResultOf(queue.peer_connected("lenore.org"))
+        self.assertEqual(
+            [domain for _, domain, _ in self.links.calls[2:]], ["lenore.org"]
+        )
+        [row] = self.queued("kingdom.example")
+        self.assertEqual((row.attempts, row.next_attempt), (1, T0 + 1))
 
     def test_peer_connected_ends_the_rest(self) -> None:
         """

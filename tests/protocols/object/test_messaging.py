@@ -217,6 +217,29 @@ class LocalMessagingTests(SynchronousTestCase):
         self.assertEqual(edgar.ask("SEND", headers={"To": ANNABEL, **digest}).code, 501)
         self.assertEqual(edgar.ask("PUT", headers={"Type": "post", **digest}).code, 501)
 
+    def test_reply_to_a_parent_one_cannot_read_must_name_its_digest(self) -> None:
+        """
+        A reply to a message held here that its sender may not read is
+        refused unless it names that message's digest: a local recipient is
+        never handed a broken link of a thread, with or without a claim.
+        """
+        annabel = self.logged_in(ANNABEL)
+        pushed, note = annabel.send("SEND", headers={"To": ANNABEL}, body=b"private")
+        self.assertEqual((pushed.code, note.code), (250, 201))
+        parent = note.headers["Id"]
+        edgar = self.logged_in(EDGAR)
+        self.assertEqual(edgar.ask("GET", argument=parent).code, 550)
+        refused = (554, f"Parent-Digest does not match {parent}")
+        for claim in ({}, {"Parent-Digest": "0" * 64}):
+            sent = edgar.ask("SEND", headers={"To": ANNABEL, "Parent": parent, **claim})
+            self.assertEqual((sent.code, sent.argument), refused)
+        self.assertEqual(annabel.frames(), [])
+        linked = {"Parent": parent, "Parent-Digest": note.headers["Digest"].upper()}
+        sent = edgar.ask("SEND", headers={"To": ANNABEL, **linked}, body=b"re")
+        self.assertEqual(sent.code, 201)
+        [pushed] = annabel.frames()
+        self.assertEqual(pushed.headers["Parent"], parent)
+
     def test_held_and_approved(self) -> None:
         profile = user_object(ANNABEL)
         profile.properties["Policy"] = "confirm"
