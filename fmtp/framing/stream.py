@@ -83,9 +83,11 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         # is done (and pauses us meanwhile), so reading must go on.
         self._handshaking = False
         # The transport paused us: the client is not reading.  Replies
-        # wait in the outbox meanwhile.
+        # wait in the outbox meanwhile, made only then: most connections
+        # never need one, and an idle session's memory is mostly such
+        # empty containers.
         self._write_blocked = False
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[bytes] | None = None
         self._outbox_bytes = 0
         self._stall: IDelayedCall | None = None
         self._abort_call: IDelayedCall | None = None
@@ -121,7 +123,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self._cancel_stall()
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
-        self._outbox.clear()
+        self._outbox = None
         self._outbox_bytes = 0
         self.services.connections.release(self)
         if self.session is not None:
@@ -141,7 +143,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self._cancel_stall()
         if self._outbox:
             self.transport.writeSequence(list(self._outbox))
-            self._outbox.clear()
+            self._outbox = None
             self._outbox_bytes = 0
         self._write_blocked = False
         # A transport whose paused producer is still registered resumes it
@@ -220,6 +222,8 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
 
     def _write(self, data: bytes) -> None:
         if self._write_blocked or self._outbox:
+            if self._outbox is None:
+                self._outbox = deque()
             self._outbox.append(data)
             self._outbox_bytes += len(data)
         else:
@@ -277,6 +281,8 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             data = outbox.popleft()
             self._outbox_bytes -= len(data)
             self.transport.write(data)
+        if outbox is not None and not outbox:
+            self._outbox = None
         if self._write_blocked or self.session.closing:
             return
         if self._unreported_drops and not self._shutting_down:

@@ -226,6 +226,22 @@ class SlowReaderTests(SynchronousTestCase):
         self.assertEqual(len(self.conn.frames()), 3)
         self.assertEqual(self.protocol.queued_bytes, 0)
 
+    def test_an_outbox_only_while_replies_wait(self) -> None:
+        """
+        A connection holds an outbox only while replies wait for its
+        client: an idle session's memory is mostly such empty containers
+        (doc/performance.md, row f).
+        """
+        self.assertIsNone(self.protocol._outbox)
+        slow = SlowCommands(self.conn)
+        self.conn.send_bytes(slow_requests(0, 2))
+        self.protocol.pauseProducing()
+        slow.release(2)
+        self.assertEqual(len(self.protocol._outbox), 2)
+        self.protocol.resumeProducing()
+        self.assertIsNone(self.protocol._outbox)
+        self.assertEqual(len(self.conn.frames()), 2)
+
     def test_a_client_that_reads_nothing_is_closed(self) -> None:
         self.protocol.pauseProducing()
         self.clock.advance(self.services.stall_timeout - 1)
