@@ -8,14 +8,17 @@ exactly once.
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
-from tests.integration.test_send_retry import BOB, add_user, logged_in
+from tests.integration.test_send_retry import (
+    BOB,
+    add_user,
+    burst_then_kill,
+    inbox_ids,
+    logged_in,
+)
 from tests.integration.test_twistd import (  # noqa: F401
     ALICE,
     POLL_INTERVAL,
@@ -30,19 +33,8 @@ BURST = 400
 KILL_AFTER = 60
 
 
-async def inbox_ids(bob) -> list[str]:
-    """
-    Every id in C{bob}'s inbox, page by page, in order.
-    """
-    ids: list[str] = []
-    since = "0"
-    while True:
-        page = await bob.request("FETCH", headers={"Since": since, "Limit": "200"})
-        lines = page.body.decode().splitlines()
-        if not lines:
-            return ids
-        ids.extend(line.split()[1] for line in lines)
-        since = page.headers["Next-Since"]
+def unkeyed_send(connection, n: int):
+    return connection.request("SEND", headers={"To": BOB}, body=b"burst %d" % n)
 
 
 @pytest_twisted.ensureDeferred
@@ -52,23 +44,7 @@ async def test_every_acknowledged_send_survives_a_kill(processes, tmp_path) -> N
     await add_user(processes, tmp_path, BOB)
 
     alice = await logged_in(server, ALICE)
-    acknowledged: dict[int, str] = {}
-
-    def answered(frame, n: int) -> None:
-        if frame.code == 201:
-            acknowledged[n] = frame.headers["Id"]
-
-    for n in range(BURST):
-        alice.request("SEND", headers={"To": BOB}, body=b"burst %d" % n).addCallbacks(
-            answered, lambda _: None, (n,)
-        )
-    deadline = reactor.seconds() + 60
-    while len(acknowledged) < KILL_AFTER:
-        assert reactor.seconds() < deadline, f"only {len(acknowledged)} answered"
-        await deferLater(reactor, POLL_INTERVAL / 5, lambda: None)
-    server.process.send_signal(signal.SIGKILL)
-    assert await wait_for_exit(server.process, 10) == -signal.SIGKILL
-    await alice.closed
+    acknowledged = await burst_then_kill(server, alice, unkeyed_send, BURST, KILL_AFTER)
     # Killed in the middle: some answered, not all.
     assert KILL_AFTER <= len(acknowledged) < BURST
 

@@ -53,6 +53,45 @@ async def logged_in(server, address: str):
     return connection
 
 
+async def burst_then_kill(server, alice, send, burst: int, kill_after: int) -> dict:
+    """
+    Pipeline C{send(alice, n)} for C{n} in C{range(burst)}, SIGKILL the
+    server once C{kill_after} are answered, and return what was
+    acknowledged: C{n} to the id its 201 gave.
+    """
+    acknowledged: dict[int, str] = {}
+
+    def answered(frame, n: int) -> None:
+        if frame.code == 201:
+            acknowledged[n] = frame.headers["Id"]
+
+    for n in range(burst):
+        send(alice, n).addCallbacks(answered, lambda _: None, (n,))
+    deadline = reactor.seconds() + 60
+    while len(acknowledged) < kill_after:
+        assert reactor.seconds() < deadline, f"only {len(acknowledged)} answered"
+        await deferLater(reactor, POLL_INTERVAL / 5, lambda: None)
+    server.process.send_signal(signal.SIGKILL)
+    assert await wait_for_exit(server.process, 10) == -signal.SIGKILL
+    await alice.closed
+    return acknowledged
+
+
+async def inbox_ids(bob) -> list[str]:
+    """
+    Every id in C{bob}'s inbox, page by page, in order.
+    """
+    ids: list[str] = []
+    since = "0"
+    while True:
+        page = await bob.request("FETCH", headers={"Since": since, "Limit": "200"})
+        lines = page.body.decode().splitlines()
+        if not lines:
+            return ids
+        ids.extend(line.split()[1] for line in lines)
+        since = page.headers["Next-Since"]
+
+
 def keyed_send(connection, n: int) -> Deferred:
     return connection.request(
         "SEND",
@@ -68,21 +107,7 @@ async def test_killed_mid_burst_then_retried(processes, tmp_path) -> None:  # no
     await add_user(processes, tmp_path, BOB)
 
     alice = await logged_in(server, ALICE)
-    acknowledged: dict[int, str] = {}
-
-    def answered(frame, n: int) -> None:
-        if frame.code == 201:
-            acknowledged[n] = frame.headers["Id"]
-
-    for n in range(BURST):
-        keyed_send(alice, n).addCallbacks(answered, lambda _: None, (n,))
-    deadline = reactor.seconds() + 60
-    while len(acknowledged) < KILL_AFTER:
-        assert reactor.seconds() < deadline, f"only {len(acknowledged)} answered"
-        await deferLater(reactor, POLL_INTERVAL / 5, lambda: None)
-    server.process.send_signal(signal.SIGKILL)
-    assert await wait_for_exit(server.process, 10) == -signal.SIGKILL
-    await alice.closed
+    acknowledged = await burst_then_kill(server, alice, keyed_send, BURST, KILL_AFTER)
     assert KILL_AFTER <= len(acknowledged) < BURST
 
     server = await start_server(processes, tmp_path, "second")
@@ -98,16 +123,9 @@ async def test_killed_mid_burst_then_retried(processes, tmp_path) -> None:  # no
     bob = await logged_in(server, BOB)
     try:
         bodies = []
-        since = "0"
-        while True:
-            page = await bob.request("FETCH", headers={"Since": since, "Limit": "200"})
-            lines = page.body.decode().splitlines()
-            if not lines:
-                break
-            for line in lines:
-                got = await bob.request("GET", line.split()[1])
-                bodies.append(got.body)
-            since = page.headers["Next-Since"]
+        for message_id in await inbox_ids(bob):
+            got = await bob.request("GET", message_id)
+            bodies.append(got.body)
     finally:
         await close(bob)
     assert sorted(bodies) == sorted(b"message %d" % n for n in range(BURST))
