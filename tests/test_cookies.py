@@ -53,3 +53,35 @@ def test_what_is_remembered_is_bounded() -> None:
         assert cookies.is_valid(host, cookies.cookie_for(host))
     assert len(cookies._checked) <= 8
     assert cookies.is_valid("192.0.2.0", cookies.cookie_for("192.0.2.0"))
+
+
+def test_never_more_than_the_bound() -> None:
+    cookies, _ = make()
+    cookies.max_checked = 8
+    for n in range(9):
+        host = f"192.0.2.{n}"
+        assert cookies.is_valid(host, cookies.cookie_for(host))
+        assert len(cookies._checked) <= 8
+
+
+def test_a_remembered_cookie_is_checked_without_hashing() -> None:
+    """
+    A source that echoes its cookie in every datagram costs a look-up, not
+    two keyed hashes, for as long as the window lasts; another host's
+    cookie is not taken for it.
+    """
+    cookies, clock = make()
+    minted: list[str] = []
+    mint = cookies._mint
+    cookies._mint = lambda host, index: minted.append(host) or mint(host, index)
+    first, second = cookies.cookie_for("192.0.2.1"), cookies.cookie_for("192.0.2.2")
+    assert cookies.is_valid("192.0.2.1", first)
+    assert cookies.is_valid("192.0.2.2", second)
+    del minted[:]
+    for _ in range(3):
+        assert cookies.is_valid("192.0.2.1", first)
+        assert cookies.is_valid("192.0.2.2", second)
+    assert minted == []
+    clock.advance(300)
+    assert cookies.is_valid("192.0.2.1", first)
+    assert minted == ["192.0.2.1", "192.0.2.1"]

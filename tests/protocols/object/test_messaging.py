@@ -138,6 +138,65 @@ class LocalMessagingTests(SynchronousTestCase):
         again = edgar.ask("SEND", headers=headers, body=b"x")
         self.assertEqual((again.code, again.body), (first.code, first.body))
 
+    def test_repeat_finishes_a_send_stored_without_its_filing(self) -> None:
+        """
+        A keyed send that a store older than C{send_message} queued but
+        never filed (the server stopped in between) is finished by the
+        client's retry: each local recipient gets the message as their
+        policy says, once, and the answer is recorded for later repeats.
+        """
+        from twisted.internet.defer import fail
+
+        from fmtp.errors import StoreUnavailable
+
+        ligeia, morella = "ligeia@poe.net", "morella@poe.net"
+        for address, policy in (
+            (ANNABEL, "confirm"),
+            (ligeia, "confirm"),
+            (morella, "reject"),
+        ):
+            if address != ANNABEL:
+                add_account(self.store, address, PASSWORD)
+            profile = self.successResultOf(self.store.get_object(address))
+            profile.properties["Policy"] = policy
+            self.successResultOf(self.store.put_object(profile))
+        self.successResultOf(self.store.approve_sender(ANNABEL, EDGAR))
+
+        def queue_only(obj, deliveries, send_key, local, choose):
+            stored = self.store.enqueue(obj, deliveries, send_key)
+            return stored.addCallback(lambda _: fail(StoreUnavailable()))
+
+        send_message = self.store.send_message
+        self.store.send_message = queue_only
+        edgar, annabel = self.logged_in(EDGAR), self.logged_in(ANNABEL)
+        headers = {
+            "To": f"{ANNABEL} {ligeia} {morella} nobody@poe.net {LOST}",
+            "Idempotency-Key": "k3",
+        }
+        self.assertEqual(edgar.ask("SEND", headers=headers, body=b"x").code, 451)
+        self.assertEqual(annabel.frames(), [])
+
+        self.store.send_message = send_message
+        again = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual(
+            (again.code, again.body),
+            (
+                201,
+                f"{ANNABEL} 201 delivered\r\n"
+                f"{ligeia} 201 held until the recipient approves\r\n"
+                f"{morella} 554 refused by the recipient's policy\r\n"
+                "nobody@poe.net 550 no such user\r\n".encode(),
+            ),
+        )
+        [pushed] = annabel.frames()
+        self.assertEqual(pushed.headers["Id"], again.headers["Id"])
+        self.assertEqual(pushed.body, b"x")
+        self.assertEqual(self.successResultOf(self.store.held_senders(ligeia)), [EDGAR])
+
+        third = edgar.ask("SEND", headers=headers, body=b"x")
+        self.assertEqual((third.code, third.body), (again.code, again.body))
+        self.assertEqual(annabel.frames(), [])
+
     def test_send_sets_id_type_and_recipients(self) -> None:
         """
         The server names the message: a client's C{Id} is ignored, its
