@@ -273,6 +273,20 @@ class ObjectProtocolTests(SynchronousTestCase):
             conn.ask("PUT", headers={"Type": "post", "Id": EDGAR}).code, 501
         )
 
+    def test_put_checks_attachments_against_the_body(self) -> None:
+        """
+        An object's attachment table must fit its body, on PUT as on SEND:
+        what a server keeps, every client can read.
+        """
+        conn = self.logged_in()
+        table = {"Type": "post", "Attachments": "1", "Attachment-1": "4 text/plain a"}
+        self.assertEqual(conn.ask("PUT", headers=table, body=b"abcd").code, 201)
+        refused = conn.ask("PUT", headers=table, body=b"abc")
+        self.assertEqual(
+            (refused.code, refused.argument),
+            (501, "the attachments are larger than the body"),
+        )
+
     def test_thread_is_hash_linked(self) -> None:
         conn = self.logged_in()
         top = conn.ask("PUT", headers={"Type": "post", "Public": "yes"}, body=b"first")
