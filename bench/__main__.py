@@ -47,6 +47,9 @@ from fmtp.keys.keyfile import load_or_create_signer  # noqa: E402
 from tests.dnsserver import fmtp_zone, start_dns_server  # noqa: E402
 
 SERVER_CPUS, CLIENT_CPUS = "0", "1"
+#: Every core: the harness pins itself to CLIENT_CPUS, and a server
+#: started without a CPU list would inherit that one core.
+ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
 A, B, IDLE = "a@localhost", "b@localhost", "idle@localhost"
 POE, LENORE = "poe.net", "lenore.org"
 EDGAR, LOST = f"edgar@{POE}", f"lost@{LENORE}"
@@ -249,9 +252,11 @@ class Harness:
         await self.single.add_accounts(self.reactor, [A, B, IDLE])
         if self.wanted("(d)"):
             # The targets for logins are "on two cores": the (d) rows have
-            # a server of their own, not pinned, whose password hash pool
-            # is sized to both cores (fmtp.accounts.hash_threads).
-            self.logins = await self.start_server("logins", *LOGIN_LIMITS, cpus=None)
+            # a server of their own on every core, whose password hash
+            # pool is sized to them (fmtp.accounts.hash_threads).
+            self.logins = await self.start_server(
+                "logins", *LOGIN_LIMITS, cpus=ALL_CPUS
+            )
             await self.logins.add_accounts(self.reactor, [A])
         named = re.search(r"reactor class: (\S+?)\.?$", self.single.log(), re.M)
         if named:
