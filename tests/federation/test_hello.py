@@ -287,6 +287,19 @@ class HelloTests(SynchronousTestCase):
         error = self.refused(verifier, hello, kind=KeyLookupFailed)
         self.assertEqual(error.code, 451)
 
+    def test_a_nonce_is_forgotten_once_its_hello_is_stale(self) -> None:
+        """
+        A nonce is remembered only while a HELLO of its time would still
+        pass the window check: past that, the window refuses a replay by
+        itself, and holding the nonce would only take memory.
+        """
+        hello = make_hello(self.poe, "lenore.org", self.clock.seconds())
+        self.verify(self.at_lenore, hello)
+        self.assertEqual(len(list(self.at_lenore._seen)), 1)
+        self.clock.advance(self.at_lenore.window + 1)
+        self.assertEqual(list(self.at_lenore._seen), [])
+        self.assertIn("window", self.refused(self.at_lenore, hello).message)
+
     def test_nonce_memory_is_bounded(self) -> None:
         verifier = HelloVerifier(self.keys, self.clock, "lenore.org", max_nonces=10)
         for _ in range(50):
