@@ -9,6 +9,7 @@ its answers into frames; every command acts for the logged-in user.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fmtp.auth.router import Event
@@ -16,11 +17,9 @@ from fmtp.errors import InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, required_argument
 from fmtp.framing.session import Session
 from fmtp.interfaces import ISession
+from fmtp.protocols.presence.events import PRESENCE, REQUEST, SUBSCRIPTION
 from fmtp.protocols.presence.service import (
     DEFAULT_SETTINGS,
-    PRESENCE,
-    REQUEST,
-    SUBSCRIPTION,
     PresenceService,
     PresenceSettings,
 )
@@ -79,25 +78,28 @@ class PresenceCommands(CommandGroup):
     UDP bridges).
 
     @param settings: the grace period and limits of the server's
-        L{PresenceService}, which this group builds (once per server).
+        L{PresenceService}, which this group builds (once per server); by
+        default the server's C{plugin_options["presence"]}.
     """
 
     def __init__(
         self,
         services: SharedServices,
         protocol: HandlerCollection,
-        settings: PresenceSettings = DEFAULT_SETTINGS,
+        settings: PresenceSettings | None = None,
     ) -> None:
         super().__init__(services, protocol)
+        if settings is None:
+            settings = services.plugin_options.get("presence", DEFAULT_SETTINGS)
         self.presence = PresenceService(
             services.reactor, services.domain, services.store, services.router, settings
         )
         self.commands = {
             "STATUS": self.status,
-            "SUBSCRIBE": self.subscribe,
-            "UNSUBSCRIBE": self.unsubscribe,
-            "APPROVE": self.approve,
-            "DENY": self.deny,
+            "SUBSCRIBE": self._subscription_command(self.presence.subscribe),
+            "UNSUBSCRIBE": self._subscription_command(self.presence.unsubscribe),
+            "APPROVE": self._subscription_command(self.presence.approve),
+            "DENY": self._subscription_command(self.presence.deny),
             "BUDDIES": self.buddies,
         }
         self.renderers = {
@@ -147,25 +149,18 @@ class PresenceCommands(CommandGroup):
         named = required_argument(frame, "ADDRESS")
         return user, self.presence.subscriptions.contact(user, named)
 
-    @staticmethod
-    def _answer(frame: Frame, state: str) -> Frame:
-        return reply(200, frame.tag, headers={"Subscription": state})
+    def _subscription_command(self, act: Callable[[str, str], Awaitable[str]]):
+        """
+        SUBSCRIBE, UNSUBSCRIBE, APPROVE or DENY: C{act(user, contact)}
+        gives the state token the reply carries.
+        """
 
-    async def subscribe(self, frame: Frame, session: Session) -> Frame:
-        user, contact = self._contact(frame, session)
-        return self._answer(frame, await self.presence.subscribe(user, contact))
+        async def command(frame: Frame, session: Session) -> Frame:
+            user, contact = self._contact(frame, session)
+            state = await act(user, contact)
+            return reply(200, frame.tag, headers={"Subscription": state})
 
-    async def unsubscribe(self, frame: Frame, session: Session) -> Frame:
-        user, contact = self._contact(frame, session)
-        return self._answer(frame, await self.presence.unsubscribe(user, contact))
-
-    async def approve(self, frame: Frame, session: Session) -> Frame:
-        user, contact = self._contact(frame, session)
-        return self._answer(frame, await self.presence.approve(user, contact))
-
-    async def deny(self, frame: Frame, session: Session) -> Frame:
-        user, contact = self._contact(frame, session)
-        return self._answer(frame, await self.presence.deny(user, contact))
+        return command
 
     async def buddies(self, frame: Frame, session: Session) -> Frame:
         user = self._login(session).address

@@ -13,15 +13,21 @@ import itertools
 import secrets
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from fmtp.auth.router import Event
 from fmtp.errors import InvalidObject, TooManyRequests
 from fmtp.interfaces import IPresenceService, IRouter, ISession
 from fmtp.objects import domain_of
+from fmtp.protocols.presence.announce import Announcer, soon
+from fmtp.protocols.presence.events import (
+    PRESENCE,
+    REQUEST,
+    SUBSCRIPTION,
+    PresenceChanged,
+    SubscriptionChanged,
+)
 from fmtp.protocols.presence.status import (
     NOTHING,
     SessionPresence,
@@ -35,11 +41,6 @@ from fmtp.protocols.presence.subscriptions import (
 )
 from fmtp.ratelimit import SourceRateLimiter
 from fmtp.store.presence import Link, Subscription
-
-#: The router event kinds presence sessions take.
-PRESENCE = "presence"
-REQUEST = "subscription-request"
-SUBSCRIPTION = "subscription"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,34 +67,11 @@ class PresenceSettings:
 DEFAULT_SETTINGS = PresenceSettings()
 
 
-@dataclass(frozen=True, slots=True)
-class PresenceChanged:
-    """
-    The payload of a C{presence} event: C{contact} now shows C{shown}.
-    """
-
-    contact: str
-    shown: Shown
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionChanged:
-    """
-    The payload of a C{subscription} event: C{contact} approved or removed
-    the user's subscription, which is now C{state} as the user sees it.
-    """
-
-    contact: str
-    state: str
-
-
 @implementer(IPresenceService)
 class PresenceService:
     """
     L{IPresenceService} for the users of C{domain}.
     """
-
-    _log = Logger()
 
     def __init__(
         self,
@@ -123,12 +101,10 @@ class PresenceService:
         self._users: dict[str, dict[str, SessionPresence]] = {}
         #: Each available session's presence, by session key.
         self._by_key: dict[str, SessionPresence] = {}
-        # Coalescing: users whose presence changed since last announced,
-        # those being announced, and what each was last announced as.
-        self._dirty: set[str] = set()
-        self._announcing: set[str] = set()
-        self._announced: dict[str, Shown] = {}
-        self._flush: IDelayedCall | None = None
+        self._announcer = Announcer(
+            clock, self.user_presence, store.subscribers, self._push
+        )
+        self._changed = self._announcer.changed
 
     # Sessions
 
@@ -153,7 +129,7 @@ class PresenceService:
         self._changed(login.address)
         if first:
             # After the reply to this STATUS, as the announcements are.
-            self._soon(self._welcome, entry.address, entry)
+            soon(self._clock, self._welcome, entry.address, entry)
         return entry
 
     def _make_available(self, login: ISession, resource: str) -> SessionPresence:
@@ -233,45 +209,6 @@ class PresenceService:
             if entry.login is not None:
                 self._router.deliver_to(entry.login, event)
 
-    def _changed(self, address: str) -> None:
-        """
-        C{address}'s presence may have changed: announce it on the next
-        turn, once, however many changes come before.
-        """
-        self._dirty.add(address)
-        if self._flush is None:
-            self._flush = self._clock.callLater(0, self._announce_dirty)
-
-    def _announce_dirty(self) -> None:
-        self._flush = None
-        ready = self._dirty - self._announcing
-        self._dirty -= ready
-        for address in ready:
-            self._soon(self._announce, address, address)
-
-    async def _announce(self, address: str) -> None:
-        """
-        Push C{address}'s presence to its subscribers' available sessions
-        if it differs from what was announced last.  One announcement per
-        user runs at a time; a change meanwhile is announced after it.
-        """
-        shown = self.user_presence(address)
-        if shown == self._announced.get(address, NOTHING):
-            return
-        self._announcing.add(address)
-        try:
-            if shown == NOTHING:
-                self._announced.pop(address, None)
-            else:
-                self._announced[address] = shown
-            event = Event(PRESENCE, PresenceChanged(address, shown))
-            for subscriber in await self._store.subscribers(address):
-                self._push(subscriber, event)
-        finally:
-            self._announcing.discard(address)
-            if address in self._dirty and self._flush is None:
-                self._flush = self._clock.callLater(0, self._announce_dirty)
-
     async def _welcome(self, entry: SessionPresence) -> None:
         """
         A session just made itself available: send it its buddies'
@@ -287,25 +224,6 @@ class PresenceService:
             if entry.login is not None:
                 self._router.deliver_to(entry.login, Event(REQUEST, subscriber))
 
-    def _soon(self, function, address: str, *args) -> None:
-        """
-        Run the coroutine C{function(*args)} on the next turn, after the
-        reply being written now, and on its own: a failure is logged.
-        """
-
-        def run() -> None:
-            d = Deferred.fromCoroutine(function(*args))
-            d.addErrback(
-                lambda failure: self._log.failure(
-                    "Presence: {what} for {address} failed",
-                    failure,
-                    what=function.__name__,
-                    address=address,
-                )
-            )
-
-        self._clock.callLater(0, run)
-
     # Subscriptions
 
     async def subscribe(self, subscriber: str, target: str) -> str:
@@ -314,7 +232,14 @@ class PresenceService:
             self._push(target, Event(REQUEST, subscriber))
         elif outcome is Outcome.APPROVED:
             # The reply says the state; the presence is pushed after it.
-            self._soon(self._tell_subscriber, subscriber, subscriber, target, False)
+            soon(
+                self._clock,
+                self._tell_subscriber,
+                subscriber,
+                subscriber,
+                target,
+                False,
+            )
         return state
 
     async def unsubscribe(self, subscriber: str, target: str) -> str:

@@ -15,11 +15,8 @@ from zope.interface.verify import verifyObject
 
 from fmtp.auth.router import Event
 from fmtp.interfaces import IPresenceService
-from fmtp.protocols.presence.service import (
-    PRESENCE,
-    PresenceService,
-    PresenceSettings,
-)
+from fmtp.protocols.presence.events import PRESENCE
+from fmtp.protocols.presence.service import PresenceService, PresenceSettings
 from fmtp.protocols.presence.status import Shown
 from tests.helpers import add_account, make_services
 from tests.protocols.presence.test_commands import (
