@@ -81,7 +81,7 @@ class Subscriptions:
         targets' user objects hold their policies).
     @param max_pending: the cap on requests waiting, per subscriber and
         per target (the store enforces it).
-    @param requests: the rate of SUBSCRIBE per user.
+    @param requests: the rate of SUBSCRIBE, and of pre-approvals, per user.
     """
 
     def __init__(
@@ -146,10 +146,16 @@ class Subscriptions:
     async def approve(self, target: str, subscriber: str) -> tuple[str, Link]:
         """
         C{target} approves C{subscriber}'s request, or pre-approves them.
+        A pre-approval is a new row as a request is, and counts against
+        the same rate: a user cannot fill the store with them.
 
         @return: the state token as the target sees it afterwards, and the
             link from C{subscriber} (approved, or pre-approved).
+        @raise TooManyRequests: for a new pre-approval over the rate.
         """
+        before = await self._store.subscription(target, subscriber)
+        if before.inbound is Link.NONE and not self._requests.allow(target):
+            raise TooManyRequests("too many subscription requests, slow down")
         link = await self._store.approve_subscription(
             target, subscriber, self._clock.seconds()
         )

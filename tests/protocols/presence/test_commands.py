@@ -405,6 +405,16 @@ class SubscriptionFloodTests(PresenceTestCase):
             self.logged_in(LENORE).ask("SUBSCRIBE", "1", ANNABEL).code, 200
         )
 
+    def test_preapprovals_share_the_rate(self) -> None:
+        annabel = self.logged_in(ANNABEL)
+        targets = [f"user{i}@poe.net" for i in range(6)]
+        codes = [annabel.ask("APPROVE", str(i), t).code for i, t in enumerate(targets)]
+        self.assertEqual(codes, [200] * 5 + [429])
+        # Answering a waiting request is not limited.
+        self.logged_in(EDGAR).ask("SUBSCRIBE", "1", ANNABEL)
+        approved = annabel.ask("APPROVE", "7", EDGAR)
+        self.assertEqual(approved.headers, {"Subscription": "from"})
+
     def test_pending_requests_are_capped(self) -> None:
         edgar = self.logged_in(EDGAR)
         for i in range(3):
