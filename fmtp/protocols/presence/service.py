@@ -71,6 +71,11 @@ DEFAULT_SETTINGS = PresenceSettings()
 class PresenceService:
     """
     L{IPresenceService} for the users of C{domain}.
+
+    @param store: provides L{fmtp.interfaces.IPresenceStore}, and
+        C{get_object} for the users' policies (the server's store).
+    @param router: the server's router, through which pushes reach the
+        sessions that made themselves available.
     """
 
     def __init__(
