@@ -238,7 +238,7 @@ async def tracemalloc_run(reactor, connections: int, held: int) -> None:
         domain=DOMAIN,
         store_url=f"sqlite:{directory / 'fmtp.sqlite'}",
         key_file=str(directory / "domain.key"),
-        listeners={"object": ["tcp:0:interface=127.0.0.1"]},
+        listeners={"object": ["tcp:0:interface=127.0.0.1"], "presence": ["none"]},
     )
     root.startService()
     [listener] = root.listeners()

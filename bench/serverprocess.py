@@ -124,6 +124,9 @@ class ServerProcess:
             "--store",
             f"sqlite:{self.database}",
             *(f"--listen-object={listener}" for listener in listeners),
+            # Not measured here, and its default port would be shared by
+            # every server of a run.
+            "--listen-presence=none",
             *options,
         ]
         with open(self.log_path, "wb") as log:

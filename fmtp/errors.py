@@ -83,6 +83,16 @@ class SendKeyUsed(FMTPError):
     default_message = "this Idempotency-Key was used for another message"
 
 
+class TooManyRequests(FMTPError):
+    """
+    A user or a session asked faster than its rate allows: temporary,
+    retry later and more slowly.
+    """
+
+    code = 429
+    default_message = "too many requests, slow down"
+
+
 class StoreUnavailable(FMTPError):
     code = 451
     default_message = "storage unavailable, try again later"

@@ -8,7 +8,7 @@ tests and benchmarks call L{build_server} directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -158,6 +158,7 @@ def build_server(
     connection_limits: ConnectionLimits | None = None,
     password_cost: ScryptCost = DEFAULT_SCRYPT_COST,
     token_lifetime: float = DEFAULT_TOKEN_LIFETIME,
+    plugin_options: Mapping[str, object] | None = None,
     **timeouts: float,
 ) -> tuple[ServerService, SharedServices]:
     """
@@ -170,6 +171,8 @@ def build_server(
         (C{--scrypt-n}); weaker ones are re-hashed at it on login.
     @param token_lifetime: seconds a resumption token logs in
         (C{--token-lifetime}); 0 offers none.
+    @param plugin_options: each plugin's own settings, by its name
+        (L{SharedServices.plugin_options}).
     @param timeouts: the streams' C{idle_timeout}, C{frame_timeout} and
         C{stall_timeout} (L{SharedServices}), if not their defaults.
     """
@@ -228,6 +231,7 @@ def build_server(
         limits=limits,
         tls_context=tls_context,
         connections=Connections(connection_limits or default_limits(), reactor),
+        plugin_options=dict(plugin_options or {}),
         **timeouts,
     )
     root = ServerService(store, services.connections, store_url)

@@ -32,6 +32,7 @@ from fmtp.listeners import NO_LISTENER, is_datagram, parse_udp_listener
 from fmtp.loginthrottle import DEFAULT_LOGIN_LIMITS, LoginLimits
 from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.options import DNSOption
+from fmtp.protocols.presence.service import DEFAULT_SETTINGS, PresenceSettings
 from fmtp.store import store_from_url
 from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
 from fmtp.wire import Limits
@@ -185,6 +186,21 @@ class Options(DNSOption, usage.Options):
             "0 offers no tokens.",
         ],
         [
+            "presence-grace",
+            None,
+            f"{DEFAULT_SETTINGS.grace_period:g}",
+            "Seconds a presence session whose connection was lost (without "
+            "LOGOUT or QUIT) still shows its status, so that a client "
+            "reconnecting in time shows no offline blip; 0 to 3600.",
+        ],
+        [
+            "presence-max-pending",
+            None,
+            str(DEFAULT_SETTINGS.max_pending),
+            "Most presence subscription requests waiting for an answer, from "
+            "one user and for one user; more are refused (429). 1 to 100000.",
+        ],
+        [
             "max-connections",
             None,
             None,
@@ -257,6 +273,11 @@ class Options(DNSOption, usage.Options):
         except InvalidAddress as e:
             raise usage.UsageError(f"--relay-for: {e.message}")
 
+    def _presence_settings(self) -> PresenceSettings:
+        return _presence_settings_of(
+            self["presence-grace"], self["presence-max-pending"]
+        )
+
     def postOptions(self) -> None:
         try:
             self["domain"] = normalize_domain(self["domain"])
@@ -295,6 +316,7 @@ class Options(DNSOption, usage.Options):
             )
         self["token-lifetime"] = lifetime
         self["connection-limits"] = self._connection_limits()
+        self["plugin-options"] = {"presence": self._presence_settings()}
         if bool(self["tls-key"]) != bool(self["tls-cert"]):
             raise usage.UsageError("--tls-key and --tls-cert go together")
         if self["hosts-file"]:
@@ -394,6 +416,24 @@ def _seconds(options: usage.Options, name: str, minimum: float) -> float:
             f"--{name} must be a number of seconds from {minimum:g} to 86400"
         )
     return value
+
+
+def _presence_settings_of(grace: str, max_pending: str) -> PresenceSettings:
+    """
+    The presence plugin's settings from C{--presence-grace} and
+    C{--presence-max-pending}.
+
+    @raise usage.UsageError: naming the option that is wrong.
+    """
+    try:
+        seconds = float(grace)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= 3600:
+        raise usage.UsageError("--presence-grace must be seconds from 0 to 3600")
+    if not is_ascii_digits(max_pending) or not 1 <= int(max_pending) <= 100_000:
+        raise usage.UsageError("--presence-max-pending must be from 1 to 100000")
+    return replace(DEFAULT_SETTINGS, grace_period=seconds, max_pending=int(max_pending))
 
 
 def check_listener(description: str, plugin: IProtocolPlugin) -> None:

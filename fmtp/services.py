@@ -4,6 +4,7 @@ The services one server shares between all its protocols.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,10 @@ class SharedServices:
     #: Log lines about refused requests, per source across its streams:
     #: ten at once, then one a second.
     error_log_limiter: LogLimiter = None  # type: ignore[assignment]
+    #: Each protocol plugin's own settings, by plugin name, from the
+    #: server's options (C{--presence-grace}...): a plugin reads its own
+    #: entry, and uses its defaults without one.
+    plugin_options: Mapping[str, Any] = field(default_factory=dict)
     #: Each protocol's commands, built once per server by its plugin
     #: (a variant made with C{replace} builds its own).
     protocol_handlers: dict[str, Any] = field(

@@ -73,6 +73,7 @@ def makeService(options: Options) -> MultiService:
             password_cost=options["password-cost"],
             token_lifetime=options["token-lifetime"],
             connection_limits=options["connection-limits"],
+            plugin_options=options["plugin-options"],
         )
     except STARTUP_ERRORS as e:
         raise SystemExit(f"fmtp: cannot start: {_reason(e)}") from None

@@ -576,7 +576,10 @@ class LoopbackServer:
             domain="poe.net",
             store_url=f"sqlite:{tmp_path / 'fmtp.sqlite'}",
             key_file=str(tmp_path / "domain.key"),
-            listeners={"object": ["tcp:0:interface=127.0.0.1"]},
+            listeners={
+                "object": ["tcp:0:interface=127.0.0.1"],
+                "presence": ["tcp:0:interface=127.0.0.1"],
+            },
             login_limits=limits,
         )
         self.connections: list = []

@@ -117,6 +117,14 @@ class Router:
                 reached += 1
         return reached
 
+    def deliver_to(self, session: Session, event: Event) -> bool:
+        if self._by_key.get(session.key) is not session:
+            return False
+        if event.kind not in session.kinds:
+            return False
+        session.sink(event)
+        return True
+
     def fan_out(self, addresses: Iterable[str], event: Event) -> int:
         return sum(self.deliver(address, event) for address in dict.fromkeys(addresses))
 

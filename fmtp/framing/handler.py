@@ -96,6 +96,11 @@ class CommandGroup:
         A connection ended; nothing to release by default.
         """
 
+    def login_ended(self, session: Session) -> None:
+        """
+        The login of C{session} ends; nothing to release by default.
+        """
+
 
 class HandlerCollection:
     """
@@ -212,6 +217,8 @@ class HandlerCollection:
         Log C{session} out: its router session closes.
         """
         if session.login is not None:
+            for group in self.groups:
+                group.login_ended(session)
             self.services.router.close(session.login)
             session.login = None
         session.address = None

@@ -66,6 +66,8 @@ class Session:
     failed_logins: int = 0
     logging_in: bool = False
     closing: bool = False
+    #: The client said QUIT: the connection ends as it asked, not lost.
+    quitting: bool = False
     #: Writes an unsolicited frame to this session's stream (None over UDP).
     push: Callable[[Frame], None] | None = None
     #: The domain a peer server proved (or claimed) with HELLO.
@@ -221,5 +223,5 @@ class SessionCommands(CommandGroup):
         return reply(200, frame.tag, "logged out")
 
     async def quit(self, frame: Frame, session: Session) -> Frame:
-        session.closing = True
+        session.quitting = session.closing = True
         return reply(221, frame.tag)

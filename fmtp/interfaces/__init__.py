@@ -25,7 +25,7 @@ from fmtp.interfaces.platform import (
     IServerLinks,
     ISession,
 )
-from fmtp.interfaces.presence import IPresenceStore
+from fmtp.interfaces.presence import IPresenceService, IPresenceStore
 from fmtp.interfaces.rooms import IRoomStore
 from fmtp.interfaces.store import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.interfaces.tokens import ITokenStore
@@ -38,6 +38,7 @@ __all__ = [
     "IDomainSigner",
     "IKeyVerifier",
     "IObjectStore",
+    "IPresenceService",
     "IPresenceStore",
     "IProtocolPlugin",
     "IRoomStore",

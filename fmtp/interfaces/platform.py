@@ -125,6 +125,18 @@ class IRouter(Interface):
         @return: how many sessions it reached.
         """
 
+    def deliver_to(session, event):
+        """
+        Hand C{event} to one open session, if it takes C{event.kind}: for
+        a protocol whose own state says which of a user's sessions want
+        an event (presence pushes reach only the sessions that made
+        themselves available).
+
+        @param session: an L{ISession} this router opened.
+        @return: whether it reached the session (L{False} if it is closed
+            or does not take the kind).
+        """
+
     def fan_out(addresses, event):
         """
         L{deliver} to each of C{addresses} (each once), what a room or a
@@ -287,4 +299,14 @@ class ICommandGroup(Interface):
         A connection of the protocol ended: release what the group holds
         for C{session} (a room membership's live listener); its login's
         router session is closed by the collection, after every group.
+        """
+
+    def login_ended(session):
+        """
+        The login of C{session} is ending (LOGOUT, or the connection
+        ended): called before its router session closes, after
+        L{connection_lost} when the connection ended.  A group that ties
+        state to a login (a presence session) ends it here at once; one
+        that waits after a lost connection (a presence grace period) has
+        already taken over what it needs in L{connection_lost}.
         """

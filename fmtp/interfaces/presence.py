@@ -156,3 +156,118 @@ class IPresenceStore(Interface):
 
         @return: a L{Deferred} that fires with the number forgotten.
         """
+
+
+class IPresenceService(Interface):
+    """
+    The presence of this server's users, and their subscriptions (the
+    presence protocol, doc/protocol.md section 9), apart from any socket:
+    one per server, reached by the presence commands.
+
+    Every method acts for the user a router session
+    (L{fmtp.interfaces.ISession}) was opened for, or for an address the
+    commands took from such a session: no method takes another user as
+    its actor.  Pushes to users' sessions go through the router as events
+    of the kinds C{presence}, C{subscription-request} and
+    C{subscription}, to the sessions that made themselves available (a
+    first STATUS) only.
+    """
+
+    def set_status(login, status, note="", priority=0, resource=None):
+        """
+        Set the presence of C{login}'s session.  The first call makes the
+        session available: it counts for its user's presence, receives
+        pushes, and is sent its buddies' presence and the requests that
+        wait for its user.  A session reconnecting within the grace
+        period with the same user and resource takes the old one's place.
+
+        @param status: a settable status word (checked by the caller).
+        @param priority: the session's priority (each call sets the whole
+            presence: status, note and priority).
+        @param resource: the session's resource name at the first call
+            (L{None}: a random one); later it must be the same or L{None}.
+        @return: the session's L{fmtp.protocols.presence.status.SessionPresence}.
+        @raise fmtp.errors.TooManyRequests: over the session's rate.
+        @raise fmtp.errors.InvalidObject: for a resource changed later.
+        """
+
+    def session_presence(login):
+        """
+        @return: the L{fmtp.protocols.presence.status.SessionPresence} of
+            C{login}'s session, or L{None} before its first STATUS.
+        """
+
+    def user_presence(address):
+        """
+        What approved subscribers of the local user C{address} see now.
+
+        @return: a L{fmtp.protocols.presence.status.Shown}.
+        """
+
+    def seen_by(viewer, contact):
+        """
+        The one answer to "what does C{viewer} see of C{contact}'s
+        presence": the contact's presence if C{viewer}'s subscription was
+        approved, else offline (also for a contact of another domain,
+        until presence federates).
+
+        @return: a L{Deferred} that fires with a
+            L{fmtp.protocols.presence.status.Shown}.
+        """
+
+    def session_ended(login):
+        """
+        C{login}'s session logged out or quit: its presence ends at once.
+        """
+
+    def session_lost(login):
+        """
+        C{login}'s connection was lost: its presence stays for the grace
+        period, then ends, unless a session of the same user and resource
+        takes its place.
+        """
+
+    def subscribe(subscriber, target):
+        """
+        C{subscriber} asks to see C{target}'s presence (the target's policy
+        decides whether it is approved at once, waits, or is politely
+        blocked).
+
+        @return: a L{Deferred} that fires with the state token as the
+            subscriber sees it afterwards.
+        """
+
+    def unsubscribe(subscriber, target):
+        """
+        C{subscriber} stops seeing C{target}, or withdraws a request.
+
+        @return: a L{Deferred} that fires with the state token afterwards.
+        """
+
+    def approve(target, subscriber):
+        """
+        C{target} approves C{subscriber}'s request, or pre-approves them;
+        the subscriber's available sessions are told, with the target's
+        presence.
+
+        @return: a L{Deferred} that fires with the state token as the
+            target sees it afterwards.
+        """
+
+    def deny(target, subscriber):
+        """
+        C{target} denies a request, cancels a subscription or withdraws a
+        pre-approval; a subscriber who saw C{target} is told.
+
+        @return: a L{Deferred} that fires with the state token as the
+            target sees it afterwards.
+        """
+
+    def buddies(user):
+        """
+        C{user}'s own subscription list, with what they see of each
+        contact.
+
+        @return: a L{Deferred} that fires with a list of
+            C{(contact, state token, Shown)}, by contact.
+        """

@@ -3,8 +3,10 @@ The protocols that ship with fmtp, registered as any plugin is.
 """
 
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
+from fmtp.protocols.presence.plugin import PresenceProtocolPlugin
 
 objectProtocol = ObjectProtocolPlugin()
+presenceProtocol = PresenceProtocolPlugin()
 
 #: Taken before any other plugin, so none can replace them.
-BUILTIN_PROTOCOLS = (objectProtocol,)
+BUILTIN_PROTOCOLS = (objectProtocol, presenceProtocol)

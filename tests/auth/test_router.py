@@ -46,6 +46,17 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(self.got[desktop], [])
         self.assertEqual(self.got[other], [])
 
+    def test_deliver_to_one_session(self) -> None:
+        phone, first = self.open(EDGAR, "presence", "presence")
+        desktop, second = self.open(EDGAR, "presence", "presence")
+        event = Event("presence", "p")
+        self.assertTrue(self.router.deliver_to(second, event))
+        self.assertFalse(self.router.deliver_to(second, Event("message", "m")))
+        self.assertEqual((self.got[phone], self.got[desktop]), ([], [event]))
+        self.router.close(second)
+        self.assertFalse(self.router.deliver_to(second, event))
+        self.assertEqual(self.got[desktop], [event])
+
     def test_online_and_sessions(self) -> None:
         self.assertEqual(self.router.online(EDGAR), frozenset())
         _, first = self.open(EDGAR, "object", "message")

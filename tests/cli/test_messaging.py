@@ -173,7 +173,10 @@ class CLIServer:
             domain="poe.net",
             store_url=f"sqlite:{self.data_dir / 'fmtp.sqlite'}",
             key_file=str(self.data_dir / "domain.key"),
-            listeners={"object": ["tcp:0:interface=127.0.0.1"]},
+            listeners={
+                "object": ["tcp:0:interface=127.0.0.1"],
+                "presence": ["tcp:0:interface=127.0.0.1"],
+            },
             hosts_file=str(hosts),
             nameservers=[self.dns.nameserver],
             login_limits=LoginLimits(failure_delay=0.05),

@@ -209,7 +209,10 @@ async def test_starttls(tmp_path) -> None:
         domain="poe.net",
         store_url=f"sqlite:{tmp_path / 'fmtp.sqlite'}",
         key_file=str(tmp_path / "domain.key"),
-        listeners={"object": ["tcp:0:interface=127.0.0.1"]},
+        listeners={
+            "object": ["tcp:0:interface=127.0.0.1"],
+            "presence": ["tcp:0:interface=127.0.0.1"],
+        },
         tls_context=load_tls_context(str(cert.key_path), str(cert.cert_path)),
     )
     root.startService()

@@ -26,12 +26,20 @@ class Echo(CommandGroup):
         self.datagram_commands = frozenset({"ECHO"})
         self.renderers = {"echo": lambda event: reply(259, "*", str(event.payload))}
         self.lost: list[Session] = []
+        self.ended: list[tuple[Session, bool]] = []
 
     async def echo(self, frame: Frame, session: Session) -> Frame:
         return reply(200, frame.tag, frame.argument)
 
     def connection_lost(self, session: Session) -> None:
         self.lost.append(session)
+
+    def login_ended(self, session: Session) -> None:
+        # Whether its router session was still open when told.
+        router = self.services.router
+        self.ended.append(
+            (session, router.session_for_key(session.login.key) is not None)
+        )
 
 
 class AlsoEcho(Echo):
@@ -88,5 +96,19 @@ def test_logins_take_only_the_protocols_event_kinds() -> None:
     assert [(f.code, f.argument) for f in pushed] == [(259, "mine")]
     handler.connection_lost(session)
     assert handler.groups[1].lost == [session]
+    # Told the login ends after the connection, while its session is open.
+    assert handler.groups[1].ended == [(session, True)]
     assert session.login is None and session.address is None
     assert router.session_for_key(login.key) is None
+
+
+def test_logout_tells_the_groups_once() -> None:
+    services = make_services(Clock())
+    handler = HandlerCollection("echo", services, [SessionCommands, Echo])
+    session = Session("192.0.2.1", push=[].append)
+    handler.open_login(session, "edgar@poe.net")
+    handler.end_login(session)
+    handler.end_login(session)
+    assert handler.groups[1].ended == [(session, True)]
+    handler.connection_lost(session)
+    assert handler.groups[1].ended == [(session, True)]

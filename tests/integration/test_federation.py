@@ -158,7 +158,11 @@ class Network:
             domain=domain,
             store_url=f"sqlite:{self.tmp_path / name / 'fmtp.sqlite'}",
             key_file=str(self.tmp_path / f"{name}.key"),
-            listeners={"object": [f"tcp:{port}:interface={address}"], **(listen or {})},
+            listeners={
+                "object": [f"tcp:{port}:interface={address}"],
+                "presence": [f"tcp:0:interface={address}"],
+                **(listen or {}),
+            },
             nameservers=[self.dns.nameserver],
             federation=replace(settings, default_port=self.default_port.port),
             hosts_file=str(hosts_file) if hosts_file else None,

@@ -21,6 +21,8 @@ from tests.helpers import bound_ports
 
 EDGAR = "edgar@poe.net"
 LISTENERS = ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
+#: The presence protocol, served too, on a port of its own choosing.
+PRESENCE_LISTENERS = ["tcp:0:interface=127.0.0.1"]
 PASSWORD = "nevermore-quoth"
 
 
@@ -39,7 +41,7 @@ class RunningServer:
             domain="poe.net",
             store_url=f"sqlite:{data_dir / 'fmtp.sqlite'}",
             key_file=str(data_dir / "domain.key"),
-            listeners={"object": listeners},
+            listeners={"object": listeners, "presence": PRESENCE_LISTENERS},
             limits=limits,
             **options,
         )
@@ -49,6 +51,7 @@ class RunningServer:
         ports = await bound_ports(self.root)
         self.tcp = f"tcp:127.0.0.1:{ports['object', 'tcp']}"
         self.udp_port = ports.get(("object", "udp"))
+        self.presence_tcp = f"tcp:127.0.0.1:{ports['presence', 'tcp']}"
         return self
 
     async def add_account(self, address: str, password: str) -> None:

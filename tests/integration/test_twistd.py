@@ -77,6 +77,8 @@ LISTENERS = (
     "tcp:0:interface=127.0.0.1",
     "--listen-object",
     "udp:0:interface=127.0.0.1",
+    "--listen-presence",
+    "tcp:0:interface=127.0.0.1",
 )
 
 #: The line L{fmtp.listeners.Listener} logs once bound, which is the only

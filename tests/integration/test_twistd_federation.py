@@ -374,6 +374,8 @@ async def start_server(
         dns.dns_option,
         "--listen-object",
         f"tcp:0:interface={ADDRESSES[domain]}",
+        "--listen-presence",
+        f"tcp:0:interface={ADDRESSES[domain]}",
     ]
     child, transport = children.spawn(args, cwd, "twistd")
     server = ServerProcess(domain, child, transport, data_dir)

@@ -1,0 +1,109 @@
+"""
+Announcing a user's presence to their subscribers, coalesced: however
+many changes a user makes in a burst, each subscriber's session is pushed
+the latest, and at most one announcement per user is under way at a time
+(never one queued push per change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from fmtp.auth.router import Event
+from fmtp.protocols.presence.events import PRESENCE, PresenceChanged
+from fmtp.protocols.presence.status import NOTHING, Shown
+
+_log = Logger()
+
+
+def soon(clock: IReactorTime, function, address: str, *args) -> None:
+    """
+    Run the coroutine C{function(*args)} on the next turn of C{clock}
+    (after the reply being written now), on its own: a failure is logged
+    with C{address}, whom it was for.
+    """
+
+    def run() -> None:
+        d = Deferred.fromCoroutine(function(*args))
+        d.addErrback(
+            lambda failure: _log.failure(
+                "Presence: {what} for {address} failed",
+                failure,
+                what=function.__name__,
+                address=address,
+            )
+        )
+
+    clock.callLater(0, run)
+
+
+class Announcer:
+    """
+    Pushes users' presence changes to their subscribers.
+
+    @param presence_of: what a user's subscribers see of them now.
+    @param subscribers: a user's subscribers (a Deferred list of
+        addresses, from the store).
+    @param push: hands an event to an address's available sessions.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        presence_of: Callable[[str], Shown],
+        subscribers: Callable[[str], Awaitable[list[str]]],
+        push: Callable[[str, Event], None],
+    ) -> None:
+        self._clock = clock
+        self._presence_of = presence_of
+        self._subscribers = subscribers
+        self._push = push
+        # Users whose presence changed since last announced, those being
+        # announced, and what each was last announced as.
+        self._dirty: set[str] = set()
+        self._announcing: set[str] = set()
+        self._announced: dict[str, Shown] = {}
+        self._flush: IDelayedCall | None = None
+
+    def changed(self, address: str) -> None:
+        """
+        C{address}'s presence may have changed: announce it on the next
+        turn, once, however many changes come before.
+        """
+        self._dirty.add(address)
+        if self._flush is None:
+            self._flush = self._clock.callLater(0, self._announce_dirty)
+
+    def _announce_dirty(self) -> None:
+        self._flush = None
+        ready = self._dirty - self._announcing
+        self._dirty -= ready
+        for address in ready:
+            soon(self._clock, self._announce, address, address)
+
+    async def _announce(self, address: str) -> None:
+        """
+        Push C{address}'s presence to its subscribers' available sessions
+        if it differs from what was announced last.  One announcement per
+        user runs at a time; a change meanwhile is announced after it.
+        """
+        shown = self._presence_of(address)
+        if shown == self._announced.get(address, NOTHING):
+            return
+        self._announcing.add(address)
+        try:
+            if shown == NOTHING:
+                self._announced.pop(address, None)
+            else:
+                self._announced[address] = shown
+            event = Event(PRESENCE, PresenceChanged(address, shown))
+            for subscriber in await self._subscribers(address):
+                self._push(subscriber, event)
+        finally:
+            self._announcing.discard(address)
+            if address in self._dirty and self._flush is None:
+                self._flush = self._clock.callLater(0, self._announce_dirty)

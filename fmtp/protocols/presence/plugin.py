@@ -1,0 +1,36 @@
+"""
+The presence protocol's plugin: registered through L{twisted.plugin}
+exactly as a third-party protocol is (L{fmtp.plugins.fmtp_builtin}).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from fmtp.framing.plugin import FramedProtocolPlugin
+from fmtp.framing.session import SessionCommands
+from fmtp.interfaces import IProtocolPlugin
+from fmtp.protocols.presence.commands import PresenceCommands
+from fmtp.protocols.presence.service import PresenceSettings
+from fmtp.util.hostport import PRESENCE_PORT
+
+
+@implementer(IPlugin, IProtocolPlugin)
+class PresenceProtocolPlugin(FramedProtocolPlugin):
+    """
+    The presence protocol, on streams; its datagram side comes with the
+    UDP bridges (issue 10), so it has no UDP listener yet.
+
+    @param settings: the grace period and limits; by default the
+        server's (C{--presence-grace}, C{--presence-max-pending}).
+    """
+
+    name = "presence"
+    description = "presence: status, subscriptions with consent, live pushes"
+    default_listeners = (f"tcp:{PRESENCE_PORT}:interface=127.0.0.1",)
+
+    def __init__(self, settings: PresenceSettings | None = None) -> None:
+        self.groups = (SessionCommands, partial(PresenceCommands, settings=settings))

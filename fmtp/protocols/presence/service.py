@@ -1,0 +1,287 @@
+"""
+The presence of one server's users (L{IPresenceService}): the table of
+available sessions, the grace period of a lost connection, and the pushes
+a change makes, coalesced.
+
+Time comes from the injected clock, so grace periods, rates and
+coalescing are tested on a L{twisted.internet.task.Clock}.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from fmtp.auth.router import Event
+from fmtp.errors import InvalidObject, TooManyRequests
+from fmtp.interfaces import IPresenceService, IRouter, ISession
+from fmtp.objects import domain_of
+from fmtp.protocols.presence.announce import Announcer, soon
+from fmtp.protocols.presence.events import (
+    PRESENCE,
+    REQUEST,
+    SUBSCRIPTION,
+    PresenceChanged,
+    SubscriptionChanged,
+)
+from fmtp.protocols.presence.status import (
+    NOTHING,
+    SessionPresence,
+    Shown,
+    user_presence,
+)
+from fmtp.protocols.presence.subscriptions import (
+    Outcome,
+    Subscriptions,
+    state_token,
+)
+from fmtp.ratelimit import SourceRateLimiter
+from fmtp.store.presence import Link, Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSettings:
+    """
+    What an admin may tune (doc/admin.md, "Presence").
+
+    @ivar grace_period: seconds a lost connection's presence stays.
+    @ivar max_pending: requests that may wait, per subscriber and target.
+    @ivar subscribe_rate: SUBSCRIBEs per second per user, after a burst
+        of C{subscribe_burst}.
+    @ivar status_rate: STATUS changes per second per session, after a
+        burst of C{status_burst}.
+    """
+
+    grace_period: float = 30.0
+    max_pending: int = 100
+    subscribe_rate: float = 20 / 60
+    subscribe_burst: float = 20.0
+    status_rate: float = 10.0
+    status_burst: float = 20.0
+
+
+DEFAULT_SETTINGS = PresenceSettings()
+
+
+@implementer(IPresenceService)
+class PresenceService:
+    """
+    L{IPresenceService} for the users of C{domain}.
+
+    @param store: provides L{fmtp.interfaces.IPresenceStore}, and
+        C{get_object} for the users' policies (the server's store).
+    @param router: the server's router, through which pushes reach the
+        sessions that made themselves available.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        domain: str,
+        store,
+        router: IRouter,
+        settings: PresenceSettings = DEFAULT_SETTINGS,
+    ) -> None:
+        self._clock = clock
+        self._domain = domain
+        self._store = store
+        self._router = router
+        self.settings = settings
+        self.subscriptions = Subscriptions(
+            clock,
+            domain,
+            store,
+            settings.max_pending,
+            SourceRateLimiter(clock, settings.subscribe_rate, settings.subscribe_burst),
+        )
+        self._status_rate = SourceRateLimiter(
+            clock, settings.status_rate, settings.status_burst
+        )
+        self._order = itertools.count()
+        #: Each user's sessions that count, by resource.
+        self._users: dict[str, dict[str, SessionPresence]] = {}
+        #: Each available session's presence, by session key.
+        self._by_key: dict[str, SessionPresence] = {}
+        self._announcer = Announcer(
+            clock, self.user_presence, store.subscribers, self._push
+        )
+        self._changed = self._announcer.changed
+
+    # Sessions
+
+    def set_status(
+        self,
+        login: ISession,
+        status: str,
+        note: str = "",
+        priority: int = 0,
+        resource: str | None = None,
+    ) -> SessionPresence:
+        if not self._status_rate.allow(login.key):
+            raise TooManyRequests("too many STATUS changes, slow down")
+        entry = self._by_key.get(login.key)
+        first = entry is None
+        if entry is None:
+            entry = self._make_available(login, resource or secrets.token_hex(6))
+        elif resource is not None and resource != entry.resource:
+            raise InvalidObject("Resource is chosen at the first STATUS")
+        entry.status, entry.note, entry.priority = status, note, priority
+        entry.order = next(self._order)
+        self._changed(login.address)
+        if first:
+            # After the reply to this STATUS, as the announcements are.
+            soon(self._clock, self._welcome, entry.address, entry)
+        return entry
+
+    def _make_available(self, login: ISession, resource: str) -> SessionPresence:
+        """
+        The session's presence entry, taking the place of one of the same
+        user and resource (a reconnect within its grace period, or a
+        connection the client gave up on).
+        """
+        sessions = self._users.setdefault(login.address, {})
+        old = sessions.get(resource)
+        if old is not None:
+            self._detach(old)
+        entry = SessionPresence(login.address, resource, "", "", 0, 0, login)
+        sessions[resource] = entry
+        self._by_key[login.key] = entry
+        return entry
+
+    def _detach(self, entry: SessionPresence) -> None:
+        if entry.login is not None:
+            self._by_key.pop(entry.login.key, None)
+            entry.login = None
+        if entry.expiry is not None and entry.expiry.active():
+            entry.expiry.cancel()
+        entry.expiry = None
+
+    def session_presence(self, login: ISession) -> SessionPresence | None:
+        return self._by_key.get(login.key)
+
+    def user_presence(self, address: str) -> Shown:
+        return user_presence(list(self._users.get(address, {}).values()))
+
+    def session_ended(self, login: ISession) -> None:
+        entry = self._by_key.get(login.key)
+        if entry is not None:
+            self._remove(entry)
+
+    def session_lost(self, login: ISession) -> None:
+        entry = self._by_key.pop(login.key, None)
+        if entry is not None:
+            entry.login = None
+            entry.expiry = self._clock.callLater(
+                self.settings.grace_period, self._remove, entry
+            )
+
+    def _remove(self, entry: SessionPresence) -> None:
+        self._detach(entry)
+        sessions = self._users.get(entry.address, {})
+        if sessions.get(entry.resource) is entry:
+            del sessions[entry.resource]
+            if not sessions:
+                del self._users[entry.address]
+            self._changed(entry.address)
+
+    # What is seen, and pushed
+
+    async def seen_by(self, viewer: str, contact: str) -> Shown:
+        return self.seen(await self._store.subscription(viewer, contact))
+
+    def seen(self, subscription: Subscription) -> Shown:
+        """
+        What a user sees of a contact, given how they stand (what
+        L{seen_by} answers, for a caller that has read the subscription).
+        """
+        contact = subscription.contact
+        if subscription.outbound is not Link.APPROVED:
+            return NOTHING
+        if domain_of(contact) != self._domain:
+            # Until presence federates (issue 10's federation slice).
+            return NOTHING
+        return self.user_presence(contact)
+
+    def _push(self, address: str, event: Event) -> None:
+        """
+        Hand C{event} to C{address}'s available sessions.
+        """
+        for entry in list(self._users.get(address, {}).values()):
+            if entry.login is not None:
+                self._router.deliver_to(entry.login, event)
+
+    async def _welcome(self, entry: SessionPresence) -> None:
+        """
+        A session just made itself available: send it its buddies'
+        presence, and the requests waiting for its user.
+        """
+        user = entry.address
+        for subscription in await self._store.subscriptions(user):
+            if subscription.outbound is Link.APPROVED and entry.login is not None:
+                shown = self.seen(subscription)
+                event = Event(PRESENCE, PresenceChanged(subscription.contact, shown))
+                self._router.deliver_to(entry.login, event)
+        for subscriber in await self.subscriptions.waiting_for(user):
+            if entry.login is not None:
+                self._router.deliver_to(entry.login, Event(REQUEST, subscriber))
+
+    # Subscriptions
+
+    async def subscribe(self, subscriber: str, target: str) -> str:
+        state, outcome = await self.subscriptions.request(subscriber, target)
+        if outcome is Outcome.WAITING:
+            self._push(target, Event(REQUEST, subscriber))
+        elif outcome is Outcome.APPROVED:
+            # The reply says the state; the presence is pushed after it.
+            soon(
+                self._clock,
+                self._tell_subscriber,
+                subscriber,
+                subscriber,
+                target,
+                False,
+            )
+        return state
+
+    async def unsubscribe(self, subscriber: str, target: str) -> str:
+        return await self.subscriptions.unsubscribe(subscriber, target)
+
+    async def approve(self, target: str, subscriber: str) -> str:
+        state, link = await self.subscriptions.approve(target, subscriber)
+        if link is Link.APPROVED:
+            await self._tell_subscriber(subscriber, target)
+        return state
+
+    async def deny(self, target: str, subscriber: str) -> str:
+        state, saw = await self.subscriptions.deny(target, subscriber)
+        if saw:
+            await self._tell_subscriber(subscriber, target)
+        return state
+
+    async def _tell_subscriber(
+        self, subscriber: str, target: str, with_state: bool = True
+    ) -> None:
+        """
+        Tell C{subscriber}'s available sessions how they now stand with
+        C{target} (C{254}), and what they now see of them (C{252}).  One
+        with none finds it in BUDDIES and at their first STATUS.
+        """
+        if subscriber not in self._users:
+            return
+        subscription = await self._store.subscription(subscriber, target)
+        if with_state:
+            state = await self.subscriptions.state(subscriber, target)
+            changed = SubscriptionChanged(target, state)
+            self._push(subscriber, Event(SUBSCRIPTION, changed))
+        shown = self.seen(subscription)
+        self._push(subscriber, Event(PRESENCE, PresenceChanged(target, shown)))
+
+    async def buddies(self, user: str) -> list[tuple[str, str, Shown]]:
+        return [
+            (subscription.contact, state_token(subscription), self.seen(subscription))
+            for subscription in await self.subscriptions.contacts(user)
+        ]

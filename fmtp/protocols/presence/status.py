@@ -1,0 +1,138 @@
+"""
+What a presence is made of: the values a session sets (status word, note,
+priority, resource), checked here once, and the rule that makes one
+status of a user out of their sessions' (doc/protocol.md 9.2).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fmtp.errors import InvalidObject
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall
+
+    from fmtp.interfaces import ISession
+
+#: What a subscriber sees of a user who shows nothing.
+OFFLINE = "offline"
+#: Seen as offline by everyone else; the user still receives everything.
+INVISIBLE = "invisible"
+#: The words STATUS may set (C{offline} is logging out).
+SETTABLE = frozenset({"online", "away", "busy", INVISIBLE})
+
+MAX_NOTE = 200
+MIN_PRIORITY, MAX_PRIORITY = -128, 127
+_RESOURCE = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
+_PRIORITY = re.compile(r"[+-]?[0-9]{1,3}")
+
+
+def parse_status(word: str) -> str:
+    """
+    @raise InvalidObject: unless C{word} is a settable status.
+    """
+    status = word.strip().lower()
+    if status == OFFLINE:
+        raise InvalidObject("offline is not a status to set: LOGOUT or QUIT instead")
+    if status not in SETTABLE:
+        raise InvalidObject(f"unknown status {word!r}: online, away, busy or invisible")
+    return status
+
+
+def parse_note(text: str) -> str:
+    """
+    A note in NFC, one line of at most L{MAX_NOTE} characters.
+
+    @raise InvalidObject: if it is longer or holds control characters.
+    """
+    note = unicodedata.normalize("NFC", text)
+    if len(note) > MAX_NOTE:
+        raise InvalidObject(f"Note is longer than {MAX_NOTE} characters")
+    if any(unicodedata.category(c) == "Cc" for c in note):
+        raise InvalidObject("Note must not hold control characters")
+    return note
+
+
+def parse_priority(text: str) -> int:
+    """
+    @raise InvalidObject: unless C{text} is a whole number in -128..127.
+    """
+    if not _PRIORITY.fullmatch(text) or not (MIN_PRIORITY <= int(text) <= MAX_PRIORITY):
+        raise InvalidObject(
+            f"Priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}"
+        )
+    return int(text)
+
+
+def parse_resource(text: str) -> str:
+    """
+    @raise InvalidObject: unless C{text} is 1 to 64 characters, none of
+        them spaces or controls.
+    """
+    if not _RESOURCE.fullmatch(text):
+        raise InvalidObject("Resource must be 1 to 64 characters, no spaces")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """
+    A presence as someone sees it: a status word and a note.
+    """
+
+    status: str = OFFLINE
+    note: str = ""
+
+
+#: What anyone who may not see a user sees, and what nobody online shows.
+NOTHING = Shown()
+
+
+@dataclass(eq=False, slots=True)
+class SessionPresence:
+    """
+    The presence one session set with STATUS.
+
+    @ivar order: when it last changed, as a number that only grows, so
+        that among sessions of equal priority the latest change decides.
+    @ivar login: the router session that receives pushes, or L{None}
+        while its connection is lost and its grace period runs.
+    @ivar expiry: the end of that grace period, while it runs.
+    """
+
+    address: str
+    resource: str
+    status: str
+    note: str
+    priority: int
+    order: int
+    login: ISession | None = field(default=None, repr=False)
+    expiry: IDelayedCall | None = field(default=None, repr=False)
+
+    def own(self) -> Shown:
+        """
+        This session's presence, as its user sees it.
+        """
+        return Shown(self.status, self.note)
+
+
+def decisive(sessions: list[SessionPresence]) -> SessionPresence | None:
+    """
+    The session whose presence is the user's: the highest priority, and
+    among those the latest changed.
+    """
+    return max(sessions, key=lambda s: (s.priority, s.order), default=None)
+
+
+def user_presence(sessions: list[SessionPresence]) -> Shown:
+    """
+    What a user's approved subscribers see, from their available sessions.
+    """
+    chosen = decisive(sessions)
+    if chosen is None or chosen.status == INVISIBLE:
+        return NOTHING
+    return Shown(chosen.status, chosen.note)

@@ -1,0 +1,233 @@
+"""
+Subscription requests and answers, under the target's policy and the
+abuse limits (doc/protocol.md 9.3): what SUBSCRIBE, APPROVE, DENY,
+UNSUBSCRIBE and BUDDIES do to the store, apart from any socket.
+
+A request the target's policy refuses (C{Blacklist}, C{Policy: reject})
+and a request for a user who does not exist are I{politely blocked}: kept
+as waiting, exactly as any waiting request, so that the requester learns
+nothing, but never put to the target.  Whether a request is blocked is
+decided each time the target's requests are read, from their user object
+as it is then: a user who lifts a block sees the requests it held.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import replace
+
+from twisted.internet.interfaces import IReactorTime
+
+from fmtp.errors import Forbidden, InvalidObject, TooManyRequests
+from fmtp.interfaces import IPresenceStore
+from fmtp.objects import domain_of, normalize_address
+from fmtp.policy import Decision, decide, matches
+from fmtp.ratelimit import SourceRateLimiter
+from fmtp.store.presence import Link, Subscription
+
+#: The refusal of a contact of another domain, until presence federates.
+NOT_ACROSS_DOMAINS = "presence across domains is not served yet"
+
+
+class Outcome(enum.Enum):
+    """
+    What became of a subscription request.
+    """
+
+    #: The subscriber sees the target now (whitelisted, pre-approved, or
+    #: approved before).
+    APPROVED = "approved"
+    #: It waits for the target's answer, who is told.
+    WAITING = "waiting"
+    #: Politely blocked: it looks as if it waits, and nobody is told.
+    BLOCKED = "blocked"
+
+
+def state_token(subscription: Subscription) -> str:
+    """
+    A subscription's state as one token on the wire: the store's name
+    with spaces written as hyphens (C{pending-out}, C{to+pending-in}).
+    """
+    return subscription.state.replace(" ", "-")
+
+
+def refuses(profile: Mapping[str, str] | None, subscriber: str) -> bool:
+    """
+    Whether a target whose user object properties are C{profile} (L{None}
+    if there is no such user) politely blocks requests from
+    C{subscriber}: a whitelisted subscriber never is.
+    """
+    if profile is None:
+        return True
+    if matches(subscriber, profile.get("Whitelist", "")):
+        return False
+    return decide(profile, subscriber, approved=True) is Decision.REJECT
+
+
+def welcomes(profile: Mapping[str, str] | None, subscriber: str) -> bool:
+    """
+    Whether a request from C{subscriber} is approved at once: the target
+    whitelists them.
+    """
+    return profile is not None and matches(subscriber, profile.get("Whitelist", ""))
+
+
+class Subscriptions:
+    """
+    The subscription rules of one server, for its own users.
+
+    @param store: provides L{IPresenceStore} and L{IObjectStore} (the
+        targets' user objects hold their policies).
+    @param max_pending: the cap on requests waiting, per subscriber and
+        per target (the store enforces it).
+    @param requests: the rate of SUBSCRIBE, and of pre-approvals, per user.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        domain: str,
+        store: IPresenceStore,
+        max_pending: int,
+        requests: SourceRateLimiter,
+    ) -> None:
+        self._clock = clock
+        self._domain = domain
+        self._store = store
+        self._max_pending = max_pending
+        self._requests = requests
+
+    def contact(self, user: str, address: str) -> str:
+        """
+        The normal form of a contact C{user} names.
+
+        @raise InvalidAddress: if it is no address (553).
+        @raise InvalidObject: if it is C{user}'s own (501).
+        @raise Forbidden: if it is of another domain (554), for now.
+        """
+        contact = normalize_address(address)
+        if contact == user:
+            raise InvalidObject("you always see your own presence")
+        if domain_of(contact) != self._domain:
+            raise Forbidden(NOT_ACROSS_DOMAINS)
+        return contact
+
+    async def _profile(self, address: str) -> Mapping[str, str] | None:
+        obj = await self._store.get_object(address)
+        return None if obj is None else obj.properties
+
+    async def request(self, subscriber: str, target: str) -> tuple[str, Outcome]:
+        """
+        C{subscriber} asks to see C{target}'s presence.
+
+        @return: the subscription's state token as the subscriber sees it,
+            and what became of the request.
+        @raise TooManyRequests: over the subscriber's rate.
+        @raise fmtp.store.presence.PendingLimitReached: over the cap.
+        """
+        if not self._requests.allow(subscriber):
+            raise TooManyRequests("too many subscription requests, slow down")
+        profile = await self._profile(target)
+        now = self._clock.seconds()
+        link = await self._store.request_subscription(
+            subscriber, target, now, self._max_pending
+        )
+        if link is Link.PENDING and welcomes(profile, subscriber):
+            link = await self._store.approve_subscription(target, subscriber, now)
+        if link is Link.APPROVED:
+            outcome = Outcome.APPROVED
+        elif refuses(profile, subscriber):
+            outcome = Outcome.BLOCKED
+        else:
+            outcome = Outcome.WAITING
+        return await self.state(subscriber, target), outcome
+
+    async def approve(self, target: str, subscriber: str) -> tuple[str, Link]:
+        """
+        C{target} approves C{subscriber}'s request, or pre-approves them.
+        A pre-approval is a new row as a request is, and counts against
+        the same rate: a user cannot fill the store with them.
+
+        @return: the state token as the target sees it afterwards, and the
+            link from C{subscriber} (approved, or pre-approved).
+        @raise TooManyRequests: for a new pre-approval over the rate.
+        """
+        before = await self._store.subscription(target, subscriber)
+        if before.inbound is Link.NONE and not self._requests.allow(target):
+            raise TooManyRequests("too many subscription requests, slow down")
+        link = await self._store.approve_subscription(
+            target, subscriber, self._clock.seconds()
+        )
+        return await self.state(target, subscriber), link
+
+    async def deny(self, target: str, subscriber: str) -> tuple[str, bool]:
+        """
+        C{target} removes the link from C{subscriber}: a request, a
+        subscription or a pre-approval.
+
+        @return: the state token as the target sees it afterwards, and
+            whether C{subscriber} saw C{target} before.
+        """
+        before = await self._store.subscription(target, subscriber)
+        await self._store.deny_subscription(target, subscriber)
+        return await self.state(target, subscriber), before.inbound is Link.APPROVED
+
+    async def unsubscribe(self, subscriber: str, target: str) -> str:
+        """
+        C{subscriber} stops seeing C{target}, or withdraws a request.
+
+        @return: the state token as the subscriber sees it afterwards.
+        """
+        await self._store.unsubscribe(subscriber, target)
+        return await self.state(subscriber, target)
+
+    async def state(self, user: str, contact: str) -> str:
+        """
+        The state token of C{user}'s subscription with C{contact}, as
+        C{user} sees it: a request C{user}'s policy blocks is not shown.
+        """
+        subscription = await self._store.subscription(user, contact)
+        return state_token(hide_blocked(subscription, await self._profile(user)))
+
+    async def contacts(self, user: str) -> list[Subscription]:
+        """
+        C{user}'s own list, without the requests their policy blocks.
+        """
+        profile = await self._profile(user)
+        shown = []
+        for subscription in await self._store.subscriptions(user):
+            seen = hide_blocked(subscription, profile)
+            if seen.state != "none" or seen.preapproved:
+                shown.append(seen)
+        return shown
+
+    async def waiting_for(self, target: str) -> list[str]:
+        """
+        Who waits for C{target}'s answer, among those their policy lets
+        ask, oldest request first.
+        """
+        profile = await self._profile(target)
+        return [
+            request.subscriber
+            for request in await self._store.pending_requests(target)
+            if not refuses(profile, request.subscriber)
+        ]
+
+    async def blocks(self, target: str, subscriber: str) -> bool:
+        """
+        Whether C{target}'s policy politely blocks C{subscriber}.
+        """
+        return refuses(await self._profile(target), subscriber)
+
+
+def hide_blocked(
+    subscription: Subscription, profile: Mapping[str, str] | None
+) -> Subscription:
+    """
+    C{subscription} as its user is shown it: an inbound request their
+    policy blocks is not shown (it never was put to them).
+    """
+    if subscription.inbound is Link.PENDING and refuses(profile, subscription.contact):
+        return replace(subscription, inbound=Link.NONE)
+    return subscription

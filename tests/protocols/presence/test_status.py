@@ -1,0 +1,58 @@
+"""
+Unit tests of L{fmtp.protocols.presence.status}: the values STATUS takes,
+and the rule that makes a user's presence from their sessions'.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fmtp.errors import InvalidObject
+from fmtp.protocols.presence.status import (
+    NOTHING,
+    SessionPresence,
+    Shown,
+    parse_note,
+    parse_priority,
+    parse_resource,
+    parse_status,
+    user_presence,
+)
+
+
+def session(status: str, priority: int, order: int, note: str = "") -> SessionPresence:
+    return SessionPresence("edgar@poe.net", f"r{order}", status, note, priority, order)
+
+
+def test_priority_then_latest_decides() -> None:
+    assert user_presence([]) == NOTHING
+    low = session("away", -1, 9)
+    high = session("busy", 3, 1, "x")
+    assert user_presence([low, high]) == Shown("busy", "x")
+    assert user_presence([low, high, session("online", 3, 2)]) == Shown("online")
+    assert user_presence([low, session("invisible", 3, 5), high]) == NOTHING
+
+
+@pytest.mark.parametrize("text", ["-128", "127", "+5", "0", "-0"])
+def test_priorities(text: str) -> None:
+    assert parse_priority(text) == int(text)
+
+
+@pytest.mark.parametrize("text", ["-129", "128", "", "1e2", "0x1", " 1", "١"])
+def test_bad_priorities(text: str) -> None:
+    with pytest.raises(InvalidObject, match="Priority"):
+        parse_priority(text)
+
+
+def test_words_and_resources() -> None:
+    assert parse_status("BUSY") == "busy"
+    for bad in ("offline", "gone", ""):
+        with pytest.raises(InvalidObject):
+            parse_status(bad)
+    assert parse_resource("phone-2") == "phone-2"
+    for bad in ("", "a b", "a\tb", "x" * 65, "\x7f"):
+        with pytest.raises(InvalidObject):
+            parse_resource(bad)
+    assert parse_note("cafe\u0301") == "caf\u00e9"
+    with pytest.raises(InvalidObject):
+        parse_note("a\x00b")
