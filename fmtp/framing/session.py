@@ -202,6 +202,10 @@ class SessionCommands(CommandGroup):
                     given["Token-Expires"] = f"{issued.expires:.0f}"
         finally:
             session.logging_in = False
+        if session.closing:
+            # The connection went (or QUIT came) while the password was
+            # checked: a router session opened now would never be closed.
+            return reply(421, frame.tag, "closing")
         login = self.protocol.open_login(session, account.address)
         return reply(
             230,

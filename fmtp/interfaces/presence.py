@@ -208,8 +208,9 @@ class IPresenceService(Interface):
         """
         The one answer to "what does C{viewer} see of C{contact}'s
         presence": the contact's presence if C{viewer}'s subscription was
-        approved, else offline (also for a contact of another domain,
-        until presence federates).
+        approved and the contact's policy does not block C{viewer} now,
+        else offline (also for a contact of another domain, until
+        presence federates).
 
         @return: a L{Deferred} that fires with a
             L{fmtp.protocols.presence.status.Shown}.

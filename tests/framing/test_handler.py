@@ -16,7 +16,7 @@ from fmtp.framing.handler import CommandGroup, HandlerCollection
 from fmtp.framing.session import Session, SessionCommands
 from fmtp.interfaces import ICommandGroup
 from fmtp.wire import Frame, reply, request
-from tests.helpers import make_services
+from tests.helpers import add_account, make_services
 
 
 class Echo(CommandGroup):
@@ -112,3 +112,30 @@ def test_logout_tells_the_groups_once() -> None:
     assert handler.groups[1].ended == [(session, True)]
     handler.connection_lost(session)
     assert handler.groups[1].ended == [(session, True)]
+
+
+def test_a_connection_lost_during_login_opens_no_session() -> None:
+    """
+    A client that drops its connection while LOGIN checks its password
+    leaves nothing behind: no router session that no connection will
+    ever close (each such drop would otherwise hold one forever).
+    """
+    services = make_services(Clock())
+    add_account(services.store, "edgar@poe.net", "nevermore-quoth")
+    handler = HandlerCollection("echo", services, [SessionCommands, Echo])
+    checked: Deferred = Deferred()
+    login = services.portal.login
+    services.portal.login = lambda *args: checked.addCallback(lambda _: login(*args))
+    session = Session("192.0.2.1", push=[].append)
+    frame = request(
+        "LOGIN",
+        "1",
+        headers={"Address": "edgar@poe.net", "Password": "nevermore-quoth"},
+    )
+    answered = Deferred.fromCoroutine(handler.handle(frame, session))
+    session.closing = True
+    handler.connection_lost(session)
+    checked.callback(None)
+    assert answered.result.code == 421
+    assert len(services.router) == 0
+    assert session.login is None and session.address is None

@@ -45,9 +45,14 @@ class Announcer:
     """
     Pushes users' presence changes to their subscribers.
 
+    A subscriber the user's policy came to block after approving them is
+    told C{offline} once, if they may have seen the user otherwise, and
+    nothing more while the user stays online: what a user who went
+    offline would show.
+
     @param presence_of: what a user's subscribers see of them now.
-    @param subscribers: a user's subscribers (a Deferred list of
-        addresses, from the store).
+    @param audience: a user's approved subscribers, and those of them the
+        user's policy blocks now (from the store).
     @param push: hands an event to an address's available sessions.
     """
 
@@ -55,19 +60,37 @@ class Announcer:
         self,
         clock: IReactorTime,
         presence_of: Callable[[str], Shown],
-        subscribers: Callable[[str], Awaitable[list[str]]],
+        audience: Callable[[str], Awaitable[tuple[list[str], frozenset[str]]]],
         push: Callable[[str, Event], None],
     ) -> None:
         self._clock = clock
         self._presence_of = presence_of
-        self._subscribers = subscribers
+        self._audience = audience
         self._push = push
         # Users whose presence changed since last announced, those being
         # announced, and what each was last announced as.
         self._dirty: set[str] = set()
         self._announcing: set[str] = set()
         self._announced: dict[str, Shown] = {}
+        # Of each user announced online, the blocked subscribers told
+        # offline since (forgotten when the user goes offline).
+        self._hidden: dict[str, frozenset[str]] = {}
         self._flush: IDelayedCall | None = None
+
+    def hide(self, address: str, subscriber: str) -> bool:
+        """
+        C{subscriber} is blocked by C{address}: note that they are told
+        offline now.
+
+        @return: whether they were not yet, while C{address} was announced
+            online: then any session of theirs may still show it, and is
+            to be told.
+        """
+        if address not in self._announced:
+            return False
+        hidden = self._hidden.get(address, frozenset())
+        self._hidden[address] = hidden | {subscriber}
+        return subscriber not in hidden
 
     def changed(self, address: str) -> None:
         """
@@ -92,7 +115,8 @@ class Announcer:
         user runs at a time; a change meanwhile is announced after it.
         """
         shown = self._presence_of(address)
-        if shown == self._announced.get(address, NOTHING):
+        before = self._announced.get(address, NOTHING)
+        if shown == before:
             return
         self._announcing.add(address)
         try:
@@ -101,8 +125,16 @@ class Announcer:
             else:
                 self._announced[address] = shown
             event = Event(PRESENCE, PresenceChanged(address, shown))
-            for subscriber in await self._subscribers(address):
-                self._push(subscriber, event)
+            offline = Event(PRESENCE, PresenceChanged(address, NOTHING))
+            subscribers, blocked = await self._audience(address)
+            told = self._hidden.pop(address, frozenset())
+            for subscriber in subscribers:
+                if subscriber not in blocked:
+                    self._push(subscriber, event)
+                elif before != NOTHING and subscriber not in told:
+                    self._push(subscriber, offline)
+            if blocked and address in self._announced:
+                self._hidden[address] = blocked
         finally:
             self._announcing.discard(address)
             if address in self._dirty and self._flush is None:

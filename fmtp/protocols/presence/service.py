@@ -107,7 +107,7 @@ class PresenceService:
         #: Each available session's presence, by session key.
         self._by_key: dict[str, SessionPresence] = {}
         self._announcer = Announcer(
-            clock, self.user_presence, store.subscribers, self._push
+            clock, self.user_presence, self._audience, self._push
         )
         self._changed = self._announcer.changed
 
@@ -191,7 +191,38 @@ class PresenceService:
     # What is seen, and pushed
 
     async def seen_by(self, viewer: str, contact: str) -> Shown:
-        return self.seen(await self._store.subscription(viewer, contact))
+        return await self._shown_to(
+            viewer, await self._store.subscription(viewer, contact)
+        )
+
+    async def _shown_to(
+        self, viewer: str, subscription: Subscription, pushed: bool = False
+    ) -> Shown:
+        """
+        What C{viewer} sees of the contact of their C{subscription}:
+        L{seen}, unless the contact's policy blocks C{viewer} now (an
+        approval does not outlive a block).  Sessions of a blocked viewer
+        that may still show more are pushed C{offline} (L{Announcer.hide}).
+
+        @param pushed: whether the caller pushes the answer to all of
+            C{viewer}'s sessions itself.
+        """
+        shown = self.seen(subscription)
+        contact = subscription.contact
+        if shown == NOTHING or not await self.subscriptions.blocks(contact, viewer):
+            return shown
+        if self._announcer.hide(contact, viewer) and not pushed:
+            self._push(viewer, Event(PRESENCE, PresenceChanged(contact, NOTHING)))
+        return NOTHING
+
+    async def _audience(self, address: str) -> tuple[list[str], frozenset[str]]:
+        """
+        C{address}'s approved subscribers, and those of them its policy
+        blocks now.
+        """
+        subscribers = await self._store.subscribers(address)
+        blocked = await self.subscriptions.blocked_among(address, subscribers)
+        return subscribers, blocked
 
     def seen(self, subscription: Subscription) -> Shown:
         """
@@ -222,7 +253,9 @@ class PresenceService:
         user = entry.address
         for subscription in await self._store.subscriptions(user):
             if subscription.outbound is Link.APPROVED and entry.login is not None:
-                shown = self.seen(subscription)
+                shown = await self._shown_to(user, subscription)
+                if entry.login is None:
+                    break
                 event = Event(PRESENCE, PresenceChanged(subscription.contact, shown))
                 self._router.deliver_to(entry.login, event)
         for subscriber in await self.subscriptions.waiting_for(user):
@@ -277,11 +310,15 @@ class PresenceService:
             state = await self.subscriptions.state(subscriber, target)
             changed = SubscriptionChanged(target, state)
             self._push(subscriber, Event(SUBSCRIPTION, changed))
-        shown = self.seen(subscription)
+        shown = await self._shown_to(subscriber, subscription, pushed=True)
         self._push(subscriber, Event(PRESENCE, PresenceChanged(target, shown)))
 
     async def buddies(self, user: str) -> list[tuple[str, str, Shown]]:
         return [
-            (subscription.contact, state_token(subscription), self.seen(subscription))
+            (
+                subscription.contact,
+                state_token(subscription),
+                await self._shown_to(user, subscription),
+            )
             for subscription in await self.subscriptions.contacts(user)
         ]

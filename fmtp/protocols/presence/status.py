@@ -26,6 +26,10 @@ INVISIBLE = "invisible"
 SETTABLE = frozenset({"online", "away", "busy", INVISIBLE})
 
 MAX_NOTE = 200
+#: Unicode categories a note may not hold: controls, and the line and
+#: paragraph separators a client splitting lines as Unicode does
+#: (C{str.splitlines}) would break a BUDDIES line at.
+NOT_IN_A_LINE = frozenset({"Cc", "Zl", "Zp"})
 MIN_PRIORITY, MAX_PRIORITY = -128, 127
 _RESOURCE = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
 _PRIORITY = re.compile(r"[+-]?[0-9]{1,3}")
@@ -52,8 +56,8 @@ def parse_note(text: str) -> str:
     note = unicodedata.normalize("NFC", text)
     if len(note) > MAX_NOTE:
         raise InvalidObject(f"Note is longer than {MAX_NOTE} characters")
-    if any(unicodedata.category(c) == "Cc" for c in note):
-        raise InvalidObject("Note must not hold control characters")
+    if any(unicodedata.category(c) in NOT_IN_A_LINE for c in note):
+        raise InvalidObject("Note must be one line, without control characters")
     return note
 
 

@@ -214,6 +214,16 @@ class Subscriptions:
             if not refuses(profile, request.subscriber)
         ]
 
+    async def blocked_among(
+        self, target: str, subscribers: list[str]
+    ) -> frozenset[str]:
+        """
+        Those of C{subscribers} that C{target}'s policy blocks now: approved
+        or not, they see C{target} offline (one read of the policy).
+        """
+        profile = await self._profile(target)
+        return frozenset(s for s in subscribers if refuses(profile, s))
+
     async def blocks(self, target: str, subscriber: str) -> bool:
         """
         Whether C{target}'s policy politely blocks C{subscriber}.

@@ -356,6 +356,62 @@ class PrivacyTests(PresenceTestCase):
         annabel = self.logged_in(ANNABEL, "online")
         self.assertEqual(self.pushes(annabel), [("253", {"From": EDGAR})])
 
+    def test_a_subscriber_blocked_later_sees_offline(self) -> None:
+        """
+        Approval is no licence the target cannot take back with their
+        policy: a subscriber their Blacklist (or C{Policy: reject}) comes
+        to match sees them offline from then on, everywhere, and learns
+        nothing of their changes meanwhile.
+        """
+        for policy in ({"Blacklist": "annabel@*"}, {"Policy": "reject"}):
+            with self.subTest(policy=policy):
+                self.setUp()
+                self.subscribed(ANNABEL, EDGAR)
+                edgar = self.logged_in(EDGAR, "online", Note="here")
+                annabel = self.logged_in(ANNABEL, "online")
+                self.pushes(annabel)
+                self.set_policy(EDGAR, **policy)
+                edgar.ask("STATUS", "1", "busy", {"Note": "secret"})
+                self.assertEqual(
+                    self.pushes(annabel),
+                    [("252", {"From": EDGAR, "Status": "offline"})],
+                )
+                edgar.ask("STATUS", "2", "away")
+                self.assertEqual(self.pushes(annabel), [])
+                self.assertEqual(
+                    annabel.ask("BUDDIES").body, f"{EDGAR} to offline\r\n".encode()
+                )
+                later = self.logged_in(ANNABEL, "online")
+                self.assertEqual(
+                    self.pushes(later), [("252", {"From": EDGAR, "Status": "offline"})]
+                )
+                # Offline and back: still nothing, not even offline again.
+                edgar.ask("LOGOUT")
+                self.assertEqual(self.pushes(annabel), [])
+                edgar = self.logged_in(EDGAR, "online")
+                self.assertEqual(self.pushes(annabel), [])
+                # Lifted: she sees him again at his next change.
+                self.set_policy(EDGAR, Blacklist="", Policy="accept")
+                edgar.ask("STATUS", "3", "busy")
+                self.assertEqual(
+                    self.pushes(annabel), [("252", {"From": EDGAR, "Status": "busy"})]
+                )
+
+    def test_a_blocked_subscriber_is_not_shown_a_preapproval(self) -> None:
+        """
+        A pre-approval the target's policy now blocks shows nothing
+        either: the request it approves sees the target offline.
+        """
+        edgar = self.logged_in(EDGAR, "online")
+        edgar.ask("APPROVE", "1", ANNABEL)
+        self.set_policy(EDGAR, Blacklist="annabel@poe.net")
+        annabel = self.logged_in(ANNABEL, "online")
+        self.pushes(annabel)
+        annabel.ask("SUBSCRIBE", "2", EDGAR)
+        self.assertEqual(
+            self.pushes(annabel), [("252", {"From": EDGAR, "Status": "offline"})]
+        )
+
     def test_nobody_learns_anothers_subscriptions(self) -> None:
         self.subscribed(ANNABEL, EDGAR)
         lenore = self.logged_in(LENORE, "online")

@@ -149,6 +149,7 @@ class CoalescingTests(SynchronousTestCase):
         clock = Clock()
         services = make_services(clock)
         add_account(services.store, ANNABEL, "x" * 12)
+        add_account(services.store, EDGAR, "x" * 12)
         services.store.request_subscription(ANNABEL, EDGAR, 0.0, 10)
         services.store.approve_subscription(EDGAR, ANNABEL, 0.0)
         store = SlowSubscribers(services.store)

@@ -56,3 +56,14 @@ def test_words_and_resources() -> None:
     assert parse_note("cafe\u0301") == "caf\u00e9"
     with pytest.raises(InvalidObject):
         parse_note("a\x00b")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\r", "\n"])
+def test_a_note_is_one_line(separator: str) -> None:
+    """
+    A note breaks no line of a subscriber's BUDDIES body, even for a
+    client that splits lines as Unicode does (C{str.splitlines}): it
+    could otherwise forge a contact's line there.
+    """
+    with pytest.raises(InvalidObject, match="Note"):
+        parse_note(f"brb{separator}mallory@poe.net both online")
