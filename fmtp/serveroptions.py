@@ -198,7 +198,8 @@ class Options(DNSOption, usage.Options):
             None,
             str(DEFAULT_SETTINGS.max_pending),
             "Most presence subscription requests waiting for an answer, from "
-            "one user and for one user; more are refused (429). 1 to 100000.",
+            "one user (more are refused, 429) and put to one user (more wait "
+            "unseen). 1 to 100000.",
         ],
         [
             "max-connections",

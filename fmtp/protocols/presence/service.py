@@ -49,7 +49,8 @@ class PresenceSettings:
     What an admin may tune (doc/admin.md, "Presence").
 
     @ivar grace_period: seconds a lost connection's presence stays.
-    @ivar max_pending: requests that may wait, per subscriber and target.
+    @ivar max_pending: requests that may wait per subscriber, and put to
+        a target (more wait hidden).
     @ivar subscribe_rate: SUBSCRIBEs per second per user, after a burst
         of C{subscribe_burst}.
     @ivar status_rate: STATUS changes per second per session, after a
@@ -266,7 +267,7 @@ class PresenceService:
 
     async def subscribe(self, subscriber: str, target: str) -> str:
         state, outcome = await self.subscriptions.request(subscriber, target)
-        if outcome is Outcome.WAITING:
+        if outcome is Outcome.ASKED:
             self._push(target, Event(REQUEST, subscriber))
         elif outcome is Outcome.APPROVED:
             # The reply says the state; the presence is pushed after it.
