@@ -43,10 +43,10 @@ class Outcome(enum.Enum):
     #: The subscriber sees the target now (whitelisted, pre-approved, or
     #: approved before).
     APPROVED = "approved"
-    #: It waits for the target's answer, who is told.
+    #: Put to the target now: a new request, which they are told of.
     ASKED = "asked"
-    #: It waits, and nobody is told: hidden (politely blocked, or past a
-    #: full cap).
+    #: It waits, and nobody is told: asked before (asking again changes
+    #: nothing), or hidden (politely blocked, or past a full cap).
     WAITING = "waiting"
 
 
@@ -137,6 +137,9 @@ class Subscriptions:
             raise TooManyRequests("too many subscription requests, slow down")
         profile = await self._profile(target)
         now = self._clock.seconds()
+        # Whether the target was put this request before: they are told
+        # of a request once, however often it is asked.
+        before = await self._store.subscription(target, subscriber)
         link = await self._store.request_subscription(
             subscriber, target, now, self._max_pending, refuses(profile, subscriber)
         )
@@ -144,7 +147,7 @@ class Subscriptions:
             link = await self._store.approve_subscription(target, subscriber, now)
         if link is Link.APPROVED:
             outcome = Outcome.APPROVED
-        elif link is Link.PENDING:
+        elif link is Link.PENDING and before.inbound is not Link.PENDING:
             outcome = Outcome.ASKED
         else:
             outcome = Outcome.WAITING

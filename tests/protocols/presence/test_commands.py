@@ -249,6 +249,19 @@ class SubscriptionTests(PresenceTestCase):
         )
         self.assertEqual(edgar.ask("BUDDIES").body, b"")
 
+    def test_asking_again_pushes_nothing_again(self) -> None:
+        """
+        Asking again changes nothing (9.3): the target is told of a
+        request once, however often its subscriber repeats it.
+        """
+        edgar = self.logged_in(EDGAR, "online")
+        annabel = self.logged_in(ANNABEL, "online")
+        self.pushes(annabel)
+        for tag in ("1", "2", "3"):
+            asked = edgar.ask("SUBSCRIBE", tag, ANNABEL)
+            self.assertEqual(asked.headers, {"Subscription": "pending-out"})
+        self.assertEqual(self.pushes(annabel), [("253", {"From": EDGAR})])
+
     def test_requests_wait_for_the_targets_first_status(self) -> None:
         edgar = self.logged_in(EDGAR, "online")
         edgar.ask("SUBSCRIBE", "1", ANNABEL)
