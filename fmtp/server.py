@@ -264,6 +264,13 @@ def build_server(
         for listener in made:
             listener.required = is_builtin(plugin)
             listener.setServiceParent(root)
+    # What command groups run for the server's lifetime: started after the
+    # listeners, stopped before them by the root's children (once the
+    # root stopped its listeners and closed its connections), so before
+    # the store closes.
+    for handler in services.protocol_handlers.values():
+        for service in handler.group_services():
+            service.setServiceParent(root)
     return root, services
 
 

@@ -198,7 +198,15 @@ class Options(DNSOption, usage.Options):
             None,
             str(DEFAULT_SETTINGS.max_pending),
             "Most presence subscription requests waiting for an answer, from "
-            "one user and for one user; more are refused (429). 1 to 100000.",
+            "one user (more are refused, 429) and put to one user (more wait "
+            "unseen). 1 to 100000.",
+        ],
+        [
+            "presence-request-days",
+            None,
+            f"{DEFAULT_SETTINGS.request_lifetime / 86400:.0f}",
+            "Days a presence subscription request waits for an answer before "
+            "it is forgotten (its asker may ask again); 1 to 3650.",
         ],
         [
             "max-connections",
@@ -275,7 +283,9 @@ class Options(DNSOption, usage.Options):
 
     def _presence_settings(self) -> PresenceSettings:
         return _presence_settings_of(
-            self["presence-grace"], self["presence-max-pending"]
+            self["presence-grace"],
+            self["presence-max-pending"],
+            self["presence-request-days"],
         )
 
     def postOptions(self) -> None:
@@ -418,10 +428,12 @@ def _seconds(options: usage.Options, name: str, minimum: float) -> float:
     return value
 
 
-def _presence_settings_of(grace: str, max_pending: str) -> PresenceSettings:
+def _presence_settings_of(
+    grace: str, max_pending: str, request_days: str
+) -> PresenceSettings:
     """
-    The presence plugin's settings from C{--presence-grace} and
-    C{--presence-max-pending}.
+    The presence plugin's settings from C{--presence-grace},
+    C{--presence-max-pending} and C{--presence-request-days}.
 
     @raise usage.UsageError: naming the option that is wrong.
     """
@@ -433,7 +445,14 @@ def _presence_settings_of(grace: str, max_pending: str) -> PresenceSettings:
         raise usage.UsageError("--presence-grace must be seconds from 0 to 3600")
     if not is_ascii_digits(max_pending) or not 1 <= int(max_pending) <= 100_000:
         raise usage.UsageError("--presence-max-pending must be from 1 to 100000")
-    return replace(DEFAULT_SETTINGS, grace_period=seconds, max_pending=int(max_pending))
+    if not is_ascii_digits(request_days) or not 1 <= int(request_days) <= 3650:
+        raise usage.UsageError("--presence-request-days must be days from 1 to 3650")
+    return replace(
+        DEFAULT_SETTINGS,
+        grace_period=seconds,
+        max_pending=int(max_pending),
+        request_lifetime=int(request_days) * 86400.0,
+    )
 
 
 def check_listener(description: str, plugin: IProtocolPlugin) -> None:

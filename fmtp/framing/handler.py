@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
+from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -90,6 +91,9 @@ class CommandGroup:
         self.commands: dict[str, Command] = {}
         self.datagram_commands: frozenset[str] = frozenset()
         self.renderers: dict[str, Renderer] = {}
+        #: What the server runs for the group's lifetime, if anything
+        #: (L{ICommandGroup.service}).
+        self.service: IService | None = None
 
     def connection_lost(self, session: Session) -> None:
         """
@@ -183,6 +187,13 @@ class HandlerCollection:
             if verb in group.commands:
                 return group
         return None
+
+    def group_services(self) -> list[IService]:
+        """
+        The services of its groups that the server runs
+        (L{ICommandGroup.service}).
+        """
+        return [group.service for group in self.groups if group.service is not None]
 
     def connection_lost(self, session: Session) -> None:
         """

@@ -293,6 +293,16 @@ class ICommandGroup(Interface):
     datagram_commands = Attribute(
         "The verbs of C{commands} also offered over datagrams (a frozenset)."
     )
+    service = Attribute(
+        "An L{twisted.application.service.IService} the server runs for as "
+        "long as it runs, or L{None}: what holds the group's timers (a "
+        "periodic sweep, grace periods).  The server starts it after its "
+        "store began opening and its listeners, and stops it once its "
+        "listeners stopped and its connections closed, before it closes "
+        "the store: a service that cancels its timers in C{stopService} "
+        "(and returns a Deferred for work under way) never meets a closed "
+        "store."
+    )
 
     def connection_lost(session):
         """

@@ -47,30 +47,46 @@ class IPresenceStore(Interface):
     (L{fmtp.errors.InvalidAddress} for an address), changing nothing.
     """
 
-    def request_subscription(subscriber, target, now, max_pending):
+    def request_subscription(subscriber, target, now, max_pending, hidden=False):
         """
         C{subscriber} asks to see C{target}'s presence.
 
         A request already waiting, or already approved, is not recorded
         again; one the target pre-approved is approved at once.  A new
-        request waits unless it would make more than C{max_pending}
-        requests wait from C{subscriber} or for C{target}: the check and
-        the write are one step, so concurrent requests cannot pass the
-        cap together.
+        request waits; it is refused if it would make more than
+        C{max_pending} requests wait from C{subscriber} (hidden ones
+        included).
+
+        A request waits I{hidden} (L{fmtp.store.presence.Link.HIDDEN})
+        when C{hidden} is true (the caller's policy refuses it, or there
+        is no such user), or when C{max_pending} requests put to
+        C{target} already wait: it is never among C{target}'s
+        L{pending_requests} or L{subscriptions}, does not count under
+        C{target}'s cap, and looks to C{subscriber} exactly as a waiting
+        request does, so that nobody can fill a user's cap with requests
+        the user never sees, nor tell a user with a full cap from any
+        other.  A hidden request asked again with C{hidden} false is put
+        to C{target} if their cap allows (a request is never hidden again
+        once put).  The check and the write are one step, so concurrent
+        requests cannot pass the cap together.
 
         @param now: when it was asked (orders and expires requests).
         @param max_pending: the cap on waiting requests, per subscriber
             and per target.
+        @param hidden: whether the request is never to be put to the
+            target.
         @return: a L{Deferred} that fires with the link from subscriber to
-            target afterwards, L{fmtp.store.presence.Link.PENDING} or
+            target afterwards, L{fmtp.store.presence.Link.PENDING},
+            L{fmtp.store.presence.Link.HIDDEN} or
             L{fmtp.store.presence.Link.APPROVED}; or fails with
-            L{fmtp.store.presence.PendingLimitReached}, nothing recorded.
+            L{fmtp.store.presence.PendingLimitReached} (the subscriber's
+            cap), nothing recorded.
         """
 
     def approve_subscription(target, subscriber, now):
         """
-        C{target} lets C{subscriber} see its presence: a waiting request
-        is approved; approving someone who has not asked pre-approves
+        C{target} lets C{subscriber} see its presence: a waiting request,
+        hidden or not, is approved; approving someone who has not asked pre-approves
         them; approving again changes nothing.
 
         @param now: when, recorded for a pre-approval.
@@ -112,7 +128,8 @@ class IPresenceStore(Interface):
         """
         C{user}'s own subscription list: every contact linked to C{user}
         in either direction, as C{user} sees it.  A contact's pre-approval
-        of C{user} is not shown.
+        of C{user} is not shown, nor a hidden request for C{user}; one of
+        C{user}'s is shown waiting.
 
         @return: a L{Deferred} that fires with a L{list} of
             L{fmtp.store.presence.Subscription}, by ascending contact.
@@ -131,7 +148,7 @@ class IPresenceStore(Interface):
     def pending_requests(target):
         """
         The requests waiting for C{target}'s answer, to put to them when
-        they are online.
+        they are online (hidden ones are not).
 
         @return: a L{Deferred} that fires with a L{list} of
             L{fmtp.store.presence.PendingRequest}, oldest first (ties by
@@ -150,9 +167,9 @@ class IPresenceStore(Interface):
 
     def expire_requests(before):
         """
-        Forget the requests still waiting that were made before C{before}:
-        a request nobody answered does not hold its place under the cap
-        for ever.
+        Forget the requests still waiting, hidden or not, that were made
+        before C{before}: a request nobody answered does not hold its
+        place under the cap for ever.
 
         @return: a L{Deferred} that fires with the number forgotten.
         """

@@ -37,36 +37,71 @@ class Link(enum.Enum):
     #: The target approved before the subscriber asked: their request, when
     #: it comes, is approved at once.  Only the target sees this link.
     PREAPPROVED = "preapproved"
+    #: The subscriber asked, and the request waits as a pending one does,
+    #: but is never put to the target: the target's policy refused it, no
+    #: such user exists, or too many requests already wait for the target.
+    #: Only the subscriber sees this link, as L{PENDING}; it counts under
+    #: the subscriber's cap of waiting requests, never under the target's,
+    #: so requests the target never sees cannot fill the target's.
+    HIDDEN = "hidden"
 
 
-def after_request(link: Link) -> Link:
+def after_request(link: Link, hidden: bool = False) -> Link:
     """
     The link once its subscriber asks: a pre-approval turns into an
-    approval, and asking again changes nothing.
+    approval; a new request waits, L{Link.HIDDEN} if C{hidden}; a hidden
+    one asked again when it need no longer be hidden is put to the target;
+    asking again changes nothing else (a request put to the target stays
+    put).
     """
     if link in (Link.APPROVED, Link.PREAPPROVED):
         return Link.APPROVED
-    return Link.PENDING
+    if link is Link.PENDING or not hidden:
+        return Link.PENDING
+    return Link.HIDDEN
 
 
 def after_approval(link: Link) -> Link:
     """
-    The link once its target approves: a waiting request is approved, and
-    approving a subscriber who has not asked pre-approves them.
+    The link once its target approves: a waiting request, hidden or not,
+    is approved, and approving a subscriber who has not asked pre-approves
+    them.
     """
-    if link in (Link.PENDING, Link.APPROVED):
+    if link in (Link.PENDING, Link.HIDDEN, Link.APPROVED):
         return Link.APPROVED
     return Link.PREAPPROVED
 
 
+def requested(
+    link: Link, hidden: bool, pending_out: int, pending_in: int, max_pending: int
+) -> Link:
+    """
+    The link once its subscriber asks (L{after_request}), under the cap:
+    a new request is refused when C{pending_out} requests of its
+    subscriber's (hidden or not) already wait and reached the cap; one
+    that would be put to a target for whom C{pending_in} requests already
+    wait, and reached the cap, waits hidden instead, so that the
+    subscriber cannot tell a target with a full cap from any other.
+
+    @raise PendingLimitReached: for the subscriber's own cap only.
+    """
+    if link is Link.NONE and pending_out >= max_pending:
+        raise PendingLimitReached("too many of your subscription requests wait")
+    return after_request(link, hidden or pending_in >= max_pending)
+
+
+#: The links that are requests waiting for an answer: what the
+#: subscriber's cap counts, and what expires.
+WAITING = frozenset({Link.PENDING, Link.HIDDEN})
+
 #: The links a subscriber's L{unsubscribe
 #: <fmtp.interfaces.IPresenceStore.unsubscribe>} removes: their request or
 #: their subscription, never the target's pre-approval.
-UNSUBSCRIBABLE = frozenset({Link.PENDING, Link.APPROVED})
+UNSUBSCRIBABLE = WAITING | {Link.APPROVED}
 
 #: The links a target's L{denial
 #: <fmtp.interfaces.IPresenceStore.deny_subscription>} removes: any.
-DENIABLE = frozenset({Link.PENDING, Link.APPROVED, Link.PREAPPROVED})
+DENIABLE = UNSUBSCRIBABLE | {Link.PREAPPROVED}
 
 
 #: The XMPP name of each pair (outbound, inbound) as one side sees it; an
@@ -121,6 +156,24 @@ class Subscription:
         return self.inbound is Link.PREAPPROVED
 
 
+def seen_by_user(
+    user: str, contact: str, outbound: Link, inbound: Link
+) -> Subscription:
+    """
+    The links between C{user} and C{contact} as C{user} is shown them:
+    the contact's pre-approval of the user is the contact's to know, and
+    a hidden request is a waiting one to its subscriber and nothing to
+    its target.
+    """
+    if outbound is Link.PREAPPROVED:
+        outbound = Link.NONE
+    elif outbound is Link.HIDDEN:
+        outbound = Link.PENDING
+    if inbound is Link.HIDDEN:
+        inbound = Link.NONE
+    return Subscription(user, contact, outbound, inbound)
+
+
 @dataclass(frozen=True, slots=True)
 class PendingRequest:
     """
@@ -138,30 +191,16 @@ class PendingRequest:
 
 class PendingLimitReached(FMTPError):
     """
-    A subscription request would make more requests wait than the cap
-    allows, for its subscriber or for its target: a flood of requests is
-    refused rather than stored (issue 10's "cap on pending requests").
-    Temporary: once requests are answered or expire, asking again works.
+    A subscription request would make more of its subscriber's requests
+    wait than the cap allows: a flood of requests is refused rather than
+    stored (issue 10's "cap on pending requests").  Only ever about the
+    subscriber's own requests (a target with a full cap is not told
+    apart, L{requested}).  Temporary: once requests are answered or
+    expire, asking again works.
     """
 
     code = 429
     default_message = "too many subscription requests waiting"
-
-
-def check_cap(link: Link, pending_out: int, pending_in: int, max_pending: int) -> None:
-    """
-    Refuse a request that would be a new waiting one (C{link} is
-    L{Link.NONE}) when its subscriber already has C{pending_out} requests
-    waiting, or its target C{pending_in}, and either reached the cap.
-
-    @raise PendingLimitReached: saying whose requests are too many.
-    """
-    if link is not Link.NONE:
-        return
-    if pending_out >= max_pending:
-        raise PendingLimitReached("too many of your subscription requests wait")
-    if pending_in >= max_pending:
-        raise PendingLimitReached("too many subscription requests wait for them")
 
 
 def check_pair(subscriber: object, target: object) -> None:
@@ -177,13 +216,19 @@ def check_pair(subscriber: object, target: object) -> None:
 
 
 def check_request(
-    subscriber: object, target: object, now: object, max_pending: object
+    subscriber: object,
+    target: object,
+    now: object,
+    max_pending: object,
+    hidden: object = False,
 ) -> None:
     """
-    Refuse a subscription request with a bad pair, time or cap.
+    Refuse a subscription request with a bad pair, time, cap or flag.
 
     @raise ValueError: naming what is wrong.
     """
     check_pair(subscriber, target)
     check_time(now=now)
     check_counts(max_pending=max_pending)
+    if not isinstance(hidden, bool):
+        raise ValueError(f"hidden must be True or False, not {hidden!r}")

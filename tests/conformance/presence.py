@@ -205,20 +205,86 @@ class PresenceConformance:
         assert await store.request_subscription(ALICE, CAROL, T0, 2) is Link.PENDING
 
     @pytest_twisted.ensureDeferred
-    async def test_cap_per_target(self, store) -> None:
+    async def test_cap_per_target_hides_the_overflow(self, store) -> None:
         """
-        Many subscribers flooding one user are held to the cap too.
+        Many subscribers flooding one user are held to the cap too: past
+        it a request waits hidden, answered as any waiting request (a
+        refusal would tell the asker the target has a full cap, which an
+        unknown user never has).
         """
         await store.request_subscription(ALICE, BOB, T0, 2)
         await store.request_subscription(LOST, BOB, T0, 2)
-        with pytest.raises(PendingLimitReached):
-            await store.request_subscription(RAVEN, BOB, T0, 2)
+        assert await store.request_subscription(RAVEN, BOB, T0, 2) is Link.HIDDEN
+        assert await store.subscription(RAVEN, BOB) == Subscription(
+            RAVEN, BOB, Link.PENDING
+        )
         assert [r.subscriber for r in await store.pending_requests(BOB)] == [
             ALICE,
             LOST,
         ]
+        assert [s.contact for s in await store.subscriptions(BOB)] == [ALICE, LOST]
+        # Asked again with room under the cap, it is put to the target.
         await store.deny_subscription(BOB, LOST)
         assert await store.request_subscription(RAVEN, BOB, T0, 2) is Link.PENDING
+        assert await store.pending_requests(BOB) == [
+            PendingRequest(ALICE, BOB, T0),
+            PendingRequest(RAVEN, BOB, T0),
+        ]
+
+    @pytest_twisted.ensureDeferred
+    async def test_hidden_requests_do_not_fill_the_targets_cap(self, store) -> None:
+        """
+        The attack: throwaway accounts the target blocks (or requests for
+        no user at all) must not use up the requests that may wait for
+        the target, or a real request would never reach them.
+        """
+        for subscriber in (ALICE, LOST, RAVEN):
+            link = await store.request_subscription(subscriber, BOB, T0, 2, True)
+            assert link is Link.HIDDEN
+        assert await store.pending_requests(BOB) == []
+        assert await store.subscriptions(BOB) == []
+        assert (await store.subscription(BOB, ALICE)).state == "none"
+        assert (await store.subscription(ALICE, BOB)).state == "pending out"
+        assert await store.request_subscription(CAROL, BOB, T0, 2) is Link.PENDING
+        assert [r.subscriber for r in await store.pending_requests(BOB)] == [CAROL]
+
+    @pytest_twisted.ensureDeferred
+    async def test_hidden_requests_count_for_their_subscriber(self, store) -> None:
+        await store.request_subscription(ALICE, BOB, T0, 2, True)
+        await store.request_subscription(ALICE, CAROL, T0, 2, True)
+        with pytest.raises(PendingLimitReached):
+            await store.request_subscription(ALICE, LOST, T0, 2)
+        with pytest.raises(PendingLimitReached):
+            await store.request_subscription(ALICE, RAVEN, T0, 2, True)
+
+    @pytest_twisted.ensureDeferred
+    async def test_a_hidden_request_and_its_answers(self, store) -> None:
+        """
+        Asking again hidden changes nothing; a request once put to the
+        target is never hidden again; the target may still approve or
+        deny it, and its subscriber withdraw it.
+        """
+        assert await store.request_subscription(ALICE, BOB, T0, CAP, True) is (
+            Link.HIDDEN
+        )
+        assert await store.request_subscription(ALICE, BOB, T0 + 1, CAP, True) is (
+            Link.HIDDEN
+        )
+        assert await store.request_subscription(ALICE, BOB, T0 + 2, CAP) is (
+            Link.PENDING
+        )
+        assert await store.pending_requests(BOB) == [PendingRequest(ALICE, BOB, T0)]
+        assert await store.request_subscription(ALICE, BOB, T0, CAP, True) is (
+            Link.PENDING
+        )
+        await store.request_subscription(CAROL, BOB, T0, CAP, True)
+        assert await store.approve_subscription(BOB, CAROL, T0) is Link.APPROVED
+        assert await store.subscribers(BOB) == [CAROL]
+        await store.request_subscription(LOST, BOB, T0, CAP, True)
+        assert await store.unsubscribe(LOST, BOB) is True
+        await store.request_subscription(RAVEN, BOB, T0, CAP, True)
+        assert await store.deny_subscription(BOB, RAVEN) is True
+        assert await link_out(store, RAVEN, BOB) is Link.NONE
 
     @pytest_twisted.ensureDeferred
     async def test_cap_counts_only_waiting_requests(self, store) -> None:
@@ -303,11 +369,13 @@ class PresenceConformance:
     @pytest_twisted.ensureDeferred
     async def test_expire_requests(self, store) -> None:
         await store.request_subscription(ALICE, BOB, T0, CAP)
+        await store.request_subscription(ALICE, CAROL, T0, CAP, True)
         await store.request_subscription(CAROL, BOB, T0 + 10, CAP)
         await store.request_subscription(LOST, BOB, T0, CAP)
         await store.approve_subscription(BOB, LOST, T0)
         await store.approve_subscription(BOB, RAVEN, T0)
-        assert await store.expire_requests(T0 + 10) == 1
+        assert await store.expire_requests(T0 + 10) == 2
+        assert await link_out(store, ALICE, CAROL) is Link.NONE
         assert await store.pending_requests(BOB) == [
             PendingRequest(CAROL, BOB, T0 + 10)
         ]
@@ -354,6 +422,7 @@ class PresenceConformance:
             lambda s: s.request_subscription(ALICE, BOB, T0, 1.5),
             lambda s: s.request_subscription(ALICE, BOB, "now", CAP),
             lambda s: s.request_subscription(ALICE, BOB, math.nan, CAP),
+            lambda s: s.request_subscription(ALICE, BOB, T0, CAP, "yes"),
             lambda s: s.approve_subscription(BOB, BOB, T0),
             lambda s: s.approve_subscription(BOB, "ALICE@example.com", T0),
             lambda s: s.approve_subscription(BOB, ALICE, None),
@@ -397,8 +466,9 @@ class PresenceConformance:
         assert await store.subscribers(BOB) == [ALICE]
         assert await store.shared_with_domain("lenore.org") == []
         # The cap still counts what waited before the restart.
+        assert await store.request_subscription(RAVEN, ALICE, T0, 1) is Link.HIDDEN
         with pytest.raises(PendingLimitReached):
-            await store.request_subscription(RAVEN, ALICE, T0, 1)
+            await store.request_subscription(LOST, BOB, T0, 1)
 
     # Closing
 

@@ -27,6 +27,8 @@ from fmtp.store.presence import (
     Subscription,
     after_approval,
     after_request,
+    requested,
+    seen_by_user,
 )
 from fmtp.store.sql.engine import upgrade_schema
 from fmtp.store.sql.presence import (
@@ -49,17 +51,39 @@ from tests.conformance.presence import ALICE, BOB, CAROL, LOST, T0
 
 
 @pytest.mark.parametrize(
-    "link, requested, approved",
+    "link, requested, requested_hidden, approved",
     [
-        (Link.NONE, Link.PENDING, Link.PREAPPROVED),
-        (Link.PENDING, Link.PENDING, Link.APPROVED),
-        (Link.APPROVED, Link.APPROVED, Link.APPROVED),
-        (Link.PREAPPROVED, Link.APPROVED, Link.PREAPPROVED),
+        (Link.NONE, Link.PENDING, Link.HIDDEN, Link.PREAPPROVED),
+        (Link.PENDING, Link.PENDING, Link.PENDING, Link.APPROVED),
+        (Link.HIDDEN, Link.PENDING, Link.HIDDEN, Link.APPROVED),
+        (Link.APPROVED, Link.APPROVED, Link.APPROVED, Link.APPROVED),
+        (Link.PREAPPROVED, Link.APPROVED, Link.APPROVED, Link.PREAPPROVED),
     ],
 )
-def test_rules(link: Link, requested: Link, approved: Link) -> None:
+def test_rules(
+    link: Link, requested: Link, requested_hidden: Link, approved: Link
+) -> None:
     assert after_request(link) is requested
+    assert after_request(link, hidden=True) is requested_hidden
     assert after_approval(link) is approved
+
+
+def test_a_full_target_cap_hides_rather_than_refuses() -> None:
+    """
+    Only the subscriber's own cap refuses: a target's full cap makes a
+    request hidden, so the subscriber cannot tell it from any other.
+    """
+    assert requested(Link.NONE, False, 0, 5, 5) is Link.HIDDEN
+    assert requested(Link.HIDDEN, False, 5, 5, 5) is Link.HIDDEN
+    assert requested(Link.HIDDEN, False, 5, 4, 5) is Link.PENDING
+    assert requested(Link.PENDING, False, 5, 5, 5) is Link.PENDING
+    with pytest.raises(PendingLimitReached):
+        requested(Link.NONE, True, 5, 0, 5)
+
+
+def test_a_hidden_request_is_shown_waiting_to_its_subscriber_only() -> None:
+    assert seen_by_user(ALICE, BOB, Link.HIDDEN, Link.NONE).state == "pending out"
+    assert seen_by_user(BOB, ALICE, Link.NONE, Link.HIDDEN).state == "none"
 
 
 def test_removal_never_touches_the_other_sides_decision() -> None:
@@ -119,7 +143,8 @@ async def test_cap_holds_between_two_processes(db_path: Path) -> None:
     """
     Two stores on one file (a server and an admin command, or two nodes)
     flooding one user with requests at once: the cap is checked in the
-    transaction that writes, so no more than the cap ever wait.
+    transaction that writes, so no more than the cap ever wait for the
+    user; the rest wait hidden.
     """
     first, second = SQLiteStore(db_path), SQLiteStore(db_path)
     await first.open()
@@ -130,11 +155,9 @@ async def test_cap_holds_between_two_processes(db_path: Path) -> None:
             for n in range(20)
             for i, store in enumerate((first, second))
         ]
-        results = await DeferredList(calls, consumeErrors=True)
-        accepted = [result for ok, result in results if ok]
-        refused = [result for ok, result in results if not ok]
-        assert accepted == [Link.PENDING] * 5
-        assert all(failure.check(PendingLimitReached) for failure in refused)
+        results = await DeferredList(calls)
+        links = [result for ok, result in results]
+        assert sorted(link.value for link in links) == ["hidden"] * 35 + ["pending"] * 5
         assert len(await first.pending_requests(BOB)) == 5
     finally:
         await first.close()
@@ -147,7 +170,7 @@ _pairs = st.sampled_from(list(permutations([ALICE, BOB, CAROL, LOST], 2)))
 _times = st.integers(0, 5).map(lambda n: T0 + n)
 _operations = st.lists(
     st.one_of(
-        st.tuples(st.just("request"), _pairs, _times, st.integers(0, 3)),
+        st.tuples(st.just("request"), _pairs, _times, st.integers(0, 3), st.booleans()),
         st.tuples(st.just("approve"), _pairs, _times),
         st.tuples(st.just("deny"), _pairs),
         st.tuples(st.just("unsubscribe"), _pairs),
@@ -170,10 +193,10 @@ def test_sqlite_agrees_with_memory(operations) -> None:
         upgrade_schema(conn, SCHEMA_STEPS)
         for op in operations:
             if op[0] == "request":
-                _, (subscriber, target), now, cap = op
+                _, (subscriber, target), now, cap, hidden = op
                 assert fired_outcome(
-                    memory.request_subscription(subscriber, target, now, cap)
-                ) == outcome(_request, conn, subscriber, target, now, cap)
+                    memory.request_subscription(subscriber, target, now, cap, hidden)
+                ) == outcome(_request, conn, subscriber, target, now, cap, hidden)
             elif op[0] == "approve":
                 _, (subscriber, target), now = op
                 assert fired(

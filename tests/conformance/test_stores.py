@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from fmtp.errors import AccountExists, ObjectSealed, StoreUnavailable
 from fmtp.objects import FMTPObject
 from fmtp.store import MemoryStore, SchemaTooNew, SQLiteStore, store_from_url
+from fmtp.store.presence import Link
 from fmtp.store.sql.engine import schema_version, transaction, upgrade_schema
 from fmtp.store.sql.inbox import (
     _deliver_local,
@@ -392,7 +393,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 6
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 7
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"
@@ -516,6 +517,41 @@ async def test_upgrade_from_version_five(db_path: Path) -> None:
         await s.close()
 
 
+@pytest_twisted.ensureDeferred
+async def test_upgrade_from_version_six(db_path: Path) -> None:
+    """
+    A file written before hidden requests (version 6) keeps every
+    subscription and waiting request, and takes hidden ones.
+    """
+    old = SQLiteStore(db_path)
+    old.schema_steps = SCHEMA_STEPS[:6]
+    await old.open()
+    try:
+        await old.request_subscription(EDGAR, LOST, T0, 10)
+        await old.request_subscription(LOST, EDGAR, T0 + 1, 10)
+        await old.approve_subscription(EDGAR, LOST, T0 + 2)
+        await old.approve_subscription(EDGAR, ANNABEL, T0 + 3)
+        with pytest.raises(sqlite3.IntegrityError):
+            await old.run_interaction(
+                lambda conn: conn.execute("UPDATE subscriptions SET state = 'hidden'")
+            )
+    finally:
+        await old.close()
+    s = SQLiteStore(db_path)
+    await s.open()
+    try:
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION
+        assert [r.subscriber for r in await s.pending_requests(LOST)] == [EDGAR]
+        assert await s.subscribers(EDGAR) == [LOST]
+        assert (await s.subscription(EDGAR, ANNABEL)).preapproved is True
+        assert await s.request_subscription(ALICE, LOST, T0, 10, hidden=True) is (
+            Link.HIDDEN
+        )
+        assert [r.subscriber for r in await s.pending_requests(LOST)] == [EDGAR]
+    finally:
+        await s.close()
+
+
 @pytest.mark.parametrize("kind", ["not a database", "other application"])
 @pytest_twisted.ensureDeferred
 async def test_open_foreign_file_fails(db_path: Path, kind: str) -> None:
@@ -588,8 +624,8 @@ def test_failed_step_rolls_back_to_last_version(db_path: Path) -> None:
 def test_upgrade_refuses_newer(db_path: Path) -> None:
     conn = connect(db_path)
     try:
-        conn.execute("PRAGMA user_version = 7")
-        with pytest.raises(SchemaTooNew, match="version 7"):
+        conn.execute("PRAGMA user_version = 8")
+        with pytest.raises(SchemaTooNew, match="version 8"):
             upgrade_schema(conn, SCHEMA_STEPS)
     finally:
         conn.close()

@@ -110,3 +110,35 @@ async def test_two_users_subscribe_approve_and_see_changes(server) -> None:
         for client in clients:
             client.transport.loseConnection()
             await within(client.closed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_the_server_cancels_every_presence_timer(tmp_path) -> None:
+    """
+    A server stopping with a presence session connected: closing the
+    connection starts its grace period, which must not outlive the server
+    (it would run against the closed store); nor may the sweep of old
+    requests.
+    """
+    running = RunningServer(
+        tmp_path, plugin_options={"presence": PresenceSettings(grace_period=300.0)}
+    )
+    await running.start()
+    presence = running.services.protocol_handlers["presence"].groups[1].presence
+    stopped = False
+    try:
+        assert presence.running
+        await running.add_account(EDGAR, PASSWORD)
+        edgar = await presence_session(running, EDGAR)
+        assert (await ask(edgar, "STATUS", "online")).code == 200
+        await within(running.stop())
+        stopped = True
+        await within(edgar.closed)
+        assert not presence.running
+        assert presence.timers.getDelayedCalls() == []
+        assert [
+            call for call in reactor.getDelayedCalls() if "Timers" in repr(call)
+        ] == []
+    finally:
+        if not stopped:
+            await within(running.stop())

@@ -94,6 +94,7 @@ class PresenceCommands(CommandGroup):
         self.presence = PresenceService(
             services.reactor, services.domain, services.store, services.router, settings
         )
+        self.service = self.presence
         self.commands = {
             "STATUS": self.status,
             "SUBSCRIBE": self._subscription_command(self.presence.subscribe),

@@ -25,7 +25,8 @@ class PresenceProtocolPlugin(FramedProtocolPlugin):
     UDP bridges (issue 10), so it has no UDP listener yet.
 
     @param settings: the grace period and limits; by default the
-        server's (C{--presence-grace}, C{--presence-max-pending}).
+        server's (C{--presence-grace}, C{--presence-max-pending},
+        C{--presence-request-days}).
     """
 
     name = "presence"

@@ -13,7 +13,11 @@ import itertools
 import secrets
 from dataclasses import dataclass
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from fmtp.auth.router import Event
@@ -41,6 +45,10 @@ from fmtp.protocols.presence.subscriptions import (
 )
 from fmtp.ratelimit import SourceRateLimiter
 from fmtp.store.presence import Link, Subscription
+from fmtp.util.timers import Timers
+
+#: Seconds between two sweeps of the requests that waited too long.
+EXPIRY_INTERVAL = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +57,15 @@ class PresenceSettings:
     What an admin may tune (doc/admin.md, "Presence").
 
     @ivar grace_period: seconds a lost connection's presence stays.
-    @ivar max_pending: requests that may wait, per subscriber and target.
+    @ivar max_pending: requests that may wait per subscriber, and put to
+        a target (more wait hidden).
     @ivar subscribe_rate: SUBSCRIBEs per second per user, after a burst
         of C{subscribe_burst}.
     @ivar status_rate: STATUS changes per second per session, after a
         burst of C{status_burst}.
+    @ivar request_lifetime: seconds a subscription request waits for an
+        answer before it is forgotten (30 days), so that requests nobody
+        answers do not hold their places under the caps for ever.
     """
 
     grace_period: float = 30.0
@@ -62,21 +74,31 @@ class PresenceSettings:
     subscribe_burst: float = 20.0
     status_rate: float = 10.0
     status_burst: float = 20.0
+    request_lifetime: float = 30 * 86400.0
 
 
 DEFAULT_SETTINGS = PresenceSettings()
 
 
 @implementer(IPresenceService)
-class PresenceService:
+class PresenceService(Service):
     """
     L{IPresenceService} for the users of C{domain}.
+
+    It runs as long as its server does (a service of the server's tree,
+    L{fmtp.interfaces.ICommandGroup.service}): while running it forgets,
+    every L{EXPIRY_INTERVAL} seconds, the requests that waited longer than
+    the settings' C{request_lifetime}; once stopped, none of its timers
+    (grace periods, announcements, that sweep) runs any more, so nothing
+    of it meets the store after the server closed it.
 
     @param store: provides L{fmtp.interfaces.IPresenceStore}, and
         C{get_object} for the users' policies (the server's store).
     @param router: the server's router, through which pushes reach the
         sessions that made themselves available.
     """
+
+    _log = Logger()
 
     def __init__(
         self,
@@ -86,11 +108,15 @@ class PresenceService:
         router: IRouter,
         settings: PresenceSettings = DEFAULT_SETTINGS,
     ) -> None:
+        #: Every call scheduled by this service, cancelled when it stops.
+        self.timers = Timers(clock)
         self._clock = clock
         self._domain = domain
         self._store = store
         self._router = router
         self.settings = settings
+        self._expiry: LoopingCall | None = None
+        self._expiring: Deferred | None = None
         self.subscriptions = Subscriptions(
             clock,
             domain,
@@ -107,9 +133,62 @@ class PresenceService:
         #: Each available session's presence, by session key.
         self._by_key: dict[str, SessionPresence] = {}
         self._announcer = Announcer(
-            clock, self.user_presence, self._audience, self._push
+            self.timers, self.user_presence, self._audience, self._push
         )
         self._changed = self._announcer.changed
+
+    # Lifetime
+
+    def startService(self) -> None:
+        super().startService()
+        self._expiry = LoopingCall(self.expire_requests)
+        self._expiry.clock = self.timers
+        self._expiry.start(EXPIRY_INTERVAL, now=True)
+
+    def stopService(self) -> Deferred | None:
+        """
+        Cancel every timer: grace periods, announcements and the sweep.
+        The Deferred fires once a sweep under way is done, so the store
+        is not closed under it.
+        """
+        super().stopService()
+        expiry, self._expiry = self._expiry, None
+        if expiry is not None and expiry.running:
+            expiry.stop()
+        self.timers.cancel_all()
+        if self._expiring is None:
+            return None
+        done: Deferred = Deferred()
+        self._expiring.addBoth(lambda result: (done.callback(None), result)[1])
+        return done
+
+    def expire_requests(self) -> Deferred:
+        """
+        Forget the requests that waited longer than the settings'
+        C{request_lifetime}; the Deferred never fails (a failure is
+        logged, and the next sweep tries again).
+        """
+        d = self._expiring = Deferred.fromCoroutine(self._expire_requests())
+
+        def finished(result: object) -> object:
+            if self._expiring is d:
+                self._expiring = None
+            return result
+
+        return d.addBoth(finished)
+
+    async def _expire_requests(self) -> None:
+        before = self._clock.seconds() - self.settings.request_lifetime
+        try:
+            forgotten = await self._store.expire_requests(before)
+        except Exception:
+            self._log.failure("Presence: forgetting old requests failed")
+            return
+        if forgotten:
+            self._log.info(
+                "Presence: forgot {count} subscription requests nobody answered",
+                count=forgotten,
+            )
 
     # Sessions
 
@@ -134,7 +213,7 @@ class PresenceService:
         self._changed(login.address)
         if first:
             # After the reply to this STATUS, as the announcements are.
-            soon(self._clock, self._welcome, entry.address, entry)
+            soon(self.timers, self._welcome, entry.address, entry)
         return entry
 
     def _make_available(self, login: ISession, resource: str) -> SessionPresence:
@@ -175,7 +254,7 @@ class PresenceService:
         entry = self._by_key.pop(login.key, None)
         if entry is not None:
             entry.login = None
-            entry.expiry = self._clock.callLater(
+            entry.expiry = self.timers.callLater(
                 self.settings.grace_period, self._remove, entry
             )
 
@@ -266,12 +345,12 @@ class PresenceService:
 
     async def subscribe(self, subscriber: str, target: str) -> str:
         state, outcome = await self.subscriptions.request(subscriber, target)
-        if outcome is Outcome.WAITING:
+        if outcome is Outcome.ASKED:
             self._push(target, Event(REQUEST, subscriber))
         elif outcome is Outcome.APPROVED:
             # The reply says the state; the presence is pushed after it.
             soon(
-                self._clock,
+                self.timers,
                 self._tell_subscriber,
                 subscriber,
                 subscriber,

@@ -26,12 +26,21 @@ INVISIBLE = "invisible"
 SETTABLE = frozenset({"online", "away", "busy", INVISIBLE})
 
 MAX_NOTE = 200
-#: Unicode categories a note may not hold: controls, and the line and
-#: paragraph separators a client splitting lines as Unicode does
-#: (C{str.splitlines}) would break a BUDDIES line at.
-NOT_IN_A_LINE = frozenset({"Cc", "Zl", "Zp"})
+#: Unicode categories a note or resource may not hold: controls; the line
+#: and paragraph separators a client splitting lines as Unicode does
+#: (C{str.splitlines}) would break a BUDDIES line at; and format
+#: characters (bidi overrides and isolates, zero-width joiners and
+#: spaces), which make what follows them on a line read otherwise than
+#: it is, or hide text.
+NOT_IN_A_LINE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 MIN_PRIORITY, MAX_PRIORITY = -128, 127
 _RESOURCE = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
+
+
+def _holds_any(text: str, categories: frozenset[str]) -> bool:
+    return any(unicodedata.category(c) in categories for c in text)
+
+
 _PRIORITY = re.compile(r"[+-]?[0-9]{1,3}")
 
 
@@ -51,13 +60,16 @@ def parse_note(text: str) -> str:
     """
     A note in NFC, one line of at most L{MAX_NOTE} characters.
 
-    @raise InvalidObject: if it is longer or holds control characters.
+    @raise InvalidObject: if it is longer or holds control or format
+        characters.
     """
     note = unicodedata.normalize("NFC", text)
     if len(note) > MAX_NOTE:
         raise InvalidObject(f"Note is longer than {MAX_NOTE} characters")
-    if any(unicodedata.category(c) in NOT_IN_A_LINE for c in note):
-        raise InvalidObject("Note must be one line, without control characters")
+    if _holds_any(note, NOT_IN_A_LINE):
+        raise InvalidObject(
+            "Note must be one line, without control or format characters"
+        )
     return note
 
 
@@ -75,10 +87,13 @@ def parse_priority(text: str) -> int:
 def parse_resource(text: str) -> str:
     """
     @raise InvalidObject: unless C{text} is 1 to 64 characters, none of
-        them spaces or controls.
+        them spaces, controls or format characters.
     """
-    if not _RESOURCE.fullmatch(text):
-        raise InvalidObject("Resource must be 1 to 64 characters, no spaces")
+    if not _RESOURCE.fullmatch(text) or _holds_any(text, NOT_IN_A_LINE):
+        raise InvalidObject(
+            "Resource must be 1 to 64 characters, no spaces, control or "
+            "format characters"
+        )
     return text
 
 

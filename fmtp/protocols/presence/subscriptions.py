@@ -6,9 +6,14 @@ UNSUBSCRIBE and BUDDIES do to the store, apart from any socket.
 A request the target's policy refuses (C{Blacklist}, C{Policy: reject})
 and a request for a user who does not exist are I{politely blocked}: kept
 as waiting, exactly as any waiting request, so that the requester learns
-nothing, but never put to the target.  Whether a request is blocked is
-decided each time the target's requests are read, from their user object
-as it is then: a user who lifts a block sees the requests it held.
+nothing, but never put to the target.  The store keeps them hidden
+(L{fmtp.store.presence.Link.HIDDEN}), out of the target's cap of waiting
+requests, so throwaway accounts cannot fill it; a request past a full cap
+is kept hidden too, rather than refused, so a full cap is no oracle.  A
+hidden request is decided when it is asked: asked again once the policy
+lets it (a block lifted, room under the cap), it is put to the target.  A
+request put to the target that their policy comes to refuse is hidden
+from them as they read it (L{hide_blocked}).
 """
 
 from __future__ import annotations
@@ -38,10 +43,11 @@ class Outcome(enum.Enum):
     #: The subscriber sees the target now (whitelisted, pre-approved, or
     #: approved before).
     APPROVED = "approved"
-    #: It waits for the target's answer, who is told.
+    #: Put to the target now: a new request, which they are told of.
+    ASKED = "asked"
+    #: It waits, and nobody is told: asked before (asking again changes
+    #: nothing), or hidden (politely blocked, or past a full cap).
     WAITING = "waiting"
-    #: Politely blocked: it looks as if it waits, and nobody is told.
-    BLOCKED = "blocked"
 
 
 def state_token(subscription: Subscription) -> str:
@@ -124,21 +130,25 @@ class Subscriptions:
         @return: the subscription's state token as the subscriber sees it,
             and what became of the request.
         @raise TooManyRequests: over the subscriber's rate.
-        @raise fmtp.store.presence.PendingLimitReached: over the cap.
+        @raise fmtp.store.presence.PendingLimitReached: over the
+            subscriber's own cap.
         """
         if not self._requests.allow(subscriber):
             raise TooManyRequests("too many subscription requests, slow down")
         profile = await self._profile(target)
         now = self._clock.seconds()
+        # Whether the target was put this request before: they are told
+        # of a request once, however often it is asked.
+        before = await self._store.subscription(target, subscriber)
         link = await self._store.request_subscription(
-            subscriber, target, now, self._max_pending
+            subscriber, target, now, self._max_pending, refuses(profile, subscriber)
         )
-        if link is Link.PENDING and welcomes(profile, subscriber):
+        if link in (Link.PENDING, Link.HIDDEN) and welcomes(profile, subscriber):
             link = await self._store.approve_subscription(target, subscriber, now)
         if link is Link.APPROVED:
             outcome = Outcome.APPROVED
-        elif refuses(profile, subscriber):
-            outcome = Outcome.BLOCKED
+        elif link is Link.PENDING and before.inbound is not Link.PENDING:
+            outcome = Outcome.ASKED
         else:
             outcome = Outcome.WAITING
         return await self.state(subscriber, target), outcome

@@ -14,14 +14,15 @@ from fmtp.store.memory.base import MemoryBase
 from fmtp.store.presence import (
     DENIABLE,
     UNSUBSCRIBABLE,
+    WAITING,
     Link,
     PendingRequest,
     Subscription,
     after_approval,
-    after_request,
-    check_cap,
     check_pair,
     check_request,
+    requested,
+    seen_by_user,
 )
 
 
@@ -74,34 +75,41 @@ class MemoryPresence(MemoryBase):
         self._subscribers_of[target].discard(subscriber)
         return True
 
-    def _count(self, link: Link, subscriber: str = "", target: str = "") -> int:
+    def _count(
+        self, links: frozenset[Link], subscriber: str = "", target: str = ""
+    ) -> int:
         """
-        How many links in state C{link} go from C{subscriber}, or to
-        C{target}.
+        How many links in one of the states C{links} go from C{subscriber},
+        or to C{target}.
         """
         if subscriber:
             pairs = ((subscriber, t) for t in self._targets_of.get(subscriber, ()))
         else:
             pairs = ((s, target) for s in self._subscribers_of.get(target, ()))
-        return sum(1 for pair in pairs if self._links[pair].link is link)
+        return sum(1 for pair in pairs if self._links[pair].link in links)
 
     def request_subscription(
-        self, subscriber: str, target: str, now: float, max_pending: int
+        self,
+        subscriber: str,
+        target: str,
+        now: float,
+        max_pending: int,
+        hidden: bool = False,
     ) -> Deferred[Link]:
-        return self._call(self._request, subscriber, target, now, max_pending)
+        return self._call(self._request, subscriber, target, now, max_pending, hidden)
 
     def _request(
-        self, subscriber: str, target: str, now: float, max_pending: int
+        self, subscriber: str, target: str, now: float, max_pending: int, hidden: bool
     ) -> Link:
-        check_request(subscriber, target, now, max_pending)
+        check_request(subscriber, target, now, max_pending, hidden)
         link = self._link(subscriber, target)
-        check_cap(
+        after = requested(
             link,
-            self._count(Link.PENDING, subscriber=subscriber),
-            self._count(Link.PENDING, target=target),
+            hidden,
+            self._count(WAITING, subscriber=subscriber),
+            self._count(frozenset({Link.PENDING}), target=target),
             max_pending,
         )
-        after = after_request(link)
         self._put_link(subscriber, target, after, now)
         return after
 
@@ -136,10 +144,9 @@ class MemoryPresence(MemoryBase):
 
     def _subscription(self, user: str, contact: str) -> Subscription:
         check_pair(user, contact)
-        outbound = self._link(user, contact)
-        if outbound is Link.PREAPPROVED:
-            outbound = Link.NONE
-        return Subscription(user, contact, outbound, self._link(contact, user))
+        return seen_by_user(
+            user, contact, self._link(user, contact), self._link(contact, user)
+        )
 
     def subscriptions(self, user: str) -> Deferred[list[Subscription]]:
         return self._call(self._subscriptions, user)
@@ -151,7 +158,11 @@ class MemoryPresence(MemoryBase):
             for target in self._targets_of.get(user, ())
             if self._links[user, target].link is not Link.PREAPPROVED
         }
-        contacts.update(self._subscribers_of.get(user, ()))
+        contacts.update(
+            subscriber
+            for subscriber in self._subscribers_of.get(user, ())
+            if self._links[subscriber, user].link is not Link.HIDDEN
+        )
         return [self._subscription(user, contact) for contact in sorted(contacts)]
 
     def subscribers(self, target: str) -> Deferred[list[str]]:
@@ -197,10 +208,10 @@ class MemoryPresence(MemoryBase):
         old = [
             pair
             for pair, row in self._links.items()
-            if row.link is Link.PENDING and row.created < before
+            if row.link in WAITING and row.created < before
         ]
         for subscriber, target in old:
-            self._remove_link(subscriber, target, frozenset({Link.PENDING}))
+            self._remove_link(subscriber, target, WAITING)
         return len(old)
 
     def _forget_subscriptions(self, address: str) -> None:

@@ -18,14 +18,15 @@ from fmtp.store.checks import check_address, check_domain, check_time
 from fmtp.store.presence import (
     DENIABLE,
     UNSUBSCRIBABLE,
+    WAITING,
     Link,
     PendingRequest,
     Subscription,
     after_approval,
-    after_request,
-    check_cap,
     check_pair,
     check_request,
+    requested,
+    seen_by_user,
 )
 from fmtp.store.sql.engine import SQLiteEngine, transaction
 
@@ -53,11 +54,15 @@ def _put_link(
     )
 
 
-def _count_pending(conn: sqlite3.Connection, column: str, address: str) -> int:
+def _count(
+    conn: sqlite3.Connection, column: str, address: str, links: frozenset[Link]
+) -> int:
     # The column is one of ours, never a caller's text.
+    states = sorted(link.value for link in links)
+    marks = ", ".join("?" for _ in states)
     (count,) = conn.execute(
-        f"SELECT count(*) FROM subscriptions WHERE {column} = ? AND state = 'pending'",
-        (address,),
+        f"SELECT count(*) FROM subscriptions WHERE {column} = ? AND state IN ({marks})",
+        (address, *states),
     ).fetchone()
     return int(count)
 
@@ -68,16 +73,17 @@ def _request(
     target: str,
     now: float,
     max_pending: int,
+    hidden: bool = False,
 ) -> Link:
     with transaction(conn):
         link = _link(conn, subscriber, target)
-        check_cap(
+        after = requested(
             link,
-            _count_pending(conn, "subscriber", subscriber),
-            _count_pending(conn, "target", target),
+            hidden,
+            _count(conn, "subscriber", subscriber, WAITING),
+            _count(conn, "target", target, frozenset({Link.PENDING})),
             max_pending,
         )
-        after = after_request(link)
         if after is not link:
             _put_link(conn, subscriber, target, after, now)
     return after
@@ -108,10 +114,9 @@ def _remove_link(
 
 
 def _subscription(conn: sqlite3.Connection, user: str, contact: str) -> Subscription:
-    outbound = _link(conn, user, contact)
-    if outbound is Link.PREAPPROVED:
-        outbound = Link.NONE
-    return Subscription(user, contact, outbound, _link(conn, contact, user))
+    return seen_by_user(
+        user, contact, _link(conn, user, contact), _link(conn, contact, user)
+    )
 
 
 def _subscriptions(conn: sqlite3.Connection, user: str) -> list[Subscription]:
@@ -121,12 +126,21 @@ def _subscriptions(conn: sqlite3.Connection, user: str) -> list[Subscription]:
         SELECT target, state, 'outbound' FROM subscriptions
         WHERE subscriber = ? AND state != 'preapproved'
         UNION ALL
-        SELECT subscriber, state, 'inbound' FROM subscriptions WHERE target = ?
+        SELECT subscriber, state, 'inbound' FROM subscriptions
+        WHERE target = ? AND state != 'hidden'
         """,
         (user, user),
     ):
         links.setdefault(contact, {})[direction] = Link(state)
-    return [Subscription(user, contact, **links[contact]) for contact in sorted(links)]
+    return [
+        seen_by_user(
+            user,
+            contact,
+            links[contact].get("outbound", Link.NONE),
+            links[contact].get("inbound", Link.NONE),
+        )
+        for contact in sorted(links)
+    ]
 
 
 #: A target's subscribers, read in order from C{subscriptions_target}.
@@ -170,7 +184,9 @@ def _shared_with_domain(conn: sqlite3.Connection, domain: str) -> list[tuple[str
 
 def _expire_requests(conn: sqlite3.Connection, before: float) -> int:
     cursor = conn.execute(
-        "DELETE FROM subscriptions WHERE state = 'pending' AND created < ?", (before,)
+        "DELETE FROM subscriptions WHERE state IN ('pending', 'hidden') "
+        "AND created < ?",
+        (before,),
     )
     return cursor.rowcount
 
@@ -190,15 +206,21 @@ class SQLPresence(SQLiteEngine):
     """
 
     def request_subscription(
-        self, subscriber: str, target: str, now: float, max_pending: int
+        self,
+        subscriber: str,
+        target: str,
+        now: float,
+        max_pending: int,
+        hidden: bool = False,
     ) -> Deferred[Link]:
         return self.run_checked(
-            lambda: check_request(subscriber, target, now, max_pending),
+            lambda: check_request(subscriber, target, now, max_pending, hidden),
             _request,
             subscriber,
             target,
             now,
             max_pending,
+            hidden,
         )
 
     def approve_subscription(

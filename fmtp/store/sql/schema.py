@@ -339,6 +339,46 @@ def _v6_resumption_tokens(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v7_hidden_requests(conn: sqlite3.Connection) -> None:
+    """
+    Version 7: a subscription request may be I{hidden}
+    (L{fmtp.store.presence.Link.HIDDEN}): it waits as any request does,
+    but is never put to its target and does not count under the target's
+    cap.
+
+    SQLite cannot change a table's C{CHECK}, so the table is made again
+    with the new state allowed (the way SQLite's documentation gives for
+    changes C{ALTER TABLE} cannot make), every row copied, and its indexes
+    made again.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE subscriptions_v7 (
+                subscriber TEXT NOT NULL,
+                target TEXT NOT NULL,
+                state TEXT NOT NULL
+                    CHECK (state IN ('pending', 'approved', 'preapproved', 'hidden')),
+                created REAL NOT NULL,
+                subscriber_domain TEXT NOT NULL,
+                target_domain TEXT NOT NULL,
+                PRIMARY KEY (subscriber, target)
+            ) WITHOUT ROWID
+            """,
+            "INSERT INTO subscriptions_v7 SELECT subscriber, target, state, created,"
+            " subscriber_domain, target_domain FROM subscriptions",
+            "DROP TABLE subscriptions",
+            "ALTER TABLE subscriptions_v7 RENAME TO subscriptions",
+            "CREATE INDEX subscriptions_target ON subscriptions "
+            "(target, state, subscriber)",
+            "CREATE INDEX subscriptions_subscriber_domain ON subscriptions "
+            "(subscriber_domain)",
+            "CREATE INDEX subscriptions_target_domain ON subscriptions (target_domain)",
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
 SCHEMA_STEPS: Sequence[SchemaStep] = (
@@ -348,6 +388,7 @@ SCHEMA_STEPS: Sequence[SchemaStep] = (
     _v4_presence,
     _v5_rooms,
     _v6_resumption_tokens,
+    _v7_hidden_requests,
 )
 
 #: The schema version this code writes.

@@ -249,6 +249,19 @@ class SubscriptionTests(PresenceTestCase):
         )
         self.assertEqual(edgar.ask("BUDDIES").body, b"")
 
+    def test_asking_again_pushes_nothing_again(self) -> None:
+        """
+        Asking again changes nothing (9.3): the target is told of a
+        request once, however often its subscriber repeats it.
+        """
+        edgar = self.logged_in(EDGAR, "online")
+        annabel = self.logged_in(ANNABEL, "online")
+        self.pushes(annabel)
+        for tag in ("1", "2", "3"):
+            asked = edgar.ask("SUBSCRIBE", tag, ANNABEL)
+            self.assertEqual(asked.headers, {"Subscription": "pending-out"})
+        self.assertEqual(self.pushes(annabel), [("253", {"From": EDGAR})])
+
     def test_requests_wait_for_the_targets_first_status(self) -> None:
         edgar = self.logged_in(EDGAR, "online")
         edgar.ask("SUBSCRIBE", "1", ANNABEL)
@@ -349,12 +362,24 @@ class PrivacyTests(PresenceTestCase):
                 self.assertEqual(annabel.ask("STATUS", "3", "away").code, 200)
                 self.assertEqual(self.pushes(edgar), [])
 
-    def test_lifting_a_block_shows_the_request(self) -> None:
+    def test_lifting_a_block_then_asking_again_shows_the_request(self) -> None:
+        """
+        A request made while blocked stays hidden when the block is lifted
+        (else lifting a block would put the target every request it held,
+        past their cap), until its requester asks again.
+        """
         self.set_policy(ANNABEL, Blacklist="edgar@poe.net")
-        self.logged_in(EDGAR, "online").ask("SUBSCRIBE", "1", ANNABEL)
+        edgar = self.logged_in(EDGAR, "online")
+        edgar.ask("SUBSCRIBE", "1", ANNABEL)
         self.set_policy(ANNABEL, Blacklist="")
         annabel = self.logged_in(ANNABEL, "online")
+        self.assertEqual(self.pushes(annabel), [])
+        asked = edgar.ask("SUBSCRIBE", "2", ANNABEL)
+        self.assertEqual(asked.headers, {"Subscription": "pending-out"})
         self.assertEqual(self.pushes(annabel), [("253", {"From": EDGAR})])
+        self.assertEqual(
+            annabel.ask("BUDDIES").body, f"{EDGAR} pending-in offline\r\n".encode()
+        )
 
     def test_a_subscriber_blocked_later_sees_offline(self) -> None:
         """
@@ -482,3 +507,63 @@ class SubscriptionFloodTests(PresenceTestCase):
         )
         edgar.ask("UNSUBSCRIBE", "5", "user0@poe.net")
         self.assertEqual(edgar.ask("SUBSCRIBE", "6", ANNABEL).code, 200)
+
+    def throwaways(self, count: int) -> list[StreamHarness]:
+        """
+        C{count} new accounts, logged in: what an attacker makes cheaply.
+        """
+        made = []
+        for i in range(count):
+            address = f"throwaway{i}@poe.net"
+            add_account(self.store, address, PASSWORD)
+            made.append(self.logged_in(address))
+        return made
+
+    def test_blocked_requests_do_not_use_up_the_targets_cap(self) -> None:
+        """
+        The attack: throwaway accounts the target blocks, or that ask for
+        a user who does not exist yet, must not fill the requests that may
+        wait for the target, or no real request would reach them.
+        """
+        self.set_policy(ANNABEL, Blacklist="throwaway*@poe.net")
+        annabel = self.logged_in(ANNABEL, "online")
+        for conn in self.throwaways(4):
+            self.assertEqual(conn.ask("SUBSCRIBE", "1", ANNABEL).code, 200)
+            conn.ask("SUBSCRIBE", "2", "nobody@poe.net")
+        self.assertEqual(self.pushes(annabel), [])
+        asked = self.logged_in(EDGAR).ask("SUBSCRIBE", "1", ANNABEL)
+        self.assertEqual(asked.headers, {"Subscription": "pending-out"})
+        self.assertEqual(self.pushes(annabel), [("253", {"From": EDGAR})])
+        # Whoever registers the address later is not put requests made
+        # while it was nobody's.
+        add_account(self.store, "nobody@poe.net", PASSWORD)
+        nobody = self.logged_in("nobody@poe.net", "online")
+        self.assertEqual(self.pushes(nobody), [])
+        self.assertEqual(nobody.ask("BUDDIES").body, b"")
+
+    def test_a_full_cap_looks_like_any_waiting_request(self) -> None:
+        """
+        A target whose cap is full is no oracle: the requester is answered
+        as for an unknown user (not 429), and the target is not asked.
+        """
+        annabel = self.logged_in(ANNABEL, "online")
+        self.pushes(annabel)
+        for conn in self.throwaways(3):
+            conn.ask("SUBSCRIBE", "1", ANNABEL)
+        self.assertEqual(len(self.pushes(annabel)), 3)
+        edgar = self.logged_in(EDGAR, "online")
+        lenore = self.logged_in(LENORE, "online")
+        full, unknown = [
+            b"".join(
+                serialize(f).replace(target.encode(), b"T")
+                for f in (conn.ask("SUBSCRIBE", "1", target), conn.ask("BUDDIES", "2"))
+            )
+            for conn, target in ((edgar, ANNABEL), (lenore, "nobodyx@poe.net"))
+        ]
+        self.assertEqual(full, unknown)
+        self.assertIn(b"200 1", full)
+        self.assertEqual(self.pushes(annabel), [])
+        # Once the target answers one, asking again puts the request.
+        annabel.ask("DENY", "3", "throwaway0@poe.net")
+        edgar.ask("SUBSCRIBE", "4", ANNABEL)
+        self.assertEqual(self.pushes(annabel), [("253", {"From": EDGAR})])

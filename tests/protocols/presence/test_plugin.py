@@ -42,10 +42,13 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
             "2.5",
             "--presence-max-pending",
             "7",
+            "--presence-request-days",
+            "3",
         ]
     )
     chosen = options["plugin-options"]["presence"]
     assert (chosen.grace_period, chosen.max_pending) == (2.5, 7)
+    assert chosen.request_lifetime == 3 * 86400
     services = make_services(Clock(), plugin_options={"presence": chosen})
     assert presence_of(PresenceProtocolPlugin(), services) == chosen
     # Without options, the defaults; a plugin given settings keeps its own.
@@ -66,6 +69,9 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
         ("--presence-grace", "nan"),
         ("--presence-max-pending", "0"),
         ("--presence-max-pending", "1e3"),
+        ("--presence-request-days", "0"),
+        ("--presence-request-days", "3651"),
+        ("--presence-request-days", "1.5"),
     ],
 )
 def test_bad_options_are_refused(tmp_path, option: str, value: str) -> None:

@@ -6,7 +6,7 @@ a presence at once.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -22,6 +22,7 @@ from tests.helpers import add_account, make_services
 from tests.protocols.presence.test_commands import (
     ANNABEL,
     EDGAR,
+    LENORE,
     PresenceTestCase,
 )
 
@@ -120,6 +121,88 @@ class GraceTests(PresenceTestCase):
         self.annabel.ask("STATUS", "2", "away")
         self.annabel.ask("APPROVE", "3", "lenore@poe.net")
         self.assertEqual(self.pushes(edgar), [])
+
+
+class LifetimeTests(PresenceTestCase):
+    """
+    The presence service runs as long as its server: it sweeps old
+    requests, and once stopped nothing of it runs any more.
+    """
+
+    settings = PresenceSettings(grace_period=30.0, request_lifetime=86400.0)
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.presence = self.handler.groups[1].presence
+        self.presence.startService()
+
+    def test_it_is_the_service_the_server_runs(self) -> None:
+        self.assertEqual(self.handler.group_services(), [self.presence])
+
+    def test_stopping_cancels_every_timer(self) -> None:
+        """
+        The attack: grace periods (and announcements, and the sweep) that
+        outlive the server run against its closed store.
+        """
+        self.subscribed(ANNABEL, EDGAR)
+        annabel = self.logged_in(ANNABEL, "online")
+        edgar = self.logged_in(EDGAR, "online")
+        lenore = self.logged_in(LENORE, "online")
+        edgar.protocol.connectionLost(LOST)
+        annabel.ask("STATUS", "2", "away")
+        self.assertNotEqual(self.presence_timers(), [])
+        self.assertIsNone(self.presence.stopService())
+        self.assertEqual(self.presence_timers(), [])
+        self.assertEqual(self.presence.timers.getDelayedCalls(), [])
+        self.store.close()
+        self.clock.advance(86400)
+        self.flushLoggedErrors()
+        self.assertEqual(self.presence.user_presence(EDGAR), Shown("online"))
+        # A call asked for once stopped never runs either.
+        self.presence.session_lost(lenore.protocol.session.login)
+        self.assertEqual(self.presence_timers(), [])
+
+    def presence_timers(self) -> list:
+        """
+        The clock's calls, but the streams' own timeouts.
+        """
+        return [
+            call
+            for call in self.clock.getDelayedCalls()
+            if not any(word in repr(call) for word in ("Timeout", "FrameStream"))
+        ]
+
+    def test_requests_nobody_answers_expire(self) -> None:
+        self.logged_in(EDGAR).ask("SUBSCRIBE", "1", ANNABEL)
+        self.clock.advance(3600)
+        self.logged_in(LENORE).ask("SUBSCRIBE", "1", ANNABEL)
+        self.clock.advance(86400 - 3600)
+        waiting = self.successResultOf(self.store.pending_requests(ANNABEL))
+        self.assertEqual([r.subscriber for r in waiting], [EDGAR, LENORE])
+        self.clock.advance(3600)
+        waiting = self.successResultOf(self.store.pending_requests(ANNABEL))
+        self.assertEqual([r.subscriber for r in waiting], [LENORE])
+        self.assertEqual(
+            self.logged_in(EDGAR).ask("BUDDIES").body, b"", "no longer pending-out"
+        )
+
+    def test_a_failed_sweep_is_logged_and_tried_again(self) -> None:
+        self.logged_in(EDGAR).ask("SUBSCRIBE", "1", ANNABEL)
+        calls = []
+        real = self.store.expire_requests
+
+        def failing_once(before: float) -> Deferred:
+            calls.append(before)
+            if len(calls) == 1:
+                return fail(RuntimeError("disk on fire"))
+            return real(before)
+
+        self.store.expire_requests = failing_once
+        self.clock.advance(86400 + 3600)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(3600)
+        self.assertEqual(self.successResultOf(self.store.pending_requests(ANNABEL)), [])
+        self.assertEqual(len(calls), 2)
 
 
 class SlowSubscribers:

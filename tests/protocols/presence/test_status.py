@@ -67,3 +67,25 @@ def test_a_note_is_one_line(separator: str) -> None:
     """
     with pytest.raises(InvalidObject, match="Note"):
         parse_note(f"brb{separator}mallory@poe.net both online")
+
+
+#: Format characters (Unicode category Cf): bidi overrides, embeddings and
+#: isolates, zero-width joiners and spaces, the byte order mark.
+FORMAT_CHARACTERS = ["\u202e", "\u202d", "\u2066", "\u200d", "\u200b", "\ufeff"]
+
+
+@pytest.mark.parametrize("character", FORMAT_CHARACTERS)
+def test_no_format_characters_in_a_note(character: str) -> None:
+    """
+    The attack: a right-to-left override in a note makes the rest of a
+    buddy's BUDDIES line (and any text shown after it) read reversed, so
+    a note can show a status it is not; zero-width characters hide text.
+    """
+    with pytest.raises(InvalidObject, match="Note"):
+        parse_note(f"brb{character}enilno")
+
+
+@pytest.mark.parametrize("character", [*FORMAT_CHARACTERS, "\x85", "\x9b"])
+def test_no_format_or_control_characters_in_a_resource(character: str) -> None:
+    with pytest.raises(InvalidObject, match="Resource"):
+        parse_resource(f"phone{character}")
