@@ -13,11 +13,11 @@ from __future__ import annotations
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from fmtp.federation.inbound import MAX_CLOCK_SKEW, MAX_SIGNATURE_AGE
 from fmtp.interfaces import IDeliveryStore
+from fmtp.util.sweep import PeriodicSweep
 
 #: How long a record of what was sent is kept: as long as a receiver
 #: could still accept the message's signature, and a day more.
@@ -51,14 +51,12 @@ class Housekeeping(Service):
         self.interval = interval
         self.sent_lifetime = sent_lifetime
         self.key_lifetime = key_lifetime
-        self._loop: LoopingCall | None = None
-        self._sweeping: Deferred | None = None
+        self._schedule = PeriodicSweep(clock, interval, self._sweep)
 
     def startService(self) -> None:
         super().startService()
-        self._loop = LoopingCall(self.sweep)
-        self._loop.clock = self._clock
-        self._loop.start(self.interval, now=True)
+        self._schedule.interval = self.interval
+        self._schedule.start()
 
     def stopService(self) -> Deferred | None:
         """
@@ -66,27 +64,13 @@ class Housekeeping(Service):
         so the store is not closed under it.
         """
         super().stopService()
-        loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
-        if self._sweeping is None:
-            return None
-        done: Deferred = Deferred()
-        self._sweeping.addBoth(lambda result: (done.callback(None), result)[1])
-        return done
+        return self._schedule.stop()
 
     def sweep(self) -> Deferred:
         """
         Forget what has outlived its use; the Deferred never fails.
         """
-        d = self._sweeping = Deferred.fromCoroutine(self._sweep())
-
-        def finished(result: object) -> object:
-            if self._sweeping is d:
-                self._sweeping = None
-            return result
-
-        return d.addBoth(finished)
+        return self._schedule.run()
 
     async def _sweep(self) -> None:
         now = self._clock.seconds()

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -45,6 +44,7 @@ from fmtp.protocols.presence.subscriptions import (
 )
 from fmtp.ratelimit import SourceRateLimiter
 from fmtp.store.presence import Link, Subscription
+from fmtp.util.sweep import PeriodicSweep
 from fmtp.util.timers import Timers
 
 #: Seconds between two sweeps of the requests that waited too long.
@@ -115,8 +115,9 @@ class PresenceService(Service):
         self._store = store
         self._router = router
         self.settings = settings
-        self._expiry: LoopingCall | None = None
-        self._expiring: Deferred | None = None
+        self._expiry = PeriodicSweep(
+            self.timers, EXPIRY_INTERVAL, self._expire_requests
+        )
         self.subscriptions = Subscriptions(
             clock,
             domain,
@@ -141,9 +142,7 @@ class PresenceService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._expiry = LoopingCall(self.expire_requests)
-        self._expiry.clock = self.timers
-        self._expiry.start(EXPIRY_INTERVAL, now=True)
+        self._expiry.start()
 
     def stopService(self) -> Deferred | None:
         """
@@ -152,14 +151,8 @@ class PresenceService(Service):
         is not closed under it.
         """
         super().stopService()
-        expiry, self._expiry = self._expiry, None
-        if expiry is not None and expiry.running:
-            expiry.stop()
+        done = self._expiry.stop()
         self.timers.cancel_all()
-        if self._expiring is None:
-            return None
-        done: Deferred = Deferred()
-        self._expiring.addBoth(lambda result: (done.callback(None), result)[1])
         return done
 
     def expire_requests(self) -> Deferred:
@@ -168,14 +161,7 @@ class PresenceService(Service):
         C{request_lifetime}; the Deferred never fails (a failure is
         logged, and the next sweep tries again).
         """
-        d = self._expiring = Deferred.fromCoroutine(self._expire_requests())
-
-        def finished(result: object) -> object:
-            if self._expiring is d:
-                self._expiring = None
-            return result
-
-        return d.addBoth(finished)
+        return self._expiry.run()
 
     async def _expire_requests(self) -> None:
         before = self._clock.seconds() - self.settings.request_lifetime
