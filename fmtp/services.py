@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.cred.portal import Portal
 
+from fmtp.auth.presence import PresenceDirectory
 from fmtp.auth.router import Router
 from fmtp.connlimit import Connections, default_limits
 from fmtp.interfaces import IDomainSigner, IKeyVerifier, IObjectStore, IRouter
@@ -69,6 +70,11 @@ class SharedServices:
     #: Log lines about refused requests, per source across its streams:
     #: ten at once, then one a second.
     error_log_limiter: LogLimiter = None  # type: ignore[assignment]
+    #: What a user may see of another's presence, for the protocols other
+    #: than presence (the presence plugin registers its service here).
+    presence: PresenceDirectory = field(
+        default_factory=PresenceDirectory, repr=False, compare=False
+    )
     #: Each protocol plugin's own settings, by plugin name, from the
     #: server's options (C{--presence-grace}...): a plugin reads its own
     #: entry, and uses its defaults without one.

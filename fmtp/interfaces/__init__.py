@@ -25,7 +25,7 @@ from fmtp.interfaces.platform import (
     IServerLinks,
     ISession,
 )
-from fmtp.interfaces.presence import IPresenceService, IPresenceStore
+from fmtp.interfaces.presence import IPresenceService, IPresenceStore, IPresenceView
 from fmtp.interfaces.rooms import IRoomStore
 from fmtp.interfaces.store import IAccountStore, IDeliveryStore, IObjectStore
 from fmtp.interfaces.tokens import ITokenStore
@@ -40,6 +40,7 @@ __all__ = [
     "IObjectStore",
     "IPresenceService",
     "IPresenceStore",
+    "IPresenceView",
     "IProtocolPlugin",
     "IRoomStore",
     "IRouter",

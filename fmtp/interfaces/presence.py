@@ -175,6 +175,30 @@ class IPresenceStore(Interface):
         """
 
 
+class IPresenceView(Interface):
+    """
+    What one user may see of another's presence, for the protocols other
+    than presence: the object protocol's GET of a user object carries the
+    user's C{Status} (the FMTP draft's property) to those allowed to see
+    it, and to nobody else.
+
+    A platform seam (DESIGN decision 16): the presence plugin registers
+    its service on C{services.presence}; without it nobody sees a status.
+    """
+
+    def shown_to(viewer, contact):
+        """
+        What C{viewer} may see of the presence of the user C{contact}: the
+        user themselves and their approved subscribers get an answer
+        (offline too, and offline for a subscriber the contact's policy
+        blocks now); anybody else gets L{None}, as for a user who does not
+        exist, so that the answer says nothing of who subscribes to whom.
+
+        @return: a L{Deferred} that fires with a
+            L{fmtp.protocols.presence.status.Shown} or L{None}.
+        """
+
+
 class IPresenceService(Interface):
     """
     The presence of this server's users, and their subscriptions (the

@@ -142,3 +142,37 @@ async def test_stopping_the_server_cancels_every_presence_timer(tmp_path) -> Non
     finally:
         if not stopped:
             await within(running.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_object_shows_presence_to_approved_subscribers(server) -> None:
+    """
+    The object protocol's GET of a user object carries the user's live
+    presence (doc/protocol.md 9.2) to the user's approved subscribers, and
+    to nobody else, over real sockets with both protocols running.
+    """
+    stranger = "stranger@poe.net"
+    for address in (EDGAR, ANNABEL, stranger):
+        await server.add_account(address, PASSWORD)
+    edgar = await presence_session(server, EDGAR)
+    annabel = await presence_session(server, ANNABEL)
+    readers = [await server.login(EDGAR), await server.login(stranger)]
+    try:
+        await ask(annabel, "STATUS", "busy", {"Note": "writing"})
+        await ask(edgar, "SUBSCRIBE", ANNABEL)
+        await ask(annabel, "APPROVE", EDGAR)
+        edgar_reads, stranger_reads = readers
+        seen = await within(edgar_reads.request("GET", ANNABEL))
+        assert (seen.code, seen.headers.get("Status")) == (200, "busy"), seen
+        assert seen.headers["Status-Note"] == "writing"
+        unseen = await within(stranger_reads.request("GET", ANNABEL))
+        assert unseen.code == 200
+        assert "Status" not in unseen.headers and "Status-Note" not in unseen.headers
+
+        await ask(annabel, "DENY", EDGAR)
+        denied = await within(edgar_reads.request("GET", ANNABEL))
+        assert "Status" not in denied.headers, denied
+    finally:
+        for client in (edgar, annabel, *readers):
+            client.transport.loseConnection()
+            await within(client.closed)

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 class ObjectCommands(CommandGroup):
     def __init__(self, services: SharedServices, protocol: HandlerCollection) -> None:
         super().__init__(services, protocol)
-        self.objects = ObjectService(services.store, services.reactor)
+        self.objects = ObjectService(
+            services.store, services.reactor, services.presence
+        )
         self.commands = {
             "GET": self.get,
             "PUT": self.put,

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from fmtp import attachments
 from fmtp.access import check_from, link_to_parent, readable
 from fmtp.errors import Forbidden, InvalidObject, NotFound
-from fmtp.interfaces import IDeliveryStore
+from fmtp.interfaces import IDeliveryStore, IPresenceView
 from fmtp.objects import (
     USER_TYPE,
     FMTPObject,
@@ -32,6 +32,10 @@ from fmtp.objects import (
 
 if TYPE_CHECKING:
     from fmtp.store.sql.readcache import CachedObject, PublicObjectCache
+
+#: The user object's properties that are its user's live presence: shown
+#: from the presence protocol (doc/protocol.md 9.2), never stored.
+PRESENCE_PROPERTIES = frozenset({"Status", "Status-Note"})
 
 #: The largest page a LIST may ask for.
 MAX_LIST_LIMIT = 200
@@ -63,9 +67,15 @@ class ObjectService:
     anonymous request (a datagram, or a stream before LOGIN).
     """
 
-    def __init__(self, store: IDeliveryStore, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        store: IDeliveryStore,
+        clock: IReactorTime,
+        presence: IPresenceView | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._presence = presence
         # A store that caches the public objects it read (the SQLite
         # store's L{fmtp.store.sql.readcache}) answers GETs of them here.
         self._cache: PublicObjectCache | None = getattr(store, "public_objects", None)
@@ -97,7 +107,28 @@ class ObjectService:
         obj = readable(viewer, found)
         if obj is None:
             raise NotFound()
+        if obj.type == USER_TYPE:
+            return await self._with_presence(viewer, obj)
         return obj
+
+    async def _with_presence(self, viewer: str | None, user: FMTPObject) -> FMTPObject:
+        """
+        A user object with the user's live presence (C{Status}, and
+        C{Status-Note} if there is one) for those who may see it: the user
+        and their approved subscribers (L{IPresenceView}); anybody else
+        sees neither property, whatever was stored.
+        """
+        properties = {
+            k: v for k, v in user.properties.items() if k not in PRESENCE_PROPERTIES
+        }
+        shown = None
+        if viewer is not None and self._presence is not None:
+            shown = await self._presence.shown_to(viewer, user.id)
+        if shown is not None:
+            properties["Status"] = shown.status
+            if shown.note:
+                properties["Status-Note"] = shown.note
+        return FMTPObject(user.id, user.type, properties, user.body)
 
     async def put(
         self, user: str, headers: Mapping[str, str], body: bytes
@@ -134,6 +165,12 @@ class ObjectService:
             )
         if object_type == USER_TYPE:
             properties["Address"] = user
+            stored_presence = PRESENCE_PROPERTIES.intersection(properties)
+            if stored_presence:
+                raise InvalidObject(
+                    f"{min(stored_presence)} is your live presence: set it with "
+                    "STATUS on the presence protocol"
+                )
         check_from(user, properties)
         attachments.check(properties, len(body))
         public = properties.get("Public")

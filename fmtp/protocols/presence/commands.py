@@ -95,6 +95,7 @@ class PresenceCommands(CommandGroup):
             services.reactor, services.domain, services.store, services.router, settings
         )
         self.service = self.presence
+        services.presence.register(self.presence)
         self.commands = {
             "STATUS": self.status,
             "SUBSCRIBE": self._subscription_command(self.presence.subscribe),

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from fmtp.auth.router import Event
 from fmtp.errors import InvalidObject, TooManyRequests
-from fmtp.interfaces import IPresenceService, IRouter, ISession
+from fmtp.interfaces import IPresenceService, IPresenceView, IRouter, ISession
 from fmtp.objects import domain_of
 from fmtp.protocols.presence.announce import Announcer, soon
 from fmtp.protocols.presence.events import (
@@ -80,7 +80,7 @@ class PresenceSettings:
 DEFAULT_SETTINGS = PresenceSettings()
 
 
-@implementer(IPresenceService)
+@implementer(IPresenceService, IPresenceView)
 class PresenceService(Service):
     """
     L{IPresenceService} for the users of C{domain}.
@@ -254,6 +254,17 @@ class PresenceService(Service):
             self._changed(entry.address)
 
     # What is seen, and pushed
+
+    def shown_to(self, viewer: str, contact: str) -> Deferred:
+        return Deferred.fromCoroutine(self._shown_to_viewer(viewer, contact))
+
+    async def _shown_to_viewer(self, viewer: str, contact: str) -> Shown | None:
+        if viewer == contact:
+            return self.user_presence(contact)
+        subscription = await self._store.subscription(viewer, contact)
+        if subscription.outbound is not Link.APPROVED:
+            return None
+        return await self._shown_to(viewer, subscription)
 
     async def seen_by(self, viewer: str, contact: str) -> Shown:
         return await self._shown_to(

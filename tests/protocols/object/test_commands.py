@@ -6,14 +6,17 @@ and survive.
 
 from __future__ import annotations
 
+from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from fmtp.framing.stream import FrameStreamProtocol
-from fmtp.interfaces import IProtocolPlugin
+from fmtp.interfaces import IPresenceView, IProtocolPlugin
 from fmtp.objects import FMTPObject
 from fmtp.protocols.object.plugin import ObjectProtocolPlugin
+from fmtp.protocols.presence.status import Shown
 from fmtp.wire import Limits
 from tests.helpers import StreamHarness, add_account, make_services
 
@@ -226,6 +229,55 @@ class ObjectProtocolTests(SynchronousTestCase):
         theirs = self.conn.ask("GET", argument=EDGAR)
         self.assertEqual(theirs.headers["Given-Name"], "Edgar")
         self.assertNotIn("Blacklist", theirs.headers)
+
+    def test_a_user_object_shows_presence_to_those_allowed_only(self) -> None:
+        """
+        A GET of a user object carries the user's live presence to whom the
+        presence view allows (the user, approved subscribers), and to
+        nobody else: not anonymously, not to a stranger, whatever the
+        stored object held.
+        """
+        allowed = {(EDGAR, LOST): Shown("away", "at sea"), (LOST, LOST): Shown("away")}
+
+        @implementer(IPresenceView)
+        class View:
+            def shown_to(self, viewer, contact):
+                return succeed(allowed.get((viewer, contact)))
+
+        self.services.presence.register(View())
+        stranger = "stranger@poe.net"
+        add_account(self.store, stranger, PASSWORD)
+        seen = self.logged_in(EDGAR).ask("GET", argument=LOST)
+        self.assertEqual(
+            (seen.headers["Status"], seen.headers["Status-Note"]), ("away", "at sea")
+        )
+        own = self.logged_in(LOST).ask("GET", argument=LOST)
+        self.assertEqual(own.headers["Status"], "away")
+        self.assertNotIn("Status-Note", own.headers)
+        for conn in (self.conn, self.logged_in(stranger)):
+            answer = conn.ask("GET", argument=LOST)
+            self.assertEqual(answer.code, 200)
+            self.assertNotIn("Status", answer.headers)
+            self.assertNotIn("Status-Note", answer.headers)
+
+    def test_presence_is_not_stored_in_a_user_object(self) -> None:
+        conn = self.logged_in()
+        for name in ("Status", "Status-Note"):
+            answer = conn.ask("PUT", headers={"Id": EDGAR, "Type": "user", name: "x"})
+            self.assertEqual(
+                (answer.code, answer.argument),
+                (
+                    501,
+                    f"{name} is your live presence: set it with STATUS on the "
+                    "presence protocol",
+                ),
+            )
+        self.assertNotIn("Status", conn.ask("GET", argument=EDGAR).headers)
+
+    def test_no_presence_without_the_presence_protocol(self) -> None:
+        verifyObject(IPresenceView, self.services.presence)
+        answer = self.logged_in(EDGAR).ask("GET", argument=EDGAR)
+        self.assertNotIn("Status", answer.headers)
 
     def test_put_of_another_users_object(self) -> None:
         conn = self.logged_in()

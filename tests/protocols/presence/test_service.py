@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from fmtp.auth.router import Event
-from fmtp.interfaces import IPresenceService
+from fmtp.interfaces import IPresenceService, IPresenceView
 from fmtp.protocols.presence.events import PRESENCE
 from fmtp.protocols.presence.service import PresenceService, PresenceSettings
 from fmtp.protocols.presence.status import Shown
@@ -49,6 +49,7 @@ class GraceTests(PresenceTestCase):
         self.assertTrue(verifyObject(IPresenceService, service))
         other = PresenceService(self.clock, "poe.net", self.store, self.services.router)
         self.assertTrue(verifyObject(IPresenceService, other))
+        self.assertTrue(verifyObject(IPresenceView, other))
 
     def test_a_lost_connection_goes_offline_after_the_grace_period(self) -> None:
         edgar = self.logged_in(EDGAR, "away", Note="brb")
