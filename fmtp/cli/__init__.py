@@ -12,6 +12,8 @@ client for sending, reading and trying out a server from a shell.
   - L{fmtp.cli.messaging}, L{fmtp.cli.reading} (with L{fmtp.cli.compose},
     L{fmtp.cli.verify}, L{fmtp.cli.save}): messages, through
     L{fmtp.client.Client} (L{fmtp.cli.session});
+  - L{fmtp.cli.presence}: status, subscriptions and buddies, through
+    L{fmtp.client.presence.Presence} on the presence port;
   - L{fmtp.cli.output}, L{fmtp.cli.runner}: what is printed, and the
     reactor run.
 """

@@ -5,8 +5,9 @@ settings, from options, the environment and a small config file.
 Each setting is taken from the first of these that gives it:
 
   1. the command line (C{--server}, C{--user}, C{--password-file},
-     C{--timeout});
-  2. the environment (C{FMTP_SERVER}, C{FMTP_USER}, C{FMTP_PASSWORD_FILE});
+     C{--timeout}, and for the presence commands C{--presence-server});
+  2. the environment (C{FMTP_SERVER}, C{FMTP_USER}, C{FMTP_PASSWORD_FILE},
+     C{FMTP_PRESENCE_SERVER});
   3. the config file, C{$XDG_CONFIG_HOME/fmtp/client.ini} (by default
      C{~/.config/fmtp/client.ini})::
 
@@ -16,7 +17,8 @@ Each setting is taken from the first of these that gives it:
         password-file = ~/.config/fmtp/password
         timeout = 20
 
-  4. the default: C{tcp:127.0.0.1:7070}, no account, a 10 second timeout.
+  4. the default: C{tcp:127.0.0.1:7070}, no account, a 10 second timeout;
+     the presence server is the server's host on port 7071.
 
 The password itself is never an option, an environment variable or a
 config setting (other users can read command lines, and environments
@@ -30,6 +32,7 @@ import configparser
 import getpass
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Mapping
@@ -43,7 +46,7 @@ from fmtp.cli.status import BadUsage
 from fmtp.client import DEFAULT_TIMEOUT
 from fmtp.errors import InvalidAddress
 from fmtp.objects import normalize_address
-from fmtp.util.hostport import OBJECT_PORT, parse_host_port
+from fmtp.util.hostport import OBJECT_PORT, PRESENCE_PORT, parse_host_port
 
 DEFAULT_SERVER = f"tcp:127.0.0.1:{OBJECT_PORT}"
 SECTION = "client"
@@ -53,6 +56,7 @@ SETTINGS = {
     "user": "FMTP_USER",
     "password-file": "FMTP_PASSWORD_FILE",
     "timeout": None,
+    "presence-server": "FMTP_PRESENCE_SERVER",
 }
 
 
@@ -176,6 +180,9 @@ class ClientOptions(CommandOptions):
         self.sources: dict[str, str] = {}
         sources = self.sources
         for name, variable in SETTINGS.items():
+            if name not in self:
+                # A setting of other commands (--presence-server).
+                continue
             if self[name] is not None:
                 sources[name] = f"--{name}"
             elif variable and self.environ.get(variable):
@@ -201,6 +208,88 @@ class ClientOptions(CommandOptions):
             raise usage.UsageError(
                 "no account to log in with: give --user ADDRESS, set FMTP_USER, "
                 f"or set user in {path}"
+            )
+
+
+#: A colon that separates two parts of an endpoint description (one
+#: written C{\\:} is part of a value, as in an IPv6 address).
+_ENDPOINT_COLON = re.compile(r"(?<!\\):")
+
+
+def presence_server(server: str) -> str | None:
+    """
+    The presence protocol's endpoint on the host of C{server}: the same
+    description with its port replaced by L{PRESENCE_PORT} (7071), the
+    presence protocol's well-known port, as 7070 is the object
+    protocol's.  A C{udp:} server gives C{tcp:} (presence is served over
+    streams).
+
+    @return: L{None} for an endpoint that names no host and port
+        (C{unix:...}): the user must name the presence server.
+    """
+    kind, _, rest = server.partition(":")
+    if kind == "udp":
+        host, _ = parse_host_port(rest)
+        escaped = host.replace(":", "\\:")
+        return f"tcp:{escaped}:{PRESENCE_PORT}"
+    if kind not in ("tcp", "tls"):
+        return None
+    parts = _ENDPOINT_COLON.split(rest)
+    positional = [i for i, part in enumerate(parts) if "=" not in part]
+    named = [i for i, part in enumerate(parts) if part.startswith("port=")]
+    if named:
+        parts[named[0]] = f"port={PRESENCE_PORT}"
+    elif len(positional) >= 2:
+        parts[positional[1]] = str(PRESENCE_PORT)
+    else:
+        return None
+    return f"{kind}:{':'.join(parts)}"
+
+
+class PresenceClientOptions(ClientOptions):
+    """
+    The options of a command that speaks the presence protocol, which is
+    served on a port of its own: C{self["presence-server"]} is the
+    endpoint, from C{--presence-server}, C{FMTP_PRESENCE_SERVER} or the
+    config file's C{presence-server}, or else the server's host on port
+    7071 (L{presence_server}).
+
+    @cvar needs_presence: whether the command speaks it (C{fmtp watch}
+        does only with C{--presence}).
+    """
+
+    needs_account = True
+    optParameters = [
+        [
+            "presence-server",
+            None,
+            None,
+            "The presence server, a stream endpoint (default: "
+            "$FMTP_PRESENCE_SERVER, the config file, or --server's host on "
+            f"port {PRESENCE_PORT}).",
+        ],
+    ]
+
+    def needs_presence(self) -> bool:
+        return True
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        if not self.needs_presence():
+            return
+        source = self.sources.get("presence-server", "--presence-server")
+        if self["presence-server"] is None:
+            self["presence-server"] = presence_server(self["server"])
+            source = f"--presence-server (from {self['server']})"
+            if self["presence-server"] is None:
+                raise usage.UsageError(
+                    f"no presence server to derive from {self['server']}: give "
+                    "--presence-server ENDPOINT"
+                )
+        if check_server(self["presence-server"], source) is not None:
+            raise usage.UsageError(
+                f"{source} {self['presence-server']}: presence is served over "
+                "streams only (tcp:HOST:PORT)"
             )
 
 

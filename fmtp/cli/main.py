@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from twisted.python import usage
 
-from fmtp.cli import admin, checkdns, messaging, objects, queue, reading
+from fmtp.cli import admin, checkdns, messaging, objects, presence, queue, reading
 from fmtp.cli.options import CommandOptions
 from fmtp.cli.status import (
     EXIT_BROKEN_PIPE,
@@ -47,6 +47,10 @@ def _object_command(name: str) -> Callable[[usage.Options], int]:
 
 def _account_command(name: str) -> Callable[[usage.Options], int]:
     return lambda options: admin.account_command(name, options)
+
+
+def _subscription_command(name: str) -> Callable[[usage.Options], int]:
+    return lambda options: presence.subscription_command(name, options)
 
 
 def _senders_command(name: str) -> Callable[[usage.Options], int]:
@@ -82,7 +86,7 @@ COMMANDS = [
         "watch",
         reading.WatchOptions,
         reading.watch_command,
-        "Show messages as they arrive, until Ctrl-C.",
+        "Show messages (or, --presence, buddies) as they come, until Ctrl-C.",
     ),
     Command(
         "held",
@@ -101,6 +105,42 @@ COMMANDS = [
         messaging.RefuseOptions,
         _senders_command("refuse"),
         "Drop a sender's held messages.",
+    ),
+    Command(
+        "status",
+        presence.StatusOptions,
+        presence.status_command,
+        "Set your presence (until Ctrl-C), or show it.",
+    ),
+    Command(
+        "buddies",
+        presence.BuddiesOptions,
+        presence.buddies_command,
+        "List your contacts, with their status.",
+    ),
+    Command(
+        "subscribe",
+        presence.SubscribeOptions,
+        _subscription_command("subscribe"),
+        "Ask to see someone's presence.",
+    ),
+    Command(
+        "unsubscribe",
+        presence.UnsubscribeOptions,
+        _subscription_command("unsubscribe"),
+        "Stop seeing someone's presence.",
+    ),
+    Command(
+        "approve-sub",
+        presence.ApproveSubOptions,
+        _subscription_command("approve-sub"),
+        "Let someone see your presence.",
+    ),
+    Command(
+        "deny-sub",
+        presence.DenySubOptions,
+        _subscription_command("deny-sub"),
+        "Refuse or stop someone seeing your presence.",
     ),
     Command(
         "keygen",

@@ -15,28 +15,23 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.python import usage
 
 from fmtp.attachments import Attachment, split
 from fmtp.cli.config import ClientOptions, login_password
 from fmtp.cli.options import JSONOption
 from fmtp.cli.output import id_time, iso_time, local_time, print_json, printable
+from fmtp.cli.presence import SetStatusOptions, status_command
 from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.save import save_attachments
-from fmtp.cli.session import connected, message_id
+from fmtp.cli.session import connected, keep_alive, message_id
 from fmtp.cli.status import EXIT_OK, Refused
 from fmtp.cli.verify import BAD, verify_message
-from fmtp.client import Client, ClientError, ConnectionLost
+from fmtp.client import ConnectionLost
 from fmtp.dns.hostsfile import HostsFileError, load_hosts_file
 from fmtp.errors import InvalidObject
 from fmtp.objects import FMTPObject, addresses_in
 from fmtp.options import DNSOption
-
-#: Seconds between two CAPAs that keep C{watch}'s connection from being
-#: closed as idle (servers close after 10 minutes by default).
-KEEPALIVE = 240.0
 
 
 class Shown:
@@ -216,31 +211,43 @@ def read_command(options: ReadOptions) -> int:
     return run_on_reactor(lambda reactor: read(reactor, options, password))
 
 
-class WatchOptions(JSONOption, ClientOptions):
-    synopsis = "[--json]"
+class WatchOptions(JSONOption, SetStatusOptions):
+    synopsis = "[--presence [--status S] [--note TEXT] [--priority N]] [--json]"
     longdesc = (
         "Stay logged in and show each message as it arrives (one JSON document "
         "a line with --json), until Ctrl-C (exit status 130) or until the "
         "server closes the connection (exit status 3).  Signatures are not "
-        "checked here: fmtp read checks them."
+        "checked here: fmtp read checks them.  With --presence, show your "
+        "buddies' presence instead, one line each: first as it is, then each "
+        "change, and each subscription request as it comes; meanwhile you "
+        "are online (or --status away, busy, invisible) for your subscribers, "
+        "and Ctrl-C logs you out."
     )
-    examples = ("fmtp watch", "fmtp watch --json | jq .subject")
-    needs_account = True
+    examples = (
+        "fmtp watch",
+        "fmtp watch --json | jq .subject",
+        "fmtp watch --presence",
+        "fmtp watch --presence --status away --note 'Back at 3' --json",
+    )
+    optFlags = [["presence", "p", "Show buddies' presence, not messages."]]
+    optParameters = [
+        ["status", None, None, "With --presence: your status (default online)."]
+    ]
 
+    def needs_presence(self) -> bool:
+        return self["presence"]
 
-async def _keep_alive(client: Client) -> None:
-    try:
-        await client.capa()
-    except ClientError:
-        # A server that does not answer is as good as gone.
-        client.close()
+    def postOptions(self) -> None:
+        super().postOptions()
+        if self["presence"]:
+            self.check_presence(self["status"] or "online")
+        elif any(self[name] is not None for name in ("status", "note", "priority")):
+            raise usage.UsageError("--status, --note and --priority need --presence")
 
 
 async def watch(reactor: Any, options: WatchOptions, password: str) -> int:
     async with connected(reactor, options, password) as client:
-        keepalive = LoopingCall(lambda: Deferred.fromCoroutine(_keep_alive(client)))
-        keepalive.clock = reactor
-        keepalive.start(KEEPALIVE, now=False)
+        keepalive = keep_alive(reactor, client)
         if sys.stderr.isatty() and not options["json"]:
             print(f"Watching {client.address}; Ctrl-C to stop.", file=sys.stderr)
         try:
@@ -257,5 +264,7 @@ async def watch(reactor: Any, options: WatchOptions, password: str) -> int:
 
 
 def watch_command(options: WatchOptions) -> int:
+    if options["presence"]:
+        return status_command(options)
     password = login_password(options)
     return run_on_reactor(lambda reactor: watch(reactor, options, password))

@@ -18,18 +18,25 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, ConnectionRefusedError
+from twisted.internet.task import LoopingCall
 
 from fmtp.cli.config import ClientOptions
 from fmtp.cli.status import Refused, Unreachable
 from fmtp.client import (
     Client,
+    ClientError,
     ConnectionLost,
     ProtocolError,
     ReplyError,
     ReplyTimeout,
 )
 from fmtp.objects import is_ascii_digits
+
+#: Seconds between two CAPAs that keep a watching connection from being
+#: closed as idle (servers close after 10 minutes by default).
+KEEPALIVE = 240.0
 
 
 def connect_reason(error: BaseException | None) -> str:
@@ -47,14 +54,17 @@ def connect_reason(error: BaseException | None) -> str:
     return str(error)
 
 
-async def open_client(reactor: Any, options: ClientOptions) -> Client:
+async def open_client(
+    reactor: Any, options: ClientOptions, server: str | None = None
+) -> Client:
     """
-    Connect to the server the options name.
+    Connect to the server the options name, or to C{server} (another
+    protocol's port, as C{--presence-server}).
 
     @raise Unreachable: if it cannot be reached or does not greet in
         time.
     """
-    server, timeout = options["server"], options["timeout"]
+    server, timeout = server or options["server"], options["timeout"]
     try:
         return await Client.connect(reactor, server, timeout=timeout)
     except ReplyTimeout:
@@ -68,12 +78,14 @@ async def open_client(reactor: Any, options: ClientOptions) -> Client:
 
 
 @contextmanager
-def client_errors(client: Client | None, options: ClientOptions) -> Iterator[None]:
+def client_errors(
+    client: Client | None, options: ClientOptions, server: str | None = None
+) -> Iterator[None]:
     """
     Turn what the client library raises inside the block into one line
-    and an exit status.
+    and an exit status, naming C{server} (by default the options').
     """
-    server, timeout = options["server"], options["timeout"]
+    server, timeout = server or options["server"], options["timeout"]
     try:
         yield
     except ReplyTimeout:
@@ -85,12 +97,14 @@ def client_errors(client: Client | None, options: ClientOptions) -> Iterator[Non
             said = f": {last.verb} {last.argument}".rstrip()
         raise Unreachable(f"{server} closed the connection{said}") from None
     except ReplyError as e:
-        raise Refused(refusal(e, options)) from None
+        raise Refused(refusal(e, options, server)) from None
     except ProtocolError as e:
         raise Refused(f"{server} sent a bad reply: {e}") from None
 
 
-def refusal(error: ReplyError, options: ClientOptions) -> str:
+def refusal(
+    error: ReplyError, options: ClientOptions, server: str | None = None
+) -> str:
     """
     One line for a refusal: the server's code and text, said plainly for
     the refusals a user meets most.
@@ -101,20 +115,24 @@ def refusal(error: ReplyError, options: ClientOptions) -> str:
         if error.code == 429:
             wait = error.frame.headers.get("Retry-After", "a while")
             return f"login refused: too many failures; try again in {wait} seconds"
-    return f"{options['server']} refused {error.verb}: {error.code} {error.text}"
+    server = server or options["server"]
+    return f"{server} refused {error.verb}: {error.code} {error.text}"
 
 
 @asynccontextmanager
 async def connected(
-    reactor: Any, options: ClientOptions, password: str | None
+    reactor: Any,
+    options: ClientOptions,
+    password: str | None,
+    server: str | None = None,
 ) -> AsyncIterator[Client]:
     """
-    A client connected to the server the options name, logged in if a
-    password is given, and closed at the end of the block.
+    A client connected to the server the options name (or C{server}),
+    logged in if a password is given, and closed at the end of the block.
     """
-    client = await open_client(reactor, options)
+    client = await open_client(reactor, options, server)
     try:
-        with client_errors(client, options):
+        with client_errors(client, options, server):
             if password is not None:
                 await client.login(options["user"], password)
             yield client
@@ -137,3 +155,23 @@ async def message_id(client: Client, reference: str) -> str:
     if page.entries and page.entries[0].seq == seq:
         return page.entries[0].id
     raise Refused(f"no message {seq} in your inbox (fmtp inbox lists them)")
+
+
+async def _capa_or_close(client: Client) -> None:
+    try:
+        await client.capa()
+    except ClientError:
+        # A server that does not answer is as good as gone.
+        client.close()
+
+
+def keep_alive(reactor: Any, client: Client) -> LoopingCall:
+    """
+    Send a C{CAPA} every L{KEEPALIVE} seconds, so that a connection that
+    only waits for pushes is not closed as idle; close it if the server
+    does not answer.  The caller stops the returned loop.
+    """
+    loop = LoopingCall(lambda: Deferred.fromCoroutine(_capa_or_close(client)))
+    loop.clock = reactor
+    loop.start(KEEPALIVE, now=False)
+    return loop

@@ -6,6 +6,8 @@ L{Client} (L{fmtp.client.api}) is the library: typed calls that return
 objects and values (L{fmtp.client.values}) and raise L{ReplyError} with
 the server's reply code (L{fmtp.client.errors}).  It runs on Twisted,
 returning coroutines to await (or wrap with C{Deferred.fromCoroutine});
+L{Presence} (L{fmtp.client.presence}) makes the presence protocol's calls
+on a L{Client} logged in to a presence port.
 L{BlockingClient} (L{fmtp.client.blocking}) wraps it for scripts that do
 not run a reactor.  Underneath, L{FrameClientProtocol} and
 L{DatagramClient} (L{fmtp.client.protocol}) speak frames, on the same
@@ -19,6 +21,7 @@ so what they exercise is what a user runs.
 from fmtp.client.api import DEFAULT_TIMEOUT, Client
 from fmtp.client.blocking import BlockingClient
 from fmtp.client.errors import ClientError, ConnectionLost, ReplyError, ReplyTimeout
+from fmtp.client.presence import Presence
 from fmtp.client.protocol import (
     MIN_UNVERIFIED_DATAGRAM,
     DatagramClient,
@@ -37,6 +40,7 @@ __all__ = [
     "InboxEntry",
     "InboxPage",
     "ObjectPage",
+    "Presence",
     "ReplyError",
     "ReplyTimeout",
     "SendResult",

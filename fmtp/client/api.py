@@ -37,6 +37,9 @@ from fmtp.wire import DEFAULT_LIMITS, Frame, Limits
 
 #: Seconds to wait for a connection, and then for each reply.
 DEFAULT_TIMEOUT = 10.0
+#: The code of a pushed message (doc/protocol.md 4.4); other pushes are
+#: presence events (L{fmtp.client.presence}).
+MESSAGE_PUSH = 250
 #: The header that names a send (doc/protocol.md 4.4).
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
@@ -476,11 +479,13 @@ class Client:
         server pushes each message filed for the user as it arrives), or
         L{None} once the connection has closed.
         """
-        frame = await self.protocol.pushes.get()
-        if frame is None:
-            self.protocol.pushes.put(None)
-            return None
-        return object_from_reply(frame)
+        while True:
+            frame = await self.protocol.pushes.get()
+            if frame is None:
+                self.protocol.pushes.put(None)
+                return None
+            if frame.code == MESSAGE_PUSH:
+                return object_from_reply(frame)
 
     async def messages(self) -> AsyncIterator[FMTPObject]:
         """

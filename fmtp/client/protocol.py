@@ -30,6 +30,11 @@ from fmtp.wire import (
     serialize,
 )
 
+#: The unsolicited frames queued in L{FrameClientProtocol.pushes} unless
+#: told otherwise: messages (250).  A presence client adds the presence
+#: events (L{fmtp.client.presence.PRESENCE_PUSH_CODES}).
+MESSAGE_PUSH_CODES = frozenset({250})
+
 #: A request without a cookie is padded to this size, so that a server may
 #: answer it with a cookie without sending more than it received.
 MIN_UNVERIFIED_DATAGRAM = 128
@@ -48,8 +53,10 @@ class FrameClientProtocol(Protocol):
     returned fires with the reply carrying that tag, whatever the order.
 
     @ivar greeting: a Deferred that fires with the server's 220 greeting.
-    @ivar pushes: messages the server pushes to a logged-in session (250
-        frames tagged C{*}), in arrival order.
+    @ivar pushes: what the server pushes to a logged-in session (frames
+        tagged C{*} with a code of L{push_codes}), in arrival order.
+    @ivar push_codes: the codes of the frames queued in L{pushes}; other
+        unsolicited frames are kept in L{unsolicited}.
     @ivar unsolicited: the last L{max_unsolicited} frames that answer no
         request of this client (a server says why it closes this way);
         bounded, since a connection may live for days.
@@ -67,6 +74,7 @@ class FrameClientProtocol(Protocol):
         self.greeting: Deferred = Deferred()
         self.unsolicited: list[Frame] = []
         self.pushes: DeferredQueue = DeferredQueue()
+        self.push_codes: frozenset[int] = MESSAGE_PUSH_CODES
         self.closed: Deferred = Deferred()
         self._tls_tag: str | None = None
         self._tls_options = None
@@ -145,7 +153,7 @@ class FrameClientProtocol(Protocol):
         if item.tag == UNSOLICITED_TAG:
             if not self.greeting.called and item.code == 220:
                 self.greeting.callback(item)
-            elif item.code == 250:
+            elif item.code in self.push_codes:
                 self.pushes.put(item)
             else:
                 self._remember(item)

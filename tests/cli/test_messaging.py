@@ -192,6 +192,7 @@ class CLIServer:
         self.root.startService()
         ports = await bound_ports(self.root)
         self.tcp = f"tcp:127.0.0.1:{ports['object', 'tcp']}"
+        self.presence_tcp = f"tcp:127.0.0.1:{ports['presence', 'tcp']}"
         for address in (EDGAR, ANNABEL):
             store = self.services.store
             await store.add_account(address, hash_password(PASSWORD, n=FAST_SCRYPT_N))
@@ -202,6 +203,7 @@ class CLIServer:
         config.write_text(
             f"[client]\nserver = {self.tcp}\nuser = {EDGAR}\n"
             f"password-file = {self.password_file}\ntimeout = 10\n"
+            f"presence-server = {self.presence_tcp}\n"
         )
         self.edgar = environment(XDG_CONFIG_HOME=str(config.parent.parent))
         self.annabel = environment(
@@ -209,6 +211,7 @@ class CLIServer:
             FMTP_SERVER=self.tcp,
             FMTP_USER=ANNABEL,
             FMTP_PASSWORD_FILE=str(self.password_file),
+            FMTP_PRESENCE_SERVER=self.presence_tcp,
         )
         return self
 
