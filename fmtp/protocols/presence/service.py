@@ -131,6 +131,9 @@ class PresenceService(Service):
         self._order = itertools.count()
         #: Each user's sessions that count, by resource.
         self._users: dict[str, dict[str, SessionPresence]] = {}
+        #: The sessions being welcomed (L{_welcome}), each with the
+        #: requests pushed to it live meanwhile.
+        self._welcoming: dict[SessionPresence, set[str]] = {}
         #: Each available session's presence, by session key.
         self._by_key: dict[str, SessionPresence] = {}
         self._announcer = Announcer(
@@ -319,6 +322,9 @@ class PresenceService(Service):
         """
         for entry in list(self._users.get(address, {}).values()):
             if entry.login is not None:
+                told = self._welcoming.get(entry)
+                if told is not None and event.kind == REQUEST:
+                    told.add(event.payload)
                 self._router.deliver_to(entry.login, event)
 
     async def _welcome(self, entry: SessionPresence) -> None:
@@ -327,6 +333,16 @@ class PresenceService(Service):
         presence, and the requests waiting for its user.
         """
         user = entry.address
+        told: set[str] = set()
+        self._welcoming[entry] = told
+        try:
+            await self._send_welcome(entry, user, told)
+        finally:
+            del self._welcoming[entry]
+
+    async def _send_welcome(
+        self, entry: SessionPresence, user: str, told: set[str]
+    ) -> None:
         for subscription in await self._store.subscriptions(user):
             if subscription.outbound is Link.APPROVED and entry.login is not None:
                 shown = await self._shown_to(user, subscription)
@@ -335,7 +351,9 @@ class PresenceService(Service):
                 event = Event(PRESENCE, PresenceChanged(subscription.contact, shown))
                 self._router.deliver_to(entry.login, event)
         for subscriber in await self.subscriptions.waiting_for(user):
-            if entry.login is not None:
+            # A request pushed live while this welcome read the store was
+            # told already.
+            if entry.login is not None and subscriber not in told:
                 self._router.deliver_to(entry.login, Event(REQUEST, subscriber))
 
     # Subscriptions

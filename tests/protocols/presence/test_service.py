@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 
 from fmtp.auth.router import Event
 from fmtp.interfaces import IPresenceService, IPresenceView
-from fmtp.protocols.presence.events import PRESENCE
+from fmtp.protocols.presence.events import PRESENCE, REQUEST
 from fmtp.protocols.presence.service import PresenceService, PresenceSettings
 from fmtp.protocols.presence.status import Shown
 from tests.helpers import add_account, make_services
@@ -260,3 +260,49 @@ class CoalescingTests(SynchronousTestCase):
         shown = [e.payload.shown.status for e in got if e.payload.contact == EDGAR]
         # Her first STATUS's welcome, then two announcements.
         self.assertEqual(shown, ["offline", "away", "busy"])
+
+
+class SlowSubscriptions:
+    """
+    A store whose C{subscriptions} (a welcome's first read) answers only
+    when the test says.
+    """
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.waiting: list[tuple[Deferred, str]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def subscriptions(self, user: str) -> Deferred:
+        d = Deferred()
+        self.waiting.append((d, user))
+        return d
+
+
+class WelcomeTests(SynchronousTestCase):
+    def test_a_request_during_the_welcome_is_pushed_once(self) -> None:
+        """
+        A request that arrives while a session's first STATUS is being
+        answered with what waits for it reaches that session once: live,
+        and not again from the list of waiting requests read after it.
+        """
+        clock = Clock()
+        services = make_services(clock)
+        for address in (ANNABEL, EDGAR):
+            add_account(services.store, address, "x" * 12)
+        store = SlowSubscriptions(services.store)
+        router = services.router
+        presence = PresenceService(clock, "poe.net", store, router)
+        got: list[Event] = []
+        edgar = router.open(EDGAR, "presence", got.append, {REQUEST})
+        presence.set_status(edgar, "online")
+        clock.advance(0)
+        [(welcome, user)] = store.waiting
+        self.assertEqual(user, EDGAR)
+        asked = Deferred.fromCoroutine(presence.subscribe(ANNABEL, EDGAR))
+        self.assertEqual(self.successResultOf(asked), "pending-out")
+        welcome.callback([])
+        clock.advance(0)
+        self.assertEqual([e.payload for e in got if e.kind == REQUEST], [ANNABEL])
