@@ -7,13 +7,16 @@ receiving the pushes of what the bridge published.
 
 from __future__ import annotations
 
+import importlib.util
 import random
+from pathlib import Path
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.threads import deferToThread
 
 from fmtp.protocols.presence.bridges import signed_publish
 from fmtp.store.bridges import Bridge
@@ -127,5 +130,52 @@ async def test_a_bridge_publishes_and_a_tcp_subscriber_sees_it(server) -> None:
         await eventually(last_pushes_match, timeout=10.0)
     finally:
         await port.stopListening()
+        annabel.transport.loseConnection()
+        await within(annabel.closed)
+
+
+def example_bridge_module():
+    """
+    doc/examples/bridge.py, the example an ISP copies, imported by path.
+    """
+    path = Path(__file__).resolve().parents[2] / "doc" / "examples" / "bridge.py"
+    spec = importlib.util.spec_from_file_location("example_bridge", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_example_bridge_script_publishes(server) -> None:
+    """
+    The example of doc/admin.md, run as written (in a thread: it uses
+    blocking sockets), against a real server.
+    """
+    example = example_bridge_module()
+    await server.services.store.add_bridge(Bridge("poe-isp", "*@poe.net", SECRET, 0.0))
+    await server.add_account(ANNABEL, PASSWORD)
+    await server.add_account(EDGAR, PASSWORD)
+    await subscribed(server, ANNABEL, EDGAR)
+    annabel = await presence_session(server, ANNABEL)
+    try:
+        assert (await ask(annabel, "STATUS", "online")).code == 200
+        lines = [f"{EDGAR} busy in a meeting", "nobody@lenore.org online"]
+        lines += [f"user{i}@poe.net online {'x' * 100}" for i in range(20)]
+        groups = example.batches(lines)
+        assert len(groups) > 1
+
+        def run() -> list[dict[str, str]]:
+            bridge = example.Bridge(
+                "127.0.0.1", server.presence_udp_port, "poe-isp", SECRET + "\n"
+            )
+            try:
+                return [bridge.publish(group) for group in groups]
+            finally:
+                bridge.close()
+
+        replies = await within(deferToThread(run), 20.0)
+        assert replies[0]["Refused"] == "2=554"
+        await pushed(annabel, 252, From=EDGAR, Status="busy", Note="in a meeting")
+    finally:
         annabel.transport.loseConnection()
         await within(annabel.closed)
