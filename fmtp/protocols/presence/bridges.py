@@ -121,9 +121,12 @@ class BridgeState:
     """
     What the server remembers of one bridge between its datagrams: its
     window, the answers of the datagrams in it (by number, with the
-    datagram's digest), and the number that last set each user.
+    datagram's digest), and the number that last set each user; all of
+    it for the bridge of one C{secret} (a bridge removed and added again
+    under its name starts afresh).
     """
 
+    secret: str = field(repr=False)
     window: ReplayWindow = field(default_factory=ReplayWindow)
     answers: dict[int, tuple[bytes, Frame]] = field(default_factory=dict)
     set_by: dict[str, int] = field(default_factory=dict)
@@ -218,7 +221,9 @@ class BridgePublishing:
         if not hmac.compare_digest(expected.encode(), mac.lower().encode()):
             raise BridgeRefused()
         assert bridge is not None
-        state = self._states.setdefault(name, BridgeState())
+        state = self._states.get(name)
+        if state is None or state.secret != bridge.secret:
+            state = self._states[name] = BridgeState(bridge.secret)
         digest = hashlib.sha256(data).digest()
         seen = state.window.check(seq)
         if seen is Seen.TOO_OLD:

@@ -326,6 +326,21 @@ class AttackTests(BridgeTestCase):
         self.clock.advance(BRIDGE_CACHE_SECONDS)
         self.assertEqual(self.receive(self.publish(2, f"{EDGAR} busy")).code, 535)
 
+    def test_a_bridge_added_again_starts_a_new_window(self) -> None:
+        """
+        Removed and added again (a new secret), a bridge may count from 0
+        again; the old secret's datagrams are refused.
+        """
+        old = self.publish(1000, f"{EDGAR} away")
+        self.assertEqual(self.receive(old).code, 200)
+        self.store.remove_bridge("poe-dsl")
+        new_secret = "77" * 32
+        self.store.add_bridge(Bridge("poe-dsl", BRIDGE.users, new_secret, 1.0))
+        self.clock.advance(BRIDGE_CACHE_SECONDS)
+        answer = self.receive(self.publish(1, f"{EDGAR} busy", secret=new_secret))
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(self.receive(self.publish(1001, f"{EDGAR} away")).code, 535)
+
     def test_publish_over_a_stream_is_refused(self) -> None:
         conn = self.connect()
         answer = conn.ask("PUBLISH", "1", headers={"Bridge": "poe-dsl", "Seq": "1"})
