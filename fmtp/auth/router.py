@@ -69,6 +69,27 @@ def datagram_mac(key: str, data: bytes) -> str:
     return hmac.new(key.encode("ascii"), data, hashlib.sha256).hexdigest()
 
 
+def unsigned_bytes(data: bytes) -> bytes:
+    """
+    The bytes a datagram's C{Mac} covers: the datagram exactly as sent,
+    without its C{Mac} header line (from the line's start through its line
+    ending).  A datagram without one is returned whole.
+    """
+    start = data.find(b"\n") + 1
+    while 0 < start < len(data):
+        end = data.find(b"\n", start)
+        if end < 0:
+            break
+        line = data[start:end]
+        if not line.strip():
+            break
+        name = line.split(b":", 1)[0]
+        if name.strip().lower() == b"mac":
+            return data[:start] + data[end + 1 :]
+        start = end + 1
+    return data
+
+
 @implementer(IRouter)
 class Router:
     """

@@ -1,7 +1,7 @@
 """
-The admin commands: C{keygen}, and C{adduser} and C{passwd}, which change
-a server's store in its data directory, directly (the server may be
-running: SQLite in WAL mode lets both write).
+The admin commands: C{keygen}; and C{adduser}, C{passwd}, C{users} and
+C{bridge}, which change a server's store in its data directory, directly
+(the server may be running: SQLite in WAL mode lets both write).
 
 They refuse a data directory that is missing or of another domain
 (L{fmtp.datadir}), rather than fill a new empty store that no server
@@ -11,6 +11,7 @@ reads.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +36,7 @@ from fmtp.keys.records import hosts_entry, zone_line
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import domain_of, normalize_address, normalize_domain, user_object
 from fmtp.store import MemoryStore, SQLiteStore, store_from_url
+from fmtp.store.bridges import BRIDGE_NAME, Bridge
 
 
 def parse_domain(text: str) -> str:
@@ -375,3 +377,98 @@ def users_command(options: UsersOptions) -> int:
     else:
         data_dir_domain(options)
     return run_on_reactor(lambda reactor: users(reactor, options))
+
+
+class BridgeOptions(JSONOption, StoreOptions):
+    synopsis = "[--data-dir DIR] add NAME --users PATTERN | list [--json] | remove NAME"
+    longdesc = (
+        "Manage the ISP bridges that publish presence for some of the server's "
+        "users over UDP (doc/admin.md, 'ISP bridges').  'add' prints the new "
+        "bridge's secret once: give it to the bridge, it is not shown again.  "
+        "PATTERN is one or more space-separated address patterns ('*' the only "
+        "wildcard), each of the server's own domain.  A running server sees a "
+        "change within a few seconds."
+    )
+    examples = (
+        "fmtp bridge add poe-dsl --users '*@poe.net' --data-dir /var/lib/fmtp",
+        "fmtp bridge list --data-dir /var/lib/fmtp",
+        "fmtp bridge remove poe-dsl --data-dir /var/lib/fmtp",
+    )
+    optParameters = [
+        ["users", None, None, "add: the patterns of the users it may publish for."],
+    ]
+
+    def parseArgs(self, action: str, name: str | None = None) -> None:
+        if action == "list" and name is None:
+            self["action"], self["name"] = action, None
+        elif action in ("add", "remove") and name is not None:
+            if not BRIDGE_NAME.fullmatch(name):
+                raise usage.UsageError(
+                    "a bridge's name is 1 to 64 letters, digits, '.', '_' or '-'"
+                )
+            self["action"], self["name"] = action, name
+        else:
+            raise usage.UsageError("expected add NAME, list, or remove NAME")
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        if (self["action"] == "add") != (self["users"] is not None):
+            raise usage.UsageError("--users goes with add, and add needs it")
+
+
+def check_bridge_users(patterns: str, domain: str) -> str:
+    """
+    The patterns of C{bridge add --users}, each of C{domain} exactly (a
+    bridge publishes only for the server's own users).
+
+    @raise Refused: naming the first that is not.
+    """
+    words = patterns.split()
+    if not words:
+        raise Refused("--users names no pattern")
+    for word in words:
+        local, at, pattern_domain = word.rpartition("@")
+        if not at or not local or pattern_domain.lower() != domain:
+            raise Refused(
+                f"--users pattern {word!r} is not of this server's domain: "
+                f"write it as LOCAL@{domain}, with '*' in LOCAL"
+            )
+    return " ".join(word.lower() for word in words)
+
+
+async def bridges(reactor: Any, options: BridgeOptions) -> int:
+    store = await open_store(reactor, options)
+    try:
+        action, name = options["action"], options["name"]
+        if action == "add":
+            users = options["users"]
+            secret = secrets.token_hex(32)
+            added = await store.add_bridge(
+                Bridge(name, users, secret, reactor.seconds())
+            )
+            if not added:
+                raise Refused(f"a bridge {name} exists; remove it first")
+            print(f"Added the bridge {name} for {users}. Its secret (shown once):")
+            print(secret)
+            return EXIT_OK
+        if action == "remove":
+            if not await store.remove_bridge(name):
+                raise Refused(f"no bridge {name}")
+            print(f"Removed the bridge {name}")
+            return EXIT_OK
+        found = await store.list_bridges()
+    finally:
+        await store.close()
+    if options["json"]:
+        print_json({"bridges": [{"name": b.name, "users": b.users} for b in found]})
+    else:
+        for bridge in found:
+            print(f"{bridge.name} {bridge.users}")
+    return EXIT_OK
+
+
+def bridge_command(options: BridgeOptions) -> int:
+    domain = data_dir_domain(options)
+    if options["action"] == "add":
+        options["users"] = check_bridge_users(options["users"], domain)
+    return run_on_reactor(lambda reactor: bridges(reactor, options))

@@ -173,6 +173,12 @@ COMMANDS = [
         "List the accounts, or delete one.",
     ),
     Command(
+        "bridge",
+        admin.BridgeOptions,
+        admin.bridge_command,
+        "Add, list or remove the ISP bridges that publish presence.",
+    ),
+    Command(
         "queue",
         queue.QueueOptions,
         queue.queue_command,

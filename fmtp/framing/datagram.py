@@ -95,7 +95,7 @@ class FrameDatagramProtocol(DatagramProtocol):
                 reply(432, frame.tag, headers={"Cookie": cookie}), data, addr, False
             )
             return
-        session = Session(host=host, datagram=True)
+        session = Session(host=host, datagram=True, datagram_bytes=data)
         d = Deferred.fromCoroutine(answer_request(self.handler, frame, session))
         d.addErrback(error_reply, frame.tag, self._log, host)
         d.addCallback(self._answer, data, addr, True)

@@ -51,6 +51,8 @@ class Session:
         to throttle and to reply, never trusted as an identity (a peer
         server's domain is what its HELLO proves, not its address).
     @ivar datagram: whether the request came in a datagram.
+    @ivar datagram_bytes: that datagram as it came, for a command that
+        checks a MAC over it (L{fmtp.auth.router.unsigned_bytes}).
     @ivar address: the logged-in address, or L{None}.
     @ivar login: the router session LOGIN opened (its C{key} is the
         session key), or L{None}.
@@ -60,6 +62,7 @@ class Session:
 
     host: str
     datagram: bool = False
+    datagram_bytes: bytes = b""
     address: str | None = None
     login: ISession | None = None
     token_hash: str | None = None

@@ -10,12 +10,14 @@ that tests can check an implementation with
 L{zope.interface.verify.verifyObject}.
 
 They are written by area in this package's modules (L{store}, L{presence},
-L{rooms}, L{keys}, L{platform}, L{tokens}) and imported from here, the one place to
+L{rooms}, L{keys}, L{platform}, L{tokens},
+L{bridges}) and imported from here, the one place to
 import any of them from: C{from fmtp.interfaces import IRouter}.
 """
 
 from __future__ import annotations
 
+from fmtp.interfaces.bridges import IBridgeStore
 from fmtp.interfaces.keys import IDomainSigner, IKeyVerifier
 from fmtp.interfaces.platform import (
     IAccount,
@@ -33,6 +35,7 @@ from fmtp.interfaces.tokens import ITokenStore
 __all__ = [
     "IAccount",
     "IAccountStore",
+    "IBridgeStore",
     "ICommandGroup",
     "IDeliveryStore",
     "IDomainSigner",

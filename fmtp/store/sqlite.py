@@ -12,6 +12,7 @@ from zope.interface import implementer
 
 from fmtp.interfaces import (
     IAccountStore,
+    IBridgeStore,
     IDeliveryStore,
     IObjectStore,
     IPresenceStore,
@@ -19,6 +20,7 @@ from fmtp.interfaces import (
     ITokenStore,
 )
 from fmtp.store.sql.accounts import SQLAccounts
+from fmtp.store.sql.bridges import SQLBridges
 from fmtp.store.sql.inbox import SQLInbox
 from fmtp.store.sql.objects import SQLObjects
 from fmtp.store.sql.presence import SQLPresence
@@ -31,6 +33,7 @@ from fmtp.store.sql.tokens import SQLTokens
 
 
 @implementer(
+    IBridgeStore,
     IObjectStore,
     IAccountStore,
     IDeliveryStore,
@@ -48,10 +51,12 @@ class SQLiteStore(
     SQLSending,
     SQLReceiving,
     SQLTokens,
+    SQLBridges,
 ):
     """
     L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
-    L{IPresenceStore}, L{IRoomStore} and L{ITokenStore} in an SQLite file:
+    L{IPresenceStore}, L{IRoomStore}, L{ITokenStore} and L{IBridgeStore}
+    in an SQLite file:
     each feature's methods from its mixin, all run on the one thread of
     L{fmtp.store.sql.engine.SQLiteEngine}, which also says how writes are
     made durable and how errors are reported.

@@ -114,3 +114,24 @@ class RouterTests(SynchronousTestCase):
         self.assertIsNone(self.router.verify_datagram(session.key, data, "ünï"))
         self.router.close(session)
         self.assertIsNone(self.router.verify_datagram(session.key, data, mac))
+
+
+def test_unsigned_bytes_drop_only_the_mac_header_line() -> None:
+    """
+    A datagram's MAC covers it without its Mac line, in any spelling or
+    place among the headers; a Mac-like line in the body stays.
+    """
+    from fmtp.auth.router import unsigned_bytes
+
+    body = b"Mac: not a header\r\n"
+    for signed, unsigned in [
+        (b"P 1\r\nMac: ab\r\nA: 1\r\n\r\n", b"P 1\r\nA: 1\r\n\r\n"),
+        (b"P 1\nA: 1\nmac:ab \n\n", b"P 1\nA: 1\n\n"),
+        (
+            b"P 1\r\nLength: 19\r\n\r\n" + body,
+            b"P 1\r\nLength: 19\r\n\r\n" + body,
+        ),
+        (b"P 1\r\n", b"P 1\r\n"),
+        (b"", b""),
+    ]:
+        assert unsigned_bytes(signed) == unsigned

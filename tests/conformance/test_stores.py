@@ -44,6 +44,7 @@ from fmtp.store.sql.objects import (
 from fmtp.store.sql.queue import DUE_QUERY, _enqueue
 from fmtp.store.sql.schema import SCHEMA_STEPS, SCHEMA_VERSION
 from tests.conformance.agreement import fired, fired_outcome, outcome
+from tests.conformance.bridges import BridgeConformance
 from tests.conformance.delivery import (
     ANNABEL,
     EDGAR,
@@ -146,6 +147,12 @@ class TestRoomConformance(RoomConformance):
 class TestTokenConformance(TokenConformance):
     """
     The token store's conformance suite, run against every store.
+    """
+
+
+class TestBridgeConformance(BridgeConformance):
+    """
+    The bridge store's conformance suite, run against every store.
     """
 
 
@@ -393,7 +400,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 7
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 8
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"
@@ -624,8 +631,8 @@ def test_failed_step_rolls_back_to_last_version(db_path: Path) -> None:
 def test_upgrade_refuses_newer(db_path: Path) -> None:
     conn = connect(db_path)
     try:
-        conn.execute("PRAGMA user_version = 8")
-        with pytest.raises(SchemaTooNew, match="version 8"):
+        conn.execute(f"PRAGMA user_version = {len(SCHEMA_STEPS) + 1}")
+        with pytest.raises(SchemaTooNew, match=f"version {len(SCHEMA_STEPS) + 1}"):
             upgrade_schema(conn, SCHEMA_STEPS)
     finally:
         conn.close()

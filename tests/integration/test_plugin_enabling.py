@@ -163,3 +163,20 @@ def test_a_tcp_only_protocol_refuses_udp_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1, output
     assert "fmtp: cannot start: the nudge protocol is not offered over UDP" in output
     assert "Traceback" not in output
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_serves_udp_for_bridges(processes, tmp_path: Path) -> None:  # noqa: F811
+    """
+    The presence protocol has a datagram command (the ISP bridges'
+    PUBLISH), so twistd serves a udp: listener for it.
+    """
+    server = await serve(
+        processes,
+        tmp_path,
+        child_environment(),
+        "--listen-presence",
+        "udp:0:interface=127.0.0.1",
+    )
+    assert "Serving the presence protocol on udp:0" in server.log()
+    await server.terminate()

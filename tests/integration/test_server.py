@@ -33,7 +33,12 @@ class RunningServer:
     """
 
     def __init__(
-        self, data_dir, limits: Limits = DEFAULT_LIMITS, listeners=LISTENERS, **options
+        self,
+        data_dir,
+        limits: Limits = DEFAULT_LIMITS,
+        listeners=LISTENERS,
+        presence_listeners=PRESENCE_LISTENERS,
+        **options,
     ) -> None:
         options.setdefault("login_limits", LoginLimits(failure_delay=0.05))
         self.root, self.services = build_server(
@@ -41,7 +46,7 @@ class RunningServer:
             domain="poe.net",
             store_url=f"sqlite:{data_dir / 'fmtp.sqlite'}",
             key_file=str(data_dir / "domain.key"),
-            listeners={"object": listeners, "presence": PRESENCE_LISTENERS},
+            listeners={"object": listeners, "presence": presence_listeners},
             limits=limits,
             **options,
         )
@@ -52,6 +57,7 @@ class RunningServer:
         self.tcp = f"tcp:127.0.0.1:{ports['object', 'tcp']}"
         self.udp_port = ports.get(("object", "udp"))
         self.presence_tcp = f"tcp:127.0.0.1:{ports['presence', 'tcp']}"
+        self.presence_udp_port = ports.get(("presence", "udp"))
         return self
 
     async def add_account(self, address: str, password: str) -> None:

@@ -1,7 +1,7 @@
 """
 The presence commands (doc/protocol.md section 9): STATUS, SUBSCRIBE,
-UNSUBSCRIBE, APPROVE, DENY and BUDDIES, and the frames pushed for the
-presence events.
+UNSUBSCRIBE, APPROVE, DENY and BUDDIES; PUBLISH from ISP bridges; and
+the frames pushed for the presence events.
 
 They only parse frames into calls of the server's L{PresenceService} and
 its answers into frames; every command acts for the logged-in user.
@@ -17,6 +17,7 @@ from fmtp.errors import InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, required_argument
 from fmtp.framing.session import Session
 from fmtp.interfaces import ISession
+from fmtp.protocols.presence.bridges import BridgePublishing
 from fmtp.protocols.presence.events import PRESENCE, REQUEST, SUBSCRIPTION
 from fmtp.protocols.presence.service import (
     DEFAULT_SETTINGS,
@@ -74,8 +75,8 @@ def render_subscription(event: Event) -> Frame:
 
 class PresenceCommands(CommandGroup):
     """
-    The presence commands, over streams only (datagrams come with the
-    UDP bridges).
+    The presence commands, over streams; and PUBLISH, by which ISP
+    bridges set their users' presence, over datagrams.
 
     @param settings: the grace period and limits of the server's
         L{PresenceService}, which this group builds (once per server); by
@@ -103,7 +104,12 @@ class PresenceCommands(CommandGroup):
             "APPROVE": self._subscription_command(self.presence.approve),
             "DENY": self._subscription_command(self.presence.deny),
             "BUDDIES": self.buddies,
+            "PUBLISH": self.publish,
         }
+        self.datagram_commands = frozenset({"PUBLISH"})
+        self.bridges = BridgePublishing(
+            services.reactor, services.domain, services.store, self.presence
+        )
         self.renderers = {
             PRESENCE: render_presence,
             REQUEST: render_request,
@@ -163,6 +169,15 @@ class PresenceCommands(CommandGroup):
             return reply(200, frame.tag, headers={"Subscription": state})
 
         return command
+
+    async def publish(self, frame: Frame, session: Session) -> Frame:
+        """
+        An ISP bridge's PUBLISH (doc/protocol.md 9.6), in a datagram only:
+        its MAC covers the datagram's bytes.
+        """
+        if not session.datagram:
+            return reply(503, frame.tag, "PUBLISH is sent in a UDP datagram")
+        return await self.bridges.publish(frame, session.datagram_bytes)
 
     async def buddies(self, frame: Frame, session: Session) -> Frame:
         user = self._login(session).address

@@ -21,8 +21,8 @@ from fmtp.util.hostport import PRESENCE_PORT
 @implementer(IPlugin, IProtocolPlugin)
 class PresenceProtocolPlugin(FramedProtocolPlugin):
     """
-    The presence protocol, on streams; its datagram side comes with the
-    UDP bridges (issue 10), so it has no UDP listener yet.
+    The presence protocol, on streams, and on datagrams for the ISP
+    bridges' PUBLISH.
 
     @param settings: the grace period and limits; by default the
         server's (C{--presence-grace}, C{--presence-max-pending},
@@ -31,7 +31,10 @@ class PresenceProtocolPlugin(FramedProtocolPlugin):
 
     name = "presence"
     description = "presence: status, subscriptions with consent, live pushes"
-    default_listeners = (f"tcp:{PRESENCE_PORT}:interface=127.0.0.1",)
+    default_listeners = (
+        f"tcp:{PRESENCE_PORT}:interface=127.0.0.1",
+        f"udp:{PRESENCE_PORT}:interface=127.0.0.1",
+    )
 
     def __init__(self, settings: PresenceSettings | None = None) -> None:
         self.groups = (SessionCommands, partial(PresenceCommands, settings=settings))

@@ -33,6 +33,7 @@ from fmtp.protocols.presence.events import (
 )
 from fmtp.protocols.presence.status import (
     NOTHING,
+    OFFLINE,
     SessionPresence,
     Shown,
     user_presence,
@@ -227,6 +228,42 @@ class PresenceService(Service):
         if entry.expiry is not None and entry.expiry.active():
             entry.expiry.cancel()
         entry.expiry = None
+
+    def publish(
+        self,
+        address: str,
+        bridge: str,
+        status: str,
+        note: str = "",
+        priority: int = 0,
+        ttl: float = 300.0,
+    ) -> None:
+        """
+        An ISP bridge publishes C{address}'s presence: one more session of
+        the user, whose resource is the bridge's name, counted by the
+        priority rule and pushed to subscribers as any session is.  It
+        ends after C{ttl} seconds unless published again (a bridge that
+        goes away leaves nobody online for ever), or at once if C{status}
+        is C{offline}.  It takes the place of a session of the same
+        resource, as a reconnect does.
+        """
+        entry = self._users.get(address, {}).get(bridge)
+        if status == OFFLINE:
+            if entry is not None and entry.bridged:
+                self._remove(entry)
+            return
+        if entry is None or not entry.bridged:
+            if entry is not None:
+                self._detach(entry)
+            entry = SessionPresence(address, bridge, "", "", 0, 0, bridged=True)
+            self._users.setdefault(address, {})[bridge] = entry
+        elif entry.expiry is not None and entry.expiry.active():
+            entry.expiry.cancel()
+        entry.expiry = self.timers.callLater(ttl, self._remove, entry)
+        if (entry.status, entry.note, entry.priority) != (status, note, priority):
+            entry.status, entry.note, entry.priority = status, note, priority
+            entry.order = next(self._order)
+            self._changed(address)
 
     def session_presence(self, login: ISession) -> SessionPresence | None:
         return self._by_key.get(login.key)

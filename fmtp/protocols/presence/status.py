@@ -120,7 +120,10 @@ class SessionPresence:
         that among sessions of equal priority the latest change decides.
     @ivar login: the router session that receives pushes, or L{None}
         while its connection is lost and its grace period runs.
-    @ivar expiry: the end of that grace period, while it runs.
+    @ivar expiry: the end of that grace period, while it runs; or, for
+        a bridge's presence, the end of its time to live.
+    @ivar bridged: whether an ISP bridge published it (its resource is
+        the bridge's name), rather than a session of the user.
     """
 
     address: str
@@ -131,6 +134,7 @@ class SessionPresence:
     order: int
     login: ISession | None = field(default=None, repr=False)
     expiry: IDelayedCall | None = field(default=None, repr=False)
+    bridged: bool = False
 
     def own(self) -> Shown:
         """

@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from fmtp.interfaces import (
     IAccountStore,
+    IBridgeStore,
     IDeliveryStore,
     IObjectStore,
     IPresenceStore,
@@ -22,6 +23,7 @@ from fmtp.interfaces import (
     ITokenStore,
 )
 from fmtp.store.memory.accounts import MemoryAccounts
+from fmtp.store.memory.bridges import MemoryBridges
 from fmtp.store.memory.inbox import MemoryInbox
 from fmtp.store.memory.objects import MemoryObjects
 from fmtp.store.memory.presence import MemoryPresence
@@ -35,6 +37,7 @@ __all__ = ["MemoryStore"]
 
 
 @implementer(
+    IBridgeStore,
     IObjectStore,
     IAccountStore,
     IDeliveryStore,
@@ -52,10 +55,11 @@ class MemoryStore(
     MemorySending,
     MemoryReceiving,
     MemoryTokens,
+    MemoryBridges,
 ):
     """
     L{IObjectStore}, L{IAccountStore}, L{IDeliveryStore},
-    L{IPresenceStore}, L{IRoomStore} and L{ITokenStore} in dicts.
+    L{IPresenceStore}, L{IRoomStore}, L{ITokenStore} and L{IBridgeStore} in dicts.
 
     Each call runs to completion before it returns, and checks everything
     that can fail before it changes anything, so the writes that the SQLite

@@ -379,6 +379,29 @@ def _v7_hidden_requests(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v8_bridges(conn: sqlite3.Connection) -> None:
+    """
+    Version 8: ISP bridges (L{fmtp.interfaces.IBridgeStore}, the feature
+    module L{fmtp.store.sql.bridges}).
+
+    C{secret} is the HMAC key in clear, as it must be to check a MAC: the
+    file is as secret as the domain key beside it.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE bridges (
+                name TEXT PRIMARY KEY,
+                users TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                created REAL NOT NULL
+            ) WITHOUT ROWID
+            """,
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
 SCHEMA_STEPS: Sequence[SchemaStep] = (
@@ -389,6 +412,7 @@ SCHEMA_STEPS: Sequence[SchemaStep] = (
     _v5_rooms,
     _v6_resumption_tokens,
     _v7_hidden_requests,
+    _v8_bridges,
 )
 
 #: The schema version this code writes.

@@ -1,6 +1,7 @@
 """
-The presence plugin: registered as a built-in, served over streams only,
-and tuned by the server's options.
+The presence plugin: registered as a built-in, served over streams and
+(for the ISP bridges' PUBLISH) datagrams, and tuned by the server's
+options.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ from fmtp.serveroptions import Options
 from tests.helpers import make_services
 
 
-def test_a_builtin_on_port_7071_over_streams_only() -> None:
+def test_a_builtin_on_port_7071_over_streams_and_datagrams() -> None:
     plugin = builtin_plugins()["presence"]
     assert is_builtin(plugin)
     assert verifyObject(IPlugin, plugin) and verifyObject(IProtocolPlugin, plugin)
-    assert plugin.default_listeners == ("tcp:7071:interface=127.0.0.1",)
+    assert plugin.default_listeners == (
+        "tcp:7071:interface=127.0.0.1",
+        "udp:7071:interface=127.0.0.1",
+    )
     services = make_services(Clock())
-    assert plugin.datagram_protocol(services) is None
+    listener = plugin.datagram_protocol(services)
+    assert listener is not None
+    assert listener.handler.datagram_commands == {"CAPA", "PUBLISH"}
 
 
 def presence_of(plugin: PresenceProtocolPlugin, services) -> PresenceSettings:

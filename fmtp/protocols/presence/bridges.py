@@ -1,0 +1,349 @@
+"""
+ISP bridges: PUBLISH, the datagram by which a bridge the admin added
+(C{fmtp bridge add}) sets the presence of the users its pattern allows
+(doc/protocol.md 9.6).
+
+A PUBLISH is authenticated by an HMAC-SHA256 keyed by the bridge's secret
+over the datagram without its C{Mac} header, and numbered by C{Seq}: a
+sliding window of the last L{WINDOW} numbers, as IPsec's and DTLS's
+anti-replay windows, refuses a number used before with other bytes or
+older than the window, and answers a repeat of an accepted datagram as
+the first time without applying it again.  Within the window datagrams
+may arrive in any order: a user's presence is set only by a newer number
+than the one that last set it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from fmtp.auth.router import datagram_mac, unsigned_bytes
+from fmtp.errors import FMTPError, Forbidden, InvalidObject
+from fmtp.objects import domain_of, normalize_address
+from fmtp.policy import matches
+from fmtp.protocols.presence.service import PresenceService
+from fmtp.protocols.presence.status import (
+    OFFLINE,
+    parse_note,
+    parse_priority,
+    parse_status,
+)
+from fmtp.ratelimit import LogLimiter, suppressed_note
+from fmtp.store.bridges import Bridge
+from fmtp.wire import Frame, reply, request, serialize
+
+#: Sequence numbers a bridge's window remembers behind its highest.
+WINDOW = 1024
+#: The largest C{Seq}: a 64-bit counter.
+MAX_SEQ = 2**64 - 1
+#: Seconds a published presence lasts without a C{Ttl} header, and the
+#: most a C{Ttl} may ask.
+DEFAULT_TTL = 300
+MAX_TTL = 3600
+#: Seconds a bridge read from the store (or found missing) is trusted
+#: before it is read again, so that C{fmtp bridge remove} takes effect
+#: on a running server that soon.
+BRIDGE_CACHE_SECONDS = 5.0
+#: Most bridge names whose look-up is cached.
+MAX_CACHED = 1024
+
+_DIGITS = re.compile(r"[0-9]{1,20}")
+#: The key a MAC is checked with when the bridge is unknown, so that an
+#: unknown name and a bad MAC take the same work and get the same answer.
+_NO_KEY = "0" * 64
+
+
+class BridgeRefused(FMTPError):
+    """
+    Unknown bridge or bad MAC: one answer for both, so that names cannot
+    be probed.
+    """
+
+    code = 535
+    default_message = "bridge authentication failed"
+
+
+class SeqRefused(FMTPError):
+    """
+    A C{Seq} used before with other bytes, or older than the window.
+    """
+
+    code = 503
+
+
+class Seen(enum.Enum):
+    NEW = "new"
+    USED = "used"
+    TOO_OLD = "too old"
+
+
+class ReplayWindow:
+    """
+    The anti-replay window of one bridge (RFC 4303 section 3.4.3): the
+    highest number accepted, and a bitmap of which of the L{size} before
+    it were.
+    """
+
+    def __init__(self, size: int = WINDOW) -> None:
+        self.size = size
+        self.highest = -1
+        self._bits = 0
+
+    def check(self, seq: int) -> Seen:
+        if seq > self.highest:
+            return Seen.NEW
+        behind = self.highest - seq
+        if behind >= self.size:
+            return Seen.TOO_OLD
+        return Seen.USED if self._bits >> behind & 1 else Seen.NEW
+
+    def accept(self, seq: int) -> None:
+        if seq > self.highest:
+            shift = seq - self.highest
+            # A jump past the window forgets all behind it (and never
+            # shifts by a 64-bit count).
+            kept = self._bits << shift if shift < self.size else 0
+            self._bits = (kept | 1) & ((1 << self.size) - 1)
+            self.highest = seq
+        else:
+            self._bits |= 1 << (self.highest - seq)
+
+
+@dataclass
+class BridgeState:
+    """
+    What the server remembers of one bridge between its datagrams: its
+    window, the answers of the datagrams in it (by number, with the
+    datagram's digest), and the number that last set each user; all of
+    it for the bridge of one C{secret} (a bridge removed and added again
+    under its name starts afresh).
+    """
+
+    secret: str = field(repr=False)
+    window: ReplayWindow = field(default_factory=ReplayWindow)
+    answers: dict[int, tuple[bytes, Frame]] = field(default_factory=dict)
+    set_by: dict[str, int] = field(default_factory=dict)
+
+    def forget_old(self) -> None:
+        """
+        Drop what no datagram in the window can need: answers and users'
+        numbers older than the window.
+        """
+        oldest = self.window.highest - self.window.size
+        if len(self.answers) > self.window.size:
+            self.answers = {s: a for s, a in self.answers.items() if s > oldest}
+        if len(self.set_by) > 2 * self.window.size:
+            self.set_by = {u: s for u, s in self.set_by.items() if s > oldest}
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    address: str
+    status: str
+    note: str
+
+
+def _header_number(frame: Frame, name: str, default: int | None, top: int) -> int:
+    text = frame.headers.get(name)
+    if text is None:
+        if default is None:
+            raise InvalidObject(f"PUBLISH needs a {name} header")
+        return default
+    if not _DIGITS.fullmatch(text) or int(text) > top:
+        raise InvalidObject(f"{name} must be a whole number from 0 to {top}")
+    return int(text)
+
+
+class BridgePublishing:
+    """
+    Checks and applies the PUBLISH datagrams of the server's bridges.
+
+    @param store: provides L{fmtp.interfaces.IBridgeStore}.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        domain: str,
+        store,
+        presence: PresenceService,
+    ) -> None:
+        self._clock = clock
+        self._domain = domain
+        self._store = store
+        self._presence = presence
+        self._states: dict[str, BridgeState] = {}
+        self._cached: dict[str, tuple[Bridge | None, float]] = {}
+        self._log_limiter = LogLimiter(clock, rate=0.1, burst=1)
+
+    async def _bridge(self, name: str) -> Bridge | None:
+        now = self._clock.seconds()
+        cached = self._cached.get(name)
+        if cached is not None and now - cached[1] < BRIDGE_CACHE_SECONDS:
+            return cached[0]
+        bridge = await self._store.get_bridge(name)
+        if len(self._cached) >= MAX_CACHED:
+            self._cached.clear()
+        self._cached[name] = (bridge, now)
+        if bridge is None:
+            self._states.pop(name, None)
+        return bridge
+
+    async def publish(self, frame: Frame, data: bytes) -> Frame:
+        """
+        Check and apply one PUBLISH.
+
+        @param data: the datagram it came in, which its MAC covers.
+        @raise FMTPError: for a refusal of the whole datagram.
+        """
+        name = frame.headers.get("Bridge", "")
+        mac = frame.headers.get("Mac")
+        if not name or mac is None:
+            raise InvalidObject("PUBLISH needs Bridge, Seq and Mac headers")
+        seq = _header_number(frame, "Seq", None, MAX_SEQ)
+        ttl = _header_number(frame, "Ttl", DEFAULT_TTL, MAX_TTL)
+        if ttl == 0:
+            raise InvalidObject(f"Ttl must be a whole number from 1 to {MAX_TTL}")
+        priority = parse_priority(frame.headers.get("Priority", "0"))
+        bridge = await self._bridge(name)
+        expected = datagram_mac(
+            bridge.secret if bridge else _NO_KEY, unsigned_bytes(data)
+        )
+        if not hmac.compare_digest(expected.encode(), mac.lower().encode()):
+            raise BridgeRefused()
+        assert bridge is not None
+        state = self._states.get(name)
+        if state is None or state.secret != bridge.secret:
+            state = self._states[name] = BridgeState(bridge.secret)
+        digest = hashlib.sha256(data).digest()
+        seen = state.window.check(seq)
+        if seen is Seen.TOO_OLD:
+            raise SeqRefused(
+                f"Seq {seq} is older than the last {state.window.size} seen"
+            )
+        if seen is Seen.USED:
+            earlier = state.answers.get(seq)
+            if earlier is not None and earlier[0] == digest:
+                return earlier[1]
+            raise SeqRefused(f"Seq {seq} was used already")
+        answer = self._apply(frame, bridge, state, seq, ttl, priority)
+        state.window.accept(seq)
+        state.answers[seq] = (digest, answer)
+        state.forget_old()
+        return answer
+
+    def _apply(
+        self,
+        frame: Frame,
+        bridge: Bridge,
+        state: BridgeState,
+        seq: int,
+        ttl: int,
+        priority: int,
+    ) -> Frame:
+        updates, refused = self._parse(frame.body, bridge)
+        for update in updates:
+            if state.set_by.get(update.address, -1) > seq:
+                continue  # a newer datagram set this user already
+            state.set_by[update.address] = seq
+            self._presence.publish(
+                update.address,
+                bridge.name,
+                update.status,
+                update.note,
+                priority,
+                ttl,
+            )
+        headers = {"Applied": str(len(updates))}
+        if refused:
+            headers["Refused"] = " ".join(f"{line}={code}" for line, code in refused)
+            self._note(
+                bridge.name,
+                "refused {count} of its lines: {refused}",
+                count=len(refused),
+                refused=headers["Refused"],
+            )
+        return reply(200, frame.tag, headers=headers)
+
+    def _parse(
+        self, body: bytes, bridge: Bridge
+    ) -> tuple[list[Update], list[tuple[int, int]]]:
+        """
+        The updates of a PUBLISH's body, one per line (C{ADDRESS SP STATUS
+        [SP NOTE]}), and the lines refused, by number (from 1) with the
+        code that says why.
+        """
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidObject("a PUBLISH body is UTF-8 text")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if not lines:
+            raise InvalidObject(
+                "PUBLISH carries no update: ADDRESS SP STATUS [SP NOTE]"
+            )
+        updates, refused = [], []
+        for number, line in enumerate(lines, 1):
+            try:
+                updates.append(self._update(line.removesuffix("\r"), bridge))
+            except FMTPError as e:
+                refused.append((number, e.code))
+        return updates, refused
+
+    def _update(self, line: str, bridge: Bridge) -> Update:
+        parts = line.split(" ", 2)
+        if len(parts) < 2:
+            raise InvalidObject("a line is ADDRESS SP STATUS [SP NOTE]")
+        address = normalize_address(parts[0])
+        if domain_of(address) != self._domain or not matches(address, bridge.users):
+            raise Forbidden("outside the bridge's users")
+        word = parts[1].lower()
+        status = OFFLINE if word == OFFLINE else parse_status(word)
+        note = parse_note(parts[2]) if len(parts) == 3 else ""
+        return Update(address, status, note)
+
+    def _note(self, name: str, message: str, **kw) -> None:
+        suppressed = self._log_limiter.allow(name)
+        if suppressed is not None:
+            self._log.info(
+                "bridge {bridge}: " + message + "{suppressed}",
+                bridge=name,
+                suppressed=suppressed_note(suppressed),
+                **kw,
+            )
+
+
+def signed_publish(
+    bridge: str,
+    secret: str,
+    seq: int,
+    lines: list[str],
+    tag: str = "1",
+    cookie: str | None = None,
+    ttl: int | None = None,
+) -> bytes:
+    """
+    A PUBLISH datagram as a bridge sends it (for tests and bridges written
+    in Python): its C{Mac} header is the HMAC of the datagram without it.
+    """
+    headers = {"Bridge": bridge, "Seq": str(seq)}
+    if ttl is not None:
+        headers["Ttl"] = str(ttl)
+    if cookie is not None:
+        headers["Cookie"] = cookie
+    body = "".join(f"{line}\r\n" for line in lines).encode()
+    unsigned = serialize(request("PUBLISH", tag, headers=headers, body=body))
+    mac = datagram_mac(secret, unsigned)
+    command_end = unsigned.index(b"\r\n") + 2
+    return unsigned[:command_end] + f"Mac: {mac}\r\n".encode() + unsigned[command_end:]

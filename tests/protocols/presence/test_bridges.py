@@ -1,0 +1,359 @@
+"""
+Unit tests of ISP bridges' PUBLISH (doc/protocol.md 9.6) through the
+presence protocol's datagram listener, on a Clock: authentication (an
+unknown bridge and a bad MAC answered alike), the anti-replay window,
+idempotent repeats, the bridge's pattern, malformed input, the datagram
+rules (cookies, no reply larger than its request), and the presence it
+sets: one more session of the user, pushed to subscribers, ending with
+its time to live.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmtp.framing.datagram import FrameDatagramProtocol
+from fmtp.protocols.presence.bridges import (
+    BRIDGE_CACHE_SECONDS,
+    DEFAULT_TTL,
+    ReplayWindow,
+    Seen,
+    signed_publish,
+)
+from fmtp.store.bridges import Bridge
+from fmtp.wire import parse_datagram, request, serialize
+from tests.framing.test_datagram import RecordingDatagramTransport
+from tests.protocols.presence.test_commands import (
+    ANNABEL,
+    EDGAR,
+    LENORE,
+    PresenceTestCase,
+)
+
+SECRET = "5e" * 32
+BRIDGE = Bridge("poe-dsl", "edgar@poe.net annabel@poe.net", SECRET, 0.0)
+SOURCE = ("192.0.2.7", 5353)
+
+
+class ReplayWindowTests(SynchronousTestCase):
+    def test_new_used_and_too_old(self) -> None:
+        window = ReplayWindow(size=8)
+        self.assertIs(window.check(0), Seen.NEW)
+        window.accept(5)
+        self.assertIs(window.check(5), Seen.USED)
+        self.assertIs(window.check(3), Seen.NEW)
+        window.accept(3)
+        self.assertIs(window.check(3), Seen.USED)
+        window.accept(12)
+        # 5 is 7 behind 12: still in the window, and remembered.
+        self.assertIs(window.check(5), Seen.USED)
+        self.assertIs(window.check(6), Seen.NEW)
+        # 3 is 9 behind: out of it, whether it was used or not.
+        self.assertIs(window.check(3), Seen.TOO_OLD)
+        self.assertIs(window.check(4), Seen.TOO_OLD)
+
+    def test_a_jump_beyond_the_window_forgets_all_behind(self) -> None:
+        window = ReplayWindow(size=8)
+        window.accept(1)
+        window.accept(2**64 - 1)
+        self.assertIs(window.check(2**64 - 1), Seen.USED)
+        self.assertIs(window.check(2**64 - 2), Seen.NEW)
+        self.assertIs(window.check(2), Seen.TOO_OLD)
+
+
+class BridgeTestCase(PresenceTestCase):
+    """
+    The presence server of poe.net with the bridge L{BRIDGE}, its datagram
+    listener, and ANNABEL subscribed to EDGAR, logged in over a stream.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store.add_bridge(BRIDGE)
+        self.listener = FrameDatagramProtocol(self.handler)
+        self.transport = RecordingDatagramTransport()
+        self.listener.makeConnection(self.transport)
+        self.subscribed(ANNABEL, EDGAR)
+        self.annabel = self.logged_in(ANNABEL, "online")
+        self.pushes(self.annabel)
+        self.cookie = self.get_cookie()
+
+    def receive_raw(self, data: bytes, source=SOURCE) -> list[bytes]:
+        """
+        What the listener sent back for C{data}: never more than one
+        datagram, never to another address, never larger than C{data}.
+        """
+        self.listener.datagramReceived(data, source)
+        self.clock.advance(0)
+        sent, self.transport.sent = self.transport.sent, []
+        self.assertLessEqual(len(sent), 1)
+        for answer, addr in sent:
+            self.assertEqual(addr, source)
+            self.assertLessEqual(len(answer), len(data))
+        return [answer for answer, _ in sent]
+
+    def receive(self, data: bytes, source=SOURCE):
+        [answer] = self.receive_raw(data, source)
+        return parse_datagram(answer)
+
+    def get_cookie(self, source=SOURCE) -> str:
+        first = signed_publish("poe-dsl", SECRET, 0, [f"{EDGAR} online"])
+        answer = self.receive(first, source)
+        self.assertEqual(answer.code, 432)
+        return answer.headers["Cookie"]
+
+    def publish(self, seq: int, *lines: str, secret=SECRET, name="poe-dsl", **kw):
+        kw.setdefault("cookie", self.cookie)
+        return signed_publish(name, secret, seq, list(lines), **kw)
+
+    def seen_by_annabel(self):
+        return self.pushes(self.annabel)
+
+
+class PublishTests(BridgeTestCase):
+    def test_a_source_without_a_cookie_gets_only_a_cookie(self) -> None:
+        """
+        The first datagram of a source is not applied: it gets a 432 and
+        its cookie, and only a datagram echoing it is.
+        """
+        self.assertEqual(self.seen_by_annabel(), [])
+        data = self.publish(1, f"{EDGAR} away", cookie="0" * 16)
+        self.assertEqual(self.receive(data).code, 432)
+        self.assertEqual(self.seen_by_annabel(), [])
+        answer = self.receive(self.publish(1, f"{EDGAR} away"))
+        self.assertEqual((answer.code, answer.headers["Applied"]), (200, "1"))
+        self.assertEqual(
+            self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "away"})]
+        )
+
+    def test_it_counts_as_one_more_session_of_the_user(self) -> None:
+        """
+        The bridge's presence has the bridge's name as its resource and
+        the priority rule weighs it with the user's own sessions.
+        """
+        self.receive(self.publish(1, f"{EDGAR} busy on the phone"))
+        self.assertEqual(
+            self.seen_by_annabel(),
+            [("252", {"From": EDGAR, "Status": "busy", "Note": "on the phone"})],
+        )
+        presence = self.handler.groups[1].presence
+        self.assertEqual(list(presence._users[EDGAR]), ["poe-dsl"])
+        desk = self.logged_in(EDGAR, "away", Priority="5")
+        self.assertEqual(
+            self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "away"})]
+        )
+        desk.ask("LOGOUT")
+        self.assertEqual(
+            self.seen_by_annabel(),
+            [("252", {"From": EDGAR, "Status": "busy", "Note": "on the phone"})],
+        )
+
+    def test_presence_ends_with_its_time_to_live_unless_refreshed(self) -> None:
+        self.receive(self.publish(1, f"{EDGAR} online", ttl=60))
+        self.seen_by_annabel()
+        self.clock.advance(50)
+        # The same presence again: nothing to push, and 60 s more.
+        self.receive(self.publish(2, f"{EDGAR} online", ttl=60))
+        self.assertEqual(self.seen_by_annabel(), [])
+        self.clock.advance(50)
+        self.assertEqual(self.seen_by_annabel(), [])
+        self.clock.advance(10)
+        self.assertEqual(
+            self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "offline"})]
+        )
+
+    def test_default_time_to_live(self) -> None:
+        self.receive(self.publish(1, f"{EDGAR} online"))
+        self.seen_by_annabel()
+        self.clock.advance(DEFAULT_TTL - 1)
+        self.assertEqual(self.seen_by_annabel(), [])
+        self.clock.advance(1)
+        self.assertEqual(
+            self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "offline"})]
+        )
+
+    def test_offline_ends_it_at_once(self) -> None:
+        self.receive(self.publish(1, f"{EDGAR} online"))
+        self.seen_by_annabel()
+        answer = self.receive(self.publish(2, f"{EDGAR} offline"))
+        self.assertEqual(answer.headers, {"Applied": "1"})
+        self.assertEqual(
+            self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "offline"})]
+        )
+
+    def test_several_users_in_one_datagram(self) -> None:
+        self.subscribed(EDGAR, ANNABEL)
+        edgar = self.logged_in(EDGAR, "online", Priority="9")
+        self.pushes(edgar)
+        self.seen_by_annabel()
+        self.receive(self.publish(1, f"{EDGAR} away", f"{ANNABEL} busy"))
+        self.assertEqual(
+            self.pushes(edgar), [("252", {"From": ANNABEL, "Status": "busy"})]
+        )
+        # Edgar's own session outranks the bridge: nothing changes for Annabel.
+        self.assertEqual(self.seen_by_annabel(), [])
+
+
+class AttackTests(BridgeTestCase):
+    def assert_nothing_applied(self) -> None:
+        self.assertEqual(self.seen_by_annabel(), [])
+        presence = self.handler.groups[1].presence
+        self.assertEqual(presence.user_presence(EDGAR).status, "offline")
+
+    def test_unknown_bridge_and_bad_mac_get_the_same_answer(self) -> None:
+        """
+        Names cannot be probed: an unknown bridge and a known one with a
+        wrong MAC get the same bytes back, and both are logged.
+        """
+        with capturedLogs() as events:
+            bad_mac = self.receive_raw(
+                self.publish(1, f"{EDGAR} away", secret="ab" * 32)
+            )
+            unknown = self.receive_raw(self.publish(1, f"{EDGAR} away", name="poe-dsx"))
+        self.assertEqual(parse_datagram(bad_mac[0]).code, 535)
+        self.assertEqual(bad_mac[0], unknown[0])
+        self.assert_nothing_applied()
+        lines = [formatEvent(e) for e in events]
+        self.assertTrue(any("535" in line for line in lines), lines)
+        self.assertFalse(any(SECRET in line for line in lines), lines)
+
+    def test_a_changed_byte_breaks_the_mac(self) -> None:
+        data = self.publish(1, f"{EDGAR} away")
+        tampered = data.replace(b"away", b"busy")
+        self.assertEqual(self.receive(tampered).code, 535)
+        self.assert_nothing_applied()
+
+    def test_missing_or_malformed_headers(self) -> None:
+        for data in (
+            serialize(
+                request(
+                    "PUBLISH", "1", headers={"Cookie": self.cookie, "Pad": "x" * 64}
+                )
+            ),
+            self.publish(-1, f"{EDGAR} away"),
+            self.publish(2**64, f"{EDGAR} away"),
+            self.publish(1, f"{EDGAR} away", ttl=0),
+            self.publish(1, f"{EDGAR} away", ttl=3601),
+            self.publish(1),
+        ):
+            self.assertEqual(self.receive(data).code, 501, data)
+        self.assert_nothing_applied()
+
+    def test_a_repeat_is_answered_as_the_first_time_and_not_applied_again(self) -> None:
+        first = self.publish(1, f"{EDGAR} away")
+        answer = self.receive_raw(first)
+        self.assertEqual(
+            self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "away"})]
+        )
+        self.receive(self.publish(2, f"{EDGAR} busy"))
+        self.seen_by_annabel()
+        # The first datagram again (a retry, or a replay): the same answer,
+        # and Edgar stays busy.
+        self.assertEqual(self.receive_raw(first), answer)
+        self.assertEqual(self.seen_by_annabel(), [])
+        presence = self.handler.groups[1].presence
+        self.assertEqual(presence.user_presence(EDGAR).status, "busy")
+
+    def test_a_seq_used_with_other_bytes_is_refused(self) -> None:
+        self.receive(self.publish(1, f"{EDGAR} away"))
+        self.seen_by_annabel()
+        with capturedLogs() as events:
+            answer = self.receive(self.publish(1, f"{EDGAR} busy"))
+        self.assertEqual(answer.code, 503)
+        self.assertIn("used already", answer.argument)
+        self.assertEqual(self.seen_by_annabel(), [])
+        self.assertTrue(any("503" in formatEvent(e) for e in events))
+
+    def test_a_seq_older_than_the_window_is_refused(self) -> None:
+        self.receive(self.publish(2000, f"{EDGAR} away"))
+        self.seen_by_annabel()
+        answer = self.receive(self.publish(2000 - 1024, f"{EDGAR} busy"))
+        self.assertEqual(answer.code, 503)
+        self.assertIn("older than the last 1024", answer.argument)
+        self.assertEqual(
+            self.receive(self.publish(2000 - 1023, f"{EDGAR} busy")).code, 200
+        )
+
+    def test_reordered_datagrams_end_on_the_newest(self) -> None:
+        """
+        Within the window a late datagram is accepted, but does not undo
+        what a newer one set for the same user.
+        """
+        self.receive(self.publish(5, f"{EDGAR} busy"))
+        self.seen_by_annabel()
+        late = self.receive(self.publish(4, f"{EDGAR} away"))
+        self.assertEqual((late.code, late.headers["Applied"]), (200, "1"))
+        self.assertEqual(self.seen_by_annabel(), [])
+        presence = self.handler.groups[1].presence
+        self.assertEqual(presence.user_presence(EDGAR).status, "busy")
+
+    def test_users_outside_the_pattern_are_refused_the_others_applied(self) -> None:
+        with capturedLogs() as events:
+            answer = self.receive(
+                self.publish(
+                    1,
+                    f"{LENORE} online",
+                    f"{EDGAR} away",
+                    "edgar@lenore.org online",
+                    "not-an-address online",
+                    f"{ANNABEL} dancing",
+                    f"{ANNABEL} online \u202enote",
+                )
+            )
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(
+            answer.headers,
+            {"Applied": "1", "Refused": "1=554 3=554 4=553 5=501 6=501"},
+        )
+        self.assertEqual(
+            self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "away"})]
+        )
+        presence = self.handler.groups[1].presence
+        self.assertEqual(presence.user_presence(LENORE).status, "offline")
+        lines = [formatEvent(e) for e in events]
+        self.assertTrue(any("poe-dsl" in line and "refused" in line for line in lines))
+
+    def test_oversized_datagram(self) -> None:
+        lines = [f"{EDGAR} online {'x' * 100}"] * 12
+        answer = self.receive(self.publish(1, *lines))
+        self.assertEqual(answer.code, 552)
+        self.assert_nothing_applied()
+
+    def test_a_removed_bridge_is_refused_once_the_cache_expires(self) -> None:
+        self.assertEqual(self.receive(self.publish(1, f"{EDGAR} away")).code, 200)
+        self.store.remove_bridge("poe-dsl")
+        self.clock.advance(BRIDGE_CACHE_SECONDS)
+        self.assertEqual(self.receive(self.publish(2, f"{EDGAR} busy")).code, 535)
+
+    def test_a_bridge_added_again_starts_a_new_window(self) -> None:
+        """
+        Removed and added again (a new secret), a bridge may count from 0
+        again; the old secret's datagrams are refused.
+        """
+        old = self.publish(1000, f"{EDGAR} away")
+        self.assertEqual(self.receive(old).code, 200)
+        self.store.remove_bridge("poe-dsl")
+        new_secret = "77" * 32
+        self.store.add_bridge(Bridge("poe-dsl", BRIDGE.users, new_secret, 1.0))
+        self.clock.advance(BRIDGE_CACHE_SECONDS)
+        answer = self.receive(self.publish(1, f"{EDGAR} busy", secret=new_secret))
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(self.receive(self.publish(1001, f"{EDGAR} away")).code, 535)
+
+    def test_publish_over_a_stream_is_refused(self) -> None:
+        conn = self.connect()
+        answer = conn.ask("PUBLISH", "1", headers={"Bridge": "poe-dsl", "Seq": "1"})
+        self.assertEqual(answer.code, 503)
+
+    def test_one_sources_burst_does_not_starve_another(self) -> None:
+        other = ("192.0.2.99", 4000)
+        other_cookie = self.get_cookie(other)
+        limiter = self.listener.limiter
+        for seq in range(1, int(limiter.burst) + 20):
+            self.receive_raw(self.publish(seq, f"{EDGAR} away"))
+        self.assertEqual(self.receive_raw(self.publish(999, f"{EDGAR} busy")), [])
+        answer = self.receive(
+            self.publish(1000, f"{ANNABEL} busy", cookie=other_cookie), other
+        )
+        self.assertEqual(answer.code, 200)
