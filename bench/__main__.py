@@ -427,32 +427,18 @@ class Harness:
             "deadline": o["budget"] * 2 + 30,
         }
         for prefix, job, p50_relay, p99_relay in (
-            ("(g) relay:", {**pingpong, "a": relay, "b": relay}, None, None),
+            ("(g) relay: ping-pong", {**pingpong, "a": relay, "b": relay}, None, None),
             (
-                "(c)",
+                "(c) ping-pong",
                 {**pingpong, "a": single, "b": single, "to_b": B, "to_a": A, **a_b},
                 RELAY_P50,
                 RELAY_P99,
             ),
         ):
-            outcome = await self.measure(
-                f"{prefix} ping-pong p50",
-                "ms",
-                job,
-                lambda out: percentile(out["latencies_ms"], 0.5),
-                higher_is_better=False,
-                relay=p50_relay,
-            )
+            outcome = await self.latencies(prefix, job, p50_relay, p99_relay)
             if outcome is not None:
-                row = self.row(
-                    f"{prefix} ping-pong p99",
-                    "ms",
-                    higher_is_better=False,
-                    relay=p99_relay,
-                )
-                row.values.append(percentile(outcome["latencies_ms"], 0.99))
                 self.rows[
-                    f"{prefix} ping-pong p50"
+                    f"{prefix} p50"
                 ].detail = f"{len(outcome['latencies_ms'])} round trips"
         logins = {
             "workload": "logins",
@@ -542,24 +528,36 @@ class Harness:
             ("(i) relay: fan-out", relay, None, None),
             (f"(i) status to {count} subscribers", presence, FANOUT_P50, FANOUT_P99),
         ):
-            outcome = await self.measure(
-                f"{prefix} p50",
-                "ms",
-                job,
-                lambda out: percentile(out["latencies_ms"], 0.5),
-                higher_is_better=False,
-                relay=p50_relay,
-            )
+            outcome = await self.latencies(prefix, job, p50_relay, p99_relay)
             if outcome is not None:
-                row = self.row(
-                    f"{prefix} p99", "ms", higher_is_better=False, relay=p99_relay
-                )
-                row.values.append(percentile(outcome["latencies_ms"], 0.99))
                 client = percentile(outcome["client_ms"], 0.5)
                 self.rows[f"{prefix} p50"].detail = (
                     f"{len(outcome['latencies_ms'])} changes, "
                     f"{count} sessions; client CPU {client:.2f} ms"
                 )
+
+    async def latencies(
+        self, prefix: str, job: dict, p50_relay: str | None, p99_relay: str | None
+    ) -> dict | None:
+        """
+        Run C{job}, whose outcome holds C{latencies_ms}; add their median
+        to row C{prefix p50} and their 99th percentile to C{prefix p99},
+        each a share of the relay row named beside it (if any).
+        """
+        outcome = await self.measure(
+            f"{prefix} p50",
+            "ms",
+            job,
+            lambda out: percentile(out["latencies_ms"], 0.5),
+            higher_is_better=False,
+            relay=p50_relay,
+        )
+        if outcome is not None:
+            row = self.row(
+                f"{prefix} p99", "ms", higher_is_better=False, relay=p99_relay
+            )
+            row.values.append(percentile(outcome["latencies_ms"], 0.99))
+        return outcome
 
     async def public_object(self) -> str:
         """
