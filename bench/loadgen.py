@@ -15,6 +15,7 @@ requests) go through L{fmtp.wire.FrameParser}.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import select
@@ -655,7 +656,9 @@ async def fanout(reactor, job: dict) -> dict:
         fan.close()
         for connection in subscribers + changers:
             if not relay:
-                connection.transport.socket.sendall(serialize(request("QUIT", "q")))
+                # Ended now, as idle() ends its sessions.
+                with contextlib.suppress(OSError):
+                    connection.transport.socket.sendall(serialize(request("QUIT", "q")))
             connection.transport.loseConnection()
     warm = job["warm"]
     return {"latencies_ms": fan.latencies_ms[warm:], "client_ms": fan.client_ms[warm:]}
