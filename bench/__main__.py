@@ -51,6 +51,8 @@ SERVER_CPUS, CLIENT_CPUS = "0", "1"
 #: started without a CPU list would inherit that one core.
 ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
 A, B, IDLE = "a@localhost", "b@localhost", "idle@localhost"
+#: The (i) rows' user whose status changes, seen by every subscriber.
+TARGET = "target@localhost"
 POE, LENORE = "poe.net", "lenore.org"
 EDGAR, LOST = f"edgar@{POE}", f"lost@{LENORE}"
 ADDRESSES = {POE: "127.0.0.2", LENORE: "127.0.0.3"}
@@ -66,6 +68,22 @@ LOGIN_LIMITS = (
 RELAY_BURST = "(g) relay: 1:1 burst"
 RELAY_P50 = "(g) relay: ping-pong p50"
 RELAY_P99 = "(g) relay: ping-pong p99"
+FANOUT_P50 = "(i) relay: fan-out p50"
+FANOUT_P99 = "(i) relay: fan-out p99"
+
+
+def warm_sessions(sessions: int) -> int:
+    """
+    The sessions a memory figure lets in before its first reading.
+    """
+    return max(8, sessions // 10)
+
+
+def presence_users(prefix: str, count: int) -> list[str]:
+    """
+    C{count} addresses of the presence server, one per session.
+    """
+    return [f"{prefix}{i}@localhost" for i in range(count)]
 
 
 class Options(usage.Options):
@@ -81,7 +99,9 @@ class Options(usage.Options):
         ["window", "w", 1000, "Messages sent but not yet received, at most.", int],
         ["rounds", None, 2000, "Ping-pong round trips (at most --budget x 2 s).", int],
         ["logins", None, 100, "LOGINs in each login run.", int],
-        ["sessions", None, 1000, "Idle sessions for the memory figure.", int],
+        ["sessions", None, 1000, "Idle sessions for the memory figures.", int],
+        ["subscribers", None, 100, "Subscribers a status change reaches (i).", int],
+        ["changes", None, 200, "Timed status changes in each (i) run.", int],
         ["gets", None, 100000, "Most GETs in one run.", int],
         ["only", None, "", "Only these workloads, by letter (--only ae)."],
         [
@@ -103,6 +123,7 @@ class Options(usage.Options):
                 logins=20,
                 sessions=50,
                 gets=2000,
+                changes=30,
             )
 
 
@@ -186,6 +207,7 @@ class Harness:
         self.relay: subprocess.Popen | None = None
         self.dns = None
         self.logins: ServerProcess | None = None
+        self.presence: ServerProcess | None = None
         self.reactor_class = "unknown"
 
     def row(self, name: str, unit: str, **kw) -> Row:
@@ -258,6 +280,20 @@ class Harness:
                 "logins", *LOGIN_LIMITS, cpus=ALL_CPUS
             )
             await self.logins.add_accounts(self.reactor, [A])
+        if self.wanted("(h)") or self.wanted("(i)"):
+            # The presence rows: a server of their own (same settings as
+            # the single one), so that nothing else lives in its memory.
+            self.presence = await self.start_server(
+                "presence", *LOGIN_LIMITS, presence=True
+            )
+            await self.presence.add_accounts(
+                self.reactor,
+                [
+                    TARGET,
+                    *presence_users("sub", self.options["subscribers"]),
+                    *presence_users("idle", self.idle_presence_sessions()),
+                ],
+            )
         named = re.search(r"reactor class: (\S+?)\.?$", self.single.log(), re.M)
         if named:
             self.reactor_class = named.group(1)
@@ -277,6 +313,13 @@ class Harness:
             self.dns.set_zone(domain, zone)
             await server.add_accounts(self.reactor, [user])
             self.federated[domain] = server
+
+    def idle_presence_sessions(self) -> int:
+        """
+        (h)'s sessions, warm ones included: one user each.
+        """
+        sessions = self.options["sessions"]
+        return sessions + warm_sessions(sessions)
 
     async def stop(self) -> None:
         for server in self.servers:
@@ -336,7 +379,26 @@ class Harness:
         rate = lambda outcome: outcome["rate"]  # noqa: E731
 
         if first:
-            await self.memory()
+            await self.memory(
+                "(f) memory per idle session",
+                self.single,
+                {"login": [IDLE, PASSWORD]},
+            )
+            if self.presence is not None:
+                await self.memory(
+                    "(h) memory per idle presence session",
+                    self.presence,
+                    {
+                        "logins": [
+                            [user, PASSWORD]
+                            for user in presence_users(
+                                "idle", self.idle_presence_sessions()
+                            )
+                        ],
+                        "status": True,
+                        "port": self.presence.presence_port,
+                    },
+                )
         await self.measure(RELAY_BURST, "msgs/s", self.burst_job(relay, relay), rate)
         await self.measure(
             "(a) 1:1 burst, one server",
@@ -365,32 +427,18 @@ class Harness:
             "deadline": o["budget"] * 2 + 30,
         }
         for prefix, job, p50_relay, p99_relay in (
-            ("(g) relay:", {**pingpong, "a": relay, "b": relay}, None, None),
+            ("(g) relay: ping-pong", {**pingpong, "a": relay, "b": relay}, None, None),
             (
-                "(c)",
+                "(c) ping-pong",
                 {**pingpong, "a": single, "b": single, "to_b": B, "to_a": A, **a_b},
                 RELAY_P50,
                 RELAY_P99,
             ),
         ):
-            outcome = await self.measure(
-                f"{prefix} ping-pong p50",
-                "ms",
-                job,
-                lambda out: percentile(out["latencies_ms"], 0.5),
-                higher_is_better=False,
-                relay=p50_relay,
-            )
+            outcome = await self.latencies(prefix, job, p50_relay, p99_relay)
             if outcome is not None:
-                row = self.row(
-                    f"{prefix} ping-pong p99",
-                    "ms",
-                    higher_is_better=False,
-                    relay=p99_relay,
-                )
-                row.values.append(percentile(outcome["latencies_ms"], 0.99))
                 self.rows[
-                    f"{prefix} ping-pong p50"
+                    f"{prefix} p50"
                 ].detail = f"{len(outcome['latencies_ms'])} round trips"
         logins = {
             "workload": "logins",
@@ -446,6 +494,70 @@ class Harness:
         )
         if outcome is not None:
             self.rows["(e) GET over UDP"].detail = f"{outcome['lost']} lost"
+        if self.presence is not None:
+            await self.fanout()
+
+    async def fanout(self) -> None:
+        """
+        (i): a status change reaching C{--subscribers} subscribers'
+        sessions, on the presence server and, for comparison, as a line
+        the relay writes to as many connections.
+        """
+        o = self.options
+        count = o["subscribers"]
+        job = {
+            "workload": "fanout",
+            "count": count,
+            "changes": o["changes"],
+            "warm": 5,
+            "interval": 0.03,
+            "concurrency": 8,
+            "deadline": o["changes"] * 0.5 + 30,
+        }
+        relay = {**job, "endpoint": ["127.0.0.1", self.relay_port], "changers": 1}
+        presence = {
+            **job,
+            "endpoint": ["127.0.0.1", self.presence.presence_port],
+            # Round four sessions of the target, each under its 10
+            # changes a second (doc/protocol.md 9.1).
+            "changers": 4,
+            "target": [TARGET, PASSWORD],
+            "subscribers": [[u, PASSWORD] for u in presence_users("sub", count)],
+        }
+        for prefix, job, p50_relay, p99_relay in (
+            ("(i) relay: fan-out", relay, None, None),
+            (f"(i) status to {count} subscribers", presence, FANOUT_P50, FANOUT_P99),
+        ):
+            outcome = await self.latencies(prefix, job, p50_relay, p99_relay)
+            if outcome is not None:
+                client = percentile(outcome["client_ms"], 0.5)
+                self.rows[f"{prefix} p50"].detail = (
+                    f"{len(outcome['latencies_ms'])} changes, "
+                    f"{count} sessions; client CPU {client:.2f} ms"
+                )
+
+    async def latencies(
+        self, prefix: str, job: dict, p50_relay: str | None, p99_relay: str | None
+    ) -> dict | None:
+        """
+        Run C{job}, whose outcome holds C{latencies_ms}; add their median
+        to row C{prefix p50} and their 99th percentile to C{prefix p99},
+        each a share of the relay row named beside it (if any).
+        """
+        outcome = await self.measure(
+            f"{prefix} p50",
+            "ms",
+            job,
+            lambda out: percentile(out["latencies_ms"], 0.5),
+            higher_is_better=False,
+            relay=p50_relay,
+        )
+        if outcome is not None:
+            row = self.row(
+                f"{prefix} p99", "ms", higher_is_better=False, relay=p99_relay
+            )
+            row.values.append(percentile(outcome["latencies_ms"], 0.99))
+        return outcome
 
     async def public_object(self) -> str:
         """
@@ -469,14 +581,18 @@ class Harness:
                 client.transport.loseConnection()
         return self.object_id
 
-    async def memory(self) -> None:
+    async def memory(self, name: str, server: ServerProcess, how: dict) -> None:
         """
-        (f): the growth of the server's resident memory while
+        (f) and (h): the growth of C{server}'s resident memory while
         C{--sessions} idle sessions log in, over their number, measured
         after a tenth as many (at least 8) are in: those pay for what
         concurrent LOGINs cost once (threads, scrypt's buffers).
+
+        @param how: the load generator's C{login} (or C{logins}, one
+            account a session), C{status} (make each session available
+            with a first C{STATUS}) and C{port} (by default the server's
+            object protocol).
         """
-        name = "(f) memory per idle session"
         if not self.wanted(name):
             return
         row = self.row(name, "bytes", higher_is_better=False)
@@ -485,10 +601,10 @@ class Harness:
             self.reactor,
             {
                 "workload": "idle",
-                "endpoint": ["127.0.0.1", self.single.port],
-                "login": [IDLE, PASSWORD],
+                "endpoint": ["127.0.0.1", how.pop("port", server.port)],
+                **how,
                 "sessions": sessions,
-                "warm": max(8, sessions // 10),
+                "warm": warm_sessions(sessions),
                 "concurrency": 8,
                 "deadline": 600,
             },
@@ -496,11 +612,11 @@ class Harness:
         try:
             await generator.warm
             await task.deferLater(self.reactor, 1.0)
-            before = self.single.rss()
+            before = server.rss()
             transport.write(b"go\n")
             await generator.ready
             await task.deferLater(self.reactor, 1.0)
-            after = self.single.rss()
+            after = server.rss()
         except Exception as e:
             self.errors.append(f"{name}: {e}")
             row.note = "error"
@@ -532,7 +648,8 @@ async def main(reactor, options: Options) -> int:
             print(f"scratch directory kept: {directory}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
-    order = sorted(harness.rows.values(), key=lambda row: row.name.startswith("(g)"))
+    # The relay's rows last.
+    order = sorted(harness.rows.values(), key=lambda row: "relay:" in row.name)
     pinning = (
         "server on CPU 0, clients on CPU 1"
         if pinned("0")

@@ -15,8 +15,11 @@ requests) go through L{fmtp.wire.FrameParser}.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import select
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -438,7 +441,9 @@ async def get_udp(reactor, job: dict) -> dict:
 
 async def idle(reactor, job: dict) -> dict:
     """
-    Log C{warm} sessions in, print C{warm} and wait for a line on standard
+    Log C{warm} sessions in (as C{login}, or each as the next of
+    C{logins}; with C{status}, each a presence session made available by
+    its first C{STATUS}), print C{warm} and wait for a line on standard
     input; log the rest of C{sessions} in, print C{ready} and keep them
     all open, idle, until standard input closes.  The harness reads the
     server's memory at C{warm} and at C{ready}: the first sessions pay for
@@ -447,6 +452,9 @@ async def idle(reactor, job: dict) -> dict:
     """
     connections: list[Connection] = []
     lines: defer.DeferredQueue = defer.DeferredQueue()
+    accounts = (
+        iter(job["logins"]) if "logins" in job else itertools.repeat(job["login"])
+    )
 
     def read_stdin() -> None:
         for line in iter(sys.stdin.readline, ""):
@@ -454,7 +462,10 @@ async def idle(reactor, job: dict) -> dict:
         reactor.callFromThread(lines.put, "")
 
     async def log_in() -> None:
-        connections.append(await login(reactor, job["endpoint"], job["login"]))
+        connection = await login(reactor, job["endpoint"], next(accounts))
+        connections.append(connection)
+        if job.get("status"):
+            await available(connection)
 
     reactor.callInThread(read_stdin)
     await concurrently(reactor, job, job["warm"], log_in, "idle sessions")
@@ -465,8 +476,192 @@ async def idle(reactor, job: dict) -> dict:
     while await lines.get():
         pass
     for connection in connections:
+        if job.get("status"):
+            # Ended now, not after the grace period of a lost connection,
+            # whose expiry would announce them in the middle of what the
+            # harness measures next.
+            connection.transport.write(serialize(request("QUIT", "q")))
         connection.transport.loseConnection()
     return {"sessions": job["sessions"]}
+
+
+async def available(connection: Connection, **headers: str) -> None:
+    """
+    Make a logged-in presence session available: its first C{STATUS}.
+    """
+    answer = await connection.request("STATUS", "online", **headers)
+    if answer.code != 200:
+        raise WorkloadError(f"STATUS: {answer.verb} {answer.argument}")
+
+
+#: What every status change's note starts with, in each push of it.
+CHANGE_MARK = b"Note: bench-"
+#: The subscription states in which a subscriber sees its target.
+SEES = frozenset({"to", "to+pending-in", "both"})
+
+
+class FanOut:
+    """
+    Times status changes reaching every subscriber, reading the sockets
+    itself with C{select.epoll} once the set-up is done, rather than
+    through the reactor (whose dispatch of a read costs several times the
+    read): a change is done when each subscriber's socket has received as
+    many changes as were made, and it is timed from the write of its
+    C{STATUS}.  This process's CPU time over the same span (it has a core
+    of its own) is kept beside it: the most the load generator can have
+    added to it.
+
+    It blocks this process's reactor while it runs: it is all there is
+    for it to do then.
+    """
+
+    def __init__(self, reactor, subscribers: list, changers: list) -> None:
+        self.poll = select.epoll()
+        self.sockets: dict[int, tuple[socket.socket, MarkCounter]] = {}
+        self.subscribers: set[int] = set()
+        self.replies = MarkCounter(b"200 c")
+        self.changers = [connection.transport.socket for connection in changers]
+        for connection in [*subscribers, *changers]:
+            reactor.removeReader(connection.transport)
+            sock = connection.transport.socket
+            counter = MarkCounter(CHANGE_MARK)
+            if connection in changers:
+                counter = self.replies
+            else:
+                self.subscribers.add(sock.fileno())
+            self.sockets[sock.fileno()] = (sock, counter)
+            self.poll.register(sock.fileno(), select.EPOLLIN)
+        self.made = 0
+        self.latencies_ms: list[float] = []
+        self.client_ms: list[float] = []
+        self.last = b""
+
+    def change(self, data: bytes, deadline: float) -> None:
+        """
+        Write C{data} (change number C{self.made}) on the next changer;
+        return when every subscriber has it.
+        """
+        started, cpu = time.perf_counter(), time.process_time()
+        self.changers[self.made % len(self.changers)].sendall(data)
+        self.made += 1
+        waiting = set(self.subscribers)
+        while waiting:
+            if time.perf_counter() > deadline:
+                raise WorkloadError(
+                    f"change {self.made}: {len(waiting)} subscribers still "
+                    f"waiting; last bytes: {self.last!r}"
+                )
+            for fd, _ in self.poll.poll(1.0):
+                sock, counter = self.sockets[fd]
+                data = sock.recv(65536)
+                if not data:
+                    raise WorkloadError("the server closed a connection")
+                self.last = data[-300:]
+                counter.feed(data)
+                if fd in waiting and counter.count == self.made:
+                    waiting.discard(fd)
+                elif fd in self.subscribers and counter.count > self.made:
+                    raise WorkloadError(f"change {self.made} pushed twice")
+        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.client_ms.append((time.process_time() - cpu) * 1000)
+
+    def close(self) -> None:
+        self.poll.close()
+
+
+async def subscribed(reactor, job: dict) -> tuple[list, list]:
+    """
+    The subscribers' and the target's connections, logged in, each
+    subscriber approved by the target and available (untimed).  On the
+    relay (no C{target}) just connections: subscribers first, as the
+    relay forwards only to connections it has accepted.
+    """
+    target = job.get("target")
+    accounts = job.get("subscribers") or [None] * job["count"]
+    subscribers: list[Connection] = []
+    changers: list[Connection] = []
+
+    async def log_in(account, into: list) -> None:
+        into.append(await login(reactor, job["endpoint"], account))
+
+    steps = iter(accounts)
+    await concurrently(
+        reactor,
+        job,
+        len(accounts),
+        lambda: log_in(next(steps), subscribers),
+        "subscriber logins",
+    )
+    for _ in range(job["changers"]):
+        await log_in(target, changers)
+    if target is None:
+        return subscribers, changers
+    approver = changers[0]
+
+    async def subscribe(connection: Connection, address: str) -> None:
+        answer = await connection.request("SUBSCRIBE", target[0])
+        if answer.code != 200:
+            raise WorkloadError(f"SUBSCRIBE: {answer.verb} {answer.argument}")
+        if answer.headers.get("Subscription") not in SEES:
+            answer = await approver.request("APPROVE", address)
+            if answer.code != 200:
+                raise WorkloadError(f"APPROVE: {answer.verb} {answer.argument}")
+        await available(connection)
+
+    pairs = iter(zip(subscribers, [a[0] for a in accounts], strict=True))
+    await concurrently(
+        reactor, job, len(subscribers), lambda: subscribe(*next(pairs)), "subscribe"
+    )
+    for changer in changers:
+        await available(changer)
+    return subscribers, changers
+
+
+async def fanout(reactor, job: dict) -> dict:
+    """
+    C{count} subscribers, each on a presence session of their own, see
+    their target's status change C{warm} times (untimed), then
+    C{changes} times, one change at a time (the next at least
+    C{interval} seconds after the last, round the target's C{changers}
+    sessions, so that no session passes its rate of STATUS changes); the
+    figure of each is the time from its C{STATUS} to the last
+    subscriber's push.  On the relay a "change" is a line holding the
+    mark, which it writes to every other connection.
+    """
+    subscribers, changers = await subscribed(reactor, job)
+    relay = job.get("target") is None
+    make_status = frame_maker("STATUS", {"Note": "bench-NUMBER"}, argument="away")
+
+    def make(n: int) -> bytes:
+        if relay:
+            return b"252 * presence " + CHANGE_MARK + b"%d\r\n" % n
+        return make_status(f"c{n}").replace(b"NUMBER", b"%d" % n)
+
+    fan = FanOut(reactor, subscribers, changers)
+    deadline = time.perf_counter() + job["deadline"]
+    try:
+        for n in range(job["warm"] + job["changes"]):
+            fan.change(make(n), deadline)
+            time.sleep(max(0.0, job["interval"] - fan.latencies_ms[-1] / 1000))
+        if not relay:
+            while fan.replies.count < fan.made and time.perf_counter() < deadline:
+                for fd, _ in fan.poll.poll(1.0):
+                    sock, counter = fan.sockets[fd]
+                    counter.feed(sock.recv(65536))
+            if fan.replies.count != fan.made:
+                raise WorkloadError(
+                    f"{fan.replies.count} of {fan.made} STATUS answered 200"
+                )
+    finally:
+        fan.close()
+        for connection in subscribers + changers:
+            if not relay:
+                # Ended now, as idle() ends its sessions.
+                with contextlib.suppress(OSError):
+                    connection.transport.socket.sendall(serialize(request("QUIT", "q")))
+            connection.transport.loseConnection()
+    warm = job["warm"]
+    return {"latencies_ms": fan.latencies_ms[warm:], "client_ms": fan.client_ms[warm:]}
 
 
 WORKLOADS = {
@@ -476,6 +671,7 @@ WORKLOADS = {
     "get_tcp": get_tcp,
     "get_udp": get_udp,
     "idle": idle,
+    "fanout": fanout,
 }
 
 

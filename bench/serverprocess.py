@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.internet.task import deferLater
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -34,13 +34,13 @@ PASSWORD = "a benchmark password"
 SERVING = re.compile(r"Serving the object protocol on tcp:\S+ \(127\.0\.0\.1:(\d+)\)")
 
 
-def serving(kind: str, host: str) -> re.Pattern[str]:
+def serving(kind: str, host: str, protocol: str = "object") -> re.Pattern[str]:
     """
     The line L{fmtp.listeners.Listener} logs once a C{kind} (C{tcp} or
-    C{udp}) listener is bound on C{host}: it names the port.
+    C{udp}) listener of C{protocol} is bound on C{host}: it names the port.
     """
     return re.compile(
-        rf"Serving the object protocol on {kind}:\S+ \({re.escape(host)}:(\d+)\)"
+        rf"Serving the {protocol} protocol on {kind}:\S+ \({re.escape(host)}:(\d+)\)"
     )
 
 
@@ -71,6 +71,8 @@ class ServerProcess:
 
     @ivar port: the TCP port it serves the object protocol on.
     @ivar udp_port: its UDP port, if it was started with C{udp=True}.
+    @ivar presence_port: the TCP port it serves the presence protocol on,
+        if it was started with C{presence=True}.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class ServerProcess:
         *options: str,
         host: str = "127.0.0.1",
         udp: bool = False,
+        presence: bool = False,
         cpus: str | None = None,
         unthrottled: bool = False,
         profile: Path | None = None,
@@ -87,6 +90,8 @@ class ServerProcess:
         @param options: more C{twistd fmtp} options (C{--domain}...).
         @param host: the loopback address it listens on.
         @param udp: also serve the object protocol over UDP on C{host}.
+        @param presence: serve the presence protocol too, over TCP on a
+            free port of C{host}; without it the server has none.
         @param cpus: pin it to these CPUs with C{taskset}, if there is one.
         @param unthrottled: lift the per-source datagram rate limit (see
             L{bench.unthrottled}), so that UDP measures the server.
@@ -97,6 +102,7 @@ class ServerProcess:
         self.directory = directory
         self.host = host
         self.udp = udp
+        self.presence = presence
         self.database = directory / "fmtp.sqlite"
         self.log_path = directory / "twistd.log"
         entry = (
@@ -124,9 +130,10 @@ class ServerProcess:
             "--store",
             f"sqlite:{self.database}",
             *(f"--listen-object={listener}" for listener in listeners),
-            # Not measured here, and its default port would be shared by
-            # every server of a run.
-            "--listen-presence=none",
+            # Its default port would be shared by every server of a run.
+            f"--listen-presence=tcp:0:interface={host}"
+            if presence
+            else "--listen-presence=none",
             *options,
         ]
         with open(self.log_path, "wb") as log:
@@ -140,22 +147,24 @@ class ServerProcess:
             )
         self.port = 0
         self.udp_port = 0
+        self.presence_port = 0
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
 
     async def started(self, reactor, timeout: float = 30.0) -> ServerProcess:
         deadline = time.monotonic() + timeout
-        patterns = [serving("tcp", self.host)]
+        patterns = {"port": serving("tcp", self.host)}
         if self.udp:
-            patterns.append(serving("udp", self.host))
-        while not all(found := [p.search(self.log()) for p in patterns]):
+            patterns["udp_port"] = serving("udp", self.host)
+        if self.presence:
+            patterns["presence_port"] = serving("tcp", self.host, "presence")
+        while not all(found := [p.search(self.log()) for p in patterns.values()]):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"twistd did not start:\n{self.log()}")
             await deferLater(reactor, 0.05)
-        self.port = int(found[0].group(1))
-        if self.udp:
-            self.udp_port = int(found[1].group(1))
+        for attribute, match in zip(patterns, found, strict=True):
+            setattr(self, attribute, int(match.group(1)))
         return self
 
     @property
@@ -171,9 +180,17 @@ class ServerProcess:
         await store.open()
         try:
             encoded = await threads.deferToThread(hash_password, PASSWORD)
-            for address in addresses:
+
+            async def add(address: str) -> None:
                 await store.add_account(address, encoded)
                 await store.put_object(user_object(address))
+
+            # All at once, so that the store commits them in a few batches
+            # rather than one fsync each (thousands for the presence rows).
+            await defer.gatherResults(
+                [defer.Deferred.fromCoroutine(add(a)) for a in addresses],
+                consumeErrors=True,
+            )
         finally:
             await store.close()
 
