@@ -131,7 +131,9 @@ class PresenceService(Service):
         )
         self._order = itertools.count()
         #: Each user's sessions that count, by resource.
-        self._users: dict[str, dict[str, SessionPresence]] = {}
+        #: (A list, not a dict by resource: a user has one session or a
+        #: few, and a dict each would cost an idle session 100 bytes more.)
+        self._users: dict[str, list[SessionPresence]] = {}
         #: The sessions being welcomed (L{_welcome}), each with the
         #: requests pushed to it live meanwhile.
         self._welcoming: dict[SessionPresence, set[str]] = {}
@@ -212,14 +214,32 @@ class PresenceService(Service):
         user and resource (a reconnect within its grace period, or a
         connection the client gave up on).
         """
-        sessions = self._users.setdefault(login.address, {})
-        old = sessions.get(resource)
-        if old is not None:
-            self._detach(old)
         entry = SessionPresence(login.address, resource, "", "", 0, 0, login)
-        sessions[resource] = entry
+        self._put(entry)
         self._by_key[login.key] = entry
         return entry
+
+    def _find(self, address: str, resource: str) -> SessionPresence | None:
+        for entry in self._users.get(address, ()):
+            if entry.resource == resource:
+                return entry
+        return None
+
+    def _put(self, entry: SessionPresence) -> None:
+        """
+        Count C{entry} among its user's sessions, in place of one of the
+        same resource.
+        """
+        sessions = self._users.get(entry.address)
+        if sessions is None:
+            self._users[entry.address] = [entry]
+            return
+        old = self._find(entry.address, entry.resource)
+        if old is None:
+            sessions.append(entry)
+        else:
+            self._detach(old)
+            sessions[sessions.index(old)] = entry
 
     def _detach(self, entry: SessionPresence) -> None:
         if entry.login is not None:
@@ -247,16 +267,14 @@ class PresenceService(Service):
         is C{offline}.  It takes the place of a session of the same
         resource, as a reconnect does.
         """
-        entry = self._users.get(address, {}).get(bridge)
+        entry = self._find(address, bridge)
         if status == OFFLINE:
             if entry is not None and entry.bridged:
                 self._remove(entry)
             return
         if entry is None or not entry.bridged:
-            if entry is not None:
-                self._detach(entry)
             entry = SessionPresence(address, bridge, "", "", 0, 0, bridged=True)
-            self._users.setdefault(address, {})[bridge] = entry
+            self._put(entry)
         elif entry.expiry is not None and entry.expiry.active():
             entry.expiry.cancel()
         entry.expiry = self.timers.callLater(ttl, self._remove, entry)
@@ -269,7 +287,7 @@ class PresenceService(Service):
         return self._by_key.get(login.key)
 
     def user_presence(self, address: str) -> Shown:
-        return user_presence(list(self._users.get(address, {}).values()))
+        return user_presence(self._users.get(address, []))
 
     def session_ended(self, login: ISession) -> None:
         entry = self._by_key.get(login.key)
@@ -286,9 +304,9 @@ class PresenceService(Service):
 
     def _remove(self, entry: SessionPresence) -> None:
         self._detach(entry)
-        sessions = self._users.get(entry.address, {})
-        if sessions.get(entry.resource) is entry:
-            del sessions[entry.resource]
+        sessions = self._users.get(entry.address, [])
+        if any(s is entry for s in sessions):
+            sessions.remove(entry)
             if not sessions:
                 del self._users[entry.address]
             self._changed(entry.address)
@@ -357,7 +375,7 @@ class PresenceService(Service):
         """
         Hand C{event} to C{address}'s available sessions.
         """
-        for entry in list(self._users.get(address, {}).values()):
+        for entry in list(self._users.get(address, ())):
             if entry.login is not None:
                 told = self._welcoming.get(entry)
                 if told is not None and event.kind == REQUEST:

@@ -51,9 +51,11 @@ def parse_status(word: str) -> str:
     status = word.strip().lower()
     if status == OFFLINE:
         raise InvalidObject("offline is not a status to set: LOGOUT or QUIT instead")
-    if status not in SETTABLE:
+    canonical = _CANONICAL.get(status)
+    if canonical is None:
         raise InvalidObject(f"unknown status {word!r}: online, away, busy or invisible")
-    return status
+    # The one string of each word, not one per session that set it.
+    return canonical
 
 
 def parse_note(text: str) -> str:
@@ -110,6 +112,22 @@ class Shown:
 #: What anyone who may not see a user sees, and what nobody online shows.
 NOTHING = Shown()
 
+_CANONICAL = {word: word for word in SETTABLE}
+#: The presence of each status word without a note: shared by every
+#: session and announcement that shows it, rather than one each.
+_PLAIN = {word: Shown(word) for word in SETTABLE} | {OFFLINE: NOTHING}
+
+
+def shown(status: str, note: str = "") -> Shown:
+    """
+    The presence C{status} with C{note}.
+    """
+    if not note:
+        plain = _PLAIN.get(status)
+        if plain is not None:
+            return plain
+    return Shown(status, note)
+
 
 @dataclass(eq=False, slots=True)
 class SessionPresence:
@@ -140,7 +158,7 @@ class SessionPresence:
         """
         This session's presence, as its user sees it.
         """
-        return Shown(self.status, self.note)
+        return shown(self.status, self.note)
 
 
 def decisive(sessions: list[SessionPresence]) -> SessionPresence | None:
@@ -158,4 +176,4 @@ def user_presence(sessions: list[SessionPresence]) -> Shown:
     chosen = decisive(sessions)
     if chosen is None or chosen.status == INVISIBLE:
         return NOTHING
-    return Shown(chosen.status, chosen.note)
+    return shown(chosen.status, chosen.note)

@@ -138,7 +138,7 @@ class PublishTests(BridgeTestCase):
             [("252", {"From": EDGAR, "Status": "busy", "Note": "on the phone"})],
         )
         presence = self.handler.groups[1].presence
-        self.assertEqual(list(presence._users[EDGAR]), ["poe-dsl"])
+        self.assertEqual([e.resource for e in presence._users[EDGAR]], ["poe-dsl"])
         desk = self.logged_in(EDGAR, "away", Priority="5")
         self.assertEqual(
             self.seen_by_annabel(), [("252", {"From": EDGAR, "Status": "away"})]
