@@ -140,6 +140,7 @@ class HandlerCollection:
                 self._owners[verb] = group
             renderers.update(group.renderers)
         self._renderers = renderers
+        self._last_rendered: tuple[Event, Frame] | None = None
         self.event_kinds = frozenset(renderers)
 
     @property
@@ -215,13 +216,26 @@ class HandlerCollection:
 
         def sink(event: Event) -> None:
             if push is not None:
-                push(self._renderers[event.kind](event))
+                push(self._render(event))
 
         session.address = address
         session.login = self.services.router.open(
             address, self.protocol_name, sink, self.event_kinds
         )
         return session.login
+
+    def _render(self, event: Event) -> Frame:
+        """
+        The frame that pushes C{event}: made once for an event that many
+        sessions take in a row (a presence change fanned out to a hundred
+        subscribers), since it depends on the event alone.
+        """
+        last = self._last_rendered
+        if last is not None and last[0] is event:
+            return last[1]
+        frame = self._renderers[event.kind](event)
+        self._last_rendered = (event, frame)
+        return frame
 
     def end_login(self, session: Session) -> None:
         """

@@ -32,6 +32,16 @@ from fmtp.wire import (
     serialize,
 )
 
+#: The last pushed frame and its bytes: a push fanned out to many sessions
+#: is one frame (L{fmtp.framing.handler.HandlerCollection}), serialized once.
+_last_push: list = [None, b""]
+
+
+def _serialized_push(frame: Frame) -> bytes:
+    if _last_push[0] is not frame:
+        _last_push[0], _last_push[1] = frame, serialize(frame)
+    return _last_push[1]
+
 
 @implementer(IHandshakeListener)
 class FrameStreamProtocol(Protocol, TimeoutMixin):
@@ -218,7 +228,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             self.dropped_pushes += 1
             self._unreported_drops += 1
             return
-        self._write(serialize(frame))
+        self._write(_serialized_push(frame))
 
     def _write(self, data: bytes) -> None:
         if self._write_blocked or self._outbox:

@@ -139,3 +139,28 @@ def test_a_connection_lost_during_login_opens_no_session() -> None:
     assert answered.result.code == 421
     assert len(services.router) == 0
     assert session.login is None and session.address is None
+
+
+def test_an_event_fanned_out_is_rendered_once() -> None:
+    """
+    An event many sessions take in a row (a presence change to a hundred
+    subscribers) is rendered once, every session pushed the same frame;
+    another event is rendered anew.
+    """
+    services = make_services(Clock())
+    handler = HandlerCollection("echo", services, [SessionCommands, Echo])
+    group = handler.groups[1]
+    render = group.renderers["echo"]
+    rendered: list[Event] = []
+    handler._renderers["echo"] = lambda event: rendered.append(event) or render(event)
+    pushed: list[list[Frame]] = []
+    addresses = [f"user{n}@poe.net" for n in range(3)]
+    for address in addresses:
+        frames: list[Frame] = []
+        pushed.append(frames)
+        handler.open_login(Session("192.0.2.1", push=frames.append), address)
+    first, second = Event("echo", "one"), Event("echo", "two")
+    assert services.router.fan_out(addresses, first) == 3
+    assert services.router.fan_out(addresses, second) == 3
+    assert rendered == [first, second]
+    assert [[f.argument for f in frames] for frames in pushed] == [["one", "two"]] * 3
