@@ -354,9 +354,7 @@ class PresenceService(Service):
         C{address}'s approved subscribers, and those of them its policy
         blocks now.
         """
-        subscribers = await self._store.subscribers(address)
-        blocked = await self.subscriptions.blocked_among(address, subscribers)
-        return subscribers, blocked
+        return await self.subscriptions.audience(address)
 
     def seen(self, subscription: Subscription) -> Shown:
         """

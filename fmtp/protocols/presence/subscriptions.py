@@ -22,6 +22,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import replace
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from fmtp.errors import Forbidden, InvalidObject, TooManyRequests
@@ -224,15 +225,22 @@ class Subscriptions:
             if not refuses(profile, request.subscriber)
         ]
 
-    async def blocked_among(
-        self, target: str, subscribers: list[str]
-    ) -> frozenset[str]:
+    async def audience(self, target: str) -> tuple[list[str], frozenset[str]]:
         """
-        Those of C{subscribers} that C{target}'s policy blocks now: approved
-        or not, they see C{target} offline (one read of the policy).
+        C{target}'s approved subscribers, and those of them its policy
+        blocks now: approved or not, they see C{target} offline.  The two
+        reads (subscribers, policy) are asked of the store together, so a
+        status change waits for one round trip to its thread, not two.
         """
-        profile = await self._profile(target)
-        return frozenset(s for s in subscribers if refuses(profile, s))
+        subscribers = self._store.subscribers(target)
+        profile = Deferred.fromCoroutine(self._profile(target))
+        try:
+            addresses = await subscribers
+        except BaseException:
+            profile.addErrback(lambda _: None)
+            raise
+        properties = await profile
+        return addresses, frozenset(s for s in addresses if refuses(properties, s))
 
     async def blocks(self, target: str, subscriber: str) -> bool:
         """
