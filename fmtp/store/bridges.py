@@ -15,6 +15,8 @@ BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Datagrams a second a bridge with source networks may send, by default:
 #: the networks share it (bursts of twice as many).
 DEFAULT_BRIDGE_RATE = 5000
+#: The most a bridge's rate may be set to.
+MAX_BRIDGE_RATE = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
