@@ -75,6 +75,8 @@ class BridgeClient(DatagramProtocol):
             "poe-isp", SECRET, self.seq, list(lines), tag, self.cookie
         )
         for _ in range(tries):
+            if self.transport is None:
+                raise AssertionError("the bridge stopped before all was sent")
             try:
                 return await within(self._send(data, tag), 1.0)
             except TimeoutError:
@@ -206,7 +208,8 @@ async def test_a_bridge_publishes_ten_thousand_changes_for_a_thousand_users(
                 [
                     in_flight.run(lambda b=batch: ensureDeferred(send(b)))
                     for batch in batches[1:]
-                ]
+                ],
+                consumeErrors=True,
             ),
             30.0,
         )
