@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
-from fmtp.protocols.presence.bridgelimits import bridge_networks, source_address
+from fmtp.interfaces import IDatagramLimiter
+from fmtp.protocols.presence.bridgelimits import (
+    BridgeSourceLimiter,
+    bridge_networks,
+    source_address,
+)
 from fmtp.protocols.presence.bridges import (
     BRIDGE_CACHE_SECONDS,
     DEFAULT_TTL,
@@ -463,6 +470,26 @@ class BridgeRateTests(BridgeTestCase):
         self.assertEqual(self.listener.limiter.bridge_of(SOURCE[0]), "poe-dsl")
         self.clock.advance(BRIDGE_CACHE_SECONDS)
         self.assertIsNone(self.listener.limiter.bridge_of(SOURCE[0]))
+
+
+class FailingStore:
+    def list_bridges(self):
+        from twisted.internet.defer import fail
+
+        return fail(RuntimeError("disk gone"))
+
+
+class BridgeSourceLimiterTests(SynchronousTestCase):
+    def test_provides_the_interface(self) -> None:
+        verifyObject(IDatagramLimiter, BridgeSourceLimiter(Clock(), FailingStore()))
+
+    def test_a_store_that_fails_leaves_ordinary_limits_and_a_log_line(self) -> None:
+        limiter = BridgeSourceLimiter(Clock(), FailingStore())
+        with capturedLogs() as events:
+            allowed = [limiter.allow("192.0.2.7") for _ in range(41)]
+        self.assertEqual(allowed.count(True), 40)
+        self.assertTrue(any("bridges' networks" in formatEvent(e) for e in events))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class BridgeNetworkTests(SynchronousTestCase):
