@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from fmtp.interfaces import IDatagramLimiter
 
 
+@implementer(IDatagramLimiter)
 class SourceRateLimiter:
     """
     One token bucket per source key, refilled at C{rate} tokens a second up
@@ -52,6 +56,13 @@ class SourceRateLimiter:
         if len(self._buckets) > self._max_sources:
             self._buckets.popitem(last=False)
         return allowed
+
+    def allow_refusal(self, source: object, size: int, request_size: int) -> bool:
+        """
+        Always: each refusal answers a datagram its source paid a token
+        for, at an ordinary source's rate.
+        """
+        return True
 
     def __len__(self) -> int:
         return len(self._buckets)

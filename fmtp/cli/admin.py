@@ -10,6 +10,7 @@ reads.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import replace
@@ -36,7 +37,12 @@ from fmtp.keys.records import hosts_entry, zone_line
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import domain_of, normalize_address, normalize_domain, user_object
 from fmtp.store import MemoryStore, SQLiteStore, store_from_url
-from fmtp.store.bridges import BRIDGE_NAME, Bridge
+from fmtp.store.bridges import (
+    BRIDGE_NAME,
+    DEFAULT_BRIDGE_RATE,
+    MAX_BRIDGE_RATE,
+    Bridge,
+)
 
 
 def parse_domain(text: str) -> str:
@@ -380,40 +386,120 @@ def users_command(options: UsersOptions) -> int:
 
 
 class BridgeOptions(JSONOption, StoreOptions):
-    synopsis = "[--data-dir DIR] add NAME --users PATTERN | list [--json] | remove NAME"
+    synopsis = (
+        "[--data-dir DIR] add NAME --users PATTERN [--source CIDR]... [--rate N] "
+        "| set NAME [--users PATTERN] [--source CIDR]... [--no-sources] [--rate N] "
+        "| list [--json] | remove NAME"
+    )
     longdesc = (
         "Manage the ISP bridges that publish presence for some of the server's "
         "users over UDP (doc/admin.md, 'ISP bridges').  'add' prints the new "
         "bridge's secret once: give it to the bridge, it is not shown again.  "
         "PATTERN is one or more space-separated address patterns ('*' the only "
-        "wildcard), each of the server's own domain.  A running server sees a "
+        "wildcard), each of the server's own domain.  The datagrams from a "
+        "bridge's --source networks (CIDR, repeatable) may come at its --rate "
+        f"(datagrams a second, all its networks together; {DEFAULT_BRIDGE_RATE} "
+        "by default); a bridge with no source is limited as any source (20 a "
+        "second).  Of overlapping networks of two bridges, the most specific "
+        "decides.  'set' changes what it is given ('--source' replaces the "
+        "networks, '--no-sources' removes them).  A running server sees a "
         "change within a few seconds."
     )
     examples = (
-        "fmtp bridge add poe-dsl --users '*@poe.net' --data-dir /var/lib/fmtp",
+        "fmtp bridge add poe-dsl --users '*@poe.net' --source 192.0.2.0/28 "
+        "--data-dir /var/lib/fmtp",
+        "fmtp bridge set poe-dsl --source 192.0.2.0/28 --source 2001:db8::/64 "
+        "--rate 8000 --data-dir /var/lib/fmtp",
         "fmtp bridge list --data-dir /var/lib/fmtp",
         "fmtp bridge remove poe-dsl --data-dir /var/lib/fmtp",
     )
-    optParameters = [
-        ["users", None, None, "add: the patterns of the users it may publish for."],
+    optFlags = [
+        ["no-sources", None, "set: remove the bridge's source networks."],
     ]
+    optParameters = [
+        [
+            "users",
+            None,
+            None,
+            "add, set: the patterns of the users it may publish for.",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["source"] = None
+        self["rate"] = None
+
+    def opt_rate(self, text: str) -> None:
+        """
+        add, set: datagrams a second its source networks may send, together.
+        """
+        if not text.isdigit() or not 1 <= int(text) <= MAX_BRIDGE_RATE:
+            raise usage.UsageError(
+                f"--rate must be from 1 to {MAX_BRIDGE_RATE} datagrams a second"
+            )
+        self["rate"] = int(text)
+
+    def opt_source(self, text: str) -> None:
+        """
+        add, set: a network the bridge sends from, as CIDR (repeatable).
+        """
+        if self["source"] is None:
+            self["source"] = []
+        self["source"].append(parse_bridge_source(text))
 
     def parseArgs(self, action: str, name: str | None = None) -> None:
         if action == "list" and name is None:
             self["action"], self["name"] = action, None
-        elif action in ("add", "remove") and name is not None:
+        elif action in ("add", "set", "remove") and name is not None:
             if not BRIDGE_NAME.fullmatch(name):
                 raise usage.UsageError(
                     "a bridge's name is 1 to 64 letters, digits, '.', '_' or '-'"
                 )
             self["action"], self["name"] = action, name
         else:
-            raise usage.UsageError("expected add NAME, list, or remove NAME")
+            raise usage.UsageError("expected add NAME, set NAME, list, or remove NAME")
 
     def postOptions(self) -> None:
         super().postOptions()
-        if (self["action"] == "add") != (self["users"] is not None):
-            raise usage.UsageError("--users goes with add, and add needs it")
+        action = self["action"]
+        changes = [self[k] is not None for k in ("users", "source", "rate")]
+        changes.append(bool(self["no-sources"]))
+        if action == "add" and self["users"] is None:
+            raise usage.UsageError("add needs --users")
+        if action == "set" and not any(changes):
+            raise usage.UsageError(
+                "set needs --users, --source, --no-sources or --rate"
+            )
+        if action in ("list", "remove") and any(changes):
+            raise usage.UsageError(
+                "--users, --source, --no-sources and --rate go with add or set"
+            )
+        if self["no-sources"] and (action != "set" or self["source"] is not None):
+            raise usage.UsageError("--no-sources goes with set, without --source")
+
+
+def parse_bridge_source(text: str) -> str:
+    """
+    A bridge's source network, as C{--source} gives it, written as
+    L{ipaddress} writes it.
+
+    @raise usage.UsageError: if it is not a network, has host bits set
+        (a typo more often than not), or is wider than a /8 of IPv4 or a
+        /16 of IPv6 (all its addresses would share the bridge's rate, and
+        a spoofer of any of them could use it up).
+    """
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError as e:
+        raise usage.UsageError(f"--source {text!r} is not a network in CIDR: {e}")
+    widest = 8 if network.version == 4 else 16
+    if network.prefixlen < widest:
+        raise usage.UsageError(
+            f"--source {text!r} is wider than a /{widest}: name the bridge's own "
+            "networks"
+        )
+    return str(network)
 
 
 def check_bridge_users(patterns: str, domain: str) -> str:
@@ -436,6 +522,16 @@ def check_bridge_users(patterns: str, domain: str) -> str:
     return " ".join(word.lower() for word in words)
 
 
+def describe_bridge(bridge: Bridge) -> str:
+    """
+    One line of C{fmtp bridge list}.
+    """
+    if not bridge.sources:
+        return f"{bridge.name} {bridge.users}"
+    sources = ",".join(bridge.sources)
+    return f"{bridge.name} {bridge.users} from {sources} at {bridge.rate}/s"
+
+
 async def bridges(reactor: Any, options: BridgeOptions) -> int:
     store = await open_store(reactor, options)
     try:
@@ -443,13 +539,34 @@ async def bridges(reactor: Any, options: BridgeOptions) -> int:
         if action == "add":
             users = options["users"]
             secret = secrets.token_hex(32)
-            added = await store.add_bridge(
-                Bridge(name, users, secret, reactor.seconds())
+            bridge = Bridge(
+                name,
+                users,
+                secret,
+                reactor.seconds(),
+                tuple(options["source"] or ()),
+                options["rate"] or DEFAULT_BRIDGE_RATE,
             )
-            if not added:
+            if not await store.add_bridge(bridge):
                 raise Refused(f"a bridge {name} exists; remove it first")
             print(f"Added the bridge {name} for {users}. Its secret (shown once):")
             print(secret)
+            return EXIT_OK
+        if action == "set":
+            bridge = await store.get_bridge(name)
+            changed = bridge and replace(
+                bridge,
+                users=options["users"] or bridge.users,
+                sources=(
+                    ()
+                    if options["no-sources"]
+                    else tuple(options["source"] or bridge.sources)
+                ),
+                rate=options["rate"] or bridge.rate,
+            )
+            if not changed or not await store.update_bridge(changed):
+                raise Refused(f"no bridge {name}")
+            print(describe_bridge(changed))
             return EXIT_OK
         if action == "remove":
             if not await store.remove_bridge(name):
@@ -460,15 +577,27 @@ async def bridges(reactor: Any, options: BridgeOptions) -> int:
     finally:
         await store.close()
     if options["json"]:
-        print_json({"bridges": [{"name": b.name, "users": b.users} for b in found]})
+        print_json(
+            {
+                "bridges": [
+                    {
+                        "name": b.name,
+                        "users": b.users,
+                        "sources": list(b.sources),
+                        "rate": b.rate,
+                    }
+                    for b in found
+                ]
+            }
+        )
     else:
         for bridge in found:
-            print(f"{bridge.name} {bridge.users}")
+            print(describe_bridge(bridge))
     return EXIT_OK
 
 
 def bridge_command(options: BridgeOptions) -> int:
     domain = data_dir_domain(options)
-    if options["action"] == "add":
+    if options["users"] is not None:
         options["users"] = check_bridge_users(options["users"], domain)
     return run_on_reactor(lambda reactor: bridges(reactor, options))

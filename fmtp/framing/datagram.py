@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from fmtp.cookies import SourceCookies
 from fmtp.framing.handler import HandlerCollection, answer_request, error_reply
 from fmtp.framing.session import Session
+from fmtp.interfaces import IDatagramLimiter
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
 from fmtp.wire import (
     MAX_DATAGRAM,
@@ -30,7 +31,8 @@ class FrameDatagramProtocol(DatagramProtocol):
     used to amplify or reflect traffic (doc/protocol.md, Datagrams):
 
       - every source is rate-limited, and a source over its rate is
-        dropped without a reply;
+        dropped without a reply; the C{limiter} (by default per source)
+        may also hold back refusals;
       - no reply to a source that has not echoed a cookie is larger than
         its request; the first reply it can get is a small cookie;
       - no datagram larger than L{MAX_DATAGRAM} is sent: a larger answer
@@ -44,7 +46,7 @@ class FrameDatagramProtocol(DatagramProtocol):
     def __init__(
         self,
         handler: HandlerCollection,
-        limiter: SourceRateLimiter | None = None,
+        limiter: IDatagramLimiter | None = None,
         cookies: SourceCookies | None = None,
     ) -> None:
         self.handler = handler
@@ -107,6 +109,10 @@ class FrameDatagramProtocol(DatagramProtocol):
         encoded = serialize(answer)
         if len(encoded) > MAX_DATAGRAM:
             encoded = serialize(reply(305, answer.tag))
+        refusal = answer.code >= 400 or answer.code == 432
+        if refusal and not self.limiter.allow_refusal(host, len(encoded), len(request)):
+            self._note(host, "refusals to it over their limit; dropped")
+            return
         if not verified and len(encoded) > len(request):
             self._note(
                 host,

@@ -22,6 +22,7 @@ from fmtp.framing.handler import CommandGroup, HandlerCollection
 from fmtp.framing.stream import FrameStreamFactory
 
 if TYPE_CHECKING:
+    from fmtp.interfaces import IDatagramLimiter
     from fmtp.services import SharedServices
 
 
@@ -53,6 +54,14 @@ class FramedProtocolPlugin:
     def stream_factory(self, services: SharedServices) -> FrameStreamFactory:
         return FrameStreamFactory(self.handler(services))
 
+    def datagram_limiter(self, services: SharedServices) -> IDatagramLimiter | None:
+        """
+        The rate limiter of the datagram listener: by default (L{None})
+        the listener's own, per source.  A protocol whose clients send
+        from known networks at a rate of their own gives its own here.
+        """
+        return None
+
     def datagram_protocol(
         self, services: SharedServices
     ) -> FrameDatagramProtocol | None:
@@ -64,4 +73,4 @@ class FramedProtocolPlugin:
         handler = self.handler(services)
         if not handler.datagram_commands - {"CAPA"}:
             return None
-        return FrameDatagramProtocol(handler)
+        return FrameDatagramProtocol(handler, self.datagram_limiter(services))

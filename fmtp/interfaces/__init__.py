@@ -22,6 +22,7 @@ from fmtp.interfaces.keys import IDomainSigner, IKeyVerifier
 from fmtp.interfaces.platform import (
     IAccount,
     ICommandGroup,
+    IDatagramLimiter,
     IProtocolPlugin,
     IRouter,
     IServerLinks,
@@ -37,6 +38,7 @@ __all__ = [
     "IAccountStore",
     "IBridgeStore",
     "ICommandGroup",
+    "IDatagramLimiter",
     "IDeliveryStore",
     "IDomainSigner",
     "IKeyVerifier",

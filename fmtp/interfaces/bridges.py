@@ -29,6 +29,16 @@ class IBridgeStore(Interface):
             exists.
         """
 
+    def update_bridge(bridge):
+        """
+        Replace what is kept of the bridge of C{bridge.name} (its users,
+        source networks and rate, as C{fmtp bridge set} changes them).
+
+        @return: a L{Deferred} that fires with C{True} once it is durable,
+            or C{False} (and nothing changes) if there is no bridge of
+            that name.
+        """
+
     def get_bridge(name):
         """
         The bridge of a name.

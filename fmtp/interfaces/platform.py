@@ -79,6 +79,35 @@ class IProtocolPlugin(Interface):
         """
 
 
+class IDatagramLimiter(Interface):
+    """
+    What a datagram listener (L{fmtp.framing.datagram.FrameDatagramProtocol})
+    asks before it serves a datagram and before it sends a refusal: the
+    per-source token buckets of L{fmtp.ratelimit.SourceRateLimiter}, or a
+    protocol's own (the presence protocol counts its bridges' networks
+    against each bridge's rate).
+    """
+
+    def allow(source):
+        """
+        Take a token for a datagram from C{source} (an IP address as
+        text) if its limit has one.
+
+        @return: whether it may be served; if not it is dropped unanswered.
+        """
+
+    def allow_refusal(source, size, request_size):
+        """
+        Whether a refusal (a reply of code 400 or more, or C{432}) of
+        C{size} bytes may go to C{source}, whose request was
+        C{request_size} bytes: a limiter whose sources may send many
+        datagrams can keep a spoofer of them from reflecting as many
+        refusals at them.
+
+        @return: whether to send it; if not it is dropped.
+        """
+
+
 class IRouter(Interface):
     """
     The live sessions of this server, and typed events delivered to them.

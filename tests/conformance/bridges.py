@@ -6,11 +6,13 @@ C{reopen}).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
 from fmtp.interfaces import IBridgeStore
-from fmtp.store.bridges import Bridge
+from fmtp.store.bridges import DEFAULT_BRIDGE_RATE, Bridge
 
 ISP = Bridge("isp", "*@poe.net", "ab" * 32, 1700000000.5)
 DSL = Bridge("dsl", "dsl-*@poe.net edgar@poe.net", "cd" * 32, 1700000001.0)
@@ -35,6 +37,24 @@ class BridgeConformance:
         other = Bridge("isp", "*@lenore.org", "ef" * 32, 5.0)
         assert await store.add_bridge(other) is False
         assert await store.get_bridge("isp") == ISP
+
+    @pytest_twisted.ensureDeferred
+    async def test_sources_and_rate_are_kept_and_updated(self, store, reopen) -> None:
+        """
+        A bridge added without sources has none and the default rate; its
+        sources (IPv4 and IPv6) and rate can be set later, and last.
+        """
+        await store.add_bridge(ISP)
+        assert (await store.get_bridge("isp")).sources == ()
+        assert (await store.get_bridge("isp")).rate == DEFAULT_BRIDGE_RATE
+        sourced = replace(ISP, sources=("192.0.2.0/24", "2001:db8::/32"), rate=900)
+        assert await store.update_bridge(sourced) is True
+        assert await store.get_bridge("isp") == sourced
+        assert await store.list_bridges() == [sourced]
+        assert await store.update_bridge(replace(DSL, rate=1)) is False
+        assert await store.get_bridge("dsl") is None
+        again = await reopen()
+        assert await again.get_bridge("isp") == sourced
 
     @pytest_twisted.ensureDeferred
     async def test_remove(self, store) -> None:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from fmtp.errors import AccountExists, ObjectSealed, StoreUnavailable
 from fmtp.objects import FMTPObject
 from fmtp.store import MemoryStore, SchemaTooNew, SQLiteStore, store_from_url
+from fmtp.store.bridges import DEFAULT_BRIDGE_RATE, Bridge
 from fmtp.store.presence import Link
 from fmtp.store.sql.engine import schema_version, transaction, upgrade_schema
 from fmtp.store.sql.inbox import (
@@ -400,7 +401,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 8
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 9
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"
@@ -1174,3 +1175,33 @@ def test_memory_store_reopens_with_data() -> None:
     s.close()
     s.open()
     assert fired(s.get_object(ALICE)) == FMTPObject(ALICE, "user")
+
+
+@pytest_twisted.ensureDeferred
+async def test_upgrade_from_version_eight_keeps_bridges_without_sources(
+    db_path: Path,
+) -> None:
+    """
+    A bridge added under schema version 8 has, after the upgrade, no
+    source network and the default rate: its datagrams stay under the
+    per-source limit until the admin gives it sources.
+    """
+    conn = connect(db_path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        assert upgrade_schema(conn, SCHEMA_STEPS[:8]) == 0
+        conn.execute(
+            "INSERT INTO bridges (name, users, secret, created)"
+            " VALUES ('isp', '*@poe.net', ?, 1.5)",
+            ("ab" * 32,),
+        )
+    finally:
+        conn.close()
+    s = SQLiteStore(db_path)
+    await s.open()
+    try:
+        assert await s.get_bridge("isp") == Bridge(
+            "isp", "*@poe.net", "ab" * 32, 1.5, (), DEFAULT_BRIDGE_RATE
+        )
+    finally:
+        await s.close()

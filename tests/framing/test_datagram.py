@@ -8,10 +8,12 @@ from __future__ import annotations
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from fmtp.cookies import SourceCookies
 from fmtp.fairness import current_principal
 from fmtp.framing.datagram import FrameDatagramProtocol
+from fmtp.interfaces import IDatagramLimiter
 from fmtp.objects import FMTPObject
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
 from fmtp.wire import (
@@ -395,6 +397,59 @@ class DatagramTests(SynchronousTestCase):
         self.assertEqual(self.receive(data)[0].code, 200)
         self.clock.advance(1)
         self.assertEqual(self.receive(data)[0].code, 432)
+
+
+class RefusingRefusals:
+    """
+    A limiter that serves every datagram and lets no refusal through.
+    """
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int, int]] = []
+
+    def allow(self, source) -> bool:
+        return True
+
+    def allow_refusal(self, source, size: int, request_size: int) -> bool:
+        self.asked.append((source, size, request_size))
+        return False
+
+
+class LimiterSeamTests(SynchronousTestCase):
+    """
+    The listener asks its limiter before it sends any refusal (a 432, an
+    error), never before an answer that is not one.
+    """
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.services = make_services(self.clock)
+        self.limiter = RefusingRefusals()
+        self.protocol = FrameDatagramProtocol(
+            object_protocol(self.services), self.limiter
+        )
+        self.transport = RecordingDatagramTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_refusals_are_held_back_answers_are_not(self) -> None:
+        first = serialize(request("CAPA", "1", "", {"Pad": "x" * 128}))
+        self.protocol.datagramReceived(first, SOURCE)
+        self.protocol.datagramReceived(b"X" * (MAX_DATAGRAM + 1), SOURCE)
+        self.assertEqual(self.transport.sent, [])
+        self.assertEqual(
+            [(s, r) for s, _, r in self.limiter.asked],
+            [(SOURCE[0], len(first)), (SOURCE[0], MAX_DATAGRAM + 1)],
+        )
+        cookie = self.protocol.cookies.cookie_for(SOURCE[0])
+        capa = serialize(request("CAPA", "2", "", {"Cookie": cookie}))
+        self.protocol.datagramReceived(capa, SOURCE)
+        [(answer, _)] = self.transport.sent
+        self.assertEqual(parse_datagram(answer).code, 200)
+
+    def test_the_default_limiter_lets_every_refusal_through(self) -> None:
+        limiter = SourceRateLimiter(self.clock)
+        verifyObject(IDatagramLimiter, limiter)
+        self.assertTrue(limiter.allow_refusal("192.0.2.1", 5000, 10))
 
 
 class SourceRateLimiterTests(SynchronousTestCase):

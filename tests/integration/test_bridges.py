@@ -14,10 +14,18 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import (
+    Deferred,
+    DeferredSemaphore,
+    TimeoutError,
+    ensureDeferred,
+    gatherResults,
+)
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.threads import deferToThread
 
+from fmtp.accounts import hash_password
+from fmtp.objects import user_object
 from fmtp.protocols.presence.bridges import signed_publish
 from fmtp.store.bridges import Bridge
 from fmtp.wire import Frame, parse_datagram
@@ -52,6 +60,28 @@ class BridgeClient(DatagramProtocol):
         d = self._waiting[tag] = Deferred()
         self.transport.write(data, self.server)
         return d
+
+    async def publish_retrying(self, *lines: str, tries: int = 5) -> Frame:
+        """
+        Publish C{lines} under the next number, sending the same bytes
+        again if no answer comes within a second (a repeat is answered as
+        the first time and not applied again), as a bridge over a lossy
+        network does.
+        """
+        assert self.cookie is not None
+        self.seq += 1
+        tag = str(self.seq)
+        data = signed_publish(
+            "poe-isp", SECRET, self.seq, list(lines), tag, self.cookie
+        )
+        for _ in range(tries):
+            if self.transport is None:
+                raise AssertionError("the bridge stopped before all was sent")
+            try:
+                return await within(self._send(data, tag), 1.0)
+            except TimeoutError:
+                self._waiting.pop(tag, None)
+        raise AssertionError(f"no answer to Seq {self.seq} in {tries} tries")
 
     async def publish(self, *lines: str) -> Frame:
         self.seq += 1
@@ -126,6 +156,75 @@ async def test_a_bridge_publishes_and_a_tcp_subscriber_sees_it(server) -> None:
                 if frame.code == 252:
                     last[frame.headers["From"]] = frame.headers["Status"]
             return all(last.get(u, "offline") == final[u] for u in final)
+
+        await eventually(last_pushes_match, timeout=10.0)
+    finally:
+        await port.stopListening()
+        annabel.transport.loseConnection()
+        await within(annabel.closed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bridge_publishes_ten_thousand_changes_for_a_thousand_users(
+    server,
+) -> None:
+    """
+    The issue's test: one bridge (its source 127.0.0.1/32, at its own
+    rate, for its datagrams would be dropped after 40 at the per-source
+    limit) publishes 10,000 changes for 1,000 users, 25 to a datagram, 50
+    datagrams in flight, and a TCP subscriber of every user ends with
+    each user's last change, as BUDDIES and the pushes say.
+    """
+    users = [f"member{i}@poe.net" for i in range(1000)]
+    store = server.services.store
+    await store.add_bridge(
+        Bridge("poe-isp", "*@poe.net", SECRET, 0.0, ("127.0.0.1/32",))
+    )
+    await server.add_account(ANNABEL, PASSWORD)
+    password_hash = hash_password(PASSWORD, n=2**10)
+    for user in users:
+        await store.add_account(user, password_hash)
+        await store.put_object(user_object(user))
+        await subscribed(server, ANNABEL, user)
+    annabel = await presence_session(server, ANNABEL)
+    annabel.max_unsolicited = 100_000
+    bridge = BridgeClient(server.presence_udp_port)
+    port = reactor.listenUDP(0, bridge, interface="127.0.0.1")
+    try:
+        assert (await ask(annabel, "STATUS", "online")).code == 200
+        rng = random.Random(10_000)
+        changes = [(rng.choice(users), rng.choice(STATUSES)) for _ in range(10_000)]
+        batches = [changes[i : i + 25] for i in range(0, len(changes), 25)]
+        first = await bridge.publish(*(f"{u} {s}" for u, s in batches[0]))
+        assert first.headers == {"Applied": "25"}, first
+        in_flight = DeferredSemaphore(50)
+
+        async def send(batch) -> None:
+            answer = await bridge.publish_retrying(*(f"{u} {s}" for u, s in batch))
+            assert answer.headers == {"Applied": "25"}, answer
+
+        await within(
+            gatherResults(
+                [
+                    in_flight.run(lambda b=batch: ensureDeferred(send(b)))
+                    for batch in batches[1:]
+                ],
+                consumeErrors=True,
+            ),
+            30.0,
+        )
+        final = dict(changes)
+        assert len(final) == len(users)
+        buddies = (await ask(annabel, "BUDDIES")).body.decode().splitlines()
+        shown = {line.split()[0]: line.split()[2] for line in buddies}
+        assert {u: shown[u] for u in users} == final
+
+        def last_pushes_match() -> bool:
+            last = {}
+            for frame in annabel.unsolicited:
+                if frame.code == 252:
+                    last[frame.headers["From"]] = frame.headers["Status"]
+            return all(last.get(u, "offline") == s for u, s in final.items())
 
         await eventually(last_pushes_match, timeout=10.0)
     finally:

@@ -13,6 +13,7 @@ from zope.interface import implementer
 from fmtp.framing.plugin import FramedProtocolPlugin
 from fmtp.framing.session import SessionCommands
 from fmtp.interfaces import IProtocolPlugin
+from fmtp.protocols.presence.bridgelimits import BridgeSourceLimiter
 from fmtp.protocols.presence.commands import PresenceCommands
 from fmtp.protocols.presence.service import PresenceSettings
 from fmtp.util.hostport import PRESENCE_PORT
@@ -38,3 +39,10 @@ class PresenceProtocolPlugin(FramedProtocolPlugin):
 
     def __init__(self, settings: PresenceSettings | None = None) -> None:
         self.groups = (SessionCommands, partial(PresenceCommands, settings=settings))
+
+    def datagram_limiter(self, services) -> BridgeSourceLimiter:
+        """
+        Per-source limits, except that the bridges' source networks send
+        at their bridge's rate (doc/protocol.md 9.6).
+        """
+        return BridgeSourceLimiter(services.reactor, services.store)

@@ -28,6 +28,15 @@ class MemoryBridges(MemoryBase):
         self._bridges[bridge.name] = bridge
         return True
 
+    def update_bridge(self, bridge: Bridge) -> Deferred[bool]:
+        return self._call(self._update_bridge, bridge)
+
+    def _update_bridge(self, bridge: Bridge) -> bool:
+        if bridge.name not in self._bridges:
+            return False
+        self._bridges[bridge.name] = bridge
+        return True
+
     def get_bridge(self, name: str) -> Deferred[Bridge | None]:
         return self._call(self._bridges.get, name)
 

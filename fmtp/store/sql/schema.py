@@ -402,6 +402,23 @@ def _v8_bridges(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v9_bridge_sources(conn: sqlite3.Connection) -> None:
+    """
+    Version 9: a bridge's source networks and its own rate
+    (L{fmtp.store.bridges.Bridge.sources}, C{rate}).  A bridge added before
+    has no source, so its datagrams stay under the per-source limit.
+
+    C{sources} is the networks separated by spaces.
+    """
+    _execute_all(
+        conn,
+        [
+            "ALTER TABLE bridges ADD COLUMN sources TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE bridges ADD COLUMN rate INTEGER NOT NULL DEFAULT 5000",
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
 SCHEMA_STEPS: Sequence[SchemaStep] = (
@@ -413,6 +430,7 @@ SCHEMA_STEPS: Sequence[SchemaStep] = (
     _v6_resumption_tokens,
     _v7_hidden_requests,
     _v8_bridges,
+    _v9_bridge_sources,
 )
 
 #: The schema version this code writes.

@@ -10,10 +10,19 @@ its time to live.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
-from fmtp.framing.datagram import FrameDatagramProtocol
+from fmtp.interfaces import IDatagramLimiter
+from fmtp.protocols.presence.bridgelimits import (
+    BridgeSourceLimiter,
+    bridge_networks,
+    source_address,
+)
 from fmtp.protocols.presence.bridges import (
     BRIDGE_CACHE_SECONDS,
     DEFAULT_TTL,
@@ -21,6 +30,7 @@ from fmtp.protocols.presence.bridges import (
     Seen,
     signed_publish,
 )
+from fmtp.protocols.presence.plugin import PresenceProtocolPlugin
 from fmtp.store.bridges import Bridge
 from fmtp.wire import parse_datagram, request, serialize
 from tests.framing.test_datagram import RecordingDatagramTransport
@@ -71,7 +81,9 @@ class BridgeTestCase(PresenceTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.store.add_bridge(BRIDGE)
-        self.listener = FrameDatagramProtocol(self.handler)
+        self.listener = PresenceProtocolPlugin(self.settings).datagram_protocol(
+            self.services
+        )
         self.transport = RecordingDatagramTransport()
         self.listener.makeConnection(self.transport)
         self.subscribed(ANNABEL, EDGAR)
@@ -349,7 +361,7 @@ class AttackTests(BridgeTestCase):
     def test_one_sources_burst_does_not_starve_another(self) -> None:
         other = ("192.0.2.99", 4000)
         other_cookie = self.get_cookie(other)
-        limiter = self.listener.limiter
+        limiter = self.listener.limiter.per_source
         for seq in range(1, int(limiter.burst) + 20):
             self.receive_raw(self.publish(seq, f"{EDGAR} away"))
         self.assertEqual(self.receive_raw(self.publish(999, f"{EDGAR} busy")), [])
@@ -357,3 +369,141 @@ class AttackTests(BridgeTestCase):
             self.publish(1000, f"{ANNABEL} busy", cookie=other_cookie), other
         )
         self.assertEqual(answer.code, 200)
+
+
+class BridgeRateTests(BridgeTestCase):
+    """
+    A bridge given source networks sends from them at its own rate, all
+    of them together; a spoofer of them gets few refusals, none larger
+    than its request.
+    """
+
+    def given_sources(self, *sources: str, rate: int = 100, bridge=BRIDGE) -> None:
+        self.store.update_bridge(replace(bridge, sources=sources, rate=rate))
+        self.clock.advance(BRIDGE_CACHE_SECONDS)
+        self.listener.limiter.bridge_of(SOURCE[0])  # read now
+
+    def answered(self, count: int, source=SOURCE, first_seq: int = 1, **kw) -> int:
+        cookie = kw.pop("cookie", self.cookie)
+        return sum(
+            len(
+                self.receive_raw(
+                    self.publish(seq, f"{EDGAR} away", cookie=cookie, **kw), source
+                )
+            )
+            for seq in range(first_seq, first_seq + count)
+        )
+
+    def test_a_bridge_without_sources_keeps_the_per_source_limit(self) -> None:
+        # The cookie of setUp took one token of the 40.
+        self.assertEqual(self.answered(60), 39)
+
+    def test_its_sources_send_at_its_rate_bursts_of_twice_as_many(self) -> None:
+        self.given_sources("192.0.2.0/24", rate=100)
+        self.assertEqual(self.answered(250), 200)
+        self.clock.advance(0.5)
+        self.assertEqual(self.answered(100, first_seq=300), 50)
+
+    def test_its_rate_is_shared_by_every_address_of_its_networks(self) -> None:
+        """
+        A spoofer cycling through the bridge's networks gets no more than
+        the bridge's one rate.
+        """
+        self.given_sources("192.0.2.0/24", "2001:db8::/32", rate=50)
+        sources = [(f"192.0.2.{i}", 9) for i in range(1, 20)]
+        sources += [(f"2001:db8::{i:x}", 9) for i in range(1, 20)]
+        served = 0
+        for n in range(300):
+            source = sources[n % len(sources)]
+            data = self.publish(1000 + n, f"{EDGAR} away", cookie="0" * 16)
+            served += len(self.receive_raw(data, source))
+        # Everything past the rate is dropped unread; of what was read,
+        # only an ordinary source's burst of refusals went back.
+        self.assertEqual(served, 40)
+        self.assertEqual(self.answered(10), 0)
+
+    def test_spoofed_bad_macs_get_few_refusals_and_none_larger(self) -> None:
+        """
+        A spoofer of the bridge's source with the bridge's cookie (on its
+        path) sends bad MACs at the bridge's rate: the server answers an
+        ordinary source's burst of them, each no larger than its
+        request, and the bridge's own datagrams are still served.
+        """
+        self.given_sources("192.0.2.0/24", rate=1000)
+        refused = self.answered(500, secret="ab" * 32)
+        self.assertEqual(refused, 40)
+        self.assertEqual(self.answered(10, first_seq=600), 10)
+
+    def test_refusals_to_a_bridge_are_never_larger_than_the_request(self) -> None:
+        """
+        A 432 larger than a tiny request from a bridge's network is not
+        sent, cookie or none.
+        """
+        self.given_sources("192.0.2.0/24")
+        self.assertEqual(self.receive_raw(b"PUBLISH 1\r\n\r\n"), [])
+        tiny = f"PUBLISH 2\r\nCookie: {self.cookie}\r\n\r\n".encode()
+        self.assertEqual(self.receive_raw(tiny), [])
+
+    def test_other_sources_keep_their_own_limit(self) -> None:
+        self.given_sources("192.0.2.0/24", rate=1000)
+        other = ("198.51.100.9", 7)
+        cookie = self.get_cookie(other)
+        self.assertEqual(self.answered(60, other, cookie=cookie), 39)
+
+    def test_the_most_specific_network_decides(self) -> None:
+        """
+        Of two bridges' overlapping networks, the longer prefix decides
+        whose rate a source counts against.
+        """
+        other = Bridge("poe-fiber", BRIDGE.users, "66" * 32, 0.0)
+        self.store.add_bridge(other)
+        self.given_sources("192.0.2.0/24", rate=10)
+        self.given_sources("192.0.2.7/32", rate=100, bridge=other)
+        self.assertEqual(self.listener.limiter.bridge_of(SOURCE[0]), "poe-fiber")
+        self.assertEqual(self.listener.limiter.bridge_of("192.0.2.8"), "poe-dsl")
+        self.assertEqual(self.answered(250), 200)
+        self.assertEqual(self.answered(30, ("192.0.2.8", 9), 500), 20)
+
+    def test_a_change_takes_effect_once_the_cache_expires(self) -> None:
+        self.given_sources("192.0.2.0/24", rate=100)
+        self.store.update_bridge(replace(BRIDGE, sources=(), rate=100))
+        self.assertEqual(self.listener.limiter.bridge_of(SOURCE[0]), "poe-dsl")
+        self.clock.advance(BRIDGE_CACHE_SECONDS)
+        self.assertIsNone(self.listener.limiter.bridge_of(SOURCE[0]))
+
+
+class FailingStore:
+    def list_bridges(self):
+        from twisted.internet.defer import fail
+
+        return fail(RuntimeError("disk gone"))
+
+
+class BridgeSourceLimiterTests(SynchronousTestCase):
+    def test_provides_the_interface(self) -> None:
+        verifyObject(IDatagramLimiter, BridgeSourceLimiter(Clock(), FailingStore()))
+
+    def test_a_store_that_fails_leaves_ordinary_limits_and_a_log_line(self) -> None:
+        limiter = BridgeSourceLimiter(Clock(), FailingStore())
+        with capturedLogs() as events:
+            allowed = [limiter.allow("192.0.2.7") for _ in range(41)]
+        self.assertEqual(allowed.count(True), 40)
+        self.assertTrue(any("bridges' networks" in formatEvent(e) for e in events))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class BridgeNetworkTests(SynchronousTestCase):
+    def test_longest_prefix_first_then_by_name(self) -> None:
+        bridges = [
+            Bridge("b", "*@poe.net", SECRET, 0.0, ("10.0.0.0/8", "10.1.0.0/16"), 5),
+            Bridge("a", "*@poe.net", SECRET, 0.0, ("10.1.0.0/16", "bogus"), 7),
+        ]
+        self.assertEqual(
+            [(str(n.network), n.bridge, n.rate) for n in bridge_networks(bridges)],
+            [("10.1.0.0/16", "a", 7), ("10.1.0.0/16", "b", 5), ("10.0.0.0/8", "b", 5)],
+        )
+
+    def test_source_address(self) -> None:
+        self.assertEqual(str(source_address("::ffff:192.0.2.7")), "192.0.2.7")
+        self.assertEqual(str(source_address("fe80::1%eth0")), "fe80::1")
+        self.assertIsNone(source_address("not an address"))

@@ -14,6 +14,7 @@ from zope.interface.verify import verifyObject
 
 from fmtp.discovery import builtin_plugins, is_builtin
 from fmtp.interfaces import IProtocolPlugin
+from fmtp.protocols.presence.bridgelimits import BridgeSourceLimiter
 from fmtp.protocols.presence.plugin import PresenceProtocolPlugin
 from fmtp.protocols.presence.service import DEFAULT_SETTINGS, PresenceSettings
 from fmtp.serveroptions import Options
@@ -32,6 +33,7 @@ def test_a_builtin_on_port_7071_over_streams_and_datagrams() -> None:
     listener = plugin.datagram_protocol(services)
     assert listener is not None
     assert listener.handler.datagram_commands == {"CAPA", "PUBLISH"}
+    assert isinstance(listener.limiter, BridgeSourceLimiter)
 
 
 def presence_of(plugin: PresenceProtocolPlugin, services) -> PresenceSettings:
