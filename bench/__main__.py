@@ -44,6 +44,7 @@ from bench.serverprocess import (  # noqa: E402
 )
 from bench.stats import Row, format_table, percentile  # noqa: E402
 from fmtp.keys.keyfile import load_or_create_signer  # noqa: E402
+from fmtp.store.bridges import Bridge  # noqa: E402
 from tests.dnsserver import fmtp_zone, start_dns_server  # noqa: E402
 
 SERVER_CPUS, CLIENT_CPUS = "0", "1"
@@ -53,6 +54,14 @@ ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
 A, B, IDLE = "a@localhost", "b@localhost", "idle@localhost"
 #: The (i) rows' user whose status changes, seen by every subscriber.
 TARGET = "target@localhost"
+#: The (j) rows' bridge: the users it publishes for are "pub*"; its rate
+#: (datagrams a second from 127.0.0.1, bursts of twice as many) is ten
+#: times the default so that it is never what is measured: at 25 or more
+#: updates a datagram it allows over a million updates a second, 50 times
+#: the target, and its burst allowance holds a whole burst of 50,000
+#: updates (some 2,000 datagrams) with room to spare.
+BRIDGE = ("bench-isp", "ab" * 32)
+BRIDGE_RATE = 50_000
 POE, LENORE = "poe.net", "lenore.org"
 EDGAR, LOST = f"edgar@{POE}", f"lost@{LENORE}"
 ADDRESSES = {POE: "127.0.0.2", LENORE: "127.0.0.3"}
@@ -103,6 +112,8 @@ class Options(usage.Options):
         ["subscribers", None, 100, "Subscribers a status change reaches (i).", int],
         ["changes", None, 200, "Timed status changes in each (i) run.", int],
         ["gets", None, 100000, "Most GETs in one run.", int],
+        ["bridged", None, 1000, "Users a bridge publishes for in (j).", int],
+        ["updates", None, 50000, "Status updates a bridge publishes in (j).", int],
         ["only", None, "", "Only these workloads, by letter (--only ae)."],
         [
             "profile",
@@ -124,6 +135,8 @@ class Options(usage.Options):
                 sessions=50,
                 gets=2000,
                 changes=30,
+                bridged=100,
+                updates=3000,
             )
 
 
@@ -280,7 +293,7 @@ class Harness:
                 "logins", *LOGIN_LIMITS, cpus=ALL_CPUS
             )
             await self.logins.add_accounts(self.reactor, [A])
-        if self.wanted("(h)") or self.wanted("(i)"):
+        if self.wanted("(h)") or self.wanted("(i)") or self.wanted("(j)"):
             # The presence rows: a server of their own (same settings as
             # the single one), so that nothing else lives in its memory.
             self.presence = await self.start_server(
@@ -294,6 +307,8 @@ class Harness:
                     *presence_users("idle", self.idle_presence_sessions()),
                 ],
             )
+        if self.wanted("(j)"):
+            await self.add_bridged_users()
         named = re.search(r"reactor class: (\S+?)\.?$", self.single.log(), re.M)
         if named:
             self.reactor_class = named.group(1)
@@ -313,6 +328,28 @@ class Harness:
             self.dns.set_zone(domain, zone)
             await server.add_accounts(self.reactor, [user])
             self.federated[domain] = server
+
+    async def add_bridged_users(self) -> None:
+        """
+        (j)'s set-up, once: the bridge (its source 127.0.0.1/32), the
+        users it publishes for, and one subscriber of each, approved.
+        """
+        count = self.options["bridged"]
+        users = presence_users("pub", count)
+        watchers = presence_users("watch", count)
+        await self.presence.add_accounts(self.reactor, [*users, *watchers])
+        await self.presence.add_bridge(
+            self.reactor,
+            Bridge(
+                BRIDGE[0],
+                "pub*@localhost",
+                BRIDGE[1],
+                0.0,
+                ("127.0.0.1/32",),
+                BRIDGE_RATE,
+            ),
+            list(zip(watchers, users, strict=True)),
+        )
 
     def idle_presence_sessions(self) -> int:
         """
@@ -496,6 +533,48 @@ class Harness:
             self.rows["(e) GET over UDP"].detail = f"{outcome['lost']} lost"
         if self.presence is not None:
             await self.fanout()
+            await self.bridged()
+
+    async def bridged(self) -> None:
+        """
+        (j): a bridge's status updates over UDP, accepted and delivered to
+        each user's subscriber over TCP.
+        """
+        o = self.options
+        count, updates = o["bridged"], o["updates"]
+        name = "(j) UDP updates accepted"
+        outcome = await self.measure(
+            name,
+            "updates/s",
+            {
+                "workload": "bridged",
+                "endpoint": ["127.0.0.1", self.presence.presence_port],
+                "server": ["127.0.0.1", self.presence.presence_udp_port],
+                "bridge": list(BRIDGE),
+                "users": presence_users("pub", count),
+                "watchers": [[w, PASSWORD] for w in presence_users("watch", count)],
+                "updates": updates,
+                "window": 64,
+                "resend": 0.5,
+                "concurrency": 8,
+                "deadline": updates / 500 + 60,
+            },
+            lambda out: out["accepted"],
+        )
+        if outcome is None:
+            return
+        cpu = outcome["client_cpu_seconds"] / outcome["seconds"]
+        self.rows[name].detail = (
+            f"{updates} updates, {outcome['datagrams']} datagrams, {count} users; "
+            f"{outcome['resent']} resent; client CPU {cpu:.0%}"
+        )
+        delivered = self.row("(j) UDP updates delivered", "pushes/s")
+        delivered.values.append(outcome["delivered"])
+        delivered.detail = (
+            f"{outcome['pushes']} pushes to {count} subscribers (coalesced), "
+            f"all on their final state after {outcome['delivered_seconds']:.2f} s "
+            f"({updates / outcome['delivered_seconds']:.0f} updates/s)"
+        )
 
     async def fanout(self) -> None:
         """

@@ -664,6 +664,253 @@ async def fanout(reactor, job: dict) -> dict:
     return {"latencies_ms": fan.latencies_ms[warm:], "client_ms": fan.client_ms[warm:]}
 
 
+#: What every bridged update's note starts with, in each push of it.
+UPDATE_MARK = b"Note: bridged-"
+#: The statuses the bridged updates cycle through.
+BRIDGED_STATUSES = ("away", "busy", "online")
+#: The largest datagram (doc/protocol.md 5).
+MAX_DATAGRAM = 1200
+
+
+def bridged_updates(users: list[str], count: int) -> list[tuple[str, str]]:
+    """
+    C{count} updates (user, line), round the users, each with a note of
+    its own number, so that the last push a subscriber gets names it.
+    """
+    return [
+        (
+            users[n % len(users)],
+            f"{users[n % len(users)]} "
+            f"{BRIDGED_STATUSES[(n // len(users)) % 3]} bridged-{n}",
+        )
+        for n in range(count)
+    ]
+
+
+def publish_datagrams(
+    bridge: list, seq: int, cookie: str, lines: list[str]
+) -> list[tuple[bytes, int]]:
+    """
+    The lines in signed PUBLISH datagrams (numbered from C{seq}, tagged by
+    their index), each holding as many lines as fit in 1200 bytes: the
+    datagram and its number of lines.
+    """
+    from fmtp.protocols.presence.bridges import signed_publish
+
+    name, secret = bridge
+    datagrams: list[tuple[bytes, int]] = []
+    start = 0
+    while start < len(lines):
+        # Grow the batch while the signed datagram still fits.
+        end = start + 1
+        tag = str(len(datagrams))
+        data = signed_publish(name, secret, seq, lines[start:end], tag, cookie, 3600)
+        while end < len(lines):
+            bigger = signed_publish(
+                name, secret, seq, lines[start : end + 1], tag, cookie, 3600
+            )
+            if len(bigger) > MAX_DATAGRAM:
+                break
+            data, end = bigger, end + 1
+        datagrams.append((data, end - start))
+        seq += 1
+        start = end
+    return datagrams
+
+
+class BridgedBurst:
+    """
+    A bridge's burst of PUBLISH datagrams over one UDP socket, C{window}
+    in flight (a datagram unanswered after C{resend} seconds sent again,
+    the same bytes), and the pushes of what they applied read from every
+    subscriber's TCP socket, all in one C{select.epoll} loop (as
+    L{FanOut}): the updates are accepted when every datagram has its
+    C{200} with all its lines C{Applied}, and delivered when every
+    subscriber has had the push of its user's last update.  The pushes
+    are counted as received: the server announces a user's latest status
+    once at a time, so they may be fewer than the updates.
+
+    @param watchers: each subscriber's connection and the bytes of the
+        push of its user's last update (its C{Note} line).
+    """
+
+    def __init__(self, reactor, udp: socket.socket, server: tuple, watchers: list):
+        self.udp = udp
+        self.server = server
+        self.poll = select.epoll()
+        self.poll.register(udp.fileno(), select.EPOLLIN)
+        #: fd: (socket, counter, the final push's bytes, carry)
+        self.sockets: dict[int, list] = {}
+        for connection, final in watchers:
+            reactor.removeReader(connection.transport)
+            sock = connection.transport.socket
+            self.sockets[sock.fileno()] = [sock, MarkCounter(UPDATE_MARK), final, b""]
+            self.poll.register(sock.fileno(), select.EPOLLIN)
+        self.waiting = set(self.sockets)
+
+    def read_pushes(self, fd: int) -> None:
+        entry = self.sockets[fd]
+        data = entry[0].recv(262144)
+        if not data:
+            raise WorkloadError("the server closed a subscriber's connection")
+        entry[1].feed(data)
+        if fd in self.waiting:
+            seen = entry[3] + data
+            if entry[2] in seen:
+                self.waiting.discard(fd)
+            entry[3] = seen[-len(entry[2]) :]
+
+    def drain(self, quiet: float) -> None:
+        """
+        Read (and forget) what the subscribers are pushed until C{quiet}
+        seconds pass without a push: their buddies' status at login.
+        """
+        while events := self.poll.poll(quiet):
+            for fd, _ in events:
+                if fd != self.udp.fileno():
+                    self.sockets[fd][0].recv(262144)
+
+    def run(self, datagrams: list, window: int, resend: float, deadline: float):
+        sent: dict[int, float] = {}
+        queued = iter(range(len(datagrams)))
+        answered: set[int] = set()
+        applied = resent = 0
+        started, cpu = time.perf_counter(), time.process_time()
+        accepted_at = delivered_at = None
+
+        def send_next() -> None:
+            n = next(queued, None)
+            if n is not None:
+                self.udp.sendto(datagrams[n][0], self.server)
+                sent[n] = time.perf_counter()
+
+        for _ in range(window):
+            send_next()
+        while accepted_at is None or delivered_at is None:
+            now = time.perf_counter()
+            if now > deadline:
+                raise WorkloadError(
+                    f"{len(answered)} of {len(datagrams)} datagrams answered, "
+                    f"{len(self.waiting)} subscribers not on their final state"
+                )
+            for fd, _ in self.poll.poll(resend / 2):
+                if fd != self.udp.fileno():
+                    self.read_pushes(fd)
+                    continue
+                while True:
+                    try:
+                        data = self.udp.recv(2048)
+                    except BlockingIOError:
+                        break
+                    n = int(data.split(b" ", 2)[1])
+                    if n in answered:
+                        continue
+                    if not data.startswith(b"200 "):
+                        raise WorkloadError(f"PUBLISH {n}: {data[:200]!r}")
+                    lines = datagrams[n][1]
+                    if f"\r\nApplied: {lines}\r\n".encode() not in data:
+                        raise WorkloadError(f"PUBLISH {n}: {data[:200]!r}")
+                    applied += lines
+                    answered.add(n)
+                    del sent[n]
+                    send_next()
+            now = time.perf_counter()
+            for n, at in list(sent.items()):
+                if now - at > resend:
+                    self.udp.sendto(datagrams[n][0], self.server)
+                    sent[n] = now
+                    resent += 1
+            if accepted_at is None and len(answered) == len(datagrams):
+                accepted_at = now
+            if delivered_at is None and not self.waiting:
+                delivered_at = now
+        return {
+            "applied": applied,
+            "accepted_seconds": accepted_at - started,
+            "delivered_seconds": delivered_at - started,
+            "pushes": sum(entry[1].count for entry in self.sockets.values()),
+            "resent": resent,
+            "client_cpu_seconds": time.process_time() - cpu,
+            "seconds": max(accepted_at, delivered_at) - started,
+        }
+
+    def close(self) -> None:
+        self.poll.close()
+
+
+async def bridged(reactor, job: dict) -> dict:
+    """
+    (j): C{watchers} (address, password) each log in on a presence
+    session, made available, whose one buddy is the user of C{users} at
+    the same index (subscribed and approved beforehand, in the store);
+    then the bridge C{bridge} (name, secret) publishes C{updates} status
+    changes round C{users} over UDP to C{server}, and the subscribers
+    read the pushes (see L{BridgedBurst}).  The set-up is untimed.
+    """
+    users, watchers = job["users"], job["watchers"]
+    updates = bridged_updates(users, job["updates"])
+    final = {user: line for user, line in updates}
+    connections: list[Connection] = []
+
+    async def log_in(account) -> None:
+        connection = await login(reactor, job["endpoint"], account)
+        await available(connection)
+        connections.append((connection, account[0]))
+
+    accounts = iter(watchers)
+    await concurrently(
+        reactor, job, len(watchers), lambda: log_in(next(accounts)), "logins"
+    )
+    buddy = {watcher[0]: user for watcher, user in zip(watchers, users, strict=True)}
+    finals = [
+        (
+            connection,
+            b"Note: " + final[buddy[address]].split(" ", 2)[2].encode() + b"\r\n",
+        )
+        for connection, address in connections
+    ]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    server = tuple(job["server"])
+    from fmtp.protocols.presence.bridges import signed_publish
+
+    seq = time.time_ns() // 1000
+    udp.settimeout(5)
+    udp.sendto(signed_publish(*job["bridge"], seq, [updates[0][1]], "c"), server)
+    cookie = parse_datagram(udp.recv(2048)).headers.get("Cookie")
+    if cookie is None:
+        raise WorkloadError("no cookie for the bridge")
+    udp.setblocking(False)
+    datagrams = publish_datagrams(
+        job["bridge"], seq + 1, cookie, [line for _, line in updates]
+    )
+    burst = BridgedBurst(reactor, udp, server, finals)
+    try:
+        burst.drain(0.5)
+        outcome = burst.run(
+            datagrams,
+            job["window"],
+            job["resend"],
+            time.perf_counter() + job["deadline"],
+        )
+    finally:
+        burst.close()
+        udp.close()
+        for connection, _ in connections:
+            with contextlib.suppress(OSError):
+                connection.transport.socket.sendall(serialize(request("QUIT", "q")))
+            connection.transport.loseConnection()
+    if outcome["applied"] != len(updates):
+        raise WorkloadError(f"{outcome['applied']} of {len(updates)} applied")
+    return {
+        **outcome,
+        "updates": len(updates),
+        "datagrams": len(datagrams),
+        "accepted": len(updates) / outcome["accepted_seconds"],
+        "delivered": outcome["pushes"] / outcome["delivered_seconds"],
+    }
+
+
 WORKLOADS = {
     "burst": burst,
     "pingpong": pingpong,
@@ -672,6 +919,7 @@ WORKLOADS = {
     "get_udp": get_udp,
     "idle": idle,
     "fanout": fanout,
+    "bridged": bridged,
 }
 
 

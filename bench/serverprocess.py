@@ -27,6 +27,7 @@ sys.path.insert(0, str(CHECKOUT))
 
 from fmtp.accounts import hash_password  # noqa: E402
 from fmtp.objects import user_object  # noqa: E402
+from fmtp.store.bridges import Bridge  # noqa: E402
 from fmtp.store.sqlite import SQLiteStore  # noqa: E402
 
 DOMAIN = "localhost"
@@ -73,6 +74,7 @@ class ServerProcess:
     @ivar udp_port: its UDP port, if it was started with C{udp=True}.
     @ivar presence_port: the TCP port it serves the presence protocol on,
         if it was started with C{presence=True}.
+    @ivar presence_udp_port: the UDP port it serves bridges on, then.
     """
 
     def __init__(
@@ -131,9 +133,15 @@ class ServerProcess:
             f"sqlite:{self.database}",
             *(f"--listen-object={listener}" for listener in listeners),
             # Its default port would be shared by every server of a run.
-            f"--listen-presence=tcp:0:interface={host}"
-            if presence
-            else "--listen-presence=none",
+            *(
+                # TCP for sessions, UDP for bridges (doc/protocol.md 9.6).
+                [
+                    f"--listen-presence=tcp:0:interface={host}",
+                    f"--listen-presence=udp:0:interface={host}",
+                ]
+                if presence
+                else ["--listen-presence=none"]
+            ),
             *options,
         ]
         with open(self.log_path, "wb") as log:
@@ -148,6 +156,7 @@ class ServerProcess:
         self.port = 0
         self.udp_port = 0
         self.presence_port = 0
+        self.presence_udp_port = 0
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
@@ -159,6 +168,7 @@ class ServerProcess:
             patterns["udp_port"] = serving("udp", self.host)
         if self.presence:
             patterns["presence_port"] = serving("tcp", self.host, "presence")
+            patterns["presence_udp_port"] = serving("udp", self.host, "presence")
         while not all(found := [p.search(self.log()) for p in patterns.values()]):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"twistd did not start:\n{self.log()}")
@@ -189,6 +199,29 @@ class ServerProcess:
             # rather than one fsync each (thousands for the presence rows).
             await defer.gatherResults(
                 [defer.Deferred.fromCoroutine(add(a)) for a in addresses],
+                consumeErrors=True,
+            )
+        finally:
+            await store.close()
+
+    async def add_bridge(
+        self, reactor, bridge: Bridge, subscriptions: list[tuple[str, str]]
+    ) -> None:
+        """
+        Add C{bridge} to the server's store, as C{fmtp bridge add} does,
+        and each subscription (subscriber, user), approved.
+        """
+        store = SQLiteStore(self.database, reactor)
+        await store.open()
+        try:
+            await store.add_bridge(bridge)
+
+            async def subscribe(subscriber: str, user: str) -> None:
+                await store.request_subscription(subscriber, user, 0.0, 1000)
+                await store.approve_subscription(user, subscriber, 0.0)
+
+            await defer.gatherResults(
+                [defer.Deferred.fromCoroutine(subscribe(*s)) for s in subscriptions],
                 consumeErrors=True,
             )
         finally:
