@@ -275,9 +275,12 @@ class PresenceService(Service):
         if entry is None or not entry.bridged:
             entry = SessionPresence(address, bridge, "", "", 0, 0, bridged=True)
             self._put(entry)
-        elif entry.expiry is not None and entry.expiry.active():
-            entry.expiry.cancel()
-        entry.expiry = self.timers.callLater(ttl, self._remove, entry)
+        if entry.expiry is not None and entry.expiry.active():
+            # A bridge republishes its users often: move the end of this
+            # presence rather than cancel and schedule a call each time.
+            entry.expiry.reset(ttl)
+        else:
+            entry.expiry = self.timers.callLater(ttl, self._remove, entry)
         if (entry.status, entry.note, entry.priority) != (status, note, priority):
             entry.status, entry.note, entry.priority = status, note, priority
             entry.order = next(self._order)

@@ -38,6 +38,10 @@ _RESOURCE = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
 
 
 def _holds_any(text: str, categories: frozenset[str]) -> bool:
+    if text.isascii() and text.isprintable():
+        # Printable ASCII holds none of them (the common case, checked in
+        # C rather than a character at a time).
+        return False
     return any(unicodedata.category(c) in categories for c in text)
 
 
