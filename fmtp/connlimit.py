@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fmtp.ratelimit import LogLimiter, suppressed_note
+from fmtp.ratelimit import LogLimiter
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -205,17 +205,17 @@ class Connections:
         elif not trusted and self._per_source.get(key, 0) >= limits.max_per_source:
             refusal, log_key = "too many connections from your address", key
         if refusal is not None:
-            suppressed = self._log_limiter.allow(log_key)
-            if suppressed is not None:
-                self._log.warn(
-                    "Refused a connection from {host}: {reason} ({total} open, "
-                    "{from_source} from its address){suppressed}",
-                    host=host,
-                    reason=refusal,
-                    total=total,
-                    from_source=self._per_source.get(key, 0),
-                    suppressed=suppressed_note(suppressed),
-                )
+            self._log_limiter.emit(
+                self._log,
+                log_key,
+                "Refused a connection from {host}: {reason} ({total} open, "
+                "{from_source} from its address)",
+                level="warn",
+                host=host,
+                reason=refusal,
+                total=total,
+                from_source=self._per_source.get(key, 0),
+            )
             return refusal
         self._streams[stream] = key
         self._per_source[key] = self._per_source.get(key, 0) + 1

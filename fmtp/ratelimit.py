@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from fmtp.interfaces import IDatagramLimiter
@@ -104,6 +105,22 @@ class LogLimiter:
                 self._suppressed.popitem(last=False)
             return None
         return self._suppressed.pop(source, 0)
+
+    def emit(
+        self, log: Logger, source: object, format: str, level: str = "info", **fields
+    ) -> None:
+        """
+        Log C{format} (a L{twisted.logger} format, with C{fields}) about
+        C{source} at C{level}, unless L{allow} holds it back; the line
+        ends with how many lines about C{source} were held back before it.
+        """
+        suppressed = self.allow(source)
+        if suppressed is not None:
+            getattr(log, level)(
+                format + "{suppressed}",
+                suppressed=suppressed_note(suppressed),
+                **fields,
+            )
 
 
 def suppressed_note(count: int) -> str:

@@ -13,7 +13,7 @@ from fmtp.cookies import SourceCookies
 from fmtp.framing.handler import HandlerCollection, answer_request, error_reply
 from fmtp.framing.session import Session
 from fmtp.interfaces import IDatagramLimiter
-from fmtp.ratelimit import LogLimiter, SourceRateLimiter, suppressed_note
+from fmtp.ratelimit import LogLimiter, SourceRateLimiter
 from fmtp.wire import (
     MAX_DATAGRAM,
     UNSOLICITED_TAG,
@@ -58,14 +58,9 @@ class FrameDatagramProtocol(DatagramProtocol):
         self._log_limiter = LogLimiter(clock, rate=0.1, burst=1)
 
     def _note(self, host: str, message: str, **kw) -> None:
-        suppressed = self._log_limiter.allow(host)
-        if suppressed is not None:
-            self._log.info(
-                "datagram from {host}: " + message + "{suppressed}",
-                host=host,
-                suppressed=suppressed_note(suppressed),
-                **kw,
-            )
+        self._log_limiter.emit(
+            self._log, host, "datagram from {host}: " + message, host=host, **kw
+        )
 
     def datagramReceived(self, data: bytes, addr) -> None:
         host = addr[0]

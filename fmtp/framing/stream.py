@@ -21,7 +21,6 @@ from zope.interface import implementer
 
 from fmtp.framing.handler import HandlerCollection, answer_request, error_reply
 from fmtp.framing.session import Session
-from fmtp.ratelimit import suppressed_note
 from fmtp.util.nodelay import set_no_delay
 from fmtp.wire import (
     UNSOLICITED_TAG,
@@ -258,14 +257,10 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         """
         Log a line about this client, unless its source has had its share.
         """
-        suppressed = self.services.error_log_limiter.allow(self.session.host)
-        if suppressed is not None:
-            self._log.info(
-                "{peer} " + message + "{suppressed}",
-                peer=self.session.host,
-                suppressed=suppressed_note(suppressed),
-                **fields,
-            )
+        host = self.session.host
+        self.services.error_log_limiter.emit(
+            self._log, host, "{peer} " + message, peer=host, **fields
+        )
 
     # IPushProducer, for the transport: it pauses us when its buffer is full.
 

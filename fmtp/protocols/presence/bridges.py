@@ -35,7 +35,7 @@ from fmtp.protocols.presence.status import (
     parse_priority,
     parse_status,
 )
-from fmtp.ratelimit import LogLimiter, suppressed_note
+from fmtp.ratelimit import LogLimiter
 from fmtp.store.bridges import Bridge
 from fmtp.wire import Frame, reply, request, serialize
 
@@ -314,14 +314,9 @@ class BridgePublishing:
         return Update(address, status, note)
 
     def _note(self, name: str, message: str, **kw) -> None:
-        suppressed = self._log_limiter.allow(name)
-        if suppressed is not None:
-            self._log.info(
-                "bridge {bridge}: " + message + "{suppressed}",
-                bridge=name,
-                suppressed=suppressed_note(suppressed),
-                **kw,
-            )
+        self._log_limiter.emit(
+            self._log, name, "bridge {bridge}: " + message, bridge=name, **kw
+        )
 
 
 def signed_publish(
