@@ -18,7 +18,16 @@ from dataclasses import dataclass
 
 from twisted.python import usage
 
-from fmtp.cli import admin, checkdns, messaging, objects, presence, queue, reading
+from fmtp.cli import (
+    admin,
+    bridges,
+    checkdns,
+    messaging,
+    objects,
+    presence,
+    queue,
+    reading,
+)
 from fmtp.cli.options import CommandOptions
 from fmtp.cli.status import (
     EXIT_BROKEN_PIPE,
@@ -174,8 +183,8 @@ COMMANDS = [
     ),
     Command(
         "bridge",
-        admin.BridgeOptions,
-        admin.bridge_command,
+        bridges.BridgeOptions,
+        bridges.bridge_command,
         "Add, list or remove the ISP bridges that publish presence.",
     ),
     Command(
