@@ -32,7 +32,7 @@ from fmtp.listeners import NO_LISTENER, is_datagram, parse_udp_listener
 from fmtp.loginthrottle import DEFAULT_LOGIN_LIMITS, LoginLimits
 from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.options import DNSOption
-from fmtp.protocols.presence.service import DEFAULT_SETTINGS, PresenceSettings
+from fmtp.protocols.presence.options import PRESENCE_PARAMETERS, presence_settings_of
 from fmtp.store import store_from_url
 from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
 from fmtp.wire import Limits
@@ -185,29 +185,7 @@ class Options(DNSOption, usage.Options):
             "without the password) logs in after it is issued, up to a year; "
             "0 offers no tokens.",
         ],
-        [
-            "presence-grace",
-            None,
-            f"{DEFAULT_SETTINGS.grace_period:g}",
-            "Seconds a presence session whose connection was lost (without "
-            "LOGOUT or QUIT) still shows its status, so that a client "
-            "reconnecting in time shows no offline blip; 0 to 3600.",
-        ],
-        [
-            "presence-max-pending",
-            None,
-            str(DEFAULT_SETTINGS.max_pending),
-            "Most presence subscription requests waiting for an answer, from "
-            "one user (more are refused, 429) and put to one user (more wait "
-            "unseen). 1 to 100000.",
-        ],
-        [
-            "presence-request-days",
-            None,
-            f"{DEFAULT_SETTINGS.request_lifetime / 86400:.0f}",
-            "Days a presence subscription request waits for an answer before "
-            "it is forgotten (its asker may ask again); 1 to 3650.",
-        ],
+        *PRESENCE_PARAMETERS,
         [
             "max-connections",
             None,
@@ -281,13 +259,6 @@ class Options(DNSOption, usage.Options):
         except InvalidAddress as e:
             raise usage.UsageError(f"--relay-for: {e.message}")
 
-    def _presence_settings(self) -> PresenceSettings:
-        return _presence_settings_of(
-            self["presence-grace"],
-            self["presence-max-pending"],
-            self["presence-request-days"],
-        )
-
     def postOptions(self) -> None:
         try:
             self["domain"] = normalize_domain(self["domain"])
@@ -326,7 +297,7 @@ class Options(DNSOption, usage.Options):
             )
         self["token-lifetime"] = lifetime
         self["connection-limits"] = self._connection_limits()
-        self["plugin-options"] = {"presence": self._presence_settings()}
+        self["plugin-options"] = {"presence": presence_settings_of(self)}
         if bool(self["tls-key"]) != bool(self["tls-cert"]):
             raise usage.UsageError("--tls-key and --tls-cert go together")
         if self["hosts-file"]:
@@ -426,33 +397,6 @@ def _seconds(options: usage.Options, name: str, minimum: float) -> float:
             f"--{name} must be a number of seconds from {minimum:g} to 86400"
         )
     return value
-
-
-def _presence_settings_of(
-    grace: str, max_pending: str, request_days: str
-) -> PresenceSettings:
-    """
-    The presence plugin's settings from C{--presence-grace},
-    C{--presence-max-pending} and C{--presence-request-days}.
-
-    @raise usage.UsageError: naming the option that is wrong.
-    """
-    try:
-        seconds = float(grace)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds <= 3600:
-        raise usage.UsageError("--presence-grace must be seconds from 0 to 3600")
-    if not is_ascii_digits(max_pending) or not 1 <= int(max_pending) <= 100_000:
-        raise usage.UsageError("--presence-max-pending must be from 1 to 100000")
-    if not is_ascii_digits(request_days) or not 1 <= int(request_days) <= 3650:
-        raise usage.UsageError("--presence-request-days must be days from 1 to 3650")
-    return replace(
-        DEFAULT_SETTINGS,
-        grace_period=seconds,
-        max_pending=int(max_pending),
-        request_lifetime=int(request_days) * 86400.0,
-    )
 
 
 def check_listener(description: str, plugin: IProtocolPlugin) -> None:

@@ -25,7 +25,7 @@ from fmtp.errors import FMTPError
 from fmtp.federation.countersign import vouches_for
 from fmtp.federation.failures import LinkFailed
 from fmtp.federation.hello import HelloVerifier, Peer, make_hello
-from fmtp.federation.inbound import DeliveryReceiver
+from fmtp.federation.inbound import DeliveryReceiver, ObjectHandler
 from fmtp.federation.pool import LinkPool
 from fmtp.federation.registry import Handler, VerbRegistry
 from fmtp.federation.relay import ChildRelay
@@ -119,11 +119,13 @@ class ServerLinks:
             clock,
             receiver,
             kick,
+            reserved_types=lambda: receiver.handled_types,
         )
         if volatile is None and pool is not None:
             volatile = VolatileQueue(pool.link_to, clock)
         self.volatile = volatile
         self.registry = VerbRegistry()
+        self._peer_observers: list[Callable[[str], object]] = []
         messaging = DeliveryVerbs(self.accept, self.confirm)
         self.register("DELIVER", messaging.deliver, unverified=True)
         self.register("CONFIRM", messaging.confirm, unverified=True)
@@ -240,6 +242,31 @@ class ServerLinks:
             raise LinkFailed(f"no link to {domain}: this server links to no domain")
         self.volatile.notify(domain, key, verb, argument, headers, body, lifetime)
 
+    def register_object_type(self, object_type: str, handler: ObjectHandler) -> None:
+        """
+        Hand inbound objects of C{object_type} to C{handler} rather than
+        to inboxes (see L{IServerLinks.register_object_type}).
+        """
+        self.receiver.register_object_type(object_type, handler)
+
+    def observe_peers(self, callback: Callable[[str], object]) -> None:
+        """
+        Call C{callback(domain)} for each peer that proves its domain.
+        """
+        self._peer_observers.append(callback)
+
+    def _peer_proved(self, domain: str) -> None:
+        if self._peer_connected is not None:
+            self._peer_connected(domain)
+        for callback in self._peer_observers:
+            try:
+                callback(domain)
+            except Exception:
+                self._log.failure(
+                    "Server links: an observer of {domain} coming back failed",
+                    domain=domain,
+                )
+
     # -- the object protocol's server side ------------------------------------
 
     async def accept(
@@ -290,10 +317,10 @@ class ServerLinks:
         @raise FMTPError: as L{HelloVerifier.verify} does.
         """
         peer = await self.hello.verify(headers)
-        if peer.verified and self._peer_connected is not None:
+        if peer.verified:
             # Not waited for: the answer goes at once, and the queue
             # sends what waits for the peer beside it.
-            self._peer_connected(peer.domain)
+            self._peer_proved(peer.domain)
         answer = make_hello(
             self._signer, peer.domain, self._clock.seconds(), in_reply_to=peer.nonce
         )

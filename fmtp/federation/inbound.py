@@ -34,6 +34,7 @@ from fmtp.keys.signing import signature_of
 from fmtp.objects import (
     FMTPObject,
     addresses_in,
+    check_type,
     domain_of,
     normalize_address,
     parse_object_id,
@@ -46,6 +47,9 @@ MAX_SIGNATURE_AGE = 6 * 86400.0
 MAX_CLOCK_SKEW = 300.0
 
 Countersign = Callable[[str, FMTPObject], Awaitable[bool]]
+#: handler(obj, recipients, origin): what a protocol does with an object
+#: of its type that another domain delivered (L{DeliveryReceiver.register_object_type}).
+ObjectHandler = Callable[[FMTPObject, list[str], str], Awaitable[list[RecipientResult]]]
 
 
 class DeliveryRefused(FMTPError):
@@ -104,6 +108,27 @@ class DeliveryReceiver:
         self._push = push
         self._countersign = countersign
         self._always_countersign = always_countersign
+        self._object_handlers: dict[str, ObjectHandler] = {}
+
+    @property
+    def handled_types(self) -> frozenset[str]:
+        """
+        The object types a protocol takes instead of inboxes: users may
+        not send them.
+        """
+        return frozenset(self._object_handlers)
+
+    def register_object_type(self, object_type: str, handler: ObjectHandler) -> None:
+        """
+        Hand the objects of C{object_type} that pass every check of
+        L{receive} to C{handler} rather than to the recipients' inboxes.
+
+        @raise KeyError: if C{object_type} already has a handler.
+        """
+        check_type(object_type)
+        if object_type in self._object_handlers:
+            raise KeyError(f"objects of type {object_type} already have a handler")
+        self._object_handlers[object_type] = handler
 
     async def receive(
         self, obj: FMTPObject, recipients: Sequence[str], peer_domain: str
@@ -119,7 +144,10 @@ class DeliveryReceiver:
         @return: one result per recipient.
         """
         local = self._check_recipients(obj, recipients)
-        await self.check_origin(obj, peer_domain)
+        origin = await self.check_origin(obj, peer_domain)
+        handler = self._object_handlers.get(obj.type)
+        if handler is not None:
+            return await handler(obj, local, origin)
         await self._check_parent(obj)
         # One trip to the store: the id checked, each recipient's policy
         # read and the message filed, in one transaction.

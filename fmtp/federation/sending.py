@@ -105,8 +105,15 @@ class MessageSender:
         clock: IReactorTime,
         receiver: DeliveryReceiver,
         kick: Callable[[], object] = lambda: None,
+        reserved_types: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
+        """
+        @param reserved_types: reads the object types only the server
+            makes (L{DeliveryReceiver.handled_types}), registered after
+            this sender is built.
+        """
         self.domain = domain
+        self._reserved_types = reserved_types
         self._store = store
         self._signer = signer
         self._clock = clock
@@ -146,6 +153,8 @@ class MessageSender:
         if "From" in properties and properties["From"] != user:
             raise InvalidObject("From is set by the server: it is you")
         object_type = check_type(headers.get("Type", MESSAGE_TYPE))
+        if object_type in self._reserved_types():
+            raise InvalidObject(f"objects of type {object_type} are made by the server")
         attachments.check(properties, len(body))
         recipients = self._recipients(properties.get("To", ""))
         properties["From"] = user

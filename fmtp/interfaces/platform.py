@@ -294,6 +294,35 @@ class IServerLinks(Interface):
         Nothing is stored, retried past its lifetime, or bounced.
         """
 
+    def register_object_type(object_type, handler):
+        """
+        Take the objects of C{object_type} that other domains DELIVER to
+        this server's users: rather than filed in the recipients' inboxes,
+        they are handed to C{handler} once DELIVER's checks passed (the
+        recipients are this domain's and named by the object, its origin
+        domain proved it, its signature is recent).  What a protocol sends
+        durably through L{enqueue} and acts on when it arrives (a
+        presence subscription request, a room invitation) travels so.
+        Users cannot SEND objects of such a type: only the server makes
+        them.
+
+        @param object_type: an object type (L{fmtp.objects.check_type}).
+        @param handler: called as C{handler(obj, recipients, origin)},
+            C{recipients} the normalized local addresses and C{origin} the
+            domain that proved the object; returns an awaitable of one
+            L{fmtp.delivery.RecipientResult} per recipient.  Raising an
+            L{fmtp.errors.FMTPError} refuses the whole object with its
+            code (4xx: the sender's queue tries again later).
+        @raise KeyError: if C{object_type} already has a handler.
+        """
+
+    def observe_peers(callback):
+        """
+        Call C{callback(domain)} each time a peer proves its domain with a
+        HELLO: that domain's server is up, and protocols that keep volatile
+        state with it (presence) resend it.  Exceptions are logged.
+        """
+
 
 class ICommandGroup(Interface):
     """

@@ -35,10 +35,11 @@ class IPresenceStore(Interface):
     outlive a session, are their user object's C{Status} property.
 
     Privacy: L{subscriptions} and L{subscription} show one user their own
-    list.  L{subscribers}, L{pending_requests} and L{shared_with_domain}
-    serve the server itself (a status change's fan-out, putting requests
-    to their target when online, a link to a domain going and coming);
-    what they return is shown to nobody but the user it is about.
+    list.  L{subscribers}, L{pending_requests}, L{shared_with_domain} and
+    L{followed_domains} serve the server itself (a status change's
+    fan-out, putting requests to their target when online, a link to a
+    domain going and coming); what they return is shown to nobody but
+    the user it is about.
 
     Every method returns a L{Deferred}; one from a write fires only once
     the write is durable.  Addresses must be in normal form
@@ -163,6 +164,16 @@ class IPresenceStore(Interface):
 
         @return: a L{Deferred} that fires with a L{list} of
             C{(subscriber, target)} pairs, in ascending order.
+        """
+
+    def followed_domains(domain):
+        """
+        The other domains whose users' presence users of C{domain} are
+        approved to see: those a server asks for the status it shows its
+        users (at start, and as the links to them come and go).
+
+        @return: a L{Deferred} that fires with a L{list} of domains, in
+            ascending order.
         """
 
     def expire_requests(before):

@@ -367,6 +367,22 @@ class PresenceConformance:
         assert await store.shared_with_domain("kingdom.example") == []
 
     @pytest_twisted.ensureDeferred
+    async def test_followed_domains(self, store) -> None:
+        await store.approve_subscription(LOST, ALICE, T0)
+        await store.request_subscription(ALICE, LOST, T0, CAP)
+        # Waiting, pre-approved and local links follow nobody.
+        await store.request_subscription(BOB, RAVEN, T0, CAP)
+        await store.approve_subscription(RAVEN, CAROL, T0)
+        await store.request_subscription(ALICE, CAROL, T0, CAP)
+        await store.approve_subscription(CAROL, ALICE, T0)
+
+        assert await store.followed_domains("example.com") == ["lenore.org"]
+        assert await store.followed_domains("lenore.org") == []
+        await store.request_subscription(RAVEN, BOB, T0, CAP)
+        await store.approve_subscription(BOB, RAVEN, T0)
+        assert await store.followed_domains("lenore.org") == ["example.com"]
+
+    @pytest_twisted.ensureDeferred
     async def test_expire_requests(self, store) -> None:
         await store.request_subscription(ALICE, BOB, T0, CAP)
         await store.request_subscription(ALICE, CAROL, T0, CAP, True)
@@ -434,6 +450,7 @@ class PresenceConformance:
             lambda s: s.pending_requests("bob @example.com"),
             lambda s: s.shared_with_domain("Lenore.org"),
             lambda s: s.shared_with_domain(""),
+            lambda s: s.followed_domains("Example.com"),
             lambda s: s.expire_requests("yesterday"),
         ],
     )

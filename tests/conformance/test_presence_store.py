@@ -35,6 +35,7 @@ from fmtp.store.sql.presence import (
     SUBSCRIBERS_QUERY,
     _approve,
     _expire_requests,
+    _followed_domains,
     _pending_requests,
     _remove_link,
     _request,
@@ -227,6 +228,9 @@ def test_sqlite_agrees_with_memory(operations) -> None:
         for domain in ("example.com", "lenore.org"):
             assert _shared_with_domain(conn, domain) == fired(
                 memory.shared_with_domain(domain)
+            )
+            assert _followed_domains(conn, domain) == fired(
+                memory.followed_domains(domain)
             )
     finally:
         conn.close()

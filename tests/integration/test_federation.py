@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -129,6 +128,7 @@ class Network:
         tls_context=None,
         plugins=None,
         listen: dict[str, list[str]] | None = None,
+        plugin_options: dict[str, object] | None = None,
     ) -> Server:
         """
         Start (or restart, on the same data) the server of C{domain} on
@@ -168,6 +168,7 @@ class Network:
             hosts_file=str(hosts_file) if hosts_file else None,
             tls_context=tls_context,
             plugins=plugins,
+            plugin_options=plugin_options,
         )
         root.startService()
         ports = await bound_ports(root)
@@ -175,6 +176,7 @@ class Network:
         server.ports = ports
         server.port = ports["object", "tcp"]
         server.endpoint = f"tcp:{address}:{server.port}"
+        server.address = address
         if publish:
             keys = [signer.public_key()] if publish_key else []
             zone = fmtp_zone(
@@ -198,13 +200,6 @@ class Network:
         await self.dns.stop()
         for held in self.held:
             held.close()
-
-
-@pytest.fixture
-def network(tmp_path):
-    net = Network(tmp_path)
-    yield net
-    pytest_twisted.blockon(Deferred.fromCoroutine(net.stop()))
 
 
 def message_of(frame: Frame) -> FMTPObject:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 
 from fmtp.client import FrameClientProtocol, connect
 from fmtp.federation.hello import make_hello, new_nonce
@@ -29,13 +27,6 @@ from tests.integration.test_federation import (
 )
 
 MALLORY = "mallory@keyless.example"
-
-
-@pytest.fixture
-def network(tmp_path):
-    net = Network(tmp_path)
-    yield net
-    pytest_twisted.blockon(Deferred.fromCoroutine(net.stop()))
 
 
 async def raw_peer(

@@ -54,6 +54,8 @@ class Announcer:
     @param audience: a user's approved subscribers, and those of them the
         user's policy blocks now (from the store).
     @param push: hands an event to an address's available sessions.
+    @param remote: C{remote(address, shown, subscribers, blocked)} sends
+        the change to the subscribers' other domains, or L{None}.
     """
 
     def __init__(
@@ -62,7 +64,9 @@ class Announcer:
         presence_of: Callable[[str], Shown],
         audience: Callable[[str], Awaitable[tuple[list[str], frozenset[str]]]],
         push: Callable[[str, Event], None],
+        remote: Callable[[str, Shown, list[str], frozenset[str]], None] | None = None,
     ) -> None:
+        self._remote = remote
         self._clock = clock
         self._presence_of = presence_of
         self._audience = audience
@@ -128,6 +132,8 @@ class Announcer:
             offline = Event(PRESENCE, PresenceChanged(address, NOTHING))
             subscribers, blocked = await self._audience(address)
             told = self._hidden.pop(address, frozenset())
+            if self._remote is not None:
+                self._remote(address, shown, subscribers, blocked)
             for subscriber in subscribers:
                 if subscriber not in blocked:
                     self._push(subscriber, event)

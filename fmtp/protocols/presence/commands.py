@@ -92,8 +92,15 @@ class PresenceCommands(CommandGroup):
         super().__init__(services, protocol)
         if settings is None:
             settings = services.plugin_options.get("presence", DEFAULT_SETTINGS)
+        links = services.links
         self.presence = PresenceService(
-            services.reactor, services.domain, services.store, services.router, settings
+            services.reactor,
+            services.domain,
+            services.store,
+            services.router,
+            settings,
+            links=links if links is not None and links.pool is not None else None,
+            signer=services.signer,
         )
         self.service = self.presence
         services.presence.register(self.presence)

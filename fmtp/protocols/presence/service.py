@@ -14,14 +14,21 @@ import secrets
 from dataclasses import dataclass
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from fmtp.auth.router import Event
 from fmtp.errors import InvalidObject, TooManyRequests
-from fmtp.interfaces import IPresenceService, IPresenceView, IRouter, ISession
+from fmtp.interfaces import (
+    IDomainSigner,
+    IPresenceService,
+    IPresenceView,
+    IRouter,
+    IServerLinks,
+    ISession,
+)
 from fmtp.objects import domain_of
 from fmtp.protocols.presence.announce import Announcer, soon
 from fmtp.protocols.presence.events import (
@@ -31,6 +38,7 @@ from fmtp.protocols.presence.events import (
     PresenceChanged,
     SubscriptionChanged,
 )
+from fmtp.protocols.presence.federation import PresenceFederation
 from fmtp.protocols.presence.status import (
     NOTHING,
     OFFLINE,
@@ -67,6 +75,13 @@ class PresenceSettings:
     @ivar request_lifetime: seconds a subscription request waits for an
         answer before it is forgotten (30 days), so that requests nobody
         answers do not hold their places under the caps for ever.
+    @ivar remote_refresh: seconds between two probes of each followed
+        domain (doc/protocol.md 9.7).
+    @ivar remote_timeout: seconds a domain not heard from keeps its users'
+        presence before they show C{unknown}; also the lifetime of a
+        status update on its way to a domain.
+    @ivar remote_rate: subscription actions and probes per second a peer
+        domain may send, after a burst of C{remote_burst}.
     """
 
     grace_period: float = 30.0
@@ -76,6 +91,10 @@ class PresenceSettings:
     status_rate: float = 10.0
     status_burst: float = 20.0
     request_lifetime: float = 30 * 86400.0
+    remote_refresh: float = 60.0
+    remote_timeout: float = 180.0
+    remote_rate: float = 10.0
+    remote_burst: float = 200.0
 
 
 DEFAULT_SETTINGS = PresenceSettings()
@@ -97,6 +116,9 @@ class PresenceService(Service):
         C{get_object} for the users' policies (the server's store).
     @param router: the server's router, through which pushes reach the
         sessions that made themselves available.
+    @param links: the server links, and C{signer} this domain's signer:
+        with both, users have contacts of other domains
+        (L{PresenceFederation}); without, only of this one.
     """
 
     _log = Logger()
@@ -108,6 +130,8 @@ class PresenceService(Service):
         store,
         router: IRouter,
         settings: PresenceSettings = DEFAULT_SETTINGS,
+        links: IServerLinks | None = None,
+        signer: IDomainSigner | None = None,
     ) -> None:
         #: Every call scheduled by this service, cancelled when it stops.
         self.timers = Timers(clock)
@@ -125,6 +149,7 @@ class PresenceService(Service):
             store,
             settings.max_pending,
             SourceRateLimiter(clock, settings.subscribe_rate, settings.subscribe_burst),
+            federated=links is not None and signer is not None,
         )
         self._status_rate = SourceRateLimiter(
             clock, settings.status_rate, settings.status_burst
@@ -139,8 +164,15 @@ class PresenceService(Service):
         self._welcoming: dict[SessionPresence, set[str]] = {}
         #: Each available session's presence, by session key.
         self._by_key: dict[str, SessionPresence] = {}
+        self.federation: PresenceFederation | None = None
+        remote = None
+        if links is not None and signer is not None:
+            self.federation = PresenceFederation(
+                self, clock, domain, store, links, signer
+            )
+            remote = self.federation.announce
         self._announcer = Announcer(
-            self.timers, self.user_presence, self._audience, self._push
+            self.timers, self.user_presence, self._audience, self._push, remote
         )
         self._changed = self._announcer.changed
 
@@ -149,6 +181,8 @@ class PresenceService(Service):
     def startService(self) -> None:
         super().startService()
         self._expiry.start()
+        if self.federation is not None:
+            self.federation.start()
 
     def stopService(self) -> Deferred | None:
         """
@@ -157,9 +191,12 @@ class PresenceService(Service):
         is not closed under it.
         """
         super().stopService()
-        done = self._expiry.stop()
+        done = [self._expiry.stop()]
+        if self.federation is not None:
+            done.append(self.federation.stop())
         self.timers.cancel_all()
-        return done
+        running = [d for d in done if d is not None]
+        return gatherResults(running).addCallback(lambda _: None) if running else None
 
     def expire_requests(self) -> Deferred:
         """
@@ -346,7 +383,10 @@ class PresenceService(Service):
         """
         shown = self.seen(subscription)
         contact = subscription.contact
-        if shown == NOTHING or not await self.subscriptions.blocks(contact, viewer):
+        if shown == NOTHING or domain_of(contact) != self._domain:
+            # A remote contact's own domain keeps their blocks.
+            return shown
+        if not await self.subscriptions.blocks(contact, viewer):
             return shown
         if self._announcer.hide(contact, viewer) and not pushed:
             self._push(viewer, Event(PRESENCE, PresenceChanged(contact, NOTHING)))
@@ -368,9 +408,16 @@ class PresenceService(Service):
         if subscription.outbound is not Link.APPROVED:
             return NOTHING
         if domain_of(contact) != self._domain:
-            # Until presence federates (issue 10's federation slice).
-            return NOTHING
+            if self.federation is None:
+                return NOTHING
+            return self.federation.remote.seen(subscription.user, contact)
         return self.user_presence(contact)
+
+    def push(self, address: str, event: Event) -> None:
+        """
+        Hand C{event} to C{address}'s available sessions.
+        """
+        self._push(address, event)
 
     def _push(self, address: str, event: Event) -> None:
         """
@@ -416,9 +463,23 @@ class PresenceService(Service):
 
     async def subscribe(self, subscriber: str, target: str) -> str:
         state, outcome = await self.subscriptions.request(subscriber, target)
+        if self._remote(target):
+            if outcome is Outcome.WAITING:
+                # Asked again, it is sent again: the first may have bounced.
+                await self.federation.send_action(subscriber, target, "request")
+            return state
+        self.requested(subscriber, target, outcome)
+        return state
+
+    def requested(self, subscriber: str, target: str, outcome: Outcome) -> None:
+        """
+        Tell whom it concerns of C{subscriber}'s request to local
+        C{target}: C{target}, of a new request; a local C{subscriber},
+        of an approval at once.
+        """
         if outcome is Outcome.ASKED:
             self._push(target, Event(REQUEST, subscriber))
-        elif outcome is Outcome.APPROVED:
+        elif outcome is Outcome.APPROVED and not self._remote(subscriber):
             # The reply says the state; the presence is pushed after it.
             soon(
                 self.timers,
@@ -428,22 +489,49 @@ class PresenceService(Service):
                 target,
                 False,
             )
-        return state
+
+    def _remote(self, address: str) -> bool:
+        """
+        Whether C{address} is of another domain (which only a federated
+        service lets a user name).
+        """
+        return domain_of(address) != self._domain
 
     async def unsubscribe(self, subscriber: str, target: str) -> str:
-        return await self.subscriptions.unsubscribe(subscriber, target)
+        before = await self._store.subscription(subscriber, target)
+        state = await self.subscriptions.unsubscribe(subscriber, target)
+        if self._remote(target) and before.outbound is not Link.NONE:
+            await self.federation.send_action(subscriber, target, "unsubscribe")
+        return state
 
     async def approve(self, target: str, subscriber: str) -> str:
+        before = await self._store.subscription(target, subscriber)
         state, link = await self.subscriptions.approve(target, subscriber)
-        if link is Link.APPROVED:
-            await self._tell_subscriber(subscriber, target)
+        if not self._remote(subscriber):
+            if link is Link.APPROVED:
+                await self._tell_subscriber(subscriber, target)
+        elif link is Link.APPROVED and before.inbound is not Link.APPROVED:
+            await self.federation.send_action(target, subscriber, "approve")
         return state
 
     async def deny(self, target: str, subscriber: str) -> str:
+        before = await self._store.subscription(target, subscriber)
         state, saw = await self.subscriptions.deny(target, subscriber)
-        if saw:
-            await self._tell_subscriber(subscriber, target)
+        if not self._remote(subscriber):
+            if saw:
+                await self._tell_subscriber(subscriber, target)
+        elif before.inbound in (Link.PENDING, Link.APPROVED):
+            # A request hidden by a polite block, or a pre-approval, was
+            # never the subscriber's to know of.
+            await self.federation.send_action(target, subscriber, "deny")
         return state
+
+    async def tell_subscriber(self, subscriber: str, target: str) -> None:
+        """
+        Tell local C{subscriber}'s sessions how they now stand with
+        C{target}, and what they see of them.
+        """
+        await self._tell_subscriber(subscriber, target)
 
     async def _tell_subscriber(
         self, subscriber: str, target: str, with_state: bool = True

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 OFFLINE = "offline"
 #: Seen as offline by everyone else; the user still receives everything.
 INVISIBLE = "invisible"
+#: What a subscriber sees of another domain's user whose domain has not
+#: said their presence lately (doc/protocol.md 9.7): never set, only shown.
+UNKNOWN = "unknown"
 #: The words STATUS may set (C{offline} is logging out).
 SETTABLE = frozenset({"online", "away", "busy", INVISIBLE})
 
@@ -115,11 +118,28 @@ class Shown:
 
 #: What anyone who may not see a user sees, and what nobody online shows.
 NOTHING = Shown()
+#: What is shown of a remote user nobody can vouch for now.
+UNKNOWN_SHOWN = Shown(UNKNOWN)
 
 _CANONICAL = {word: word for word in SETTABLE}
+_SHOWABLE = {word: word for word in SETTABLE - {INVISIBLE}} | {OFFLINE: OFFLINE}
 #: The presence of each status word without a note: shared by every
 #: session and announcement that shows it, rather than one each.
 _PLAIN = {word: Shown(word) for word in SETTABLE} | {OFFLINE: NOTHING}
+
+
+def parse_shown(status: str, note: str = "") -> Shown:
+    """
+    A presence as another domain says its user shows it: a settable status
+    other than C{invisible} (which shows offline), or C{offline}, and a
+    note as STATUS allows.
+
+    @raise InvalidObject: for anything else.
+    """
+    word = status.strip().lower()
+    if word not in _SHOWABLE:
+        raise InvalidObject(f"bad Status {status!r}: online, away, busy or offline")
+    return shown(_SHOWABLE[word], parse_note(note))
 
 
 def shown(status: str, note: str = "") -> Shown:

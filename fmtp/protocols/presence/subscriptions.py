@@ -32,8 +32,9 @@ from fmtp.policy import Decision, decide, matches
 from fmtp.ratelimit import SourceRateLimiter
 from fmtp.store.presence import Link, Subscription
 
-#: The refusal of a contact of another domain, until presence federates.
-NOT_ACROSS_DOMAINS = "presence across domains is not served yet"
+#: The refusal of a contact of another domain, by a server that links no
+#: other domain.
+NOT_ACROSS_DOMAINS = "this server links no other domain"
 
 
 class Outcome(enum.Enum):
@@ -98,7 +99,13 @@ class Subscriptions:
         store: IPresenceStore,
         max_pending: int,
         requests: SourceRateLimiter,
+        federated: bool = False,
     ) -> None:
+        """
+        @param federated: whether contacts of other domains are served
+            (the server links other domains).
+        """
+        self._federated = federated
         self._clock = clock
         self._domain = domain
         self._store = store
@@ -111,12 +118,13 @@ class Subscriptions:
 
         @raise InvalidAddress: if it is no address (553).
         @raise InvalidObject: if it is C{user}'s own (501).
-        @raise Forbidden: if it is of another domain (554), for now.
+        @raise Forbidden: if it is of another domain (554) and this server
+            links no other domain.
         """
         contact = normalize_address(address)
         if contact == user:
             raise InvalidObject("you always see your own presence")
-        if domain_of(contact) != self._domain:
+        if domain_of(contact) != self._domain and not self._federated:
             raise Forbidden(NOT_ACROSS_DOMAINS)
         return contact
 
@@ -136,8 +144,15 @@ class Subscriptions:
         """
         if not self._requests.allow(subscriber):
             raise TooManyRequests("too many subscription requests, slow down")
-        profile = await self._profile(target)
         now = self._clock.seconds()
+        if domain_of(target) != self._domain:
+            # The target's domain decides; here it waits until it answers.
+            link = await self._store.request_subscription(
+                subscriber, target, now, self._max_pending
+            )
+            outcome = Outcome.APPROVED if link is Link.APPROVED else Outcome.WAITING
+            return await self.state(subscriber, target), outcome
+        profile = await self._profile(target)
         # Whether the target was put this request before: they are told
         # of a request once, however often it is asked.
         before = await self._store.subscription(target, subscriber)
@@ -241,6 +256,13 @@ class Subscriptions:
             raise
         properties = await profile
         return addresses, frozenset(s for s in addresses if refuses(properties, s))
+
+    async def blocked_among(self, target: str, subscribers: list[str]) -> set[str]:
+        """
+        Those of C{subscribers} whom C{target}'s policy blocks now.
+        """
+        profile = await self._profile(target)
+        return {s for s in subscribers if refuses(profile, s)}
 
     async def blocks(self, target: str, subscriber: str) -> bool:
         """

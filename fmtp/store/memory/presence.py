@@ -200,6 +200,21 @@ class MemoryPresence(MemoryBase):
             if row.link is Link.APPROVED and domain in map(domain_of, pair)
         )
 
+    def followed_domains(self, domain: str) -> Deferred[list[str]]:
+        return self._call(self._followed_domains, domain)
+
+    def _followed_domains(self, domain: str) -> list[str]:
+        check_domain(domain=domain)
+        return sorted(
+            {
+                domain_of(target)
+                for (subscriber, target), row in self._links.items()
+                if row.link is Link.APPROVED
+                and domain_of(subscriber) == domain
+                and domain_of(target) != domain
+            }
+        )
+
     def expire_requests(self, before: float) -> Deferred[int]:
         return self._call(self._expire_requests, before)
 

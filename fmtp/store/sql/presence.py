@@ -182,6 +182,21 @@ def _shared_with_domain(conn: sqlite3.Connection, domain: str) -> list[tuple[str
     ]
 
 
+def _followed_domains(conn: sqlite3.Connection, domain: str) -> list[str]:
+    return [
+        target_domain
+        for (target_domain,) in conn.execute(
+            """
+            SELECT DISTINCT target_domain FROM subscriptions
+            WHERE subscriber_domain = ? AND target_domain != ?
+                AND state = 'approved'
+            ORDER BY target_domain
+            """,
+            (domain, domain),
+        )
+    ]
+
+
 def _expire_requests(conn: sqlite3.Connection, before: float) -> int:
     cursor = conn.execute(
         "DELETE FROM subscriptions WHERE state IN ('pending', 'hidden') "
@@ -273,6 +288,11 @@ class SQLPresence(SQLiteEngine):
     def shared_with_domain(self, domain: str) -> Deferred[list[tuple[str, str]]]:
         return self.run_checked(
             lambda: check_domain(domain=domain), _shared_with_domain, domain, read=True
+        )
+
+    def followed_domains(self, domain: str) -> Deferred[list[str]]:
+        return self.run_checked(
+            lambda: check_domain(domain=domain), _followed_domains, domain, read=True
         )
 
     def expire_requests(self, before: float) -> Deferred[int]:

@@ -326,7 +326,7 @@ class SubscriptionTests(PresenceTestCase):
             remote = edgar.ask(verb, "4", "lost@lenore.org")
             self.assertEqual(
                 (remote.code, remote.argument),
-                (554, "presence across domains is not served yet"),
+                (554, "this server links no other domain"),
             )
         self.assertEqual(edgar.ask("STATUS", "5").code, 200)
 

@@ -1,0 +1,572 @@
+"""
+Presence across domains (doc/protocol.md 9.7), on the shared server links
+and nothing else.
+
+Subscriptions are durable: a request, an approval, a denial or an
+unsubscription between users of two domains travels as a signed object
+of type C{subscription} through the outbound queue (retried, bounced),
+and DELIVER's checks prove it (its origin domain signed it; its C{From}
+acts for itself only).  Each server keeps its own copy of the links that
+involve its users, and applies what arrives under the same rules as a
+local request: the target's policy, the polite block, the caps.
+
+Status is volatile: a user's change goes as one C{PRESENCE} update per
+remote domain that holds approved subscribers (not one per subscriber),
+coalesced by the server links (a newer one replaces one unsent), naming
+the subscribers there who may see it.  A server asks (C{PRESENCE-PROBE})
+each domain it follows at start, every C{remote_refresh} seconds, and when
+that domain's server comes back (its HELLO): the answer is the current
+presence of every subscription the two share.  A domain that answered
+nothing for C{remote_timeout} seconds turns its users C{unknown}
+(L{RemotePresence}).  Only a user's own domain speaks for them: the
+C{From} of an update, and every user of an answer, must be of the
+HELLO-proven domain.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from fmtp.auth.router import Event
+from fmtp.delivery import RecipientResult
+from fmtp.errors import FMTPError, Forbidden, InvalidObject, TooManyRequests
+from fmtp.federation.failures import LinkError
+from fmtp.federation.hello import Peer
+from fmtp.interfaces import IDomainSigner, IServerLinks
+from fmtp.objects import (
+    FMTPObject,
+    domain_of,
+    new_object_id,
+    normalize_address,
+    parse_object_id,
+)
+from fmtp.protocols.presence.announce import soon
+from fmtp.protocols.presence.events import PRESENCE, PresenceChanged
+from fmtp.protocols.presence.remote import Heard, RemotePresence
+from fmtp.protocols.presence.status import NOTHING, OFFLINE, Shown, parse_shown
+from fmtp.protocols.presence.subscriptions import Outcome
+from fmtp.ratelimit import LogLimiter, SourceRateLimiter
+from fmtp.store.presence import Link, PendingLimitReached
+from fmtp.util.sweep import PeriodicSweep
+from fmtp.wire import Frame, reply
+
+if TYPE_CHECKING:
+    from fmtp.protocols.presence.service import PresenceService
+
+#: The object type of a subscription action between domains.
+SUBSCRIPTION_TYPE = "subscription"
+#: What a subscription object's C{Subscription} property may say.
+REQUEST, APPROVE, DENY, UNSUBSCRIBE = "request", "approve", "deny", "unsubscribe"
+ACTIONS = frozenset({REQUEST, APPROVE, DENY, UNSUBSCRIBE})
+#: The server verbs: a pushed change, and a question for current presence.
+PUSH_VERB = "PRESENCE"
+PROBE_VERB = "PRESENCE-PROBE"
+#: Most users one probe may ask about, and most addresses an update names.
+MAX_ASKED = 1000
+MAX_VIEWERS = 10000
+#: The most an answer to a probe holds; past it, lines are left off (and
+#: their subscribers see the user offline until the next change).
+MAX_ANSWER = 900 * 1024
+#: How many subscription actions are remembered, newest first, to refuse
+#: one older than the last applied for the same pair (a replay, or a
+#: retry overtaken).
+MAX_REMEMBERED = 100_000
+
+
+def addresses_of(body: bytes, limit: int) -> list[str]:
+    """
+    The addresses of a body holding one per line.
+
+    @raise InvalidObject: for more than C{limit}, or a malformed line.
+    """
+    try:
+        lines = body.decode("ascii").split()
+    except UnicodeDecodeError:
+        raise InvalidObject("addresses are ASCII, one per line") from None
+    if len(lines) > limit:
+        raise InvalidObject(f"at most {limit} addresses")
+    return [normalize_address(line) for line in lines]
+
+
+def address_lines(addresses: Iterable[str]) -> bytes:
+    return "".join(f"{address}\r\n" for address in addresses).encode("ascii")
+
+
+def presence_headers(address: str, shown: Shown) -> dict[str, str]:
+    headers = {"From": address, "Status": shown.status}
+    if shown.note:
+        headers["Note"] = shown.note
+    return headers
+
+
+def parse_answer(body: bytes, domain: str, own: str) -> dict[str, Heard]:
+    """
+    The presence a probe's answer says: lines C{USER VIEWER STATUS
+    [NOTE]}, C{USER} of the answering C{domain}, C{VIEWER} of this one.
+
+    @raise InvalidObject: for a malformed line.
+    @raise Forbidden: for a user of another domain than the one answering.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidObject("a probe's answer is UTF-8") from None
+    said: dict[str, tuple[Shown, set[str]]] = {}
+    for line in text.split("\r\n"):
+        if not line:
+            continue
+        parts = line.split(" ", 3)
+        if len(parts) < 3:
+            raise InvalidObject(f"bad answer line {line[:80]!r}")
+        user, viewer = normalize_address(parts[0]), normalize_address(parts[1])
+        if domain_of(user) != domain:
+            raise Forbidden(f"{domain} answered for {user}, of another domain")
+        if domain_of(viewer) != own:
+            raise InvalidObject(f"{viewer} is not of {own}")
+        shown = parse_shown(parts[2], parts[3] if len(parts) > 3 else "")
+        entry = said.setdefault(user, (shown, set()))
+        if entry[0] != shown:
+            raise InvalidObject(f"{user} is said twice, differently")
+        entry[1].add(viewer)
+    return {user: Heard(shown, frozenset(v)) for user, (shown, v) in said.items()}
+
+
+class PresenceFederation:
+    """
+    The presence of one server's users with other domains.
+
+    @param service: the server's presence (its users' presence, their
+        sessions, the subscription rules).
+    @param links: the server links, where this registers its verbs and
+        its object type.
+    @param signer: signs the subscription objects as this domain.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        service: PresenceService,
+        clock: IReactorTime,
+        domain: str,
+        store,
+        links: IServerLinks,
+        signer: IDomainSigner,
+    ) -> None:
+        settings = service.settings
+        self._service = service
+        self._clock = clock
+        self._domain = domain
+        self._store = store
+        self._links = links
+        self._signer = signer
+        self.remote = RemotePresence(clock, settings.remote_timeout)
+        #: Inbound subscription actions and probes, per peer domain.
+        self._peer_rate = SourceRateLimiter(
+            clock, settings.remote_rate, settings.remote_burst
+        )
+        self._log_limiter = LogLimiter(clock, rate=1.0, burst=10.0)
+        self._last_action: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._followed: set[str] = set()
+        self._probing: set[str] = set()
+        self._sweep = PeriodicSweep(
+            service.timers, settings.remote_refresh, self.refresh
+        )
+        links.register(PUSH_VERB, self._receive_push)
+        links.register(PROBE_VERB, self._answer_probe)
+        links.register_object_type(SUBSCRIPTION_TYPE, self._receive_action)
+        links.observe_peers(self._peer_back)
+
+    def start(self) -> None:
+        """
+        Ask every followed domain now, and again every C{remote_refresh}.
+        """
+        self._sweep.start()
+
+    def stop(self):
+        return self._sweep.stop()
+
+    # -- subscriptions --------------------------------------------------------
+
+    async def send_action(self, actor: str, other: str, action: str) -> None:
+        """
+        Tell C{other}'s domain, durably, that local C{actor} did C{action}
+        to the subscription between them.
+        """
+        now = self._clock.seconds()
+        properties = {"From": actor, "To": other, "Subscription": action}
+        obj = FMTPObject(new_object_id(actor, now), SUBSCRIPTION_TYPE, properties)
+        await self._links.enqueue(self._signer.sign_object(obj, now), [other])
+
+    async def _receive_action(
+        self, obj: FMTPObject, recipients: list[str], origin: str
+    ) -> list[RecipientResult]:
+        """
+        A subscription object another domain delivered, its origin proved:
+        apply it as the same action by a local user would be.
+        """
+        action = obj.properties.get("Subscription", "")
+        if action not in ACTIONS:
+            raise InvalidObject(f"bad Subscription {action[:40]!r}")
+        if "From" not in obj.properties:
+            raise InvalidObject("a subscription names its From")
+        if len(recipients) != 1:
+            raise InvalidObject("a subscription is to one user")
+        if not self._peer_rate.allow(origin):
+            self._log_limiter.emit(
+                self._log,
+                origin,
+                "Presence: too many subscription actions from {origin}",
+                level="warn",
+                origin=origin,
+            )
+            raise TooManyRequests("too many subscription actions, slow down")
+        actor = normalize_address(obj.properties["From"])
+        [user] = recipients
+        ms, _ = parse_object_id(obj.id)
+        if self._overtaken(actor, user, ms):
+            self._log.info(
+                "Presence: {action} from {actor} to {user} is older than the "
+                "last applied: ignored",
+                action=action,
+                actor=actor,
+                user=user,
+            )
+        elif action == REQUEST:
+            await self._requested(actor, user)
+        elif action == UNSUBSCRIBE:
+            await self._store.unsubscribe(actor, user)
+        elif action == APPROVE:
+            await self._approved(actor, user)
+        else:
+            await self._denied(actor, user)
+        return [RecipientResult(user, 250, "subscription taken")]
+
+    def _overtaken(self, actor: str, user: str, ms: int) -> bool:
+        """
+        Whether an action of C{actor}'s about C{user} newer than C{ms} was
+        applied: the older one is a replay, or a retry it overtook.
+        """
+        key = (actor, user)
+        last = self._last_action.pop(key, None)
+        if last is not None and ms < last:
+            self._last_action[key] = last
+            return True
+        self._last_action[key] = ms
+        if len(self._last_action) > MAX_REMEMBERED:
+            self._last_action.popitem(last=False)
+        return False
+
+    async def _requested(self, subscriber: str, target: str) -> None:
+        """
+        A remote user asks to see a local one: under the target's policy
+        and caps, exactly as a local request; answered by an approval only
+        if the target approves (or approved before).
+        """
+        service = self._service
+        try:
+            _, outcome = await service.subscriptions.request(subscriber, target)
+        except PendingLimitReached:
+            self._log.info(
+                "Presence: request from {subscriber} to {target} past their "
+                "cap: dropped",
+                subscriber=subscriber,
+                target=target,
+            )
+            return
+        except TooManyRequests:
+            self._log.info(
+                "Presence: requests from {subscriber} too fast: dropped",
+                subscriber=subscriber,
+            )
+            return
+        service.requested(subscriber, target, outcome)
+        if outcome is Outcome.APPROVED:
+            await self.send_action(target, subscriber, APPROVE)
+
+    async def _approved(self, target: str, subscriber: str) -> None:
+        """
+        A remote user approved a local user's request: only one the local
+        user made, still waiting (nobody is subscribed unasked).
+        """
+        subscription = await self._store.subscription(subscriber, target)
+        if subscription.outbound not in (Link.PENDING, Link.HIDDEN):
+            self._log.info(
+                "Presence: {target} approved {subscriber}, who is not waiting: ignored",
+                target=target,
+                subscriber=subscriber,
+            )
+            return
+        await self._store.approve_subscription(
+            target, subscriber, self._clock.seconds()
+        )
+        self._followed.add(domain_of(target))
+        await self._service.tell_subscriber(subscriber, target)
+        self.probe(domain_of(target), [target])
+
+    async def _denied(self, target: str, subscriber: str) -> None:
+        if await self._store.deny_subscription(target, subscriber):
+            await self._service.tell_subscriber(subscriber, target)
+
+    # -- status going out -----------------------------------------------------
+
+    def announce(
+        self, address: str, shown: Shown, subscribers: list[str], blocked: frozenset
+    ) -> None:
+        """
+        Local C{address} now shows C{shown}: one update per domain holding
+        approved subscribers of theirs, naming those it may be shown to
+        (the others, blocked, see them offline).
+        """
+        viewers: dict[str, list[str]] = {}
+        for subscriber in subscribers:
+            domain = domain_of(subscriber)
+            if domain != self._domain:
+                allowed = viewers.setdefault(domain, [])
+                if subscriber not in blocked:
+                    allowed.append(subscriber)
+        for domain, allowed in viewers.items():
+            try:
+                self._links.notify(
+                    domain,
+                    f"presence {address}",
+                    PUSH_VERB,
+                    headers=presence_headers(address, shown),
+                    body=address_lines(allowed),
+                    lifetime=self._service.settings.remote_timeout,
+                )
+            except LinkError:
+                return
+
+    async def _answer_probe(self, peer: Peer, frame: Frame) -> Frame:
+        """
+        A followed domain asks for the presence of the subscriptions its
+        users share with this server's (or of those it names): one line
+        per subscriber that may see a user showing more than offline.
+        """
+        if not self._peer_rate.allow(peer.domain):
+            raise TooManyRequests("too many probes, slow down")
+        asked = set(addresses_of(frame.body, MAX_ASKED))
+        pairs = await self._store.shared_with_domain(peer.domain)
+        by_target: defaultdict[str, list[str]] = defaultdict(list)
+        for subscriber, target in pairs:
+            if (
+                domain_of(subscriber) == peer.domain
+                and domain_of(target) == self._domain
+                and (not asked or target in asked)
+            ):
+                by_target[target].append(subscriber)
+        lines: list[bytes] = []
+        size = 0
+        for target, subscribers in by_target.items():
+            shown = self._service.user_presence(target)
+            if shown == NOTHING:
+                continue
+            blocked = await self._service.subscriptions.blocked_among(
+                target, subscribers
+            )
+            note = f" {shown.note}" if shown.note else ""
+            for subscriber in subscribers:
+                if subscriber in blocked:
+                    continue
+                line = f"{target} {subscriber} {shown.status}{note}\r\n".encode()
+                size += len(line)
+                if size > MAX_ANSWER:
+                    self._log.warn(
+                        "Presence: the answer to {domain}'s probe is cut at "
+                        "{size} bytes",
+                        domain=peer.domain,
+                        size=MAX_ANSWER,
+                    )
+                    return reply(200, frame.tag, body=b"".join(lines))
+                lines.append(line)
+        return reply(200, frame.tag, body=b"".join(lines))
+
+    # -- status coming in -----------------------------------------------------
+
+    async def _receive_push(self, peer: Peer, frame: Frame) -> Frame:
+        """
+        A remote domain's update of one of its users' presence.
+        """
+        contact = normalize_address(frame.headers.get("From", ""))
+        if domain_of(contact) != peer.domain:
+            self._log_limiter.emit(
+                self._log,
+                peer.domain,
+                "Presence: {peer} sent the presence of {contact}, not its user: "
+                "refused",
+                level="warn",
+                peer=peer.domain,
+                contact=contact,
+            )
+            raise Forbidden(f"{peer.domain} speaks only for its own users")
+        shown = self._shown(frame)
+        viewers = addresses_of(frame.body, MAX_VIEWERS)
+        pairs = [
+            (subscriber, contact)
+            for subscriber in await self._store.subscribers(contact)
+            if domain_of(subscriber) == self._domain
+        ]
+        said = {contact: Heard(shown, frozenset(viewers))}
+        self._apply(peer.domain, said, pairs, full=False)
+        return reply(200, frame.tag)
+
+    @staticmethod
+    def _shown(frame: Frame) -> Shown:
+        shown = parse_shown(
+            frame.headers.get("Status", ""), frame.headers.get("Note", "")
+        )
+        return NOTHING if shown.status == OFFLINE else shown
+
+    def probe(self, domain: str, contacts: list[str] | None = None) -> None:
+        """
+        Ask C{domain} now for the presence of the subscriptions shared with
+        it (or only of C{contacts}), on the next turn; one full probe per
+        domain at a time.
+        """
+        if not contacts:
+            if domain in self._probing:
+                return
+            self._probing.add(domain)
+        soon(self._service.timers, self._probe, domain, domain, contacts or [])
+
+    async def _probe(self, domain: str, contacts: list[str]) -> None:
+        try:
+            answer = await self._links.request(
+                domain, PROBE_VERB, body=address_lines(contacts)
+            )
+        except LinkError as e:
+            # Once per refresh while the domain is away: rate-limited.
+            self._log_limiter.emit(
+                self._log,
+                domain,
+                "Presence: cannot ask {domain} for its users' presence: {why}",
+                domain=domain,
+                why=e.message,
+            )
+            return
+        finally:
+            if not contacts:
+                self._probing.discard(domain)
+        if answer.code != 200:
+            self._log.info(
+                "Presence: {domain} answered {code} {text} to a probe",
+                domain=domain,
+                code=answer.code,
+                text=answer.argument,
+            )
+            return
+        try:
+            said = parse_answer(answer.body, domain, self._domain)
+        except FMTPError as e:
+            self._log.warn(
+                "Presence: {domain}'s answer to a probe is refused: {why}",
+                domain=domain,
+                why=e.message,
+            )
+            return
+        if contacts:
+            pairs = [
+                (subscriber, contact)
+                for contact in contacts
+                for subscriber in await self._store.subscribers(contact)
+                if domain_of(subscriber) == self._domain
+            ]
+        else:
+            pairs = await self._shared_pairs(domain)
+        self._apply(domain, said, pairs, full=not contacts)
+
+    async def _shared_pairs(self, domain: str) -> list[tuple[str, str]]:
+        """
+        The approved subscriptions of local users to users of C{domain}.
+        """
+        return [
+            (subscriber, target)
+            for subscriber, target in await self._store.shared_with_domain(domain)
+            if domain_of(subscriber) == self._domain and domain_of(target) == domain
+        ]
+
+    def _apply(
+        self,
+        domain: str,
+        said: dict[str, Heard],
+        pairs: list[tuple[str, str]],
+        full: bool,
+    ) -> None:
+        """
+        Hold what C{domain} said of its users, for the local subscribers
+        of C{pairs}, and push to each what they now see if it changed.
+
+        @param full: whether C{said} is all C{domain} has to say (a full
+            probe's answer): what was held before is replaced.
+        """
+        remote = self.remote
+        before = {pair: remote.seen(*pair) for pair in pairs}
+        if full:
+            remote.drop(domain)
+        remote.heard_from(domain)
+        viewers_of: defaultdict[str, set[str]] = defaultdict(set)
+        for subscriber, contact in pairs:
+            viewers_of[contact].add(subscriber)
+        for contact, local in viewers_of.items():
+            heard = said.get(contact, Heard(NOTHING, frozenset()))
+            remote.set(contact, heard.shown, heard.viewers & local)
+        self._push_changes(before)
+
+    def _push_changes(self, before: dict[tuple[str, str], Shown]) -> None:
+        for (subscriber, contact), shown in before.items():
+            now = self.remote.seen(subscriber, contact)
+            if now != shown:
+                changed = PresenceChanged(contact, now)
+                self._service.push(subscriber, Event(PRESENCE, changed))
+
+    # -- links coming and going -----------------------------------------------
+
+    def _peer_back(self, domain: str) -> None:
+        """
+        C{domain}'s server proved itself: if this server follows its users,
+        it asks it for their presence now.
+        """
+        if domain in self._followed:
+            self.probe(domain)
+
+    async def refresh(self) -> None:
+        """
+        Ask every followed domain for its users' presence, and turn to
+        C{unknown} the users of those not heard from within the timeout.
+        """
+        try:
+            followed = await self._store.followed_domains(self._domain)
+        except Exception:
+            self._log.failure("Presence: reading the followed domains failed")
+            return
+        self._followed = set(followed)
+        for domain in followed:
+            self.probe(domain)
+        for domain in self.remote.stale_domains():
+            await self._went_away(domain)
+
+    async def _went_away(self, domain: str) -> None:
+        try:
+            pairs = await self._shared_pairs(domain)
+        except Exception:
+            self._log.failure(
+                "Presence: reading what {domain} shares failed", domain=domain
+            )
+            return
+        if domain not in self.remote.stale_domains():
+            return
+        self._log.info(
+            "Presence: {domain} not heard from for {timeout} s: its users' "
+            "presence is unknown",
+            domain=domain,
+            timeout=self.remote.timeout,
+        )
+        before = {pair: self.remote.seen(*pair) for pair in pairs}
+        self.remote.drop(domain)
+        self._push_changes(before)

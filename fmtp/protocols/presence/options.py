@@ -1,0 +1,92 @@
+"""
+The server options of the presence protocol (C{--presence-*}), kept with
+the protocol they tune: the server's options list them, and hand the
+plugin the L{PresenceSettings} they make.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+
+from twisted.python import usage
+
+from fmtp.objects import is_ascii_digits
+from fmtp.protocols.presence.service import DEFAULT_SETTINGS, PresenceSettings
+
+#: The C{optParameters} rows of the presence options.
+PRESENCE_PARAMETERS = [
+    [
+        "presence-grace",
+        None,
+        f"{DEFAULT_SETTINGS.grace_period:g}",
+        "Seconds a presence session whose connection was lost (without "
+        "LOGOUT or QUIT) still shows its status, so that a client "
+        "reconnecting in time shows no offline blip; 0 to 3600.",
+    ],
+    [
+        "presence-max-pending",
+        None,
+        str(DEFAULT_SETTINGS.max_pending),
+        "Most presence subscription requests waiting for an answer, from "
+        "one user (more are refused, 429) and put to one user (more wait "
+        "unseen). 1 to 100000.",
+    ],
+    [
+        "presence-request-days",
+        None,
+        f"{DEFAULT_SETTINGS.request_lifetime / 86400:.0f}",
+        "Days a presence subscription request waits for an answer before "
+        "it is forgotten (its asker may ask again); 1 to 3650.",
+    ],
+    [
+        "presence-remote-refresh",
+        None,
+        f"{DEFAULT_SETTINGS.remote_refresh:g}",
+        "Seconds between two questions to each domain whose users' "
+        "presence this server's users follow; 1 to 3600.",
+    ],
+    [
+        "presence-remote-timeout",
+        None,
+        f"{DEFAULT_SETTINGS.remote_timeout:g}",
+        "Seconds a domain not heard from keeps its users' presence; then "
+        "they show unknown. At least twice the refresh, at most 86400.",
+    ],
+]
+
+
+def _seconds(options: Mapping[str, str], name: str, low: float, high: float) -> float:
+    try:
+        seconds = float(options[name])
+    except ValueError:
+        seconds = math.nan
+    if not low <= seconds <= high:
+        raise usage.UsageError(f"--{name} must be seconds from {low:g} to {high:g}")
+    return seconds
+
+
+def presence_settings_of(options: Mapping[str, str]) -> PresenceSettings:
+    """
+    The presence plugin's settings from the server's parsed options.
+
+    @raise usage.UsageError: naming the option that is wrong.
+    """
+    grace = _seconds(options, "presence-grace", 0, 3600)
+    max_pending = options["presence-max-pending"]
+    if not is_ascii_digits(max_pending) or not 1 <= int(max_pending) <= 100_000:
+        raise usage.UsageError("--presence-max-pending must be from 1 to 100000")
+    request_days = options["presence-request-days"]
+    if not is_ascii_digits(request_days) or not 1 <= int(request_days) <= 3650:
+        raise usage.UsageError("--presence-request-days must be days from 1 to 3650")
+    refresh = _seconds(options, "presence-remote-refresh", 1, 3600)
+    timeout = _seconds(options, "presence-remote-timeout", 2 * refresh, 86400)
+    return replace(
+        DEFAULT_SETTINGS,
+        grace_period=grace,
+        max_pending=int(max_pending),
+        request_lifetime=int(request_days) * 86400.0,
+        remote_refresh=refresh,
+        remote_timeout=timeout,
+    )
