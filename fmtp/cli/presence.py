@@ -33,6 +33,7 @@ from fmtp.client.presence import (
     Presence,
     PresenceChanged,
     PresenceEvent,
+    PushesDropped,
     SessionStatus,
     SubscriptionChanged,
     SubscriptionRequested,
@@ -183,13 +184,18 @@ def event_text(event: PresenceEvent) -> str:
         return (
             f"{printable(event.address)} is {presence_text(event.status, event.note)}"
         )
+    if isinstance(event, PushesDropped):
+        return (
+            f"{event.count} changes were missed while this was not reading; "
+            "your buddies now:"
+        )
     if isinstance(event, SubscriptionRequested):
         who = printable(event.address)
         return f"{who} asks to see your presence: fmtp approve-sub {who} (or deny-sub)"
     return f"subscription changed: {state_text(event.address, event.subscription)}"
 
 
-def event_json(event: PresenceEvent) -> dict[str, str]:
+def event_json(event: PresenceEvent) -> dict[str, object]:
     if isinstance(event, PresenceChanged):
         return {
             "event": "presence",
@@ -199,6 +205,8 @@ def event_json(event: PresenceEvent) -> dict[str, str]:
         }
     if isinstance(event, SubscriptionRequested):
         return {"event": "subscription-request", "address": event.address}
+    if isinstance(event, PushesDropped):
+        return {"event": "dropped", "count": event.count}
     assert isinstance(event, SubscriptionChanged)
     return {
         "event": "subscription",
@@ -250,10 +258,18 @@ async def hold(reactor: Any, client: Client, presence: Presence, options) -> Non
         async for event in presence.events():
             if not watching:
                 continue
-            if options["json"]:
-                print(json.dumps(event_json(event), ensure_ascii=False), flush=True)
-            else:
-                print(event_text(event), flush=True)
+            shown = [event]
+            if isinstance(event, PushesDropped):
+                # What the dropped pushes said is read again.
+                shown += [
+                    PresenceChanged(buddy.address, buddy.status, buddy.note)
+                    for buddy in await presence.buddies()
+                ]
+            for each in shown:
+                if options["json"]:
+                    print(json.dumps(event_json(each), ensure_ascii=False), flush=True)
+                else:
+                    print(event_text(each), flush=True)
     finally:
         keepalive.stop()
     raise ConnectionLost("the presence session ended")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from fmtp.client.api import Client
 from fmtp.client.protocol import ProtocolError
+from fmtp.objects import is_ascii_digits
 from fmtp.wire import Frame
 
 #: The subscription states a reply names (doc/protocol.md 9.3), each
@@ -106,7 +107,19 @@ class SubscriptionChanged:
     subscription: str
 
 
-PresenceEvent = PresenceChanged | SubscriptionRequested | SubscriptionChanged
+@dataclass(frozen=True, slots=True)
+class PushesDropped:
+    """
+    C{251}: the server dropped C{count} pushes while this client was not
+    reading; what they said is read again with L{Presence.buddies}.
+    """
+
+    count: int
+
+
+PresenceEvent = (
+    PresenceChanged | SubscriptionRequested | SubscriptionChanged | PushesDropped
+)
 
 
 def _header(frame: Frame, name: str) -> str:
@@ -154,6 +167,11 @@ def parse_event(frame: Frame) -> PresenceEvent | None:
         return SubscriptionChanged(
             _header(frame, "From"), _header(frame, "Subscription")
         )
+    if frame.code == 251:
+        count = _header(frame, "Dropped")
+        if not is_ascii_digits(count):
+            raise ProtocolError(f"251 with Dropped: {count[:20]!r}")
+        return PushesDropped(int(count))
     return None
 
 

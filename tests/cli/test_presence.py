@@ -12,10 +12,15 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
 import pytest_twisted
+from twisted.internet.testing import MemoryReactorClock
 
 from fmtp.cli import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from fmtp.cli.config import presence_server
+from fmtp.cli.presence import hold
+from fmtp.client import ConnectionLost
+from fmtp.client.presence import Buddy, PushesDropped
 from tests.cli.test_messaging import (  # noqa: F401 (fixtures)
     ANNABEL,
     COMMAND_TIMEOUT,
@@ -224,3 +229,41 @@ def test_presence_server_is_derived() -> None:
     assert presence_server("tcp:\\:\\:1:7070:timeout=5") == "tcp:\\:\\:1:7071:timeout=5"
     assert presence_server("udp:[::1]:7070") == "tcp:\\:\\:1:7071"
     assert presence_server("unix:/run/fmtp.sock") is None
+
+
+class DroppingPresence:
+    """
+    A presence session whose server dropped pushes: it says so once, and
+    BUDDIES tells the present.
+    """
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def events(self):
+        yield PushesDropped(5)
+
+    async def buddies(self) -> list[Buddy]:
+        self.asked += 1
+        return [
+            Buddy("annabel@poe.net", "both", "away", "out"),
+            Buddy("lost@lenore.org", "to", "unknown", ""),
+        ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_watch_catches_up_after_dropped_pushes(capsys) -> None:
+    """
+    A watcher that fell behind (251) prints what it missed as the present
+    state of each buddy, read again with BUDDIES.
+    """
+    reactor = MemoryReactorClock()
+    presence = DroppingPresence()
+    with pytest.raises(ConnectionLost):
+        await hold(reactor, object(), presence, {"presence": True, "json": False})
+    assert presence.asked == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "5 changes were missed while this was not reading; your buddies now:",
+        "annabel@poe.net is away: out",
+        "lost@lenore.org is unknown",
+    ]

@@ -18,12 +18,15 @@ from fmtp.client.presence import (
     Buddy,
     Presence,
     PresenceChanged,
+    PushesDropped,
     SessionStatus,
     SubscriptionChanged,
     SubscriptionRequested,
     parse_buddies,
+    parse_event,
 )
 from fmtp.client.protocol import ProtocolError
+from fmtp.wire import Frame
 from tests.integration.test_server import RunningServer
 
 EDGAR = "edgar@poe.net"
@@ -114,3 +117,11 @@ def test_parse_buddies() -> None:
     ]
     with pytest.raises(ProtocolError):
         parse_buddies(b"a@poe.net both\r\n")
+
+
+def test_parse_dropped_pushes() -> None:
+    frame = Frame("251", "*", "pushes dropped", {"Dropped": "3"})
+    assert parse_event(frame) == PushesDropped(3)
+    for bad in ({}, {"Dropped": "-1"}, {"Dropped": "many"}):
+        with pytest.raises(ProtocolError):
+            parse_event(Frame("251", "*", "pushes dropped", bad))
