@@ -88,6 +88,13 @@ def warm_sessions(sessions: int) -> int:
     return max(8, sessions // 10)
 
 
+def federated_subscribers(count: int) -> list[str]:
+    """
+    (k)'s subscribers, on poe.net, of a user of lenore.org.
+    """
+    return [f"fed{i}@{POE}" for i in range(count)]
+
+
 def presence_users(prefix: str, count: int) -> list[str]:
     """
     C{count} addresses of the presence server, one per session.
@@ -322,12 +329,18 @@ class Harness:
                 f"--domain={domain}",
                 f"--key-file={key_file}",
                 f"--dns={self.dns.dns_option}",
+                *LOGIN_LIMITS,
                 host=ADDRESSES[domain],
+                presence=self.wanted("(k)"),
             )
             zone = fmtp_zone(domain, server.host, server.port, [signer.public_key()])
             self.dns.set_zone(domain, zone)
             await server.add_accounts(self.reactor, [user])
             self.federated[domain] = server
+        if self.wanted("(k)"):
+            await self.federated[POE].add_accounts(
+                self.reactor, federated_subscribers(self.options["subscribers"])
+            )
 
     async def add_bridged_users(self) -> None:
         """
@@ -534,6 +547,39 @@ class Harness:
         if self.presence is not None:
             await self.fanout()
             await self.bridged()
+        if self.wanted("(k)"):
+            await self.federated_fanout()
+
+    async def federated_fanout(self) -> None:
+        """
+        (k): a status change of a user of lenore.org reaching their
+        C{--subscribers} subscribers on poe.net: one update between the
+        servers, then one push per session (doc/protocol.md 9.7).
+        """
+        o = self.options
+        count = o["subscribers"]
+        poe, lenore = self.federated[POE], self.federated[LENORE]
+        job = {
+            "workload": "fanout",
+            "count": count,
+            "changes": o["changes"],
+            "warm": 5,
+            "interval": 0.03,
+            "concurrency": 8,
+            "deadline": o["changes"] * 0.5 + 60,
+            "endpoint": [poe.host, poe.presence_port],
+            "target_endpoint": [lenore.host, lenore.presence_port],
+            "changers": 4,
+            "target": [LOST, PASSWORD],
+            "subscribers": [[u, PASSWORD] for u in federated_subscribers(count)],
+        }
+        prefix = f"(k) status across domains to {count} subscribers"
+        outcome = await self.latencies(prefix, job, None, None)
+        if outcome is not None:
+            self.rows[f"{prefix} p50"].detail = (
+                f"{len(outcome['latencies_ms'])} changes, {count} sessions on "
+                "the other domain"
+            )
 
     async def bridged(self) -> None:
         """

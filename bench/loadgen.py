@@ -592,11 +592,19 @@ async def subscribed(reactor, job: dict) -> tuple[list, list]:
         lambda: log_in(next(steps), subscribers),
         "subscriber logins",
     )
+    target_endpoint = job.get("target_endpoint", job["endpoint"])
     for _ in range(job["changers"]):
-        await log_in(target, changers)
+        changers.append(await login(reactor, target_endpoint, target))
     if target is None:
         return subscribers, changers
     approver = changers[0]
+    if target_endpoint != job["endpoint"]:
+        addresses = [a[0] for a in accounts]
+        await across_domains(reactor, job, subscribers, addresses, approver)
+        for connection in [*subscribers, *changers]:
+            await available(connection)
+        await all_see(reactor, job, subscribers, target[0])
+        return subscribers, changers
 
     async def subscribe(connection: Connection, address: str) -> None:
         answer = await connection.request("SUBSCRIBE", target[0])
@@ -615,6 +623,57 @@ async def subscribed(reactor, job: dict) -> tuple[list, list]:
     for changer in changers:
         await available(changer)
     return subscribers, changers
+
+
+def buddy_lines(body: bytes) -> list[list[str]]:
+    """
+    The BUDDIES lines: address, state, status (and the note's words).
+    """
+    return [line.split(" ") for line in body.decode().split("\r\n") if line]
+
+
+async def across_domains(
+    reactor, job: dict, subscribers: list, addresses: list, approver
+) -> None:
+    """
+    Each subscriber asks to see the target of another domain; the target
+    approves each request once its server has it (a request, not a
+    pre-approval, which has a rate of its own).
+    """
+    target = job["target"][0]
+    for connection in subscribers:
+        answer = await connection.request("SUBSCRIBE", target)
+        if answer.code != 200:
+            raise WorkloadError(f"SUBSCRIBE: {answer.verb} {answer.argument}")
+    waiting = set(addresses)
+    deadline = time.monotonic() + job["deadline"]
+    while waiting:
+        if time.monotonic() > deadline:
+            raise WorkloadError(f"{len(waiting)} requests never reached the target")
+        answer = await approver.request("BUDDIES")
+        for address, state, *_ in buddy_lines(answer.body):
+            if address in waiting and "pending-in" in state:
+                approved = await approver.request("APPROVE", address)
+                if approved.code != 200:
+                    raise WorkloadError(f"APPROVE: {approved.verb} {approved.argument}")
+                waiting.discard(address)
+        await task.deferLater(reactor, 0.1)
+
+
+async def all_see(reactor, job: dict, subscribers: list, target: str) -> None:
+    """
+    Wait until every subscriber sees the target, with a known status.
+    """
+    deadline = time.monotonic() + job["deadline"]
+    for connection in subscribers:
+        while True:
+            answer = await connection.request("BUDDIES")
+            lines = [b for b in buddy_lines(answer.body) if b[0] == target]
+            if lines and lines[0][1] in SEES and lines[0][2] != "unknown":
+                break
+            if time.monotonic() > deadline:
+                raise WorkloadError(f"a subscriber still sees {lines} of the target")
+            await task.deferLater(reactor, 0.1)
 
 
 async def fanout(reactor, job: dict) -> dict:
