@@ -76,7 +76,6 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
     def __init__(self, handler: HandlerCollection) -> None:
         self.handler = handler
         self.services = services = handler.services
-        self.callLater = services.reactor.callLater
         self._parser = FrameParser(services.limits)
         self._in_flight = 0
         # The in-flight cap was reached: reading waits until half are done.
@@ -106,6 +105,13 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         self.dropped_pushes = 0
         self._unreported_drops = 0
         self.session: Session | None = None
+
+    def callLater(self, delay: float, f, *args, **kwargs) -> IDelayedCall:
+        """
+        The server's clock, for L{TimeoutMixin} and this protocol's own
+        timers (a method, not a bound method kept by each connection).
+        """
+        return self.services.reactor.callLater(delay, f, *args, **kwargs)
 
     # The connection
 

@@ -5,6 +5,8 @@ datagram, one frame on its own.
 
 from __future__ import annotations
 
+import functools
+
 from fmtp.wire.frame import (
     DEFAULT_LIMITS,
     UNSOLICITED_TAG,
@@ -33,6 +35,20 @@ _BODY = 2  # body bytes
 _FAST_WINDOW = 4096
 
 
+@functools.lru_cache(maxsize=16)
+def _sizes_of(limits: Limits) -> tuple[int, int, int, int]:
+    """
+    The limits L{FrameParser.feed} reads, as one tuple shared by every
+    parser of a server (one each would cost every idle stream 72 bytes).
+    """
+    return (
+        limits.max_line,
+        limits.max_headers,
+        limits.max_header_bytes,
+        limits.max_body,
+    )
+
+
 class FrameParser:
     """
     Incremental parser for a stream: feed it bytes as they arrive and it
@@ -57,12 +73,7 @@ class FrameParser:
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
-        self._sizes = (
-            limits.max_line,
-            limits.max_headers,
-            limits.max_header_bytes,
-            limits.max_body,
-        )
+        self._sizes = _sizes_of(limits)
         # The fast path handles a head (command line and headers) that fits
         # in this many bytes, which keeps it within every limit.
         self._window = min(_FAST_WINDOW, limits.max_line, limits.max_header_bytes)
