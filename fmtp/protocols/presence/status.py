@@ -116,6 +116,16 @@ class Shown:
 #: What anyone who may not see a user sees, and what nobody online shows.
 NOTHING = Shown()
 
+
+def buddy_line(contact: str, state: str, seen: Shown) -> str:
+    """
+    One line of BUDDIES (doc/protocol.md 9.3), and of a bridge's RESYNC
+    after its user: C{CONTACT SP STATE SP STATUS [SP NOTE]} and CRLF.
+    """
+    note = f" {seen.note}" if seen.note else ""
+    return f"{contact} {state} {seen.status}{note}\r\n"
+
+
 _CANONICAL = {word: word for word in SETTABLE}
 #: The presence of each status word without a note: shared by every
 #: session and announcement that shows it, rather than one each.
