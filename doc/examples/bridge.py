@@ -14,7 +14,7 @@ fit in 1200 bytes.  Your own system would call L{Bridge.publish} as its
 users come and go, and again for those online before their Ttl ends.
 
 With --watch SECONDS it then prints, for that long, the notifications the
-server sends about those users (doc/protocol.md 9.7), checking each one's
+server sends about those users (doc/protocol.md 9.8), checking each one's
 MAC, and reads the whole state again with a RESYNC over TCP at the start
 and whenever a notification's Seq shows that some were lost.
 """

@@ -52,7 +52,7 @@ class BridgeClient(DatagramProtocol):
         self.cookie: str | None = None
         self.seq = 0
         self._waiting: dict[str, Deferred] = {}
-        #: The notifications received (doc/protocol.md 9.7), as sent.
+        #: The notifications received (doc/protocol.md 9.8), as sent.
         self.notifications: list[bytes] = []
 
     def datagramReceived(self, data: bytes, addr) -> None:

@@ -1,5 +1,5 @@
 """
-Notifications to ISP bridges (doc/protocol.md 9.7): the presence events
+Notifications to ISP bridges (doc/protocol.md 9.8): the presence events
 of a user a bridge publishes for, sent to the bridge in datagrams.
 
 A notification is the push a session of the user would get (9.4), one a

@@ -1,5 +1,5 @@
 """
-RESYNC (doc/protocol.md 9.7): over TCP, a bridge that lost notifications
+RESYNC (doc/protocol.md 9.8): over TCP, a bridge that lost notifications
 reads the current state of the subscriptions of the users it publishes
 for, and where the server's count of its notifications stands.
 

@@ -198,7 +198,7 @@ class PresenceCommands(CommandGroup):
 
     async def resync(self, frame: Frame, session: Session) -> Frame:
         """
-        An ISP bridge's RESYNC (doc/protocol.md 9.7), over a stream only
+        An ISP bridge's RESYNC (doc/protocol.md 9.8), over a stream only
         (not a datagram command: a datagram gets C{305}).
         """
         return await self.bridge_resync.resync(frame)

@@ -1,5 +1,5 @@
 """
-Unit tests of what the server sends ISP bridges (doc/protocol.md 9.7), on
+Unit tests of what the server sends ISP bridges (doc/protocol.md 9.8), on
 a Clock: the notifications of their users' presence events (signed,
 numbered, only to where a fresh PUBLISH came from, at the bridge's rate),
 and RESYNC over a stream (signed and numbered as PUBLISH, never replayed,
@@ -395,11 +395,11 @@ class ResyncAttackTests(ResyncTestCase):
 class DocumentedExampleTests(SynchronousTestCase):
     def test_the_macs_shown_in_protocol_md_are_right(self) -> None:
         """
-        The notification and the RESYNC of doc/protocol.md 9.7, whose
+        The notification and the RESYNC of doc/protocol.md 9.8, whose
         secret is C{a7} 32 times, carry the MACs a bridge computes.
         """
         text = (Path(__file__).parents[3] / "doc" / "protocol.md").read_text()
-        section = text[text.index("### 9.7") :]
+        section = text[text.index("### 9.8") :]
         blocks = re.findall(r"```\n(.*?)```", section, re.S)[:2]
         self.assertEqual(len(blocks), 2)
         for block in blocks:
