@@ -5,6 +5,8 @@ server from being used to amplify or reflect traffic.
 
 from __future__ import annotations
 
+from functools import partial
+
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -92,10 +94,30 @@ class FrameDatagramProtocol(DatagramProtocol):
                 reply(432, frame.tag, headers={"Cookie": cookie}), data, addr, False
             )
             return
-        session = Session(host=host, datagram=True, datagram_bytes=data)
+        session = Session(
+            host=host,
+            datagram=True,
+            datagram_bytes=data,
+            send_to_source=partial(self.send_unsolicited, addr=addr),
+        )
         d = Deferred.fromCoroutine(answer_request(self.handler, frame, session))
         d.addErrback(error_reply, frame.tag, self._log, host)
         d.addCallback(self._answer, data, addr, True)
+
+    def send_unsolicited(self, data: bytes, addr) -> bool:
+        """
+        Send C{data}, which no request of C{addr} asked for now, to
+        C{addr}: only for a command that learned C{addr} from a datagram
+        whose sender proved a secret (L{Session.send_to_source}), never
+        for an address taken from a payload.
+
+        @return: whether it was sent: not if larger than L{MAX_DATAGRAM},
+            nor once the listener stopped.
+        """
+        if len(data) > MAX_DATAGRAM or self.transport is None:
+            return False
+        self.transport.write(data, addr)
+        return True
 
     def _answer(self, answer: Frame, request: bytes, addr, verified: bool) -> None:
         host = addr[0]

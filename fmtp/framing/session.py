@@ -53,6 +53,11 @@ class Session:
     @ivar datagram: whether the request came in a datagram.
     @ivar datagram_bytes: that datagram as it came, for a command that
         checks a MAC over it (L{fmtp.auth.router.unsigned_bytes}).
+    @ivar send_to_source: sends a datagram, later, to the source of the
+        datagram this session is (through the listener it came in on);
+        it returns whether it was sent (never one over C{MAX_DATAGRAM}).
+        For a command whose sender proved a secret and asked to be told
+        things (an ISP bridge's PUBLISH); L{None} over streams.
     @ivar address: the logged-in address, or L{None}.
     @ivar login: the router session LOGIN opened (its C{key} is the
         session key), or L{None}.
@@ -63,6 +68,7 @@ class Session:
     host: str
     datagram: bool = False
     datagram_bytes: bytes = b""
+    send_to_source: Callable[[bytes], bool] | None = None
     address: str | None = None
     login: ISession | None = None
     token_hash: str | None = None

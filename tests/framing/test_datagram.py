@@ -387,6 +387,20 @@ class DatagramTests(SynchronousTestCase):
             f"datagram from 192.0.2.7: 552 datagram larger than {MAX_DATAGRAM} bytes",
         )
 
+    def test_sending_later_to_a_source_never_exceeds_the_limit(self) -> None:
+        """
+        What a command sends a datagram's source later (an ISP bridge's
+        notifications) goes to that source, through this listener, and
+        never larger than L{MAX_DATAGRAM}; nothing once it stopped.
+        """
+        self.assertTrue(self.protocol.send_unsolicited(b"x" * MAX_DATAGRAM, SOURCE))
+        self.assertFalse(
+            self.protocol.send_unsolicited(b"x" * (MAX_DATAGRAM + 1), SOURCE)
+        )
+        self.assertEqual(self.transport.sent, [(b"x" * MAX_DATAGRAM, SOURCE)])
+        self.protocol.transport = None
+        self.assertFalse(self.protocol.send_unsolicited(b"x", SOURCE))
+
     def test_default_cookie_lasts_five_to_ten_minutes(self) -> None:
         """
         doc/protocol.md, Datagrams, 2: a cookie is valid 5 to 10 minutes.

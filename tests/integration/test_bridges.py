@@ -21,14 +21,17 @@ from twisted.internet.defer import (
     ensureDeferred,
     gatherResults,
 )
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.internet.threads import deferToThread
 
 from fmtp.accounts import hash_password
+from fmtp.auth.router import datagram_mac, unsigned_bytes
 from fmtp.objects import user_object
-from fmtp.protocols.presence.bridges import signed_publish
+from fmtp.protocols.presence.bridgeresync import signed_resync
+from fmtp.protocols.presence.bridges import sign_frame, signed_publish
 from fmtp.store.bridges import Bridge
-from fmtp.wire import Frame, parse_datagram
+from fmtp.wire import UNSOLICITED_TAG, Frame, FrameParser, parse_datagram, reply
 from tests.helpers import eventually, within
 from tests.integration.test_presence import ANNABEL, ask, presence_session, pushed
 from tests.integration.test_server import EDGAR, PASSWORD, RunningServer
@@ -49,9 +52,14 @@ class BridgeClient(DatagramProtocol):
         self.cookie: str | None = None
         self.seq = 0
         self._waiting: dict[str, Deferred] = {}
+        #: The notifications received (doc/protocol.md 9.8), as sent.
+        self.notifications: list[bytes] = []
 
     def datagramReceived(self, data: bytes, addr) -> None:
         frame = parse_datagram(data)
+        if frame.tag == UNSOLICITED_TAG:
+            self.notifications.append(data)
+            return
         waiting = self._waiting.pop(frame.tag, None)
         if waiting is not None:
             waiting.callback(frame)
@@ -95,6 +103,60 @@ class BridgeClient(DatagramProtocol):
                 return answer
             self.cookie = answer.headers["Cookie"]
         raise AssertionError("no cookie accepted")
+
+
+class RawStream(Protocol):
+    """
+    A TCP connection that sends bytes exactly as given (a bridge's signed
+    RESYNC) and keeps the frames it receives.
+    """
+
+    def __init__(self) -> None:
+        self.parser = FrameParser()
+        self.frames: list[Frame] = []
+        self.closed = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.frames.extend(self.parser.feed(data))
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed.callback(None)
+
+
+async def raw_stream(server: RunningServer) -> RawStream:
+    port = int(server.presence_tcp.rsplit(":", 1)[1])
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
+    stream = await within(connectProtocol(endpoint, RawStream()))
+    await eventually(lambda: stream.frames or None, timeout=5.0)  # the greeting
+    stream.frames.clear()
+    return stream
+
+
+async def resync(stream: RawStream, data: bytes) -> Frame:
+    stream.transport.write(data)
+    await eventually(lambda: stream.frames or None, timeout=5.0)
+    return stream.frames.pop(0)
+
+
+def checked_notification(data: bytes) -> Frame:
+    """
+    A notification, once its MAC is checked as a bridge checks it.
+    """
+    frame = parse_datagram(data)
+    assert frame.headers.pop("Mac") == datagram_mac(SECRET, unsigned_bytes(data))
+    return frame
+
+
+async def bridge_and_two_users(server, subscriber: str, target: str):
+    """
+    The bridge poe-isp for every user of poe.net, Edgar and Annabel,
+    C{subscriber} seeing C{target}; Annabel's presence session.
+    """
+    await server.services.store.add_bridge(Bridge("poe-isp", "*@poe.net", SECRET, 0.0))
+    await server.add_account(ANNABEL, PASSWORD)
+    await server.add_account(EDGAR, PASSWORD)
+    await subscribed(server, subscriber, target)
+    return await presence_session(server, ANNABEL)
 
 
 @pytest.fixture
@@ -233,6 +295,61 @@ async def test_a_bridge_publishes_ten_thousand_changes_for_a_thousand_users(
         await within(annabel.closed)
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_bridge_is_notified_and_resyncs_over_tcp(server) -> None:
+    """
+    Edgar, whom the bridge publishes, sees Annabel, who is logged in over
+    TCP: her change reaches the bridge's UDP socket as a signed
+    notification, and a RESYNC over TCP gives the bridge Edgar's list
+    and where the notifications stand; the same RESYNC again is refused.
+    """
+    annabel = await bridge_and_two_users(server, EDGAR, ANNABEL)
+    bridge = BridgeClient(server.presence_udp_port)
+    port = reactor.listenUDP(0, bridge, interface="127.0.0.1")
+    streams = []
+    try:
+        assert (await ask(annabel, "STATUS", "online")).code == 200
+        answer = await bridge.publish(f"{EDGAR} online")
+        assert answer.headers == {"Applied": "1"}, answer
+        assert (await ask(annabel, "STATUS", "busy", {"Note": "writing"})).code == 200
+
+        def told_busy():
+            frames = [checked_notification(d) for d in bridge.notifications]
+            return [f for f in frames if f.headers.get("Status") == "busy"] or None
+
+        [busy] = await eventually(told_busy, timeout=10.0)
+        assert (busy.verb, busy.tag) == ("252", "*")
+        assert busy.headers["Bridge"] == "poe-isp"
+        assert busy.headers["To"] == EDGAR
+        assert (busy.headers["From"], busy.headers["Note"]) == (ANNABEL, "writing")
+        last = max(
+            int(checked_notification(d).headers["Seq"]) for d in bridge.notifications
+        )
+
+        bridge.seq += 1
+        request = signed_resync("poe-isp", SECRET, bridge.seq, "r1")
+        streams.append(await raw_stream(server))
+        state = await resync(streams[0], request)
+        assert state.code == 200, state
+        assert state.headers["Notify-Seq"] == str(last)
+        assert state.headers["Users"] == "1"
+        assert state.body.decode().splitlines() == [
+            f"{EDGAR} {ANNABEL} to busy writing"
+        ]
+        # Captured and sent again, on another connection: refused.
+        streams.append(await raw_stream(server))
+        assert (await resync(streams[1], request)).code == 503
+        bad = signed_resync("poe-isp", "00" * 32, bridge.seq + 1, "r2")
+        assert (await resync(streams[1], bad)).code == 535
+    finally:
+        for stream in streams:
+            stream.transport.loseConnection()
+            await within(stream.closed)
+        await port.stopListening()
+        annabel.transport.loseConnection()
+        await within(annabel.closed)
+
+
 def example_bridge_module():
     """
     doc/examples/bridge.py, the example an ISP copies, imported by path.
@@ -251,11 +368,7 @@ async def test_the_example_bridge_script_publishes(server) -> None:
     blocking sockets), against a real server.
     """
     example = example_bridge_module()
-    await server.services.store.add_bridge(Bridge("poe-isp", "*@poe.net", SECRET, 0.0))
-    await server.add_account(ANNABEL, PASSWORD)
-    await server.add_account(EDGAR, PASSWORD)
-    await subscribed(server, ANNABEL, EDGAR)
-    annabel = await presence_session(server, ANNABEL)
+    annabel = await bridge_and_two_users(server, ANNABEL, EDGAR)
     try:
         assert (await ask(annabel, "STATUS", "online")).code == 200
         lines = [f"{EDGAR} busy in a meeting", "nobody@lenore.org online"]
@@ -276,5 +389,61 @@ async def test_the_example_bridge_script_publishes(server) -> None:
         assert replies[0]["Refused"] == "2=554"
         await pushed(annabel, 252, From=EDGAR, Status="busy", Note="in a meeting")
     finally:
+        annabel.transport.loseConnection()
+        await within(annabel.closed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_example_bridge_checks_notifications_and_resyncs(server) -> None:
+    """
+    doc/examples/bridge.py's Bridge, against a real server (in a thread:
+    blocking sockets): it takes Annabel's change as a valid notification,
+    refuses a forged one, sees a gap in the Seq and RESYNCs over TCP.
+    """
+    example = example_bridge_module()
+    annabel = await bridge_and_two_users(server, EDGAR, ANNABEL)
+    tcp_port = int(server.presence_tcp.rsplit(":", 1)[1])
+    bridge = example.Bridge(
+        "127.0.0.1", server.presence_udp_port, "poe-isp", SECRET, timeout=5.0
+    )
+    told: list[tuple[str, dict[str, str]]] = []
+    bridge.on_notification = lambda code, headers: told.append((code, headers))
+    try:
+        assert (await ask(annabel, "STATUS", "online")).code == 200
+        state = await within(deferToThread(bridge.resync, tcp_port), 10.0)
+        assert state == [] and not bridge.resync_needed
+        await within(deferToThread(bridge.publish, [f"{EDGAR} online"]), 10.0)
+        assert (await ask(annabel, "STATUS", "away")).code == 200
+        await within(deferToThread(bridge.receive, 2.0), 10.0)
+        assert [(c, h["From"], h["Status"]) for c, h in told] == [
+            ("252", ANNABEL, "away")
+        ]
+        assert not bridge.resync_needed
+        forged = sign_frame(
+            reply(
+                252,
+                UNSOLICITED_TAG,
+                headers={
+                    "Bridge": "poe-isp",
+                    "Seq": str(bridge.notify_seq + 1),
+                    "To": EDGAR,
+                    "From": ANNABEL,
+                    "Status": "online",
+                },
+            ),
+            "00" * 32,
+        )
+        assert not bridge.take_notification(forged)
+        assert not bridge.take_notification(b"garbage")
+        # A notification lost (taken off here): the next shows a gap.
+        bridge.notify_seq -= 1
+        assert (await ask(annabel, "STATUS", "busy")).code == 200
+        await within(deferToThread(bridge.receive, 2.0), 10.0)
+        assert bridge.resync_needed
+        state = await within(deferToThread(bridge.resync, tcp_port), 10.0)
+        assert state == [f"{EDGAR} {ANNABEL} to busy"]
+        assert not bridge.resync_needed
+    finally:
+        bridge.close()
         annabel.transport.loseConnection()
         await within(annabel.closed)

@@ -11,6 +11,10 @@ older than the window, and answers a repeat of an accepted datagram as
 the first time without applying it again.  Within the window datagrams
 may arrive in any order: a user's presence is set only by a newer number
 than the one that last set it.
+
+The same authentication, and the same window, serve the bridge's RESYNC
+over TCP (L{fmtp.protocols.presence.bridgeresync}); a fresh PUBLISH also
+tells the L{BridgeNotifier} where the bridge's notifications go.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import enum
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -38,6 +44,9 @@ from fmtp.protocols.presence.status import (
 from fmtp.ratelimit import LogLimiter
 from fmtp.store.bridges import Bridge
 from fmtp.wire import Frame, reply, request, serialize
+
+if TYPE_CHECKING:
+    from fmtp.protocols.presence.bridgenotify import BridgeNotifier
 
 #: Sequence numbers a bridge's window remembers behind its highest.
 WINDOW = 1024
@@ -130,6 +139,11 @@ class BridgeState:
     window: ReplayWindow = field(default_factory=ReplayWindow)
     answers: dict[int, tuple[bytes, Frame]] = field(default_factory=dict)
     set_by: dict[str, int] = field(default_factory=dict)
+    #: The users it publishes for now, with when their presence ends
+    #: (on the clock), for its RESYNC; pruned of ended ones when it
+    #: doubles (L{published_at}), so that it costs O(1) a datagram.
+    published: dict[str, float] = field(default_factory=dict)
+    prune_at: int = WINDOW
 
     def forget_old(self) -> None:
         """
@@ -141,6 +155,27 @@ class BridgeState:
             self.answers = {s: a for s, a in self.answers.items() if s > oldest}
         if len(self.set_by) > 2 * self.window.size:
             self.set_by = {u: s for u, s in self.set_by.items() if s > oldest}
+
+    def published_at(self, now: float) -> list[str]:
+        """
+        The users whose presence it published has not ended at C{now}
+        (by its C{Ttl}, or C{offline}), sorted; the ended ones forgotten.
+        """
+        self.published = {u: end for u, end in self.published.items() if end > now}
+        self.prune_at = max(WINDOW, 2 * len(self.published))
+        return sorted(self.published)
+
+    def publishing(self, address: str, status: str, now: float, ttl: int) -> None:
+        """
+        Remember that C{address}'s presence is now C{status}, for C{ttl}
+        seconds from C{now}.
+        """
+        if status == OFFLINE:
+            self.published.pop(address, None)
+            return
+        self.published[address] = now + ttl
+        if len(self.published) > self.prune_at:
+            self.published_at(now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,18 +189,33 @@ def _header_number(frame: Frame, name: str, default: int | None, top: int) -> in
     text = frame.headers.get(name)
     if text is None:
         if default is None:
-            raise InvalidObject(f"PUBLISH needs a {name} header")
+            raise InvalidObject(f"{frame.verb} needs a {name} header")
         return default
     if not _DIGITS.fullmatch(text) or int(text) > top:
         raise InvalidObject(f"{name} must be a whole number from 0 to {top}")
     return int(text)
 
 
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """
+    A request a bridge signed, and where its C{Seq} stands in its window.
+    """
+
+    bridge: Bridge
+    state: BridgeState
+    seq: int
+    seen: Seen
+
+
 class BridgePublishing:
     """
-    Checks and applies the PUBLISH datagrams of the server's bridges.
+    Checks and applies the PUBLISH datagrams of the server's bridges, and
+    authenticates their other requests (RESYNC) the same way.
 
     @param store: provides L{fmtp.interfaces.IBridgeStore}.
+    @param notifier: told where each bridge sends its fresh PUBLISH from,
+        which is where its notifications go.
     """
 
     _log = Logger()
@@ -176,11 +226,13 @@ class BridgePublishing:
         domain: str,
         store,
         presence: PresenceService,
+        notifier: BridgeNotifier | None = None,
     ) -> None:
         self._clock = clock
         self._domain = domain
         self._store = store
         self._presence = presence
+        self._notifier = notifier
         self._states: dict[str, BridgeState] = {}
         self._cached: dict[str, tuple[Bridge | None, float]] = {}
         self._log_limiter = LogLimiter(clock, rate=0.1, burst=1)
@@ -196,24 +248,27 @@ class BridgePublishing:
         self._cached[name] = (bridge, now)
         if bridge is None:
             self._states.pop(name, None)
+            if self._notifier is not None:
+                self._notifier.forget(name)
         return bridge
 
-    async def publish(self, frame: Frame, data: bytes) -> Frame:
+    async def authenticate(self, frame: Frame, data: bytes) -> Authenticated:
         """
-        Check and apply one PUBLISH.
+        Check a bridge's signed request: its C{Bridge}, C{Seq} and C{Mac}
+        headers, the MAC over C{data} without its C{Mac} line, and that
+        its C{Seq} is not older than the window.  The caller decides what
+        a C{Seq} used before means, and accepts the new one once served.
 
-        @param data: the datagram it came in, which its MAC covers.
-        @raise FMTPError: for a refusal of the whole datagram.
+        @param data: the request's bytes, which its MAC covers.
+        @raise FMTPError: C{501} for a missing or malformed header, C{535}
+            alike for an unknown bridge and a bad MAC, C{503} for a C{Seq}
+            older than the window.
         """
         name = frame.headers.get("Bridge", "")
         mac = frame.headers.get("Mac")
         if not name or mac is None:
-            raise InvalidObject("PUBLISH needs Bridge, Seq and Mac headers")
+            raise InvalidObject(f"{frame.verb} needs Bridge, Seq and Mac headers")
         seq = _header_number(frame, "Seq", None, MAX_SEQ)
-        ttl = _header_number(frame, "Ttl", DEFAULT_TTL, MAX_TTL)
-        if ttl == 0:
-            raise InvalidObject(f"Ttl must be a whole number from 1 to {MAX_TTL}")
-        priority = parse_priority(frame.headers.get("Priority", "0"))
         bridge = await self._bridge(name)
         expected = datagram_mac(
             bridge.secret if bridge else _NO_KEY, unsigned_bytes(data)
@@ -224,17 +279,41 @@ class BridgePublishing:
         state = self._states.get(name)
         if state is None or state.secret != bridge.secret:
             state = self._states[name] = BridgeState(bridge.secret)
-        digest = hashlib.sha256(data).digest()
         seen = state.window.check(seq)
         if seen is Seen.TOO_OLD:
             raise SeqRefused(
                 f"Seq {seq} is older than the last {state.window.size} seen"
             )
-        if seen is Seen.USED:
+        return Authenticated(bridge, state, seq, seen)
+
+    async def publish(
+        self,
+        frame: Frame,
+        data: bytes,
+        send_to_source: Callable[[bytes], bool] | None = None,
+    ) -> Frame:
+        """
+        Check and apply one PUBLISH.
+
+        @param data: the datagram it came in, which its MAC covers.
+        @param send_to_source: sends a datagram to where it came from:
+            where the bridge's notifications go once it is found fresh.
+        @raise FMTPError: for a refusal of the whole datagram.
+        """
+        ttl = _header_number(frame, "Ttl", DEFAULT_TTL, MAX_TTL)
+        if ttl == 0:
+            raise InvalidObject(f"Ttl must be a whole number from 1 to {MAX_TTL}")
+        priority = parse_priority(frame.headers.get("Priority", "0"))
+        signed = await self.authenticate(frame, data)
+        bridge, state, seq = signed.bridge, signed.state, signed.seq
+        digest = hashlib.sha256(data).digest()
+        if signed.seen is Seen.USED:
             earlier = state.answers.get(seq)
             if earlier is not None and earlier[0] == digest:
                 return earlier[1]
             raise SeqRefused(f"Seq {seq} was used already")
+        if self._notifier is not None and send_to_source is not None:
+            self._notifier.heard_from(bridge, send_to_source)
         answer = self._apply(frame, bridge, state, seq, ttl, priority)
         state.window.accept(seq)
         state.answers[seq] = (digest, answer)
@@ -251,10 +330,12 @@ class BridgePublishing:
         priority: int,
     ) -> Frame:
         updates, refused = self._parse(frame.body, bridge)
+        now = self._clock.seconds()
         for update in updates:
             if state.set_by.get(update.address, -1) > seq:
                 continue  # a newer datagram set this user already
             state.set_by[update.address] = seq
+            state.publishing(update.address, update.status, now, ttl)
             self._presence.publish(
                 update.address,
                 bridge.name,
@@ -319,6 +400,19 @@ class BridgePublishing:
         )
 
 
+def sign_frame(frame: Frame, secret: str) -> bytes:
+    """
+    C{frame} as a bridge or the server sends it signed with a bridge's
+    C{secret}: serialized, with a first header C{Mac}, the HMAC of the
+    bytes without that line (what L{BridgePublishing.authenticate} and a
+    bridge check).
+    """
+    unsigned = serialize(frame)
+    mac = datagram_mac(secret, unsigned)
+    command_end = unsigned.index(b"\r\n") + 2
+    return unsigned[:command_end] + f"Mac: {mac}\r\n".encode() + unsigned[command_end:]
+
+
 def signed_publish(
     bridge: str,
     secret: str,
@@ -338,7 +432,4 @@ def signed_publish(
     if cookie is not None:
         headers["Cookie"] = cookie
     body = "".join(f"{line}\r\n" for line in lines).encode()
-    unsigned = serialize(request("PUBLISH", tag, headers=headers, body=body))
-    mac = datagram_mac(secret, unsigned)
-    command_end = unsigned.index(b"\r\n") + 2
-    return unsigned[:command_end] + f"Mac: {mac}\r\n".encode() + unsigned[command_end:]
+    return sign_frame(request("PUBLISH", tag, headers=headers, body=body), secret)

@@ -1,7 +1,8 @@
 """
 The presence commands (doc/protocol.md section 9): STATUS, SUBSCRIBE,
-UNSUBSCRIBE, APPROVE, DENY and BUDDIES; PUBLISH from ISP bridges; and
-the frames pushed for the presence events.
+UNSUBSCRIBE, APPROVE, DENY and BUDDIES; PUBLISH and RESYNC from ISP
+bridges; and the frames pushed for the presence events (to sessions, and
+to bridges as notifications).
 
 They only parse frames into calls of the server's L{PresenceService} and
 its answers into frames; every command acts for the logged-in user.
@@ -17,6 +18,8 @@ from fmtp.errors import InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, required_argument
 from fmtp.framing.session import Session
 from fmtp.interfaces import ISession
+from fmtp.protocols.presence.bridgenotify import BridgeNotifier
+from fmtp.protocols.presence.bridgeresync import BridgeResync
 from fmtp.protocols.presence.bridges import BridgePublishing
 from fmtp.protocols.presence.events import PRESENCE, REQUEST, SUBSCRIPTION
 from fmtp.protocols.presence.service import (
@@ -27,6 +30,7 @@ from fmtp.protocols.presence.service import (
 from fmtp.protocols.presence.status import (
     OFFLINE,
     Shown,
+    buddy_line,
     parse_note,
     parse_priority,
     parse_resource,
@@ -75,8 +79,9 @@ def render_subscription(event: Event) -> Frame:
 
 class PresenceCommands(CommandGroup):
     """
-    The presence commands, over streams; and PUBLISH, by which ISP
-    bridges set their users' presence, over datagrams.
+    The presence commands, over streams; PUBLISH, by which ISP bridges
+    set their users' presence, over datagrams; and RESYNC, by which they
+    read their users' subscriptions again, over streams.
 
     @param settings: the grace period and limits of the server's
         L{PresenceService}, which this group builds (once per server); by
@@ -112,16 +117,26 @@ class PresenceCommands(CommandGroup):
             "DENY": self._subscription_command(self.presence.deny),
             "BUDDIES": self.buddies,
             "PUBLISH": self.publish,
+            "RESYNC": self.resync,
         }
         self.datagram_commands = frozenset({"PUBLISH"})
-        self.bridges = BridgePublishing(
-            services.reactor, services.domain, services.store, self.presence
-        )
         self.renderers = {
             PRESENCE: render_presence,
             REQUEST: render_request,
             SUBSCRIPTION: render_subscription,
         }
+        self.notifier = BridgeNotifier(services.reactor, self.renderers)
+        self.presence.bridge_notify = self.notifier.notify
+        self.bridges = BridgePublishing(
+            services.reactor,
+            services.domain,
+            services.store,
+            self.presence,
+            self.notifier,
+        )
+        self.bridge_resync = BridgeResync(
+            services.reactor, self.bridges, self.presence, self.notifier
+        )
 
     @staticmethod
     def _login(session: Session) -> ISession:
@@ -184,14 +199,22 @@ class PresenceCommands(CommandGroup):
         """
         if not session.datagram:
             return reply(503, frame.tag, "PUBLISH is sent in a UDP datagram")
-        return await self.bridges.publish(frame, session.datagram_bytes)
+        return await self.bridges.publish(
+            frame, session.datagram_bytes, session.send_to_source
+        )
+
+    async def resync(self, frame: Frame, session: Session) -> Frame:
+        """
+        An ISP bridge's RESYNC (doc/protocol.md 9.8), over a stream only
+        (not a datagram command: a datagram gets C{305}).
+        """
+        return await self.bridge_resync.resync(frame)
 
     async def buddies(self, frame: Frame, session: Session) -> Frame:
         user = self._login(session).address
         lines = []
         for contact, state, shown in await self.presence.buddies(user):
-            note = f" {shown.note}" if shown.note else ""
-            lines.append(f"{contact} {state} {shown.status}{note}\r\n")
+            lines.append(buddy_line(contact, state, shown))
         return reply(200, frame.tag, body="".join(lines).encode())
 
     def connection_lost(self, session: Session) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.application.service import Service
@@ -122,6 +123,11 @@ class PresenceService(Service):
     """
 
     _log = Logger()
+
+    #: Called as C{bridge_notify(bridge, address, event)} for each event
+    #: pushed to C{address} while a bridge publishes their presence (the
+    #: bridge's notifications, L{fmtp.protocols.presence.bridgenotify}).
+    bridge_notify: Callable[[str, str, Event], None] | None = None
 
     def __init__(
         self,
@@ -429,6 +435,9 @@ class PresenceService(Service):
                 if told is not None and event.kind == REQUEST:
                     told.add(event.payload)
                 self._router.deliver_to(entry.login, event)
+            elif entry.bridged and self.bridge_notify is not None:
+                # Their bridge is sent it (bridgenotify).
+                self.bridge_notify(entry.resource, address, event)
 
     async def _welcome(self, entry: SessionPresence) -> None:
         """

@@ -121,6 +121,16 @@ NOTHING = Shown()
 #: What is shown of a remote user nobody can vouch for now.
 UNKNOWN_SHOWN = Shown(UNKNOWN)
 
+
+def buddy_line(contact: str, state: str, seen: Shown) -> str:
+    """
+    One line of BUDDIES (doc/protocol.md 9.3), and of a bridge's RESYNC
+    after its user: C{CONTACT SP STATE SP STATUS [SP NOTE]} and CRLF.
+    """
+    note = f" {seen.note}" if seen.note else ""
+    return f"{contact} {state} {seen.status}{note}\r\n"
+
+
 _CANONICAL = {word: word for word in SETTABLE}
 _SHOWABLE = {word: word for word in SETTABLE - {INVISIBLE}} | {OFFLINE: OFFLINE}
 #: The presence of each status word without a note: shared by every

@@ -32,7 +32,7 @@ from fmtp.protocols.presence.bridges import (
 )
 from fmtp.protocols.presence.plugin import PresenceProtocolPlugin
 from fmtp.store.bridges import Bridge
-from fmtp.wire import parse_datagram, request, serialize
+from fmtp.wire import UNSOLICITED_TAG, parse_datagram, request, serialize
 from tests.framing.test_datagram import RecordingDatagramTransport
 from tests.protocols.presence.test_commands import (
     ANNABEL,
@@ -44,6 +44,14 @@ from tests.protocols.presence.test_commands import (
 SECRET = "5e" * 32
 BRIDGE = Bridge("poe-dsl", "edgar@poe.net annabel@poe.net", SECRET, 0.0)
 SOURCE = ("192.0.2.7", 5353)
+
+
+def is_notification(data: bytes) -> bool:
+    """
+    Whether the server sent C{data} to a bridge unasked: a signed push.
+    """
+    frame = parse_datagram(data)
+    return frame.tag == UNSOLICITED_TAG and "Mac" in frame.headers
 
 
 class ReplayWindowTests(SynchronousTestCase):
@@ -85,6 +93,8 @@ class BridgeTestCase(PresenceTestCase):
             self.services
         )
         self.transport = RecordingDatagramTransport()
+        #: The notifications sent to the bridge, with where they went.
+        self.notified: list[tuple[bytes, tuple]] = []
         self.listener.makeConnection(self.transport)
         self.subscribed(ANNABEL, EDGAR)
         self.annabel = self.logged_in(ANNABEL, "online")
@@ -95,13 +105,18 @@ class BridgeTestCase(PresenceTestCase):
         """
         What the listener sent back for C{data}: never more than one
         datagram, never to another address, never larger than C{data}.
+        The notifications it made the server send the bridge (tag C{*}),
+        to the same address, are kept apart in L{notified}.
         """
         self.listener.datagramReceived(data, source)
         self.clock.advance(0)
         sent, self.transport.sent = self.transport.sent, []
-        self.assertLessEqual(len(sent), 1)
-        for answer, addr in sent:
+        for _, addr in sent:
             self.assertEqual(addr, source)
+        self.notified.extend(a for a in sent if is_notification(a[0]))
+        sent = [a for a in sent if not is_notification(a[0])]
+        self.assertLessEqual(len(sent), 1)
+        for answer, _ in sent:
             self.assertLessEqual(len(answer), len(data))
         return [answer for answer, _ in sent]
 

@@ -182,8 +182,8 @@ class StatusTests(PresenceTestCase):
         self.assertEqual(capa.headers["Protocol"], "presence")
         self.assertEqual(
             capa.headers["Commands"],
-            "APPROVE BUDDIES CAPA DENY LOGIN LOGOUT PUBLISH QUIT STATUS SUBSCRIBE "
-            "UNSUBSCRIBE",
+            "APPROVE BUDDIES CAPA DENY LOGIN LOGOUT PUBLISH QUIT RESYNC STATUS "
+            "SUBSCRIBE UNSUBSCRIBE",
         )
 
 
