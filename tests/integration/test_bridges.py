@@ -447,3 +447,42 @@ async def test_the_example_bridge_checks_notifications_and_resyncs(server) -> No
         bridge.close()
         annabel.transport.loseConnection()
         await within(annabel.closed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_captured_publish_replayed_after_a_restart_is_refused(tmp_path) -> None:
+    """
+    The anti-replay window lives in memory, so a restart forgets it; but
+    every PUBLISH carries its source's cookie under its MAC, and cookies
+    are keyed by a secret each run draws anew: a datagram captured before
+    a restart and sent again after it is answered 432 and applies nothing.
+    """
+    listeners = ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
+    first = await RunningServer(tmp_path, presence_listeners=listeners).start()
+    await first.services.store.add_bridge(Bridge("poe-isp", "*@poe.net", SECRET, 0.0))
+    await first.add_account(EDGAR, PASSWORD)
+    bridge = BridgeClient(first.presence_udp_port)
+    port = reactor.listenUDP(0, bridge, interface="127.0.0.1")
+    try:
+        sent: list[bytes] = []
+        write = bridge.transport.write
+        bridge.transport.write = lambda data, addr: (
+            sent.append(data),
+            write(data, addr),
+        )
+        answer = await bridge.publish(f"{EDGAR} online")
+        assert answer.headers == {"Applied": "1"}, answer
+        captured = sent[-1]
+        await first.stop()
+
+        again = await RunningServer(tmp_path, presence_listeners=listeners).start()
+        try:
+            bridge.server = ("127.0.0.1", again.presence_udp_port)
+            replayed = await within(bridge._send(captured, str(bridge.seq)), 5.0)
+            assert replayed.code == 432, replayed
+            shown = await again.services.presence.shown_to(EDGAR, EDGAR)
+            assert shown.status == "offline", shown
+        finally:
+            await again.stop()
+    finally:
+        await port.stopListening()
