@@ -171,7 +171,7 @@ class PresenceFederation:
             clock, settings.remote_rate, settings.remote_burst
         )
         self._log_limiter = LogLimiter(clock, rate=1.0, burst=10.0)
-        self._last_action: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._last_action: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
         self._followed: set[str] = set()
         self._probing: set[str] = set()
         self._sweep = PeriodicSweep(
@@ -228,11 +228,10 @@ class PresenceFederation:
             raise TooManyRequests("too many subscription actions, slow down")
         actor = normalize_address(obj.properties["From"])
         [user] = recipients
-        ms, _ = parse_object_id(obj.id)
-        if self._overtaken(actor, user, ms):
+        if self._overtaken(actor, user, obj.id):
             self._log.info(
-                "Presence: {action} from {actor} to {user} is older than the "
-                "last applied: ignored",
+                "Presence: {action} from {actor} to {user} is the last applied "
+                "or older: ignored",
                 action=action,
                 actor=actor,
                 user=user,
@@ -247,17 +246,21 @@ class PresenceFederation:
             await self._denied(actor, user)
         return [RecipientResult(user, 250, "subscription taken")]
 
-    def _overtaken(self, actor: str, user: str, ms: int) -> bool:
+    def _overtaken(self, actor: str, user: str, object_id: str) -> bool:
         """
-        Whether an action of C{actor}'s about C{user} newer than C{ms} was
-        applied: the older one is a replay, or a retry it overtook.
+        Whether the action C{object_id} of C{actor}'s about C{user}, or one
+        newer, was the last applied: this one again is a replay (a relay
+        that carried it, a retry after a lost acknowledgement), and an
+        older one a retry it overtook.  Applied again, a request would be
+        put to a user who denied it since.
         """
         key = (actor, user)
+        ms, _ = parse_object_id(object_id)
         last = self._last_action.pop(key, None)
-        if last is not None and ms < last:
+        if last is not None and (ms < last[0] or object_id == last[1]):
             self._last_action[key] = last
             return True
-        self._last_action[key] = ms
+        self._last_action[key] = (ms, object_id)
         if len(self._last_action) > MAX_REMEMBERED:
             self._last_action.popitem(last=False)
         return False

@@ -352,6 +352,24 @@ class ActionTests(FederationTestCase):
         self.deliver(LOST, EDGAR, "request", at=now)
         self.assertEqual(self.now(self.service.subscriptions.waiting_for, EDGAR), [])
 
+    def test_the_same_action_delivered_again_is_not_applied_again(self) -> None:
+        # A relay that carried Lost's request replays it (or the queue
+        # retries it after a lost acknowledgement) once Edgar denied it:
+        # Edgar is not asked again; the denial stands.
+        obj = FMTPObject(
+            new_object_id(LOST, self.clock.seconds()),
+            SUBSCRIPTION_TYPE,
+            {"From": LOST, "To": EDGAR, "Subscription": "request"},
+        )
+        handler = self.links.types[SUBSCRIPTION_TYPE]
+        self.now(handler, obj, [EDGAR], "lenore.org")
+        self.now(self.service.deny, EDGAR, LOST)
+        self.pushes.clear()
+        [result] = self.now(handler, obj, [EDGAR], "lenore.org")
+        self.assertEqual(result.code, 250)
+        self.assertEqual(self.pushes, [])
+        self.assertEqual(self.now(self.service.subscriptions.waiting_for, EDGAR), [])
+
     def test_a_burst_of_actions_from_one_domain_is_refused_for_a_while(self) -> None:
         for n in range(int(SETTINGS.remote_burst)):
             self.deliver(f"u{n}@lenore.org", EDGAR, "unsubscribe")
