@@ -228,6 +228,7 @@ class PresenceFederation:
             raise TooManyRequests("too many subscription actions, slow down")
         actor = normalize_address(obj.properties["From"])
         [user] = recipients
+        before = self._last_action.get((actor, user))
         if self._overtaken(actor, user, obj.id):
             self._log.info(
                 "Presence: {action} from {actor} to {user} is the last applied "
@@ -236,7 +237,23 @@ class PresenceFederation:
                 actor=actor,
                 user=user,
             )
-        elif action == REQUEST:
+            return [RecipientResult(user, 250, "subscription taken")]
+        try:
+            await self._apply_action(action, actor, user)
+        except BaseException:
+            # Not applied: its retry must not pass for a replay.
+            if self._last_action.get((actor, user), (0, ""))[1] == obj.id:
+                del self._last_action[actor, user]
+                if before is not None:
+                    self._last_action[actor, user] = before
+            raise
+        return [RecipientResult(user, 250, "subscription taken")]
+
+    async def _apply_action(self, action: str, actor: str, user: str) -> None:
+        """
+        Do what remote C{actor} did to the subscription with local C{user}.
+        """
+        if action == REQUEST:
             await self._requested(actor, user)
         elif action == UNSUBSCRIBE:
             await self._store.unsubscribe(actor, user)
@@ -244,7 +261,6 @@ class PresenceFederation:
             await self._approved(actor, user)
         else:
             await self._denied(actor, user)
-        return [RecipientResult(user, 250, "subscription taken")]
 
     def _overtaken(self, actor: str, user: str, object_id: str) -> bool:
         """
@@ -270,24 +286,25 @@ class PresenceFederation:
         A remote user asks to see a local one: under the target's policy
         and caps, exactly as a local request; answered by an approval only
         if the target approves (or approved before).
+
+        @raise TooManyRequests: past the subscriber's rate, and
+            L{PendingLimitReached} past their cap (both 429).
         """
         service = self._service
         try:
             _, outcome = await service.subscriptions.request(subscriber, target)
-        except PendingLimitReached:
+        except (PendingLimitReached, TooManyRequests) as e:
+            # Refused for now (429), never taken and dropped: the
+            # subscriber's queue tries again.  Both are the subscriber's
+            # own limits, so the answer says nothing of the target.
             self._log.info(
-                "Presence: request from {subscriber} to {target} past their "
-                "cap: dropped",
+                "Presence: request from {subscriber} to {target} refused for "
+                "now: {why}",
                 subscriber=subscriber,
                 target=target,
+                why=e.message,
             )
-            return
-        except TooManyRequests:
-            self._log.info(
-                "Presence: requests from {subscriber} too fast: dropped",
-                subscriber=subscriber,
-            )
-            return
+            raise
         service.requested(subscriber, target, outcome)
         if outcome is Outcome.APPROVED:
             await self.send_action(target, subscriber, APPROVE)

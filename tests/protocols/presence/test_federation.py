@@ -370,6 +370,28 @@ class ActionTests(FederationTestCase):
         self.assertEqual(self.pushes, [])
         self.assertEqual(self.now(self.service.subscriptions.waiting_for, EDGAR), [])
 
+    def test_a_request_past_its_subscribers_rate_is_retried_not_lost(self) -> None:
+        # Lost's server queued more requests than this one takes at once
+        # (its link was down): the one past the rate is answered 429, so
+        # that the queue tries it again, never 250 and forgotten.
+        for n in range(int(SETTINGS.subscribe_burst)):
+            self.deliver(LOST, f"u{n}@poe.net", "request")
+        obj = FMTPObject(
+            new_object_id(LOST, self.clock.seconds()),
+            SUBSCRIPTION_TYPE,
+            {"From": LOST, "To": EDGAR, "Subscription": "request"},
+        )
+        handler = self.links.types[SUBSCRIPTION_TYPE]
+        failure = self.failureResultOf(
+            Deferred.fromCoroutine(handler(obj, [EDGAR], "lenore.org")),
+            TooManyRequests,
+        )
+        self.assertEqual(failure.value.code, 429)
+        # Tried again later, it is taken.
+        self.clock.advance(60)
+        self.now(handler, obj, [EDGAR], "lenore.org")
+        self.assertEqual(self.pushes, [(EDGAR, REQUEST, LOST)])
+
     def test_a_burst_of_actions_from_one_domain_is_refused_for_a_while(self) -> None:
         for n in range(int(SETTINGS.remote_burst)):
             self.deliver(f"u{n}@lenore.org", EDGAR, "unsubscribe")
