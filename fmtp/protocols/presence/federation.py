@@ -341,7 +341,9 @@ class PresenceFederation:
         """
         Local C{address} now shows C{shown}: one update per domain holding
         approved subscribers of theirs, naming those it may be shown to
-        (the others, blocked, see them offline).
+        (the others, blocked, see them offline).  A domain where nobody may
+        see it is told C{offline} only: neither the status nor the note
+        goes where no subscriber may see it.
         """
         viewers: dict[str, list[str]] = {}
         for subscriber in subscribers:
@@ -356,7 +358,7 @@ class PresenceFederation:
                     domain,
                     f"presence {address}",
                     PUSH_VERB,
-                    headers=presence_headers(address, shown),
+                    headers=presence_headers(address, shown if allowed else NOTHING),
                     body=address_lines(allowed),
                     lifetime=self._service.settings.remote_timeout,
                 )

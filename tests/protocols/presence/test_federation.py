@@ -284,6 +284,20 @@ class AnnounceTests(FederationTestCase):
             ],
         )
 
+    def test_a_domain_where_nobody_may_see_is_told_offline_only(self) -> None:
+        # Raven, blocked, is Edgar's only subscriber at lenore.org: his
+        # domain must learn neither Edgar's status nor his note (nor, so,
+        # of the block), only that Raven sees him offline.
+        self.follow(RAVEN, EDGAR)
+        self.now(self.store.put_object, profile(EDGAR, Blacklist=RAVEN))
+        self.service.federation.announce(
+            EDGAR, Shown("online", "in the garden"), [RAVEN], frozenset({RAVEN})
+        )
+        self.assertEqual(
+            self.links.notified,
+            [("lenore.org", PUSH_VERB, {"From": EDGAR, "Status": "offline"}, b"")],
+        )
+
     def test_a_probe_answers_only_the_askers_subscriptions(self) -> None:
         self.follow(LOST, EDGAR)
         self.follow(RAVEN, EDGAR)
