@@ -9,6 +9,7 @@ status once it is back.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -19,6 +20,7 @@ from fmtp.store.presence import Link
 from tests.helpers import eventually, within
 from tests.integration.test_federation import (
     EDGAR,
+    FAST,
     LOST,
     PASSWORD,
     Server,
@@ -182,3 +184,37 @@ async def test_users_cannot_send_subscription_objects(network) -> None:
     )
     assert sent.code == 501, sent
     assert "made by the server" in sent.argument
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_parent_does_not_answer_for_a_domain_away(network) -> None:
+    """
+    poe.net has a parent relay. Once lenore.org is away, poe.net's probes
+    for it fall back on the parent link, which relays messages only: the
+    parent's answer (its own, here empty) must not pass for lenore.org's,
+    or Lost would show offline (or whatever the parent says) for ever,
+    never unknown.
+    """
+    relay = await network.start(
+        "relay.example",
+        "127.0.0.6",
+        settings=replace(FAST, relay_for=frozenset({"poe.net"})),
+        plugin_options=FAST_PRESENCE,
+    )
+    poe = await network.start(
+        "poe.net",
+        "127.0.0.2",
+        settings=replace(FAST, parent=("127.0.0.6", relay.port)),
+        plugin_options=FAST_PRESENCE,
+    )
+    lenore = await network.start(
+        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
+    )
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    edgar, lost = await subscribed_both_ways(poe, lenore)
+
+    await lenore.stop()
+    await pushed(edgar, 252, From=LOST, Status="unknown")
+    buddies = await ask(edgar, "BUDDIES")
+    assert buddies.body == f"{LOST} both unknown\r\n".encode()
