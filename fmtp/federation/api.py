@@ -23,7 +23,7 @@ from zope.interface import implementer
 from fmtp.delivery import RecipientResult, deliveries_to
 from fmtp.errors import FMTPError
 from fmtp.federation.countersign import vouches_for
-from fmtp.federation.failures import LinkFailed
+from fmtp.federation.failures import LinkFailed, LinkRefused
 from fmtp.federation.hello import HelloVerifier, Peer, make_hello
 from fmtp.federation.inbound import DeliveryReceiver, ObjectHandler
 from fmtp.federation.link import ServerLink
@@ -175,14 +175,20 @@ class ServerLinks:
         DELIVERs, not other verbs, and would answer for that domain
         (a presence probe) or swallow what was meant for it.
 
-        @raise LinkFailed: if the only link is to another domain's server.
+        The domain's own server is found as for a countersign
+        (L{LinkPool.confirm_link}): a domain reachable only through the
+        parent is away.
+
+        @raise LinkError: if no verified link to it can be had.
         """
         if self.pool is None:
             raise LinkFailed(f"no link to {domain}: this server links to no domain")
-        link = await self.pool.link_to(domain)
-        if link.domain != normalize_domain(domain):
-            raise LinkFailed(
-                f"no link to {domain}'s own server, only through {link.domain}"
+        link = self.pool.link_for(domain)
+        if link is None or not link.can_confirm_for(normalize_domain(domain)):
+            link = await self.pool.confirm_link(domain)
+        if not link.peer.verified:
+            raise LinkRefused(
+                f"{link.domain} publishes no key, so its server cannot prove who it is"
             )
         return link
 

@@ -218,3 +218,28 @@ async def test_a_parent_does_not_answer_for_a_domain_away(network) -> None:
     await pushed(edgar, 252, From=LOST, Status="unknown")
     buddies = await ask(edgar, "BUDDIES")
     assert buddies.body == f"{LOST} both unknown\r\n".encode()
+
+    # A message for Lost goes by way of the parent meanwhile, so the pool's
+    # link for lenore.org is the parent's.
+    mail = await poe.login(EDGAR)
+    sent = await ask(
+        mail,
+        "SEND",
+        headers={"To": LOST},
+    )
+    assert sent.code == 201, sent
+
+    async def through_parent():
+        link = poe.services.links.pool.link_for("lenore.org")
+        return link is not None and link.domain == "relay.example"
+
+    await eventually(through_parent)
+    # Back, while that link is still open: asked on a link of its own,
+    # lenore.org says the truth again.
+    lenore = await network.start(
+        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
+    )
+    await pushed(edgar, 252, From=LOST, Status="offline")
+    lost = await presence_login(lenore, LOST)
+    await ask(lost, "STATUS", "away")
+    await pushed(edgar, 252, From=LOST, Status="away")
