@@ -434,8 +434,10 @@ class PresenceFederation:
             for subscriber in await self._store.subscribers(contact)
             if domain_of(subscriber) == self._domain
         ]
-        said = {contact: Heard(shown, frozenset(viewers))}
-        self._apply(peer.domain, said, pairs, full=False)
+        if pairs or self.remote.knows(peer.domain):
+            # Else nobody here follows the domain: nothing of it is held.
+            said = {contact: Heard(shown, frozenset(viewers))}
+            self._apply(peer.domain, said, pairs, full=False)
         return reply(200, frame.tag)
 
     @staticmethod

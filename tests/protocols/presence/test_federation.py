@@ -235,6 +235,16 @@ class PushTests(FederationTestCase):
         self.push(LENORE, {"From": LOST, "Status": "away"}, "")
         self.assertEqual(self.pushes[-1], (EDGAR, LOST, NOTHING))
 
+    def test_pushes_nobody_here_follows_hold_nothing(self) -> None:
+        # Any proven domain may push; one whose users nobody here follows
+        # must not make this server hold anything of it (many domains,
+        # each its own key in DNS, would grow memory without bound).
+        for n in range(100):
+            peer = Peer(f"d{n}.example", True, "nonce")
+            self.push(peer, {"From": f"u@d{n}.example", "Status": "online"}, EDGAR)
+        self.assertEqual(self.federation.remote._domains, {})
+        self.assertEqual(self.pushes, [])
+
     def test_malformed_pushes_are_refused(self) -> None:
         self.follow(EDGAR, LOST)
         for headers, body in [
