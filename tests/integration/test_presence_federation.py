@@ -77,6 +77,23 @@ async def subscribed_both_ways(poe: Server, lenore: Server):
     return edgar, lost
 
 
+async def back_with_true_status(network, edgar) -> FrameClientProtocol:
+    """
+    Start lenore.org again: Edgar sees Lost offline (not logged in, and
+    said so), then the status she sets.
+
+    @return: Lost's presence session.
+    """
+    lenore = await network.start(
+        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
+    )
+    await pushed(edgar, 252, From=LOST, Status="offline")
+    lost = await presence_login(lenore, LOST)
+    await ask(lost, "STATUS", "online")
+    await pushed(edgar, 252, From=LOST, Status="online")
+    return lost
+
+
 @pytest_twisted.ensureDeferred
 async def test_users_of_two_domains_subscribe_and_see_changes(network) -> None:
     poe, lenore = await start_pair(network)
@@ -117,14 +134,7 @@ async def test_a_domain_away_shows_unknown_then_its_true_status(network) -> None
     buddies = await ask(edgar, "BUDDIES")
     assert buddies.body == f"{LOST} both unknown\r\n".encode()
 
-    lenore = await network.start(
-        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
-    )
-    # Back, without Lost logged in: she is offline, and said so.
-    await pushed(edgar, 252, From=LOST, Status="offline")
-    lost = await presence_login(lenore, LOST)
-    await ask(lost, "STATUS", "online")
-    await pushed(edgar, 252, From=LOST, Status="online")
+    lost = await back_with_true_status(network, edgar)
     # And Lost's server, restarted, learns Edgar's status again.
     await pushed(lost, 252, From=EDGAR, Status="online")
 
@@ -236,10 +246,4 @@ async def test_a_parent_does_not_answer_for_a_domain_away(network) -> None:
     await eventually(through_parent)
     # Back, while that link is still open: asked on a link of its own,
     # lenore.org says the truth again.
-    lenore = await network.start(
-        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
-    )
-    await pushed(edgar, 252, From=LOST, Status="offline")
-    lost = await presence_login(lenore, LOST)
-    await ask(lost, "STATUS", "away")
-    await pushed(edgar, 252, From=LOST, Status="away")
+    await back_with_true_status(network, edgar)
