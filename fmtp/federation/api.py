@@ -23,9 +23,10 @@ from zope.interface import implementer
 from fmtp.delivery import RecipientResult, deliveries_to
 from fmtp.errors import FMTPError
 from fmtp.federation.countersign import vouches_for
-from fmtp.federation.failures import LinkFailed
+from fmtp.federation.failures import LinkFailed, LinkRefused
 from fmtp.federation.hello import HelloVerifier, Peer, make_hello
 from fmtp.federation.inbound import DeliveryReceiver, ObjectHandler
+from fmtp.federation.link import ServerLink
 from fmtp.federation.pool import LinkPool
 from fmtp.federation.registry import Handler, VerbRegistry
 from fmtp.federation.relay import ChildRelay
@@ -34,7 +35,7 @@ from fmtp.federation.serververbs import DeliveryVerbs
 from fmtp.federation.userdir import RemoteUsers
 from fmtp.federation.volatile import VolatileQueue
 from fmtp.interfaces import IDeliveryStore, IDomainSigner, IServerLinks
-from fmtp.objects import FMTPObject, domain_of, normalize_address
+from fmtp.objects import FMTPObject, domain_of, normalize_address, normalize_domain
 from fmtp.wire import Frame
 
 
@@ -122,7 +123,7 @@ class ServerLinks:
             reserved_types=lambda: receiver.handled_types,
         )
         if volatile is None and pool is not None:
-            volatile = VolatileQueue(pool.link_to, clock)
+            volatile = VolatileQueue(self._own_server_link, clock)
         self.volatile = volatile
         self.registry = VerbRegistry()
         self._peer_observers: list[Callable[[str], object]] = []
@@ -142,9 +143,9 @@ class ServerLinks:
     ) -> Deferred:
         """
         Send one request to C{domain}'s server on a verified, pooled link
-        and return its reply, whatever its code.  The link may lead to
-        this server's parent relay when the domain cannot be reached
-        directly (the reply is then the parent's).
+        and return its reply, whatever its code.  Never through this
+        server's parent relay: a parent relays messages only, and its
+        reply would pass for the domain's (L{_own_server_link}).
 
         @return: a L{Deferred} of the reply L{Frame}, or failing with
             L{fmtp.federation.failures.LinkError} (4xx temporary, 5xx
@@ -163,10 +164,33 @@ class ServerLinks:
         headers: Mapping[str, str] | None,
         body: bytes,
     ) -> Frame:
+        link = await self._own_server_link(domain)
+        return await link.request(verb, argument, dict(headers or {}), body)
+
+    async def _own_server_link(self, domain: str) -> ServerLink:
+        """
+        The pooled link to C{domain}'s own server, for a request or an
+        update only that domain may answer or take: the pool falls back on
+        the parent relay for a domain it cannot reach, which relays
+        DELIVERs, not other verbs, and would answer for that domain
+        (a presence probe) or swallow what was meant for it.
+
+        The domain's own server is found as for a countersign
+        (L{LinkPool.confirm_link}): a domain reachable only through the
+        parent is away.
+
+        @raise LinkError: if no verified link to it can be had.
+        """
         if self.pool is None:
             raise LinkFailed(f"no link to {domain}: this server links to no domain")
-        link = await self.pool.link_to(domain)
-        return await link.request(verb, argument, dict(headers or {}), body)
+        link = self.pool.link_for(domain)
+        if link is None or not link.can_confirm_for(normalize_domain(domain)):
+            link = await self.pool.confirm_link(domain)
+        if not link.peer.verified:
+            raise LinkRefused(
+                f"{link.domain} publishes no key, so its server cannot prove who it is"
+            )
+        return link
 
     def register(self, verb: str, handler: Handler, unverified: bool = False) -> None:
         """

@@ -9,6 +9,7 @@ status once it is back.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -19,6 +20,7 @@ from fmtp.store.presence import Link
 from tests.helpers import eventually, within
 from tests.integration.test_federation import (
     EDGAR,
+    FAST,
     LOST,
     PASSWORD,
     Server,
@@ -75,6 +77,23 @@ async def subscribed_both_ways(poe: Server, lenore: Server):
     return edgar, lost
 
 
+async def back_with_true_status(network, edgar) -> FrameClientProtocol:
+    """
+    Start lenore.org again: Edgar sees Lost offline (not logged in, and
+    said so), then the status she sets.
+
+    @return: Lost's presence session.
+    """
+    lenore = await network.start(
+        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
+    )
+    await pushed(edgar, 252, From=LOST, Status="offline")
+    lost = await presence_login(lenore, LOST)
+    await ask(lost, "STATUS", "online")
+    await pushed(edgar, 252, From=LOST, Status="online")
+    return lost
+
+
 @pytest_twisted.ensureDeferred
 async def test_users_of_two_domains_subscribe_and_see_changes(network) -> None:
     poe, lenore = await start_pair(network)
@@ -115,14 +134,7 @@ async def test_a_domain_away_shows_unknown_then_its_true_status(network) -> None
     buddies = await ask(edgar, "BUDDIES")
     assert buddies.body == f"{LOST} both unknown\r\n".encode()
 
-    lenore = await network.start(
-        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
-    )
-    # Back, without Lost logged in: she is offline, and said so.
-    await pushed(edgar, 252, From=LOST, Status="offline")
-    lost = await presence_login(lenore, LOST)
-    await ask(lost, "STATUS", "online")
-    await pushed(edgar, 252, From=LOST, Status="online")
+    lost = await back_with_true_status(network, edgar)
     # And Lost's server, restarted, learns Edgar's status again.
     await pushed(lost, 252, From=EDGAR, Status="online")
 
@@ -182,3 +194,56 @@ async def test_users_cannot_send_subscription_objects(network) -> None:
     )
     assert sent.code == 501, sent
     assert "made by the server" in sent.argument
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_parent_does_not_answer_for_a_domain_away(network) -> None:
+    """
+    poe.net has a parent relay. Once lenore.org is away, poe.net's probes
+    for it fall back on the parent link, which relays messages only: the
+    parent's answer (its own, here empty) must not pass for lenore.org's,
+    or Lost would show offline (or whatever the parent says) for ever,
+    never unknown.
+    """
+    relay = await network.start(
+        "relay.example",
+        "127.0.0.6",
+        settings=replace(FAST, relay_for=frozenset({"poe.net"})),
+        plugin_options=FAST_PRESENCE,
+    )
+    poe = await network.start(
+        "poe.net",
+        "127.0.0.2",
+        settings=replace(FAST, parent=("127.0.0.6", relay.port)),
+        plugin_options=FAST_PRESENCE,
+    )
+    lenore = await network.start(
+        "lenore.org", "127.0.0.3", mx=True, plugin_options=FAST_PRESENCE
+    )
+    await poe.add_account(EDGAR)
+    await lenore.add_account(LOST)
+    edgar, lost = await subscribed_both_ways(poe, lenore)
+
+    await lenore.stop()
+    await pushed(edgar, 252, From=LOST, Status="unknown")
+    buddies = await ask(edgar, "BUDDIES")
+    assert buddies.body == f"{LOST} both unknown\r\n".encode()
+
+    # A message for Lost goes by way of the parent meanwhile, so the pool's
+    # link for lenore.org is the parent's.
+    mail = await poe.login(EDGAR)
+    sent = await ask(
+        mail,
+        "SEND",
+        headers={"To": LOST},
+    )
+    assert sent.code == 201, sent
+
+    async def through_parent():
+        link = poe.services.links.pool.link_for("lenore.org")
+        return link is not None and link.domain == "relay.example"
+
+    await eventually(through_parent)
+    # Back, while that link is still open: asked on a link of its own,
+    # lenore.org says the truth again.
+    await back_with_true_status(network, edgar)

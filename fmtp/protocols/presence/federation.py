@@ -171,7 +171,7 @@ class PresenceFederation:
             clock, settings.remote_rate, settings.remote_burst
         )
         self._log_limiter = LogLimiter(clock, rate=1.0, burst=10.0)
-        self._last_action: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._last_action: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
         self._followed: set[str] = set()
         self._probing: set[str] = set()
         self._sweep = PeriodicSweep(
@@ -228,16 +228,32 @@ class PresenceFederation:
             raise TooManyRequests("too many subscription actions, slow down")
         actor = normalize_address(obj.properties["From"])
         [user] = recipients
-        ms, _ = parse_object_id(obj.id)
-        if self._overtaken(actor, user, ms):
+        before = self._last_action.get((actor, user))
+        if self._overtaken(actor, user, obj.id):
             self._log.info(
-                "Presence: {action} from {actor} to {user} is older than the "
-                "last applied: ignored",
+                "Presence: {action} from {actor} to {user} is the last applied "
+                "or older: ignored",
                 action=action,
                 actor=actor,
                 user=user,
             )
-        elif action == REQUEST:
+            return [RecipientResult(user, 250, "subscription taken")]
+        try:
+            await self._apply_action(action, actor, user)
+        except BaseException:
+            # Not applied: its retry must not pass for a replay.
+            if self._last_action.get((actor, user), (0, ""))[1] == obj.id:
+                del self._last_action[actor, user]
+                if before is not None:
+                    self._last_action[actor, user] = before
+            raise
+        return [RecipientResult(user, 250, "subscription taken")]
+
+    async def _apply_action(self, action: str, actor: str, user: str) -> None:
+        """
+        Do what remote C{actor} did to the subscription with local C{user}.
+        """
+        if action == REQUEST:
             await self._requested(actor, user)
         elif action == UNSUBSCRIBE:
             await self._store.unsubscribe(actor, user)
@@ -245,19 +261,22 @@ class PresenceFederation:
             await self._approved(actor, user)
         else:
             await self._denied(actor, user)
-        return [RecipientResult(user, 250, "subscription taken")]
 
-    def _overtaken(self, actor: str, user: str, ms: int) -> bool:
+    def _overtaken(self, actor: str, user: str, object_id: str) -> bool:
         """
-        Whether an action of C{actor}'s about C{user} newer than C{ms} was
-        applied: the older one is a replay, or a retry it overtook.
+        Whether the action C{object_id} of C{actor}'s about C{user}, or one
+        newer, was the last applied: this one again is a replay (a relay
+        that carried it, a retry after a lost acknowledgement), and an
+        older one a retry it overtook.  Applied again, a request would be
+        put to a user who denied it since.
         """
         key = (actor, user)
+        ms, _ = parse_object_id(object_id)
         last = self._last_action.pop(key, None)
-        if last is not None and ms < last:
+        if last is not None and (ms < last[0] or object_id == last[1]):
             self._last_action[key] = last
             return True
-        self._last_action[key] = ms
+        self._last_action[key] = (ms, object_id)
         if len(self._last_action) > MAX_REMEMBERED:
             self._last_action.popitem(last=False)
         return False
@@ -267,24 +286,25 @@ class PresenceFederation:
         A remote user asks to see a local one: under the target's policy
         and caps, exactly as a local request; answered by an approval only
         if the target approves (or approved before).
+
+        @raise TooManyRequests: past the subscriber's rate, and
+            L{PendingLimitReached} past their cap (both 429).
         """
         service = self._service
         try:
             _, outcome = await service.subscriptions.request(subscriber, target)
-        except PendingLimitReached:
+        except (PendingLimitReached, TooManyRequests) as e:
+            # Refused for now (429), never taken and dropped: the
+            # subscriber's queue tries again.  Both are the subscriber's
+            # own limits, so the answer says nothing of the target.
             self._log.info(
-                "Presence: request from {subscriber} to {target} past their "
-                "cap: dropped",
+                "Presence: request from {subscriber} to {target} refused for "
+                "now: {why}",
                 subscriber=subscriber,
                 target=target,
+                why=e.message,
             )
-            return
-        except TooManyRequests:
-            self._log.info(
-                "Presence: requests from {subscriber} too fast: dropped",
-                subscriber=subscriber,
-            )
-            return
+            raise
         service.requested(subscriber, target, outcome)
         if outcome is Outcome.APPROVED:
             await self.send_action(target, subscriber, APPROVE)
@@ -321,7 +341,9 @@ class PresenceFederation:
         """
         Local C{address} now shows C{shown}: one update per domain holding
         approved subscribers of theirs, naming those it may be shown to
-        (the others, blocked, see them offline).
+        (the others, blocked, see them offline).  A domain where nobody may
+        see it is told C{offline} only: neither the status nor the note
+        goes where no subscriber may see it.
         """
         viewers: dict[str, list[str]] = {}
         for subscriber in subscribers:
@@ -336,7 +358,7 @@ class PresenceFederation:
                     domain,
                     f"presence {address}",
                     PUSH_VERB,
-                    headers=presence_headers(address, shown),
+                    headers=presence_headers(address, shown if allowed else NOTHING),
                     body=address_lines(allowed),
                     lifetime=self._service.settings.remote_timeout,
                 )
@@ -412,8 +434,10 @@ class PresenceFederation:
             for subscriber in await self._store.subscribers(contact)
             if domain_of(subscriber) == self._domain
         ]
-        said = {contact: Heard(shown, frozenset(viewers))}
-        self._apply(peer.domain, said, pairs, full=False)
+        if pairs or self.remote.knows(peer.domain):
+            # Else nobody here follows the domain: nothing of it is held.
+            said = {contact: Heard(shown, frozenset(viewers))}
+            self._apply(peer.domain, said, pairs, full=False)
         return reply(200, frame.tag)
 
     @staticmethod

@@ -235,6 +235,16 @@ class PushTests(FederationTestCase):
         self.push(LENORE, {"From": LOST, "Status": "away"}, "")
         self.assertEqual(self.pushes[-1], (EDGAR, LOST, NOTHING))
 
+    def test_pushes_nobody_here_follows_hold_nothing(self) -> None:
+        # Any proven domain may push; one whose users nobody here follows
+        # must not make this server hold anything of it (many domains,
+        # each its own key in DNS, would grow memory without bound).
+        for n in range(100):
+            peer = Peer(f"d{n}.example", True, "nonce")
+            self.push(peer, {"From": f"u@d{n}.example", "Status": "online"}, EDGAR)
+        self.assertEqual(self.federation.remote._domains, {})
+        self.assertEqual(self.pushes, [])
+
     def test_malformed_pushes_are_refused(self) -> None:
         self.follow(EDGAR, LOST)
         for headers, body in [
@@ -282,6 +292,20 @@ class AnnounceTests(FederationTestCase):
                     f"{LOST}\r\n".encode(),
                 ),
             ],
+        )
+
+    def test_a_domain_where_nobody_may_see_is_told_offline_only(self) -> None:
+        # Raven, blocked, is Edgar's only subscriber at lenore.org: his
+        # domain must learn neither Edgar's status nor his note (nor, so,
+        # of the block), only that Raven sees him offline.
+        self.follow(RAVEN, EDGAR)
+        self.now(self.store.put_object, profile(EDGAR, Blacklist=RAVEN))
+        self.service.federation.announce(
+            EDGAR, Shown("online", "in the garden"), [RAVEN], frozenset({RAVEN})
+        )
+        self.assertEqual(
+            self.links.notified,
+            [("lenore.org", PUSH_VERB, {"From": EDGAR, "Status": "offline"}, b"")],
         )
 
     def test_a_probe_answers_only_the_askers_subscriptions(self) -> None:
@@ -351,6 +375,46 @@ class ActionTests(FederationTestCase):
         # The request again, replayed or retried after its withdrawal.
         self.deliver(LOST, EDGAR, "request", at=now)
         self.assertEqual(self.now(self.service.subscriptions.waiting_for, EDGAR), [])
+
+    def test_the_same_action_delivered_again_is_not_applied_again(self) -> None:
+        # A relay that carried Lost's request replays it (or the queue
+        # retries it after a lost acknowledgement) once Edgar denied it:
+        # Edgar is not asked again; the denial stands.
+        obj = FMTPObject(
+            new_object_id(LOST, self.clock.seconds()),
+            SUBSCRIPTION_TYPE,
+            {"From": LOST, "To": EDGAR, "Subscription": "request"},
+        )
+        handler = self.links.types[SUBSCRIPTION_TYPE]
+        self.now(handler, obj, [EDGAR], "lenore.org")
+        self.now(self.service.deny, EDGAR, LOST)
+        self.pushes.clear()
+        [result] = self.now(handler, obj, [EDGAR], "lenore.org")
+        self.assertEqual(result.code, 250)
+        self.assertEqual(self.pushes, [])
+        self.assertEqual(self.now(self.service.subscriptions.waiting_for, EDGAR), [])
+
+    def test_a_request_past_its_subscribers_rate_is_retried_not_lost(self) -> None:
+        # Lost's server queued more requests than this one takes at once
+        # (its link was down): the one past the rate is answered 429, so
+        # that the queue tries it again, never 250 and forgotten.
+        for n in range(int(SETTINGS.subscribe_burst)):
+            self.deliver(LOST, f"u{n}@poe.net", "request")
+        obj = FMTPObject(
+            new_object_id(LOST, self.clock.seconds()),
+            SUBSCRIPTION_TYPE,
+            {"From": LOST, "To": EDGAR, "Subscription": "request"},
+        )
+        handler = self.links.types[SUBSCRIPTION_TYPE]
+        failure = self.failureResultOf(
+            Deferred.fromCoroutine(handler(obj, [EDGAR], "lenore.org")),
+            TooManyRequests,
+        )
+        self.assertEqual(failure.value.code, 429)
+        # Tried again later, it is taken.
+        self.clock.advance(60)
+        self.now(handler, obj, [EDGAR], "lenore.org")
+        self.assertEqual(self.pushes, [(EDGAR, REQUEST, LOST)])
 
     def test_a_burst_of_actions_from_one_domain_is_refused_for_a_while(self) -> None:
         for n in range(int(SETTINGS.remote_burst)):
