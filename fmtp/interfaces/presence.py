@@ -176,6 +176,34 @@ class IPresenceStore(Interface):
             ascending order.
         """
 
+    def last_action(actor, user):
+        """
+        The last subscription action (doc/protocol.md 9.7) that C{actor},
+        of another domain, took about local C{user} and this server
+        applied: what refuses the same action delivered again, or an older
+        one it overtook, after a restart as before it.
+
+        @return: a L{Deferred} that fires with C{(ms, object_id)}, the
+            time in its id and the id, or L{None}.
+        """
+
+    def record_action(actor, user, ms, object_id):
+        """
+        Record the action C{object_id}, of time C{ms}, as the last
+        C{actor} took about C{user}, unless a newer one is recorded.
+
+        @return: a L{Deferred} that fires once it is durable.
+        """
+
+    def forget_actions(before):
+        """
+        Forget the actions recorded whose time (milliseconds) is before
+        C{before}: once older than any signature a receiver accepts, they
+        cannot be delivered again.
+
+        @return: a L{Deferred} that fires with the number forgotten.
+        """
+
     def expire_requests(before):
         """
         Forget the requests still waiting, hidden or not, that were made

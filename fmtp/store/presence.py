@@ -215,6 +215,28 @@ def check_pair(subscriber: object, target: object) -> None:
         raise ValueError(f"{subscriber} cannot subscribe to themselves")
 
 
+def check_ms(before: object) -> None:
+    """
+    Refuse a time in milliseconds that is not a whole number.
+
+    @raise ValueError: if it is not.
+    """
+    if not isinstance(before, int) or isinstance(before, bool):
+        raise ValueError(f"a time in milliseconds is a whole number, not {before!r}")
+
+
+def check_action(actor: object, user: object, ms: object, object_id: object) -> None:
+    """
+    Refuse a subscription action whose pair, time or id is malformed.
+
+    @raise ValueError: naming what is wrong.
+    """
+    check_pair(actor, user)
+    check_ms(ms)
+    if not isinstance(object_id, str) or not object_id:
+        raise ValueError(f"bad object id {object_id!r}")
+
+
 def check_request(
     subscriber: object,
     target: object,

@@ -367,6 +367,26 @@ class PresenceConformance:
         assert await store.shared_with_domain("kingdom.example") == []
 
     @pytest_twisted.ensureDeferred
+    async def test_last_action(self, store) -> None:
+        assert await store.last_action(LOST, ALICE) is None
+        await store.record_action(LOST, ALICE, 2000, "2000.a.lost@lenore.org")
+        assert await store.last_action(LOST, ALICE) == (2000, "2000.a.lost@lenore.org")
+        # An older one changes nothing; a newer one, or as new, replaces it.
+        await store.record_action(LOST, ALICE, 1000, "1000.b.lost@lenore.org")
+        assert await store.last_action(LOST, ALICE) == (2000, "2000.a.lost@lenore.org")
+        await store.record_action(LOST, ALICE, 2000, "2000.c.lost@lenore.org")
+        assert await store.last_action(LOST, ALICE) == (2000, "2000.c.lost@lenore.org")
+        # One pair's actions are not another's, either way round.
+        assert await store.last_action(ALICE, LOST) is None
+        await store.record_action(RAVEN, ALICE, 5000, "5000.d.raven@lenore.org")
+        assert await store.forget_actions(3000) == 1
+        assert await store.last_action(LOST, ALICE) is None
+        assert await store.last_action(RAVEN, ALICE) == (
+            5000,
+            "5000.d.raven@lenore.org",
+        )
+
+    @pytest_twisted.ensureDeferred
     async def test_followed_domains(self, store) -> None:
         await store.approve_subscription(LOST, ALICE, T0)
         await store.request_subscription(ALICE, LOST, T0, CAP)
@@ -451,6 +471,10 @@ class PresenceConformance:
             lambda s: s.shared_with_domain("Lenore.org"),
             lambda s: s.shared_with_domain(""),
             lambda s: s.followed_domains("Example.com"),
+            lambda s: s.last_action(ALICE, ALICE),
+            lambda s: s.record_action(LOST, ALICE, 1.5, "1.a.lost@lenore.org"),
+            lambda s: s.record_action(LOST, ALICE, 1, ""),
+            lambda s: s.forget_actions("soon"),
             lambda s: s.expire_requests("yesterday"),
         ],
     )

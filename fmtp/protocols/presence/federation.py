@@ -25,7 +25,7 @@ HELLO-proven domain.
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -72,10 +72,6 @@ MAX_VIEWERS = 10000
 #: The most an answer to a probe holds; past it, lines are left off (and
 #: their subscribers see the user offline until the next change).
 MAX_ANSWER = 900 * 1024
-#: How many subscription actions are remembered, newest first, to refuse
-#: one older than the last applied for the same pair (a replay, or a
-#: retry overtaken).
-MAX_REMEMBERED = 100_000
 
 
 def addresses_of(body: bytes, limit: int) -> list[str]:
@@ -171,7 +167,8 @@ class PresenceFederation:
             clock, settings.remote_rate, settings.remote_burst
         )
         self._log_limiter = LogLimiter(clock, rate=1.0, burst=10.0)
-        self._last_action: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
+        #: The pairs whose action is being applied now.
+        self._acting: set[tuple[str, str]] = set()
         self._followed: set[str] = set()
         self._probing: set[str] = set()
         self._sweep = PeriodicSweep(
@@ -228,25 +225,33 @@ class PresenceFederation:
             raise TooManyRequests("too many subscription actions, slow down")
         actor = normalize_address(obj.properties["From"])
         [user] = recipients
-        before = self._last_action.get((actor, user))
-        if self._overtaken(actor, user, obj.id):
-            self._log.info(
-                "Presence: {action} from {actor} to {user} is the last applied "
-                "or older: ignored",
-                action=action,
-                actor=actor,
-                user=user,
-            )
-            return [RecipientResult(user, 250, "subscription taken")]
+        pair = (actor, user)
+        if pair in self._acting:
+            # One action of a pair at a time: its retry comes after.
+            raise TooManyRequests("an action of this pair is under way, try later")
+        self._acting.add(pair)
         try:
-            await self._apply_action(action, actor, user)
-        except BaseException:
-            # Not applied: its retry must not pass for a replay.
-            if self._last_action.get((actor, user), (0, ""))[1] == obj.id:
-                del self._last_action[actor, user]
-                if before is not None:
-                    self._last_action[actor, user] = before
-            raise
+            ms, _ = parse_object_id(obj.id)
+            last = await self._store.last_action(actor, user)
+            if last is not None and (ms < last[0] or obj.id == last[1]):
+                # The last applied again (a relay that carried it, a retry
+                # after a lost acknowledgement), or one it overtook:
+                # applied again, a request would be put to a user who
+                # denied it since.
+                self._log.info(
+                    "Presence: {action} from {actor} to {user} is the last "
+                    "applied or older: ignored",
+                    action=action,
+                    actor=actor,
+                    user=user,
+                )
+            else:
+                # Recorded once applied: one that fails is retried, and
+                # its retry is no replay.
+                await self._apply_action(action, actor, user)
+                await self._store.record_action(actor, user, ms, obj.id)
+        finally:
+            self._acting.discard(pair)
         return [RecipientResult(user, 250, "subscription taken")]
 
     async def _apply_action(self, action: str, actor: str, user: str) -> None:
@@ -261,25 +266,6 @@ class PresenceFederation:
             await self._approved(actor, user)
         else:
             await self._denied(actor, user)
-
-    def _overtaken(self, actor: str, user: str, object_id: str) -> bool:
-        """
-        Whether the action C{object_id} of C{actor}'s about C{user}, or one
-        newer, was the last applied: this one again is a replay (a relay
-        that carried it, a retry after a lost acknowledgement), and an
-        older one a retry it overtook.  Applied again, a request would be
-        put to a user who denied it since.
-        """
-        key = (actor, user)
-        ms, _ = parse_object_id(object_id)
-        last = self._last_action.pop(key, None)
-        if last is not None and (ms < last[0] or object_id == last[1]):
-            self._last_action[key] = last
-            return True
-        self._last_action[key] = (ms, object_id)
-        if len(self._last_action) > MAX_REMEMBERED:
-            self._last_action.popitem(last=False)
-        return False
 
     async def _requested(self, subscriber: str, target: str) -> None:
         """

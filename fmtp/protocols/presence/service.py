@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from fmtp.auth.router import Event
 from fmtp.errors import InvalidObject, TooManyRequests
+from fmtp.federation.inbound import MAX_CLOCK_SKEW, MAX_SIGNATURE_AGE
 from fmtp.interfaces import (
     IDomainSigner,
     IPresenceService,
@@ -59,6 +60,9 @@ from fmtp.util.timers import Timers
 
 #: Seconds between two sweeps of the requests that waited too long.
 EXPIRY_INTERVAL = 3600.0
+#: Seconds the last action of each remote user about each local one is
+#: kept: as long as DELIVER accepts its signature.
+ACTION_MEMORY = MAX_SIGNATURE_AGE + MAX_CLOCK_SKEW
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,9 @@ class PresenceSettings:
         status update on its way to a domain.
     @ivar remote_rate: subscription actions and probes per second a peer
         domain may send, after a burst of C{remote_burst}.
+    @ivar remote_max_pending: requests from one other domain put to one
+        user at a time; more wait hidden, so that a domain minting users
+        cannot fill a user's cap.
     """
 
     grace_period: float = 30.0
@@ -96,6 +103,7 @@ class PresenceSettings:
     remote_timeout: float = 180.0
     remote_rate: float = 10.0
     remote_burst: float = 200.0
+    remote_max_pending: int = 10
 
 
 DEFAULT_SETTINGS = PresenceSettings()
@@ -156,6 +164,7 @@ class PresenceService(Service):
             settings.max_pending,
             SourceRateLimiter(clock, settings.subscribe_rate, settings.subscribe_burst),
             federated=links is not None and signer is not None,
+            max_per_domain=settings.remote_max_pending,
         )
         self._status_rate = SourceRateLimiter(
             clock, settings.status_rate, settings.status_burst
@@ -213,9 +222,14 @@ class PresenceService(Service):
         return self._expiry.run()
 
     async def _expire_requests(self) -> None:
-        before = self._clock.seconds() - self.settings.request_lifetime
+        now = self._clock.seconds()
+        before = now - self.settings.request_lifetime
+        # An action older than any signature DELIVER accepts cannot come
+        # again: what refuses its replay is no longer needed.
+        old_actions = int((now - ACTION_MEMORY) * 1000)
         try:
             forgotten = await self._store.expire_requests(before)
+            await self._store.forget_actions(old_actions)
         except Exception:
             self._log.failure("Presence: forgetting old requests failed")
             return

@@ -100,12 +100,16 @@ class Subscriptions:
         max_pending: int,
         requests: SourceRateLimiter,
         federated: bool = False,
+        max_per_domain: int = 10,
     ) -> None:
         """
         @param federated: whether contacts of other domains are served
             (the server links other domains).
+        @param max_per_domain: the most requests from one other domain
+            put to one user at a time (more wait hidden).
         """
         self._federated = federated
+        self._max_per_domain = max_per_domain
         self._clock = clock
         self._domain = domain
         self._store = store
@@ -156,8 +160,11 @@ class Subscriptions:
         # Whether the target was put this request before: they are told
         # of a request once, however often it is asked.
         before = await self._store.subscription(target, subscriber)
+        hidden = refuses(profile, subscriber)
+        if not hidden and before.inbound is not Link.PENDING:
+            hidden = await self._crowded(subscriber, target)
         link = await self._store.request_subscription(
-            subscriber, target, now, self._max_pending, refuses(profile, subscriber)
+            subscriber, target, now, self._max_pending, hidden
         )
         if link in (Link.PENDING, Link.HIDDEN) and welcomes(profile, subscriber):
             link = await self._store.approve_subscription(target, subscriber, now)
@@ -168,6 +175,22 @@ class Subscriptions:
         else:
             outcome = Outcome.WAITING
         return await self.state(subscriber, target), outcome
+
+    async def _crowded(self, subscriber: str, target: str) -> bool:
+        """
+        Whether C{target} is already put as many requests from
+        C{subscriber}'s domain, another than this one, as one domain may
+        put to a user: a hostile domain can mint subscribers faster than
+        any per-subscriber limit counts them, and would fill the target's
+        cap, so that nobody else's request reached them.  Past it, a
+        request waits hidden, as one past the target's cap does.
+        """
+        domain = domain_of(subscriber)
+        if domain == self._domain:
+            return False
+        waiting = await self._store.pending_requests(target)
+        from_domain = sum(1 for r in waiting if domain_of(r.subscriber) == domain)
+        return from_domain >= self._max_per_domain
 
     async def approve(self, target: str, subscriber: str) -> tuple[str, Link]:
         """

@@ -19,6 +19,8 @@ from fmtp.store.presence import (
     PendingRequest,
     Subscription,
     after_approval,
+    check_action,
+    check_ms,
     check_pair,
     check_request,
     requested,
@@ -50,6 +52,7 @@ class MemoryPresence(MemoryBase):
         self._links: dict[tuple[str, str], _Row] = {}
         self._targets_of: dict[str, set[str]] = {}
         self._subscribers_of: dict[str, set[str]] = {}
+        self._actions: dict[tuple[str, str], tuple[int, str]] = {}
 
     def _link(self, subscriber: str, target: str) -> Link:
         row = self._links.get((subscriber, target))
@@ -214,6 +217,34 @@ class MemoryPresence(MemoryBase):
                 and domain_of(target) != domain
             }
         )
+
+    def last_action(self, actor: str, user: str) -> Deferred[tuple[int, str] | None]:
+        return self._call(self._last_action, actor, user)
+
+    def _last_action(self, actor: str, user: str) -> tuple[int, str] | None:
+        check_pair(actor, user)
+        return self._actions.get((actor, user))
+
+    def record_action(
+        self, actor: str, user: str, ms: int, object_id: str
+    ) -> Deferred[None]:
+        return self._call(self._record_action, actor, user, ms, object_id)
+
+    def _record_action(self, actor: str, user: str, ms: int, object_id: str) -> None:
+        check_action(actor, user, ms, object_id)
+        last = self._actions.get((actor, user))
+        if last is None or ms >= last[0]:
+            self._actions[actor, user] = (ms, object_id)
+
+    def forget_actions(self, before: int) -> Deferred[int]:
+        return self._call(self._forget_actions, before)
+
+    def _forget_actions(self, before: int) -> int:
+        check_ms(before)
+        old = [key for key, (ms, _) in self._actions.items() if ms < before]
+        for key in old:
+            del self._actions[key]
+        return len(old)
 
     def expire_requests(self, before: float) -> Deferred[int]:
         return self._call(self._expire_requests, before)

@@ -23,6 +23,8 @@ from fmtp.store.presence import (
     PendingRequest,
     Subscription,
     after_approval,
+    check_action,
+    check_ms,
     check_pair,
     check_request,
     requested,
@@ -197,6 +199,37 @@ def _followed_domains(conn: sqlite3.Connection, domain: str) -> list[str]:
     ]
 
 
+def _last_action(
+    conn: sqlite3.Connection, actor: str, user: str
+) -> tuple[int, str] | None:
+    row = conn.execute(
+        "SELECT ms, object_id FROM subscription_actions WHERE actor = ? AND user = ?",
+        (actor, user),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def _record_action(
+    conn: sqlite3.Connection, actor: str, user: str, ms: int, object_id: str
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO subscription_actions (actor, user, ms, object_id)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (actor, user) DO UPDATE SET
+            ms = excluded.ms, object_id = excluded.object_id
+        WHERE excluded.ms >= subscription_actions.ms
+        """,
+        (actor, user, ms, object_id),
+    )
+
+
+def _forget_actions(conn: sqlite3.Connection, before: int) -> int:
+    return conn.execute(
+        "DELETE FROM subscription_actions WHERE ms < ?", (before,)
+    ).rowcount
+
+
 def _expire_requests(conn: sqlite3.Connection, before: float) -> int:
     cursor = conn.execute(
         "DELETE FROM subscriptions WHERE state IN ('pending', 'hidden') "
@@ -294,6 +327,26 @@ class SQLPresence(SQLiteEngine):
         return self.run_checked(
             lambda: check_domain(domain=domain), _followed_domains, domain, read=True
         )
+
+    def last_action(self, actor: str, user: str) -> Deferred[tuple[int, str] | None]:
+        return self.run_checked(
+            lambda: check_pair(actor, user), _last_action, actor, user, read=True
+        )
+
+    def record_action(
+        self, actor: str, user: str, ms: int, object_id: str
+    ) -> Deferred[None]:
+        return self.run_checked(
+            lambda: check_action(actor, user, ms, object_id),
+            _record_action,
+            actor,
+            user,
+            ms,
+            object_id,
+        )
+
+    def forget_actions(self, before: int) -> Deferred[int]:
+        return self.run_checked(lambda: check_ms(before), _forget_actions, before)
 
     def expire_requests(self, before: float) -> Deferred[int]:
         return self.run_checked(

@@ -419,6 +419,30 @@ def _v9_bridge_sources(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v10_subscription_actions(conn: sqlite3.Connection) -> None:
+    """
+    Version 10: the last subscription action each remote user took about
+    each local one (L{fmtp.interfaces.IPresenceStore.last_action}), so
+    that one delivered again is refused after a restart too; swept by
+    C{ms} once older than any signature is accepted.
+    """
+    _execute_all(
+        conn,
+        [
+            """
+            CREATE TABLE subscription_actions (
+                actor TEXT NOT NULL,
+                user TEXT NOT NULL,
+                ms INTEGER NOT NULL,
+                object_id TEXT NOT NULL,
+                PRIMARY KEY (actor, user)
+            ) WITHOUT ROWID
+            """,
+            "CREATE INDEX subscription_actions_ms ON subscription_actions (ms)",
+        ],
+    )
+
+
 #: The upgrade steps, in order: C{SCHEMA_STEPS[N - 1]} takes a file from
 #: version N-1 to N.  Append new steps; never change a released one.
 SCHEMA_STEPS: Sequence[SchemaStep] = (
@@ -431,6 +455,7 @@ SCHEMA_STEPS: Sequence[SchemaStep] = (
     _v7_hidden_requests,
     _v8_bridges,
     _v9_bridge_sources,
+    _v10_subscription_actions,
 )
 
 #: The schema version this code writes.

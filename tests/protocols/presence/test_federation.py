@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from fmtp.errors import Forbidden, InvalidAddress, InvalidObject, TooManyRequests
 from fmtp.federation.failures import LinkFailed
 from fmtp.federation.hello import Peer
+from fmtp.federation.inbound import MAX_CLOCK_SKEW, MAX_SIGNATURE_AGE
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.protocols.presence.events import PRESENCE, REQUEST
@@ -415,6 +416,56 @@ class ActionTests(FederationTestCase):
         self.clock.advance(60)
         self.now(handler, obj, [EDGAR], "lenore.org")
         self.assertEqual(self.pushes, [(EDGAR, REQUEST, LOST)])
+
+    def test_an_action_delivered_again_after_a_restart_is_not_applied(self) -> None:
+        """
+        What refuses a replay is in the store: a server restarted between
+        the first delivery and the replay still refuses it, and the old
+        actions are forgotten once no signature of their age is accepted.
+        """
+        obj = FMTPObject(
+            new_object_id(LOST, self.clock.seconds()),
+            SUBSCRIPTION_TYPE,
+            {"From": LOST, "To": EDGAR, "Subscription": "request"},
+        )
+        self.now(self.links.types[SUBSCRIPTION_TYPE], obj, [EDGAR], "lenore.org")
+        self.now(self.service.deny, EDGAR, LOST)
+
+        links = FakeLinks()
+        restarted = PresenceService(
+            self.clock,
+            "poe.net",
+            self.store,
+            router=None,
+            settings=SETTINGS,
+            links=links,
+            signer=DomainSigner(generate_private_key(), "poe.net"),
+        )
+        self.now(links.types[SUBSCRIPTION_TYPE], obj, [EDGAR], "lenore.org")
+        self.assertEqual(self.now(restarted.subscriptions.waiting_for, EDGAR), [])
+
+        self.clock.advance(MAX_SIGNATURE_AGE + MAX_CLOCK_SKEW + 1)
+        self.now(restarted.expire_requests)
+        self.assertIsNone(self.now(self.store.last_action, LOST, EDGAR))
+
+    def test_one_domain_cannot_fill_a_users_requests(self) -> None:
+        """
+        A domain mints subscribers faster than any per-subscriber limit:
+        past its share, its requests wait hidden, and another domain's
+        request still reaches the user.
+        """
+        share = SETTINGS.remote_max_pending
+        for n in range(share + 5):
+            self.deliver(f"minted{n}@lenore.org", EDGAR, "request")
+        self.deliver("poe@kingdom.example", EDGAR, "request")
+        waiting = self.now(self.service.subscriptions.waiting_for, EDGAR)
+        self.assertEqual(len(waiting), share + 1)
+        self.assertIn("poe@kingdom.example", waiting)
+        # And the hidden ones look to their domain as any request does.
+        self.assertEqual(
+            self.now(self.store.subscription, "minted14@lenore.org", EDGAR).state,
+            "pending out",
+        )
 
     def test_a_burst_of_actions_from_one_domain_is_refused_for_a_while(self) -> None:
         for n in range(int(SETTINGS.remote_burst)):
