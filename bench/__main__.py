@@ -330,6 +330,9 @@ class Harness:
                 f"--key-file={key_file}",
                 f"--dns={self.dns.dns_option}",
                 *LOGIN_LIMITS,
+                # (k)'s subscribers are all of poe.net: let them all wait
+                # for the one user they follow.
+                f"--presence-remote-max-pending={self.options['subscribers']}",
                 host=ADDRESSES[domain],
                 presence=self.wanted("(k)"),
             )
@@ -556,17 +559,11 @@ class Harness:
         C{--subscribers} subscribers on poe.net: one update between the
         servers, then one push per session (doc/protocol.md 9.7).
         """
-        o = self.options
-        count = o["subscribers"]
+        count = self.options["subscribers"]
         poe, lenore = self.federated[POE], self.federated[LENORE]
         job = {
-            "workload": "fanout",
-            "count": count,
-            "changes": o["changes"],
-            "warm": 5,
-            "interval": 0.03,
-            "concurrency": 8,
-            "deadline": o["changes"] * 0.5 + 60,
+            **self.fanout_job(),
+            "deadline": self.options["changes"] * 0.5 + 60,
             "endpoint": [poe.host, poe.presence_port],
             "target_endpoint": [lenore.host, lenore.presence_port],
             "changers": 4,
@@ -622,23 +619,30 @@ class Harness:
             f"({updates / outcome['delivered_seconds']:.0f} updates/s)"
         )
 
-    async def fanout(self) -> None:
+    def fanout_job(self) -> dict:
         """
-        (i): a status change reaching C{--subscribers} subscribers'
-        sessions, on the presence server and, for comparison, as a line
-        the relay writes to as many connections.
+        What (i) and (k) share: C{--subscribers} sessions see C{--changes}
+        status changes, one at a time, after 5 untimed.
         """
         o = self.options
-        count = o["subscribers"]
-        job = {
+        return {
             "workload": "fanout",
-            "count": count,
+            "count": o["subscribers"],
             "changes": o["changes"],
             "warm": 5,
             "interval": 0.03,
             "concurrency": 8,
             "deadline": o["changes"] * 0.5 + 30,
         }
+
+    async def fanout(self) -> None:
+        """
+        (i): a status change reaching C{--subscribers} subscribers'
+        sessions, on the presence server and, for comparison, as a line
+        the relay writes to as many connections.
+        """
+        count = self.options["subscribers"]
+        job = self.fanout_job()
         relay = {**job, "endpoint": ["127.0.0.1", self.relay_port], "changers": 1}
         presence = {
             **job,

@@ -156,6 +156,17 @@ class IPresenceStore(Interface):
             subscriber).
         """
 
+    def waiting_from(target, domain):
+        """
+        How many requests from users of C{domain} wait for C{target},
+        hidden or not: what keeps one other domain from filling a user's
+        requests, counted the same whether C{target} exists, blocks them
+        or not, so that it tells that domain nothing but what its own
+        users asked.
+
+        @return: a L{Deferred} that fires with the number.
+        """
+
     def shared_with_domain(domain):
         """
         Every approved subscription with a subscriber or a target at

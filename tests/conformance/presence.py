@@ -367,6 +367,20 @@ class PresenceConformance:
         assert await store.shared_with_domain("kingdom.example") == []
 
     @pytest_twisted.ensureDeferred
+    async def test_waiting_from(self, store) -> None:
+        await store.request_subscription(LOST, BOB, T0, CAP, True)
+        await store.request_subscription(RAVEN, BOB, T0, CAP)
+        await store.request_subscription(ALICE, BOB, T0, CAP)
+        await store.request_subscription(LOST, CAROL, T0, CAP)
+        assert await store.waiting_from(BOB, "lenore.org") == 2
+        assert await store.waiting_from(BOB, "example.com") == 1
+        assert await store.waiting_from(CAROL, "lenore.org") == 1
+        # Approved, it no longer waits.
+        await store.approve_subscription(BOB, RAVEN, T0)
+        assert await store.waiting_from(BOB, "lenore.org") == 1
+        assert await store.waiting_from(BOB, "kingdom.example") == 0
+
+    @pytest_twisted.ensureDeferred
     async def test_last_action(self, store) -> None:
         assert await store.last_action(LOST, ALICE) is None
         await store.record_action(LOST, ALICE, 2000, "2000.a.lost@lenore.org")
@@ -472,6 +486,8 @@ class PresenceConformance:
             lambda s: s.shared_with_domain(""),
             lambda s: s.followed_domains("Example.com"),
             lambda s: s.last_action(ALICE, ALICE),
+            lambda s: s.waiting_from(BOB, "Lenore.org"),
+            lambda s: s.waiting_from("bob", "lenore.org"),
             lambda s: s.record_action(LOST, ALICE, 1.5, "1.a.lost@lenore.org"),
             lambda s: s.record_action(LOST, ALICE, 1, ""),
             lambda s: s.forget_actions("soon"),

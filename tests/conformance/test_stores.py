@@ -401,7 +401,7 @@ async def test_upgrade_from_version_one(db_path: Path) -> None:
     s = SQLiteStore(db_path)
     await s.open()
     try:
-        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 9
+        assert await s.run_interaction(schema_version) == SCHEMA_VERSION == 10
         assert await s.get_object(kept.id) == kept
         assert await s.list_objects(0, 10) == [kept.summary()]
         assert await s.get_password_hash(ALICE) == "hash-1"

@@ -48,6 +48,14 @@ PRESENCE_PARAMETERS = [
         "presence this server's users follow; 1 to 3600.",
     ],
     [
+        "presence-remote-max-pending",
+        None,
+        str(DEFAULT_SETTINGS.remote_max_pending),
+        "Most subscription requests from one other domain that may wait "
+        "for one user (more are refused for now, 429, and retried by that "
+        "domain's queue). 1 to 100000.",
+    ],
+    [
         "presence-remote-timeout",
         None,
         f"{DEFAULT_SETTINGS.remote_timeout:g}",
@@ -80,6 +88,9 @@ def presence_settings_of(options: Mapping[str, str]) -> PresenceSettings:
     request_days = options["presence-request-days"]
     if not is_ascii_digits(request_days) or not 1 <= int(request_days) <= 3650:
         raise usage.UsageError("--presence-request-days must be days from 1 to 3650")
+    remote_pending = options["presence-remote-max-pending"]
+    if not is_ascii_digits(remote_pending) or not 1 <= int(remote_pending) <= 100_000:
+        raise usage.UsageError("--presence-remote-max-pending must be from 1 to 100000")
     refresh = _seconds(options, "presence-remote-refresh", 1, 3600)
     timeout = _seconds(options, "presence-remote-timeout", 2 * refresh, 86400)
     return replace(
@@ -87,6 +98,7 @@ def presence_settings_of(options: Mapping[str, str]) -> PresenceSettings:
         grace_period=grace,
         max_pending=int(max_pending),
         request_lifetime=int(request_days) * 86400.0,
+        remote_max_pending=int(remote_pending),
         remote_refresh=refresh,
         remote_timeout=timeout,
     )

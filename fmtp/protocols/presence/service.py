@@ -87,9 +87,10 @@ class PresenceSettings:
         status update on its way to a domain.
     @ivar remote_rate: subscription actions and probes per second a peer
         domain may send, after a burst of C{remote_burst}.
-    @ivar remote_max_pending: requests from one other domain put to one
-        user at a time; more wait hidden, so that a domain minting users
-        cannot fill a user's cap.
+    @ivar remote_max_pending: requests from one other domain that may
+        wait for one user, hidden or not; more are refused for now (429,
+        and that domain's queue tries again), so that a domain minting
+        users can fill neither a user's cap nor the store.
     """
 
     grace_period: float = 30.0

@@ -106,7 +106,7 @@ class Subscriptions:
         @param federated: whether contacts of other domains are served
             (the server links other domains).
         @param max_per_domain: the most requests from one other domain
-            put to one user at a time (more wait hidden).
+            that may wait for one user (more are refused for now).
         """
         self._federated = federated
         self._max_per_domain = max_per_domain
@@ -160,11 +160,10 @@ class Subscriptions:
         # Whether the target was put this request before: they are told
         # of a request once, however often it is asked.
         before = await self._store.subscription(target, subscriber)
-        hidden = refuses(profile, subscriber)
-        if not hidden and before.inbound is not Link.PENDING:
-            hidden = await self._crowded(subscriber, target)
+        if domain_of(subscriber) != self._domain:
+            await self._check_share(subscriber, target)
         link = await self._store.request_subscription(
-            subscriber, target, now, self._max_pending, hidden
+            subscriber, target, now, self._max_pending, refuses(profile, subscriber)
         )
         if link in (Link.PENDING, Link.HIDDEN) and welcomes(profile, subscriber):
             link = await self._store.approve_subscription(target, subscriber, now)
@@ -176,21 +175,30 @@ class Subscriptions:
             outcome = Outcome.WAITING
         return await self.state(subscriber, target), outcome
 
-    async def _crowded(self, subscriber: str, target: str) -> bool:
+    async def _check_share(self, subscriber: str, target: str) -> None:
         """
-        Whether C{target} is already put as many requests from
-        C{subscriber}'s domain, another than this one, as one domain may
-        put to a user: a hostile domain can mint subscribers faster than
-        any per-subscriber limit counts them, and would fill the target's
-        cap, so that nobody else's request reached them.  Past it, a
-        request waits hidden, as one past the target's cap does.
+        Refuse, for now, a new request from another domain's user when as
+        many requests from that domain already wait for C{target} as one
+        domain may have wait for a user: a hostile domain can mint
+        subscribers faster than any per-subscriber limit counts them, and
+        would fill the target's cap (so that nobody else's request reached
+        them) and the store.  Counted alike whether C{target} exists or
+        blocks them, hidden requests included, it tells that domain only
+        what its own users asked; its queue tries again later, so a big
+        domain's many friends of one user reach them as earlier requests
+        are answered.
+
+        @raise TooManyRequests: past the share (429).
         """
+        mine = await self._store.subscription(subscriber, target)
+        if mine.outbound is not Link.NONE:
+            return
         domain = domain_of(subscriber)
-        if domain == self._domain:
-            return False
-        waiting = await self._store.pending_requests(target)
-        from_domain = sum(1 for r in waiting if domain_of(r.subscriber) == domain)
-        return from_domain >= self._max_per_domain
+        if await self._store.waiting_from(target, domain) >= self._max_per_domain:
+            raise TooManyRequests(
+                f"{self._max_per_domain} requests from {domain} already wait "
+                "for this user: try later"
+            )
 
     async def approve(self, target: str, subscriber: str) -> tuple[str, Link]:
         """

@@ -192,6 +192,19 @@ class MemoryPresence(MemoryBase):
         waiting.sort(key=lambda request: (request.created, request.subscriber))
         return waiting
 
+    def waiting_from(self, target: str, domain: str) -> Deferred[int]:
+        return self._call(self._waiting_from, target, domain)
+
+    def _waiting_from(self, target: str, domain: str) -> int:
+        check_address(target=target)
+        check_domain(domain=domain)
+        return sum(
+            1
+            for subscriber in self._subscribers_of.get(target, ())
+            if domain_of(subscriber) == domain
+            and self._links[subscriber, target].link in WAITING
+        )
+
     def shared_with_domain(self, domain: str) -> Deferred[list[tuple[str, str]]]:
         return self._call(self._shared_with_domain, domain)
 

@@ -169,6 +169,18 @@ def _pending_requests(conn: sqlite3.Connection, target: str) -> list[PendingRequ
     ]
 
 
+def _waiting_from(conn: sqlite3.Connection, target: str, domain: str) -> int:
+    (count,) = conn.execute(
+        """
+        SELECT COUNT(*) FROM subscriptions
+        WHERE target = ? AND state IN ('pending', 'hidden')
+            AND subscriber_domain = ?
+        """,
+        (target, domain),
+    ).fetchone()
+    return count
+
+
 def _shared_with_domain(conn: sqlite3.Connection, domain: str) -> list[tuple[str, str]]:
     return [
         (subscriber, target)
@@ -316,6 +328,15 @@ class SQLPresence(SQLiteEngine):
     def pending_requests(self, target: str) -> Deferred[list[PendingRequest]]:
         return self.run_checked(
             lambda: check_address(target=target), _pending_requests, target, read=True
+        )
+
+    def waiting_from(self, target: str, domain: str) -> Deferred[int]:
+        return self.run_checked(
+            lambda: (check_address(target=target), check_domain(domain=domain)),
+            _waiting_from,
+            target,
+            domain,
+            read=True,
         )
 
     def shared_with_domain(self, domain: str) -> Deferred[list[tuple[str, str]]]:

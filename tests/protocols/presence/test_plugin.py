@@ -56,12 +56,15 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
             "5",
             "--presence-remote-timeout",
             "12.5",
+            "--presence-remote-max-pending",
+            "50",
         ]
     )
     chosen = options["plugin-options"]["presence"]
     assert (chosen.grace_period, chosen.max_pending) == (2.5, 7)
     assert chosen.request_lifetime == 3 * 86400
     assert (chosen.remote_refresh, chosen.remote_timeout) == (5.0, 12.5)
+    assert chosen.remote_max_pending == 50
     services = make_services(Clock(), plugin_options={"presence": chosen})
     assert presence_of(PresenceProtocolPlugin(), services) == chosen
     # Without options, the defaults; a plugin given settings keeps its own.
@@ -86,6 +89,7 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
         ("--presence-remote-refresh", "0.5"),
         ("--presence-remote-refresh", "later"),
         ("--presence-remote-timeout", "100"),
+        ("--presence-remote-max-pending", "0"),
         ("--presence-request-days", "3651"),
         ("--presence-request-days", "1.5"),
     ],
