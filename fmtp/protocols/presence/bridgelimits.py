@@ -19,44 +19,15 @@ server.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from fmtp.interfaces import IDatagramLimiter
-from fmtp.protocols.presence.bridges import BRIDGE_CACHE_SECONDS
+from fmtp.protocols.presence.bridgedir import BridgeDirectory
 from fmtp.ratelimit import SourceRateLimiter
 from fmtp.store.bridges import Bridge
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeNetwork:
-    network: Network
-    bridge: str
-    rate: int
-
-
-def bridge_networks(bridges: list[Bridge]) -> list[BridgeNetwork]:
-    """
-    The source networks of C{bridges}, in the order a source is looked up:
-    the most specific network first (the longest prefix, as a routing
-    table), and of two bridges with the same network, the first by name.
-    A network the store holds malformed is skipped.
-    """
-    found = []
-    for bridge in bridges:
-        for text in bridge.sources:
-            try:
-                network = ipaddress.ip_network(text, strict=False)
-            except ValueError:
-                continue
-            found.append(BridgeNetwork(network, bridge.name, bridge.rate))
-    found.sort(key=lambda n: (-n.network.prefixlen, n.bridge))
-    return found
 
 
 def source_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -81,11 +52,10 @@ class BridgeSourceLimiter:
     every address of its networks, and one bucket of refusals per bridge
     at an ordinary source's rate.
 
-    The bridges are read from the store (L{fmtp.interfaces.IBridgeStore})
-    at the first datagram and again once L{BRIDGE_CACHE_SECONDS} old, as
-    L{fmtp.protocols.presence.bridges.BridgePublishing} reads them, so
-    C{fmtp bridge set} takes effect on a running server that soon; until
-    the first read completes every source is an ordinary one.
+    The bridges and their networks are the server's L{BridgeDirectory},
+    which PUBLISH's authentication reads too: C{fmtp bridge set} takes
+    effect on a running server within its few seconds; until its first
+    read completes every source is an ordinary one.
     """
 
     _log = Logger()
@@ -93,39 +63,24 @@ class BridgeSourceLimiter:
     def __init__(
         self,
         clock: IReactorTime,
-        store,
+        directory: BridgeDirectory,
         per_source: SourceRateLimiter | None = None,
     ) -> None:
         self._clock = clock
-        self._store = store
+        self._directory = directory
         self.per_source = per_source or SourceRateLimiter(clock)
         self.refusals = SourceRateLimiter(
             clock, self.per_source.rate, self.per_source.burst
         )
-        self._networks: list[BridgeNetwork] = []
         self._buckets: dict[str, SourceRateLimiter] = {}
-        self._read_at: float | None = None
-        self._reading = False
+        directory.observe(self._read)
 
-    def _refresh(self) -> None:
-        now = self._clock.seconds()
-        if self._reading or (
-            self._read_at is not None and now - self._read_at < BRIDGE_CACHE_SECONDS
-        ):
-            return
-        self._reading = True
-        self._read_at = now
-        d = self._store.list_bridges()
-        d.addCallback(self._read)
-        d.addErrback(lambda f: self._log.failure("reading the bridges' networks", f))
-        d.addBoth(self._done_reading)
-
-    def _done_reading(self, _) -> None:
-        self._reading = False
-
-    def _read(self, bridges: list[Bridge]) -> None:
-        self._networks = bridge_networks(bridges)
-        rates = {n.bridge: n.rate for n in self._networks}
+    def _read(self, bridges: dict[str, Bridge]) -> None:
+        """
+        The bridges were read: a bucket for each with networks, kept for
+        one whose rate did not change.
+        """
+        rates = {n.bridge: n.rate for n in self._directory.networks}
         kept = {
             name: bucket
             for name, bucket in self._buckets.items()
@@ -140,13 +95,14 @@ class BridgeSourceLimiter:
         """
         The name of the bridge whose networks C{host} is in, if any.
         """
-        self._refresh()
-        if not self._networks:
+        self._directory.refresh()
+        networks = self._directory.networks
+        if not networks:
             return None
         address = source_address(host)
         if address is None:
             return None
-        for entry in self._networks:
+        for entry in networks:
             if address.version == entry.network.version and address in entry.network:
                 return entry.bridge
         return None

@@ -94,11 +94,15 @@ class BridgeNotifier:
     def _rate(self, rate: int) -> SourceRateLimiter:
         return SourceRateLimiter(self._clock, rate, 2 * rate, max_sources=1)
 
-    def forget(self, name: str) -> None:
+    def forget_all_but(self, bridges: Mapping[str, Bridge]) -> None:
         """
-        The bridge C{name} is no more: send it nothing.
+        The bridges are now C{bridges}: send nothing more to one removed,
+        nor to one whose secret changed until it publishes again.
         """
-        self._outboxes.pop(name, None)
+        for name, outbox in list(self._outboxes.items()):
+            bridge = bridges.get(name)
+            if bridge is None or bridge.secret != outbox.secret:
+                del self._outboxes[name]
 
     def last_seq(self, bridge: Bridge) -> int:
         """

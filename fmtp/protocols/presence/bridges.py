@@ -34,6 +34,7 @@ from fmtp.auth.router import datagram_mac, unsigned_bytes
 from fmtp.errors import FMTPError, Forbidden, InvalidObject
 from fmtp.objects import domain_of, normalize_address
 from fmtp.policy import matches
+from fmtp.protocols.presence.bridgedir import BridgeDirectory
 from fmtp.protocols.presence.service import PresenceService
 from fmtp.protocols.presence.status import (
     OFFLINE,
@@ -56,12 +57,6 @@ MAX_SEQ = 2**64 - 1
 #: most a C{Ttl} may ask.
 DEFAULT_TTL = 300
 MAX_TTL = 3600
-#: Seconds a bridge read from the store (or found missing) is trusted
-#: before it is read again, so that C{fmtp bridge remove} takes effect
-#: on a running server that soon.
-BRIDGE_CACHE_SECONDS = 5.0
-#: Most bridge names whose look-up is cached.
-MAX_CACHED = 1024
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 #: The key a MAC is checked with when the bridge is unknown, so that an
@@ -213,7 +208,7 @@ class BridgePublishing:
     Checks and applies the PUBLISH datagrams of the server's bridges, and
     authenticates their other requests (RESYNC) the same way.
 
-    @param store: provides L{fmtp.interfaces.IBridgeStore}.
+    @param directory: the server's bridges.
     @param notifier: told where each bridge sends its fresh PUBLISH from,
         which is where its notifications go.
     """
@@ -224,33 +219,28 @@ class BridgePublishing:
         self,
         clock: IReactorTime,
         domain: str,
-        store,
+        directory: BridgeDirectory,
         presence: PresenceService,
         notifier: BridgeNotifier | None = None,
     ) -> None:
         self._clock = clock
         self._domain = domain
-        self._store = store
+        self.directory = directory
         self._presence = presence
         self._notifier = notifier
         self._states: dict[str, BridgeState] = {}
-        self._cached: dict[str, tuple[Bridge | None, float]] = {}
         self._log_limiter = LogLimiter(clock, rate=0.1, burst=1)
+        directory.observe(self._read)
 
-    async def _bridge(self, name: str) -> Bridge | None:
-        now = self._clock.seconds()
-        cached = self._cached.get(name)
-        if cached is not None and now - cached[1] < BRIDGE_CACHE_SECONDS:
-            return cached[0]
-        bridge = await self._store.get_bridge(name)
-        if len(self._cached) >= MAX_CACHED:
-            self._cached.clear()
-        self._cached[name] = (bridge, now)
-        if bridge is None:
-            self._states.pop(name, None)
-            if self._notifier is not None:
-                self._notifier.forget(name)
-        return bridge
+    def _read(self, bridges: dict[str, Bridge]) -> None:
+        """
+        The bridges were read: forget the window and the notifications of
+        each one removed.
+        """
+        for name in [name for name in self._states if name not in bridges]:
+            del self._states[name]
+        if self._notifier is not None:
+            self._notifier.forget_all_but(bridges)
 
     async def authenticate(self, frame: Frame, data: bytes) -> Authenticated:
         """
@@ -269,7 +259,7 @@ class BridgePublishing:
         if not name or mac is None:
             raise InvalidObject(f"{frame.verb} needs Bridge, Seq and Mac headers")
         seq = _header_number(frame, "Seq", None, MAX_SEQ)
-        bridge = await self._bridge(name)
+        bridge = await self.directory.get(name)
         expected = datagram_mac(
             bridge.secret if bridge else _NO_KEY, unsigned_bytes(data)
         )

@@ -18,6 +18,7 @@ from fmtp.errors import InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, required_argument
 from fmtp.framing.session import Session
 from fmtp.interfaces import ISession
+from fmtp.protocols.presence.bridgedir import BridgeDirectory
 from fmtp.protocols.presence.bridgenotify import BridgeNotifier
 from fmtp.protocols.presence.bridgeresync import BridgeResync
 from fmtp.protocols.presence.bridges import BridgePublishing
@@ -126,17 +127,29 @@ class PresenceCommands(CommandGroup):
             SUBSCRIPTION: render_subscription,
         }
         self.notifier = BridgeNotifier(services.reactor, self.renderers)
-        self.presence.bridge_notify = self.notifier.notify
+        self.presence.bridge_notify = self._notify_bridge
+        #: The server's bridges, which the datagram listener's limiter
+        #: reads too (L{PresenceProtocolPlugin.datagram_limiter}).
+        self.bridge_directory = BridgeDirectory(services.reactor, services.store)
         self.bridges = BridgePublishing(
             services.reactor,
             services.domain,
-            services.store,
+            self.bridge_directory,
             self.presence,
             self.notifier,
         )
         self.bridge_resync = BridgeResync(
             services.reactor, self.bridges, self.presence, self.notifier
         )
+
+    def _notify_bridge(self, bridge: str, address: str, event: Event) -> None:
+        """
+        Tell C{bridge} of C{event} for C{address}; a bridge removed is
+        forgotten at the next read of the bridges, which this starts if
+        they are old.
+        """
+        self.bridge_directory.refresh()
+        self.notifier.notify(bridge, address, event)
 
     @staticmethod
     def _login(session: Session) -> ISession:

@@ -45,4 +45,9 @@ class PresenceProtocolPlugin(FramedProtocolPlugin):
         Per-source limits, except that the bridges' source networks send
         at their bridge's rate (doc/protocol.md 9.6).
         """
-        return BridgeSourceLimiter(services.reactor, services.store)
+        commands = next(
+            group
+            for group in self.handler(services).groups
+            if isinstance(group, PresenceCommands)
+        )
+        return BridgeSourceLimiter(services.reactor, commands.bridge_directory)

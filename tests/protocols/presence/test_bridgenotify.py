@@ -17,9 +17,9 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.auth.router import Event, datagram_mac, unsigned_bytes
+from fmtp.protocols.presence.bridgedir import BRIDGE_CACHE_SECONDS
 from fmtp.protocols.presence.bridgenotify import BridgeNotifier
 from fmtp.protocols.presence.bridgeresync import RESYNC_BURST, signed_resync
-from fmtp.protocols.presence.bridges import BRIDGE_CACHE_SECONDS
 from fmtp.protocols.presence.commands import render_request
 from fmtp.protocols.presence.events import REQUEST
 from fmtp.wire import Frame, parse_datagram
@@ -209,6 +209,21 @@ class NotificationAttackTests(NotifyTestCase):
         self.clock.advance(BRIDGE_CACHE_SECONDS)
         self.assertEqual(self.receive(self.publish(2, f"{EDGAR} online")).code, 535)
         self.annabel_goes("busy")
+        self.assertEqual(self.notifications(), [])
+
+    def test_a_bridge_removed_while_silent_is_sent_nothing_more(self) -> None:
+        """
+        The bridge publishes once and says nothing more: removed, it is
+        forgotten at the next read of the bridges, which an event for it
+        starts, not only when its users' Ttl ends.
+        """
+        self.receive(self.publish(1, f"{EDGAR} online"))
+        self.annabel_goes("away")
+        self.assertEqual(len(self.notifications()), 1)
+        self.store.remove_bridge("poe-dsl")
+        self.clock.advance(BRIDGE_CACHE_SECONDS)
+        self.annabel_goes("busy")
+        self.annabel_goes("online")
         self.assertEqual(self.notifications(), [])
 
 

@@ -12,25 +12,27 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from fmtp.interfaces import IDatagramLimiter
-from fmtp.protocols.presence.bridgelimits import (
-    BridgeSourceLimiter,
-    bridge_networks,
-    source_address,
-)
-from fmtp.protocols.presence.bridges import (
+from fmtp.protocols.presence.bridgedir import (
     BRIDGE_CACHE_SECONDS,
+    BridgeDirectory,
+    bridge_networks,
+)
+from fmtp.protocols.presence.bridgelimits import BridgeSourceLimiter, source_address
+from fmtp.protocols.presence.bridges import (
     DEFAULT_TTL,
     ReplayWindow,
     Seen,
     signed_publish,
 )
 from fmtp.protocols.presence.plugin import PresenceProtocolPlugin
+from fmtp.store import MemoryStore
 from fmtp.store.bridges import Bridge
 from fmtp.wire import UNSOLICITED_TAG, parse_datagram, request, serialize
 from tests.framing.test_datagram import RecordingDatagramTransport
@@ -494,16 +496,74 @@ class FailingStore:
         return fail(RuntimeError("disk gone"))
 
 
+class CountingStore:
+    """
+    Counts the reads of the bridges' list, and of single bridges.
+    """
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.lists = 0
+
+    def list_bridges(self):
+        self.lists += 1
+        return self.store.list_bridges()
+
+    def get_bridge(self, name):  # pragma: no cover (must not be called)
+        raise AssertionError("bridges are read as a list")
+
+
+class DirectoryTests(SynchronousTestCase):
+    def test_made_up_names_cost_no_store_read(self) -> None:
+        """
+        A sender cycling through bridge names it makes up gets 535 for
+        each, and the store is read once per few seconds, not per name.
+        """
+        clock = Clock()
+        store = CountingStore(MemoryStore())
+        store.store.add_bridge(BRIDGE)
+        directory = BridgeDirectory(clock, store)
+        for n in range(2000):
+            d = Deferred.fromCoroutine(directory.get(f"made-up-{n}"))
+            self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(store.lists, 1)
+        clock.advance(BRIDGE_CACHE_SECONDS)
+        d = Deferred.fromCoroutine(directory.get(BRIDGE.name))
+        self.assertEqual(self.successResultOf(d), BRIDGE)
+        self.assertEqual(store.lists, 2)
+
+    def test_a_read_under_way_is_waited_for_by_all(self) -> None:
+        clock = Clock()
+        pending: Deferred = Deferred()
+
+        class SlowStore:
+            def list_bridges(self):
+                return pending
+
+        directory = BridgeDirectory(clock, SlowStore())
+        first = Deferred.fromCoroutine(directory.get(BRIDGE.name))
+        second = Deferred.fromCoroutine(directory.get(BRIDGE.name))
+        self.assertNoResult(first)
+        pending.callback([BRIDGE])
+        self.assertEqual(self.successResultOf(first), BRIDGE)
+        self.assertEqual(self.successResultOf(second), BRIDGE)
+
+
+def failing_limiter() -> BridgeSourceLimiter:
+    clock = Clock()
+    return BridgeSourceLimiter(clock, BridgeDirectory(clock, FailingStore()))
+
+
 class BridgeSourceLimiterTests(SynchronousTestCase):
     def test_provides_the_interface(self) -> None:
-        verifyObject(IDatagramLimiter, BridgeSourceLimiter(Clock(), FailingStore()))
+        verifyObject(IDatagramLimiter, failing_limiter())
 
     def test_a_store_that_fails_leaves_ordinary_limits_and_a_log_line(self) -> None:
-        limiter = BridgeSourceLimiter(Clock(), FailingStore())
+        limiter = failing_limiter()
         with capturedLogs() as events:
             allowed = [limiter.allow("192.0.2.7") for _ in range(41)]
         self.assertEqual(allowed.count(True), 40)
-        self.assertTrue(any("bridges' networks" in formatEvent(e) for e in events))
+        self.assertTrue(any("Reading the bridges" in formatEvent(e) for e in events))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
