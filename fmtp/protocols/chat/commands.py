@@ -299,12 +299,19 @@ class ChatCommands(CommandGroup):
         if not 1 <= limit <= most:
             raise InvalidObject(f"Limit must be from 1 to {most}")
         entries, head = await self.chat.history(user, room, since, limit)
-        headers = {"Room": room, "Count": str(len(entries)), "Head": str(head)}
-        last = entries[-1].seq if entries else since
+        frames: list[bytes] = []
+        size, budget = 0, self.chat.settings.history_bytes
+        for entry in entries:
+            data = serialize(entry_frame(room, entry))
+            if frames and size + len(data) > budget:
+                break
+            frames.append(data)
+            size += len(data)
+        headers = {"Room": room, "Count": str(len(frames)), "Head": str(head)}
+        last = since + len(frames)
         if last < head:
             headers["Next-Since"] = str(last)
-        body = b"".join(serialize(entry_frame(room, entry)) for entry in entries)
-        return reply(200, frame.tag, headers=headers, body=body)
+        return reply(200, frame.tag, headers=headers, body=b"".join(frames))
 
     async def enter(self, frame: Frame, session: Session) -> Frame:
         room = self._target(frame, session)[1]

@@ -20,6 +20,9 @@ class ChatSettings:
         C{join_burst}; CREATEs count as joins.
     @ivar max_body: the largest line, in bytes.
     @ivar history_limit: the most entries one HISTORY page holds.
+    @ivar history_bytes: the most bytes of entries one HISTORY page holds
+        (at least one entry): fewer entries than asked when lines are
+        large, so a page stays well under a client's body limit.
     @ivar enter_backlog: the most entries ENTER sends to catch up; a
         client further behind pages through HISTORY first.
     @ivar tombstone_hold: seconds a destroyed room's address stays taken.
@@ -34,6 +37,7 @@ class ChatSettings:
     join_burst: float = 10.0
     max_body: int = 4096
     history_limit: int = 200
+    history_bytes: int = 512 * 1024
     enter_backlog: int = 1000
     tombstone_hold: float = 30 * 86400.0
 

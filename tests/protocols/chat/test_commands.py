@@ -280,6 +280,18 @@ class LineTests(ChatTestCase):
         self.assertEqual(entries[-1].obj.properties["To"], LOUNGE)
         self.successResultOf(self.services.keys.verify_object(entries[0].obj))
 
+    def test_a_page_of_large_lines_holds_fewer(self) -> None:
+        self.settings = ChatSettings(history_bytes=3000)
+        self.setUp()
+        edgar = self.room()
+        for _ in range(4):
+            self.code(edgar, "SAY", LOUNGE, body=b"x" * 1000)
+        page = edgar.ask("HISTORY", "1", LOUNGE)
+        self.assertEqual(
+            (page.headers["Count"], page.headers["Next-Since"]), ("2", "2")
+        )
+        self.assertEqual(len(lines_of(page.body)), 2)
+
     def test_forged_retraction_is_refused(self) -> None:
         edgar = self.room(members=[MALLORY])
         self.assertEqual(self.code(edgar, "SAY", LOUNGE, body=b"mine"), 201)
