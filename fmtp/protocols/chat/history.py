@@ -41,7 +41,7 @@ class RoomHistory:
     The lines of L{fmtp.protocols.chat.service.ChatService}'s rooms: a
     part of it kept apart for size, which uses the service's C{store},
     C{signer}, C{clock}, C{settings}, C{router}, C{live} and its
-    C{membership} and C{check_rate}.
+    C{membership}, C{check_rate} and C{refuse}.
     """
 
     def __init__(self) -> None:
@@ -55,7 +55,10 @@ class RoomHistory:
         self, user: str, room: str, body: bytes, fmt: str | None
     ) -> HistoryEntry:
         found, member = await self.membership(user, room)
-        check_speak(member, found.config.moderated)
+        try:
+            check_speak(member, found.config.moderated)
+        except Forbidden as e:
+            raise self.refuse(user, f"a line in {room}", e) from None
         if not body:
             raise InvalidObject("SAY needs a body: the line to say")
         if len(body) > self.settings.max_body:
@@ -77,7 +80,12 @@ class RoomHistory:
         entry = page[0] if page else None
         if entry is None or entry.obj is None or entry.retracts is not None:
             raise NotFound(f"no line {seq} to retract in this room")
-        check_retract(member, entry.obj.properties.get("From", ""))
+        try:
+            check_retract(member, entry.obj.properties.get("From", ""))
+        except Forbidden as e:
+            raise self.refuse(
+                user, f"a retraction of line {seq} in {room}", e
+            ) from None
         return await self._append(
             room, user, RETRACTION_TYPE, {"Retracts": str(seq)}, b"", retracts=seq
         )

@@ -7,6 +7,7 @@ outsider tries, written as a test first.
 from __future__ import annotations
 
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from fmtp.protocols.chat.lines import entry_of_frame
@@ -346,6 +347,60 @@ class LineTests(ChatTestCase):
         self.assertEqual(annabel.ask("TOPIC", "1", LOUNGE).headers["Topic"], "Lenore")
         entry = lines_of(annabel.ask("HISTORY", "1", LOUNGE).body)[0]
         self.assertEqual(entry.obj.properties["Topic"], "Lenore")
+
+
+class LogTests(ChatTestCase):
+    def logged(self) -> list[str]:
+        lines: list[str] = []
+        self.chat._log = Logger(observer=lambda e: lines.append(formatEvent(e)))
+        return lines
+
+    def test_refusals_are_logged_with_the_user(self) -> None:
+        edgar = self.room(members=[MALLORY], Moderated="yes")
+        lines = self.logged()
+        mallory = self.logged_in(MALLORY)
+        self.assertEqual(self.code(mallory, "SAY", LOUNGE, body=b"x"), 554)
+        self.code(edgar, "SAY", LOUNGE, body=b"mine")
+        self.assertEqual(self.code(mallory, "RETRACT", LOUNGE, {"Seq": "1"}), 554)
+        self.code(edgar, "BAN", LOUNGE, {"Address": MALLORY})
+        self.assertEqual(self.code(mallory, "JOIN", LOUNGE), 554)
+        self.assertEqual(len(lines), 3)
+        for line in lines:
+            self.assertIn(f"Chat: refused {MALLORY}", line)
+        self.assertIn("banned", lines[-1])
+
+    def test_a_flood_of_refusals_is_a_few_lines(self) -> None:
+        self.room(members=[MALLORY])
+        mallory = self.logged_in(MALLORY)
+        lines = self.logged()
+        for _ in range(100):
+            self.code(mallory, "SAY", LOUNGE, body=b"spam")
+        self.assertEqual(len(lines), 10)
+        self.clock.advance(1)
+        self.code(mallory, "SAY", LOUNGE, body=b"spam")
+        self.code(mallory, "SAY", LOUNGE, body=b"spam")
+        self.assertIn("similar lines suppressed", lines[-1])
+
+
+class LargeRoomTests(ChatTestCase):
+    settings = ChatSettings(max_members=1001)
+
+    def test_a_join_and_a_line_in_a_large_room_read_no_member_list(self) -> None:
+        edgar = self.room(**{"Max-Members": "1000"})
+        for n in range(1000 - 1):
+            self.store.join(LOUNGE, f"reader{n}@poe.net", 0.0)
+        self.assertEqual(self.code(edgar, "ENTER", LOUNGE), 200)
+        self.store.members = None  # any fan-out over the member list fails
+        lenore = self.logged_in(LENORE)
+        self.assertEqual(self.code(lenore, "JOIN", LOUNGE), 554)  # full
+        self.assertEqual(
+            self.code(edgar, "CONFIG", LOUNGE, {"Max-Members": "1001"}), 200
+        )
+        joined = lenore.send("JOIN", "1", LOUNGE)
+        self.assertEqual([f.code for f in joined], [200])
+        self.assertEqual([f.code for f in edgar.frames()], [257])
+        self.assertEqual(self.code(lenore, "SAY", LOUNGE, body=b"hello all"), 201)
+        self.assertEqual([f.code for f in edgar.frames()], [256])
 
 
 class LiveTests(ChatTestCase):
