@@ -109,7 +109,7 @@ class RoomHistory:
         @return: the last entry the catch-up sent (or the head).
         """
         await self.membership(session.address, room)
-        self.live.enter(room, session)
+        entering = self.live.enter(room, session)
         try:
             head, _ = await self.store.head(room)
             if since is None:
@@ -131,9 +131,9 @@ class RoomHistory:
                     )
                 since = page[-1].seq
         except BaseException:
-            self.live.exit(room, session)
+            self.live.exit(room, session, entering)
             raise
-        self.live.go_live(room, session, since)
+        self.live.go_live(room, session, entering, since)
         return since
 
     def exit(self, session: ISession, room: str) -> bool:

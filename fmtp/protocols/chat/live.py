@@ -43,36 +43,50 @@ class LiveRooms:
         self._rooms: dict[str, dict[ISession, _Entered]] = {}
         self._of_session: dict[ISession, set[str]] = {}
 
-    def enter(self, room: str, session: ISession) -> None:
+    def enter(self, room: str, session: ISession) -> object:
         """
         Start holding C{room}'s lines for C{session}, which catches up
         next (L{go_live}); entering again starts over.
-        """
-        self._rooms.setdefault(room, {})[session] = _Entered()
-        self._of_session.setdefault(session, set()).add(room)
 
-    def go_live(self, room: str, session: ISession, caught_up_to: int) -> None:
+        @return: what names this entering to L{go_live}.
+        """
+        entered = _Entered()
+        self._rooms.setdefault(room, {})[session] = entered
+        self._of_session.setdefault(session, set()).add(room)
+        return entered
+
+    def go_live(
+        self, room: str, session: ISession, entering: object, caught_up_to: int
+    ) -> None:
         """
         C{session} was sent every entry up to C{caught_up_to}: deliver
         the held entries after it, and the later ones as they come.
+        Nothing happens if the session exited, or entered again since
+        C{entering} (that later catch-up goes live itself).
         """
         entered = self._rooms.get(room, {}).get(session)
-        if entered is None or entered.held is None:
+        if entered is None or entered is not entering or entered.held is None:
             return
         held, entered.held = entered.held, None
         entered.caught_up_to = caught_up_to
         for event in held:
             self._deliver(room, session, entered, event)
 
-    def exit(self, room: str, session: ISession) -> bool:
+    def exit(
+        self, room: str, session: ISession, entering: object | None = None
+    ) -> bool:
         """
-        C{session} no longer receives C{room}'s lines.
+        C{session} no longer receives C{room}'s lines (if given
+        C{entering}, only if that is still how it entered).
 
         @return: whether it had entered.
         """
         sessions = self._rooms.get(room)
-        if sessions is None or sessions.pop(session, None) is None:
+        if sessions is None or session not in sessions:
             return False
+        if entering is not None and sessions[session] is not entering:
+            return False
+        del sessions[session]
         if not sessions:
             del self._rooms[room]
         rooms = self._of_session.get(session)

@@ -99,6 +99,25 @@ class ChatServiceTests(SynchronousTestCase):
         self.say(b"after")
         self.assertEqual(received, [2, 3, 4, 5, 6])
 
+    def test_an_enter_overtaken_by_another_does_not_go_live(self) -> None:
+        for n in range(3):
+            self.say(b"before %d" % n)
+        received = []
+        session = self.router.open(
+            ANNABEL, "chat", lambda e: received.append(e.payload.entry.seq), [ROOM_LINE]
+        )
+        self.store.slow = True
+        first = ensureDeferred(self.chat.enter(session, LOUNGE, 0))
+        second = ensureDeferred(self.chat.enter(session, LOUNGE, 0))
+        self.store.slow = False
+        self.say(b"during")
+        self.store.release()
+        self.assertEqual(
+            (self.successResultOf(first), self.successResultOf(second)), (3, 3)
+        )
+        # Each catch-up as asked; the live line once, after the last.
+        self.assertEqual(received, [1, 2, 3, 1, 2, 3, 4])
+
     def test_a_line_that_lost_the_race_is_linked_again(self) -> None:
         self.say(b"one")
         # Another process of the domain appends behind the service's back.
