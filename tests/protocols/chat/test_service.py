@@ -77,16 +77,24 @@ class ChatServiceTests(SynchronousTestCase):
     def say(self, text: bytes, user: str = EDGAR):
         return self.done(self.chat.say(user, LOUNGE, text, None))
 
+    def three_lines_then_a_session(self):
+        """
+        Three lines in the lounge, and a session of Annabel's that records
+        the numbers of the lines it receives.
+        """
+        for n in range(3):
+            self.say(b"before %d" % n)
+        received: list[int] = []
+        session = self.router.open(
+            ANNABEL, "chat", lambda e: received.append(e.payload.entry.seq), [ROOM_LINE]
+        )
+        return received, session
+
     def test_provides_interface(self) -> None:
         self.assertTrue(verifyObject(IChatService, self.chat))
 
     def test_no_gap_no_duplicate_while_lines_keep_coming(self) -> None:
-        for n in range(3):
-            self.say(b"before %d" % n)
-        received = []
-        session = self.router.open(
-            ANNABEL, "chat", lambda e: received.append(e.payload.entry.seq), [ROOM_LINE]
-        )
+        received, session = self.three_lines_then_a_session()
         self.store.slow = True
         entering = ensureDeferred(self.chat.enter(session, LOUNGE, 1))
         # Lines said while the catch-up reads the history are held.
@@ -100,12 +108,7 @@ class ChatServiceTests(SynchronousTestCase):
         self.assertEqual(received, [2, 3, 4, 5, 6])
 
     def test_an_enter_overtaken_by_another_does_not_go_live(self) -> None:
-        for n in range(3):
-            self.say(b"before %d" % n)
-        received = []
-        session = self.router.open(
-            ANNABEL, "chat", lambda e: received.append(e.payload.entry.seq), [ROOM_LINE]
-        )
+        received, session = self.three_lines_then_a_session()
         self.store.slow = True
         first = ensureDeferred(self.chat.enter(session, LOUNGE, 0))
         second = ensureDeferred(self.chat.enter(session, LOUNGE, 0))
