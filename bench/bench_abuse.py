@@ -238,7 +238,11 @@ async def tracemalloc_run(reactor, connections: int, held: int) -> None:
         domain=DOMAIN,
         store_url=f"sqlite:{directory / 'fmtp.sqlite'}",
         key_file=str(directory / "domain.key"),
-        listeners={"object": ["tcp:0:interface=127.0.0.1"], "presence": ["none"]},
+        listeners={
+            "object": ["tcp:0:interface=127.0.0.1"],
+            "presence": ["none"],
+            "chat": ["none"],
+        },
     )
     root.startService()
     [listener] = root.listeners()

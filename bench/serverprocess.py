@@ -142,6 +142,7 @@ class ServerProcess:
                 if presence
                 else ["--listen-presence=none"]
             ),
+            "--listen-chat=none",
             *options,
         ]
         with open(self.log_path, "wb") as log:

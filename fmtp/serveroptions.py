@@ -32,6 +32,7 @@ from fmtp.listeners import NO_LISTENER, is_datagram, parse_udp_listener
 from fmtp.loginthrottle import DEFAULT_LOGIN_LIMITS, LoginLimits
 from fmtp.objects import is_ascii_digits, normalize_domain
 from fmtp.options import DNSOption
+from fmtp.protocols.chat.options import CHAT_PARAMETERS, chat_settings_of
 from fmtp.protocols.presence.options import PRESENCE_PARAMETERS, presence_settings_of
 from fmtp.store import store_from_url
 from fmtp.util.hostport import DEFAULT_FMTP_PORT, parse_host_port
@@ -186,6 +187,7 @@ class Options(DNSOption, usage.Options):
             "0 offers no tokens.",
         ],
         *PRESENCE_PARAMETERS,
+        *CHAT_PARAMETERS,
         [
             "max-connections",
             None,
@@ -297,7 +299,10 @@ class Options(DNSOption, usage.Options):
             )
         self["token-lifetime"] = lifetime
         self["connection-limits"] = self._connection_limits()
-        self["plugin-options"] = {"presence": presence_settings_of(self)}
+        self["plugin-options"] = {
+            "presence": presence_settings_of(self),
+            "chat": chat_settings_of(self),
+        }
         if bool(self["tls-key"]) != bool(self["tls-cert"]):
             raise usage.UsageError("--tls-key and --tls-cert go together")
         if self["hosts-file"]:

@@ -579,6 +579,7 @@ class LoopbackServer:
             listeners={
                 "object": ["tcp:0:interface=127.0.0.1"],
                 "presence": ["tcp:0:interface=127.0.0.1"],
+                "chat": ["none"],
             },
             login_limits=limits,
         )

@@ -10,7 +10,7 @@ that tests can check an implementation with
 L{zope.interface.verify.verifyObject}.
 
 They are written by area in this package's modules (L{store}, L{presence},
-L{rooms}, L{keys}, L{platform}, L{tokens},
+L{rooms}, L{chat}, L{keys}, L{platform}, L{tokens},
 L{bridges}) and imported from here, the one place to
 import any of them from: C{from fmtp.interfaces import IRouter}.
 """
@@ -18,6 +18,7 @@ import any of them from: C{from fmtp.interfaces import IRouter}.
 from __future__ import annotations
 
 from fmtp.interfaces.bridges import IBridgeStore
+from fmtp.interfaces.chat import IChatService
 from fmtp.interfaces.keys import IDomainSigner, IKeyVerifier
 from fmtp.interfaces.platform import (
     IAccount,
@@ -37,6 +38,7 @@ __all__ = [
     "IAccount",
     "IAccountStore",
     "IBridgeStore",
+    "IChatService",
     "ICommandGroup",
     "IDatagramLimiter",
     "IDeliveryStore",

@@ -172,6 +172,16 @@ class IRoomStore(Interface):
             addresses, in ascending order.
         """
 
+    def public_rooms(start, limit):
+        """
+        The public rooms (C{config.public}), what anyone may list: a page
+        of at most C{limit} after skipping C{start}, by ascending address.
+
+        @return: a L{Deferred} that fires with a L{list} of
+            L{fmtp.store.rooms.Room}; or fails with L{ValueError} for a
+            C{start} or C{limit} that is not a non-negative integer.
+        """
+
     def append(room, obj, now):
         """
         Append C{obj} to the room's history as its next entry, checking in

@@ -176,6 +176,7 @@ class CLIServer:
             listeners={
                 "object": ["tcp:0:interface=127.0.0.1"],
                 "presence": ["tcp:0:interface=127.0.0.1"],
+                "chat": ["none"],
             },
             hosts_file=str(hosts),
             nameservers=[self.dns.nameserver],

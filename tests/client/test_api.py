@@ -212,6 +212,7 @@ async def test_starttls(tmp_path) -> None:
         listeners={
             "object": ["tcp:0:interface=127.0.0.1"],
             "presence": ["tcp:0:interface=127.0.0.1"],
+            "chat": ["none"],
         },
         tls_context=load_tls_context(str(cert.key_path), str(cert.cert_path)),
     )

@@ -202,6 +202,19 @@ class RoomConformance:
         assert await store.rooms_of(ALICE) == []
 
     @pytest_twisted.ensureDeferred
+    async def test_public_rooms(self, store) -> None:
+        await store.create_room(ATTIC, CAROL, RoomConfig(public=True), T0)
+        await store.create_room("zoo@example.com", CAROL, RoomConfig(), T0)
+        await lounge(store)
+        assert [r.address for r in await store.public_rooms(0, 10)] == [ATTIC, LOUNGE]
+        assert await store.public_rooms(1, 1) == [await store.get_room(LOUNGE)]
+        assert await store.public_rooms(2, 10) == []
+        await store.configure_room(ATTIC, RoomConfig())
+        assert [r.address for r in await store.public_rooms(0, 10)] == [LOUNGE]
+        with pytest.raises(ValueError):
+            await store.public_rooms(-1, 10)
+
+    @pytest_twisted.ensureDeferred
     async def test_banned_cannot_join(self, store) -> None:
         await lounge(store)
         await store.join(LOUNGE, BOB, T0)

@@ -161,6 +161,7 @@ class Network:
             listeners={
                 "object": [f"tcp:{port}:interface={address}"],
                 "presence": [f"tcp:0:interface={address}"],
+                "chat": [f"tcp:0:interface={address}"],
                 **(listen or {}),
             },
             nameservers=[self.dns.nameserver],

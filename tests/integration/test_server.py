@@ -23,6 +23,8 @@ EDGAR = "edgar@poe.net"
 LISTENERS = ["tcp:0:interface=127.0.0.1", "udp:0:interface=127.0.0.1"]
 #: The presence protocol, served too, on a port of its own choosing.
 PRESENCE_LISTENERS = ["tcp:0:interface=127.0.0.1"]
+#: The chat protocol, likewise.
+CHAT_LISTENERS = ["tcp:0:interface=127.0.0.1"]
 PASSWORD = "nevermore-quoth"
 
 
@@ -38,6 +40,7 @@ class RunningServer:
         limits: Limits = DEFAULT_LIMITS,
         listeners=LISTENERS,
         presence_listeners=PRESENCE_LISTENERS,
+        chat_listeners=CHAT_LISTENERS,
         **options,
     ) -> None:
         options.setdefault("login_limits", LoginLimits(failure_delay=0.05))
@@ -46,7 +49,11 @@ class RunningServer:
             domain="poe.net",
             store_url=f"sqlite:{data_dir / 'fmtp.sqlite'}",
             key_file=str(data_dir / "domain.key"),
-            listeners={"object": listeners, "presence": presence_listeners},
+            listeners={
+                "object": listeners,
+                "presence": presence_listeners,
+                "chat": chat_listeners,
+            },
             limits=limits,
             **options,
         )
@@ -58,6 +65,8 @@ class RunningServer:
         self.udp_port = ports.get(("object", "udp"))
         self.presence_tcp = f"tcp:127.0.0.1:{ports['presence', 'tcp']}"
         self.presence_udp_port = ports.get(("presence", "udp"))
+        if ("chat", "tcp") in ports:
+            self.chat_tcp = f"tcp:127.0.0.1:{ports['chat', 'tcp']}"
         return self
 
     async def add_account(self, address: str, password: str) -> None:

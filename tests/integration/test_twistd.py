@@ -79,6 +79,8 @@ LISTENERS = (
     "udp:0:interface=127.0.0.1",
     "--listen-presence",
     "tcp:0:interface=127.0.0.1",
+    "--listen-chat",
+    "tcp:0:interface=127.0.0.1",
 )
 
 #: The line L{fmtp.listeners.Listener} logs once bound, which is the only

@@ -376,6 +376,8 @@ async def start_server(
         f"tcp:0:interface={ADDRESSES[domain]}",
         "--listen-presence",
         f"tcp:0:interface={ADDRESSES[domain]}",
+        "--listen-chat",
+        f"tcp:0:interface={ADDRESSES[domain]}",
     ]
     child, transport = children.spawn(args, cwd, "twistd")
     server = ServerProcess(domain, child, transport, data_dir)

@@ -254,6 +254,15 @@ class MemoryRooms(MemoryBase):
             if address in found.members and found.members[address].role in MEMBER_ROLES
         )
 
+    def public_rooms(self, start: int, limit: int) -> Deferred[list[Room]]:
+        return self._call(self._public_rooms, start, limit)
+
+    def _public_rooms(self, start: int, limit: int) -> list[Room]:
+        check_counts(start=start, limit=limit)
+        public = [self._rooms[a].room for a in sorted(self._rooms)]
+        public = [room for room in public if room.config.public]
+        return public[start : start + limit]
+
     def _forget_memberships(self, address: str) -> None:
         """
         End every membership and invitation of C{address}, for a deleted

@@ -257,6 +257,20 @@ def _rooms_of(conn: sqlite3.Connection, address: str) -> list[str]:
     ]
 
 
+def _public_rooms(conn: sqlite3.Connection, start: int, limit: int) -> list[Room]:
+    # The configuration is JSON: a scan, for the rooms of one server (a
+    # column of its own when a server holds rooms by the hundred thousand).
+    rows = conn.execute(
+        "SELECT address, creator, config, created FROM rooms "
+        "WHERE json_extract(config, '$.public') ORDER BY address LIMIT ? OFFSET ?",
+        (min(limit, _MAX_SQLITE_INT), min(start, _MAX_SQLITE_INT)),
+    )
+    return [
+        Room(address, creator, RoomConfig.from_json(config), float(created))
+        for address, creator, config, created in rows
+    ]
+
+
 def _forget_memberships(conn: sqlite3.Connection, address: str) -> None:
     """
     End every membership and invitation of C{address}, for a deleted
@@ -472,6 +486,15 @@ class SQLRooms(SQLiteEngine):
     def rooms_of(self, address: str) -> Deferred[list[str]]:
         return self.run_checked(
             lambda: check_address(address=address), _rooms_of, address, read=True
+        )
+
+    def public_rooms(self, start: int, limit: int) -> Deferred[list[Room]]:
+        return self.run_checked(
+            lambda: check_counts(start=start, limit=limit),
+            _public_rooms,
+            start,
+            limit,
+            read=True,
         )
 
     def append(self, room: str, obj: FMTPObject, now: float) -> Deferred[int | None]:

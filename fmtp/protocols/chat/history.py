@@ -1,0 +1,199 @@
+"""
+A room's lines: posted, retracted, paged, and followed live.
+
+Every line is a message object signed by this domain, C{From} its poster
+and C{To} the room, whose C{Parent-Digest} is the digest of the entry
+before it, so the history is one chain a member verifies end to end
+(L{fmtp.store.rooms.verify_chain}).  Appends to one room take turns here
+(a lock per room), and the store refuses an append that does not follow
+the head (another process of the same domain got there first): the line
+is then linked to the new head, signed again and appended again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from twisted.internet.defer import DeferredLock
+
+from fmtp.auth.router import Event
+from fmtp.errors import Forbidden, InvalidObject, NotFound, StoreUnavailable
+from fmtp.interfaces import ISession
+from fmtp.objects import FMTPObject, new_object_id
+from fmtp.protocols.chat.events import ROOM_LINE, RoomLine
+from fmtp.protocols.chat.rules import check_moderator, check_retract, check_speak
+from fmtp.store.rooms import HistoryConflict, HistoryEntry
+
+#: Appends a line may lose to others before it gives up (451).
+MAX_RELINKS = 10
+#: The type of a line, a topic change and a retraction.
+LINE_TYPE = "message"
+TOPIC_TYPE = "room-topic"
+RETRACTION_TYPE = "retraction"
+
+
+class MessageTooLarge(InvalidObject):
+    code = 552
+
+
+class RoomHistory:
+    """
+    The lines of L{fmtp.protocols.chat.service.ChatService}'s rooms: a
+    part of it kept apart for size, which uses the service's C{store},
+    C{signer}, C{clock}, C{settings}, C{router}, C{live} and its
+    C{membership}, C{check_rate} and C{refuse}.
+    """
+
+    def __init__(self) -> None:
+        self._heads: dict[str, tuple[int, str]] = {}
+        self._appending: dict[str, DeferredLock] = {}
+
+    def forget_head(self, room: str) -> None:
+        self._heads.pop(room, None)
+
+    async def say(
+        self, user: str, room: str, body: bytes, fmt: str | None
+    ) -> HistoryEntry:
+        found, member = await self.membership(user, room)
+        try:
+            check_speak(member, found.config.moderated)
+        except Forbidden as e:
+            raise self.refuse(user, f"a line in {room}", e) from None
+        if not body:
+            raise InvalidObject("SAY needs a body: the line to say")
+        if len(body) > self.settings.max_body:
+            raise MessageTooLarge(f"a line is at most {self.settings.max_body} bytes")
+        self.check_rate(member, room)
+        properties = {"Format": fmt} if fmt else {}
+        return await self._append(room, user, LINE_TYPE, properties, body)
+
+    async def topic(self, user: str, room: str, topic: str) -> HistoryEntry:
+        found, member = await self.membership(user, room)
+        check_moderator(member)
+        config = replace(found.config, topic=topic)
+        await self.store.configure_room(room, config)
+        return await self._append(room, user, TOPIC_TYPE, {"Topic": topic}, b"")
+
+    async def retract(self, user: str, room: str, seq: int) -> HistoryEntry:
+        _, member = await self.membership(user, room)
+        page = await self.store.history(room, seq - 1, 1) if seq >= 1 else []
+        entry = page[0] if page else None
+        if entry is None or entry.obj is None or entry.retracts is not None:
+            raise NotFound(f"no line {seq} to retract in this room")
+        try:
+            check_retract(member, entry.obj.properties.get("From", ""))
+        except Forbidden as e:
+            raise self.refuse(
+                user, f"a retraction of line {seq} in {room}", e
+            ) from None
+        return await self._append(
+            room, user, RETRACTION_TYPE, {"Retracts": str(seq)}, b"", retracts=seq
+        )
+
+    async def history(
+        self, user: str, room: str, since: int, limit: int
+    ) -> tuple[list[HistoryEntry], int]:
+        """
+        @return: the entries after C{since}, at most C{limit}, and the
+            number of the room's last entry.
+        """
+        await self.membership(user, room)
+        head, _ = await self.store.head(room)
+        return await self.store.history(room, since, limit), head
+
+    async def enter(self, session: ISession, room: str, since: int | None) -> int:
+        """
+        Send C{session} the entries after C{since} (none without), then
+        the room's lines live, with no gap and no duplicate.
+
+        @return: the last entry the catch-up sent (or the head).
+        """
+        await self.membership(session.address, room)
+        entering = self.live.enter(room, session)
+        try:
+            head, _ = await self.store.head(room)
+            if since is None:
+                since = head
+            if since > head:
+                raise InvalidObject(f"Since is after the room's last entry ({head})")
+            if head - since > self.settings.enter_backlog:
+                raise Forbidden(
+                    f"more than {self.settings.enter_backlog} entries to catch up: "
+                    "page through HISTORY, then ENTER with Since"
+                )
+            while since < head:
+                page = await self.store.history(room, since, 200)
+                if not page:
+                    break
+                for entry in page:
+                    self.router.deliver_to(
+                        session, Event(ROOM_LINE, RoomLine(room, entry))
+                    )
+                since = page[-1].seq
+        except BaseException:
+            self.live.exit(room, session, entering)
+            raise
+        self.live.go_live(room, session, entering, since)
+        return since
+
+    def exit(self, session: ISession, room: str) -> bool:
+        return self.live.exit(room, session)
+
+    async def _append(
+        self,
+        room: str,
+        user: str,
+        kind: str,
+        properties: dict[str, str],
+        body: bytes,
+        retracts: int | None = None,
+    ) -> HistoryEntry:
+        """
+        Sign and append a line, linked to the room's head, and publish it
+        to the sessions that entered the room.
+        """
+        lock = self._appending.setdefault(room, DeferredLock())
+        await lock.acquire()
+        try:
+            entry = await self._linked(room, user, kind, properties, body, retracts)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._appending.pop(room, None)
+        self.live.publish(Event(ROOM_LINE, RoomLine(room, entry)))
+        return entry
+
+    async def _linked(
+        self,
+        room: str,
+        user: str,
+        kind: str,
+        properties: dict[str, str],
+        body: bytes,
+        retracts: int | None,
+    ) -> HistoryEntry:
+        now = self.clock.seconds()
+        object_id = new_object_id(user, now)
+        head = self._heads.get(room) or await self.store.head(room)
+        for _ in range(MAX_RELINKS):
+            props = {"From": user, "To": room, **properties}
+            if head[1]:
+                props["Parent-Digest"] = head[1]
+            signed = self.signer.sign_object(
+                FMTPObject(object_id, kind, props, body), now
+            )
+            try:
+                if retracts is None:
+                    seq = await self.store.append(room, signed, now)
+                else:
+                    seq = await self.store.retract(room, retracts, signed, now)
+            except HistoryConflict as e:
+                head = e.head
+                continue
+            if seq is None:  # pragma: no cover - a fresh id is never a replay
+                raise StoreUnavailable("the line was appended already")
+            digest = signed.digest()
+            self._heads[room] = (seq, digest)
+            return HistoryEntry(seq, digest, head[1], signed, now, retracts=retracts)
+        self._heads.pop(room, None)
+        raise StoreUnavailable("the room is too busy, try again")

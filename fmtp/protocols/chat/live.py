@@ -1,0 +1,154 @@
+"""
+The sessions that entered each room, and the catch-up that takes a
+session from a point of the history to the live lines with no gap and no
+duplicate (the "wormhole": register first, replay, then go live).
+
+A session is registered before its catch-up reads the history, so every
+entry appended after that read is published to it; while it catches up
+those are held, and when it goes live the held ones after the last entry
+replayed are delivered and the rest dropped.  Every later entry with a
+number above that point is delivered once: each entry is published once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fmtp.auth.router import Event
+from fmtp.interfaces import IRouter, ISession
+from fmtp.protocols.chat.events import ROOM_CLOSED, ROOM_LINE, RoomClosed, RoomLine
+
+
+@dataclass(slots=True)
+class _Entered:
+    """
+    One session in one room: the entries held while it catches up (L{None}
+    once live), and the last entry its catch-up replayed.
+    """
+
+    held: list[Event] | None = field(default_factory=list)
+    caught_up_to: int = 0
+
+
+class LiveRooms:
+    """
+    Which sessions receive which rooms' lines, through the router.
+
+    A room line costs one delivery per session that entered the room, and
+    nothing for members who did not (they read HISTORY when they come).
+    """
+
+    def __init__(self, router: IRouter) -> None:
+        self._router = router
+        self._rooms: dict[str, dict[ISession, _Entered]] = {}
+        self._of_session: dict[ISession, set[str]] = {}
+
+    def enter(self, room: str, session: ISession) -> object:
+        """
+        Start holding C{room}'s lines for C{session}, which catches up
+        next (L{go_live}); entering again starts over.
+
+        @return: what names this entering to L{go_live}.
+        """
+        entered = _Entered()
+        self._rooms.setdefault(room, {})[session] = entered
+        self._of_session.setdefault(session, set()).add(room)
+        return entered
+
+    def go_live(
+        self, room: str, session: ISession, entering: object, caught_up_to: int
+    ) -> None:
+        """
+        C{session} was sent every entry up to C{caught_up_to}: deliver
+        the held entries after it, and the later ones as they come.
+        Nothing happens if the session exited, or entered again since
+        C{entering} (that later catch-up goes live itself).
+        """
+        entered = self._rooms.get(room, {}).get(session)
+        if entered is None or entered is not entering or entered.held is None:
+            return
+        held, entered.held = entered.held, None
+        entered.caught_up_to = caught_up_to
+        for event in held:
+            self._deliver(room, session, entered, event)
+
+    def exit(
+        self, room: str, session: ISession, entering: object | None = None
+    ) -> bool:
+        """
+        C{session} no longer receives C{room}'s lines (if given
+        C{entering}, only if that is still how it entered).
+
+        @return: whether it had entered.
+        """
+        sessions = self._rooms.get(room)
+        if sessions is None or session not in sessions:
+            return False
+        if entering is not None and sessions[session] is not entering:
+            return False
+        del sessions[session]
+        if not sessions:
+            del self._rooms[room]
+        rooms = self._of_session.get(session)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._of_session[session]
+        return True
+
+    def exit_all(self, session: ISession) -> None:
+        """
+        C{session} ended: it leaves every room it entered.
+        """
+        for room in list(self._of_session.get(session, ())):
+            self.exit(room, session)
+
+    def entered(self, room: str) -> list[ISession]:
+        return list(self._rooms.get(room, ()))
+
+    def close(self, room: str, address: str | None, why: str) -> None:
+        """
+        Stop the sessions of C{address} (or of everyone, for L{None}) that
+        entered C{room}, telling each with a C{room-closed} event.
+        """
+        event = Event(ROOM_CLOSED, RoomClosed(room, why))
+        for session in self.entered(room):
+            if address is None or session.address == address:
+                self.exit(room, session)
+                self._router.deliver_to(session, event)
+
+    def publish(self, event: Event) -> int:
+        """
+        Deliver a C{room-line} event to the sessions that entered its
+        room, or hold it for those catching up.
+
+        @return: how many sessions it reached (held ones included).
+        """
+        line: RoomLine = event.payload  # type: ignore[assignment]
+        sessions = self._rooms.get(line.room)
+        if not sessions:
+            return 0
+        for session, entered in list(sessions.items()):
+            if entered.held is not None:
+                entered.held.append(event)
+            else:
+                self._deliver(line.room, session, entered, event)
+        return len(sessions)
+
+    def announce(self, room: str, event: Event) -> int:
+        """
+        Deliver an event that is not an entry (a member's change) to the
+        sessions that entered C{room}, at once.
+        """
+        return sum(
+            self._router.deliver_to(session, event) for session in self.entered(room)
+        )
+
+    def _deliver(
+        self, room: str, session: ISession, entered: _Entered, event: Event
+    ) -> None:
+        if event.kind == ROOM_LINE and event.payload.entry.seq <= entered.caught_up_to:
+            return
+        if not self._router.deliver_to(session, event):
+            # Its login ended without telling us: forget it.
+            self.exit(room, session)

@@ -1,0 +1,369 @@
+"""
+The rooms this server is the home of (L{IChatService}): creating and
+configuring them, membership and moderation under L{rules}, and the
+lines members post, kept as one signed, hash-linked history and pushed to
+the sessions that entered the room (L{live}).
+
+Time comes from the injected clock, so rates and tombstones are tested
+on a L{twisted.internet.task.Clock}; the store is any
+L{fmtp.interfaces.IRoomStore}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from twisted.application.service import Service
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from fmtp.accounts import DEFAULT_SCRYPT_COST, ScryptCost, hash_password
+from fmtp.accounts import verify_password as password_matches
+from fmtp.auth.router import Event
+from fmtp.errors import Forbidden, InvalidObject, TooManyRequests
+from fmtp.interfaces import IChatService, IDomainSigner, IRouter, ISession
+from fmtp.protocols.chat.events import (
+    ROOM_INVITATION,
+    ROOM_MEMBER,
+    Invitation,
+    MemberChanged,
+)
+from fmtp.protocols.chat.history import RoomHistory
+from fmtp.protocols.chat.lines import ConfigChange
+from fmtp.protocols.chat.live import LiveRooms
+from fmtp.protocols.chat.rules import (
+    check_moderator,
+    check_over,
+    check_owner,
+    check_role_change,
+    is_member,
+)
+from fmtp.protocols.chat.settings import DEFAULT_SETTINGS, ChatSettings
+from fmtp.ratelimit import LogLimiter, SourceRateLimiter
+from fmtp.store.rooms import Member, Role, Room, RoomConfig, RoomNotFound
+from fmtp.util.sweep import PeriodicSweep
+
+#: Seconds between two sweeps of the tombstones that no longer hold.
+TOMBSTONE_SWEEP = 3600.0
+
+
+@implementer(IChatService)
+class ChatService(RoomHistory, Service):
+    """
+    L{IChatService} for the rooms of C{domain}.
+
+    While running it forgets, every L{TOMBSTONE_SWEEP} seconds, the
+    tombstones of rooms destroyed long enough ago.
+
+    @param store: provides L{fmtp.interfaces.IRoomStore}, and
+        C{get_object} (a room may not take a user's address).
+    @param signer: this domain's signer: every line is signed by it.
+    @param run_in_thread: runs a blocking call (the hashing of room
+        passwords) off the reactor.
+    @param password_cost: what a room password's hash costs.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        domain: str,
+        store,
+        router: IRouter,
+        signer: IDomainSigner,
+        settings: ChatSettings = DEFAULT_SETTINGS,
+        run_in_thread: Callable[..., Deferred] = threads.deferToThread,
+        password_cost: ScryptCost = DEFAULT_SCRYPT_COST,
+    ) -> None:
+        self.clock = clock
+        self.domain = domain
+        self.store = store
+        self.router = router
+        self.signer = signer
+        self.settings = settings
+        self._run_in_thread = run_in_thread
+        self._password_cost = password_cost
+        self.live = LiveRooms(router)
+        self._joins = SourceRateLimiter(clock, settings.join_rate, settings.join_burst)
+        self._says = SourceRateLimiter(clock, settings.say_rate, settings.say_burst)
+        self._room_says = SourceRateLimiter(
+            clock, settings.room_rate, settings.room_burst
+        )
+        self._log_limiter = LogLimiter(clock, rate=1.0, burst=10.0)
+        self._sweep = PeriodicSweep(clock, TOMBSTONE_SWEEP, self._forget_tombstones)
+        RoomHistory.__init__(self)
+
+    # The service's life
+
+    def startService(self) -> None:
+        super().startService()
+        self._sweep.start()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        return self._sweep.stop()
+
+    async def _forget_tombstones(self) -> None:
+        try:
+            await self.store.forget_tombstones(self.clock.seconds())
+        except Exception:
+            self._log.failure("Could not forget the rooms' old tombstones")
+
+    def refuse(self, user: str, what: str, error: Exception) -> Exception:
+        """
+        Log a refusal (rate-limited per user) and give back its error.
+        """
+        self._log_limiter.emit(
+            self._log,
+            user,
+            "Chat: refused {user} {what}: {why}",
+            user=user,
+            what=what,
+            why=error,
+        )
+        return error
+
+    # Standing
+
+    async def standing(self, user: str, room: str) -> tuple[Room, Member | None]:
+        """
+        The room, and C{user}'s standing in it.
+
+        @raise RoomNotFound: if there is no such room, or it is private
+            and C{user} is not a member or invited (the same answer: a
+            private room is not revealed to those outside it).
+        """
+        found = await self.store.get_room(room)
+        if found is None:
+            raise RoomNotFound()
+        member = await self.store.member(room, user)
+        if not found.config.public and not is_member(member):
+            if member is None or member.role is Role.BANNED:
+                raise RoomNotFound()
+        return found, member
+
+    async def membership(self, user: str, room: str) -> tuple[Room, Member]:
+        """
+        The room and C{user}'s membership of it.
+
+        @raise RoomNotFound: as L{standing}.
+        @raise Forbidden: if C{user} is not a member of a room they may
+            know of.
+        """
+        found, member = await self.standing(user, room)
+        if not is_member(member):
+            raise Forbidden("you are not a member of the room: JOIN first")
+        assert member is not None
+        return found, member
+
+    # Rooms
+
+    async def create(self, user: str, room: str, change: ConfigChange) -> Room:
+        if not self._joins.allow(user):
+            raise self.refuse(
+                user, "a CREATE", TooManyRequests("creating rooms too fast")
+            )
+        if await self.store.get_object(room) is not None:
+            raise Forbidden(f"{room} is taken")
+        config = await self._configured(RoomConfig(), change)
+        if not config.max_members:
+            config = replace(config, max_members=self.settings.max_members)
+        now = self.clock.seconds()
+        return await self.store.create_room(room, user, config, now)
+
+    async def configure(self, user: str, room: str, change: ConfigChange) -> RoomConfig:
+        found, member = await self.membership(user, room)
+        if change.is_empty():
+            return found.config
+        check_owner(member)
+        config = await self._configured(found.config, change)
+        await self.store.configure_room(room, config)
+        return config
+
+    async def _configured(self, config: RoomConfig, change: ConfigChange) -> RoomConfig:
+        values = {
+            name: getattr(change, name)
+            for name in ("name", "topic", "public", "members_only", "moderated")
+            if getattr(change, name) is not None
+        }
+        if change.max_members is not None:
+            if change.max_members > self.settings.max_members:
+                raise InvalidObject(
+                    f"Max-Members is at most {self.settings.max_members} here"
+                )
+            values["max_members"] = change.max_members or self.settings.max_members
+        if change.clear_password:
+            values["password_hash"] = None
+        elif change.password is not None:
+            values["password_hash"] = await self._run_in_thread(
+                hash_password, change.password, None, self._password_cost
+            )
+        return replace(config, **values)
+
+    async def destroy(self, user: str, room: str) -> None:
+        _, member = await self.membership(user, room)
+        check_owner(member)
+        now = self.clock.seconds()
+        await self.store.destroy_room(room, now, now + self.settings.tombstone_hold)
+        self.forget_head(room)
+        self.live.close(room, None, "destroyed")
+
+    async def public_rooms(self, start: int, limit: int) -> list[Room]:
+        return await self.store.public_rooms(start, limit)
+
+    async def my_rooms(self, user: str) -> list[str]:
+        return await self.store.rooms_of(user)
+
+    # Membership
+
+    async def join(self, user: str, room: str, password: str | None) -> Member:
+        if not self._joins.allow(user):
+            raise self.refuse(
+                user, f"a JOIN of {room}", TooManyRequests("joining too fast")
+            )
+        found = await self.store.get_room(room)
+        if found is None:
+            raise RoomNotFound()
+        member = await self.store.member(room, user)
+        if is_member(member):
+            assert member is not None
+            return member
+        encoded = found.config.password_hash
+        if encoded is not None:
+            matched = password is not None and await self._run_in_thread(
+                password_matches, password, encoded
+            )
+            if not matched:
+                error = Forbidden("the room needs its password")
+                raise self.refuse(user, f"a JOIN of {room}", error)
+        try:
+            joined = await self.store.join(room, user, self.clock.seconds())
+        except Forbidden as e:
+            raise self.refuse(user, f"a JOIN of {room}", e) from None
+        self._announce(room, joined)
+        return joined
+
+    async def leave(self, user: str, room: str) -> None:
+        _, member = await self.membership(user, room)
+        if member.role is Role.OWNER:
+            owners = await self.store.members(room, Role.OWNER)
+            if len(owners) == 1:
+                raise Forbidden("you are its only owner: name another or DESTROY it")
+        await self.store.leave(room, user)
+        self.live.close(room, user, "left")
+        self._announce(room, None, user)
+
+    async def invite(self, user: str, room: str, address: str) -> bool:
+        _, member = await self.membership(user, room)
+        check_moderator(member)
+        invited = await self.store.invite(room, address, self.clock.seconds())
+        if invited:
+            self.router.deliver(address, Event(ROOM_INVITATION, Invitation(room, user)))
+        return invited
+
+    async def kick(self, user: str, room: str, address: str, reason: str) -> None:
+        _, actor = await self.membership(user, room)
+        target = await self.store.member(room, address)
+        check_over(actor, target, "kick")
+        if not is_member(target):
+            raise Forbidden("that address is not a member of the room")
+        await self.store.leave(room, address)
+        self._announce(room, None, address, user, reason or None)
+        self.live.close(room, address, "kicked")
+
+    async def ban(self, user: str, room: str, address: str, reason: str) -> None:
+        _, actor = await self.membership(user, room)
+        target = await self.store.member(room, address)
+        check_over(actor, target, "ban")
+        now = self.clock.seconds()
+        await self.store.set_role(
+            room, address, Role.BANNED, False, now, reason or None
+        )
+        if is_member(target):
+            self._announce(room, None, address, user, reason or None, Role.BANNED.value)
+        self.live.close(room, address, "banned")
+
+    async def unban(self, user: str, room: str, address: str) -> bool:
+        _, actor = await self.membership(user, room)
+        check_moderator(actor)
+        return await self.store.unban(room, address)
+
+    async def set_role(
+        self, user: str, room: str, address: str, role: Role | None, voice: bool | None
+    ) -> Member:
+        _, actor = await self.membership(user, room)
+        target = await self.store.member(room, address)
+        if target is None or not is_member(target):
+            raise Forbidden("that address is not a member of the room")
+        role = target.role if role is None else role
+        voice = target.voice if voice is None else voice
+        check_role_change(actor, target, role, voice)
+        if target.role is Role.OWNER and role is not Role.OWNER:
+            if len(await self.store.members(room, Role.OWNER)) == 1:
+                raise Forbidden("the room would have no owner")
+        await self.store.set_role(room, address, role, voice, self.clock.seconds())
+        changed = replace(target, role=role, voice=voice)
+        self._announce(room, changed, actor=user)
+        return changed
+
+    async def who(self, user: str, room: str, role: Role | None) -> list[Member]:
+        _, member = await self.membership(user, room)
+        if role is not None:
+            check_moderator(member)
+        return await self.store.members(room, role)
+
+    def _announce(
+        self,
+        room: str,
+        member: Member | None,
+        address: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        role: str = "none",
+    ) -> None:
+        """
+        Tell the sessions that entered C{room} of one member's change: one
+        event, whatever the room's size.
+        """
+        if member is not None:
+            address, role = member.address, member.role.value
+        assert address is not None
+        voice = member is not None and member.voice
+        changed = MemberChanged(room, address, role, voice, actor, reason)
+        self.live.announce(room, Event(ROOM_MEMBER, changed))
+
+    # Sessions
+
+    def session_ended(self, session: ISession) -> None:
+        """
+        A chat session's login ended: it leaves the rooms it entered.
+        """
+        self.live.exit_all(session)
+
+    def check_rate(self, member: Member, room: str) -> None:
+        """
+        Refuse a line over its poster's or its room's rate; moderators and
+        owners are exempt.
+
+        @raise TooManyRequests: naming which.
+        """
+        if member.role is not Role.MEMBER:
+            return
+        user = member.address
+        if not self._says.allow((room, user)):
+            raise self.refuse(
+                user,
+                f"a line in {room}",
+                TooManyRequests("you are posting too fast in this room"),
+            )
+        if not self._room_says.allow(room):
+            raise self.refuse(
+                user,
+                f"a line in {room}",
+                TooManyRequests("the room is busy, slow down"),
+            )

@@ -1,0 +1,45 @@
+"""
+What an admin may tune of the chat protocol (doc/admin.md, "Chat rooms").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    """
+    @ivar max_members: the most members a room may take; a room's owner
+        may set fewer, never more.
+    @ivar say_rate: lines per second one member may post in one room,
+        after a burst of C{say_burst} (moderators and owners are exempt).
+    @ivar room_rate: lines per second a room takes from its members, after
+        a burst of C{room_burst} (moderators and owners are exempt).
+    @ivar join_rate: JOINs per second per user, after a burst of
+        C{join_burst}; CREATEs count as joins.
+    @ivar max_body: the largest line, in bytes.
+    @ivar history_limit: the most entries one HISTORY page holds.
+    @ivar history_bytes: the most bytes of entries one HISTORY page holds
+        (at least one entry): fewer entries than asked when lines are
+        large, so a page stays well under a client's body limit.
+    @ivar enter_backlog: the most entries ENTER sends to catch up; a
+        client further behind pages through HISTORY first.
+    @ivar tombstone_hold: seconds a destroyed room's address stays taken.
+    """
+
+    max_members: int = 1000
+    say_rate: float = 1.0
+    say_burst: float = 5.0
+    room_rate: float = 20.0
+    room_burst: float = 50.0
+    join_rate: float = 10 / 60
+    join_burst: float = 10.0
+    max_body: int = 4096
+    history_limit: int = 200
+    history_bytes: int = 512 * 1024
+    enter_backlog: int = 1000
+    tombstone_hold: float = 30 * 86400.0
+
+
+DEFAULT_SETTINGS = ChatSettings()
