@@ -289,6 +289,9 @@ async def set_account(
     try:
         address = options["address"]
         if create:
+            if await store.get_room(address) is not None:
+                # One namespace: a user and a room never share an address.
+                raise Refused(f"{address} is a chat room's address")
             try:
                 await store.add_account(address, encoded)
             except AccountExists:

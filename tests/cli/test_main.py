@@ -424,3 +424,28 @@ async def test_try_it(tmp_path: Path, processes: Processes) -> None:  # noqa: F8
     ) in output, output
     assert output.endswith(b"\n\n" + poem), output
     await server.terminate()
+
+
+@pytest_twisted.ensureDeferred
+async def test_adduser_refuses_a_rooms_address(tmp_path: Path) -> None:
+    """
+    Users and chat rooms share one namespace: C{adduser} refuses the
+    address of a room, as CREATE refuses a user's.
+    """
+    from twisted.internet import reactor
+
+    from fmtp.store import SQLiteStore
+    from fmtp.store.rooms import RoomConfig
+
+    assert adduser(tmp_path, "alice@localhost", "--create-data-dir").status == EXIT_OK
+    store = SQLiteStore(str(tmp_path / "fmtp-data" / "fmtp.sqlite"), reactor=reactor)
+    await store.open()
+    try:
+        await store.create_room("lobby@localhost", "alice@localhost", RoomConfig(), 0.0)
+    finally:
+        await store.close()
+    assert_failed(
+        adduser(tmp_path, "lobby@localhost"),
+        EXIT_REFUSED,
+        "lobby@localhost is a chat room's address",
+    )
