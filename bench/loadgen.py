@@ -1228,10 +1228,12 @@ def numbered_accounts(spec: list) -> list[list[str]]:
 
 async def room_of_members(reactor, job: dict) -> tuple[list, list, list]:
     """
-    (l)'s set-up, untimed: the owner creates C{room}, every member logs
-    in on a chat session of their own and joins (the owner too), the
-    owner makes the C{posters} moderators, and every member session
-    enters the room.  On the relay (no C{room}): C{count} connections.
+    (l)'s set-up, untimed: the C{owner} (address, password) creates
+    C{room}, every one of the C{members} (L{numbered_accounts}) logs in
+    on a chat session of their own and joins (the owner too), the owner
+    makes the first C{posters} members moderators, who log in again to
+    post, and every member session enters the room.  On the relay (no
+    C{room}): C{count} connections.
 
     @return: the members' sessions, the posters' (the owner's first) and
         the C{joiners}' (logged in, not members).
