@@ -74,6 +74,27 @@ LOGIN_LIMITS = (
     "--login-failures-per-source=1000",
 )
 
+#: (l) and (m): the owner of every room, the members (the first
+#: CHAT_POSTERS of them made moderators, who post with the owner), and the
+#: users who JOIN and LEAVE the largest room in (m).
+CHAT_OWNER = "owner@localhost"
+MEMBER, JOINER = "member{}@localhost", "joiner{}@localhost"
+CHAT_POSTERS, CHAT_JOINERS = 3, 4
+#: Lines a burst of (l) may be ahead of what the members have had.
+CHAT_WINDOW = 100
+#: The bytes of the line the relay fans out in (l): about a chat push's
+#: (the (l) rows show what one was).
+CHAT_PUSH_BYTES = 570
+#: The chat server's limits raised (doc/admin.md, "Chat rooms"), so that
+#: no rate and no room size is what (l) and (m) measure: every JOIN and
+#: the bursts' lines within them (the posters, owner and moderators, are
+#: exempt from the line rates anyway).
+CHAT_LIMITS = (
+    "--chat-member-rate=6000",
+    "--chat-room-rate=600000",
+    "--chat-join-rate=6000",
+)
+
 RELAY_BURST = "(g) relay: 1:1 burst"
 RELAY_P50 = "(g) relay: ping-pong p50"
 RELAY_P99 = "(g) relay: ping-pong p99"
@@ -93,6 +114,14 @@ def federated_subscribers(count: int) -> list[str]:
     (k)'s subscribers, on poe.net, of a user of lenore.org.
     """
     return [f"fed{i}@{POE}" for i in range(count)]
+
+
+def chat_accounts(template: str, count: int) -> list[str]:
+    """
+    C{count} addresses made from C{template} (as the load generator's
+    C{numbered_accounts} makes them).
+    """
+    return [template.format(i) for i in range(count)]
 
 
 def presence_users(prefix: str, count: int) -> list[str]:
@@ -121,6 +150,15 @@ class Options(usage.Options):
         ["gets", None, 100000, "Most GETs in one run.", int],
         ["bridged", None, 1000, "Users a bridge publishes for in (j).", int],
         ["updates", None, 50000, "Status updates a bridge publishes in (j).", int],
+        ["rooms", None, "100,1000", "Room sizes of (l); (m) joins the largest."],
+        [
+            "deliveries",
+            None,
+            200000,
+            "Deliveries of each (l) burst (lines x members).",
+            int,
+        ],
+        ["joins", None, 100, "Timed JOINs in each (m) run.", int],
         ["only", None, "", "Only these workloads, by letter (--only ae)."],
         [
             "profile",
@@ -144,7 +182,16 @@ class Options(usage.Options):
                 changes=30,
                 bridged=100,
                 updates=3000,
+                rooms="20,50",
+                deliveries=2000,
+                joins=10,
             )
+        try:
+            self["room_sizes"] = sorted({int(n) for n in self["rooms"].split(",")})
+        except ValueError:
+            raise usage.UsageError("--rooms takes sizes: 100,1000") from None
+        if not self["room_sizes"] or self["room_sizes"][0] < 2:
+            raise usage.UsageError("a room of (l) has at least 2 members")
 
 
 class LoadGenerator(protocol.ProcessProtocol):
@@ -228,6 +275,8 @@ class Harness:
         self.dns = None
         self.logins: ServerProcess | None = None
         self.presence: ServerProcess | None = None
+        self.chat: ServerProcess | None = None
+        self.chat_rounds = 0
         self.reactor_class = "unknown"
 
     def row(self, name: str, unit: str, **kw) -> Row:
@@ -244,12 +293,8 @@ class Harness:
         if not self.wanted(name):
             return None
         row = self.row(name, unit, **kw)
-        try:
-            outcome = await run_job(self.reactor, job)
-        except Exception as e:
-            self.errors.append(f"{name}: {e}")
-            row.note = "error"
-            print(f"  {name}: ERROR {e}", file=sys.stderr, flush=True)
+        outcome = await self.attempt(row, job)
+        if outcome is None:
             return None
         value = figure(outcome)
         if value is None:
@@ -258,6 +303,18 @@ class Harness:
             row.values.append(value)
             print(f"  {name}: {value:.4g} {unit}", file=sys.stderr, flush=True)
         return outcome
+
+    async def attempt(self, row: Row, job: dict) -> dict | None:
+        """
+        Run C{job} for C{row}: its outcome, or L{None} with the error noted.
+        """
+        try:
+            return await run_job(self.reactor, job)
+        except Exception as e:
+            self.errors.append(f"{row.name}: {e}")
+            row.note = "error"
+            print(f"  {row.name}: ERROR {e}", file=sys.stderr, flush=True)
+            return None
 
     # Servers
 
@@ -316,6 +373,25 @@ class Harness:
             )
         if self.wanted("(j)"):
             await self.add_bridged_users()
+        if self.wanted("(l)") or self.wanted("(m)"):
+            # The chat rows: a server of their own, whose limits let a room
+            # take its largest size and one joiner more.
+            largest = self.options["room_sizes"][-1]
+            self.chat = await self.start_server(
+                "chat",
+                *LOGIN_LIMITS,
+                *CHAT_LIMITS,
+                f"--chat-max-members={max(1000, largest + CHAT_JOINERS)}",
+                chat=True,
+            )
+            await self.chat.add_accounts(
+                self.reactor,
+                [
+                    CHAT_OWNER,
+                    *chat_accounts(MEMBER, largest - 1),
+                    *chat_accounts(JOINER, CHAT_JOINERS),
+                ],
+            )
         named = re.search(r"reactor class: (\S+?)\.?$", self.single.log(), re.M)
         if named:
             self.reactor_class = named.group(1)
@@ -552,6 +628,92 @@ class Harness:
             await self.bridged()
         if self.wanted("(k)"):
             await self.federated_fanout()
+        if self.chat is not None:
+            await self.chat_rooms()
+
+    async def chat_rooms(self) -> None:
+        """
+        (l): for each room size, a burst of lines from the posters to
+        every member's session, and the same fan-out through the relay;
+        (m): in the largest room, JOINs timed to their reply and to the
+        last member's push of them.  Each run makes new rooms.
+        """
+        o = self.options
+        self.chat_rounds += 1
+        largest = o["room_sizes"][-1]
+        for size in o["room_sizes"]:
+            lines = max(10, o["deliveries"] // size) if self.wanted("(l)") else 0
+            timed_joins = size == largest and self.wanted("(m)")
+            if not lines and not timed_joins:
+                continue
+            job = {
+                "workload": "chat",
+                "lines": lines,
+                "window": CHAT_WINDOW,
+                "concurrency": 8,
+                "deadline": lines * size / 2000 + o["joins"] * 0.5 + 60,
+            }
+            relay = f"(l) relay: fan-out to {size:,}"
+            if lines:
+                outcome = await self.measure(
+                    relay,
+                    "deliveries/s",
+                    {
+                        **job,
+                        "endpoint": ["127.0.0.1", self.relay_port],
+                        "count": size,
+                        "line_bytes": CHAT_PUSH_BYTES,
+                    },
+                    lambda out: out["rate"],
+                )
+                if outcome is not None:
+                    self.rows[relay].detail = burst_detail(outcome, 1)
+            job.update(
+                endpoint=["127.0.0.1", self.chat.chat_port],
+                room=f"room{size}-{self.chat_rounds}@localhost",
+                owner=[CHAT_OWNER, PASSWORD],
+                members=[MEMBER, size - 1, PASSWORD],
+                posters=min(CHAT_POSTERS, size - 1),
+            )
+            if timed_joins:
+                job.update(
+                    joiners=[JOINER, CHAT_JOINERS, PASSWORD], joins=o["joins"], warm=5
+                )
+            name = f"(l) chat: deliveries/s, room of {size:,}"
+            if lines:
+                outcome = await self.measure(
+                    name, "deliveries/s", job, lambda out: out["rate"], relay=relay
+                )
+                if outcome is not None:
+                    self.rows[name].detail = burst_detail(outcome, 1 + job["posters"])
+            else:
+                prefix = f"(m) chat: JOIN reply, room of {size:,}"
+                row = self.row(f"{prefix} p50", "ms", higher_is_better=False)
+                outcome = await self.attempt(row, job)
+            if timed_joins and outcome is not None:
+                self.join_rows(size, outcome)
+
+    def join_rows(self, size: int, outcome: dict) -> None:
+        """
+        (m)'s rows from a chat job's outcome: each JOIN's reply, and its
+        member change reaching the last of the members, p50 and p99.
+        """
+        for what, key in (
+            (f"JOIN reply, room of {size:,}", "join_reply_ms"),
+            (f"JOIN pushed to {size:,} members", "join_event_ms"),
+        ):
+            values = outcome[key]
+            for suffix, fraction in (("p50", 0.5), ("p99", 0.99)):
+                row = self.row(
+                    f"(m) chat: {what} {suffix}", "ms", higher_is_better=False
+                )
+                row.values.append(percentile(values, fraction))
+                row.detail = f"{len(values)} JOINs" if suffix == "p50" else ""
+            print(
+                f"  (m) chat: {what} p50: {percentile(values, 0.5):.3g} ms",
+                file=sys.stderr,
+                flush=True,
+            )
 
     async def federated_fanout(self) -> None:
         """
@@ -757,6 +919,19 @@ class Harness:
         row.values.append((after - before) / sessions)
         row.detail = f"RSS growth over {sessions} sessions"
         print(f"  {name}: {row.values[-1]:.0f} bytes", file=sys.stderr, flush=True)
+
+
+def burst_detail(outcome: dict, posters: int) -> str:
+    """
+    What an (l) row says beside its figure: the burst's size, a push's
+    bytes and the load generator's share of its own core.
+    """
+    cpu = outcome["client_cpu_seconds"] / outcome["seconds"]
+    return (
+        f"{outcome['lines']} lines x {outcome['members']} members from "
+        f"{posters} poster(s); {outcome['bytes_per_delivery']:.0f} B a push; "
+        f"client CPU {cpu:.0%}"
+    )
 
 
 async def main(reactor, options: Options) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import select
 import socket
 import sys
@@ -970,6 +971,367 @@ async def bridged(reactor, job: dict) -> dict:
     }
 
 
+#: What every chat line's body holds once, in each push of it (and each
+#: line the relay fans out).
+LINE_MARK = b"<fmtp chat line>"
+#: What each member's push of a member change starts with (10.7).
+MEMBER_MARK = b"257 * room member"
+#: What each push dropped for a member who did not read starts with (4.4).
+DROPPED_MARK = b"251 * "
+
+
+def until(deadline: float) -> float:
+    """
+    How long a poll may wait: a second at most, never past C{deadline}
+    (a C{time.perf_counter}).
+    """
+    return max(0.0, min(1.0, deadline - time.perf_counter()))
+
+
+def taken_from_reactor(reactor, connection: Connection, poll) -> socket.socket:
+    """
+    C{connection}'s socket, no longer read by the reactor but by C{poll}
+    (a C{select.epoll}): from now on this process reads it itself.
+    """
+    reactor.removeReader(connection.transport)
+    sock = connection.transport.socket
+    poll.register(sock.fileno(), select.EPOLLIN)
+    return sock
+
+
+class RoomBurst:
+    """
+    Times a burst of lines reaching every member of a room, reading the
+    sockets itself in one C{select.epoll} loop (as L{FanOut} does): the
+    posters write C{lines} frames, round them, pipelined, at most
+    C{window} lines ahead of what the members have had on average; the
+    burst is done when every member's socket has had C{lines} marks,
+    and the figure is the deliveries (lines times members) over the time
+    from the first write.  On the relay a "line" is a line of bytes
+    holding the mark, which it writes to every other connection.
+
+    It blocks this process's reactor while it runs.
+    """
+
+    def __init__(self, reactor, posters: list, members: list) -> None:
+        self.poll = select.epoll()
+        self.posters = [taken_from_reactor(reactor, c, self.poll) for c in posters]
+        self.poster_sockets = {sock.fileno(): sock for sock in self.posters}
+        for sock in self.posters:
+            # A window of lines may outgrow the socket's buffer for a moment
+            # while the server takes in a poster's first frames.
+            sock.settimeout(10)
+        self.replies = MarkCounter(b"201 s")
+        #: fd: (socket, the line counter, the dropped-pushes counter)
+        self.members: dict[int, tuple[socket.socket, MarkCounter, MarkCounter]] = {}
+        for connection in members:
+            sock = taken_from_reactor(reactor, connection, self.poll)
+            self.members[sock.fileno()] = (
+                sock,
+                MarkCounter(LINE_MARK),
+                MarkCounter(DROPPED_MARK),
+            )
+        self.received = 0
+        self.received_bytes = 0
+        self.last_reply = b""
+
+    def read(self, fd: int) -> None:
+        """
+        Read what the server sent one socket, and count it.
+        """
+        member = self.members.get(fd)
+        sock = member[0] if member else self.poster_sockets[fd]
+        data = sock.recv(262144)
+        if not data:
+            raise WorkloadError("the server closed a connection")
+        if member is None:
+            self.replies.feed(data)
+            self.last_reply = (self.last_reply + data)[-300:]
+            return
+        self.received += member[1].feed(data)
+        self.received_bytes += len(data)
+        member[2].feed(data)
+
+    def run(
+        self, make: Callable[[int], bytes], lines: int, window: int, deadline: float
+    ) -> dict:
+        """
+        Write C{lines} lines (C{make(n)} the bytes of line C{n}) and wait
+        until every member has them all.
+
+        @param deadline: a C{time.perf_counter} past which it fails.
+        """
+        count = len(self.members)
+        sent = 0
+        waiting = set(self.members)
+        started, cpu = time.perf_counter(), time.process_time()
+
+        def fill() -> None:
+            nonlocal sent
+            limit = min(lines, self.received // count + window)
+            batches: list[list[bytes]] = [[] for _ in self.posters]
+            while sent < limit:
+                batches[sent % len(self.posters)].append(make(sent))
+                sent += 1
+            for poster, batch in zip(self.posters, batches, strict=True):
+                if batch:
+                    poster.sendall(b"".join(batch))
+
+        fill()
+        while waiting:
+            if time.perf_counter() > deadline:
+                dropped = sum(member[2].count for member in self.members.values())
+                raise WorkloadError(
+                    f"{self.received} of {lines * count} deliveries after {sent} "
+                    f"lines sent, {self.replies.count} answered 201, {dropped} "
+                    f"pushes dropped; last bytes to a poster: {self.last_reply!r}"
+                )
+            for fd, _ in self.poll.poll(until(deadline)):
+                self.read(fd)
+                member = self.members.get(fd)
+                if member is not None and member[1].count >= lines:
+                    waiting.discard(fd)
+            fill()
+        seconds = time.perf_counter() - started
+        return {
+            "lines": lines,
+            "members": count,
+            "deliveries": lines * count,
+            "seconds": seconds,
+            "rate": lines * count / seconds,
+            "bytes_per_delivery": self.received_bytes / max(1, lines * count),
+            "client_cpu_seconds": time.process_time() - cpu,
+        }
+
+    def wait_for_replies(self, lines: int, deadline: float) -> None:
+        """
+        Read on until the posters have a C{201} for every line.
+        """
+        while self.replies.count < lines:
+            if time.perf_counter() > deadline:
+                raise WorkloadError(
+                    f"{self.replies.count} of {lines} lines answered 201; last "
+                    f"bytes to a poster: {self.last_reply!r}"
+                )
+            for fd, _ in self.poll.poll(until(deadline)):
+                self.read(fd)
+
+    def close(self) -> None:
+        self.poll.close()
+
+
+REPLY_STATUS = re.compile(rb"(?:^|\n)(\d{3}) (\S+) ([^\r\n]*)")
+
+
+class JoinTimer:
+    """
+    Times a request of one of C{joiners} to its reply, and to its push of
+    a member change reaching every member's socket, in one
+    C{select.epoll} loop (as L{RoomBurst}).  It blocks the reactor.
+    """
+
+    def __init__(self, reactor, joiners: list, members: list) -> None:
+        self.poll = select.epoll()
+        self.joiners = [taken_from_reactor(reactor, c, self.poll) for c in joiners]
+        self.joiner_sockets = {sock.fileno(): sock for sock in self.joiners}
+        self.answers = dict.fromkeys(self.joiner_sockets, b"")
+        self.members: dict[int, tuple[socket.socket, MarkCounter]] = {}
+        for connection in members:
+            sock = taken_from_reactor(reactor, connection, self.poll)
+            self.members[sock.fileno()] = (sock, MarkCounter(MEMBER_MARK))
+        self.events = 0
+
+    def _reply(self, fd: int, tag: bytes) -> bytes | None:
+        """
+        The status line of the reply tagged C{tag} on joiner C{fd}, once
+        it came.
+        """
+        for match in REPLY_STATUS.finditer(self.answers[fd]):
+            if match.group(2) == tag:
+                self.answers[fd] = b""
+                return match.group(0).strip()
+        return None
+
+    def request(self, joiner: int, data: bytes, tag: str, deadline: float):
+        """
+        Write C{data} (a request tagged C{tag}) on joiner number
+        C{joiner}; return, in milliseconds, the time to its reply and the
+        time until the last member had one more member change pushed
+        (each timed on its own: the pushes may come before the reply).
+
+        @raise WorkloadError: if the reply is not C{200}, or the deadline
+            (a C{time.perf_counter}) passes.
+        """
+        sock = self.joiners[joiner]
+        started = time.perf_counter()
+        sock.sendall(data)
+        self.events += 1
+        replied_ms = pushed_ms = None
+        waiting = {fd for fd, m in self.members.items() if m[1].count < self.events}
+        while replied_ms is None or waiting:
+            if time.perf_counter() > deadline:
+                raise WorkloadError(
+                    f"{tag}: {'no reply, ' if replied_ms is None else ''}"
+                    f"{len(waiting)} members without the member change"
+                )
+            for fd, _ in self.poll.poll(until(deadline)):
+                member = self.members.get(fd)
+                if member is None:
+                    received = self.joiner_sockets[fd].recv(65536)
+                    if not received:
+                        raise WorkloadError("the server closed a joiner's connection")
+                    self.answers[fd] += received
+                    if fd == sock.fileno() and replied_ms is None:
+                        status = self._reply(fd, tag.encode())
+                        if status is not None:
+                            if not status.startswith(b"200 "):
+                                raise WorkloadError(f"{tag}: {status!r}")
+                            replied_ms = (time.perf_counter() - started) * 1000
+                    continue
+                received = member[0].recv(65536)
+                if not received:
+                    raise WorkloadError("the server closed a member's connection")
+                member[1].feed(received)
+                if member[1].count > self.events:
+                    raise WorkloadError(f"{tag}: a member change pushed twice")
+                if member[1].count == self.events:
+                    waiting.discard(fd)
+                    if not waiting:
+                        pushed_ms = (time.perf_counter() - started) * 1000
+        return replied_ms, pushed_ms
+
+    def close(self) -> None:
+        self.poll.close()
+
+
+def line_maker(job: dict) -> Callable[[int], bytes]:
+    """
+    The bytes of line C{n}: a C{SAY} in the job's room (tagged C{s<n>}),
+    or on the relay a line of C{line_bytes} bytes holding the mark.
+    """
+    if "room" not in job:
+        line = LINE_MARK + b" " + b"x" * max(0, job["line_bytes"] - len(LINE_MARK) - 3)
+        return lambda n: line + b"\r\n"
+    make = frame_maker("SAY", {}, LINE_MARK + b" " + b"x" * 40, job["room"])
+    return lambda n: make(f"s{n}")
+
+
+def numbered_accounts(spec: list) -> list[list[str]]:
+    """
+    The accounts C{[template, count, password]} names: C{template} (as
+    C{"member{}@localhost"}) formatted with 0, 1... (a list in the job
+    of thousands of members would pass the limit of one argument).
+    """
+    template, count, password = spec
+    return [[template.format(i), password] for i in range(count)]
+
+
+async def room_of_members(reactor, job: dict) -> tuple[list, list, list]:
+    """
+    (l)'s set-up, untimed: the C{owner} (address, password) creates
+    C{room}, every one of the C{members} (L{numbered_accounts}) logs in
+    on a chat session of their own and joins (the owner too), the owner
+    makes the first C{posters} members moderators, who log in again to
+    post, and every member session enters the room.  On the relay (no
+    C{room}): C{count} connections.
+
+    @return: the members' sessions, the posters' (the owner's first) and
+        the C{joiners}' (logged in, not members).
+    """
+    endpoint = job["endpoint"]
+    if "room" not in job:
+        members = [await connect(reactor, endpoint) for _ in range(job["count"])]
+        # Last: the relay writes to the connections it has accepted.
+        return members, [await connect(reactor, endpoint)], []
+    room = job["room"]
+
+    async def expect(connection: Connection, verb: str, code: int, **headers):
+        answer = await connection.request(verb, room, **headers)
+        if answer.code != code:
+            raise WorkloadError(f"{verb} {room}: {answer.verb} {answer.argument}")
+
+    owner = await login(reactor, endpoint, job["owner"])
+    await expect(owner, "CREATE", 201, Public="yes")
+    members: list[Connection] = []
+    accounts = iter([job["owner"], *numbered_accounts(job["members"])])
+
+    async def join() -> None:
+        connection = await login(reactor, endpoint, next(accounts))
+        members.append(connection)
+        await expect(connection, "JOIN", 200)
+
+    await concurrently(reactor, job, 1 + job["members"][1], join, "joins")
+    posters = [owner]
+    for account in numbered_accounts(
+        [*job["members"][:1], job["posters"], job["members"][2]]
+    ):
+        await expect(owner, "ROLE", 200, Address=account[0], Role="moderator")
+        posters.append(await login(reactor, endpoint, account))
+    entering = iter(members)
+
+    async def enter() -> None:
+        await expect(next(entering), "ENTER", 200)
+
+    await concurrently(reactor, job, len(members), enter, "enters")
+    joiners = [
+        await login(reactor, endpoint, account)
+        for account in numbered_accounts(job.get("joiners", ["", 0, ""]))
+    ]
+    return members, posters, joiners
+
+
+async def chat(reactor, job: dict) -> dict:
+    """
+    (l) and (m): a room of members (L{room_of_members}) sees a burst of
+    C{lines} lines from its posters (L{RoomBurst}), C{window} ahead at
+    most; then, given C{joiners}, each in turn JOINs the room and LEAVEs
+    it again, C{warm} times untimed and C{joins} times timed, each JOIN
+    timed to its reply and to the last member's push of it
+    (L{JoinTimer}; each LEAVE waits for its own before the next JOIN).
+    """
+    members, posters, joiners = await room_of_members(reactor, job)
+    deadline = time.perf_counter() + job["deadline"]
+    outcome: dict = {}
+    try:
+        if job["lines"]:
+            burst = RoomBurst(reactor, posters, members)
+            try:
+                make = line_maker(job)
+                outcome.update(burst.run(make, job["lines"], job["window"], deadline))
+                if "room" in job:
+                    burst.wait_for_replies(job["lines"], deadline)
+            finally:
+                burst.close()
+        if joiners:
+            outcome.update(joins(reactor, job, joiners, members, deadline))
+    finally:
+        for connection in [*members, *posters, *joiners]:
+            connection.transport.loseConnection()
+    return outcome
+
+
+def joins(reactor, job: dict, joiners: list, members: list, deadline: float) -> dict:
+    """
+    (m): the JOINs and LEAVEs of L{chat}, timed by a L{JoinTimer}.
+    """
+    room = job["room"]
+    timer = JoinTimer(reactor, joiners, members)
+    replies, events = [], []
+    try:
+        for n in range(job["warm"] + job["joins"]):
+            joiner = n % len(joiners)
+            join = serialize(request("JOIN", f"j{n}", room, {}))
+            replied, pushed = timer.request(joiner, join, f"j{n}", deadline)
+            if n >= job["warm"]:
+                replies.append(replied)
+                events.append(pushed)
+            leave = serialize(request("LEAVE", f"l{n}", room, {}))
+            timer.request(joiner, leave, f"l{n}", deadline)
+    finally:
+        timer.close()
+    return {"join_reply_ms": replies, "join_event_ms": events}
+
+
 WORKLOADS = {
     "burst": burst,
     "pingpong": pingpong,
@@ -979,6 +1341,7 @@ WORKLOADS = {
     "idle": idle,
     "fanout": fanout,
     "bridged": bridged,
+    "chat": chat,
 }
 
 

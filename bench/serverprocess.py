@@ -75,6 +75,8 @@ class ServerProcess:
     @ivar presence_port: the TCP port it serves the presence protocol on,
         if it was started with C{presence=True}.
     @ivar presence_udp_port: the UDP port it serves bridges on, then.
+    @ivar chat_port: the TCP port it serves the chat protocol on, if it
+        was started with C{chat=True}.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class ServerProcess:
         host: str = "127.0.0.1",
         udp: bool = False,
         presence: bool = False,
+        chat: bool = False,
         cpus: str | None = None,
         unthrottled: bool = False,
         profile: Path | None = None,
@@ -105,6 +108,7 @@ class ServerProcess:
         self.host = host
         self.udp = udp
         self.presence = presence
+        self.chat = chat
         self.database = directory / "fmtp.sqlite"
         self.log_path = directory / "twistd.log"
         entry = (
@@ -142,7 +146,7 @@ class ServerProcess:
                 if presence
                 else ["--listen-presence=none"]
             ),
-            "--listen-chat=none",
+            f"--listen-chat=tcp:0:interface={host}" if chat else "--listen-chat=none",
             *options,
         ]
         with open(self.log_path, "wb") as log:
@@ -158,6 +162,7 @@ class ServerProcess:
         self.udp_port = 0
         self.presence_port = 0
         self.presence_udp_port = 0
+        self.chat_port = 0
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
@@ -170,6 +175,8 @@ class ServerProcess:
         if self.presence:
             patterns["presence_port"] = serving("tcp", self.host, "presence")
             patterns["presence_udp_port"] = serving("udp", self.host, "presence")
+        if self.chat:
+            patterns["chat_port"] = serving("tcp", self.host, "chat")
         while not all(found := [p.search(self.log()) for p in patterns.values()]):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"twistd did not start:\n{self.log()}")
