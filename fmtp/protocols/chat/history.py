@@ -108,10 +108,14 @@ class RoomHistory:
 
         @return: the last entry the catch-up sent (or the head).
         """
-        await self.membership(session.address, room)
+        # Registered first: a kick or ban from now on closes it, whatever
+        # the membership read below saw (the wormhole of L{live}).
         entering = self.live.enter(room, session)
         try:
+            await self.membership(session.address, room)
+            self._check_open(entering)
             head, _ = await self.store.head(room)
+            self._check_open(entering)
             if since is None:
                 since = head
             if since > head:
@@ -123,6 +127,7 @@ class RoomHistory:
                 )
             while since < head:
                 page = await self.store.history(room, since, 200)
+                self._check_open(entering)
                 if not page:
                     break
                 for entry in page:
@@ -138,6 +143,15 @@ class RoomHistory:
 
     def exit(self, session: ISession, room: str) -> bool:
         return self.live.exit(room, session)
+
+    def _check_open(self, entering: object) -> None:
+        """
+        @raise Forbidden: if the session's ENTER was closed (it was
+            kicked or banned, left, the room went, or it exited) while the
+            catch-up waited for the store: it sends nothing more.
+        """
+        if not self.live.is_open(entering):
+            raise Forbidden("the room was closed to this session while entering")
 
     async def _append(
         self,

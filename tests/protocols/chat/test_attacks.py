@@ -1,0 +1,129 @@
+"""
+Attacks on the chat protocol by a hostile member, moderator or outsider,
+each written first as a test that failed: a private room revealed by
+JOIN, a kicked session that kept receiving through an ENTER in progress,
+invitations and password hashes without a rate.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from fmtp.auth.router import Router
+from fmtp.errors import Forbidden
+from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.protocols.chat.events import ROOM_CLOSED, ROOM_LINE
+from fmtp.protocols.chat.lines import ConfigChange
+from fmtp.protocols.chat.service import ChatService
+from fmtp.store.memory import MemoryStore
+from fmtp.store.rooms import RoomNotFound
+from tests.helpers import run_now
+from tests.protocols.chat.test_commands import (
+    EDGAR,
+    LOUNGE,
+    MALLORY,
+)
+
+
+class HeldStore(MemoryStore):
+    """
+    A memory store one of whose reads the test holds: computed at the call
+    (a read that saw the store as it was) or when released (a read that
+    sees it as it is then).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding: dict[str, tuple[bool, object]] = {}
+        self.waiting: list[Deferred] = []
+
+    def hold(self, method: str, at_release: bool, address=None) -> None:
+        self.holding[method] = (at_release, address)
+
+    def _held(self, method: str, call, address=None):
+        rule = self.holding.get(method)
+        if rule is None or rule[1] not in (None, address):
+            return call()
+        del self.holding[method]
+        at_release, _ = rule
+        held: Deferred = Deferred()
+        result = None if at_release else call()
+        self.waiting.append(
+            held.addCallback(lambda _: call() if at_release else result)
+        )
+        return held
+
+    def member(self, room, address):
+        return self._held(
+            "member", lambda: super(HeldStore, self).member(room, address), address
+        )
+
+    def head(self, room):
+        return self._held("head", lambda: super(HeldStore, self).head(room))
+
+    def release(self) -> None:
+        while self.waiting:
+            self.waiting.pop(0).callback(None)
+
+
+class RacingEnterTests(SynchronousTestCase):
+    """
+    A member kicked while their ENTER is under way must not receive the
+    room afterwards, whatever the order in which the store answers.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.store = HeldStore()
+        self.router = Router(self.clock)
+        signer = DomainSigner(generate_private_key(), "poe.net")
+        self.chat = ChatService(
+            self.clock,
+            "poe.net",
+            self.store,
+            self.router,
+            signer,
+            run_in_thread=run_now,
+        )
+        self.done(self.chat.create(EDGAR, LOUNGE, ConfigChange()))
+        self.done(self.chat.join(MALLORY, LOUNGE, None))
+        self.done(self.chat.say(EDGAR, LOUNGE, b"before", None))
+        self.received: list[tuple[str, int | None]] = []
+
+        def sink(event) -> None:
+            seq = event.payload.entry.seq if event.kind == ROOM_LINE else None
+            self.received.append((event.kind, seq))
+
+        self.session = self.router.open(MALLORY, "chat", sink, [ROOM_LINE, ROOM_CLOSED])
+
+    def done(self, coroutine):
+        return self.successResultOf(ensureDeferred(coroutine))
+
+    def kick_then_say_a_secret(self) -> None:
+        self.done(self.chat.kick(EDGAR, LOUNGE, MALLORY, "rude"))
+        self.done(self.chat.say(EDGAR, LOUNGE, b"now mallory is gone", None))
+
+    def test_kicked_between_the_membership_read_and_registering(self) -> None:
+        # The read of Mallory's standing saw her a member; the kick lands
+        # before the service acts on it.
+        self.store.hold("member", at_release=False, address=MALLORY)
+        entering = ensureDeferred(self.chat.enter(self.session, LOUNGE, None))
+        self.kick_then_say_a_secret()
+        self.store.release()
+        self.failureResultOf(entering, Forbidden, RoomNotFound)
+        self.done(self.chat.say(EDGAR, LOUNGE, b"still gone", None))
+        self.assertNotIn(ROOM_LINE, [kind for kind, _ in self.received])
+        self.assertEqual(self.chat.live.entered(LOUNGE), [])
+
+    def test_kicked_during_the_catch_up(self) -> None:
+        self.store.hold("head", at_release=True)
+        entering = ensureDeferred(self.chat.enter(self.session, LOUNGE, 0))
+        self.kick_then_say_a_secret()
+        self.store.release()
+        self.failureResultOf(entering, Forbidden, RoomNotFound)
+        # Told it was closed, and nothing of the room after that.
+        self.assertEqual(self.received, [("room-closed", None)])
+        self.assertEqual(self.chat.live.entered(LOUNGE), [])
