@@ -240,13 +240,27 @@ class ChatService(RoomHistory, Service):
             )
             if not matched:
                 error = Forbidden("the room needs its password")
-                raise self.refuse(user, f"a JOIN of {room}", error)
+                raise self._refuse_join(user, found, member, error)
         try:
             joined = await self.store.join(room, user, self.clock.seconds())
         except Forbidden as e:
-            raise self.refuse(user, f"a JOIN of {room}", e) from None
+            raise self._refuse_join(user, found, member, e) from None
         self._announce(room, joined)
         return joined
+
+    def _refuse_join(
+        self, user: str, room: Room, member: Member | None, error: Exception
+    ) -> Exception:
+        """
+        Log a refused JOIN with its reason, and give back the error to
+        answer: a private room's refusals to an address neither a member
+        nor invited read as no such room, so that JOIN does not reveal
+        that the room exists (a ban, members-only, a password, full).
+        """
+        self.refuse(user, f"a JOIN of {room.address}", error)
+        if not room.config.public and (member is None or member.role is Role.BANNED):
+            return RoomNotFound()
+        return error
 
     async def leave(self, user: str, room: str) -> None:
         _, member = await self.membership(user, room)

@@ -21,10 +21,53 @@ from fmtp.store.memory import MemoryStore
 from fmtp.store.rooms import RoomNotFound
 from tests.helpers import run_now
 from tests.protocols.chat.test_commands import (
+    ANNABEL,
+    ATTIC,
     EDGAR,
     LOUNGE,
     MALLORY,
+    ChatTestCase,
 )
+
+
+class PrivateRoomJoinTests(ChatTestCase):
+    """
+    JOIN must not tell an outsider that a private room exists: every
+    refusal reads as a room that does not exist.
+    """
+
+    def assertNowhere(self, conn, room, headers=None) -> None:
+        there = conn.ask("JOIN", "1", room, headers)
+        nowhere = conn.ask("JOIN", "2", "nowhere@poe.net", headers)
+        self.assertEqual((there.code, there.argument), (550, "no such room"))
+        self.assertEqual((nowhere.code, nowhere.argument), (550, "no such room"))
+
+    def test_members_only(self) -> None:
+        self.room(room=ATTIC, **{"Members-Only": "yes"})
+        self.assertNowhere(self.logged_in(MALLORY), ATTIC)
+
+    def test_passworded(self) -> None:
+        self.room(room=ATTIC, Password="raven")
+        mallory = self.logged_in(MALLORY)
+        self.assertNowhere(mallory, ATTIC)
+        self.assertNowhere(mallory, ATTIC, {"Password": "crow"})
+        self.assertEqual(self.code(mallory, "JOIN", ATTIC, {"Password": "raven"}), 200)
+
+    def test_full(self) -> None:
+        self.room(room=ATTIC, **{"Max-Members": "1"})
+        self.assertNowhere(self.logged_in(MALLORY), ATTIC)
+
+    def test_banned(self) -> None:
+        edgar = self.room(room=ATTIC)
+        self.assertEqual(self.code(edgar, "BAN", ATTIC, {"Address": MALLORY}), 200)
+        self.assertNowhere(self.logged_in(MALLORY), ATTIC)
+
+    def test_the_invited_and_public_rooms_are_told_why(self) -> None:
+        edgar = self.room(room=ATTIC, **{"Max-Members": "1"})
+        self.code(edgar, "INVITE", ATTIC, {"Address": ANNABEL})
+        self.assertEqual(self.code(self.logged_in(ANNABEL), "JOIN", ATTIC), 554)
+        self.room(Public="yes", **{"Members-Only": "yes"})
+        self.assertEqual(self.code(self.logged_in(MALLORY), "JOIN", LOUNGE), 554)
 
 
 class HeldStore(MemoryStore):
