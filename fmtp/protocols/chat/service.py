@@ -16,12 +16,12 @@ from dataclasses import replace
 
 from twisted.application.service import Service
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from fmtp.accounts import DEFAULT_SCRYPT_COST, ScryptCost, hash_password
+from fmtp.accounts import DEFAULT_SCRYPT_COST, ScryptCost, hash_password, hash_threads
 from fmtp.accounts import verify_password as password_matches
 from fmtp.auth.router import Event
 from fmtp.errors import Forbidden, InvalidObject, TooManyRequests
@@ -63,7 +63,8 @@ class ChatService(RoomHistory, Service):
         C{get_object} (a room may not take a user's address).
     @param signer: this domain's signer: every line is signed by it.
     @param run_in_thread: runs a blocking call (the hashing of room
-        passwords) off the reactor.
+        passwords) off the reactor; at most L{hash_threads} at once, so
+        that JOINs of passworded rooms cannot fill a shared thread pool.
     @param password_cost: what a room password's hash costs.
     """
 
@@ -90,6 +91,10 @@ class ChatService(RoomHistory, Service):
         self._password_cost = password_cost
         self.live = LiveRooms(router)
         self._joins = SourceRateLimiter(clock, settings.join_rate, settings.join_burst)
+        self._invites = SourceRateLimiter(
+            clock, settings.join_rate, settings.join_burst
+        )
+        self._hashing = DeferredSemaphore(hash_threads())
         self._says = SourceRateLimiter(clock, settings.say_rate, settings.say_burst)
         self._room_says = SourceRateLimiter(
             clock, settings.room_rate, settings.room_burst
@@ -181,6 +186,12 @@ class ChatService(RoomHistory, Service):
         if change.is_empty():
             return found.config
         check_owner(member)
+        if change.password is not None and not self._joins.allow(user):
+            raise self.refuse(
+                user,
+                f"a Password for {room}",
+                TooManyRequests("setting passwords too fast"),
+            )
         config = await self._configured(found.config, change)
         await self.store.configure_room(room, config)
         return config
@@ -200,7 +211,7 @@ class ChatService(RoomHistory, Service):
         if change.clear_password:
             values["password_hash"] = None
         elif change.password is not None:
-            values["password_hash"] = await self._run_in_thread(
+            values["password_hash"] = await self._hash(
                 hash_password, change.password, None, self._password_cost
             )
         return replace(config, **values)
@@ -219,6 +230,13 @@ class ChatService(RoomHistory, Service):
     async def my_rooms(self, user: str) -> list[str]:
         return await self.store.rooms_of(user)
 
+    def _hash(self, f: Callable[..., object], *args: object) -> Deferred:
+        """
+        Run a password hash in a thread, once one of the few hashes
+        allowed at once is done.
+        """
+        return self._hashing.run(self._run_in_thread, f, *args)
+
     # Membership
 
     async def join(self, user: str, room: str, password: str | None) -> Member:
@@ -235,7 +253,7 @@ class ChatService(RoomHistory, Service):
             return member
         encoded = found.config.password_hash
         if encoded is not None:
-            matched = password is not None and await self._run_in_thread(
+            matched = password is not None and await self._hash(
                 password_matches, password, encoded
             )
             if not matched:
@@ -275,6 +293,10 @@ class ChatService(RoomHistory, Service):
     async def invite(self, user: str, room: str, address: str) -> bool:
         _, member = await self.membership(user, room)
         check_moderator(member)
+        if not self._invites.allow(user):
+            raise self.refuse(
+                user, f"an INVITE into {room}", TooManyRequests("inviting too fast")
+            )
         invited = await self.store.invite(room, address, self.clock.seconds())
         if invited:
             self.router.deliver(address, Event(ROOM_INVITATION, Invitation(room, user)))

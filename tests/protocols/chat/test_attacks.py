@@ -70,6 +70,45 @@ class PrivateRoomJoinTests(ChatTestCase):
         self.assertEqual(self.code(self.logged_in(MALLORY), "JOIN", LOUNGE), 554)
 
 
+class FloodTests(ChatTestCase):
+    def test_invitations_have_a_rate(self) -> None:
+        """
+        A moderator (anyone, in a room of their own) cannot flood a user
+        with invitations by banning, unbanning and inviting again, nor
+        fill the store with invitations.
+        """
+        mallory = self.room(owner=MALLORY, room=ATTIC)
+        annabel = self.logged_in(ANNABEL)
+        codes = []
+        for _ in range(30):
+            self.code(mallory, "BAN", ATTIC, {"Address": ANNABEL})
+            self.code(mallory, "UNBAN", ATTIC, {"Address": ANNABEL})
+            codes.append(self.code(mallory, "INVITE", ATTIC, {"Address": ANNABEL}))
+        burst = int(self.settings.join_burst)
+        self.assertEqual(codes.count(200), burst)
+        self.assertEqual(codes[-1], 429)
+        self.assertEqual(len(annabel.frames()), burst)
+        many = [
+            self.code(mallory, "INVITE", ATTIC, {"Address": f"u{n}@poe.net"})
+            for n in range(5)
+        ]
+        self.assertEqual(many, [429] * 5)
+
+    def test_setting_a_password_has_a_rate(self) -> None:
+        """
+        Each Password an owner sets costs an scrypt hash: a loop of
+        CONFIGs must not keep the hashing threads busy.
+        """
+        edgar = self.room()
+        codes = [
+            self.code(edgar, "CONFIG", LOUNGE, {"Password": f"p{n}"}) for n in range(30)
+        ]
+        self.assertEqual(codes[-1], 429)
+        self.assertLessEqual(codes.count(200), int(self.settings.join_burst))
+        # Reading, and other changes, are not counted.
+        self.assertEqual(self.code(edgar, "CONFIG", LOUNGE, {"Name": "x"}), 200)
+
+
 class HeldStore(MemoryStore):
     """
     A memory store one of whose reads the test holds: computed at the call
@@ -170,3 +209,44 @@ class RacingEnterTests(SynchronousTestCase):
         # Told it was closed, and nothing of the room after that.
         self.assertEqual(self.received, [("room-closed", None)])
         self.assertEqual(self.chat.live.entered(LOUNGE), [])
+
+
+class HashingTests(SynchronousTestCase):
+    """
+    Room passwords are hashed in threads of the reactor's pool, which DNS
+    lookups share: however many users JOIN passworded rooms at once, only
+    a few hashes run at a time.
+    """
+
+    def test_few_hashes_at_once(self) -> None:
+        clock = Clock()
+        started: list[Deferred] = []
+
+        def run_in_thread(f, *args):
+            d: Deferred = Deferred()
+            started.append(d)
+            return d
+
+        chat = ChatService(
+            clock,
+            "poe.net",
+            MemoryStore(),
+            Router(clock),
+            DomainSigner(generate_private_key(), "poe.net"),
+            run_in_thread=run_now,
+        )
+        self.successResultOf(
+            ensureDeferred(chat.create(EDGAR, LOUNGE, ConfigChange(password="raven")))
+        )
+        chat._run_in_thread = run_in_thread
+        joins = [
+            ensureDeferred(chat.join(f"user{n}@poe.net", LOUNGE, "guess"))
+            for n in range(40)
+        ]
+        self.assertLessEqual(len(started), 4)
+        self.assertGreater(len(started), 0)
+        # As each hash ends, the next starts; every JOIN is answered.
+        while started:
+            started.pop(0).callback(False)
+        for joined in joins:
+            self.failureResultOf(joined, Forbidden, RoomNotFound)
