@@ -114,6 +114,7 @@ class RoomHistory:
         try:
             await self.membership(session.address, room)
             self._check_open(entering)
+            self.live.admit(entering)
             head, _ = await self.store.head(room)
             self._check_open(entering)
             if since is None:

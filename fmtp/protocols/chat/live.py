@@ -37,6 +37,8 @@ class _Entered:
     caught_up_to: int = 0
     #: Exited (or closed): its catch-up sends nothing more.
     closed: bool = False
+    #: Its user was found a member: a close is worth telling it.
+    admitted: bool = False
 
 
 class LiveRooms:
@@ -90,6 +92,14 @@ class LiveRooms:
         assert isinstance(entering, _Entered)
         return not entering.closed
 
+    def admit(self, entering: object) -> None:
+        """
+        The user of the session that is C{entering} was found a member of
+        the room: if it is closed from now on, it is told.
+        """
+        assert isinstance(entering, _Entered)
+        entering.admitted = True
+
     def exit(
         self, room: str, session: ISession, entering: object | None = None
     ) -> bool:
@@ -127,13 +137,16 @@ class LiveRooms:
     def close(self, room: str, address: str | None, why: str) -> None:
         """
         Stop the sessions of C{address} (or of everyone, for L{None}) that
-        entered C{room}, telling each with a C{room-closed} event.
+        entered C{room}, telling each with a C{room-closed} event; except
+        a session whose user was not yet found a member (L{admit}): it
+        may be an outsider guessing a private room's address.
         """
         event = Event(ROOM_CLOSED, RoomClosed(room, why))
-        for session in self.entered(room):
+        for session, entered in list(self._rooms.get(room, {}).items()):
             if address is None or session.address == address:
                 self.exit(room, session)
-                self._router.deliver_to(session, event)
+                if entered.admitted:
+                    self._router.deliver_to(session, event)
 
     def publish(self, event: Event) -> int:
         """

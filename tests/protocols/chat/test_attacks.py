@@ -210,6 +210,17 @@ class RacingEnterTests(SynchronousTestCase):
         self.assertEqual(self.received, [("room-closed", None)])
         self.assertEqual(self.chat.live.entered(LOUNGE), [])
 
+    def test_an_outsider_entering_hears_nothing_of_a_private_room(self) -> None:
+        # Mallory guesses the name of a private room while its owner
+        # destroys it: she must not be told that it was destroyed.
+        self.done(self.chat.create(EDGAR, ATTIC, ConfigChange()))
+        self.store.hold("member", at_release=False, address=MALLORY)
+        entering = ensureDeferred(self.chat.enter(self.session, ATTIC, None))
+        self.done(self.chat.destroy(EDGAR, ATTIC))
+        self.store.release()
+        self.failureResultOf(entering, RoomNotFound)
+        self.assertEqual(self.received, [])
+
 
 class HashingTests(SynchronousTestCase):
     """
