@@ -42,7 +42,8 @@ CHAT_PARAMETERS = [
         None,
         f"{DEFAULT_SETTINGS.join_rate * 60:g}",
         "JOINs, CREATEs and room passwords set a minute per user, after a "
-        f"burst of {DEFAULT_SETTINGS.join_burst:g}, and as many INVITEs; "
+        f"burst of {DEFAULT_SETTINGS.join_burst:g}, and as many INVITEs "
+        "and BANs of non-members; "
         "1 to 6000.",
     ],
     [

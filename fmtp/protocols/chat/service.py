@@ -91,7 +91,7 @@ class ChatService(RoomHistory, Service):
         self._password_cost = password_cost
         self.live = LiveRooms(router)
         self._joins = SourceRateLimiter(clock, settings.join_rate, settings.join_burst)
-        self._invites = SourceRateLimiter(
+        self._strangers = SourceRateLimiter(
             clock, settings.join_rate, settings.join_burst
         )
         self._hashing = DeferredSemaphore(hash_threads())
@@ -230,6 +230,19 @@ class ChatService(RoomHistory, Service):
     async def my_rooms(self, user: str) -> list[str]:
         return await self.store.rooms_of(user)
 
+    def _check_stranger_rate(self, user: str, what: str, doing: str) -> None:
+        """
+        Refuse an INVITE, or a BAN of an address with no standing in the
+        room, over C{user}'s rate: each writes a row about an address
+        that never asked (and an invitation tells it), so anyone, in a
+        room of their own, could otherwise fill the store or a user's
+        screen.
+
+        @raise TooManyRequests: naming what is too fast.
+        """
+        if not self._strangers.allow(user):
+            raise self.refuse(user, what, TooManyRequests(f"{doing} too fast"))
+
     def _hash(self, f: Callable[..., object], *args: object) -> Deferred:
         """
         Run a password hash in a thread, once one of the few hashes
@@ -293,10 +306,7 @@ class ChatService(RoomHistory, Service):
     async def invite(self, user: str, room: str, address: str) -> bool:
         _, member = await self.membership(user, room)
         check_moderator(member)
-        if not self._invites.allow(user):
-            raise self.refuse(
-                user, f"an INVITE into {room}", TooManyRequests("inviting too fast")
-            )
+        self._check_stranger_rate(user, f"an INVITE into {room}", "inviting")
         invited = await self.store.invite(room, address, self.clock.seconds())
         if invited:
             self.router.deliver(address, Event(ROOM_INVITATION, Invitation(room, user)))
@@ -316,6 +326,8 @@ class ChatService(RoomHistory, Service):
         _, actor = await self.membership(user, room)
         target = await self.store.member(room, address)
         check_over(actor, target, "ban")
+        if target is None:
+            self._check_stranger_rate(user, f"a BAN in {room}", "banning")
         now = self.clock.seconds()
         await self.store.set_role(
             room, address, Role.BANNED, False, now, reason or None
