@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from twisted.application.service import Service
 from twisted.internet import threads
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -32,7 +32,7 @@ from fmtp.protocols.chat.events import (
     Invitation,
     MemberChanged,
 )
-from fmtp.protocols.chat.history import RoomHistory
+from fmtp.protocols.chat.history import RoomHistory, room_turn
 from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.live import LiveRooms
 from fmtp.protocols.chat.rules import (
@@ -95,6 +95,7 @@ class ChatService(RoomHistory, Service):
             clock, settings.join_rate, settings.join_burst
         )
         self._hashing = DeferredSemaphore(hash_threads())
+        self._configuring: dict[str, DeferredLock] = {}
         self._says = SourceRateLimiter(clock, settings.say_rate, settings.say_burst)
         self._room_says = SourceRateLimiter(
             clock, settings.room_rate, settings.room_burst
@@ -175,7 +176,8 @@ class ChatService(RoomHistory, Service):
             )
         if await self.store.get_object(room) is not None:
             raise Forbidden(f"{room} is taken")
-        config = await self._configured(RoomConfig(), change)
+        password_hash = await self._password_hash(change)
+        config = self._configured(RoomConfig(), change, password_hash)
         if not config.max_members:
             config = replace(config, max_members=self.settings.max_members)
         now = self.clock.seconds()
@@ -192,11 +194,41 @@ class ChatService(RoomHistory, Service):
                 f"a Password for {room}",
                 TooManyRequests("setting passwords too fast"),
             )
-        config = await self._configured(found.config, change)
-        await self.store.configure_room(room, config)
+        return await self.change_config(room, change, await self._password_hash(change))
+
+    async def change_config(
+        self, room: str, change: ConfigChange, password_hash: str | None = None
+    ) -> RoomConfig:
+        """
+        Apply C{change} (with C{password_hash}, the hash of its password)
+        to the room's configuration as it is now: the changes of a room
+        take turns, each reading it afresh, so that none undoes another
+        made while it waited for the store (a TOPIC clearing the Password
+        an owner just set).
+
+        @return: the new configuration.
+        """
+        async with room_turn(self._configuring, room):
+            found = await self.store.get_room(room)
+            if found is None:
+                raise RoomNotFound()
+            config = self._configured(found.config, change, password_hash)
+            await self.store.configure_room(room, config)
         return config
 
-    async def _configured(self, config: RoomConfig, change: ConfigChange) -> RoomConfig:
+    async def _password_hash(self, change: ConfigChange) -> str | None:
+        """
+        The hash of the password C{change} sets, if any.
+        """
+        if change.password is None:
+            return None
+        return await self._hash(
+            hash_password, change.password, None, self._password_cost
+        )
+
+    def _configured(
+        self, config: RoomConfig, change: ConfigChange, password_hash: str | None
+    ) -> RoomConfig:
         values = {
             name: getattr(change, name)
             for name in ("name", "topic", "public", "members_only", "moderated")
@@ -210,10 +242,8 @@ class ChatService(RoomHistory, Service):
             values["max_members"] = change.max_members or self.settings.max_members
         if change.clear_password:
             values["password_hash"] = None
-        elif change.password is not None:
-            values["password_hash"] = await self._hash(
-                hash_password, change.password, None, self._password_cost
-            )
+        elif password_hash is not None:
+            values["password_hash"] = password_hash
         return replace(config, **values)
 
     async def destroy(self, user: str, room: str) -> None:

@@ -18,7 +18,7 @@ from fmtp.protocols.chat.events import ROOM_CLOSED, ROOM_LINE
 from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.service import ChatService
 from fmtp.store.memory import MemoryStore
-from fmtp.store.rooms import RoomNotFound
+from fmtp.store.rooms import Role, RoomNotFound
 from tests.helpers import run_now
 from tests.protocols.chat.test_commands import (
     ANNABEL,
@@ -241,6 +241,56 @@ class RacingEnterTests(SynchronousTestCase):
         self.store.release()
         self.failureResultOf(entering, RoomNotFound)
         self.assertEqual(self.received, [])
+
+
+class LostUpdateTests(SynchronousTestCase):
+    """
+    A change of a room's configuration must not undo another made while
+    it waited for the store: a moderator's TOPIC must not clear the
+    Password or Members-Only an owner just set.
+    """
+
+    def setUp(self) -> None:
+        clock = Clock()
+        self.store = HeldStore()
+        self.chat = ChatService(
+            clock,
+            "poe.net",
+            self.store,
+            Router(clock),
+            DomainSigner(generate_private_key(), "poe.net"),
+            run_in_thread=run_now,
+        )
+        self.done(self.chat.create(EDGAR, LOUNGE, ConfigChange()))
+        self.done(self.chat.join(ANNABEL, LOUNGE, None))
+        self.done(self.chat.set_role(EDGAR, LOUNGE, ANNABEL, Role.MODERATOR, None))
+
+    def done(self, coroutine):
+        return self.successResultOf(ensureDeferred(coroutine))
+
+    def test_topic_does_not_undo_a_password(self) -> None:
+        self.store.hold("member", at_release=False, address=ANNABEL)
+        topic = ensureDeferred(self.chat.topic(ANNABEL, LOUNGE, "open house"))
+        locked = ConfigChange(password="raven", members_only=True)
+        self.done(self.chat.configure(EDGAR, LOUNGE, locked))
+        self.store.release()
+        self.successResultOf(topic)
+        config = self.successResultOf(self.store.get_room(LOUNGE)).config
+        self.assertEqual(config.topic, "open house")
+        self.assertIsNotNone(config.password_hash)
+        self.assertTrue(config.members_only)
+
+    def test_two_owners_changes_both_hold(self) -> None:
+        self.done(self.chat.set_role(EDGAR, LOUNGE, ANNABEL, Role.OWNER, None))
+        self.store.hold("member", at_release=False, address=ANNABEL)
+        named = ensureDeferred(
+            self.chat.configure(ANNABEL, LOUNGE, ConfigChange(name="Lounge"))
+        )
+        self.done(self.chat.configure(EDGAR, LOUNGE, ConfigChange(moderated=True)))
+        self.store.release()
+        self.successResultOf(named)
+        config = self.successResultOf(self.store.get_room(LOUNGE)).config
+        self.assertEqual((config.name, config.moderated), ("Lounge", True))
 
 
 class HashingTests(SynchronousTestCase):
