@@ -131,10 +131,10 @@ class RoomHistory:
         entering = self.live.enter(room, session)
         try:
             await self.membership(session.address, room)
-            self._check_open(entering)
+            self._check_open(room, session, entering)
             self.live.admit(entering)
             head, _ = await self.store.head(room)
-            self._check_open(entering)
+            self._check_open(room, session, entering)
             if since is None:
                 since = head
             if since > head:
@@ -146,7 +146,7 @@ class RoomHistory:
                 )
             while since < head:
                 page = await self.store.history(room, since, 200)
-                self._check_open(entering)
+                self._check_open(room, session, entering)
                 if not page:
                     break
                 for entry in page:
@@ -163,13 +163,13 @@ class RoomHistory:
     def exit(self, session: ISession, room: str) -> bool:
         return self.live.exit(room, session)
 
-    def _check_open(self, entering: object) -> None:
+    def _check_open(self, room: str, session: ISession, entering: object) -> None:
         """
         @raise Forbidden: if the session's ENTER was closed (it was
             kicked or banned, left, the room went, or it exited) while the
             catch-up waited for the store: it sends nothing more.
         """
-        if not self.live.is_open(entering):
+        if not self.live.is_open(room, session, entering):
             raise Forbidden("the room was closed to this session while entering")
 
     async def _append(

@@ -83,14 +83,15 @@ class LiveRooms:
         for event in held:
             self._deliver(room, session, entered, event)
 
-    def is_open(self, entering: object) -> bool:
+    def is_open(self, room: str, session: ISession, entering: object) -> bool:
         """
         Whether the entering L{enter} gave is still wanted: not exited nor
-        closed since (entering again does not close the earlier one, whose
-        catch-up goes on as asked).
+        closed since, and the session still in the room (entering again
+        does not close the earlier one, whose catch-up goes on as asked,
+        but closing the later one ends both).
         """
         assert isinstance(entering, _Entered)
-        return not entering.closed
+        return not entering.closed and session in self._rooms.get(room, {})
 
     def admit(self, entering: object) -> None:
         """
@@ -180,6 +181,6 @@ class LiveRooms:
     ) -> None:
         if event.kind == ROOM_LINE and event.payload.entry.seq <= entered.caught_up_to:
             return
-        if not self._router.deliver_to(session, event):
+        if not self._router.deliver_to(session, event) and event.kind == ROOM_LINE:
             # Its login ended without telling us: forget it.
             self.exit(room, session)

@@ -231,6 +231,17 @@ class RacingEnterTests(SynchronousTestCase):
         self.assertEqual(self.received, [("room-closed", None)])
         self.assertEqual(self.chat.live.entered(LOUNGE), [])
 
+    def test_kicked_with_an_earlier_enter_still_catching_up(self) -> None:
+        # Two ENTERs of one session, pipelined: the second goes live at
+        # once, the first still waits for the store when the kick lands.
+        self.store.hold("head", at_release=True)
+        first = ensureDeferred(self.chat.enter(self.session, LOUNGE, 0))
+        self.done(self.chat.enter(self.session, LOUNGE, None))
+        self.kick_then_say_a_secret()
+        self.store.release()
+        self.failureResultOf(first, Forbidden)
+        self.assertEqual(self.received, [("room-closed", None)])
+
     def test_an_outsider_entering_hears_nothing_of_a_private_room(self) -> None:
         # Mallory guesses the name of a private room while its owner
         # destroys it: she must not be told that it was destroyed.
