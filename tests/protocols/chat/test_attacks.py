@@ -1,8 +1,10 @@
 """
 Attacks on the chat protocol by a hostile member, moderator or outsider,
 each written first as a test that failed: a private room revealed by
-JOIN, a kicked session that kept receiving through an ENTER in progress,
-invitations and password hashes without a rate.
+JOIN; a kicked session that kept receiving through an ENTER under way;
+invitations, bans of strangers and password hashes without a rate; a
+TOPIC that undid an owner's Password.  And a guard: the chain verifies
+after retractions, topics and a conflict.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from fmtp.auth.router import Router
 from fmtp.errors import Forbidden
 from fmtp.keys.signing import DomainSigner, generate_private_key
+from fmtp.objects import FMTPObject
 from fmtp.protocols.chat.events import ROOM_CLOSED, ROOM_LINE
 from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.service import ChatService
 from fmtp.store.memory import MemoryStore
-from fmtp.store.rooms import Role, RoomNotFound
+from fmtp.store.rooms import Role, RoomNotFound, verify_chain
 from tests.helpers import run_now
 from tests.protocols.chat.test_commands import (
     ANNABEL,
@@ -27,6 +30,7 @@ from tests.protocols.chat.test_commands import (
     LOUNGE,
     MALLORY,
     ChatTestCase,
+    lines_of,
 )
 
 
@@ -128,6 +132,50 @@ class FloodTests(ChatTestCase):
         self.assertLessEqual(codes.count(200), int(self.settings.join_burst))
         # Reading, and other changes, are not counted.
         self.assertEqual(self.code(edgar, "CONFIG", LOUNGE, {"Name": "x"}), 200)
+
+
+class ChainTests(ChatTestCase):
+    def test_chain_verifies_after_retractions_topics_and_a_conflict(self) -> None:
+        """
+        A guard more than an attack: whatever members and moderators do,
+        and another process of the domain appending behind the service's
+        back, HISTORY pages verify end to end, and a member cannot retract
+        a moderator's topic or another member's line.
+        """
+        edgar = self.room(members=[ANNABEL, MALLORY])
+        annabel, mallory = self.logged_in(ANNABEL), self.logged_in(MALLORY)
+        self.code(annabel, "SAY", LOUNGE, body=b"one")
+        self.code(edgar, "TOPIC", LOUNGE, {"Topic": "raven"})
+        _, digest = self.successResultOf(self.store.head(LOUNGE))
+        other = FMTPObject(
+            "1800000000000.abcdefabcdef.lenore@poe.net",
+            "message",
+            {"From": "lenore@poe.net", "To": LOUNGE, "Parent-Digest": digest},
+            b"from elsewhere",
+        )
+        self.successResultOf(self.store.append(LOUNGE, other, 1.0))
+        self.assertEqual(self.code(mallory, "SAY", LOUNGE, body=b"four"), 201)
+        self.assertEqual(self.code(mallory, "RETRACT", LOUNGE, {"Seq": "1"}), 554)
+        self.assertEqual(self.code(mallory, "RETRACT", LOUNGE, {"Seq": "2"}), 554)
+        self.assertEqual(self.code(mallory, "RETRACT", LOUNGE, {"Seq": "4"}), 201)
+        self.assertEqual(self.code(edgar, "RETRACT", LOUNGE, {"Seq": "1"}), 201)
+        self.assertEqual(self.code(edgar, "RETRACT", LOUNGE, {"Seq": "5"}), 550)
+        entries = []
+        since = 0
+        while True:
+            page = annabel.ask(
+                "HISTORY", "h", LOUNGE, {"Since": str(since), "Limit": "2"}
+            )
+            entries += lines_of(page.body)
+            if "Next-Since" not in page.headers:
+                break
+            since = int(page.headers["Next-Since"])
+        verify_chain(entries)
+        self.assertEqual([e.seq for e in entries], [1, 2, 3, 4, 5, 6])
+        self.assertEqual([e.retracted_by for e in entries][:4], [6, None, None, 5])
+        for entry in entries:
+            if entry.obj is not None and entry.seq != 3:
+                self.successResultOf(self.services.keys.verify_object(entry.obj))
 
 
 class HeldStore(MemoryStore):
