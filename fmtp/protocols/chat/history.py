@@ -12,7 +12,8 @@ is then linked to the new head, signed again and appended again.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from twisted.internet.defer import DeferredLock
 
@@ -21,6 +22,7 @@ from fmtp.errors import Forbidden, InvalidObject, NotFound, StoreUnavailable
 from fmtp.interfaces import ISession
 from fmtp.objects import FMTPObject, new_object_id
 from fmtp.protocols.chat.events import ROOM_LINE, RoomLine
+from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.rules import check_moderator, check_retract, check_speak
 from fmtp.store.rooms import HistoryConflict, HistoryEntry
 
@@ -36,12 +38,29 @@ class MessageTooLarge(InvalidObject):
     code = 552
 
 
+@asynccontextmanager
+async def room_turn(locks: dict[str, DeferredLock], room: str) -> AsyncIterator[None]:
+    """
+    Wait for C{room}'s turn among the callers sharing C{locks} (one lock
+    per room, forgotten when nobody holds or waits for it): a read, then
+    a write that depends on it, with no other in between.
+    """
+    lock = locks.setdefault(room, DeferredLock())
+    await lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+        if not lock.locked and not lock.waiting:
+            locks.pop(room, None)
+
+
 class RoomHistory:
     """
     The lines of L{fmtp.protocols.chat.service.ChatService}'s rooms: a
     part of it kept apart for size, which uses the service's C{store},
     C{signer}, C{clock}, C{settings}, C{router}, C{live} and its
-    C{membership}, C{check_rate} and C{refuse}.
+    C{membership}, C{change_config}, C{check_rate} and C{refuse}.
     """
 
     def __init__(self) -> None:
@@ -68,10 +87,9 @@ class RoomHistory:
         return await self._append(room, user, LINE_TYPE, properties, body)
 
     async def topic(self, user: str, room: str, topic: str) -> HistoryEntry:
-        found, member = await self.membership(user, room)
+        _, member = await self.membership(user, room)
         check_moderator(member)
-        config = replace(found.config, topic=topic)
-        await self.store.configure_room(room, config)
+        await self.change_config(room, ConfigChange(topic=topic))
         return await self._append(room, user, TOPIC_TYPE, {"Topic": topic}, b"")
 
     async def retract(self, user: str, room: str, seq: int) -> HistoryEntry:
@@ -108,10 +126,15 @@ class RoomHistory:
 
         @return: the last entry the catch-up sent (or the head).
         """
-        await self.membership(session.address, room)
+        # Registered first: a kick or ban from now on closes it, whatever
+        # the membership read below saw (the wormhole of L{live}).
         entering = self.live.enter(room, session)
         try:
+            await self.membership(session.address, room)
+            self._check_open(room, session, entering)
+            self.live.admit(entering)
             head, _ = await self.store.head(room)
+            self._check_open(room, session, entering)
             if since is None:
                 since = head
             if since > head:
@@ -123,6 +146,7 @@ class RoomHistory:
                 )
             while since < head:
                 page = await self.store.history(room, since, 200)
+                self._check_open(room, session, entering)
                 if not page:
                     break
                 for entry in page:
@@ -139,6 +163,15 @@ class RoomHistory:
     def exit(self, session: ISession, room: str) -> bool:
         return self.live.exit(room, session)
 
+    def _check_open(self, room: str, session: ISession, entering: object) -> None:
+        """
+        @raise Forbidden: if the session's ENTER was closed (it was
+            kicked or banned, left, the room went, or it exited) while the
+            catch-up waited for the store: it sends nothing more.
+        """
+        if not self.live.is_open(room, session, entering):
+            raise Forbidden("the room was closed to this session while entering")
+
     async def _append(
         self,
         room: str,
@@ -152,14 +185,8 @@ class RoomHistory:
         Sign and append a line, linked to the room's head, and publish it
         to the sessions that entered the room.
         """
-        lock = self._appending.setdefault(room, DeferredLock())
-        await lock.acquire()
-        try:
+        async with room_turn(self._appending, room):
             entry = await self._linked(room, user, kind, properties, body, retracts)
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._appending.pop(room, None)
         self.live.publish(Event(ROOM_LINE, RoomLine(room, entry)))
         return entry
 

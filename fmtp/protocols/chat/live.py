@@ -8,6 +8,13 @@ entry appended after that read is published to it; while it catches up
 those are held, and when it goes live the held ones after the last entry
 replayed are delivered and the rest dropped.  Every later entry with a
 number above that point is delivered once: each entry is published once.
+
+It is registered before its member's standing is even read, so that a
+kick or a ban that lands while the ENTER is under way, whatever the order
+in which the store answers, finds it and closes it (L{LiveRooms.is_open}
+then tells the catch-up to stop); and until it goes live it is told
+nothing, not even of members' changes, since it may turn out not to be a
+member at all.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ class _Entered:
 
     held: list[Event] | None = field(default_factory=list)
     caught_up_to: int = 0
+    #: Exited (or closed): its catch-up sends nothing more.
+    closed: bool = False
+    #: Its user was found a member: a close is worth telling it.
+    admitted: bool = False
 
 
 class LiveRooms:
@@ -72,6 +83,24 @@ class LiveRooms:
         for event in held:
             self._deliver(room, session, entered, event)
 
+    def is_open(self, room: str, session: ISession, entering: object) -> bool:
+        """
+        Whether the entering L{enter} gave is still wanted: not exited nor
+        closed since, and the session still in the room (entering again
+        does not close the earlier one, whose catch-up goes on as asked,
+        but closing the later one ends both).
+        """
+        assert isinstance(entering, _Entered)
+        return not entering.closed and session in self._rooms.get(room, {})
+
+    def admit(self, entering: object) -> None:
+        """
+        The user of the session that is C{entering} was found a member of
+        the room: if it is closed from now on, it is told.
+        """
+        assert isinstance(entering, _Entered)
+        entering.admitted = True
+
     def exit(
         self, room: str, session: ISession, entering: object | None = None
     ) -> bool:
@@ -86,7 +115,7 @@ class LiveRooms:
             return False
         if entering is not None and sessions[session] is not entering:
             return False
-        del sessions[session]
+        sessions.pop(session).closed = True
         if not sessions:
             del self._rooms[room]
         rooms = self._of_session.get(session)
@@ -109,13 +138,16 @@ class LiveRooms:
     def close(self, room: str, address: str | None, why: str) -> None:
         """
         Stop the sessions of C{address} (or of everyone, for L{None}) that
-        entered C{room}, telling each with a C{room-closed} event.
+        entered C{room}, telling each with a C{room-closed} event; except
+        a session whose user was not yet found a member (L{admit}): it
+        may be an outsider guessing a private room's address.
         """
         event = Event(ROOM_CLOSED, RoomClosed(room, why))
-        for session in self.entered(room):
+        for session, entered in list(self._rooms.get(room, {}).items()):
             if address is None or session.address == address:
                 self.exit(room, session)
-                self._router.deliver_to(session, event)
+                if entered.admitted:
+                    self._router.deliver_to(session, event)
 
     def publish(self, event: Event) -> int:
         """
@@ -125,30 +157,30 @@ class LiveRooms:
         @return: how many sessions it reached (held ones included).
         """
         line: RoomLine = event.payload  # type: ignore[assignment]
-        sessions = self._rooms.get(line.room)
+        return self.announce(line.room, event)
+
+    def announce(self, room: str, event: Event) -> int:
+        """
+        Deliver an event (an entry, or a member's change) to the sessions
+        that entered C{room}, or hold it for those catching up.
+
+        @return: how many sessions it reached (held ones included).
+        """
+        sessions = self._rooms.get(room)
         if not sessions:
             return 0
         for session, entered in list(sessions.items()):
             if entered.held is not None:
                 entered.held.append(event)
             else:
-                self._deliver(line.room, session, entered, event)
+                self._deliver(room, session, entered, event)
         return len(sessions)
-
-    def announce(self, room: str, event: Event) -> int:
-        """
-        Deliver an event that is not an entry (a member's change) to the
-        sessions that entered C{room}, at once.
-        """
-        return sum(
-            self._router.deliver_to(session, event) for session in self.entered(room)
-        )
 
     def _deliver(
         self, room: str, session: ISession, entered: _Entered, event: Event
     ) -> None:
         if event.kind == ROOM_LINE and event.payload.entry.seq <= entered.caught_up_to:
             return
-        if not self._router.deliver_to(session, event):
+        if not self._router.deliver_to(session, event) and event.kind == ROOM_LINE:
             # Its login ended without telling us: forget it.
             self.exit(room, session)

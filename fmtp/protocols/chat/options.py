@@ -41,8 +41,10 @@ CHAT_PARAMETERS = [
         "chat-join-rate",
         None,
         f"{DEFAULT_SETTINGS.join_rate * 60:g}",
-        "JOINs and CREATEs a minute per user, after a burst of "
-        f"{DEFAULT_SETTINGS.join_burst:g}; 1 to 6000.",
+        "JOINs, CREATEs and room passwords set a minute per user, after a "
+        f"burst of {DEFAULT_SETTINGS.join_burst:g}, and as many INVITEs "
+        "and BANs of non-members; "
+        "1 to 6000.",
     ],
     [
         "chat-max-line",

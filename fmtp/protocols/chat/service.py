@@ -16,12 +16,12 @@ from dataclasses import replace
 
 from twisted.application.service import Service
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from fmtp.accounts import DEFAULT_SCRYPT_COST, ScryptCost, hash_password
+from fmtp.accounts import DEFAULT_SCRYPT_COST, ScryptCost, hash_password, hash_threads
 from fmtp.accounts import verify_password as password_matches
 from fmtp.auth.router import Event
 from fmtp.errors import Forbidden, InvalidObject, TooManyRequests
@@ -32,7 +32,7 @@ from fmtp.protocols.chat.events import (
     Invitation,
     MemberChanged,
 )
-from fmtp.protocols.chat.history import RoomHistory
+from fmtp.protocols.chat.history import RoomHistory, room_turn
 from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.live import LiveRooms
 from fmtp.protocols.chat.rules import (
@@ -63,7 +63,8 @@ class ChatService(RoomHistory, Service):
         C{get_object} (a room may not take a user's address).
     @param signer: this domain's signer: every line is signed by it.
     @param run_in_thread: runs a blocking call (the hashing of room
-        passwords) off the reactor.
+        passwords) off the reactor; at most L{hash_threads} at once, so
+        that JOINs of passworded rooms cannot fill a shared thread pool.
     @param password_cost: what a room password's hash costs.
     """
 
@@ -90,6 +91,11 @@ class ChatService(RoomHistory, Service):
         self._password_cost = password_cost
         self.live = LiveRooms(router)
         self._joins = SourceRateLimiter(clock, settings.join_rate, settings.join_burst)
+        self._strangers = SourceRateLimiter(
+            clock, settings.join_rate, settings.join_burst
+        )
+        self._hashing = DeferredSemaphore(hash_threads())
+        self._configuring: dict[str, DeferredLock] = {}
         self._says = SourceRateLimiter(clock, settings.say_rate, settings.say_burst)
         self._room_says = SourceRateLimiter(
             clock, settings.room_rate, settings.room_burst
@@ -170,7 +176,8 @@ class ChatService(RoomHistory, Service):
             )
         if await self.store.get_object(room) is not None:
             raise Forbidden(f"{room} is taken")
-        config = await self._configured(RoomConfig(), change)
+        password_hash = await self._password_hash(change)
+        config = self._configured(RoomConfig(), change, password_hash)
         if not config.max_members:
             config = replace(config, max_members=self.settings.max_members)
         now = self.clock.seconds()
@@ -181,11 +188,47 @@ class ChatService(RoomHistory, Service):
         if change.is_empty():
             return found.config
         check_owner(member)
-        config = await self._configured(found.config, change)
-        await self.store.configure_room(room, config)
+        if change.password is not None and not self._joins.allow(user):
+            raise self.refuse(
+                user,
+                f"a Password for {room}",
+                TooManyRequests("setting passwords too fast"),
+            )
+        return await self.change_config(room, change, await self._password_hash(change))
+
+    async def change_config(
+        self, room: str, change: ConfigChange, password_hash: str | None = None
+    ) -> RoomConfig:
+        """
+        Apply C{change} (with C{password_hash}, the hash of its password)
+        to the room's configuration as it is now: the changes of a room
+        take turns, each reading it afresh, so that none undoes another
+        made while it waited for the store (a TOPIC clearing the Password
+        an owner just set).
+
+        @return: the new configuration.
+        """
+        async with room_turn(self._configuring, room):
+            found = await self.store.get_room(room)
+            if found is None:
+                raise RoomNotFound()
+            config = self._configured(found.config, change, password_hash)
+            await self.store.configure_room(room, config)
         return config
 
-    async def _configured(self, config: RoomConfig, change: ConfigChange) -> RoomConfig:
+    async def _password_hash(self, change: ConfigChange) -> str | None:
+        """
+        The hash of the password C{change} sets, if any.
+        """
+        if change.password is None:
+            return None
+        return await self._hash(
+            hash_password, change.password, None, self._password_cost
+        )
+
+    def _configured(
+        self, config: RoomConfig, change: ConfigChange, password_hash: str | None
+    ) -> RoomConfig:
         values = {
             name: getattr(change, name)
             for name in ("name", "topic", "public", "members_only", "moderated")
@@ -199,10 +242,8 @@ class ChatService(RoomHistory, Service):
             values["max_members"] = change.max_members or self.settings.max_members
         if change.clear_password:
             values["password_hash"] = None
-        elif change.password is not None:
-            values["password_hash"] = await self._run_in_thread(
-                hash_password, change.password, None, self._password_cost
-            )
+        elif password_hash is not None:
+            values["password_hash"] = password_hash
         return replace(config, **values)
 
     async def destroy(self, user: str, room: str) -> None:
@@ -218,6 +259,26 @@ class ChatService(RoomHistory, Service):
 
     async def my_rooms(self, user: str) -> list[str]:
         return await self.store.rooms_of(user)
+
+    def _check_stranger_rate(self, user: str, what: str, doing: str) -> None:
+        """
+        Refuse an INVITE, or a BAN of an address with no standing in the
+        room, over C{user}'s rate: each writes a row about an address
+        that never asked (and an invitation tells it), so anyone, in a
+        room of their own, could otherwise fill the store or a user's
+        screen.
+
+        @raise TooManyRequests: naming what is too fast.
+        """
+        if not self._strangers.allow(user):
+            raise self.refuse(user, what, TooManyRequests(f"{doing} too fast"))
+
+    def _hash(self, f: Callable[..., object], *args: object) -> Deferred:
+        """
+        Run a password hash in a thread, once one of the few hashes
+        allowed at once is done.
+        """
+        return self._hashing.run(self._run_in_thread, f, *args)
 
     # Membership
 
@@ -235,18 +296,32 @@ class ChatService(RoomHistory, Service):
             return member
         encoded = found.config.password_hash
         if encoded is not None:
-            matched = password is not None and await self._run_in_thread(
+            matched = password is not None and await self._hash(
                 password_matches, password, encoded
             )
             if not matched:
                 error = Forbidden("the room needs its password")
-                raise self.refuse(user, f"a JOIN of {room}", error)
+                raise self._refuse_join(user, found, member, error)
         try:
             joined = await self.store.join(room, user, self.clock.seconds())
         except Forbidden as e:
-            raise self.refuse(user, f"a JOIN of {room}", e) from None
+            raise self._refuse_join(user, found, member, e) from None
         self._announce(room, joined)
         return joined
+
+    def _refuse_join(
+        self, user: str, room: Room, member: Member | None, error: Exception
+    ) -> Exception:
+        """
+        Log a refused JOIN with its reason, and give back the error to
+        answer: a private room's refusals to an address neither a member
+        nor invited read as no such room, so that JOIN does not reveal
+        that the room exists (a ban, members-only, a password, full).
+        """
+        self.refuse(user, f"a JOIN of {room.address}", error)
+        if not room.config.public and (member is None or member.role is Role.BANNED):
+            return RoomNotFound()
+        return error
 
     async def leave(self, user: str, room: str) -> None:
         _, member = await self.membership(user, room)
@@ -261,6 +336,7 @@ class ChatService(RoomHistory, Service):
     async def invite(self, user: str, room: str, address: str) -> bool:
         _, member = await self.membership(user, room)
         check_moderator(member)
+        self._check_stranger_rate(user, f"an INVITE into {room}", "inviting")
         invited = await self.store.invite(room, address, self.clock.seconds())
         if invited:
             self.router.deliver(address, Event(ROOM_INVITATION, Invitation(room, user)))
@@ -280,6 +356,8 @@ class ChatService(RoomHistory, Service):
         _, actor = await self.membership(user, room)
         target = await self.store.member(room, address)
         check_over(actor, target, "ban")
+        if target is None:
+            self._check_stranger_rate(user, f"a BAN in {room}", "banning")
         now = self.clock.seconds()
         await self.store.set_role(
             room, address, Role.BANNED, False, now, reason or None

@@ -17,7 +17,10 @@ class ChatSettings:
     @ivar room_rate: lines per second a room takes from its members, after
         a burst of C{room_burst} (moderators and owners are exempt).
     @ivar join_rate: JOINs per second per user, after a burst of
-        C{join_burst}; CREATEs count as joins.
+        C{join_burst}; CREATEs, and CONFIGs that set a Password (an scrypt
+        hash each), count as joins; a user's INVITEs have a rate of their
+        own of the same figures, which BANs of addresses with no standing
+        in the room share.
     @ivar max_body: the largest line, in bytes.
     @ivar history_limit: the most entries one HISTORY page holds.
     @ivar history_bytes: the most bytes of entries one HISTORY page holds

@@ -162,7 +162,8 @@ class PrivacyTests(ChatTestCase):
 
 class JoinTests(ChatTestCase):
     def test_members_only_needs_an_invitation(self) -> None:
-        edgar = self.room(**{"Members-Only": "yes"})
+        # A public room says why (a private one reads as none: test_attacks).
+        edgar = self.room(Public="yes", **{"Members-Only": "yes"})
         mallory = self.logged_in(MALLORY)
         self.assertEqual(self.code(mallory, "JOIN", LOUNGE), 554)
         annabel = self.logged_in(ANNABEL)
@@ -182,7 +183,7 @@ class JoinTests(ChatTestCase):
         )
 
     def test_password(self) -> None:
-        edgar = self.room(Password="raven")
+        edgar = self.room(Public="yes", Password="raven")
         config = edgar.ask("CONFIG", "1", LOUNGE)
         self.assertEqual(config.headers["Password-Protected"], "yes")
         self.assertNotIn(
@@ -198,13 +199,14 @@ class JoinTests(ChatTestCase):
         ban = edgar.ask("BAN", "1", LOUNGE, {"Address": MALLORY, "Reason": "spam"})
         self.assertEqual(ban.code, 200)
         mallory = self.logged_in(MALLORY)
-        self.assertEqual(self.code(mallory, "JOIN", LOUNGE), 554)
+        # The room is private: to the banned, it is no room at all.
+        self.assertEqual(self.code(mallory, "JOIN", LOUNGE), 550)
         self.assertEqual(self.code(mallory, "SAY", LOUNGE, body=b"hi"), 550)
         self.assertEqual(self.code(edgar, "UNBAN", LOUNGE, {"Address": MALLORY}), 200)
         self.assertEqual(self.code(mallory, "JOIN", LOUNGE), 200)
 
     def test_max_members(self) -> None:
-        self.room(members=[ANNABEL], **{"Max-Members": "2"})
+        self.room(members=[ANNABEL], Public="yes", **{"Max-Members": "2"})
         self.assertEqual(self.code(self.logged_in(MALLORY), "JOIN", LOUNGE), 554)
 
     def test_join_rate(self) -> None:
@@ -356,7 +358,7 @@ class LogTests(ChatTestCase):
         return lines
 
     def test_refusals_are_logged_with_the_user(self) -> None:
-        edgar = self.room(members=[MALLORY], Moderated="yes")
+        edgar = self.room(members=[MALLORY], Moderated="yes", Public="yes")
         lines = self.logged()
         mallory = self.logged_in(MALLORY)
         self.assertEqual(self.code(mallory, "SAY", LOUNGE, body=b"x"), 554)
@@ -386,7 +388,7 @@ class LargeRoomTests(ChatTestCase):
     settings = ChatSettings(max_members=1001)
 
     def test_a_join_and_a_line_in_a_large_room_read_no_member_list(self) -> None:
-        edgar = self.room(**{"Max-Members": "1000"})
+        edgar = self.room(Public="yes", **{"Max-Members": "1000"})
         for n in range(1000 - 1):
             self.store.join(LOUNGE, f"reader{n}@poe.net", 0.0)
         self.assertEqual(self.code(edgar, "ENTER", LOUNGE), 200)
