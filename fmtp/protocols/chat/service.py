@@ -306,7 +306,9 @@ class ChatService(RoomHistory, Service):
             joined = await self.store.join(room, user, self.clock.seconds())
         except Forbidden as e:
             raise self._refuse_join(user, found, member, e) from None
-        self._announce(room, joined)
+        # On the next turn: the JOIN is answered before the pushes to a
+        # room's thousand entered sessions.
+        self.clock.callLater(0, self._announce, room, joined)
         return joined
 
     def _refuse_join(
