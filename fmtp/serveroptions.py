@@ -31,7 +31,7 @@ from fmtp.interfaces import IProtocolPlugin
 from fmtp.listeners import NO_LISTENER, is_datagram, parse_udp_listener
 from fmtp.loginthrottle import DEFAULT_LOGIN_LIMITS, LoginLimits
 from fmtp.objects import is_ascii_digits, normalize_domain
-from fmtp.options import DNSOption
+from fmtp.options import DNSOption, seconds_option
 from fmtp.protocols.chat.options import CHAT_PARAMETERS, chat_settings_of
 from fmtp.protocols.presence.options import PRESENCE_PARAMETERS, presence_settings_of
 from fmtp.store import store_from_url
@@ -375,8 +375,8 @@ class Options(DNSOption, usage.Options):
                 "--login-failures-per-source must be at least "
                 "--login-failures-per-account"
             )
-        window = _seconds(self, "login-window", minimum=1.0)
-        delay = _seconds(self, "login-failure-delay", minimum=0.0)
+        window = seconds_option(self, "login-window", 1.0)
+        delay = seconds_option(self, "login-failure-delay", 0.0)
         return LoginLimits(
             per_account=counts["login-failures-per-account"],
             per_source=counts["login-failures-per-source"],
@@ -384,24 +384,6 @@ class Options(DNSOption, usage.Options):
             window=window,
             failure_delay=delay,
         )
-
-
-def _seconds(options: usage.Options, name: str, minimum: float) -> float:
-    """
-    The value of option C{name} as a number of seconds (decimals allowed),
-    at least C{minimum} and at most a day.
-
-    @raise usage.UsageError: naming the option.
-    """
-    try:
-        value = float(options[name])
-    except ValueError:
-        value = math.nan
-    if not minimum <= value <= 86400:
-        raise usage.UsageError(
-            f"--{name} must be a number of seconds from {minimum:g} to 86400"
-        )
-    return value
 
 
 def check_listener(description: str, plugin: IProtocolPlugin) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from twisted.python import usage
-
-from fmtp.objects import is_ascii_digits
+from fmtp.options import whole_option
 from fmtp.protocols.chat.settings import DEFAULT_SETTINGS, ChatSettings
 
 #: The C{optParameters} rows of the chat options.
@@ -61,13 +59,6 @@ CHAT_PARAMETERS = [
 ]
 
 
-def _whole(options: Mapping[str, str], name: str, low: int, high: int) -> int:
-    value = options[name]
-    if not is_ascii_digits(value) or not low <= int(value) <= high:
-        raise usage.UsageError(f"--{name} must be a whole number from {low} to {high}")
-    return int(value)
-
-
 def chat_settings_of(options: Mapping[str, str]) -> ChatSettings:
     """
     The chat plugin's settings from the server's parsed options.
@@ -76,10 +67,10 @@ def chat_settings_of(options: Mapping[str, str]) -> ChatSettings:
     """
     return replace(
         DEFAULT_SETTINGS,
-        max_members=_whole(options, "chat-max-members", 1, 1_000_000),
-        say_rate=_whole(options, "chat-member-rate", 1, 6000) / 60,
-        room_rate=_whole(options, "chat-room-rate", 1, 600_000) / 60,
-        join_rate=_whole(options, "chat-join-rate", 1, 6000) / 60,
-        max_body=_whole(options, "chat-max-line", 1, 65536),
-        tombstone_hold=_whole(options, "chat-hold-days", 0, 3650) * 86400.0,
+        max_members=whole_option(options, "chat-max-members", 1, 1_000_000),
+        say_rate=whole_option(options, "chat-member-rate", 1, 6000) / 60,
+        room_rate=whole_option(options, "chat-room-rate", 1, 600_000) / 60,
+        join_rate=whole_option(options, "chat-join-rate", 1, 6000) / 60,
+        max_body=whole_option(options, "chat-max-line", 1, 65536),
+        tombstone_hold=whole_option(options, "chat-hold-days", 0, 3650) * 86400.0,
     )

@@ -6,13 +6,10 @@ plugin the L{PresenceSettings} they make.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import replace
 
-from twisted.python import usage
-
-from fmtp.objects import is_ascii_digits
+from fmtp.options import seconds_option, whole_option
 from fmtp.protocols.presence.service import DEFAULT_SETTINGS, PresenceSettings
 
 #: The C{optParameters} rows of the presence options.
@@ -65,40 +62,24 @@ PRESENCE_PARAMETERS = [
 ]
 
 
-def _seconds(options: Mapping[str, str], name: str, low: float, high: float) -> float:
-    try:
-        seconds = float(options[name])
-    except ValueError:
-        seconds = math.nan
-    if not low <= seconds <= high:
-        raise usage.UsageError(f"--{name} must be seconds from {low:g} to {high:g}")
-    return seconds
-
-
 def presence_settings_of(options: Mapping[str, str]) -> PresenceSettings:
     """
     The presence plugin's settings from the server's parsed options.
 
     @raise usage.UsageError: naming the option that is wrong.
     """
-    grace = _seconds(options, "presence-grace", 0, 3600)
-    max_pending = options["presence-max-pending"]
-    if not is_ascii_digits(max_pending) or not 1 <= int(max_pending) <= 100_000:
-        raise usage.UsageError("--presence-max-pending must be from 1 to 100000")
-    request_days = options["presence-request-days"]
-    if not is_ascii_digits(request_days) or not 1 <= int(request_days) <= 3650:
-        raise usage.UsageError("--presence-request-days must be days from 1 to 3650")
-    remote_pending = options["presence-remote-max-pending"]
-    if not is_ascii_digits(remote_pending) or not 1 <= int(remote_pending) <= 100_000:
-        raise usage.UsageError("--presence-remote-max-pending must be from 1 to 100000")
-    refresh = _seconds(options, "presence-remote-refresh", 1, 3600)
-    timeout = _seconds(options, "presence-remote-timeout", 2 * refresh, 86400)
+    grace = seconds_option(options, "presence-grace", 0, 3600)
+    max_pending = whole_option(options, "presence-max-pending", 1, 100_000)
+    request_days = whole_option(options, "presence-request-days", 1, 3650)
+    remote_pending = whole_option(options, "presence-remote-max-pending", 1, 100_000)
+    refresh = seconds_option(options, "presence-remote-refresh", 1, 3600)
+    timeout = seconds_option(options, "presence-remote-timeout", 2 * refresh)
     return replace(
         DEFAULT_SETTINGS,
         grace_period=grace,
-        max_pending=int(max_pending),
-        request_lifetime=int(request_days) * 86400.0,
-        remote_max_pending=int(remote_pending),
+        max_pending=max_pending,
+        request_lifetime=request_days * 86400.0,
+        remote_max_pending=remote_pending,
         remote_refresh=refresh,
         remote_timeout=timeout,
     )
