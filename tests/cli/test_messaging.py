@@ -176,7 +176,7 @@ class CLIServer:
             listeners={
                 "object": ["tcp:0:interface=127.0.0.1"],
                 "presence": ["tcp:0:interface=127.0.0.1"],
-                "chat": ["none"],
+                "chat": ["tcp:0:interface=127.0.0.1"],
             },
             hosts_file=str(hosts),
             nameservers=[self.dns.nameserver],
@@ -194,6 +194,7 @@ class CLIServer:
         ports = await bound_ports(self.root)
         self.tcp = f"tcp:127.0.0.1:{ports['object', 'tcp']}"
         self.presence_tcp = f"tcp:127.0.0.1:{ports['presence', 'tcp']}"
+        self.chat_tcp = f"tcp:127.0.0.1:{ports['chat', 'tcp']}"
         for address in (EDGAR, ANNABEL):
             store = self.services.store
             await store.add_account(address, hash_password(PASSWORD, n=FAST_SCRYPT_N))
@@ -205,6 +206,7 @@ class CLIServer:
             f"[client]\nserver = {self.tcp}\nuser = {EDGAR}\n"
             f"password-file = {self.password_file}\ntimeout = 10\n"
             f"presence-server = {self.presence_tcp}\n"
+            f"chat-server = {self.chat_tcp}\n"
         )
         self.edgar = environment(XDG_CONFIG_HOME=str(config.parent.parent))
         self.annabel = environment(
@@ -213,6 +215,7 @@ class CLIServer:
             FMTP_USER=ANNABEL,
             FMTP_PASSWORD_FILE=str(self.password_file),
             FMTP_PRESENCE_SERVER=self.presence_tcp,
+            FMTP_CHAT_SERVER=self.chat_tcp,
         )
         return self
 
