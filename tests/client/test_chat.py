@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
 
-from fmtp.client import Client, ReplyError
+from fmtp.client import ReplyError
 from fmtp.client.chat import (
-    Chat,
     Invited,
     Member,
     MemberChanged,
@@ -31,39 +28,15 @@ from fmtp.client.chat import (
 )
 from fmtp.client.protocol import ProtocolError
 from fmtp.wire import Frame, reply
+from tests.client.test_presence import (  # noqa: F401 (fixture)
+    ANNABEL,
+    EDGAR,
+    next_event,
+    server,
+)
 from tests.helpers import within
-from tests.integration.test_server import EDGAR, PASSWORD, RunningServer
 
-ANNABEL = "annabel@poe.net"
 LOUNGE = "lounge@poe.net"
-#: Seconds a push may take to come.
-PUSH_TIMEOUT = 10.0
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = pytest_twisted.blockon(ensureDeferred(RunningServer(tmp_path).start()))
-    for address in (EDGAR, ANNABEL):
-        pytest_twisted.blockon(ensureDeferred(running.add_account(address, PASSWORD)))
-    clients: list[Client] = []
-
-    async def chat(address: str) -> Chat:
-        connected = await Client.connect(reactor, running.chat_tcp, timeout=10)
-        clients.append(connected)
-        await connected.login(address, PASSWORD)
-        return Chat(connected)
-
-    running.chat = chat
-    yield running
-    for connected in clients:
-        pytest_twisted.blockon(connected.close())
-    pytest_twisted.blockon(running.stop())
-
-
-async def next_event(chat: Chat):
-    waiting = Deferred.fromCoroutine(chat.next_event())
-    waiting.addTimeout(PUSH_TIMEOUT, reactor)
-    return await waiting
 
 
 def push(code: int, headers: dict[str, str]) -> Frame:
@@ -136,7 +109,7 @@ def test_config_headers_set_only_what_is_given() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_every_call_against_a_server(server) -> None:
+async def test_every_call_against_a_server(server) -> None:  # noqa: F811
     edgar = await within(server.chat(EDGAR))
     annabel = await within(server.chat(ANNABEL))
     made = await within(edgar.create(LOUNGE, name="Lounge", public=True))
