@@ -51,6 +51,8 @@ from fmtp.client.chat import (
 DEFAULT_RECENT = 20
 #: The most it may print (the server's backlog for ENTER is 1000).
 MAX_RECENT = 500
+#: What L{TerminalInput} queues for a line too long to keep.
+TOO_LONG = "\x00too long"
 #: Why a chat ended when the connection did.
 CONNECTION_CLOSED = "the connection closed"
 #: Seconds the end of a chat waits for what is still to be written.
@@ -136,7 +138,7 @@ def event_text(event: ChatEvent) -> str:
         return line_text(event)
     if isinstance(event, MemberChanged):
         who = printable(event.address)
-        by = f" by {printable(event.by)}" if event.by else ""
+        by = f" (by {printable(event.by)})" if event.by else ""
         why = f": {printable(event.reason)}" if event.reason else ""
         if event.role == "none":
             if event.by:
@@ -152,6 +154,8 @@ def event_text(event: ChatEvent) -> str:
             f"-- {printable(event.inviter)} invites you into {room}: fmtp chat {room}"
         )
     assert isinstance(event, RoomClosed)
+    if event.reason == "left":
+        return f"-- you left {printable(event.room)}"
     return f"-- you are out of {printable(event.room)}: {printable(event.reason)}"
 
 
@@ -194,6 +198,9 @@ class ChatSession:
         A line typed by the user: said, or a command.  A refusal is
         printed and the chat goes on.
         """
+        if line == TOO_LONG:
+            self.say("!! that line is too long; it was not said")
+            return
         line = line.rstrip("\r\n")
         if not line.strip():
             return
@@ -215,7 +222,9 @@ class ChatSession:
             self.say(f"-- {HELP}")
         elif word == "/leave":
             await self.chat.leave(self.room)
-            self.say(f"-- you left {printable(self.room)}")
+            if self.closed_reason is None:
+                # Not told already (259, once entered).
+                self.say(f"-- you left {printable(self.room)}")
             self.finish()
         elif word == "/who":
             self.write(members_text(await self.chat.who(self.room)))
@@ -244,7 +253,10 @@ class TerminalInput(LineOnlyReceiver):
         self.lines.put(line.decode("utf-8", "replace"))
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.lines.put("")
+        # Dropped whole (the server would refuse it: 552), and the chat
+        # goes on.
+        self._buffer = b""
+        self.lines.put(TOO_LONG)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.lines.put(None)
