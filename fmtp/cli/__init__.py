@@ -14,6 +14,8 @@ client for sending, reading and trying out a server from a shell.
     L{fmtp.client.Client} (L{fmtp.cli.session});
   - L{fmtp.cli.presence}: status, subscriptions and buddies, through
     L{fmtp.client.presence.Presence} on the presence port;
+  - L{fmtp.cli.chat}, L{fmtp.cli.rooms}: chat rooms, through
+    L{fmtp.client.chat.Chat} on the chat port;
   - L{fmtp.cli.output}, L{fmtp.cli.runner}: what is printed, and the
     reactor run.
 """

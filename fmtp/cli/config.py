@@ -5,9 +5,10 @@ settings, from options, the environment and a small config file.
 Each setting is taken from the first of these that gives it:
 
   1. the command line (C{--server}, C{--user}, C{--password-file},
-     C{--timeout}, and for the presence commands C{--presence-server});
+     C{--timeout}, for the presence commands C{--presence-server}, and
+     for the chat commands C{--chat-server});
   2. the environment (C{FMTP_SERVER}, C{FMTP_USER}, C{FMTP_PASSWORD_FILE},
-     C{FMTP_PRESENCE_SERVER});
+     C{FMTP_PRESENCE_SERVER}, C{FMTP_CHAT_SERVER});
   3. the config file, C{$XDG_CONFIG_HOME/fmtp/client.ini} (by default
      C{~/.config/fmtp/client.ini})::
 
@@ -18,7 +19,8 @@ Each setting is taken from the first of these that gives it:
         timeout = 20
 
   4. the default: C{tcp:127.0.0.1:7070}, no account, a 10 second timeout;
-     the presence server is the server's host on port 7071.
+     the presence server is the server's host on port 7071, the chat
+     server its host on port 7072.
 
 The password itself is never an option, an environment variable or a
 config setting (other users can read command lines, and environments
@@ -46,7 +48,7 @@ from fmtp.cli.status import BadUsage
 from fmtp.client import DEFAULT_TIMEOUT
 from fmtp.errors import InvalidAddress
 from fmtp.objects import normalize_address
-from fmtp.util.hostport import OBJECT_PORT, PRESENCE_PORT, parse_host_port
+from fmtp.util.hostport import CHAT_PORT, OBJECT_PORT, PRESENCE_PORT, parse_host_port
 
 DEFAULT_SERVER = f"tcp:127.0.0.1:{OBJECT_PORT}"
 SECTION = "client"
@@ -57,6 +59,7 @@ SETTINGS = {
     "password-file": "FMTP_PASSWORD_FILE",
     "timeout": None,
     "presence-server": "FMTP_PRESENCE_SERVER",
+    "chat-server": "FMTP_CHAT_SERVER",
 }
 
 
@@ -181,7 +184,7 @@ class ClientOptions(CommandOptions):
         sources = self.sources
         for name, variable in SETTINGS.items():
             if name not in self:
-                # A setting of other commands (--presence-server).
+                # A setting of other commands (--presence-server...).
                 continue
             if self[name] is not None:
                 sources[name] = f"--{name}"
@@ -216,34 +219,76 @@ class ClientOptions(CommandOptions):
 _ENDPOINT_COLON = re.compile(r"(?<!\\):")
 
 
-def presence_server(server: str) -> str | None:
+def server_on_port(server: str, port: int) -> str | None:
     """
-    The presence protocol's endpoint on the host of C{server}: the same
-    description with its port replaced by L{PRESENCE_PORT} (7071), the
-    presence protocol's well-known port, as 7070 is the object
-    protocol's.  A C{udp:} server gives C{tcp:} (presence is served over
+    The endpoint of another of fmtp's protocols on the host of C{server}:
+    the same description with its port replaced by C{port}, that
+    protocol's well-known port, as 7070 is the object protocol's.  A
+    C{udp:} server gives C{tcp:} (the other protocols are served over
     streams).
 
     @return: L{None} for an endpoint that names no host and port
-        (C{unix:...}): the user must name the presence server.
+        (C{unix:...}): the user must name the server.
     """
     kind, _, rest = server.partition(":")
     if kind == "udp":
         host, _ = parse_host_port(rest)
         escaped = host.replace(":", "\\:")
-        return f"tcp:{escaped}:{PRESENCE_PORT}"
+        return f"tcp:{escaped}:{port}"
     if kind not in ("tcp", "tls"):
         return None
     parts = _ENDPOINT_COLON.split(rest)
     positional = [i for i, part in enumerate(parts) if "=" not in part]
     named = [i for i, part in enumerate(parts) if part.startswith("port=")]
     if named:
-        parts[named[0]] = f"port={PRESENCE_PORT}"
+        parts[named[0]] = f"port={port}"
     elif len(positional) >= 2:
-        parts[positional[1]] = str(PRESENCE_PORT)
+        parts[positional[1]] = str(port)
     else:
         return None
     return f"{kind}:{':'.join(parts)}"
+
+
+def presence_server(server: str) -> str | None:
+    """
+    The presence protocol's endpoint on the host of C{server}, on
+    L{PRESENCE_PORT} (7071).
+    """
+    return server_on_port(server, PRESENCE_PORT)
+
+
+def chat_server(server: str) -> str | None:
+    """
+    The chat protocol's endpoint on the host of C{server}, on
+    L{CHAT_PORT} (7072).
+    """
+    return server_on_port(server, CHAT_PORT)
+
+
+def settle_server(options: ClientOptions, setting: str, port: int, what: str) -> None:
+    """
+    Keep in C{options[setting]} the stream endpoint of a protocol served
+    on a port of its own: as given, or else C{--server}'s host on
+    C{port}.
+
+    @param what: the protocol, for the messages (C{presence}).
+    @raise usage.UsageError: if there is none to derive, or it is not a
+        stream endpoint.
+    """
+    source = options.sources.get(setting, f"--{setting}")
+    if options[setting] is None:
+        options[setting] = server_on_port(options["server"], port)
+        source = f"--{setting} (from {options['server']})"
+        if options[setting] is None:
+            raise usage.UsageError(
+                f"no {what} server to derive from {options['server']}: give "
+                f"--{setting} ENDPOINT"
+            )
+    if check_server(options[setting], source) is not None:
+        raise usage.UsageError(
+            f"{source} {options[setting]}: {what} is served over streams only "
+            "(tcp:HOST:PORT)"
+        )
 
 
 class PresenceClientOptions(ClientOptions):
@@ -275,22 +320,32 @@ class PresenceClientOptions(ClientOptions):
 
     def postOptions(self) -> None:
         super().postOptions()
-        if not self.needs_presence():
-            return
-        source = self.sources.get("presence-server", "--presence-server")
-        if self["presence-server"] is None:
-            self["presence-server"] = presence_server(self["server"])
-            source = f"--presence-server (from {self['server']})"
-            if self["presence-server"] is None:
-                raise usage.UsageError(
-                    f"no presence server to derive from {self['server']}: give "
-                    "--presence-server ENDPOINT"
-                )
-        if check_server(self["presence-server"], source) is not None:
-            raise usage.UsageError(
-                f"{source} {self['presence-server']}: presence is served over "
-                "streams only (tcp:HOST:PORT)"
-            )
+        if self.needs_presence():
+            settle_server(self, "presence-server", PRESENCE_PORT, "presence")
+
+
+class ChatClientOptions(ClientOptions):
+    """
+    The options of a command that speaks the chat protocol, served on a
+    port of its own: C{self["chat-server"]} is the endpoint, from
+    C{--chat-server}, C{FMTP_CHAT_SERVER} or the config file's
+    C{chat-server}, or else the server's host on port 7072.
+    """
+
+    needs_account = True
+    optParameters = [
+        [
+            "chat-server",
+            None,
+            None,
+            "The chat server, a stream endpoint (default: $FMTP_CHAT_SERVER, "
+            f"the config file, or --server's host on port {CHAT_PORT}).",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        settle_server(self, "chat-server", CHAT_PORT, "chat")
 
 
 def _seconds(value: str | None, source: str | None) -> float:

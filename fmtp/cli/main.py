@@ -21,12 +21,14 @@ from twisted.python import usage
 from fmtp.cli import (
     admin,
     bridges,
+    chat,
     checkdns,
     messaging,
     objects,
     presence,
     queue,
     reading,
+    rooms,
 )
 from fmtp.cli.options import CommandOptions
 from fmtp.cli.status import (
@@ -150,6 +152,18 @@ COMMANDS = [
         presence.DenySubOptions,
         _subscription_command("deny-sub"),
         "Refuse or stop someone seeing your presence.",
+    ),
+    Command(
+        "chat",
+        chat.ChatOptions,
+        chat.chat_command,
+        "Talk in a chat room, from the terminal.",
+    ),
+    Command(
+        "room",
+        rooms.RoomOptions,
+        rooms.room_command,
+        "Create, configure, list chat rooms; invite, kick, ban, give roles.",
     ),
     Command(
         "keygen",

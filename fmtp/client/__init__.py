@@ -7,7 +7,9 @@ objects and values (L{fmtp.client.values}) and raise L{ReplyError} with
 the server's reply code (L{fmtp.client.errors}).  It runs on Twisted,
 returning coroutines to await (or wrap with C{Deferred.fromCoroutine});
 L{Presence} (L{fmtp.client.presence}) makes the presence protocol's calls
-on a L{Client} logged in to a presence port.
+on a L{Client} logged in to a presence port, L{Chat}
+(L{fmtp.client.chat}) the chat protocol's on one logged in to a chat
+port.
 L{BlockingClient} (L{fmtp.client.blocking}) wraps it for scripts that do
 not run a reactor.  Underneath, L{FrameClientProtocol} and
 L{DatagramClient} (L{fmtp.client.protocol}) speak frames, on the same
@@ -20,6 +22,7 @@ so what they exercise is what a user runs.
 
 from fmtp.client.api import DEFAULT_TIMEOUT, Client
 from fmtp.client.blocking import BlockingClient
+from fmtp.client.chat import Chat
 from fmtp.client.errors import ClientError, ConnectionLost, ReplyError, ReplyTimeout
 from fmtp.client.presence import Presence
 from fmtp.client.protocol import (
@@ -34,6 +37,7 @@ from fmtp.client.values import InboxEntry, InboxPage, ObjectPage, SendResult
 __all__ = [
     "DEFAULT_TIMEOUT",
     "BlockingClient",
+    "Chat",
     "Client",
     "ClientError",
     "ConnectionLost",

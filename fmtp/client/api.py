@@ -479,13 +479,28 @@ class Client:
         server pushes each message filed for the user as it arrives), or
         L{None} once the connection has closed.
         """
+        return await self.next_push(
+            lambda frame: (
+                object_from_reply(frame) if frame.code == MESSAGE_PUSH else None
+            )
+        )
+
+    async def next_push(self, parse: Callable[[Frame], Any]) -> Any:
+        """
+        C{parse(frame)} of the next frame pushed to this session for which
+        it is not L{None} (the others are dropped: a push of another
+        protocol's kind), or L{None} once the connection has closed.
+        """
+        pushes = self.protocol.pushes
         while True:
-            frame = await self.protocol.pushes.get()
+            frame = await pushes.get()
             if frame is None:
-                self.protocol.pushes.put(None)
+                # Left for whoever waits next: the connection stays closed.
+                pushes.put(None)
                 return None
-            if frame.code == MESSAGE_PUSH:
-                return object_from_reply(frame)
+            event = parse(frame)
+            if event is not None:
+                return event
 
     async def messages(self) -> AsyncIterator[FMTPObject]:
         """

@@ -268,15 +268,7 @@ class Presence:
         after a L{status} call), or L{None} once the connection has
         closed.
         """
-        pushes = self.client.protocol.pushes
-        while True:
-            frame = await pushes.get()
-            if frame is None:
-                pushes.put(None)
-                return None
-            event = parse_event(frame)
-            if event is not None:
-                return event
+        return await self.client.next_push(parse_event)
 
     async def events(self) -> AsyncIterator[PresenceEvent]:
         """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -86,7 +87,37 @@ class Children:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.started: list[subprocess.Popen] = []
+        self.terminals: list[Terminal] = []
         self.count = 0
+
+    def start_on_pty(
+        self, args: Sequence[str], env: dict[str, str]
+    ) -> tuple[subprocess.Popen, Terminal, Path]:
+        """
+        Start a command with a pseudo-terminal as its standard input and
+        output, as a user at a terminal runs it; its standard error goes
+        to a file.
+        """
+        self.count += 1
+        err = self.directory / f"command-{self.count}.err"
+        master, slave = pty.openpty()
+        try:
+            with open(err, "wb") as err_file:
+                child = subprocess.Popen(
+                    [*FMTP, *args],
+                    cwd=self.directory,
+                    env=env,
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=err_file,
+                    start_new_session=True,
+                )
+        finally:
+            os.close(slave)
+        self.started.append(child)
+        terminal = Terminal(master)
+        self.terminals.append(terminal)
+        return child, terminal, err
 
     def start(
         self,
@@ -140,6 +171,49 @@ class Children:
             if child.poll() is None:
                 child.kill()
             child.wait(timeout=10)
+        for terminal in self.terminals:
+            terminal.close()
+
+
+class Terminal:
+    """
+    The master side of a child's pseudo-terminal: what the test types,
+    and what the child showed (with the terminal's CRLF read as LF).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.seen = b""
+
+    def type(self, text: str) -> None:
+        os.write(self.fd, text.encode("utf-8"))
+
+    def shown(self) -> str:
+        while self.fd >= 0:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                # EIO: the child closed its side.
+                break
+            if not data:
+                break
+            self.seen += data
+        return self.seen.decode("utf-8", "replace").replace("\r\n", "\n")
+
+    async def shows(self, text: str) -> str:
+        """
+        Wait, with a deadline, until the child has shown C{text}.
+        """
+        await eventually(lambda: text in self.shown())
+        return self.shown()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def environment(**settings: str) -> dict[str, str]:
@@ -176,7 +250,7 @@ class CLIServer:
             listeners={
                 "object": ["tcp:0:interface=127.0.0.1"],
                 "presence": ["tcp:0:interface=127.0.0.1"],
-                "chat": ["none"],
+                "chat": ["tcp:0:interface=127.0.0.1"],
             },
             hosts_file=str(hosts),
             nameservers=[self.dns.nameserver],
@@ -194,6 +268,7 @@ class CLIServer:
         ports = await bound_ports(self.root)
         self.tcp = f"tcp:127.0.0.1:{ports['object', 'tcp']}"
         self.presence_tcp = f"tcp:127.0.0.1:{ports['presence', 'tcp']}"
+        self.chat_tcp = f"tcp:127.0.0.1:{ports['chat', 'tcp']}"
         for address in (EDGAR, ANNABEL):
             store = self.services.store
             await store.add_account(address, hash_password(PASSWORD, n=FAST_SCRYPT_N))
@@ -205,6 +280,7 @@ class CLIServer:
             f"[client]\nserver = {self.tcp}\nuser = {EDGAR}\n"
             f"password-file = {self.password_file}\ntimeout = 10\n"
             f"presence-server = {self.presence_tcp}\n"
+            f"chat-server = {self.chat_tcp}\n"
         )
         self.edgar = environment(XDG_CONFIG_HOME=str(config.parent.parent))
         self.annabel = environment(
@@ -213,6 +289,7 @@ class CLIServer:
             FMTP_USER=ANNABEL,
             FMTP_PASSWORD_FILE=str(self.password_file),
             FMTP_PRESENCE_SERVER=self.presence_tcp,
+            FMTP_CHAT_SERVER=self.chat_tcp,
         )
         return self
 

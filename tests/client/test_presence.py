@@ -1,6 +1,7 @@
 """
 The presence calls of the client library (L{fmtp.client.presence})
-against a real server's presence port on loopback and an SQLite file:
+against a real server's presence port (its fixture serves the chat
+calls' tests too) on loopback and an SQLite file:
 subscribe, approve, status, buddies and the pushes, as typed values;
 refusals as L{ReplyError} with their codes.
 """
@@ -12,7 +13,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from fmtp.client import Client, ReplyError
+from fmtp.client import Chat, Client, ReplyError
 from fmtp.client.presence import (
     SUBSCRIPTION_STATES,
     Buddy,
@@ -43,21 +44,31 @@ def server(tmp_path):
         pytest_twisted.blockon(ensureDeferred(running.add_account(address, PASSWORD)))
     clients: list[Client] = []
 
-    async def presence(address: str) -> Presence:
-        connected = await Client.connect(reactor, running.presence_tcp, timeout=10)
+    async def logged_in(endpoint: str, address: str) -> Client:
+        connected = await Client.connect(reactor, endpoint, timeout=10)
         clients.append(connected)
         await connected.login(address, PASSWORD)
-        return Presence(connected)
+        return connected
+
+    async def presence(address: str) -> Presence:
+        return Presence(await logged_in(running.presence_tcp, address))
+
+    async def chat(address: str) -> Chat:
+        return Chat(await logged_in(running.chat_tcp, address))
 
     running.presence = presence
+    running.chat = chat
     yield running
     for connected in clients:
         pytest_twisted.blockon(connected.close())
     pytest_twisted.blockon(running.stop())
 
 
-async def next_event(presence: Presence):
-    waiting = Deferred.fromCoroutine(presence.next_event())
+async def next_event(session: Presence | Chat):
+    """
+    The next event pushed to a presence or chat session, with a deadline.
+    """
+    waiting = Deferred.fromCoroutine(session.next_event())
     waiting.addTimeout(PUSH_TIMEOUT, reactor)
     return await waiting
 
