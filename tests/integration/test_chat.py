@@ -151,3 +151,55 @@ async def test_kicked_member_is_cut_off_and_others_keep_talking(server) -> None:
         assert (await ask(edgar, "HISTORY", LOUNGE)).headers["Count"] == "1"
     finally:
         await close(edgar, mallory)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipelined_lines_are_all_stored_in_one_chain(server) -> None:
+    """
+    Lines said faster than the store answers, by two posters at once, are
+    linked to each other before they are stored (and stored together):
+    every one is answered, numbered in order, pushed once, and the chain
+    verifies.  (Two hundred of them: waiting on each other, a stack of
+    callbacks would once grow with each.)
+    """
+    from twisted.internet.defer import gatherResults
+
+    edgar = await chat_session(server, EDGAR)
+    annabel = await chat_session(server, ANNABEL)
+    mallory = await chat_session(server, MALLORY)
+    try:
+        await ask(edgar, "CREATE", LOUNGE, {"Public": "yes"})
+        await ask(annabel, "JOIN", LOUNGE)
+        await ask(mallory, "JOIN", LOUNGE)
+        # Owner and moderator: no line rate of their own.
+        promoted = await ask(
+            edgar, "ROLE", LOUNGE, {"Address": ANNABEL, "Role": "moderator"}
+        )
+        assert promoted.code == 200, promoted
+        assert (await ask(mallory, "ENTER", LOUNGE)).code == 200
+        count = 200
+        said = await within(
+            gatherResults(
+                [
+                    (edgar if n % 2 else annabel).request(
+                        "SAY", LOUNGE, None, f"line {n}".encode()
+                    )
+                    for n in range(count)
+                ]
+            ),
+            60.0,
+        )
+        assert [s.code for s in said] == [201] * count
+        assert sorted(int(s.headers["Seq"]) for s in said) == list(range(1, count + 1))
+        pushed = [await next_push(mallory) for _ in range(count)]
+        assert [int(p.headers["Seq"]) for p in pushed] == list(range(1, count + 1))
+        entries = []
+        since = "0"
+        while len(entries) < count:
+            page = await ask(mallory, "HISTORY", LOUNGE, {"Since": since})
+            entries += entries_of(page.body)
+            since = page.headers.get("Next-Since", str(entries[-1].seq))
+        assert [e.seq for e in entries] == list(range(1, count + 1))
+        verify_chain(entries)
+    finally:
+        await close(edgar, annabel, mallory)

@@ -4,10 +4,14 @@ A room's lines: posted, retracted, paged, and followed live.
 Every line is a message object signed by this domain, C{From} its poster
 and C{To} the room, whose C{Parent-Digest} is the digest of the entry
 before it, so the history is one chain a member verifies end to end
-(L{fmtp.store.rooms.verify_chain}).  Appends to one room take turns here
-(a lock per room), and the store refuses an append that does not follow
-the head (another process of the same domain got there first): the line
-is then linked to the new head, signed again and appended again.
+(L{fmtp.store.rooms.verify_chain}).  A line is linked to the one before
+it as soon as that one is signed, not once it is stored, so the lines of
+a busy room reach the store back to back, are committed together, and are
+pushed together (one write to each member's socket for several lines).
+The store refuses an append that does not follow its head (another
+process of the same domain got there first, or one before it failed): the
+line is then linked to the store's head, signed again and appended again,
+one at a time (a lock per room).
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from twisted.internet.defer import DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.python.failure import Failure
 
 from fmtp.auth.router import Event
 from fmtp.errors import Forbidden, InvalidObject, NotFound, StoreUnavailable
+from fmtp.fairness import current_principal
 from fmtp.interfaces import ISession
 from fmtp.objects import FMTPObject, new_object_id
 from fmtp.protocols.chat.events import ROOM_LINE, RoomLine
@@ -65,6 +71,7 @@ class RoomHistory:
 
     def __init__(self) -> None:
         self._heads: dict[str, tuple[int, str]] = {}
+        self._head_waiters: dict[str, list[Deferred[None]]] = {}
         self._appending: dict[str, DeferredLock] = {}
 
     def forget_head(self, room: str) -> None:
@@ -185,10 +192,102 @@ class RoomHistory:
         Sign and append a line, linked to the room's head, and publish it
         to the sessions that entered the room.
         """
-        async with room_turn(self._appending, room):
-            entry = await self._linked(room, user, kind, properties, body, retracts)
+        now = self.clock.seconds()
+        object_id = new_object_id(user, now)
+        while (head := self._heads.get(room)) is None:
+            await self._head_read(room)
+        # From here to the store's call nothing waits: the next line links
+        # to this one before this one is stored, so the room's lines go to
+        # the store one after another without waiting for each other, and
+        # are published together when their group commit returns (one
+        # write to each member's socket for several lines).  The store
+        # refuses one that does not follow its head: it, and those linked
+        # to it, are linked again below, one at a time.
+        signed = self._signed(object_id, room, user, kind, properties, body, head)
+        self._heads[room] = (head[0] + 1, signed.digest())
+        stored = self._store_entry(room, signed, now, retracts)
+        try:
+            seq = await stored
+        except HistoryConflict:
+            self._heads.pop(room, None)
+            async with room_turn(self._appending, room):
+                entry = await self._linked(
+                    room, user, kind, properties, body, retracts, object_id, now
+                )
+        except BaseException:
+            # Not stored: the next line links to the store's head again.
+            self._heads.pop(room, None)
+            raise
+        else:
+            if seq is None:  # pragma: no cover - a fresh id is never a replay
+                raise StoreUnavailable("the line was appended already")
+            entry = HistoryEntry(
+                seq, signed.digest(), head[1], signed, now, retracts=retracts
+            )
         self.live.publish(Event(ROOM_LINE, RoomLine(room, entry)))
         return entry
+
+    def _head_read(self, room: str) -> Deferred[None]:
+        """
+        Read C{room}'s head from the store into the heads held, once for
+        all who wait for it: each waiter is woken in turn, not from inside
+        the one before (a lock handed from waiter to waiter would nest a
+        stack frame per line said meanwhile).
+        """
+        waiter: Deferred[None] = Deferred()
+        waiting = self._head_waiters.get(room)
+        if waiting is not None:
+            waiting.append(waiter)
+            return waiter
+        self._head_waiters[room] = [waiter]
+
+        def read(result: object) -> None:
+            waiters = self._head_waiters.pop(room, [])
+            if not isinstance(result, Failure) and room not in self._heads:
+                self._heads[room] = result  # type: ignore[assignment]
+            for each in waiters:
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(None)
+
+        self.store.head(room).addBoth(read)
+        return waiter
+
+    def _signed(
+        self,
+        object_id: str,
+        room: str,
+        user: str,
+        kind: str,
+        properties: dict[str, str],
+        body: bytes,
+        head: tuple[int, str],
+    ) -> FMTPObject:
+        """
+        The line, linked to C{head} and signed by this domain.
+        """
+        props = {"From": user, "To": room, **properties}
+        if head[1]:
+            props["Parent-Digest"] = head[1]
+        now = self.clock.seconds()
+        return self.signer.sign_object(FMTPObject(object_id, kind, props, body), now)
+
+    def _store_entry(self, room: str, signed: FMTPObject, now: float, retracts):
+        """
+        Append C{signed} to the room's history, in the store's turn of the
+        room, not of its poster: the store takes each principal's calls in
+        the order made but interleaves principals (L{fmtp.fairness}), and
+        the lines of a room, linked to each other before they are stored,
+        must reach it in the order they were linked.
+        """
+        token = current_principal.set(("room", room))
+        try:
+            if retracts is None:
+                return self.store.append(room, signed, now)
+            return self.store.retract(room, retracts, signed, now)
+        finally:
+            current_principal.reset(token)
 
     async def _linked(
         self,
@@ -198,22 +297,18 @@ class RoomHistory:
         properties: dict[str, str],
         body: bytes,
         retracts: int | None,
+        object_id: str,
+        now: float,
     ) -> HistoryEntry:
-        now = self.clock.seconds()
-        object_id = new_object_id(user, now)
+        """
+        Link the line to the store's head and append it, again while
+        another appender gets there first, at most L{MAX_RELINKS} times.
+        """
         head = self._heads.get(room) or await self.store.head(room)
         for _ in range(MAX_RELINKS):
-            props = {"From": user, "To": room, **properties}
-            if head[1]:
-                props["Parent-Digest"] = head[1]
-            signed = self.signer.sign_object(
-                FMTPObject(object_id, kind, props, body), now
-            )
+            signed = self._signed(object_id, room, user, kind, properties, body, head)
             try:
-                if retracts is None:
-                    seq = await self.store.append(room, signed, now)
-                else:
-                    seq = await self.store.retract(room, retracts, signed, now)
+                seq = await self._store_entry(room, signed, now, retracts)
             except HistoryConflict as e:
                 head = e.head
                 continue
