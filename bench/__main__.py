@@ -88,10 +88,11 @@ CHAT_PUSH_BYTES = 570
 #: The chat server's limits raised (doc/admin.md, "Chat rooms"), so that
 #: no rate and no room size is what (l) and (m) measure: every JOIN and
 #: the bursts' lines within them (the posters, owner and moderators, are
-#: exempt from the line rates anyway).
+#: exempt from the member and room line rates anyway, not from the user's).
 CHAT_LIMITS = (
     "--chat-member-rate=6000",
     "--chat-room-rate=600000",
+    "--chat-user-rate=600000",
     "--chat-join-rate=6000",
 )
 

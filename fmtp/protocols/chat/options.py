@@ -36,6 +36,14 @@ CHAT_PARAMETERS = [
         f"{DEFAULT_SETTINGS.room_burst:g}; 1 to 600000.",
     ],
     [
+        "chat-user-rate",
+        None,
+        f"{DEFAULT_SETTINGS.user_rate * 60:g}",
+        "Lines a minute one user may post in all rooms together, whatever "
+        f"their role, after a burst of {DEFAULT_SETTINGS.user_burst:g}; "
+        "1 to 600000.",
+    ],
+    [
         "chat-join-rate",
         None,
         f"{DEFAULT_SETTINGS.join_rate * 60:g}",
@@ -70,6 +78,7 @@ def chat_settings_of(options: Mapping[str, str]) -> ChatSettings:
         max_members=whole_option(options, "chat-max-members", 1, 1_000_000),
         say_rate=whole_option(options, "chat-member-rate", 1, 6000) / 60,
         room_rate=whole_option(options, "chat-room-rate", 1, 600_000) / 60,
+        user_rate=whole_option(options, "chat-user-rate", 1, 600_000) / 60,
         join_rate=whole_option(options, "chat-join-rate", 1, 6000) / 60,
         max_body=whole_option(options, "chat-max-line", 1, 65536),
         tombstone_hold=whole_option(options, "chat-hold-days", 0, 3650) * 86400.0,

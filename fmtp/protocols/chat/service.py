@@ -100,6 +100,9 @@ class ChatService(RoomHistory, Service):
         self._room_says = SourceRateLimiter(
             clock, settings.room_rate, settings.room_burst
         )
+        self._user_says = SourceRateLimiter(
+            clock, settings.user_rate, settings.user_burst
+        )
         self._log_limiter = LogLimiter(clock, rate=1.0, burst=10.0)
         self._sweep = PeriodicSweep(clock, TOMBSTONE_SWEEP, self._forget_tombstones)
         RoomHistory.__init__(self)
@@ -427,14 +430,21 @@ class ChatService(RoomHistory, Service):
 
     def check_rate(self, member: Member, room: str) -> None:
         """
-        Refuse a line over its poster's or its room's rate; moderators and
-        owners are exempt.
+        Refuse a line over its poster's rate in all rooms (whatever their
+        role), or over its poster's or its room's rate (moderators and
+        owners are exempt from these two).
 
         @raise TooManyRequests: naming which.
         """
+        user = member.address
+        if not self._user_says.allow(user):
+            raise self.refuse(
+                user,
+                f"a line in {room}",
+                TooManyRequests("you are posting too fast, slow down"),
+            )
         if member.role is not Role.MEMBER:
             return
-        user = member.address
         if not self._says.allow((room, user)):
             raise self.refuse(
                 user,

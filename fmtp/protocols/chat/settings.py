@@ -16,6 +16,10 @@ class ChatSettings:
         after a burst of C{say_burst} (moderators and owners are exempt).
     @ivar room_rate: lines per second a room takes from its members, after
         a burst of C{room_burst} (moderators and owners are exempt).
+    @ivar user_rate: lines per second one user may post in all rooms
+        together, whatever their role, after a burst of C{user_burst}:
+        anyone may create a room and own it, so without it one user could
+        post as fast as the server signs and stores.
     @ivar join_rate: JOINs per second per user, after a burst of
         C{join_burst}; CREATEs, and CONFIGs that set a Password (an scrypt
         hash each), count as joins; a user's INVITEs have a rate of their
@@ -36,6 +40,8 @@ class ChatSettings:
     say_burst: float = 5.0
     room_rate: float = 20.0
     room_burst: float = 50.0
+    user_rate: float = 20.0
+    user_burst: float = 100.0
     join_rate: float = 10 / 60
     join_burst: float = 10.0
     max_body: int = 4096

@@ -341,6 +341,29 @@ class LineTests(ChatTestCase):
         self.clock.advance(1 / self.settings.say_rate)
         self.assertEqual(self.code(mallory, "SAY", LOUNGE, body=b"later"), 201)
 
+    def test_an_owner_flooding_their_own_rooms_is_bounded(self) -> None:
+        """
+        Anyone may create a room and own it, and owners are exempt from
+        the member and room rates: one rate per user across all rooms,
+        whatever the role, bounds what one user makes the server sign and
+        store; others still speak.
+        """
+        edgar = self.room(members=[ANNABEL])
+        other = "other@poe.net"
+        self.assertEqual(self.code(edgar, "CREATE", other), 201)
+        burst = int(self.settings.user_burst)
+        codes = [
+            self.code(edgar, "SAY", (LOUNGE, other)[n % 2], body=b"spam")
+            for n in range(burst + 5)
+        ]
+        self.assertEqual(codes.count(201), burst)
+        self.assertEqual(codes[-1], 429)
+        annabel = self.logged_in(ANNABEL)
+        said = annabel.ask("SAY", "t", LOUNGE, None, b"hi")
+        self.assertEqual((said.code, said.argument), (201, "stored"))
+        self.clock.advance(1)
+        self.assertEqual(self.code(edgar, "SAY", LOUNGE, body=b"later"), 201)
+
     def test_topic(self) -> None:
         edgar = self.room(members=[ANNABEL])
         annabel = self.logged_in(ANNABEL)

@@ -52,6 +52,8 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
             "30",
             "--chat-room-rate",
             "120",
+            "--chat-user-rate",
+            "240",
             "--chat-join-rate",
             "6",
             "--chat-max-line",
@@ -64,6 +66,7 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
     assert (chosen.max_members, chosen.max_body) == (20, 100)
     assert (chosen.say_rate, chosen.room_rate, chosen.join_rate) == (0.5, 2.0, 0.1)
     assert chosen.tombstone_hold == 2 * 86400
+    assert chosen.user_rate == 4.0
     services = make_services(Clock(), plugin_options={"chat": chosen})
     assert chat_of(ChatProtocolPlugin(), services) == chosen
     assert chat_of(ChatProtocolPlugin(), make_services(Clock())) == DEFAULT_SETTINGS
@@ -76,6 +79,7 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
         ("--chat-max-members", "many"),
         ("--chat-member-rate", "0"),
         ("--chat-room-rate", "1.5"),
+        ("--chat-user-rate", "0"),
         ("--chat-join-rate", "6001"),
         ("--chat-max-line", "65537"),
         ("--chat-hold-days", "-1"),
