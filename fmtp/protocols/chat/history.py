@@ -16,11 +16,11 @@ one at a time (a lock per room).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
-from twisted.internet.defer import Deferred, DeferredLock
-from twisted.python.failure import Failure
+from twisted.internet.defer import DeferredLock
 
 from fmtp.auth.router import Event
 from fmtp.errors import Forbidden, InvalidObject, NotFound, StoreUnavailable
@@ -31,6 +31,7 @@ from fmtp.protocols.chat.events import ROOM_LINE, RoomLine
 from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.rules import check_moderator, check_retract, check_speak
 from fmtp.store.rooms import HistoryConflict, HistoryEntry
+from fmtp.util.singleflight import SingleFlight
 
 #: Appends a line may lose to others before it gives up (451).
 MAX_RELINKS = 10
@@ -71,7 +72,7 @@ class RoomHistory:
 
     def __init__(self) -> None:
         self._heads: dict[str, tuple[int, str]] = {}
-        self._head_waiters: dict[str, list[Deferred[None]]] = {}
+        self._head_reads: SingleFlight[str, None] = SingleFlight()
         self._appending: dict[str, DeferredLock] = {}
 
     def forget_head(self, room: str) -> None:
@@ -193,9 +194,18 @@ class RoomHistory:
         to the sessions that entered the room.
         """
         now = self.clock.seconds()
-        object_id = new_object_id(user, now)
+        line = partial(
+            self._signed,
+            new_object_id(user, now),
+            room,
+            user,
+            kind,
+            properties,
+            body,
+            now,
+        )
         while (head := self._heads.get(room)) is None:
-            await self._head_read(room)
+            await self._head_reads.run(room, partial(self._read_head, room))
         # From here to the store's call nothing waits: the next line links
         # to this one before this one is stored, so the room's lines go to
         # the store one after another without waiting for each other, and
@@ -203,56 +213,32 @@ class RoomHistory:
         # write to each member's socket for several lines).  The store
         # refuses one that does not follow its head: it, and those linked
         # to it, are linked again below, one at a time.
-        signed = self._signed(object_id, room, user, kind, properties, body, head)
-        self._heads[room] = (head[0] + 1, signed.digest())
-        stored = self._store_entry(room, signed, now, retracts)
+        signed = line(head)
+        digest = signed.digest()
+        self._heads[room] = (head[0] + 1, digest)
         try:
-            seq = await stored
+            entry = await self._stored(room, signed, digest, head, now, retracts)
         except HistoryConflict:
             self._heads.pop(room, None)
             async with room_turn(self._appending, room):
-                entry = await self._linked(
-                    room, user, kind, properties, body, retracts, object_id, now
-                )
+                entry = await self._relinked(room, line, now, retracts)
         except BaseException:
             # Not stored: the next line links to the store's head again.
             self._heads.pop(room, None)
             raise
-        else:
-            if seq is None:  # pragma: no cover - a fresh id is never a replay
-                raise StoreUnavailable("the line was appended already")
-            entry = HistoryEntry(
-                seq, signed.digest(), head[1], signed, now, retracts=retracts
-            )
         self.live.publish(Event(ROOM_LINE, RoomLine(room, entry)))
         return entry
 
-    def _head_read(self, room: str) -> Deferred[None]:
+    async def _read_head(self, room: str) -> None:
         """
-        Read C{room}'s head from the store into the heads held, once for
-        all who wait for it: each waiter is woken in turn, not from inside
-        the one before (a lock handed from waiter to waiter would nest a
-        stack frame per line said meanwhile).
+        Hold C{room}'s head as the store has it, unless a line was linked
+        meanwhile.  Read once for all who wait for it
+        (L{fmtp.util.singleflight}), each woken in turn, not from inside
+        the one before: a lock handed from waiter to waiter would nest a
+        stack frame per line said meanwhile.
         """
-        waiter: Deferred[None] = Deferred()
-        waiting = self._head_waiters.get(room)
-        if waiting is not None:
-            waiting.append(waiter)
-            return waiter
-        self._head_waiters[room] = [waiter]
-
-        def read(result: object) -> None:
-            waiters = self._head_waiters.pop(room, [])
-            if not isinstance(result, Failure) and room not in self._heads:
-                self._heads[room] = result  # type: ignore[assignment]
-            for each in waiters:
-                if isinstance(result, Failure):
-                    each.errback(result)
-                else:
-                    each.callback(None)
-
-        self.store.head(room).addBoth(read)
-        return waiter
+        head = await self.store.head(room)
+        self._heads.setdefault(room, head)
 
     def _signed(
         self,
@@ -262,6 +248,7 @@ class RoomHistory:
         kind: str,
         properties: dict[str, str],
         body: bytes,
+        now: float,
         head: tuple[int, str],
     ) -> FMTPObject:
         """
@@ -270,52 +257,62 @@ class RoomHistory:
         props = {"From": user, "To": room, **properties}
         if head[1]:
             props["Parent-Digest"] = head[1]
-        now = self.clock.seconds()
         return self.signer.sign_object(FMTPObject(object_id, kind, props, body), now)
 
-    def _store_entry(self, room: str, signed: FMTPObject, now: float, retracts):
+    async def _stored(
+        self,
+        room: str,
+        signed: FMTPObject,
+        digest: str,
+        head: tuple[int, str],
+        now: float,
+        retracts: int | None,
+    ) -> HistoryEntry:
         """
-        Append C{signed} to the room's history, in the store's turn of the
-        room, not of its poster: the store takes each principal's calls in
-        the order made but interleaves principals (L{fmtp.fairness}), and
-        the lines of a room, linked to each other before they are stored,
-        must reach it in the order they were linked.
+        Append C{signed}, linked to C{head}, to the room's history, in the
+        store's turn of the room, not of its poster: the store takes each
+        principal's calls in the order made but interleaves principals
+        (L{fmtp.fairness}), and the lines of a room, linked to each other
+        before they are stored, must reach it in the order they were
+        linked.  The call is made before this first waits.
+
+        @raise HistoryConflict: if C{head} is not the store's.
         """
         token = current_principal.set(("room", room))
         try:
             if retracts is None:
-                return self.store.append(room, signed, now)
-            return self.store.retract(room, retracts, signed, now)
+                stored = self.store.append(room, signed, now)
+            else:
+                stored = self.store.retract(room, retracts, signed, now)
         finally:
             current_principal.reset(token)
+        seq = await stored
+        if seq is None:  # pragma: no cover - a fresh id is never a replay
+            raise StoreUnavailable("the line was appended already")
+        return HistoryEntry(seq, digest, head[1], signed, now, retracts=retracts)
 
-    async def _linked(
+    async def _relinked(
         self,
         room: str,
-        user: str,
-        kind: str,
-        properties: dict[str, str],
-        body: bytes,
-        retracts: int | None,
-        object_id: str,
+        line: Callable[[tuple[int, str]], FMTPObject],
         now: float,
+        retracts: int | None,
     ) -> HistoryEntry:
         """
-        Link the line to the store's head and append it, again while
-        another appender gets there first, at most L{MAX_RELINKS} times.
+        Link the line (C{line(head)} signs it so) to the store's head and
+        append it, again while another appender gets there first, at most
+        L{MAX_RELINKS} times.
         """
         head = self._heads.get(room) or await self.store.head(room)
         for _ in range(MAX_RELINKS):
-            signed = self._signed(object_id, room, user, kind, properties, body, head)
+            signed = line(head)
+            digest = signed.digest()
             try:
-                seq = await self._store_entry(room, signed, now, retracts)
+                entry = await self._stored(room, signed, digest, head, now, retracts)
             except HistoryConflict as e:
                 head = e.head
                 continue
-            if seq is None:  # pragma: no cover - a fresh id is never a replay
-                raise StoreUnavailable("the line was appended already")
-            digest = signed.digest()
-            self._heads[room] = (seq, digest)
-            return HistoryEntry(seq, digest, head[1], signed, now, retracts=retracts)
+            self._heads[room] = (entry.seq, digest)
+            return entry
         self._heads.pop(room, None)
         raise StoreUnavailable("the room is too busy, try again")
