@@ -18,11 +18,11 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from fmtp.store.bridges import Bridge
+from fmtp.util.singleflight import SingleFlight
 
 #: Seconds the list read from the store is trusted before it is read again.
 BRIDGE_CACHE_SECONDS = 5.0
@@ -72,7 +72,8 @@ class BridgeDirectory:
         #: The source networks, most specific first (L{bridge_networks}).
         self.networks: list[BridgeNetwork] = []
         self._read_at: float | None = None
-        self._waiting: list[Deferred] | None = None
+        #: The read under way, shared by all who wait for it.
+        self._reads: SingleFlight[None, None] = SingleFlight()
         self._observers: list[Callable[[dict[str, Bridge]], object]] = []
 
     def observe(self, callback: Callable[[dict[str, Bridge]], object]) -> None:
@@ -89,27 +90,23 @@ class BridgeDirectory:
         until the read is done).
         """
         now = self._clock.seconds()
-        if self._waiting is not None:
+        if None in self._reads:
             return
         if self._read_at is not None and now - self._read_at < BRIDGE_CACHE_SECONDS:
             return
         self._read_at = now
-        self._waiting = []
-        d = self._store.list_bridges()
-        d.addCallback(self._read)
-        d.addErrback(lambda f: self._log.failure("Reading the bridges failed", f))
-        d.addBoth(self._done)
+        self._reads.start(None, self._read)
 
-    def _read(self, bridges: list[Bridge]) -> None:
+    async def _read(self) -> None:
+        try:
+            bridges = await self._store.list_bridges()
+        except Exception:
+            self._log.failure("Reading the bridges failed")
+            return
         self._by_name = {bridge.name: bridge for bridge in bridges}
         self.networks = bridge_networks(bridges)
         for callback in self._observers:
             callback(self._by_name)
-
-    def _done(self, _: object) -> None:
-        waiting, self._waiting = self._waiting or [], None
-        for d in waiting:
-            d.callback(None)
 
     async def get(self, name: str) -> Bridge | None:
         """
@@ -117,10 +114,8 @@ class BridgeDirectory:
         L{BRIDGE_CACHE_SECONDS} ago, or L{None}.
         """
         self.refresh()
-        if self._waiting is not None:
-            d: Deferred[None] = Deferred()
-            self._waiting.append(d)
-            await d
+        if None in self._reads:
+            await self._reads.run(None, self._read)
         return self._by_name.get(name)
 
     def known(self) -> dict[str, Bridge]:
