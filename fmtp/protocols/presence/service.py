@@ -188,7 +188,7 @@ class PresenceService(Service):
             )
             remote = self.federation.announce
         self._announcer = Announcer(
-            self.timers, self.user_presence, self._audience, self._push, remote
+            self.timers, self.user_presence, self._audience, self.push, remote
         )
         self._changed = self._announcer.changed
 
@@ -410,7 +410,7 @@ class PresenceService(Service):
         if not await self.subscriptions.blocks(contact, viewer):
             return shown
         if self._announcer.hide(contact, viewer) and not pushed:
-            self._push(viewer, Event(PRESENCE, PresenceChanged(contact, NOTHING)))
+            self.push(viewer, Event(PRESENCE, PresenceChanged(contact, NOTHING)))
         return NOTHING
 
     async def _audience(self, address: str) -> tuple[list[str], frozenset[str]]:
@@ -436,13 +436,8 @@ class PresenceService(Service):
 
     def push(self, address: str, event: Event) -> None:
         """
-        Hand C{event} to C{address}'s available sessions.
-        """
-        self._push(address, event)
-
-    def _push(self, address: str, event: Event) -> None:
-        """
-        Hand C{event} to C{address}'s available sessions.
+        Hand C{event} to C{address}'s available sessions (and to the
+        bridge that publishes them, if one does).
         """
         for entry in list(self._users.get(address, ())):
             if entry.login is not None:
@@ -502,7 +497,7 @@ class PresenceService(Service):
         of an approval at once.
         """
         if outcome is Outcome.ASKED:
-            self._push(target, Event(REQUEST, subscriber))
+            self.push(target, Event(REQUEST, subscriber))
         elif outcome is Outcome.APPROVED and not self._remote(subscriber):
             # The reply says the state; the presence is pushed after it.
             soon(
@@ -571,9 +566,9 @@ class PresenceService(Service):
         if with_state:
             state = await self.subscriptions.state(subscriber, target)
             changed = SubscriptionChanged(target, state)
-            self._push(subscriber, Event(SUBSCRIPTION, changed))
+            self.push(subscriber, Event(SUBSCRIPTION, changed))
         shown = await self._shown_to(subscriber, subscription, pushed=True)
-        self._push(subscriber, Event(PRESENCE, PresenceChanged(target, shown)))
+        self.push(subscriber, Event(PRESENCE, PresenceChanged(target, shown)))
 
     async def buddies(self, user: str) -> list[tuple[str, str, Shown]]:
         return [

@@ -107,7 +107,7 @@ class FederationTestCase(SynchronousTestCase):
         )
         self.federation = self.service.federation
         self.pushes: list[tuple[str, str, Shown | str]] = []
-        self.service._push = self._record
+        self.service.push = self._record
         for user in (EDGAR, ANNABEL):
             self.now(self.store.put_object, user_object(user))
 
