@@ -117,9 +117,3 @@ class BridgeDirectory:
         if None in self._reads:
             await self._reads.run(None, self._read)
         return self._by_name.get(name)
-
-    def known(self) -> dict[str, Bridge]:
-        """
-        The bridges as last read, without reading (the caller refreshes).
-        """
-        return self._by_name

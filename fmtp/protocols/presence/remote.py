@@ -98,14 +98,6 @@ class RemotePresence:
         self.heard_from(domain)
         self._domains[domain].users[contact] = Heard(shown, viewers)
 
-    def forget(self, contact: str) -> None:
-        """
-        No local user subscribes to C{contact} any more: hold nothing of them.
-        """
-        domain = self._domains.get(domain_of(contact))
-        if domain is not None:
-            domain.users.pop(contact, None)
-
     def stale_domains(self) -> list[str]:
         """
         The domains not heard from for longer than the timeout, whose
