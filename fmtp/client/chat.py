@@ -29,9 +29,9 @@ from fmtp.client.api import Client
 from fmtp.client.protocol import ProtocolError
 from fmtp.errors import FMTPError
 from fmtp.objects import is_ascii_digits
-from fmtp.protocols.chat.lines import entry_of_frame
+from fmtp.protocols.chat.lines import entries_of, entry_of_frame
 from fmtp.store.rooms import HistoryEntry
-from fmtp.wire import DEFAULT_LIMITS, Frame, FrameError, FrameParser
+from fmtp.wire import Frame
 
 #: The pushes of the chat protocol (doc/protocol.md 10.7): 256 a line of
 #: a room's history, 257 a member's change, 258 an invitation, 259 a room
@@ -300,11 +300,10 @@ def parse_history(frame: Frame) -> HistoryPage:
 
     @raise ProtocolError: for a body that is not such frames.
     """
-    lines = []
-    for item in FrameParser(DEFAULT_LIMITS).feed(frame.body):
-        if isinstance(item, FrameError):
-            raise ProtocolError(f"bad HISTORY body: {item.message}")
-        lines.append(parse_line(item))
+    try:
+        lines = [RoomLine(room, entry) for room, entry in entries_of(frame.body)]
+    except (ValueError, FMTPError) as e:
+        raise ProtocolError(f"bad HISTORY body: {e}") from None
     return HistoryPage(
         _header(frame, "Room"),
         lines,

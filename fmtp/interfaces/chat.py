@@ -107,10 +107,16 @@ class IChatService(Interface):
         @return: a list of L{fmtp.store.rooms.Member}.
         """
 
-    def say(user, room, body, fmt):
+    def say(user, room, body, fmt, posted=None):
         """
-        Post a line: signed, linked to the head, appended and pushed.
+        Post a line: signed, linked to the head, appended and pushed (to
+        the sessions that entered the room, and to the other domains with
+        members in it).
 
+        @param posted: for a C{user} of another domain, the line as their
+            server signed it (L{fmtp.protocols.chat.lines.posted_line}),
+            its signature checked: the entry keeps its id, and the
+            signature as C{Poster-Signature}.
         @return: its L{fmtp.store.rooms.HistoryEntry}.
         """
 

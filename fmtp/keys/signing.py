@@ -189,6 +189,28 @@ def verify_with(
     return d
 
 
+def verify_signed_by(
+    verifier: IKeyVerifier, obj: FMTPObject, domain: str, clock: IReactorTime
+) -> Deferred[DomainPublicKey]:
+    """
+    Verify that C{domain}, whatever C{obj}'s sender, signed C{obj}: what
+    a room's home does for every entry of its history, the lines of
+    other domains' users too (doc/protocol.md 10.9).
+    """
+    value = obj.properties.get(SIGNATURE_PROPERTY)
+    try:
+        if value is None:
+            raise BadSignature("unsigned")
+        info = parse_signature(value)
+        if info.domain != domain:
+            raise BadSignature(f"signed by {info.domain}, not {domain}")
+    except BadSignature:
+        return fail()
+    d = verifier.keys_for_domain(domain)
+    d.addCallback(lambda keys: check_signature(obj, info, keys, clock.seconds()))
+    return d
+
+
 @implementer(IDomainSigner)
 class DomainSigner:
     """

@@ -17,32 +17,38 @@ from twisted.internet import threads
 
 from fmtp.accounts import DEFAULT_SCRYPT_COST, ScryptCost
 from fmtp.auth.router import Event
-from fmtp.errors import InvalidObject, LoginRequired
+from fmtp.errors import Forbidden, InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, int_header
 from fmtp.framing.session import Session
+from fmtp.objects import domain_of
 from fmtp.protocols.chat.events import (
     ROOM_CLOSED,
     ROOM_INVITATION,
     ROOM_LINE,
     ROOM_MEMBER,
 )
+from fmtp.protocols.chat.federation import HomeRooms, RoomAction
 from fmtp.protocols.chat.lines import (
     MAX_REASON,
     MAX_TOPIC,
     ConfigChange,
     config_headers,
     entry_frame,
+    entry_reply,
+    member_headers,
     member_line,
     parse_address,
     parse_config,
     parse_flag,
+    parse_format,
     parse_role,
     parse_room,
     parse_text,
 )
+from fmtp.protocols.chat.remote import RemoteRooms
 from fmtp.protocols.chat.service import ChatService
 from fmtp.protocols.chat.settings import DEFAULT_SETTINGS, ChatSettings
-from fmtp.store.rooms import HistoryEntry, Member, Role
+from fmtp.store.rooms import Member, Role
 from fmtp.wire import UNSOLICITED_TAG, Frame, reply, serialize
 
 if TYPE_CHECKING:
@@ -61,16 +67,7 @@ def render_line(event: Event) -> Frame:
 
 def render_member(event: Event) -> Frame:
     changed = event.payload
-    headers = {
-        "Room": changed.room,
-        "Address": changed.address,
-        "Role": changed.role,
-        "Voice": "yes" if changed.voice else "no",
-    }
-    if changed.actor is not None:
-        headers["By"] = changed.actor
-    if changed.reason:
-        headers["Reason"] = changed.reason
+    headers = {"Room": changed.room, **member_headers(changed)}
     return reply(257, UNSOLICITED_TAG, "room member", headers)
 
 
@@ -84,14 +81,6 @@ def render_closed(event: Event) -> Frame:
     closed = event.payload
     headers = {"Room": closed.room, "Reason": closed.why}
     return reply(259, UNSOLICITED_TAG, "room closed", headers)
-
-
-def entry_reply(tag: str, entry: HistoryEntry) -> Frame:
-    return reply(
-        201,
-        tag,
-        headers={"Seq": str(entry.seq), "Id": entry.obj.id, "Digest": entry.digest},
-    )
 
 
 def standing_headers(room: str, member: Member) -> dict[str, str]:
@@ -134,12 +123,11 @@ class ChatCommands(CommandGroup):
             password_cost=password_cost,
         )
         self.service = self.chat
-        self.commands = {
-            "CREATE": self.create,
+        #: The commands on one room, as its home runs them for a user of
+        #: this domain or, through their server, of another.
+        self.room_actions: dict[str, RoomAction] = {
             "CONFIG": self.config,
             "DESTROY": self._room_command(self.chat.destroy),
-            "LIST": self.list_rooms,
-            "MYROOMS": self.my_rooms,
             "JOIN": self.join,
             "LEAVE": self._room_command(self.chat.leave),
             "INVITE": self._member_command(self.chat.invite),
@@ -152,9 +140,26 @@ class ChatCommands(CommandGroup):
             "TOPIC": self.topic,
             "RETRACT": self.retract,
             "HISTORY": self.history,
-            "ENTER": self.enter,
-            "EXIT": self.exit,
         }
+        self.commands = {
+            verb: self._on_room(action) for verb, action in self.room_actions.items()
+        }
+        self.commands.update(
+            CREATE=self.create,
+            LIST=self.list_rooms,
+            MYROOMS=self.my_rooms,
+            ENTER=self.enter,
+            EXIT=self.exit,
+        )
+        #: The rooms of other domains, for this server's users, and this
+        #: server's rooms for theirs; L{None} without server links.
+        self.remote: RemoteRooms | None = None
+        links = services.links
+        if links is not None and links.pool is not None:
+            self.chat.federation = HomeRooms(
+                self.chat, links, services.keys, self.room_actions
+            )
+            self.remote = RemoteRooms(self.chat, links)
         self.renderers = {
             ROOM_LINE: render_line,
             ROOM_MEMBER: render_member,
@@ -167,24 +172,41 @@ class ChatCommands(CommandGroup):
             raise LoginRequired()
         return session.login.address
 
-    def _target(self, frame: Frame, session: Session) -> tuple[str, str]:
+    def _on_room(self, action: RoomAction):
         """
-        The logged-in user, and the room the command names.
+        The command that runs C{action} for the logged-in user on a room
+        of this domain, or asks the home of a room of another.
         """
-        user = self._user(session)
-        return user, parse_room(frame.argument, self.services.domain)
 
-    def _room_command(self, act: Callable):
         async def command(frame: Frame, session: Session) -> Frame:
-            user, room = self._target(frame, session)
+            user = self._user(session)
+            room = parse_room(frame.argument)
+            if domain_of(room) == self.services.domain:
+                return await action(user, room, frame)
+            return await self._remote_rooms(room).forward(user, room, frame)
+
+        return command
+
+    def _remote_rooms(self, room: str) -> RemoteRooms:
+        """
+        @raise Forbidden: for a server that links to no other domain.
+        """
+        if self.remote is None:
+            raise Forbidden(
+                f"{room} is a room of another domain, and this server links to "
+                "no other domain"
+            )
+        return self.remote
+
+    def _room_command(self, act: Callable) -> RoomAction:
+        async def command(user: str, room: str, frame: Frame) -> Frame:
             await act(user, room)
             return reply(200, frame.tag, headers={"Room": room})
 
         return command
 
-    def _member_command(self, act: Callable, reason: bool = False):
-        async def command(frame: Frame, session: Session) -> Frame:
-            user, room = self._target(frame, session)
+    def _member_command(self, act: Callable, reason: bool = False) -> RoomAction:
+        async def command(user: str, room: str, frame: Frame) -> Frame:
             address = parse_address(frame.headers)
             args = [user, room, address]
             if reason:
@@ -200,15 +222,19 @@ class ChatCommands(CommandGroup):
         return command
 
     async def create(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+        user = self._user(session)
+        room = parse_room(frame.argument)
+        if domain_of(room) != self.services.domain:
+            raise Forbidden(
+                f"{room} is of another domain: a room is created on its domain's server"
+            )
         change = parse_config(frame.headers)
         made = await self.chat.create(user, room, change)
         return reply(
             201, frame.tag, headers={"Room": room, **config_headers(made.config)}
         )
 
-    async def config(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+    async def config(self, user: str, room: str, frame: Frame) -> Frame:
         change = parse_config(frame.headers)
         config = await self.chat.configure(user, room, change)
         return reply(200, frame.tag, headers={"Room": room, **config_headers(config)})
@@ -234,13 +260,11 @@ class ChatCommands(CommandGroup):
         body = "".join(f"{room}\r\n" for room in rooms).encode()
         return reply(200, frame.tag, headers={"Count": str(len(rooms))}, body=body)
 
-    async def join(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+    async def join(self, user: str, room: str, frame: Frame) -> Frame:
         member = await self.chat.join(user, room, frame.headers.get("Password"))
         return reply(200, frame.tag, headers=standing_headers(room, member))
 
-    async def role(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+    async def role(self, user: str, room: str, frame: Frame) -> Frame:
         address = parse_address(frame.headers)
         word = frame.headers.get("Role")
         role = None if word is None else parse_role(word)
@@ -251,8 +275,7 @@ class ChatCommands(CommandGroup):
         headers = {"Address": address, **standing_headers(room, member)}
         return reply(200, frame.tag, headers=headers)
 
-    async def who(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+    async def who(self, user: str, room: str, frame: Frame) -> Frame:
         word = frame.headers.get("Role")
         role = None
         if word is not None:
@@ -268,31 +291,25 @@ class ChatCommands(CommandGroup):
             body=body,
         )
 
-    async def say(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
-        fmt = frame.headers.get("Format")
-        if fmt is not None and fmt.lower() not in ("plain", "bbcode", "markdown"):
-            raise InvalidObject("Format must be plain, bbcode or markdown")
-        entry = await self.chat.say(user, room, frame.body, fmt and fmt.lower())
+    async def say(self, user: str, room: str, frame: Frame) -> Frame:
+        fmt = parse_format(frame.headers)
+        entry = await self.chat.say(user, room, frame.body, fmt)
         return entry_reply(frame.tag, entry)
 
-    async def topic(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+    async def topic(self, user: str, room: str, frame: Frame) -> Frame:
         if "Topic" not in frame.headers:
             config = await self.chat.configure(user, room, ConfigChange())
             return reply(200, frame.tag, headers={"Room": room, "Topic": config.topic})
         topic = parse_text(frame.headers["Topic"], "Topic", MAX_TOPIC)
         return entry_reply(frame.tag, await self.chat.topic(user, room, topic))
 
-    async def retract(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+    async def retract(self, user: str, room: str, frame: Frame) -> Frame:
         seq = int_header(frame, "Seq", 0)
         if seq < 1:
             raise InvalidObject("RETRACT needs Seq: the number of the line")
         return entry_reply(frame.tag, await self.chat.retract(user, room, seq))
 
-    async def history(self, frame: Frame, session: Session) -> Frame:
-        user, room = self._target(frame, session)
+    async def history(self, user: str, room: str, frame: Frame) -> Frame:
         since = int_header(frame, "Since", int_header(frame, "Start", 0))
         most = self.chat.settings.history_limit
         limit = int_header(frame, "Limit", min(DEFAULT_HISTORY, most))
@@ -314,13 +331,19 @@ class ChatCommands(CommandGroup):
         return reply(200, frame.tag, headers=headers, body=b"".join(frames))
 
     async def enter(self, frame: Frame, session: Session) -> Frame:
-        room = self._target(frame, session)[1]
+        self._user(session)
+        room = parse_room(frame.argument)
         since = int_header(frame, "Since", -1)
-        sent = await self.chat.enter(session.login, room, None if since < 0 else since)
+        at = None if since < 0 else since
+        if domain_of(room) == self.services.domain:
+            sent = await self.chat.enter(session.login, room, at)
+        else:
+            sent = await self._remote_rooms(room).enter(session.login, room, at)
         return reply(200, frame.tag, headers={"Room": room, "Seq": str(sent)})
 
     async def exit(self, frame: Frame, session: Session) -> Frame:
-        room = self._target(frame, session)[1]
+        self._user(session)
+        room = parse_room(frame.argument)
         if not self.chat.exit(session.login, room):
             return reply(503, frame.tag, "you did not ENTER that room")
         return reply(200, frame.tag, headers={"Room": room})

@@ -28,17 +28,19 @@ from fmtp.fairness import current_principal
 from fmtp.interfaces import ISession
 from fmtp.objects import FMTPObject, new_object_id
 from fmtp.protocols.chat.events import ROOM_LINE, RoomLine
-from fmtp.protocols.chat.lines import ConfigChange
+from fmtp.protocols.chat.lines import (
+    LINE_TYPE,
+    POSTER_SIGNATURE,
+    RETRACTION_TYPE,
+    TOPIC_TYPE,
+    ConfigChange,
+)
 from fmtp.protocols.chat.rules import check_moderator, check_retract, check_speak
 from fmtp.store.rooms import HistoryConflict, HistoryEntry
 from fmtp.util.singleflight import SingleFlight
 
 #: Appends a line may lose to others before it gives up (451).
 MAX_RELINKS = 10
-#: The type of a line, a topic change and a retraction.
-LINE_TYPE = "message"
-TOPIC_TYPE = "room-topic"
-RETRACTION_TYPE = "retraction"
 
 
 class MessageTooLarge(InvalidObject):
@@ -71,6 +73,9 @@ class RoomHistory:
     """
 
     def __init__(self) -> None:
+        #: The rooms' other domains (L{fmtp.protocols.chat.federation}),
+        #: or L{None} on a server that links to none.
+        self.federation = None
         self._heads: dict[str, tuple[int, str]] = {}
         self._head_reads: SingleFlight[str, None] = SingleFlight()
         self._appending: dict[str, DeferredLock] = {}
@@ -79,8 +84,18 @@ class RoomHistory:
         self._heads.pop(room, None)
 
     async def say(
-        self, user: str, room: str, body: bytes, fmt: str | None
+        self,
+        user: str,
+        room: str,
+        body: bytes,
+        fmt: str | None,
+        posted: FMTPObject | None = None,
     ) -> HistoryEntry:
+        """
+        @param posted: the line as signed by the server of C{user}, a user
+            of another domain (L{fmtp.protocols.chat.lines.posted_line}),
+            its signature checked: the entry keeps its id and signature.
+        """
         found, member = await self.membership(user, room)
         try:
             check_speak(member, found.config.moderated)
@@ -92,7 +107,12 @@ class RoomHistory:
             raise MessageTooLarge(f"a line is at most {self.settings.max_body} bytes")
         self.check_rate(member, room)
         properties = {"Format": fmt} if fmt else {}
-        return await self._append(room, user, LINE_TYPE, properties, body)
+        if posted is None:
+            return await self._append(room, user, LINE_TYPE, properties, body)
+        properties[POSTER_SIGNATURE] = posted.properties["Signature"]
+        return await self._append(
+            room, user, LINE_TYPE, properties, body, object_id=posted.id
+        )
 
     async def topic(self, user: str, room: str, topic: str) -> HistoryEntry:
         _, member = await self.membership(user, room)
@@ -188,15 +208,17 @@ class RoomHistory:
         properties: dict[str, str],
         body: bytes,
         retracts: int | None = None,
+        object_id: str | None = None,
     ) -> HistoryEntry:
         """
         Sign and append a line, linked to the room's head, and publish it
-        to the sessions that entered the room.
+        to the sessions that entered the room and to the other domains
+        that have members in it.
         """
         now = self.clock.seconds()
         line = partial(
             self._signed,
-            new_object_id(user, now),
+            object_id or new_object_id(user, now),
             room,
             user,
             kind,
@@ -227,6 +249,8 @@ class RoomHistory:
             self._heads.pop(room, None)
             raise
         self.live.publish(Event(ROOM_LINE, RoomLine(room, entry)))
+        if self.federation is not None:
+            self.federation.appended(room, entry)
         return entry
 
     async def _read_head(self, room: str) -> None:
@@ -287,8 +311,10 @@ class RoomHistory:
         finally:
             current_principal.reset(token)
         seq = await stored
-        if seq is None:  # pragma: no cover - a fresh id is never a replay
-            raise StoreUnavailable("the line was appended already")
+        if seq is None:
+            # A fresh id never is; a line of another domain's user replayed
+            # by its server is.
+            raise Forbidden(f"{signed.id} is in the room's history already")
         return HistoryEntry(seq, digest, head[1], signed, now, retracts=retracts)
 
     async def _relinked(

@@ -13,12 +13,20 @@ from dataclasses import dataclass
 
 from fmtp.errors import Forbidden, InvalidObject
 from fmtp.objects import FMTPObject, domain_of, is_ascii_digits, normalize_address
+from fmtp.protocols.chat.events import MemberChanged
 from fmtp.protocols.presence.status import NOT_IN_A_LINE
 from fmtp.store.rooms import HistoryEntry, Member, Role, RoomConfig
-from fmtp.wire import UNSOLICITED_TAG, Frame, reply
+from fmtp.wire import DEFAULT_LIMITS, UNSOLICITED_TAG, Frame, FrameParser, reply
 
 #: The code of a pushed (or paged) entry of a room's history.
 LINE_CODE = 256
+#: The type of a line, a topic change and a retraction.
+LINE_TYPE = "message"
+TOPIC_TYPE = "room-topic"
+RETRACTION_TYPE = "retraction"
+#: The property of a line posted by a user of another domain: that
+#: domain's signature of the line as posted (L{posted_line}).
+POSTER_SIGNATURE = "Poster-Signature"
 #: The longest room name and topic, in characters.
 MAX_NAME = 100
 MAX_TOPIC = 500
@@ -27,22 +35,19 @@ MAX_REASON = 200
 SETTABLE_ROLES = {r.value: r for r in (Role.OWNER, Role.MODERATOR, Role.MEMBER)}
 
 
-def parse_room(argument: str, domain: str) -> str:
+def parse_room(argument: str, domain: str | None = None) -> str:
     """
-    The room a command names, in normal form, of this server's domain.
+    The room a command names, in normal form (of C{domain}, if given).
 
     @raise InvalidObject: if there is none.
     @raise fmtp.errors.InvalidAddress: if it is not an address (553).
-    @raise Forbidden: if it is a room of another domain.
+    @raise Forbidden: if it is not a room of C{domain}.
     """
     if not argument:
         raise InvalidObject("name the room: VERB TAG room@domain")
     room = normalize_address(argument)
-    if domain_of(room) != domain:
-        raise Forbidden(
-            f"{room} is not a room of {domain}: rooms of other domains are "
-            "not offered here yet"
-        )
+    if domain is not None and domain_of(room) != domain:
+        raise Forbidden(f"{room} is not a room of {domain}")
     return room
 
 
@@ -143,6 +148,49 @@ def entry_frame(room: str, entry: HistoryEntry) -> Frame:
     return reply(LINE_CODE, UNSOLICITED_TAG, "room line", headers, body)
 
 
+def member_headers(changed: MemberChanged) -> dict[str, str]:
+    """
+    What a member's change says (C{257}, and a C{member} push between
+    domains): C{Address}, C{Role}, C{Voice}, and C{By} and C{Reason} when
+    there are.
+    """
+    headers = {
+        "Address": changed.address,
+        "Role": changed.role,
+        "Voice": "yes" if changed.voice else "no",
+    }
+    if changed.actor is not None:
+        headers["By"] = changed.actor
+    if changed.reason:
+        headers["Reason"] = changed.reason
+    return headers
+
+
+def entry_reply(tag: str, entry: HistoryEntry) -> Frame:
+    """
+    The reply to a command that appended C{entry} (SAY, TOPIC, RETRACT).
+    """
+    return reply(
+        201,
+        tag,
+        headers={"Seq": str(entry.seq), "Id": entry.obj.id, "Digest": entry.digest},
+    )
+
+
+def parse_format(headers: Mapping[str, str]) -> str | None:
+    """
+    A line's C{Format}, in lower case, if given.
+
+    @raise InvalidObject: for a format that is not offered.
+    """
+    fmt = headers.get("Format")
+    if fmt is None:
+        return None
+    if fmt.lower() not in ("plain", "bbcode", "markdown"):
+        raise InvalidObject("Format must be plain, bbcode or markdown")
+    return fmt.lower()
+
+
 def entry_of_frame(frame: Frame) -> tuple[str, HistoryEntry]:
     """
     The room and entry a frame of L{entry_frame} carries, as a member
@@ -174,6 +222,59 @@ def entry_of_frame(frame: Frame) -> tuple[str, HistoryEntry]:
         retracted_by=int(retracted) if retracted else None,
     )
     return room, entry
+
+
+def entries_of(body: bytes) -> list[tuple[str, HistoryEntry]]:
+    """
+    The rooms and entries of a HISTORY reply's body: the entries' frames,
+    one after the other.
+
+    @raise ValueError: for a body that is not such frames.
+    """
+    entries = []
+    for item in FrameParser(DEFAULT_LIMITS).feed(body):
+        if isinstance(item, Exception):
+            raise ValueError(f"not a frame: {item}")
+        entries.append(entry_of_frame(item))
+    return entries
+
+
+def posted_line(
+    object_id: str, user: str, room: str, fmt: str | None, body: bytes
+) -> FMTPObject:
+    """
+    A line as the server of a poster of another domain signs it: what the
+    poster said, without the C{Parent-Digest} that only the room's home
+    can give it.  The home links it into its history with the signature
+    as C{Poster-Signature} (L{as_posted} gives it back).
+    """
+    properties = {"From": user, "To": room}
+    if fmt:
+        properties["Format"] = fmt
+    return FMTPObject(object_id, LINE_TYPE, properties, body)
+
+
+def as_posted(obj: FMTPObject) -> FMTPObject | None:
+    """
+    The line an entry's object holds as its poster's domain signed it, to
+    check that signature (L{fmtp.keys.signing.verify_with}); L{None} for
+    an entry that carries none (a line of the home's own users, whose
+    signature is the entry's own).
+    """
+    signature = obj.properties.get(POSTER_SIGNATURE)
+    if signature is None or obj.type != LINE_TYPE:
+        return None
+    props = obj.properties
+    line = posted_line(
+        obj.id,
+        props.get("From", ""),
+        props.get("To", ""),
+        props.get("Format"),
+        obj.body,
+    )
+    return FMTPObject(
+        line.id, line.type, {**line.properties, "Signature": signature}, line.body
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,16 +159,22 @@ class LiveRooms:
         line: RoomLine = event.payload  # type: ignore[assignment]
         return self.announce(line.room, event)
 
-    def announce(self, room: str, event: Event) -> int:
+    def announce(
+        self, room: str, event: Event, addresses: frozenset[str] | None = None
+    ) -> int:
         """
         Deliver an event (an entry, or a member's change) to the sessions
-        that entered C{room}, or hold it for those catching up.
+        that entered C{room} (only those of C{addresses}, if given: the
+        members a room of another domain named), or hold it for those
+        catching up.
 
         @return: how many sessions it reached (held ones included).
         """
         sessions = self._rooms.get(room)
         if not sessions:
             return 0
+        if addresses is not None:
+            sessions = {s: e for s, e in sessions.items() if s.address in addresses}
         for session, entered in list(sessions.items()):
             if entered.held is not None:
                 entered.held.append(event)
@@ -179,8 +185,14 @@ class LiveRooms:
     def _deliver(
         self, room: str, session: ISession, entered: _Entered, event: Event
     ) -> None:
-        if event.kind == ROOM_LINE and event.payload.entry.seq <= entered.caught_up_to:
-            return
+        if event.kind == ROOM_LINE:
+            # Each line once, in order: one pushed again (a room of
+            # another domain whose push was retried) or overtaken is
+            # dropped, and a client fills a gap it sees with HISTORY.
+            seq = event.payload.entry.seq
+            if seq <= entered.caught_up_to:
+                return
+            entered.caught_up_to = seq
         if not self._router.deliver_to(session, event) and event.kind == ROOM_LINE:
             # Its login ended without telling us: forget it.
             self.exit(room, session)

@@ -59,6 +59,14 @@ CHAT_PARAMETERS = [
         "Largest chat line, in bytes; 1 to 65536.",
     ],
     [
+        "chat-remote-rate",
+        None,
+        f"{DEFAULT_SETTINGS.remote_rate * 60:g}",
+        "Requests a minute another domain's server may make on this "
+        "server's rooms for its users, after a burst of "
+        f"{DEFAULT_SETTINGS.remote_burst:g}; 1 to 600000.",
+    ],
+    [
         "chat-hold-days",
         None,
         f"{DEFAULT_SETTINGS.tombstone_hold / 86400:.0f}",
@@ -81,5 +89,6 @@ def chat_settings_of(options: Mapping[str, str]) -> ChatSettings:
         user_rate=whole_option(options, "chat-user-rate", 1, 600_000) / 60,
         join_rate=whole_option(options, "chat-join-rate", 1, 6000) / 60,
         max_body=whole_option(options, "chat-max-line", 1, 65536),
+        remote_rate=whole_option(options, "chat-remote-rate", 1, 600_000) / 60,
         tombstone_hold=whole_option(options, "chat-hold-days", 0, 3650) * 86400.0,
     )

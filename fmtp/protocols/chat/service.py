@@ -26,6 +26,7 @@ from fmtp.accounts import verify_password as password_matches
 from fmtp.auth.router import Event
 from fmtp.errors import Forbidden, InvalidObject, TooManyRequests
 from fmtp.interfaces import IChatService, IDomainSigner, IRouter, ISession
+from fmtp.objects import domain_of
 from fmtp.protocols.chat.events import (
     ROOM_INVITATION,
     ROOM_MEMBER,
@@ -252,10 +253,17 @@ class ChatService(RoomHistory, Service):
     async def destroy(self, user: str, room: str) -> None:
         _, member = await self.membership(user, room)
         check_owner(member)
+        remote = {}
+        if self.federation is not None:
+            remote = await self.federation.remote_members(room)
         now = self.clock.seconds()
         await self.store.destroy_room(room, now, now + self.settings.tombstone_hold)
         self.forget_head(room)
         self.live.close(room, None, "destroyed")
+        if self.federation is not None:
+            addresses = [address for group in remote.values() for address in group]
+            self.federation.closed(room, addresses, "destroyed")
+            self.federation.forget(room)
 
     async def public_rooms(self, start: int, limit: int) -> list[Room]:
         return await self.store.public_rooms(start, limit)
@@ -309,6 +317,7 @@ class ChatService(RoomHistory, Service):
             joined = await self.store.join(room, user, self.clock.seconds())
         except Forbidden as e:
             raise self._refuse_join(user, found, member, e) from None
+        self._members_changed(room, user)
         # On the next turn: the JOIN is answered before the pushes to a
         # room's thousand entered sessions.
         self.clock.callLater(0, self._announce, room, joined)
@@ -335,7 +344,8 @@ class ChatService(RoomHistory, Service):
             if len(owners) == 1:
                 raise Forbidden("you are its only owner: name another or DESTROY it")
         await self.store.leave(room, user)
-        self.live.close(room, user, "left")
+        self._members_changed(room, user)
+        self._close(room, user, "left")
         self._announce(room, None, user)
 
     async def invite(self, user: str, room: str, address: str) -> bool:
@@ -345,6 +355,8 @@ class ChatService(RoomHistory, Service):
         invited = await self.store.invite(room, address, self.clock.seconds())
         if invited:
             self.router.deliver(address, Event(ROOM_INVITATION, Invitation(room, user)))
+            if self.federation is not None and domain_of(address) != self.domain:
+                self.federation.invited(room, address, user)
         return invited
 
     async def kick(self, user: str, room: str, address: str, reason: str) -> None:
@@ -354,8 +366,9 @@ class ChatService(RoomHistory, Service):
         if not is_member(target):
             raise Forbidden("that address is not a member of the room")
         await self.store.leave(room, address)
+        self._members_changed(room, address)
         self._announce(room, None, address, user, reason or None)
-        self.live.close(room, address, "kicked")
+        self._close(room, address, "kicked")
 
     async def ban(self, user: str, room: str, address: str, reason: str) -> None:
         _, actor = await self.membership(user, room)
@@ -368,8 +381,9 @@ class ChatService(RoomHistory, Service):
             room, address, Role.BANNED, False, now, reason or None
         )
         if is_member(target):
+            self._members_changed(room, address)
             self._announce(room, None, address, user, reason or None, Role.BANNED.value)
-        self.live.close(room, address, "banned")
+        self._close(room, address, "banned")
 
     async def unban(self, user: str, room: str, address: str) -> bool:
         _, actor = await self.membership(user, room)
@@ -419,6 +433,21 @@ class ChatService(RoomHistory, Service):
         voice = member is not None and member.voice
         changed = MemberChanged(room, address, role, voice, actor, reason)
         self.live.announce(room, Event(ROOM_MEMBER, changed))
+        if self.federation is not None:
+            self.federation.announce(room, changed)
+
+    def _close(self, room: str, address: str, why: str) -> None:
+        """
+        Stop the sessions of C{address} that entered C{room}, here or, for
+        an address of another domain, on its server.
+        """
+        self.live.close(room, address, why)
+        if self.federation is not None:
+            self.federation.closed(room, [address], why)
+
+    def _members_changed(self, room: str, address: str) -> None:
+        if self.federation is not None:
+            self.federation.members_changed(room, address)
 
     # Sessions
 

@@ -33,6 +33,9 @@ class ChatSettings:
     @ivar enter_backlog: the most entries ENTER sends to catch up; a
         client further behind pages through HISTORY first.
     @ivar tombstone_hold: seconds a destroyed room's address stays taken.
+    @ivar remote_rate: requests per second another domain's server may
+        make on this server's rooms for its users (C{ROOM}), after a burst
+        of C{remote_burst}; each user's own rates apply too.
     """
 
     max_members: int = 1000
@@ -49,6 +52,8 @@ class ChatSettings:
     history_bytes: int = 512 * 1024
     enter_backlog: int = 1000
     tombstone_hold: float = 30 * 86400.0
+    remote_rate: float = 200.0
+    remote_burst: float = 400.0
 
 
 DEFAULT_SETTINGS = ChatSettings()

@@ -60,6 +60,8 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
             "100",
             "--chat-hold-days",
             "2",
+            "--chat-remote-rate",
+            "600",
         ]
     )
     chosen = options["plugin-options"]["chat"]
@@ -67,6 +69,7 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
     assert (chosen.say_rate, chosen.room_rate, chosen.join_rate) == (0.5, 2.0, 0.1)
     assert chosen.tombstone_hold == 2 * 86400
     assert chosen.user_rate == 4.0
+    assert chosen.remote_rate == 10.0
     services = make_services(Clock(), plugin_options={"chat": chosen})
     assert chat_of(ChatProtocolPlugin(), services) == chosen
     assert chat_of(ChatProtocolPlugin(), make_services(Clock())) == DEFAULT_SETTINGS
@@ -83,6 +86,7 @@ def test_settings_come_from_the_servers_options(tmp_path) -> None:
         ("--chat-join-rate", "6001"),
         ("--chat-max-line", "65537"),
         ("--chat-hold-days", "-1"),
+        ("--chat-remote-rate", "0"),
     ],
 )
 def test_bad_options_are_refused(tmp_path, option: str, value: str) -> None:

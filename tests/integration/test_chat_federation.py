@@ -1,0 +1,207 @@
+"""
+Rooms across domains end to end: two servers on their own loopback
+addresses, found through a real DNS server (the federation tests'
+network); users of both talk in a room of one, a member whose server was
+down catches up, moderation works across the two, and the history's
+chain and every signature in it verify.
+"""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import reactor
+
+from fmtp.client import FrameClientProtocol, connect
+from fmtp.keys.signing import verify_signed_by
+from fmtp.protocols.chat.lines import as_posted
+from fmtp.store.rooms import verify_chain
+from tests.helpers import within
+from tests.integration.test_chat import CHAT_PUSHES, ask, entries_of, next_push
+from tests.integration.test_federation import EDGAR, LOST, PASSWORD, Server
+
+LOUNGE = "lounge@poe.net"
+ANNABEL = "annabel@poe.net"
+RAVEN = "raven@lenore.org"
+
+
+async def start_pair(network) -> tuple[Server, Server]:
+    poe = await network.start("poe.net", "127.0.0.2")
+    lenore = await start_lenore(network)
+    for address in (EDGAR, ANNABEL):
+        await poe.add_account(address)
+    return poe, lenore
+
+
+async def start_lenore(network, accounts: bool = True) -> Server:
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
+    for address in (LOST, RAVEN) if accounts else ():
+        await lenore.add_account(address)
+    return lenore
+
+
+async def chat_login(server: Server, address: str) -> FrameClientProtocol:
+    port = server.ports["chat", "tcp"]
+    client = await within(connect(reactor, f"tcp:{server.address}:{port}", timeout=5.0))
+    client.push_codes = CHAT_PUSHES
+    server.clients.append(client)
+    answer = await ask(
+        client, "LOGIN", headers={"Address": address, "Password": PASSWORD}
+    )
+    assert answer.code == 230, answer
+    return client
+
+
+async def pushed(client: FrameClientProtocol, code: int, **headers: str):
+    """
+    The next push of C{code} with C{headers}, skipping others.
+    """
+    while True:
+        frame = await next_push(client)
+        if frame.code == code and all(
+            frame.headers.get(k) == v for k, v in headers.items()
+        ):
+            return frame
+
+
+async def lounge_of_both(poe: Server, lenore: Server):
+    edgar = await chat_login(poe, EDGAR)
+    lost = await chat_login(lenore, LOST)
+    made = await ask(edgar, "CREATE", LOUNGE, {"Public": "yes"})
+    assert made.code == 201, made
+    assert (await ask(edgar, "ENTER", LOUNGE)).code == 200
+    joined = await ask(lost, "JOIN", LOUNGE)
+    assert joined.code == 200, joined
+    assert joined.headers["Role"] == "member"
+    await pushed(edgar, 257, Address=LOST, Role="member")
+    entered = await ask(lost, "ENTER", LOUNGE)
+    assert entered.code == 200, entered
+    return edgar, lost
+
+
+async def verified(server: Server, entries) -> None:
+    """
+    The chain links, the home signed every entry, and each line of a user
+    of another domain carries its poster's domain's signature.
+    """
+    verify_chain(entries)
+    keys = server.services.keys
+    for entry in entries:
+        if entry.obj is None:
+            continue
+        await within(verify_signed_by(keys, entry.obj, "poe.net", reactor))
+        posted = as_posted(entry.obj)
+        if entry.obj.properties["From"].endswith("@lenore.org"):
+            assert posted is not None
+            await within(keys.verify_object(posted))
+
+
+@pytest_twisted.ensureDeferred
+async def test_members_of_two_domains_talk_and_the_chain_verifies(network) -> None:
+    poe, lenore = await start_pair(network)
+    edgar, lost = await lounge_of_both(poe, lenore)
+
+    said = await ask(edgar, "SAY", LOUNGE, body=b"Quoth the raven")
+    assert said.code == 201, said
+    line = await pushed(lost, 256, Room=LOUNGE, Seq="1")
+    assert line.body == b"Quoth the raven"
+
+    said = await ask(lost, "SAY", LOUNGE, {"Format": "plain"}, b"Nevermore")
+    assert said.code == 201, said
+    assert said.headers["Seq"] == "2"
+    line = await pushed(edgar, 256, Seq="2", From=LOST)
+    assert line.body == b"Nevermore"
+    # The poster's own session receives it too, once.
+    await pushed(lost, 256, Seq="2")
+
+    # Lost reads the history through his server; Edgar from the home.
+    page = await ask(lost, "HISTORY", LOUNGE)
+    assert page.code == 200 and page.headers["Head"] == "2", page
+    entries = entries_of(page.body)
+    assert entries == entries_of((await ask(edgar, "HISTORY", LOUNGE)).body)
+    await verified(lenore, entries)
+    assert "Poster-Signature" in entries[1].obj.properties
+
+    who = await ask(lost, "WHO", LOUNGE)
+    assert who.body == f"{EDGAR} owner -\r\n{LOST} member -\r\n".encode()
+    # A room is created on its own domain's server.
+    assert (await ask(lost, "CREATE", "den@poe.net")).code == 554
+    # A server acts for its own users only: Lost's says he is Lost.
+    assert (await ask(lost, "SAY", LOUNGE, {"Actor": EDGAR}, b"x")).code == 201
+    mine = entries_of((await ask(edgar, "HISTORY", LOUNGE, {"Since": "2"})).body)
+    assert mine[0].obj.properties["From"] == LOST
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_member_whose_server_was_down_catches_up(network) -> None:
+    poe, lenore = await start_pair(network)
+    edgar, lost = await lounge_of_both(poe, lenore)
+    await ask(edgar, "SAY", LOUNGE, body=b"one")
+    await pushed(lost, 256, Seq="1")
+
+    await lenore.stop()
+    for text in (b"two", b"three", b"four"):
+        assert (await ask(edgar, "SAY", LOUNGE, body=text)).code == 201
+
+    lenore = await start_lenore(network, accounts=False)
+    lost = await chat_login(lenore, LOST)
+    # Back with the last line he saw: the ones said while away, then live.
+    entered = await ask(lost, "ENTER", LOUNGE, {"Since": "1"})
+    assert entered.code == 200, entered
+    caught = [await pushed(lost, 256) for _ in range(3)]
+    assert [f.body for f in caught] == [b"two", b"three", b"four"]
+    await ask(edgar, "SAY", LOUNGE, body=b"five")
+    live = await pushed(lost, 256)
+    # No duplicate: what the queue brings after the catch-up is dropped.
+    assert (live.headers["Seq"], live.body) == ("5", b"five")
+    entries = entries_of((await ask(lost, "HISTORY", LOUNGE)).body)
+    await verified(lenore, entries)
+
+
+@pytest_twisted.ensureDeferred
+async def test_moderation_across_domains(network) -> None:
+    poe, lenore = await start_pair(network)
+    edgar, lost = await lounge_of_both(poe, lenore)
+    raven = await chat_login(lenore, RAVEN)
+    annabel = await chat_login(poe, ANNABEL)
+    assert (await ask(raven, "JOIN", LOUNGE)).code == 200
+    assert (await ask(annabel, "JOIN", LOUNGE)).code == 200
+    assert (await ask(annabel, "ENTER", LOUNGE)).code == 200
+
+    # A moderator of another domain kicks a local member.
+    role = await ask(edgar, "ROLE", LOUNGE, {"Address": LOST, "Role": "moderator"})
+    assert role.code == 200, role
+    kicked = await ask(lost, "KICK", LOUNGE, {"Address": ANNABEL, "Reason": "noise"})
+    assert kicked.code == 200, kicked
+    await pushed(annabel, 259, Room=LOUNGE, Reason="kicked")
+
+    # The home's owner kicks a remote member: his session there is closed.
+    assert (await ask(raven, "ENTER", LOUNGE)).code == 200
+    assert (await ask(edgar, "KICK", LOUNGE, {"Address": RAVEN})).code == 200
+    await pushed(raven, 259, Room=LOUNGE, Reason="kicked")
+    await pushed(lost, 257, Address=RAVEN, Role="none", By=EDGAR)
+
+    # Banned from another domain: he cannot come back, or speak.
+    assert (await ask(edgar, "BAN", LOUNGE, {"Address": RAVEN})).code == 200
+    back = await ask(raven, "JOIN", LOUNGE)
+    assert back.code == 554, back
+    assert (await ask(raven, "SAY", LOUNGE, body=b"caw")).code == 554
+
+    # A moderated room: a remote member without voice is refused.
+    assert (
+        await ask(edgar, "ROLE", LOUNGE, {"Address": LOST, "Role": "member"})
+    ).code == 200
+    assert (await ask(edgar, "CONFIG", LOUNGE, {"Moderated": "yes"})).code == 200
+    quiet = await ask(lost, "SAY", LOUNGE, body=b"may I?")
+    assert quiet.code == 554, quiet
+    voiced = await ask(edgar, "ROLE", LOUNGE, {"Address": LOST, "Voice": "yes"})
+    assert voiced.code == 200
+    assert (await ask(lost, "SAY", LOUNGE, body=b"thank you")).code == 201
+
+    # An invitation reaches a user of another domain.
+    assert (await ask(edgar, "UNBAN", LOUNGE, {"Address": RAVEN})).code == 200
+    assert (await ask(edgar, "INVITE", LOUNGE, {"Address": RAVEN})).code == 200
+    await pushed(raven, 258, Room=LOUNGE, From=EDGAR)
+
+    # The room destroyed: the remote sessions that entered it are told.
+    assert (await ask(edgar, "DESTROY", LOUNGE)).code == 200
+    await pushed(lost, 259, Room=LOUNGE, Reason="destroyed")
