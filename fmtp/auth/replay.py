@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import enum
 
+from fmtp.errors import FMTPError
+
 #: Sequence numbers a window remembers behind its highest, by default.
 WINDOW = 1024
+
+
+class SeqRefused(FMTPError):
+    """
+    A C{Seq} used before with other bytes, or older than the window.
+    """
+
+    code = 503
 
 
 class Seen(enum.Enum):

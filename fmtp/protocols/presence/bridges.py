@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fmtp.auth.replay import WINDOW, ReplayWindow, Seen
+from fmtp.auth.replay import WINDOW, ReplayWindow, Seen, SeqRefused
 from fmtp.auth.router import datagram_mac, sign_frame, unsigned_bytes
 from fmtp.errors import FMTPError, Forbidden, InvalidObject
 from fmtp.objects import domain_of, normalize_address
@@ -70,14 +70,6 @@ class BridgeRefused(FMTPError):
 
     code = 535
     default_message = "bridge authentication failed"
-
-
-class SeqRefused(FMTPError):
-    """
-    A C{Seq} used before with other bytes, or older than the window.
-    """
-
-    code = 503
 
 
 @dataclass
