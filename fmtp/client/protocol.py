@@ -257,20 +257,40 @@ class DatagramClient(DatagramProtocol):
         if d is not None:
             d.callback(frame)
 
-    def _send_once(self, frame: Frame) -> Deferred:
+    def encode(self, frame: Frame) -> bytes:
+        """
+        The datagram that carries C{frame}: padded when it has no cookie
+        (a subclass signs it here, L{fmtp.client.lightchat}).
+        """
         data = serialize(frame)
         if "Cookie" not in frame.headers and len(data) < MIN_UNVERIFIED_DATAGRAM:
             pad = MIN_UNVERIFIED_DATAGRAM - len(data) - len("Pad: \r\n")
             frame.headers["Pad"] = "x" * max(pad, 1)
             data = serialize(frame)
+        return data
+
+    def _send_once(self, frame: Frame) -> Deferred:
+        return self.send_datagram(frame.tag, self.encode(frame))
+
+    def send_datagram(self, tag: str, data: bytes) -> Deferred:
+        """
+        Send C{data}, a request tagged C{tag}, once.
+
+        @return: a Deferred that fires with its reply, or fails with a
+            C{TimeoutError} after the timeout.
+        """
         d = Deferred()
-        self._pending[frame.tag] = d
+        self._pending[tag] = d
         self.transport.write(data, self.server)
         d.addTimeout(self._timeout, self._reactor)
         return d
 
     async def request(
-        self, verb: str, argument: str = "", headers: dict[str, str] | None = None
+        self,
+        verb: str,
+        argument: str = "",
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> Frame:
         """
         Send one request and return its reply, getting a cookie first if
@@ -280,7 +300,7 @@ class DatagramClient(DatagramProtocol):
         """
         for _ in range(self._attempts):
             tag = str(next(self._tags))
-            frame = request(verb, tag, argument, headers)
+            frame = request(verb, tag, argument, headers, body)
             if self.cookie:
                 frame.headers["Cookie"] = self.cookie
             try:
