@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hmac
 import itertools
+from collections.abc import Mapping
 
-from twisted.internet.defer import DeferredQueue, TimeoutError
+from twisted.internet.defer import DeferredQueue
 
 from fmtp.auth.router import datagram_mac, session_id, sign_frame, unsigned_bytes
 from fmtp.client.protocol import DatagramClient
-from fmtp.wire import UNSOLICITED_TAG, Frame, FrameError, parse_datagram, request
+from fmtp.wire import UNSOLICITED_TAG, Frame, request
 
 
 class ChatDatagramClient(DatagramClient):
@@ -58,19 +59,19 @@ class ChatDatagramClient(DatagramClient):
         """
         C{frame} with the session's id and a fresh C{Seq}, signed.
         """
-        frame.headers["Session-Id"] = self.session_id
-        frame.headers["Seq"] = str(next(self._seqs))
-        return sign_frame(frame, self._key)
+        return signed_request(
+            self._key,
+            next(self._seqs),
+            frame.verb,
+            frame.tag,
+            frame.argument,
+            frame.headers,
+            frame.body,
+        )
 
-    def datagramReceived(self, data: bytes, addr) -> None:
-        if addr[:2] != self.server:
-            return
-        try:
-            frame = parse_datagram(data)
-        except FrameError:
-            return
+    def frame_received(self, frame: Frame, data: bytes) -> None:
         if frame.tag != UNSOLICITED_TAG or "Mac" not in frame.headers:
-            super().datagramReceived(data, addr)
+            super().frame_received(frame, data)
             return
         mac = frame.headers.pop("Mac")
         expected = datagram_mac(self._key, unsigned_bytes(data))
@@ -78,41 +79,6 @@ class ChatDatagramClient(DatagramClient):
             self.forged += 1
             return
         self.pushes.put(frame)
-
-    async def request(
-        self,
-        verb: str,
-        argument: str = "",
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-    ) -> Frame:
-        """
-        Send one signed request and return its reply: sent again byte for
-        byte when its answer is lost (the server answers a repeat as the
-        first time, and runs it once), signed anew with the cookie the
-        server asks for.
-
-        @raise TimeoutError: if no reply comes after every attempt.
-        """
-        tag = str(next(self._tags))
-        data = None
-        for _ in range(self._attempts):
-            if data is None:
-                frame = request(verb, tag, argument, dict(headers or {}), body)
-                if self.cookie:
-                    frame.headers["Cookie"] = self.cookie
-                data = self.encode(frame)
-            try:
-                answer = await self.send_datagram(tag, data)
-            except TimeoutError:
-                self._pending.pop(tag, None)
-                continue
-            if answer.code == 432 and answer.headers.get("Cookie"):
-                self.cookie = answer.headers["Cookie"]
-                data = None
-                continue
-            return answer
-        raise TimeoutError(f"no answer from {self.server[0]}:{self.server[1]}")
 
     def say(self, room: str, text: str | bytes, fmt: str | None = None):
         """
@@ -131,3 +97,21 @@ class ChatDatagramClient(DatagramClient):
 
     def unlisten(self, room: str):
         return self.request("UNLISTEN", room)
+
+
+def signed_request(
+    key: str,
+    seq: int,
+    verb: str,
+    tag: str,
+    argument: str = "",
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+) -> bytes:
+    """
+    A chat request as a light client sends it in a datagram: with the
+    C{Session-Id} of session key C{key}, its C{Seq}, and its C{Mac} first
+    (L{ChatDatagramClient} sends these; tests too).
+    """
+    signing = {"Session-Id": session_id(key), "Seq": str(seq), **(headers or {})}
+    return sign_frame(request(verb, tag, argument, signing, body), key)

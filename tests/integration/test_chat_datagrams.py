@@ -13,6 +13,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 
+from fmtp.auth.router import session_id
 from fmtp.client import ChatDatagramClient, connect
 from fmtp.protocols.chat.lines import entry_of_frame
 from fmtp.store.rooms import verify_chain
@@ -136,12 +137,12 @@ async def test_a_forged_datagram_is_refused(server, verb) -> None:
     forger = ChatDatagramClient(
         reactor, "127.0.0.1", server.chat_udp_port, "not-her-key", timeout=2.0
     )
-    forger.session_id = ChatDatagramClient(reactor, "", 0, key).session_id
     port = reactor.listenUDP(0, forger, interface="127.0.0.1")
     try:
         assert (await ask(edgar, "CREATE", LOUNGE, {"Public": "yes"})).code == 201
         assert (await ask(annabel, "JOIN", LOUNGE)).code == 200
-        answer = await within(forger.request(verb, LOUNGE, body=b"forged"))
+        hers = {"Session-Id": session_id(key)}
+        answer = await within(forger.request(verb, LOUNGE, hers, b"forged"))
         assert answer.code == 535, answer
         assert (await ask(edgar, "HISTORY", LOUNGE)).headers["Head"] == "0"
     finally:

@@ -40,7 +40,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from fmtp.auth.replay import ReplayWindow, Seen, SeqRefused
-from fmtp.auth.router import Event, session_id, sign_frame, unsigned_bytes
+from fmtp.auth.router import Event, sign_frame, unsigned_bytes
 from fmtp.errors import FMTPError, Forbidden, InvalidObject
 from fmtp.framing.handler import Command, Renderer, int_header, required_header
 from fmtp.framing.session import Session
@@ -50,7 +50,7 @@ from fmtp.protocols.chat.lines import parse_room
 from fmtp.protocols.chat.live import LiveRooms
 from fmtp.protocols.chat.service import ChatService
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter
-from fmtp.wire import MAX_DATAGRAM, UNSOLICITED_TAG, Frame, reply, request
+from fmtp.wire import MAX_DATAGRAM, UNSOLICITED_TAG, Frame, reply
 
 #: Seconds a LISTEN lasts unless the client sends it again.
 LISTEN_LIFETIME = 60.0
@@ -421,21 +421,3 @@ class ChatDatagrams:
         listener.close()
         if listener.sink_session is not None:
             self._router.close(listener.sink_session)
-
-
-def signed_request(
-    key: str,
-    seq: int,
-    verb: str,
-    tag: str,
-    argument: str = "",
-    headers: Mapping[str, str] | None = None,
-    body: bytes = b"",
-) -> bytes:
-    """
-    A chat request as a light client sends it in a datagram: with the
-    C{Session-Id} of session key C{key}, its C{Seq}, and its C{Mac} first
-    (for tests and clients written in Python).
-    """
-    signing = {"Session-Id": session_id(key), "Seq": str(seq), **(headers or {})}
-    return sign_frame(request(verb, tag, argument, signing, body), key)

@@ -13,13 +13,9 @@ from __future__ import annotations
 from twisted.logger import capturedLogs, formatEvent
 
 from fmtp.auth.router import datagram_mac, session_id, sign_frame, unsigned_bytes
+from fmtp.client.lightchat import signed_request
 from fmtp.protocols.chat import datagrams
-from fmtp.protocols.chat.datagrams import (
-    LISTEN_LIFETIME,
-    MAX_LISTENED,
-    SEQ_WINDOW,
-    signed_request,
-)
+from fmtp.protocols.chat.datagrams import LISTEN_LIFETIME, MAX_LISTENED, SEQ_WINDOW
 from fmtp.protocols.chat.plugin import ChatProtocolPlugin
 from fmtp.wire import Frame, parse_datagram, request, serialize
 from tests.framing.test_datagram import RecordingDatagramTransport
@@ -365,6 +361,20 @@ class AttackTests(DatagramTestCase):
         self.edgar_says()
         self.assertEqual(self.pushes(), [])
         self.assertEqual(self.ask("LISTEN", LOUNGE).code, 554)
+
+    def test_a_ban_a_leave_or_a_destroyed_room_ends_the_listening(self) -> None:
+        for verb, conn, headers, reason in [
+            ("BAN", self.edgar, {"Address": ANNABEL}, "banned"),
+            ("LEAVE", self.annabel, {}, "left"),
+            ("DESTROY", self.edgar, {}, "destroyed"),
+        ]:
+            self.edgar.ask("UNBAN", "b", LOUNGE, {"Address": ANNABEL})
+            self.annabel.ask("JOIN", "j", LOUNGE)
+            self.assertEqual(self.ask("LISTEN", LOUNGE).code, 200, verb)
+            self.assertEqual(conn.ask(verb, "v", LOUNGE, headers).code, 200, verb)
+            [closed] = self.pushes()
+            self.assertEqual((closed.code, closed.headers["Reason"]), (259, reason))
+            self.assertEqual(self.chat.live.entered(LOUNGE), [])
 
     def test_a_session_that_ended_receives_and_proves_nothing(self) -> None:
         sessions = len(self.services.router)
