@@ -1,5 +1,5 @@
 """
-A light chat client (doc/protocol.md 10.9): lines posted and received in
+A light chat client (doc/protocol.md 10.10): lines posted and received in
 UDP datagrams, for a session logged in over TCP.
 
     client = ChatDatagramClient(reactor, "127.0.0.1", 7072, session_key)

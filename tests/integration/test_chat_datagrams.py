@@ -1,5 +1,5 @@
 """
-Light chat clients end to end, on real sockets (doc/protocol.md 10.9): a
+Light chat clients end to end, on real sockets (doc/protocol.md 10.10): a
 server on loopback TCP and UDP port 0 with SQLite; Annabel logs in over
 TCP, LISTENs and SAYs over UDP, receives Edgar's lines as datagrams, sees
 the gap a lost datagram leaves and fills it with HISTORY over TCP; her

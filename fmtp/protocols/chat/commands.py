@@ -173,7 +173,7 @@ class ChatCommands(CommandGroup):
             self.renderers,
         )
         signed = self.datagrams.signed
-        self.commands["SAY"] = signed(self.say)
+        self.commands["SAY"] = signed(self.commands["SAY"])
         self.commands["LISTEN"] = signed(self.datagrams.listen, datagram_only=True)
         self.commands["UNLISTEN"] = signed(self.datagrams.unlisten, datagram_only=True)
         self.datagram_commands = frozenset({"SAY", "LISTEN", "UNLISTEN"})

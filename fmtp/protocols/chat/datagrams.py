@@ -1,5 +1,5 @@
 """
-The chat protocol's light clients (doc/protocol.md 10.9): a session
+The chat protocol's light clients (doc/protocol.md 10.10): a session
 logged in over TCP posts lines (C{SAY}) and receives a room's new lines
 (C{LISTEN}) in datagrams.
 

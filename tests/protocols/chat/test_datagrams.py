@@ -1,5 +1,5 @@
 """
-Unit tests of the chat protocol's light clients (doc/protocol.md 10.9),
+Unit tests of the chat protocol's light clients (doc/protocol.md 10.10),
 on a Clock and a recording datagram transport: SAY and LISTEN in
 datagrams signed with a session's key, and each attack on them written as
 a test first: a forged MAC, another user's session, another protocol's
@@ -341,6 +341,7 @@ class AttackTests(DatagramTestCase):
         bad_seq = sign_frame(request("SAY", "u", LOUNGE, headers, b"x"), self.key)
         self.assertEqual(self.receive(bad_seq).code, 501)
         self.assertEqual(self.ask("LISTEN", "not a room").code, 553)
+        self.assertEqual(self.ask("LISTEN", "room@lenore.org").code, 554)
         self.assertEqual(self.head(), 0)
 
     def test_a_flood_is_dropped(self) -> None:
