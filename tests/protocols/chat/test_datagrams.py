@@ -229,6 +229,20 @@ class SayAndListenTests(DatagramTestCase):
         self.assertEqual(self.lines_pushed(SOURCE), [])
         self.assertEqual(self.lines_pushed(ELSEWHERE), [seq])
 
+    def test_a_replayed_listen_does_not_move_the_lines(self) -> None:
+        """
+        A captured LISTEN sent again from another port of the same host
+        (behind the same NAT, so its cookie holds) gets the first answer,
+        and the lines still go where the fresh one came from.
+        """
+        data = self.signed("LISTEN", LOUNGE)
+        first = self.receive(data)
+        other_port = (SOURCE[0], 40001)
+        self.assertEqual(self.receive(data, other_port), first)
+        seq = self.edgar_says()
+        self.assertEqual(self.lines_pushed(other_port), [])
+        self.assertEqual(self.lines_pushed(SOURCE), [seq])
+
     def test_a_line_too_large_for_a_datagram_is_named_for_history(self) -> None:
         self.ask("LISTEN", LOUNGE)
         seq = self.edgar_says(b"x" * 1100)
