@@ -11,9 +11,10 @@ who may receive what (that is each protocol's domain code, which calls
 L{Router.deliver} or L{Router.fan_out}); it only finds the sinks.
 
 A session's key is the PAME session key LOGIN hands out: random, secret,
-held only in this process's memory.  Over UDP a client proves its session
-with an HMAC of the datagram keyed by it (L{datagram_mac}), checked in
-constant time by L{Router.verify_datagram}.
+held only in this process's memory.  Over UDP a client names its session
+by its public id (L{session_id}), never by the key, and proves it holds
+the key with an HMAC of the datagram keyed by it (L{datagram_mac}),
+checked in constant time by L{Router.verify_datagram}.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from fmtp.interfaces import IRouter, ISession
+from fmtp.wire import Frame, serialize
+
+#: What a session's public id is the HMAC of (L{session_id}).
+SESSION_ID_LABEL = b"fmtp session id"
+#: The key a MAC is checked with for an unknown session id.
+_NO_KEY = "0" * 43
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +60,17 @@ class Session:
     One login of one address on one protocol.
     """
 
-    key: str
+    key: str = field(repr=False)
     address: str
     protocol: str
     kinds: frozenset[str]
     opened: float
     sink: Sink = field(repr=False)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = session_id(self.key)
 
 
 def datagram_mac(key: str, data: bytes) -> str:
@@ -67,6 +79,31 @@ def datagram_mac(key: str, data: bytes) -> str:
     the holder of session key C{key}.
     """
     return hmac.new(key.encode("ascii"), data, hashlib.sha256).hexdigest()
+
+
+def session_id(key: str) -> str:
+    """
+    The public id of the session of key C{key}: what a datagram names its
+    session by, so that it never carries the key.  Derived from the key
+    (the first 32 hex digits of its HMAC-SHA256 of C{fmtp session id}), so
+    that a client computes it, and nothing but the key's holder can tell
+    which id goes with which key.
+    """
+    return datagram_mac(key, SESSION_ID_LABEL)[:32]
+
+
+def sign_frame(frame: Frame, key: str) -> bytes:
+    """
+    C{frame} serialized and signed with C{key}: with a first header
+    C{Mac}, the L{datagram_mac} of the bytes without that line (what
+    L{unsigned_bytes} gives back).  How an ISP bridge signs its requests
+    and the server its notifications to it, and a light chat client its
+    datagrams and the server its pushes to it.
+    """
+    unsigned = serialize(frame)
+    mac = datagram_mac(key, unsigned)
+    command_end = unsigned.index(b"\r\n") + 2
+    return unsigned[:command_end] + f"Mac: {mac}\r\n".encode() + unsigned[command_end:]
 
 
 def unsigned_bytes(data: bytes) -> bytes:
@@ -102,6 +139,7 @@ class Router:
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._by_key: dict[str, Session] = {}
+        self._by_id: dict[str, Session] = {}
         self._by_address: dict[str, dict[str, Session]] = {}
 
     def open(
@@ -116,12 +154,14 @@ class Router:
             sink,
         )
         self._by_key[session.key] = session
+        self._by_id[session.id] = session
         self._by_address.setdefault(address, {})[session.key] = session
         return session
 
     def close(self, session: Session) -> None:
         if self._by_key.pop(session.key, None) is None:
             return
+        self._by_id.pop(session.id, None)
         sessions = self._by_address.get(session.address)
         if sessions is not None:
             sessions.pop(session.key, None)
@@ -162,10 +202,12 @@ class Router:
     def session_for_key(self, key: str) -> Session | None:
         return self._by_key.get(key)
 
-    def verify_datagram(self, key: str, data: bytes, mac: str) -> Session | None:
-        session = self._by_key.get(key)
-        expected = datagram_mac(key, data) if session is not None else ""
-        # Compared even for an unknown key, so timing tells nothing.
+    def verify_datagram(self, id: str, data: bytes, mac: str) -> Session | None:
+        session = self._by_id.get(id)
+        # An unknown id costs the same HMAC as a known one: timing tells
+        # nothing of which ids are open.
+        key = session.key if session is not None else _NO_KEY
+        expected = datagram_mac(key, data)
         if not hmac.compare_digest(expected.encode(), mac.lower().encode()):
             return None
         return session

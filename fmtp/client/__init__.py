@@ -9,7 +9,8 @@ returning coroutines to await (or wrap with C{Deferred.fromCoroutine});
 L{Presence} (L{fmtp.client.presence}) makes the presence protocol's calls
 on a L{Client} logged in to a presence port, L{Chat}
 (L{fmtp.client.chat}) the chat protocol's on one logged in to a chat
-port.
+port, and L{ChatDatagramClient} (L{fmtp.client.lightchat}) its datagrams
+for a session logged in over TCP.
 L{BlockingClient} (L{fmtp.client.blocking}) wraps it for scripts that do
 not run a reactor.  Underneath, L{FrameClientProtocol} and
 L{DatagramClient} (L{fmtp.client.protocol}) speak frames, on the same
@@ -24,6 +25,7 @@ from fmtp.client.api import DEFAULT_TIMEOUT, Client
 from fmtp.client.blocking import BlockingClient
 from fmtp.client.chat import Chat
 from fmtp.client.errors import ClientError, ConnectionLost, ReplyError, ReplyTimeout
+from fmtp.client.lightchat import ChatDatagramClient
 from fmtp.client.presence import Presence
 from fmtp.client.protocol import (
     MIN_UNVERIFIED_DATAGRAM,
@@ -38,6 +40,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "BlockingClient",
     "Chat",
+    "ChatDatagramClient",
     "Client",
     "ClientError",
     "ConnectionLost",

@@ -253,43 +253,73 @@ class DatagramClient(DatagramProtocol):
             frame = parse_datagram(data)
         except FrameError:
             return
+        self.frame_received(frame, data)
+
+    def frame_received(self, frame: Frame, data: bytes) -> None:
+        """
+        A frame came from the server in C{data}: the reply to the request
+        of its tag, if one waits (a subclass takes pushes here).
+        """
         d = self._pending.pop(frame.tag, None)
         if d is not None:
             d.callback(frame)
 
-    def _send_once(self, frame: Frame) -> Deferred:
+    def encode(self, frame: Frame) -> bytes:
+        """
+        The datagram that carries C{frame}: padded when it has no cookie
+        (a subclass signs it here, L{fmtp.client.lightchat}).
+        """
         data = serialize(frame)
         if "Cookie" not in frame.headers and len(data) < MIN_UNVERIFIED_DATAGRAM:
             pad = MIN_UNVERIFIED_DATAGRAM - len(data) - len("Pad: \r\n")
             frame.headers["Pad"] = "x" * max(pad, 1)
             data = serialize(frame)
+        return data
+
+    def send_datagram(self, tag: str, data: bytes) -> Deferred:
+        """
+        Send C{data}, a request tagged C{tag}, once.
+
+        @return: a Deferred that fires with its reply, or fails with a
+            C{TimeoutError} after the timeout.
+        """
         d = Deferred()
-        self._pending[frame.tag] = d
+        self._pending[tag] = d
         self.transport.write(data, self.server)
         d.addTimeout(self._timeout, self._reactor)
         return d
 
     async def request(
-        self, verb: str, argument: str = "", headers: dict[str, str] | None = None
+        self,
+        verb: str,
+        argument: str = "",
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> Frame:
         """
         Send one request and return its reply, getting a cookie first if
-        the server asks for one.
+        the server asks for one.  A request whose answer is lost is sent
+        again byte for byte (a server that numbers datagrams answers a
+        repeat as the first time, without running it again).
 
         @raise TimeoutError: if no reply comes after every attempt.
         """
+        tag = str(next(self._tags))
+        data = None
         for _ in range(self._attempts):
-            tag = str(next(self._tags))
-            frame = request(verb, tag, argument, headers)
-            if self.cookie:
-                frame.headers["Cookie"] = self.cookie
+            if data is None:
+                frame = request(verb, tag, argument, dict(headers or {}), body)
+                if self.cookie:
+                    frame.headers["Cookie"] = self.cookie
+                data = self.encode(frame)
             try:
-                answer = await self._send_once(frame)
+                answer = await self.send_datagram(tag, data)
             except TimeoutError:
                 self._pending.pop(tag, None)
                 continue
             if answer.code == 432 and answer.headers.get("Cookie"):
                 self.cookie = answer.headers["Cookie"]
+                data = None
                 continue
             return answer
         raise TimeoutError(f"no answer from {self.server[0]}:{self.server[1]}")

@@ -193,20 +193,24 @@ class IRouter(Interface):
         The open session a key names, or L{None}.
         """
 
-    def verify_datagram(key, data, mac):
+    def verify_datagram(id, data, mac):
         """
         Check that a datagram was sent by the holder of a session key: a
-        client proves its session over UDP with an HMAC-SHA256, keyed by
-        the session key, over the datagram's bytes without its C{Mac}
-        header (see L{fmtp.auth.router.datagram_mac}).  The datagram
-        listeners do not check it yet: a datagram is anonymous unless its
-        protocol calls this.
+        client names its session over UDP by its public C{id} (never the
+        key, which a datagram never carries) and proves it with an
+        HMAC-SHA256, keyed by the session key, over the datagram's bytes
+        without its C{Mac} header (see L{fmtp.auth.router.datagram_mac}).
+        The datagram listeners do not check it: a datagram is anonymous
+        unless its protocol calls this (the chat protocol's light
+        clients do, L{fmtp.protocols.chat.datagrams}).
 
-        @param key: the session key the datagram names.
+        @param id: the public id of the session the datagram names
+            (L{ISession.id}).
         @param data: the bytes the MAC covers.
         @param mac: the MAC the datagram carries (hex).
-        @return: the L{ISession}, or L{None} if the key is unknown or the
-            MAC does not match (compared in constant time).
+        @return: the L{ISession}, or L{None} if the id is unknown or the
+            MAC does not match (compared in constant time, with the same
+            work for an unknown id).
         """
 
 
@@ -216,6 +220,10 @@ class ISession(Interface):
     """
 
     key = Attribute("The secret session key (URL-safe text).")
+    id = Attribute(
+        "The public id that names it in datagrams, derived from its key "
+        "(L{fmtp.auth.router.session_id}): 32 lower-case hex digits."
+    )
     address = Attribute("The logged-in address.")
     protocol = Attribute("The name of the protocol that opened it.")
     kinds = Attribute("The event kinds it takes (a frozenset of strings).")

@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from fmtp.auth.router import Event, Router, datagram_mac
+from fmtp.auth.router import Event, Router, datagram_mac, session_id
 from fmtp.interfaces import IRouter, ISession
 
 EDGAR = "edgar@poe.net"
@@ -101,19 +101,27 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(self.router.sessions(EDGAR, "object")[0].key, _.key)
 
     def test_datagrams_prove_their_session(self) -> None:
+        """
+        A datagram names its session by the public id, never the key, and
+        proves it with a MAC keyed by the key.
+        """
         _, session = self.open(EDGAR, "presence", "presence")
+        self.assertEqual(session.id, session_id(session.key))
+        self.assertEqual(len(session.id), 32)
+        self.assertNotIn(session.id, session.key)
         data = b"STATUS 1\r\nStatus: away\r\n\r\n"
         mac = datagram_mac(session.key, data)
-        self.assertIs(self.router.verify_datagram(session.key, data, mac), session)
+        self.assertIs(self.router.verify_datagram(session.id, data, mac), session)
         self.assertIs(
-            self.router.verify_datagram(session.key, data, mac.upper()), session
+            self.router.verify_datagram(session.id, data, mac.upper()), session
         )
-        self.assertIsNone(self.router.verify_datagram(session.key, data + b"x", mac))
-        self.assertIsNone(self.router.verify_datagram(session.key, data, "0" * 64))
-        self.assertIsNone(self.router.verify_datagram("unknown", data, mac))
-        self.assertIsNone(self.router.verify_datagram(session.key, data, "ünï"))
-        self.router.close(session)
+        self.assertIsNone(self.router.verify_datagram(session.id, data + b"x", mac))
+        self.assertIsNone(self.router.verify_datagram(session.id, data, "0" * 64))
         self.assertIsNone(self.router.verify_datagram(session.key, data, mac))
+        self.assertIsNone(self.router.verify_datagram("unknown", data, mac))
+        self.assertIsNone(self.router.verify_datagram(session.id, data, "ünï"))
+        self.router.close(session)
+        self.assertIsNone(self.router.verify_datagram(session.id, data, mac))
 
 
 def test_unsigned_bytes_drop_only_the_mac_header_line() -> None:

@@ -26,10 +26,10 @@ from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.internet.threads import deferToThread
 
 from fmtp.accounts import hash_password
-from fmtp.auth.router import datagram_mac, unsigned_bytes
+from fmtp.auth.router import datagram_mac, sign_frame, unsigned_bytes
 from fmtp.objects import user_object
 from fmtp.protocols.presence.bridgeresync import signed_resync
-from fmtp.protocols.presence.bridges import sign_frame, signed_publish
+from fmtp.protocols.presence.bridges import signed_publish
 from fmtp.store.bridges import Bridge
 from fmtp.wire import UNSOLICITED_TAG, Frame, FrameParser, parse_datagram, reply
 from tests.helpers import eventually, within

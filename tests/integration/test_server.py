@@ -67,6 +67,7 @@ class RunningServer:
         self.presence_udp_port = ports.get(("presence", "udp"))
         if ("chat", "tcp") in ports:
             self.chat_tcp = f"tcp:127.0.0.1:{ports['chat', 'tcp']}"
+        self.chat_udp_port = ports.get(("chat", "udp"))
         return self
 
     async def add_account(self, address: str, password: str) -> None:

@@ -2,7 +2,9 @@
 The chat commands (doc/protocol.md section 10): rooms (CREATE, CONFIG,
 DESTROY, LIST, MYROOMS), membership and moderation (JOIN, LEAVE, INVITE,
 KICK, BAN, UNBAN, ROLE, WHO), lines (SAY, TOPIC, RETRACT, HISTORY) and
-the live room (ENTER, EXIT); and the frames pushed for the chat events.
+the live room (ENTER, EXIT); SAY, LISTEN and UNLISTEN in datagrams
+(L{fmtp.protocols.chat.datagrams}); and the frames pushed for the chat
+events.
 
 They only parse frames into calls of the server's L{ChatService} and its
 answers into frames; every command acts for the logged-in user.
@@ -21,6 +23,7 @@ from fmtp.errors import Forbidden, InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, int_header
 from fmtp.framing.session import Session
 from fmtp.objects import domain_of
+from fmtp.protocols.chat.datagrams import ChatDatagrams
 from fmtp.protocols.chat.events import (
     ROOM_CLOSED,
     ROOM_INVITATION,
@@ -93,7 +96,8 @@ def standing_headers(room: str, member: Member) -> dict[str, str]:
 
 class ChatCommands(CommandGroup):
     """
-    The chat commands, over streams.
+    The chat commands, over streams; SAY, LISTEN and UNLISTEN over
+    datagrams too, signed with the session's key.
 
     @param settings: the limits of the server's L{ChatService}, which
         this group builds (once per server); by default the server's
@@ -166,6 +170,18 @@ class ChatCommands(CommandGroup):
             ROOM_INVITATION: render_invitation,
             ROOM_CLOSED: render_closed,
         }
+        self.datagrams = ChatDatagrams(
+            services.reactor,
+            services.router,
+            self.chat,
+            protocol.protocol_name,
+            self.renderers,
+        )
+        signed = self.datagrams.signed
+        self.commands["SAY"] = signed(self.commands["SAY"])
+        self.commands["LISTEN"] = signed(self.datagrams.listen, datagram_only=True)
+        self.commands["UNLISTEN"] = signed(self.datagrams.unlisten, datagram_only=True)
+        self.datagram_commands = frozenset({"SAY", "LISTEN", "UNLISTEN"})
 
     def _user(self, session: Session) -> str:
         if session.login is None:
@@ -351,3 +367,4 @@ class ChatCommands(CommandGroup):
     def login_ended(self, session: Session) -> None:
         if session.login is not None:
             self.chat.session_ended(session.login)
+            self.datagrams.login_ended(session.login)

@@ -22,7 +22,8 @@ from fmtp.util.hostport import CHAT_PORT
 @implementer(IPlugin, IProtocolPlugin)
 class ChatProtocolPlugin(FramedProtocolPlugin):
     """
-    The chat protocol, on streams (datagrams come later).
+    The chat protocol, on streams, and on datagrams for its light
+    clients (SAY, LISTEN and UNLISTEN signed with a session's key).
 
     @param settings: the limits; by default the server's (C{--chat-*}).
     @param run_in_thread: where room passwords are hashed (by default a
@@ -32,7 +33,10 @@ class ChatProtocolPlugin(FramedProtocolPlugin):
 
     name = "chat"
     description = "chat: rooms with members, moderation and a verifiable history"
-    default_listeners = (f"tcp:{CHAT_PORT}:interface=127.0.0.1",)
+    default_listeners = (
+        f"tcp:{CHAT_PORT}:interface=127.0.0.1",
+        f"udp:{CHAT_PORT}:interface=127.0.0.1",
+    )
 
     def __init__(
         self,

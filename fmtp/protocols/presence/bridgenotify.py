@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fmtp.auth.router import Event
+from fmtp.auth.router import Event, sign_frame
 from fmtp.framing.handler import Renderer
-from fmtp.protocols.presence.bridges import sign_frame
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter
 from fmtp.store.bridges import Bridge
 from fmtp.wire import Frame

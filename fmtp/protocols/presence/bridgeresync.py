@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IReactorTime
 
+from fmtp.auth.replay import Seen, SeqRefused
+from fmtp.auth.router import sign_frame
 from fmtp.errors import TooManyRequests
 from fmtp.objects import normalize_address
 from fmtp.policy import matches
 from fmtp.protocols.presence.bridgenotify import BridgeNotifier
-from fmtp.protocols.presence.bridges import (
-    BridgePublishing,
-    Seen,
-    SeqRefused,
-    sign_frame,
-)
+from fmtp.protocols.presence.bridges import BridgePublishing
 from fmtp.protocols.presence.service import PresenceService
 from fmtp.protocols.presence.status import buddy_line
 from fmtp.ratelimit import SourceRateLimiter

@@ -19,7 +19,6 @@ tells the L{BridgeNotifier} where the bridge's notifications go.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import re
@@ -30,7 +29,8 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from fmtp.auth.router import datagram_mac, unsigned_bytes
+from fmtp.auth.replay import WINDOW, ReplayWindow, Seen, SeqRefused
+from fmtp.auth.router import datagram_mac, sign_frame, unsigned_bytes
 from fmtp.errors import FMTPError, Forbidden, InvalidObject
 from fmtp.objects import domain_of, normalize_address
 from fmtp.policy import matches
@@ -44,13 +44,11 @@ from fmtp.protocols.presence.status import (
 )
 from fmtp.ratelimit import LogLimiter
 from fmtp.store.bridges import Bridge
-from fmtp.wire import Frame, reply, request, serialize
+from fmtp.wire import Frame, reply, request
 
 if TYPE_CHECKING:
     from fmtp.protocols.presence.bridgenotify import BridgeNotifier
 
-#: Sequence numbers a bridge's window remembers behind its highest.
-WINDOW = 1024
 #: The largest C{Seq}: a 64-bit counter.
 MAX_SEQ = 2**64 - 1
 #: Seconds a published presence lasts without a C{Ttl} header, and the
@@ -72,52 +70,6 @@ class BridgeRefused(FMTPError):
 
     code = 535
     default_message = "bridge authentication failed"
-
-
-class SeqRefused(FMTPError):
-    """
-    A C{Seq} used before with other bytes, or older than the window.
-    """
-
-    code = 503
-
-
-class Seen(enum.Enum):
-    NEW = "new"
-    USED = "used"
-    TOO_OLD = "too old"
-
-
-class ReplayWindow:
-    """
-    The anti-replay window of one bridge (RFC 4303 section 3.4.3): the
-    highest number accepted, and a bitmap of which of the L{size} before
-    it were.
-    """
-
-    def __init__(self, size: int = WINDOW) -> None:
-        self.size = size
-        self.highest = -1
-        self._bits = 0
-
-    def check(self, seq: int) -> Seen:
-        if seq > self.highest:
-            return Seen.NEW
-        behind = self.highest - seq
-        if behind >= self.size:
-            return Seen.TOO_OLD
-        return Seen.USED if self._bits >> behind & 1 else Seen.NEW
-
-    def accept(self, seq: int) -> None:
-        if seq > self.highest:
-            shift = seq - self.highest
-            # A jump past the window forgets all behind it (and never
-            # shifts by a 64-bit count).
-            kept = self._bits << shift if shift < self.size else 0
-            self._bits = (kept | 1) & ((1 << self.size) - 1)
-            self.highest = seq
-        else:
-            self._bits |= 1 << (self.highest - seq)
 
 
 @dataclass
@@ -388,19 +340,6 @@ class BridgePublishing:
         self._log_limiter.emit(
             self._log, name, "bridge {bridge}: " + message, bridge=name, **kw
         )
-
-
-def sign_frame(frame: Frame, secret: str) -> bytes:
-    """
-    C{frame} as a bridge or the server sends it signed with a bridge's
-    C{secret}: serialized, with a first header C{Mac}, the HMAC of the
-    bytes without that line (what L{BridgePublishing.authenticate} and a
-    bridge check).
-    """
-    unsigned = serialize(frame)
-    mac = datagram_mac(secret, unsigned)
-    command_end = unsigned.index(b"\r\n") + 2
-    return unsigned[:command_end] + f"Mac: {mac}\r\n".encode() + unsigned[command_end:]
 
 
 def signed_publish(

@@ -1,6 +1,7 @@
 """
-The chat plugin: registered as a built-in, served over streams on port
-7072 (off with C{--listen-chat none}), and tuned by the server's options.
+The chat plugin: registered as a built-in, served over streams and
+datagrams on port 7072 (off with C{--listen-chat none}), and tuned by
+the server's options.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from fmtp.serveroptions import Options
 from tests.helpers import make_services
 
 
-def test_a_builtin_on_port_7072_over_streams() -> None:
+def test_a_builtin_on_port_7072_over_streams_and_datagrams() -> None:
     plugin = builtin_plugins()["chat"]
     assert is_builtin(plugin)
     assert verifyObject(IPlugin, plugin) and verifyObject(IProtocolPlugin, plugin)
-    assert plugin.default_listeners == ("tcp:7072:interface=127.0.0.1",)
-    assert plugin.datagram_protocol(make_services(Clock())) is None
+    assert plugin.default_listeners == (
+        "tcp:7072:interface=127.0.0.1",
+        "udp:7072:interface=127.0.0.1",
+    )
+    handler = plugin.handler(make_services(Clock()))
+    assert handler.datagram_commands == {"CAPA", "SAY", "LISTEN", "UNLISTEN"}
+    assert plugin.datagram_protocol(make_services(Clock())) is not None
 
 
 def chat_of(plugin: ChatProtocolPlugin, services) -> ChatSettings:

@@ -18,6 +18,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from fmtp.auth.replay import ReplayWindow, Seen
 from fmtp.interfaces import IDatagramLimiter
 from fmtp.protocols.presence.bridgedir import (
     BRIDGE_CACHE_SECONDS,
@@ -27,8 +28,6 @@ from fmtp.protocols.presence.bridgedir import (
 from fmtp.protocols.presence.bridgelimits import BridgeSourceLimiter, source_address
 from fmtp.protocols.presence.bridges import (
     DEFAULT_TTL,
-    ReplayWindow,
-    Seen,
     signed_publish,
 )
 from fmtp.protocols.presence.plugin import PresenceProtocolPlugin
