@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest_twisted
 from twisted.internet import reactor
 
-from fmtp.client import FrameClientProtocol, connect
+from fmtp.client import ChatDatagramClient, FrameClientProtocol, connect
 from fmtp.keys.signing import verify_signed_by
 from fmtp.protocols.chat.lines import as_posted
 from fmtp.store.rooms import verify_chain
@@ -33,13 +33,16 @@ async def start_pair(network) -> tuple[Server, Server]:
 
 
 async def start_lenore(network, accounts: bool = True) -> Server:
-    lenore = await network.start("lenore.org", "127.0.0.3", mx=True)
+    listen = {"chat": ["tcp:0:interface=127.0.0.3", "udp:0:interface=127.0.0.3"]}
+    lenore = await network.start("lenore.org", "127.0.0.3", mx=True, listen=listen)
     for address in (LOST, RAVEN) if accounts else ():
         await lenore.add_account(address)
     return lenore
 
 
-async def chat_login(server: Server, address: str) -> FrameClientProtocol:
+async def chat_login(
+    server: Server, address: str, keys: dict | None = None
+) -> FrameClientProtocol:
     port = server.ports["chat", "tcp"]
     client = await within(connect(reactor, f"tcp:{server.address}:{port}", timeout=5.0))
     client.push_codes = CHAT_PUSHES
@@ -48,6 +51,8 @@ async def chat_login(server: Server, address: str) -> FrameClientProtocol:
         client, "LOGIN", headers={"Address": address, "Password": PASSWORD}
     )
     assert answer.code == 230, answer
+    if keys is not None:
+        keys[address] = answer.headers["Session"]
     return client
 
 
@@ -205,3 +210,30 @@ async def test_moderation_across_domains(network) -> None:
     # The room destroyed: the remote sessions that entered it are told.
     assert (await ask(edgar, "DESTROY", LOUNGE)).code == 200
     await pushed(lost, 259, Room=LOUNGE, Reason="destroyed")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_light_client_listens_to_a_room_of_another_domain(network) -> None:
+    poe, lenore = await start_pair(network)
+    edgar = await chat_login(poe, EDGAR)
+    keys: dict[str, str] = {}
+    lost = await chat_login(lenore, LOST, keys)
+    assert (await ask(edgar, "CREATE", LOUNGE, {"Public": "yes"})).code == 201
+    assert (await ask(lost, "JOIN", LOUNGE)).code == 200
+    light = ChatDatagramClient(
+        reactor, "127.0.0.3", lenore.ports["chat", "udp"], keys[LOST], timeout=2.0
+    )
+    port = reactor.listenUDP(0, light, interface="127.0.0.3")
+    try:
+        listening = await within(light.listen(LOUNGE))
+        assert (listening.code, listening.headers["Seq"]) == (200, "0"), listening
+        said = await ask(edgar, "SAY", LOUNGE, body=b"Take thy beak from out my heart")
+        line = await within(light.pushes.get())
+        assert (line.code, line.headers["Seq"]) == (256, said.headers["Seq"])
+        mine = await within(light.say(LOUNGE, "Quoth the raven"))
+        assert mine.code == 201, mine
+        echoed = await within(light.pushes.get())
+        assert (echoed.headers["From"], echoed.body) == (LOST, b"Quoth the raven")
+        assert light.forged == 0
+    finally:
+        await port.stopListening()

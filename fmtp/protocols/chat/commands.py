@@ -22,6 +22,7 @@ from fmtp.auth.router import Event
 from fmtp.errors import Forbidden, InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, int_header
 from fmtp.framing.session import Session
+from fmtp.interfaces import ISession
 from fmtp.objects import domain_of
 from fmtp.protocols.chat.datagrams import ChatDatagrams
 from fmtp.protocols.chat.events import (
@@ -176,6 +177,7 @@ class ChatCommands(CommandGroup):
             self.chat,
             protocol.protocol_name,
             self.renderers,
+            enter=self.enter_room,
         )
         signed = self.datagrams.signed
         self.commands["SAY"] = signed(self.commands["SAY"])
@@ -350,12 +352,17 @@ class ChatCommands(CommandGroup):
         self._user(session)
         room = parse_room(frame.argument)
         since = int_header(frame, "Since", -1)
-        at = None if since < 0 else since
-        if domain_of(room) == self.services.domain:
-            sent = await self.chat.enter(session.login, room, at)
-        else:
-            sent = await self._remote_rooms(room).enter(session.login, room, at)
+        sent = await self.enter_room(session.login, room, None if since < 0 else since)
         return reply(200, frame.tag, headers={"Room": room, "Seq": str(sent)})
+
+    async def enter_room(self, session: ISession, room: str, since: int | None) -> int:
+        """
+        Enter C{session} into C{room}, of this domain or another (ENTER,
+        and a light client's LISTEN).
+        """
+        if domain_of(room) == self.services.domain:
+            return await self.chat.enter(session, room, since)
+        return await self._remote_rooms(room).enter(session, room, since)
 
     async def exit(self, frame: Frame, session: Session) -> Frame:
         self._user(session)

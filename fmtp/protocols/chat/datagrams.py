@@ -33,7 +33,7 @@ C{HISTORY} over TCP.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -240,6 +240,8 @@ class ChatDatagrams:
     @param protocol_name: the protocol whose sessions are accepted.
     @param renderers: the frame of each chat event, as pushed to a stream
         (L{fmtp.protocols.chat.commands.ChatCommands.renderers}).
+    @param enter: enters a session into a room, of this domain or another
+        (by default C{chat.enter}: this domain's only).
     """
 
     def __init__(
@@ -249,7 +251,9 @@ class ChatDatagrams:
         chat: ChatService,
         protocol_name: str,
         renderers: Mapping[str, Renderer],
+        enter: Callable[[ISession, str, int | None], Awaitable[int]] | None = None,
     ) -> None:
+        self._enter = enter or chat.enter
         self._clock = clock
         self._router = router
         self._chat = chat
@@ -345,7 +349,7 @@ class ChatDatagrams:
         """
         login = session.login
         assert login is not None and session.send_to_source is not None
-        room = parse_room(frame.argument, self._chat.domain)
+        room = parse_room(frame.argument)
         listener = self._listener(login, session.send_to_source)
         if listener.listen(room):
             return self._listening(frame, room, listener.last_seq.get(room, 0))
@@ -357,7 +361,7 @@ class ChatDatagrams:
                 Forbidden(f"a session listens to at most {MAX_LISTENED} rooms"),
             )
         try:
-            head = await self._chat.enter(listener.sink_session, room, None)
+            head = await self._enter(listener.sink_session, room, None)
         except BaseException:
             listener.forget(room)
             raise
@@ -377,7 +381,7 @@ class ChatDatagrams:
         """
         login = session.login
         assert login is not None
-        room = parse_room(frame.argument, self._chat.domain)
+        room = parse_room(frame.argument)
         state = self._states.get(login)
         listener = state.listener if state is not None else None
         if listener is None or not listener.forget(room):
