@@ -157,7 +157,12 @@ class HomeRooms:
         self._log_limiter = LogLimiter(service.clock, rate=1.0, burst=10.0)
         #: Per room, its members of other domains by domain.
         self._remote: dict[str, dict[str, list[str]]] = {}
-        self._member_reads: SingleFlight[str, dict[str, list[str]]] = SingleFlight()
+        #: The reads under way, by room and its count of changes when each
+        #: began: a push after a change never shares a read from before it
+        #: (a line said after a kick would reach the kicked).
+        self._member_reads: SingleFlight[tuple[str, int], dict[str, list[str]]] = (
+            SingleFlight()
+        )
         #: Per room, how often its remote members changed: a read that
         #: overlapped a change is not remembered.
         self._changes: dict[str, int] = {}
@@ -300,16 +305,19 @@ class HomeRooms:
         known = self._remote.get(room)
         if known is not None:
             return known
-        return await self._member_reads.run(room, lambda: self._read_members(room))
-
-    async def _read_members(self, room: str) -> dict[str, list[str]]:
         changes = self._changes.get(room, 0)
+        return await self._member_reads.run(
+            (room, changes), lambda: self._read_members(room, changes)
+        )
+
+    async def _read_members(self, room: str, changes: int) -> dict[str, list[str]]:
         members = await self._service.store.members(room)
         remote = self._by_domain(member.address for member in members)
         if self._changes.get(room, 0) == changes:
             if len(self._remote) >= MAX_CACHED_ROOMS:
+                # The counts of changes stay: one cleared under a read
+                # from before a change would let that read be remembered.
                 self._remote.clear()
-                self._changes.clear()
             self._remote[room] = remote
         return remote
 

@@ -298,3 +298,36 @@ class RemoteTests(FederationTestCase):
         self.assertEqual(len(self.links.requests), burst + 1)
         domain, verb, _, _ = self.links.requests[-1]
         self.assertEqual((domain, verb), ("lenore.org", ROOM_VERB))
+
+
+class ConsistencyTests(FederationTestCase):
+    """
+    What the home's record of its members elsewhere must not get wrong.
+    """
+
+    def test_no_line_after_a_kick_reaches_the_kicked(self) -> None:
+        """
+        A read of the members elsewhere that began before a kick is not
+        shared by the lines said after it: they would reach the kicked
+        member's domain.
+        """
+        edgar = self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        store = self.chat.store
+        before = self.successResultOf(store.members(LOUNGE))
+        slow: Deferred = Deferred()
+        reads = [slow]
+        read = store.members
+        store.members = lambda room, role=None: (
+            reads.pop() if reads and role is None else read(room, role)
+        )
+        self.home.forget(LOUNGE)  # as after any change: the next push reads
+        self.assertEqual(edgar.ask("SAY", "s", LOUNGE, body=b"before").code, 201)
+        self.assertEqual(edgar.ask("KICK", "k", LOUNGE, {"Address": LOST}).code, 200)
+        self.assertEqual(edgar.ask("SAY", "s", LOUNGE, body=b"after").code, 201)
+        slow.callback(before)
+        self.clock.advance(0)
+        seqs = [
+            lines_of(push.body)[0].seq for push, to in self.pushes("line") if LOST in to
+        ]
+        self.assertEqual(seqs, [1])
