@@ -331,3 +331,15 @@ class ConsistencyTests(FederationTestCase):
             lines_of(push.body)[0].seq for push, to in self.pushes("line") if LOST in to
         ]
         self.assertEqual(seqs, [1])
+
+    def test_banning_a_stranger_tells_not_its_domain(self) -> None:
+        """
+        A private room's ban of an address with no standing in it is not
+        told to that address's domain: the room's existence is not
+        revealed to it, and nothing of theirs entered the room.
+        """
+        edgar = self.room()
+        self.links.enqueued.clear()
+        self.assertEqual(edgar.ask("BAN", "b", LOUNGE, {"Address": RAVEN}).code, 200)
+        self.assertEqual(self.links.enqueued, [])
+        self.assertEqual(self.peer_code("JOIN", RAVEN), 550)
