@@ -12,6 +12,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from fmtp.delivery import RecipientResult, deliveries_to
 from fmtp.errors import (
     BadSignature,
     Forbidden,
@@ -19,6 +20,7 @@ from fmtp.errors import (
     ObjectSealed,
     TooManyRequests,
 )
+from fmtp.federation.bounce import Bouncer
 from fmtp.federation.hello import Peer
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id
@@ -343,3 +345,23 @@ class ConsistencyTests(FederationTestCase):
         self.assertEqual(edgar.ask("BAN", "b", LOUNGE, {"Address": RAVEN}).code, 200)
         self.assertEqual(self.links.enqueued, [])
         self.assertEqual(self.peer_code("JOIN", RAVEN), 550)
+
+    def test_a_push_refused_for_good_is_bounced_to_no_inbox(self) -> None:
+        """
+        A domain that refuses every push (hostile, or gone) makes the
+        queue give them up: their bounces would go to the room's address,
+        and fill an inbox nobody reads, one per line, for ever.
+        """
+        edgar = self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        self.assertEqual(edgar.ask("SAY", "s", LOUNGE, body=b"caw").code, 201)
+        [(push, to)] = self.pushes("line")
+        links = self.services.links
+        bouncer = Bouncer(
+            "poe.net", self.services.signer, self.clock, links.receiver.file_bounce
+        )
+        [row] = deliveries_to(push.id, to, self.clock.seconds())
+        refused = [RecipientResult(LOST, 554, "not from you")]
+        bounced = Deferred.fromCoroutine(bouncer.bounce(row, push, refused, 1))
+        self.successResultOf(bounced)
+        self.assertEqual(self.successResultOf(self.store.inbox(LOUNGE, 0, 10)), [])
