@@ -34,6 +34,7 @@ from fmtp.errors import (
     FMTPError,
     Forbidden,
     InvalidObject,
+    InvalidObjectId,
     TooManyRequests,
 )
 from fmtp.federation.hello import Peer
@@ -45,7 +46,7 @@ from fmtp.objects import (
     domain_of,
     new_object_id,
     normalize_address,
-    owner_of,
+    parse_object_id,
 )
 from fmtp.protocols.chat.events import MemberChanged
 from fmtp.protocols.chat.lines import (
@@ -229,13 +230,17 @@ class HomeRooms:
             line.id, line.type, {**line.properties, "Signature": signature}, line.body
         )
         try:
-            if owner_of(posted.id) != actor:
+            made, owner = parse_object_id(posted.id)
+            if made is None:
+                # A user object's id: a line's is a new one (10.9).
+                raise InvalidObject(f"{posted.id} is an address, not a line's id")
+            if owner != actor:
                 raise BadSignature(f"{posted.id} is not an id of {actor}")
             info = signature_of(posted)
             if abs(info.time - self._service.clock.seconds()) > MAX_CLOCK_SKEW:
                 raise BadSignature("the line was not signed now: replayed, or clocks")
             await self._keys.verify_object(posted)
-        except BadSignature as e:
+        except (BadSignature, InvalidObject, InvalidObjectId) as e:
             self._service.refuse(actor, f"a line in {room}", e)
             raise
         entry = await self._service.say(actor, room, frame.body, fmt, posted)

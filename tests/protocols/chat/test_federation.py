@@ -158,6 +158,19 @@ class HomeTests(FederationTestCase):
         edgar = self.logged_in(EDGAR)
         self.assertEqual(lines_of(edgar.ask("HISTORY", "h", LOUNGE).body), [])
 
+    def test_a_line_has_a_message_id(self) -> None:
+        """
+        A line's id is a new one of its poster (doc/protocol.md 10.9), not
+        their address, the id of their user object.
+        """
+        self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        line = posted_line(LOST, LOST, LOUNGE, None, b"Nevermore")
+        signed = self.lenore.sign_object(line, self.clock.seconds())
+        self.failureResultOf(self.say(signed), InvalidObject)
+        edgar = self.logged_in(EDGAR)
+        self.assertEqual(lines_of(edgar.ask("HISTORY", "h", LOUNGE).body), [])
+
     def test_a_line_replayed_is_refused(self) -> None:
         self.room(Public="yes")
         self.assertEqual(self.peer_code("JOIN", LOST), 200)
