@@ -295,6 +295,25 @@ class RemoteTests(FederationTestCase):
         self.assertEqual(edgar.frames(), [])
         self.assertEqual([f.code for f in annabel.frames()], [256])
 
+    def test_a_domain_floods_no_user_with_invitations(self) -> None:
+        """
+        A room's home rates its inviters; a hostile one does not: its
+        invitations to a user are rated here too, as a local inviter's
+        (429 beyond: a home that rated its own inviters delivers it later).
+        """
+        edgar = self.logged_in(EDGAR)
+        annabel = self.logged_in(ANNABEL)
+        burst = int(self.settings.join_burst)
+        codes = [
+            self.successResultOf(self.push("invitation", [EDGAR], Inviter=LOST))[0].code
+            for _ in range(burst + 1)
+        ]
+        self.assertEqual(codes, [250] * burst + [429])
+        self.assertEqual([f.code for f in edgar.frames()], [258] * burst)
+        # Another user is not held back by it.
+        self.successResultOf(self.push("invitation", [ANNABEL], Inviter=LOST))
+        self.assertEqual([f.code for f in annabel.frames()], [258])
+
     def test_one_users_burst_does_not_spend_the_others_share(self) -> None:
         """
         The home counts a server's requests together: a user over their
