@@ -155,6 +155,13 @@ class HomeRooms:
         self._peers = SourceRateLimiter(
             service.clock, settings.remote_rate, settings.remote_burst
         )
+        #: Per peer domain and room, the requests with a Password: a user's
+        #: tries are rated (JOIN), but a server may speak for as many users
+        #: of its domain as it likes, so its tries at a room are rated
+        #: together, as one user's.
+        self._password_tries = SourceRateLimiter(
+            service.clock, settings.join_rate, settings.join_burst
+        )
         self._log_limiter = LogLimiter(service.clock, rate=1.0, burst=10.0)
         #: Per room, its members of other domains by domain.
         self._remote: dict[str, dict[str, list[str]]] = {}
@@ -196,6 +203,13 @@ class HomeRooms:
                 peer, TooManyRequests(f"too many room requests from {peer.domain}")
             )
         headers = {k: v for k, v in frame.headers.items() if k not in ROOM_HEADERS}
+        if "Password" in headers and not self._password_tries.allow(
+            (peer.domain, room)
+        ):
+            raise self._refuse(
+                peer,
+                TooManyRequests(f"too many password tries from {peer.domain}"),
+            )
         command = Frame(action, frame.tag, room, headers, frame.body)
         if action == "SAY":
             return await self._say(actor, room, command, frame.headers)

@@ -207,6 +207,24 @@ class HomeTests(FederationTestCase):
         house = Peer("house.net", True, "n")
         self.assertEqual(self.peer_code("WHO", USHER, peer=house), 554)
 
+    def test_a_domain_guesses_a_rooms_password_slowly(self) -> None:
+        """
+        A user's password tries are rated (10.6), but a server speaks for
+        as many users of its domain as it likes: its tries at one room's
+        password are rated together, as one user's.
+        """
+        self.room(Public="yes", Password="raven")
+        burst = int(self.settings.join_burst)
+        codes = [
+            self.peer_code("JOIN", f"guess{n}@lenore.org", {"Password": "crow"})
+            for n in range(burst + 1)
+        ]
+        self.assertEqual(codes, [554] * burst + [429])
+        # Another domain is not held back by it.
+        house = Peer("house.net", True, "n")
+        joined = self.peer_code("JOIN", USHER, {"Password": "raven"}, peer=house)
+        self.assertEqual(joined, 200)
+
     def test_one_push_per_domain_whatever_its_members(self) -> None:
         edgar = self.room(Public="yes", members=(ANNABEL,))
         for actor, peer in ((LOST, LENORE), (RAVEN, LENORE)):
