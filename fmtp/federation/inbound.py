@@ -32,6 +32,7 @@ from fmtp.errors import (
 from fmtp.interfaces import IDeliveryStore, IKeyVerifier
 from fmtp.keys.signing import signature_of
 from fmtp.objects import (
+    USER_TYPE,
     FMTPObject,
     addresses_in,
     check_type,
@@ -182,7 +183,19 @@ class DeliveryReceiver:
         says, since it is this server telling its own user that a message
         failed.  Filing is idempotent by id, so a bounce filed again
         (after a crash) is not pushed twice.
+
+        A sender that is no user (a room, whose pushes a domain refused
+        for good: its members read HISTORY) gets none, or a domain that
+        refuses every push would fill an inbox nobody reads.
         """
+        profile = await self._store.get_object(recipient)
+        if profile is None or profile.type != USER_TYPE:
+            self._log.warn(
+                "Not filing bounce {id}: {recipient} is no user of this server",
+                id=bounce.id,
+                recipient=recipient,
+            )
+            return
         if await self._store.deliver_local(recipient, bounce, False) is not None:
             self._push(recipient, bounce)
 

@@ -237,3 +237,26 @@ async def test_a_light_client_listens_to_a_room_of_another_domain(network) -> No
         assert light.forged == 0
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_domains_password_tries_are_counted_together(network) -> None:
+    """
+    Each user's tries are rated, and so are those of all the users of one
+    other domain at one room: its server could make up users at will.
+    """
+    poe, lenore = await start_pair(network)
+    edgar = await chat_login(poe, EDGAR)
+    made = await ask(edgar, "CREATE", LOUNGE, {"Public": "yes", "Password": "raven"})
+    assert made.code == 201, made
+    lost = await chat_login(lenore, LOST)
+    raven = await chat_login(lenore, RAVEN)
+    wrong = {"Password": "crow"}
+    codes = [(await ask(lost, "JOIN", LOUNGE, wrong)).code for _ in range(6)]
+    codes += [(await ask(raven, "JOIN", LOUNGE, wrong)).code for _ in range(5)]
+    # Raven tried 5 times only, within his own rate: his domain's is spent.
+    assert codes == [554] * 10 + [429], codes
+    # A user of the home's own domain is not held back by it.
+    annabel = await chat_login(poe, ANNABEL)
+    joined = await ask(annabel, "JOIN", LOUNGE, {"Password": "raven"})
+    assert joined.code == 200, joined

@@ -34,6 +34,7 @@ from fmtp.errors import (
     FMTPError,
     Forbidden,
     InvalidObject,
+    InvalidObjectId,
     TooManyRequests,
 )
 from fmtp.federation.hello import Peer
@@ -45,7 +46,7 @@ from fmtp.objects import (
     domain_of,
     new_object_id,
     normalize_address,
-    owner_of,
+    parse_object_id,
 )
 from fmtp.protocols.chat.events import MemberChanged
 from fmtp.protocols.chat.lines import (
@@ -154,10 +155,22 @@ class HomeRooms:
         self._peers = SourceRateLimiter(
             service.clock, settings.remote_rate, settings.remote_burst
         )
+        #: Per peer domain and room, the requests with a Password: a user's
+        #: tries are rated (JOIN), but a server may speak for as many users
+        #: of its domain as it likes, so its tries at a room are rated
+        #: together, as one user's.
+        self._password_tries = SourceRateLimiter(
+            service.clock, settings.join_rate, settings.join_burst
+        )
         self._log_limiter = LogLimiter(service.clock, rate=1.0, burst=10.0)
         #: Per room, its members of other domains by domain.
         self._remote: dict[str, dict[str, list[str]]] = {}
-        self._member_reads: SingleFlight[str, dict[str, list[str]]] = SingleFlight()
+        #: The reads under way, by room and its count of changes when each
+        #: began: a push after a change never shares a read from before it
+        #: (a line said after a kick would reach the kicked).
+        self._member_reads: SingleFlight[tuple[str, int], dict[str, list[str]]] = (
+            SingleFlight()
+        )
         #: Per room, how often its remote members changed: a read that
         #: overlapped a change is not remembered.
         self._changes: dict[str, int] = {}
@@ -190,6 +203,13 @@ class HomeRooms:
                 peer, TooManyRequests(f"too many room requests from {peer.domain}")
             )
         headers = {k: v for k, v in frame.headers.items() if k not in ROOM_HEADERS}
+        if "Password" in headers and not self._password_tries.allow(
+            (peer.domain, room)
+        ):
+            raise self._refuse(
+                peer,
+                TooManyRequests(f"too many password tries from {peer.domain}"),
+            )
         command = Frame(action, frame.tag, room, headers, frame.body)
         if action == "SAY":
             return await self._say(actor, room, command, frame.headers)
@@ -224,13 +244,17 @@ class HomeRooms:
             line.id, line.type, {**line.properties, "Signature": signature}, line.body
         )
         try:
-            if owner_of(posted.id) != actor:
+            made, owner = parse_object_id(posted.id)
+            if made is None:
+                # A user object's id: a line's is a new one (10.9).
+                raise InvalidObject(f"{posted.id} is an address, not a line's id")
+            if owner != actor:
                 raise BadSignature(f"{posted.id} is not an id of {actor}")
             info = signature_of(posted)
             if abs(info.time - self._service.clock.seconds()) > MAX_CLOCK_SKEW:
                 raise BadSignature("the line was not signed now: replayed, or clocks")
             await self._keys.verify_object(posted)
-        except BadSignature as e:
+        except (BadSignature, InvalidObject, InvalidObjectId) as e:
             self._service.refuse(actor, f"a line in {room}", e)
             raise
         entry = await self._service.say(actor, room, frame.body, fmt, posted)
@@ -300,16 +324,19 @@ class HomeRooms:
         known = self._remote.get(room)
         if known is not None:
             return known
-        return await self._member_reads.run(room, lambda: self._read_members(room))
-
-    async def _read_members(self, room: str) -> dict[str, list[str]]:
         changes = self._changes.get(room, 0)
+        return await self._member_reads.run(
+            (room, changes), lambda: self._read_members(room, changes)
+        )
+
+    async def _read_members(self, room: str, changes: int) -> dict[str, list[str]]:
         members = await self._service.store.members(room)
         remote = self._by_domain(member.address for member in members)
         if self._changes.get(room, 0) == changes:
             if len(self._remote) >= MAX_CACHED_ROOMS:
+                # The counts of changes stay: one cleared under a read
+                # from before a change would let that read be remembered.
                 self._remote.clear()
-                self._changes.clear()
             self._remote[room] = remote
         return remote
 

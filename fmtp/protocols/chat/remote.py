@@ -93,6 +93,12 @@ class RemoteRooms:
         self._users = SourceRateLimiter(
             service.clock, settings.user_rate, settings.user_burst
         )
+        #: Invitations to each user from each domain: a room's home rates
+        #: its inviters, but a hostile home would not, and an invitation
+        #: reaches every chat session of its user.
+        self._invitations = SourceRateLimiter(
+            service.clock, settings.join_rate, settings.join_burst
+        )
         links.register_object_type(PUSH_TYPE, self._receive)
 
     async def forward(self, user: str, room: str, frame: Frame) -> Frame:
@@ -216,6 +222,9 @@ class RemoteRooms:
         kind = obj.properties.get("Room-Push", "")
         named = frozenset(recipients)
         live = self._service.live
+        results = [
+            RecipientResult(address, 250, "room push taken") for address in named
+        ]
         if kind == LINE_PUSH:
             [(of, entry)] = self._entries(obj)
             if of != room:
@@ -232,11 +241,25 @@ class RemoteRooms:
         elif kind == INVITATION_PUSH:
             inviter = normalize_address(obj.properties.get("Inviter", ""))
             event = Event(ROOM_INVITATION, Invitation(room, inviter))
-            for address in named:
-                self._service.router.deliver(address, event)
+            results = [self._invite(address, origin, event) for address in named]
         else:
             raise InvalidObject(f"bad Room-Push {kind[:40]!r}")
-        return [RecipientResult(address, 250, "room push taken") for address in named]
+        return results
+
+    def _invite(self, address: str, origin: str, event: Event) -> RecipientResult:
+        """
+        Tell C{address} of an invitation of a room of C{origin}, unless
+        that domain invites them too often (then it is to try later).
+        """
+        if not self._invitations.allow((origin, address)):
+            self._service.refuse(
+                address,
+                f"an invitation from {origin}",
+                TooManyRequests(f"too many invitations from {origin}"),
+            )
+            return RecipientResult(address, 429, "too many invitations; try later")
+        self._service.router.deliver(address, event)
+        return RecipientResult(address, 250, "room push taken")
 
     @staticmethod
     def _entries(obj: FMTPObject):

@@ -383,7 +383,11 @@ class ChatService(RoomHistory, Service):
         if is_member(target):
             self._members_changed(room, address)
             self._announce(room, None, address, user, reason or None, Role.BANNED.value)
-        self._close(room, address, "banned")
+            self._close(room, address, "banned")
+        else:
+            # None of its sessions went live in the room, here or on its
+            # domain's server, which is not told of a room it may not know.
+            self.live.close(room, address, "banned")
 
     async def unban(self, user: str, room: str, address: str) -> bool:
         _, actor = await self.membership(user, room)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from fmtp.delivery import RecipientResult, deliveries_to
 from fmtp.errors import (
     BadSignature,
     Forbidden,
@@ -19,6 +20,7 @@ from fmtp.errors import (
     ObjectSealed,
     TooManyRequests,
 )
+from fmtp.federation.bounce import Bouncer
 from fmtp.federation.hello import Peer
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id
@@ -156,6 +158,19 @@ class HomeTests(FederationTestCase):
         edgar = self.logged_in(EDGAR)
         self.assertEqual(lines_of(edgar.ask("HISTORY", "h", LOUNGE).body), [])
 
+    def test_a_line_has_a_message_id(self) -> None:
+        """
+        A line's id is a new one of its poster (doc/protocol.md 10.9), not
+        their address, the id of their user object.
+        """
+        self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        line = posted_line(LOST, LOST, LOUNGE, None, b"Nevermore")
+        signed = self.lenore.sign_object(line, self.clock.seconds())
+        self.failureResultOf(self.say(signed), InvalidObject)
+        edgar = self.logged_in(EDGAR)
+        self.assertEqual(lines_of(edgar.ask("HISTORY", "h", LOUNGE).body), [])
+
     def test_a_line_replayed_is_refused(self) -> None:
         self.room(Public="yes")
         self.assertEqual(self.peer_code("JOIN", LOST), 200)
@@ -191,6 +206,24 @@ class HomeTests(FederationTestCase):
         # Another peer is not held back by it.
         house = Peer("house.net", True, "n")
         self.assertEqual(self.peer_code("WHO", USHER, peer=house), 554)
+
+    def test_a_domain_guesses_a_rooms_password_slowly(self) -> None:
+        """
+        A user's password tries are rated (10.6), but a server speaks for
+        as many users of its domain as it likes: its tries at one room's
+        password are rated together, as one user's.
+        """
+        self.room(Public="yes", Password="raven")
+        burst = int(self.settings.join_burst)
+        codes = [
+            self.peer_code("JOIN", f"guess{n}@lenore.org", {"Password": "crow"})
+            for n in range(burst + 1)
+        ]
+        self.assertEqual(codes, [554] * burst + [429])
+        # Another domain is not held back by it.
+        house = Peer("house.net", True, "n")
+        joined = self.peer_code("JOIN", USHER, {"Password": "raven"}, peer=house)
+        self.assertEqual(joined, 200)
 
     def test_one_push_per_domain_whatever_its_members(self) -> None:
         edgar = self.room(Public="yes", members=(ANNABEL,))
@@ -280,6 +313,25 @@ class RemoteTests(FederationTestCase):
         self.assertEqual(edgar.frames(), [])
         self.assertEqual([f.code for f in annabel.frames()], [256])
 
+    def test_a_domain_floods_no_user_with_invitations(self) -> None:
+        """
+        A room's home rates its inviters; a hostile one does not: its
+        invitations to a user are rated here too, as a local inviter's
+        (429 beyond: a home that rated its own inviters delivers it later).
+        """
+        edgar = self.logged_in(EDGAR)
+        annabel = self.logged_in(ANNABEL)
+        burst = int(self.settings.join_burst)
+        codes = [
+            self.successResultOf(self.push("invitation", [EDGAR], Inviter=LOST))[0].code
+            for _ in range(burst + 1)
+        ]
+        self.assertEqual(codes, [250] * burst + [429])
+        self.assertEqual([f.code for f in edgar.frames()], [258] * burst)
+        # Another user is not held back by it.
+        self.successResultOf(self.push("invitation", [ANNABEL], Inviter=LOST))
+        self.assertEqual([f.code for f in annabel.frames()], [258])
+
     def test_one_users_burst_does_not_spend_the_others_share(self) -> None:
         """
         The home counts a server's requests together: a user over their
@@ -298,3 +350,68 @@ class RemoteTests(FederationTestCase):
         self.assertEqual(len(self.links.requests), burst + 1)
         domain, verb, _, _ = self.links.requests[-1]
         self.assertEqual((domain, verb), ("lenore.org", ROOM_VERB))
+
+
+class ConsistencyTests(FederationTestCase):
+    """
+    What the home's record of its members elsewhere must not get wrong.
+    """
+
+    def test_no_line_after_a_kick_reaches_the_kicked(self) -> None:
+        """
+        A read of the members elsewhere that began before a kick is not
+        shared by the lines said after it: they would reach the kicked
+        member's domain.
+        """
+        edgar = self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        store = self.chat.store
+        before = self.successResultOf(store.members(LOUNGE))
+        slow: Deferred = Deferred()
+        reads = [slow]
+        read = store.members
+        store.members = lambda room, role=None: (
+            reads.pop() if reads and role is None else read(room, role)
+        )
+        self.home.forget(LOUNGE)  # as after any change: the next push reads
+        self.assertEqual(edgar.ask("SAY", "s", LOUNGE, body=b"before").code, 201)
+        self.assertEqual(edgar.ask("KICK", "k", LOUNGE, {"Address": LOST}).code, 200)
+        self.assertEqual(edgar.ask("SAY", "s", LOUNGE, body=b"after").code, 201)
+        slow.callback(before)
+        self.clock.advance(0)
+        seqs = [
+            lines_of(push.body)[0].seq for push, to in self.pushes("line") if LOST in to
+        ]
+        self.assertEqual(seqs, [1])
+
+    def test_banning_a_stranger_tells_not_its_domain(self) -> None:
+        """
+        A private room's ban of an address with no standing in it is not
+        told to that address's domain: the room's existence is not
+        revealed to it, and nothing of theirs entered the room.
+        """
+        edgar = self.room()
+        self.links.enqueued.clear()
+        self.assertEqual(edgar.ask("BAN", "b", LOUNGE, {"Address": RAVEN}).code, 200)
+        self.assertEqual(self.links.enqueued, [])
+        self.assertEqual(self.peer_code("JOIN", RAVEN), 550)
+
+    def test_a_push_refused_for_good_is_bounced_to_no_inbox(self) -> None:
+        """
+        A domain that refuses every push (hostile, or gone) makes the
+        queue give them up: their bounces would go to the room's address,
+        and fill an inbox nobody reads, one per line, for ever.
+        """
+        edgar = self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        self.assertEqual(edgar.ask("SAY", "s", LOUNGE, body=b"caw").code, 201)
+        [(push, to)] = self.pushes("line")
+        links = self.services.links
+        bouncer = Bouncer(
+            "poe.net", self.services.signer, self.clock, links.receiver.file_bounce
+        )
+        [row] = deliveries_to(push.id, to, self.clock.seconds())
+        refused = [RecipientResult(LOST, 554, "not from you")]
+        bounced = Deferred.fromCoroutine(bouncer.bounce(row, push, refused, 1))
+        self.successResultOf(bounced)
+        self.assertEqual(self.successResultOf(self.store.inbox(LOUNGE, 0, 10)), [])
