@@ -79,6 +79,9 @@ LOGIN_LIMITS = (
 #: users who JOIN and LEAVE the largest room in (m).
 CHAT_OWNER = "owner@localhost"
 MEMBER, JOINER = "member{}@localhost", "joiner{}@localhost"
+#: (n)'s members, on poe.net, of a room of lenore.org, and its size.
+FEDERATED_MEMBER = "member{}@poe.net"
+FEDERATED_ROOM = 100
 CHAT_POSTERS, CHAT_JOINERS = 3, 4
 #: Lines a burst of (l) may be ahead of what the members have had.
 CHAT_WINDOW = 100
@@ -410,8 +413,10 @@ class Harness:
                 # (k)'s subscribers are all of poe.net: let them all wait
                 # for the one user they follow.
                 f"--presence-remote-max-pending={self.options['subscribers']}",
+                *(CHAT_LIMITS if self.wanted("(n)") else ()),
                 host=ADDRESSES[domain],
                 presence=self.wanted("(k)"),
+                chat=self.wanted("(n)"),
             )
             zone = fmtp_zone(domain, server.host, server.port, [signer.public_key()])
             self.dns.set_zone(domain, zone)
@@ -420,6 +425,10 @@ class Harness:
         if self.wanted("(k)"):
             await self.federated[POE].add_accounts(
                 self.reactor, federated_subscribers(self.options["subscribers"])
+            )
+        if self.wanted("(n)"):
+            await self.federated[POE].add_accounts(
+                self.reactor, chat_accounts(FEDERATED_MEMBER, FEDERATED_ROOM - 1)
             )
 
     async def add_bridged_users(self) -> None:
@@ -629,6 +638,8 @@ class Harness:
             await self.bridged()
         if self.wanted("(k)"):
             await self.federated_fanout()
+        if self.wanted("(n)"):
+            await self.federated_room()
         if self.chat is not None:
             await self.chat_rooms()
 
@@ -693,6 +704,38 @@ class Harness:
                 outcome = await self.attempt(row, job)
             if timed_joins and outcome is not None:
                 self.join_rows(size, outcome)
+
+    async def federated_room(self) -> None:
+        """
+        (n): a room of lenore.org whose members but its owner are users
+        of poe.net, entered there: each line its owner says crosses once
+        (a room-push through lenore.org's queue) and poe.net pushes it to
+        its members' sessions (doc/protocol.md 10.9).
+        """
+        o = self.options
+        self.chat_rounds += 1
+        poe, lenore = self.federated[POE], self.federated[LENORE]
+        lines = max(10, o["deliveries"] // (4 * FEDERATED_ROOM))
+        job = {
+            "workload": "chat",
+            "lines": lines,
+            "window": CHAT_WINDOW,
+            "concurrency": 8,
+            "deadline": lines * FEDERATED_ROOM / 1000 + 60,
+            "endpoint": [poe.host, poe.chat_port],
+            "home_endpoint": [lenore.host, lenore.chat_port],
+            "room": f"fed{self.chat_rounds}@{LENORE}",
+            "owner": [LOST, PASSWORD],
+            "members": [FEDERATED_MEMBER, FEDERATED_ROOM - 1, PASSWORD],
+            "posters": 0,
+        }
+        name = f"(n) chat across domains: deliveries/s, room of {FEDERATED_ROOM}"
+        outcome = await self.measure(name, "deliveries/s", job, lambda out: out["rate"])
+        if outcome is not None:
+            self.rows[name].detail = (
+                f"{burst_detail(outcome, 1)}; {FEDERATED_ROOM - 1} members on the "
+                "other domain"
+            )
 
     def join_rows(self, size: int, outcome: dict) -> None:
         """

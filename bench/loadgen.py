@@ -1232,7 +1232,9 @@ async def room_of_members(reactor, job: dict) -> tuple[list, list, list]:
     C{room}, every one of the C{members} (L{numbered_accounts}) logs in
     on a chat session of their own and joins (the owner too), the owner
     makes the first C{posters} members moderators, who log in again to
-    post, and every member session enters the room.  On the relay (no
+    post, and every member session enters the room.  The owner logs in
+    at C{home_endpoint} if given (the room's home, for (n): the members
+    are users of another domain, at C{endpoint}).  On the relay (no
     C{room}): C{count} connections.
 
     @return: the members' sessions, the posters' (the owner's first) and
@@ -1250,13 +1252,16 @@ async def room_of_members(reactor, job: dict) -> tuple[list, list, list]:
         if answer.code != code:
             raise WorkloadError(f"{verb} {room}: {answer.verb} {answer.argument}")
 
-    owner = await login(reactor, endpoint, job["owner"])
+    home = job.get("home_endpoint", endpoint)
+    owner = await login(reactor, home, job["owner"])
     await expect(owner, "CREATE", 201, Public="yes")
     members: list[Connection] = []
     accounts = iter([job["owner"], *numbered_accounts(job["members"])])
 
     async def join() -> None:
-        connection = await login(reactor, endpoint, next(accounts))
+        account = next(accounts)
+        at = home if account == job["owner"] else endpoint
+        connection = await login(reactor, at, account)
         members.append(connection)
         await expect(connection, "JOIN", 200)
 

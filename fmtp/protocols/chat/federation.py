@@ -23,7 +23,6 @@ entered the room (L{fmtp.protocols.chat.remote}).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -104,6 +103,10 @@ ROOM_HEADERS = frozenset({"Action", "Actor", "Id", POSTER_SIGNATURE})
 #: The most bytes of addresses one push names (its C{To}): a header line
 #: is at most 8192 bytes, so a domain with many members gets several.
 MAX_TO = 6000
+#: The most entries one push of lines carries, and the most bytes of
+#: their frames (at least one entry).
+MAX_PUSHED_LINES = 100
+MAX_PUSH_BYTES = 256 * 1024
 #: Rooms whose members of other domains are remembered at once.
 MAX_CACHED_ROOMS = 10000
 
@@ -165,6 +168,10 @@ class HomeRooms:
         self._log_limiter = LogLimiter(service.clock, rate=1.0, burst=10.0)
         #: Per room, its members of other domains by domain.
         self._remote: dict[str, dict[str, list[str]]] = {}
+        #: Per room whose lines are being pushed, the entries said since
+        #: the push under way was made, each with the count of the room's
+        #: changes when it was said (L{_send_lines}).
+        self._lines: dict[str, list[tuple[HistoryEntry, int]]] = {}
         #: The reads under way, by room and its count of changes when each
         #: began: a push after a change never shares a read from before it
         #: (a line said after a kick would reach the kicked).
@@ -268,8 +275,47 @@ class HomeRooms:
         """
         if self._remote.get(room) == {}:
             return  # The room has no members elsewhere: nothing to do.
-        frame = partial(entry_frame, room, entry)
-        self._spawn(self._to_members(room, LINE_PUSH, {}, lambda: serialize(frame())))
+        said = (entry, self._changes.get(room, 0))
+        waiting = self._lines.get(room)
+        if waiting is not None:
+            # A push of the room is being queued: this entry goes with
+            # the next one, with every other said meanwhile.
+            waiting.append(said)
+            return
+        self._lines[room] = [said]
+        self._spawn(self._send_lines(room))
+
+    async def _send_lines(self, room: str) -> None:
+        """
+        Push C{room}'s new entries to its members' domains, those said
+        while one push is queued together in the next (at most
+        L{MAX_PUSHED_LINES} or L{MAX_PUSH_BYTES} a push), as Synapse
+        batches the events of one destination: a busy room costs its
+        members' domains a queued push per batch, not per line.
+
+        A push goes to the members read for it, and holds only lines
+        said before any change of them since that read began: a line
+        said after a kick never reaches the kicked member's domain.
+        """
+        try:
+            while entries := self._lines[room]:
+                changes = self._changes.get(room, 0)
+                remote = await self.remote_members(room)
+                frames: list[bytes] = []
+                size = 0
+                for entry, said_at in entries[:MAX_PUSHED_LINES]:
+                    if said_at > changes:
+                        break
+                    data = serialize(entry_frame(room, entry))
+                    if frames and size + len(data) > MAX_PUSH_BYTES:
+                        break
+                    frames.append(data)
+                    size += len(data)
+                del entries[: len(frames)]
+                if frames and remote:
+                    await self._push(room, LINE_PUSH, remote, {}, b"".join(frames))
+        finally:
+            del self._lines[room]
 
     def announce(self, room: str, changed: MemberChanged) -> None:
         """

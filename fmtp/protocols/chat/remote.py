@@ -226,10 +226,12 @@ class RemoteRooms:
             RecipientResult(address, 250, "room push taken") for address in named
         ]
         if kind == LINE_PUSH:
-            [(of, entry)] = self._entries(obj)
-            if of != room:
-                raise InvalidObject(f"a line of {of} pushed as one of {room}")
-            live.announce(room, Event(ROOM_LINE, RoomLine(room, entry)), named)
+            entries = self._entries(obj)
+            for of, _ in entries:
+                if of != room:
+                    raise InvalidObject(f"a line of {of} pushed as one of {room}")
+            for _, entry in entries:
+                live.announce(room, Event(ROOM_LINE, RoomLine(room, entry)), named)
         elif kind == MEMBER_PUSH:
             live.announce(room, Event(ROOM_MEMBER, self._member(obj, room)), named)
         elif kind == CLOSED_PUSH:
@@ -266,9 +268,9 @@ class RemoteRooms:
         try:
             entries = entries_of(obj.body)
         except ValueError as e:
-            raise InvalidObject(f"a pushed line is one entry's frame: {e}") from None
-        if len(entries) != 1:
-            raise InvalidObject("a pushed line is one entry's frame")
+            raise InvalidObject(f"pushed lines are entries' frames: {e}") from None
+        if not entries:
+            raise InvalidObject("a push of lines holds at least one entry's frame")
         return entries
 
     @staticmethod

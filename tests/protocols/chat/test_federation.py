@@ -292,6 +292,16 @@ class RemoteTests(FederationTestCase):
         self.assertEqual(seqs, ["1", "2"])
         self.assertEqual([f for f in annabel.frames() if f.code == 256], [])
 
+    def test_a_push_of_several_lines_reaches_them_in_order(self) -> None:
+        edgar = self.entered(EDGAR)
+        body = self.line(1) + self.line(2) + self.line(3)
+        self.successResultOf(self.push("line", [EDGAR], body))
+        seqs = [f.headers["Seq"] for f in edgar.frames() if f.code == 256]
+        self.assertEqual(seqs, ["1", "2", "3"])
+        mixed = self.line(4) + self.line(5, room="other@lenore.org")
+        self.failureResultOf(self.push("line", [EDGAR], mixed), InvalidObject)
+        self.assertEqual(edgar.frames(), [])
+
     def test_bad_pushes_are_refused(self) -> None:
         self.entered(EDGAR)
         for kind, body, props, error in (
@@ -415,3 +425,34 @@ class ConsistencyTests(FederationTestCase):
         bounced = Deferred.fromCoroutine(bouncer.bounce(row, push, refused, 1))
         self.successResultOf(bounced)
         self.assertEqual(self.successResultOf(self.store.inbox(LOUNGE, 0, 10)), [])
+
+
+class BatchTests(FederationTestCase):
+    def test_lines_said_while_a_push_is_queued_go_together(self) -> None:
+        """
+        A busy room costs its members' domains one queued push per batch
+        of lines, not one per line, each line once and in order.
+        """
+        edgar = self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        queued: list[Deferred] = []
+        enqueue = self.links.enqueue
+
+        def slow(obj, recipients):
+            enqueue(obj, recipients)
+            queued.append(Deferred())
+            return queued[-1]
+
+        self.links.enqueue = slow
+        for n in range(5):
+            said = edgar.ask("SAY", "s", LOUNGE, body=f"line {n}".encode())
+            self.assertEqual(said.code, 201)
+        self.assertEqual(len(self.pushes("line")), 1)
+        queued[0].callback(None)
+        self.clock.advance(0)
+        pushes = self.pushes("line")
+        self.assertEqual(len(pushes), 2)
+        seqs = [[e.seq for e in lines_of(push.body)] for push, _ in pushes]
+        self.assertEqual(seqs, [[1], [2, 3, 4, 5]])
+        queued[1].callback(None)
+        self.assertEqual(len(self.pushes("line")), 2)
