@@ -5,10 +5,15 @@ Two records exist only to answer questions that stop being asked: what
 this server sent to which domain (the countersign; a receiver refuses a
 signature older than L{MAX_SIGNATURE_AGE} anyway), and the
 C{Idempotency-Key} of each keyed SEND (a client retries within minutes,
-so a day covers it).  Without a sweep both would grow for ever.
+so a day covers it).  And the objects protocols send other domains (a
+room's pushes, subscription actions) are kept by the queue as a user's
+sent message is, though nobody reads them once delivered.  Without a
+sweep all three would grow for ever.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Collection
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -24,6 +29,11 @@ from fmtp.util.sweep import PeriodicSweep
 SENT_RECORD_LIFETIME = MAX_SIGNATURE_AGE + MAX_CLOCK_SKEW + 86400.0
 #: How long an Idempotency-Key is remembered.
 SEND_KEY_LIFETIME = 86400.0
+#: How long a protocol's object is kept after it was queued, once no
+#: delivery of it is queued: the queue deletes a row once the delivery is
+#: settled, so nothing reads the object by then (a receiver's countersign
+#: comes while its delivery is under way).
+DELIVERED_LIFETIME = 3600.0
 #: Seconds between sweeps.
 SWEEP_INTERVAL = 3600.0
 
@@ -33,6 +43,13 @@ class Housekeeping(Service):
     Sweeps the store every L{SWEEP_INTERVAL} seconds, from the injected
     clock, starting at once.  A sweep that fails is logged and tried again
     at the next interval: nothing depends on it being prompt.
+
+    @param protocol_types: reads the object types protocols send other
+        domains and take instead of inboxes
+        (L{fmtp.federation.inbound.DeliveryReceiver.handled_types}): read
+        at each sweep, since protocols register theirs after this is
+        built.  Their objects are forgotten once delivered
+        (L{IDeliveryStore.forget_delivered}).
     """
 
     name = "housekeeping"
@@ -45,12 +62,16 @@ class Housekeeping(Service):
         interval: float = SWEEP_INTERVAL,
         sent_lifetime: float = SENT_RECORD_LIFETIME,
         key_lifetime: float = SEND_KEY_LIFETIME,
+        protocol_types: Callable[[], Collection[str]] = frozenset,
+        delivered_lifetime: float = DELIVERED_LIFETIME,
     ) -> None:
         self._store = store
         self._clock = clock
         self.interval = interval
         self.sent_lifetime = sent_lifetime
         self.key_lifetime = key_lifetime
+        self.delivered_lifetime = delivered_lifetime
+        self._protocol_types = protocol_types
         self._schedule = PeriodicSweep(clock, interval, self._sweep)
 
     def startService(self) -> None:
@@ -74,15 +95,21 @@ class Housekeeping(Service):
 
     async def _sweep(self) -> None:
         now = self._clock.seconds()
+        store = self._store
         try:
-            sent = await self._store.forget_sent(now - self.sent_lifetime)
-            keys = await self._store.forget_send_keys(now - self.key_lifetime)
+            sent = await store.forget_sent(now - self.sent_lifetime)
+            keys = await store.forget_send_keys(now - self.key_lifetime)
+            objects = await store.forget_delivered(
+                sorted(self._protocol_types()), now - self.delivered_lifetime
+            )
         except Exception:
             self._log.failure("Housekeeping sweep failed; trying again later")
             return
-        if sent or keys:
+        if sent or keys or objects:
             self._log.info(
-                "Housekeeping: forgot {sent} sent records and {keys} send keys",
+                "Housekeeping: forgot {sent} sent records, {keys} send keys"
+                " and {objects} delivered protocol objects",
                 sent=sent,
                 keys=keys,
+                objects=objects,
             )

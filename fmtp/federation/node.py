@@ -147,7 +147,10 @@ def build_server_links(
         kick = queue.kick
         peer_connected = queue.peer_connected
         stop_links = ServerLinksService(pool, volatile)
-        running = [queue, stop_links, Housekeeping(store, clock)]
+        housekeeping = Housekeeping(
+            store, clock, protocol_types=lambda: receiver.handled_types
+        )
+        running = [queue, stop_links, housekeeping]
     links = ServerLinks(
         domain,
         store,

@@ -199,6 +199,8 @@ class IDeliveryStore(IObjectStore):
         C{put_object}): from then on it is immutable, and its owner's
         C{delete_object} only hides it from the owner and from listings;
         recipients keep it in their inboxes and the queue still sends it.
+        Only C{forget_delivered} deletes a sealed object: a protocol's,
+        once delivered.
       - Deleting an object that is not sealed cancels its queued
         deliveries (there are none in normal use: queueing seals).
       - An inbox entry is removed only by its recipient
@@ -343,6 +345,31 @@ class IDeliveryStore(IObjectStore):
         epoch): clients retry within minutes, and a day covers them.
 
         @return: a L{Deferred} that fires with the number forgotten.
+        """
+
+    def forget_delivered(types, before):
+        """
+        Delete the objects of C{types} that were sent and are done with:
+        sealed, with no queue row left (delivered, or given up), and last
+        queued before C{before} (seconds since the epoch), by their
+        records of what was sent; one whose records are already forgotten
+        (C{forget_sent}) was queued long before.
+
+        C{enqueue} keeps the object it queues for good, as its sender's
+        copy of a sent message.  For a user's message that is right, but
+        the objects a protocol sends another domain (a room's pushes, a
+        subscription's actions: the types a protocol takes instead of
+        inboxes) are nobody's mail: once their rows are gone nothing
+        reads them again, and a busy room would otherwise add one object
+        per push for ever.  Their records of what was sent are not
+        touched (they go with C{forget_sent}); a countersign asked about
+        a forgotten object is answered no, which is safe because a
+        receiver asks while the delivery is under way, when its row is
+        still queued.
+
+        @param types: the object types to forget, never C{message} in
+            use; empty forgets nothing.
+        @return: a L{Deferred} that fires with the number deleted.
         """
 
     def due_deliveries(now, limit, skip=frozenset()):

@@ -57,6 +57,20 @@ def message(n: int, sender: str = EDGAR, **properties: str) -> FMTPObject:
     return make(n, sender, "message", False, f"body {n}".encode(), **props)
 
 
+#: The types a protocol sends and receivers hand to handlers, as
+#: C{forget_delivered} is given them.
+PUSH_TYPES = ["room-push", "subscription"]
+
+
+def push(n: int) -> FMTPObject:
+    """
+    A room's push to a member of another domain: a protocol's object,
+    nobody's mail.
+    """
+    room = "lobby@poe.net"
+    return make(n, room, "room-push", False, b"line", From=room, To=LOST)
+
+
 def queued(
     obj: FMTPObject,
     domain: str = "lenore.org",
@@ -689,6 +703,55 @@ class DeliveryConformance:
         assert await store.find_send(EDGAR, "b") is not None
         # The message itself stays.
         assert await store.has_object(message(1).id) is True
+
+    # Protocol objects, once delivered
+
+    @pytest_twisted.ensureDeferred
+    async def test_forget_delivered(self, store) -> None:
+        """
+        A protocol's object goes once no row of it is queued and it was
+        queued before the time; one still queued, one queued since, a
+        user's message and a draft stay.
+        """
+        done, waiting, recent = push(1), push(2), push(3)
+        mail = message(4)
+        for obj, created in ((done, T0), (waiting, T0), (recent, T0 + 10), (mail, T0)):
+            await store.enqueue(obj, [queued(obj, created=created)])
+        for obj in (done, recent, mail):
+            await store.finish_delivery(obj.id, "lenore.org")
+        draft = push(5)
+        await store.put_object(draft)
+
+        assert await store.forget_delivered(PUSH_TYPES, T0 + 10) == 1
+        assert await store.has_object(done.id) is False
+        for kept in (waiting, recent, mail, draft):
+            assert await store.get_object(kept.id) == kept
+        # The record of its sending is forget_sent's to forget.
+        assert await store.was_sent(done.id, "lenore.org", done.digest()) is True
+        # Queued at the time is not before it; a moment later it goes.
+        assert await store.forget_delivered(PUSH_TYPES, T0 + 10) == 0
+        assert await store.forget_delivered(PUSH_TYPES, T0 + 11) == 1
+        assert await store.has_object(recent.id) is False
+        # No types, nothing forgotten; the queue is untouched.
+        assert await store.forget_delivered([], T0 + 100) == 0
+        assert await store.queued_for("lenore.org") == [queued(waiting)]
+        assert await store.get_object(mail.id) == mail
+
+    @pytest_twisted.ensureDeferred
+    async def test_forget_delivered_waits_for_every_domain(self, store) -> None:
+        """
+        An object queued for two domains stays until both rows are gone;
+        one whose records of sending are already forgotten is old.
+        """
+        obj = push(1)
+        to_kingdom = queued(obj, "kingdom.example", recipients=(ANNABEL,))
+        await store.enqueue(obj, [queued(obj), to_kingdom])
+        await store.finish_delivery(obj.id, "lenore.org")
+        assert await store.forget_delivered(PUSH_TYPES, T0 + 1) == 0
+        await store.finish_delivery(obj.id, "kingdom.example")
+        assert await store.forget_sent(T0 + 1) == 2
+        assert await store.forget_delivered(PUSH_TYPES, T0 - 1) == 1
+        assert await store.has_object(obj.id) is False
 
     # Inbox
 

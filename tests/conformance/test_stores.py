@@ -42,7 +42,7 @@ from fmtp.store.sql.objects import (
     _put_object,
     listing_query,
 )
-from fmtp.store.sql.queue import DUE_QUERY, _enqueue
+from fmtp.store.sql.queue import DUE_QUERY, _enqueue, forget_delivered_query
 from fmtp.store.sql.schema import SCHEMA_STEPS, SCHEMA_VERSION
 from tests.conformance.agreement import fired, fired_outcome, outcome
 from tests.conformance.bridges import BridgeConformance
@@ -697,6 +697,28 @@ async def test_delivery_reads_need_no_sort(sqlite_store: SQLiteStore, name) -> N
     text = await sqlite_store.run_interaction(plan)
     assert "TEMP B-TREE" not in text
     assert "USING INDEX" in text or "USING COVERING INDEX" in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_forgetting_delivered_objects_reads_indexes(
+    sqlite_store: SQLiteStore,
+) -> None:
+    """
+    The hourly sweep of protocol objects reads only the objects of their
+    types, and asks the queue and the sent records by key: it never scans
+    a table, however many messages the store holds.
+    """
+    query, params = forget_delivered_query(["room-push", "subscription"], T0)
+
+    def plan(conn: sqlite3.Connection) -> list[str]:
+        rows = conn.execute("EXPLAIN QUERY PLAN " + query, params).fetchall()
+        return [row[-1] for row in rows]
+
+    steps = await sqlite_store.run_interaction(plan)
+    searches = [step for step in steps if not step.startswith("CORRELATED")]
+    assert len(searches) == 3
+    assert all(step.startswith("SEARCH") for step in searches), steps
+    assert "objects_type_seq" in searches[0]
 
 
 def _refuse_inserts(path: Path, table: str) -> None:

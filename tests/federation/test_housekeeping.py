@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from fmtp.delivery import QueuedDelivery, SendKey
 from fmtp.errors import StoreUnavailable
 from fmtp.federation.housekeeping import (
+    DELIVERED_LIFETIME,
     SEND_KEY_LIFETIME,
     SENT_RECORD_LIFETIME,
     Housekeeping,
@@ -86,6 +87,58 @@ class HousekeepingTests(SynchronousTestCase):
         self.service.startService()
         self.service.stopService()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class ProtocolObjectTests(SynchronousTestCase):
+    """
+    The objects protocols send other domains go an hour after they were
+    queued, once delivered; a user's message stays.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.store = MemoryStore()
+        self.types: set[str] = set()
+        self.service = Housekeeping(
+            self.store, self.clock, protocol_types=lambda: self.types
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def send(self, obj: FMTPObject) -> FMTPObject:
+        delivery = QueuedDelivery.new(
+            obj.id, "lenore.org", ["a@lenore.org"], self.clock.seconds()
+        )
+        self.successResultOf(self.store.enqueue(obj, [delivery]))
+        return obj
+
+    def held(self, obj: FMTPObject) -> bool:
+        return self.successResultOf(self.store.has_object(obj.id))
+
+    def test_delivered_pushes_are_forgotten_after_an_hour(self) -> None:
+        # Read at each sweep: protocols register their types after the
+        # service is built.
+        self.types.add("room-push")
+        props = {"From": "lobby@poe.net", "To": "a@lenore.org"}
+        push = self.send(FMTPObject("1.n1.lobby@poe.net", "room-push", props))
+        waiting = self.send(FMTPObject("2.n2.lobby@poe.net", "room-push", props))
+        mail = self.send(message(3))
+        for obj in (push, mail):
+            self.successResultOf(self.store.finish_delivery(obj.id, "lenore.org"))
+
+        self.clock.advance(self.service.interval)
+        self.assertTrue(self.held(push))
+        self.clock.advance(DELIVERED_LIFETIME)
+        self.assertFalse(self.held(push))
+        self.assertTrue(self.held(waiting))
+        self.assertTrue(self.held(mail))
+
+    def test_no_protocol_types_forget_nothing(self) -> None:
+        mail = self.send(message(1))
+        self.successResultOf(self.store.finish_delivery(mail.id, "lenore.org"))
+        self.clock.advance(DELIVERED_LIFETIME + self.service.interval)
+        self.assertTrue(self.held(mail))
 
 
 class SlowStore(MemoryStore):

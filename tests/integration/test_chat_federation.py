@@ -12,10 +12,12 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from fmtp.client import ChatDatagramClient, FrameClientProtocol, connect
+from fmtp.federation.housekeeping import Housekeeping
 from fmtp.keys.signing import verify_signed_by
+from fmtp.protocols.chat.federation import PUSH_TYPE
 from fmtp.protocols.chat.lines import as_posted
 from fmtp.store.rooms import verify_chain
-from tests.helpers import within
+from tests.helpers import eventually, within
 from tests.integration.test_chat import CHAT_PUSHES, ask, entries_of, next_push
 from tests.integration.test_federation import EDGAR, LOST, PASSWORD, Server
 
@@ -260,3 +262,38 @@ async def test_a_domains_password_tries_are_counted_together(network) -> None:
     annabel = await chat_login(poe, ANNABEL)
     joined = await ask(annabel, "JOIN", LOUNGE, {"Password": "raven"})
     assert joined.code == 200, joined
+
+
+@pytest_twisted.ensureDeferred
+async def test_delivered_pushes_are_forgotten_by_housekeeping(network) -> None:
+    """
+    A room's pushes to another domain are nobody's mail: the home forgets
+    them once delivered (at its housekeeping's sweep an hour on, brought
+    forward here), and the receiving server never stores them.
+    """
+    poe, lenore = await start_pair(network)
+    edgar, lost = await lounge_of_both(poe, lenore)
+    said = await ask(edgar, "SAY", LOUNGE, body=b"Quoth the raven")
+    assert said.code == 201, said
+    await pushed(lost, 256, Room=LOUNGE, Seq="1")
+
+    async def dequeued():
+        return not await poe.services.store.queued_for("lenore.org")
+
+    await eventually(dequeued)
+    assert await pushes_held(poe)
+    assert not await pushes_held(lenore)
+
+    housekeeping = next(s for s in poe.root if isinstance(s, Housekeeping))
+    housekeeping.delivered_lifetime = -1.0
+    await within(housekeeping.sweep())
+    assert not await pushes_held(poe)
+    # The room and its history are not the pushes: both are still there.
+    page = await ask(edgar, "HISTORY", LOUNGE)
+    assert page.code == 200 and page.headers["Head"] == "1", page
+
+
+async def pushes_held(server: Server) -> list:
+    return await server.services.store.list_objects(
+        0, 100, type=PUSH_TYPE, public_only=False
+    )

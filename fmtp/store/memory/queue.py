@@ -108,6 +108,28 @@ class MemoryQueue(MemoryBase):
             del self._send_keys[key]
         return len(old)
 
+    def forget_delivered(self, types: Collection[str], before: float) -> Deferred[int]:
+        return self._call(self._forget_delivered, frozenset(types), before)
+
+    def _forget_delivered(self, types: frozenset[str], before: float) -> int:
+        # As the SQL store reads it: an object sent to any domain at or
+        # after before is recent.
+        queued = {object_id for object_id, _ in self._queue}
+        recent = {
+            key[0] for key, (_, created) in self._sent.items() if created >= before
+        }
+        done = [
+            object_id
+            for object_id, stored in self._objects.items()
+            if stored.obj.type in types
+            and stored.sealed
+            and object_id not in queued
+            and object_id not in recent
+        ]
+        for object_id in done:
+            del self._objects[object_id]
+        return len(done)
+
     def due_deliveries(
         self, now: float, limit: int, skip: Collection[tuple[str, str]] = frozenset()
     ) -> Deferred[list[QueuedDelivery]]:

@@ -128,6 +128,42 @@ def _forget_before(conn: sqlite3.Connection, table: str, before: float) -> int:
     return cursor.rowcount
 
 
+def forget_delivered_query(
+    types: Sequence[str], before: float
+) -> tuple[str, list[Any]]:
+    """
+    The statement of a C{forget_delivered} call: delete the sealed
+    objects of C{types} (not empty) with no queue row left and no record
+    of being sent at or after C{before}.
+
+    C{objects_type_seq} finds the candidates (from one sweep to the next
+    only the protocol objects still queued, or sent within the hour, are
+    left); the queue's and the sent records' primary keys, which lead
+    with C{object_id}, answer both questions about each.  The objects
+    table has no time of its own: the sent records' C{created} (when the
+    object was queued) serves, and spares a schema step.
+    """
+    marks = ", ".join("?" for _ in types)
+    query = f"""
+        DELETE FROM objects
+        WHERE type IN ({marks}) AND sealed = 1
+          AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.object_id = objects.id)
+          AND NOT EXISTS (
+              SELECT 1 FROM sent
+              WHERE sent.object_id = objects.id AND sent.created >= ?
+          )
+    """
+    return query, [*types, before]
+
+
+def _forget_delivered(
+    conn: sqlite3.Connection, types: Sequence[str], before: float
+) -> int:
+    if not types:
+        return 0
+    return conn.execute(*forget_delivered_query(types, before)).rowcount
+
+
 def _find_send(conn: sqlite3.Connection, sender: str, key: str) -> SendRecord | None:
     row = conn.execute(
         "SELECT object_id, request_digest, results FROM send_keys "
@@ -275,6 +311,9 @@ class SQLQueue(SQLiteEngine):
 
     def forget_send_keys(self, before: float) -> Deferred[int]:
         return self.run_interaction(_forget_before, "send_keys", before)
+
+    def forget_delivered(self, types: Collection[str], before: float) -> Deferred[int]:
+        return self.run_interaction(_forget_delivered, sorted(types), before)
 
     def due_deliveries(
         self, now: float, limit: int, skip: Collection[tuple[str, str]] = frozenset()
