@@ -26,6 +26,7 @@ ACTIONS = {
     "create": False,
     "config": False,
     "destroy": False,
+    "decline": False,
     "invite": True,
     "kick": True,
     "ban": True,
@@ -55,7 +56,7 @@ def parse_yes_no(text: str, option: str) -> bool:
 
 class RoomOptions(JSONOption, ChatClientOptions):
     synopsis = (
-        "create|config|destroy|who ROOM | invite|kick|ban|unban|role ROOM "
+        "create|config|destroy|who|decline ROOM | invite|kick|ban|unban|role ROOM "
         "ADDRESS | list | mine  [options] [--json]"
     )
     longdesc = (
@@ -63,7 +64,8 @@ class RoomOptions(JSONOption, ChatClientOptions):
         "create makes ROOM (an address of your server's domain) with you as "
         "its owner; config changes its settings (owners) or, with none, shows "
         "them; destroy removes it with its members and history.  invite lets "
-        "ADDRESS join a members-only room; kick removes a member (who may "
+        "ADDRESS join a members-only room (decline turns your own invitation "
+        "down); kick removes a member (who may "
         "join again); ban removes and keeps out until unban; role gives a "
         "member a --role (owner, moderator, member) and/or --voice.  who lists "
         "the members (moderators: --role banned or invited lists those); list "
@@ -278,6 +280,12 @@ async def room_action(
         elif action == "destroy":
             await chat.destroy(room)
             report(as_json, {"room": room, "destroyed": True}, f"{room} destroyed")
+        elif action == "decline":
+            changed = await chat.decline(room)
+            said = f"declined the invitation into {room}"
+            if not changed:
+                said = f"you were not invited into {room}"
+            report(as_json, {"room": room, "changed": changed}, said)
         elif action in ("invite", "unban"):
             act = chat.invite if action == "invite" else chat.unban
             changed = await act(room, address)

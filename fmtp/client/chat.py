@@ -467,6 +467,14 @@ class Chat:
         """
         await self.client.call("LEAVE", room)
 
+    async def decline(self, room: str) -> bool:
+        """
+        Turn down an invitation into C{room}.
+
+        @return: whether you were invited.
+        """
+        return _flag(await self.client.call("DECLINE", room), "Changed")
+
     async def _member(
         self, verb: str, room: str, address: str, reason: str | None = None
     ) -> Frame:

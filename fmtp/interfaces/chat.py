@@ -68,6 +68,13 @@ class IChatService(Interface):
         C{user} stops being a member (not the room's only owner).
         """
 
+    def decline(user, room):
+        """
+        Turn down C{user}'s invitation into C{room}.
+
+        @return: a L{Deferred} firing with whether they were invited.
+        """
+
     def invite(user, room, address):
         """
         Invite C{address} (moderators); it is told if online.

@@ -143,6 +143,13 @@ async def test_room_lifecycle(
     assert lifted.out == f"lifted the ban on {ANNABEL} in {LOUNGE}\n"
     not_banned = await children.run(["room", "unban", LOUNGE, ANNABEL], server.edgar)
     assert not_banned.out == f"{ANNABEL} was not banned in {LOUNGE}\n"
+    invited = await children.run(["room", "invite", LOUNGE, ANNABEL], server.edgar)
+    assert_clean(invited)
+    declined = await children.run(["room", "decline", LOUNGE, "--json"], server.annabel)
+    assert_clean(declined)
+    assert declined.json() == {"room": LOUNGE, "changed": True}
+    again = await children.run(["room", "decline", LOUNGE], server.annabel)
+    assert again.out == f"you were not invited into {LOUNGE}\n"
 
     outsider = await children.run(["room", "destroy", LOUNGE], server.annabel)
     assert_clean(outsider, EXIT_REFUSED)

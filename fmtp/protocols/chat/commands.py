@@ -135,6 +135,7 @@ class ChatCommands(CommandGroup):
             "DESTROY": self._room_command(self.chat.destroy),
             "JOIN": self.join,
             "LEAVE": self._room_command(self.chat.leave),
+            "DECLINE": self.decline,
             "INVITE": self._member_command(self.chat.invite),
             "KICK": self._member_command(self.chat.kick, reason=True),
             "BAN": self._member_command(self.chat.ban, reason=True),
@@ -281,6 +282,11 @@ class ChatCommands(CommandGroup):
     async def join(self, user: str, room: str, frame: Frame) -> Frame:
         member = await self.chat.join(user, room, frame.headers.get("Password"))
         return reply(200, frame.tag, headers=standing_headers(room, member))
+
+    async def decline(self, user: str, room: str, frame: Frame) -> Frame:
+        changed = await self.chat.decline(user, room)
+        headers = {"Room": room, "Changed": "yes" if changed else "no"}
+        return reply(200, frame.tag, headers=headers)
 
     async def role(self, user: str, room: str, frame: Frame) -> Frame:
         address = parse_address(frame.headers)

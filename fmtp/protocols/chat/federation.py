@@ -85,6 +85,7 @@ REMOTE_COMMANDS = frozenset(
         "DESTROY",
         "JOIN",
         "LEAVE",
+        "DECLINE",
         "INVITE",
         "KICK",
         "BAN",

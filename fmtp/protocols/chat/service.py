@@ -348,6 +348,20 @@ class ChatService(RoomHistory, Service):
         self._close(room, user, "left")
         self._announce(room, None, user)
 
+    async def decline(self, user: str, room: str) -> bool:
+        """
+        C{user} turns down their invitation into C{room}: they lose the
+        standing it gave them (a private room is then hidden from them
+        again, and a members-only one closed to them).
+
+        @return: whether they were invited.
+        @raise RoomNotFound: as L{standing}.
+        """
+        _, member = await self.standing(user, room)
+        if member is None or member.role is not Role.INVITED:
+            return False
+        return await self.store.leave(room, user)
+
     async def invite(self, user: str, room: str, address: str) -> bool:
         _, member = await self.membership(user, room)
         check_moderator(member)

@@ -175,6 +175,26 @@ class JoinTests(ChatTestCase):
         )
         self.assertEqual(self.code(annabel, "JOIN", LOUNGE), 200)
 
+    def test_an_invitation_declined_is_gone(self) -> None:
+        """
+        An invited user turns the invitation down: a private room is
+        hidden from them again, and a members-only one closed to them.
+        """
+        edgar = self.room(**{"Members-Only": "yes"})
+        annabel = self.logged_in(ANNABEL)
+        self.assertEqual(self.code(edgar, "INVITE", LOUNGE, {"Address": ANNABEL}), 200)
+        annabel.frames()
+        declined = annabel.ask("DECLINE", "d", LOUNGE)
+        self.assertEqual((declined.code, declined.headers["Changed"]), (200, "yes"))
+        self.assertEqual(self.code(annabel, "JOIN", LOUNGE), 550)
+        self.assertEqual(self.code(annabel, "DECLINE", LOUNGE), 550)
+        # Nobody else's invitation is touched, and a member's standing
+        # is not an invitation.
+        self.assertEqual(self.code(edgar, "INVITE", LOUNGE, {"Address": MALLORY}), 200)
+        self.assertEqual(edgar.ask("DECLINE", "d", LOUNGE).headers["Changed"], "no")
+        self.assertEqual(self.code(self.logged_in(MALLORY), "JOIN", LOUNGE), 200)
+        self.assertEqual(self.code(annabel, "DECLINE", "nowhere@poe.net"), 550)
+
     def test_a_member_cannot_invite(self) -> None:
         self.room(members=[ANNABEL], **{"Members-Only": "no"})
         annabel = self.logged_in(ANNABEL)

@@ -181,6 +181,16 @@ class HomeTests(FederationTestCase):
         edgar = self.logged_in(EDGAR)
         self.assertEqual(len(lines_of(edgar.ask("HISTORY", "h", LOUNGE).body)), 1)
 
+    def test_a_user_of_another_domain_declines_an_invitation(self) -> None:
+        edgar = self.room(**{"Members-Only": "yes"})
+        self.assertEqual(edgar.ask("INVITE", "i", LOUNGE, {"Address": LOST}).code, 200)
+        [(invitation, to)] = self.pushes("invitation")
+        self.assertEqual((to, invitation.properties["Inviter"]), ([LOST], EDGAR))
+        declined = self.successResultOf(self.ask("DECLINE", LOST))
+        self.assertEqual(declined.headers["Changed"], "yes")
+        # The private room is hidden from him again.
+        self.assertEqual(self.peer_code("JOIN", LOST), 550)
+
     def test_a_forged_retraction_is_refused(self) -> None:
         edgar = self.room(Public="yes")
         self.assertEqual(self.peer_code("JOIN", LOST), 200)
