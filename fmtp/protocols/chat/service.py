@@ -97,6 +97,8 @@ class ChatService(RoomHistory, Service):
         )
         self._hashing = DeferredSemaphore(hash_threads())
         self._configuring: dict[str, DeferredLock] = {}
+        #: Per room, the turn of the changes that take an owner away.
+        self._owning: dict[str, DeferredLock] = {}
         self._says = SourceRateLimiter(clock, settings.say_rate, settings.say_burst)
         self._room_says = SourceRateLimiter(
             clock, settings.room_rate, settings.room_burst
@@ -340,10 +342,13 @@ class ChatService(RoomHistory, Service):
     async def leave(self, user: str, room: str) -> None:
         _, member = await self.membership(user, room)
         if member.role is Role.OWNER:
-            owners = await self.store.members(room, Role.OWNER)
-            if len(owners) == 1:
-                raise Forbidden("you are its only owner: name another or DESTROY it")
-        await self.store.leave(room, user)
+            async with room_turn(self._owning, room):
+                await self._check_other_owner(
+                    room, "you are its only owner: name another or DESTROY it"
+                )
+                await self.store.leave(room, user)
+        else:
+            await self.store.leave(room, user)
         self._members_changed(room, user)
         self._close(room, user, "left")
         self._announce(room, None, user)
@@ -419,12 +424,28 @@ class ChatService(RoomHistory, Service):
         voice = target.voice if voice is None else voice
         check_role_change(actor, target, role, voice)
         if target.role is Role.OWNER and role is not Role.OWNER:
-            if len(await self.store.members(room, Role.OWNER)) == 1:
-                raise Forbidden("the room would have no owner")
-        await self.store.set_role(room, address, role, voice, self.clock.seconds())
+            async with room_turn(self._owning, room):
+                await self._check_other_owner(room, "the room would have no owner")
+                await self.store.set_role(
+                    room, address, role, voice, self.clock.seconds()
+                )
+        else:
+            await self.store.set_role(room, address, role, voice, self.clock.seconds())
         changed = replace(target, role=role, voice=voice)
         self._announce(room, changed, actor=user)
         return changed
+
+    async def _check_other_owner(self, room: str, why: str) -> None:
+        """
+        Refuse, with C{why}, to take away one of C{room}'s owners when it
+        is the last.  Called in the room's turn of such changes: two
+        owners stepping down at once would otherwise each see the other
+        and leave the room with none.
+
+        @raise Forbidden: if the room has one owner.
+        """
+        if len(await self.store.members(room, Role.OWNER)) <= 1:
+            raise Forbidden(why)
 
     async def who(self, user: str, room: str, role: Role | None) -> list[Member]:
         _, member = await self.membership(user, room)

@@ -214,15 +214,18 @@ class HeldStore(MemoryStore):
     def head(self, room):
         return self._held("head", lambda: super(HeldStore, self).head(room))
 
+    def members(self, room, role=None):
+        return self._held("members", lambda: super(HeldStore, self).members(room, role))
+
     def release(self) -> None:
         while self.waiting:
             self.waiting.pop(0).callback(None)
 
 
-class RacingEnterTests(SynchronousTestCase):
+class HeldStoreTestCase(SynchronousTestCase):
     """
-    A member kicked while their ENTER is under way must not receive the
-    room afterwards, whatever the order in which the store answers.
+    A room of Edgar's with Mallory a member and one line, on a store whose
+    reads the test holds, and Mallory's chat session.
     """
 
     def setUp(self) -> None:
@@ -252,6 +255,13 @@ class RacingEnterTests(SynchronousTestCase):
 
     def done(self, coroutine):
         return self.successResultOf(ensureDeferred(coroutine))
+
+
+class RacingEnterTests(HeldStoreTestCase):
+    """
+    A member kicked while their ENTER is under way must not receive the
+    room afterwards, whatever the order in which the store answers.
+    """
 
     def kick_then_say_a_secret(self) -> None:
         self.done(self.chat.kick(EDGAR, LOUNGE, MALLORY, "rude"))
@@ -391,3 +401,43 @@ class HashingTests(SynchronousTestCase):
             started.pop(0).callback(False)
         for joined in joins:
             self.failureResultOf(joined, Forbidden, RoomNotFound)
+
+
+class LastOwnerTests(HeldStoreTestCase):
+    """
+    A room always keeps an owner, however its two owners' step-downs
+    interleave with the store.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.done(self.chat.join(ANNABEL, LOUNGE, None))
+        self.done(self.chat.set_role(EDGAR, LOUNGE, ANNABEL, Role.OWNER, None))
+
+    def owners(self) -> list[str]:
+        members = self.successResultOf(self.store.members(LOUNGE, Role.OWNER))
+        return [member.address for member in members]
+
+    def test_two_owners_leaving_at_once(self) -> None:
+        # Edgar's count of the owners saw two; Annabel's leave comes
+        # while his still waits for the store.
+        self.store.hold("members", at_release=False)
+        edgar = ensureDeferred(self.chat.leave(EDGAR, LOUNGE))
+        annabel = ensureDeferred(self.chat.leave(ANNABEL, LOUNGE))
+        self.store.release()
+        self.successResultOf(edgar)
+        self.failureResultOf(annabel, Forbidden)
+        self.assertEqual(self.owners(), [ANNABEL])
+
+    def test_two_owners_stepping_down_at_once(self) -> None:
+        self.store.hold("members", at_release=False)
+        edgar = ensureDeferred(
+            self.chat.set_role(EDGAR, LOUNGE, EDGAR, Role.MEMBER, None)
+        )
+        annabel = ensureDeferred(
+            self.chat.set_role(ANNABEL, LOUNGE, ANNABEL, Role.MEMBER, None)
+        )
+        self.store.release()
+        self.successResultOf(edgar)
+        self.failureResultOf(annabel, Forbidden)
+        self.assertEqual(self.owners(), [ANNABEL])
