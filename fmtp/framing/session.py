@@ -79,6 +79,11 @@ class Session:
     quitting: bool = False
     #: Writes an unsolicited frame to this session's stream (None over UDP).
     push: Callable[[Frame], None] | None = None
+    #: The bytes of replies this stream holds while its client does not
+    #: read (None over UDP): a command whose answer may be large makes it
+    #: smaller while some wait, so that a client pipelining such commands
+    #: and reading slowly cannot make the server hold many of them.
+    queued: Callable[[], int] | None = None
     #: The domain a peer server proved (or claimed) with HELLO.
     peer_domain: str | None = None
     peer_verified: bool = False

@@ -119,7 +119,9 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         set_no_delay(self.transport)
         peer = self.transport.getPeer()
         host = getattr(peer, "host", str(peer))
-        self.session = Session(host=host, push=self.push)
+        self.session = Session(
+            host=host, push=self.push, queued=lambda: self._outbox_bytes
+        )
         refusal = self.services.connections.admit(self, host)
         if refusal is not None:
             self.session.closing = True

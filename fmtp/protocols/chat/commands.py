@@ -150,6 +150,7 @@ class ChatCommands(CommandGroup):
         self.commands = {
             verb: self._on_room(action) for verb, action in self.room_actions.items()
         }
+        self.commands["HISTORY"] = self._on_room(self.history, self._history_here)
         self.commands.update(
             CREATE=self.create,
             LIST=self.list_rooms,
@@ -191,18 +192,21 @@ class ChatCommands(CommandGroup):
             raise LoginRequired()
         return session.login.address
 
-    def _on_room(self, action: RoomAction):
+    def _on_room(self, action: RoomAction, here: Callable | None = None):
         """
         The command that runs C{action} for the logged-in user on a room
-        of this domain, or asks the home of a room of another.
+        of this domain (or C{here(user, room, frame, session)}, for one
+        that looks at the stream), or asks the home of a room of another.
         """
 
         async def command(frame: Frame, session: Session) -> Frame:
             user = self._user(session)
             room = parse_room(frame.argument)
-            if domain_of(room) == self.services.domain:
-                return await action(user, room, frame)
-            return await self._remote_rooms(room).forward(user, room, frame)
+            if domain_of(room) != self.services.domain:
+                return await self._remote_rooms(room).forward(user, room, frame)
+            if here is not None:
+                return await here(user, room, frame, session)
+            return await action(user, room, frame)
 
         return command
 
@@ -333,7 +337,24 @@ class ChatCommands(CommandGroup):
             raise InvalidObject("RETRACT needs Seq: the number of the line")
         return entry_reply(frame.tag, await self.chat.retract(user, room, seq))
 
-    async def history(self, user: str, room: str, frame: Frame) -> Frame:
+    async def _history_here(
+        self, user: str, room: str, frame: Frame, session: Session
+    ) -> Frame:
+        return await self.history(user, room, frame, session.queued)
+
+    async def history(
+        self,
+        user: str,
+        room: str,
+        frame: Frame,
+        queued: Callable[[], int] | None = None,
+    ) -> Frame:
+        """
+        A page of the history: at most C{history_bytes} of entries, less
+        what the stream already holds for its client (C{queued}), and at
+        least one entry; so a client that pipelines HISTORY and reads
+        slowly makes the server hold about one page, not one a request.
+        """
         since = int_header(frame, "Since", int_header(frame, "Start", 0))
         most = self.chat.settings.history_limit
         limit = int_header(frame, "Limit", min(DEFAULT_HISTORY, most))
@@ -342,6 +363,8 @@ class ChatCommands(CommandGroup):
         entries, head = await self.chat.history(user, room, since, limit)
         frames: list[bytes] = []
         size, budget = 0, self.chat.settings.history_bytes
+        if queued is not None:
+            budget -= queued()
         for entry in entries:
             data = serialize(entry_frame(room, entry))
             if frames and size + len(data) > budget:

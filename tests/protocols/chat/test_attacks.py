@@ -20,8 +20,10 @@ from fmtp.objects import FMTPObject
 from fmtp.protocols.chat.events import ROOM_CLOSED, ROOM_LINE
 from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.service import ChatService
+from fmtp.protocols.chat.settings import ChatSettings
 from fmtp.store.memory import MemoryStore
 from fmtp.store.rooms import Role, RoomNotFound, verify_chain
+from fmtp.wire import request, serialize
 from tests.helpers import run_now
 from tests.protocols.chat.test_commands import (
     ANNABEL,
@@ -72,6 +74,47 @@ class PrivateRoomJoinTests(ChatTestCase):
         self.assertEqual(self.code(self.logged_in(ANNABEL), "JOIN", ATTIC), 554)
         self.room(Public="yes", **{"Members-Only": "yes"})
         self.assertEqual(self.code(self.logged_in(MALLORY), "JOIN", LOUNGE), 554)
+
+
+class SlowReaderTests(ChatTestCase):
+    settings = ChatSettings(history_bytes=20_000)
+
+    def test_pipelined_history_to_a_slow_reader_holds_about_a_page(self) -> None:
+        """
+        A client that pipelines HISTORY and does not read makes the
+        server hold about one page of it, not one page a request: each
+        page is smaller by what the stream already holds (at least one
+        entry), and the client goes on from Next-Since.
+        """
+        edgar = self.room(Public="yes", members=[ANNABEL])
+        for _ in range(40):
+            self.assertEqual(self.code(edgar, "SAY", LOUNGE, body=b"x" * 4000), 201)
+        annabel = self.logged_in(ANNABEL)
+        reads, read = [], self.store.history
+
+        def held(*args) -> Deferred:
+            reads.append((Deferred(), args))
+            return reads[-1][0]
+
+        self.store.history = held
+        requests = b"".join(
+            serialize(request("HISTORY", f"h{n}", LOUNGE, {"Limit": "200"}))
+            for n in range(10)
+        )
+        annabel.send_bytes(requests)
+        self.assertEqual(len(reads), 10)
+        annabel.protocol.pauseProducing()  # the client reads nothing
+        for d, args in reads:
+            d.callback(self.successResultOf(read(*args)))
+        held = annabel.protocol.queued_bytes
+        self.assertLess(held, 20_000 + 9 * 5_000)
+        annabel.protocol.resumeProducing()
+        pages = annabel.frames()
+        self.assertEqual(len(pages), 10)
+        counts = [int(page.headers["Count"]) for page in pages]
+        self.assertEqual(counts[0], 4)
+        self.assertEqual(counts[1:], [1] * 9)
+        self.assertTrue(all(page.headers["Next-Since"] for page in pages))
 
 
 class FloodTests(ChatTestCase):
