@@ -69,6 +69,11 @@ PROBE_VERB = "PRESENCE-PROBE"
 #: Most users one probe may ask about, and most addresses an update names.
 MAX_ASKED = 1000
 MAX_VIEWERS = 10000
+#: PRESENCE updates a second one peer domain may push, after a burst: a
+#: change of one of its users each, so a domain far busier than any real
+#: one; past it the peer is answered 429 and its volatile queue tries the
+#: (coalesced) update again a little later.
+PUSH_RATE, PUSH_BURST = 200.0, 2000.0
 #: The most an answer to a probe holds; past it, lines are left off (and
 #: their subscribers see the user offline until the next change).
 MAX_ANSWER = 900 * 1024
@@ -167,6 +172,8 @@ class PresenceFederation:
             clock, settings.remote_rate, settings.remote_burst
         )
         self._log_limiter = LogLimiter(clock, rate=1.0, burst=10.0)
+        #: Inbound PRESENCE updates, per peer domain.
+        self._push_rate = SourceRateLimiter(clock, PUSH_RATE, PUSH_BURST)
         #: The pairs whose action is being applied now.
         self._acting: set[tuple[str, str]] = set()
         self._followed: set[str] = set()
@@ -413,6 +420,15 @@ class PresenceFederation:
                 contact=contact,
             )
             raise Forbidden(f"{peer.domain} speaks only for its own users")
+        if not self._push_rate.allow(peer.domain):
+            self._log_limiter.emit(
+                self._log,
+                peer.domain,
+                "Presence: too many updates from {peer}",
+                level="warn",
+                peer=peer.domain,
+            )
+            raise TooManyRequests("too many presence updates, slow down")
         shown = self._shown(frame)
         viewers = addresses_of(frame.body, MAX_VIEWERS)
         pairs = [

@@ -24,6 +24,7 @@ from fmtp.objects import FMTPObject, new_object_id, user_object
 from fmtp.protocols.presence.events import PRESENCE, REQUEST
 from fmtp.protocols.presence.federation import (
     PROBE_VERB,
+    PUSH_BURST,
     PUSH_VERB,
     SUBSCRIPTION_TYPE,
     parse_answer,
@@ -245,6 +246,26 @@ class PushTests(FederationTestCase):
             self.push(peer, {"From": f"u@d{n}.example", "Status": "online"}, EDGAR)
         self.assertEqual(self.federation.remote._domains, {})
         self.assertEqual(self.pushes, [])
+
+    def test_a_peer_pushing_past_its_rate_is_refused(self) -> None:
+        """
+        Each update costs a store read and up to 10,000 address parses: a
+        peer sending them as fast as it can is answered 429 (its queue
+        tries again later), and another peer is not held back by it.
+        """
+        self.follow(EDGAR, LOST)
+        update = {"From": LOST, "Status": "online"}
+        for _ in range(int(PUSH_BURST)):
+            self.assertEqual(self.push(LENORE, update, EDGAR).code, 200)
+        frame = request(PUSH_VERB, "1", headers=update, body=EDGAR.encode())
+        handler = self.links.verbs[PUSH_VERB]
+        self.failureResultOf(
+            Deferred.fromCoroutine(handler(LENORE, frame)), TooManyRequests
+        )
+        other = Peer("house.net", True, "nonce")
+        self.assertEqual(
+            self.push(other, {"From": "usher@house.net", "Status": "online"}).code, 200
+        )
 
     def test_malformed_pushes_are_refused(self) -> None:
         self.follow(EDGAR, LOST)
