@@ -13,6 +13,7 @@ answers into frames; every command acts for the logged-in user.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from twisted.internet import threads
@@ -150,7 +151,9 @@ class ChatCommands(CommandGroup):
         self.commands = {
             verb: self._on_room(action) for verb, action in self.room_actions.items()
         }
-        self.commands["HISTORY"] = self._on_room(self.history, self._history_here)
+        self.commands["HISTORY"] = self._on_room(
+            self.history, self._history_here, self._history_there
+        )
         self.commands.update(
             CREATE=self.create,
             LIST=self.list_rooms,
@@ -192,17 +195,25 @@ class ChatCommands(CommandGroup):
             raise LoginRequired()
         return session.login.address
 
-    def _on_room(self, action: RoomAction, here: Callable | None = None):
+    def _on_room(
+        self,
+        action: RoomAction,
+        here: Callable | None = None,
+        there: Callable | None = None,
+    ):
         """
         The command that runs C{action} for the logged-in user on a room
-        of this domain (or C{here(user, room, frame, session)}, for one
-        that looks at the stream), or asks the home of a room of another.
+        of this domain, or asks the home of a room of another; C{here} and
+        C{there} (C{(user, room, frame, session)}) do either instead, for
+        a command that looks at the stream.
         """
 
         async def command(frame: Frame, session: Session) -> Frame:
             user = self._user(session)
             room = parse_room(frame.argument)
             if domain_of(room) != self.services.domain:
+                if there is not None:
+                    return await there(user, room, frame, session)
                 return await self._remote_rooms(room).forward(user, room, frame)
             if here is not None:
                 return await here(user, room, frame, session)
@@ -341,6 +352,18 @@ class ChatCommands(CommandGroup):
         self, user: str, room: str, frame: Frame, session: Session
     ) -> Frame:
         return await self.history(user, room, frame, session.queued)
+
+    async def _history_there(
+        self, user: str, room: str, frame: Frame, session: Session
+    ) -> Frame:
+        """
+        HISTORY of a room of another domain: its home sizes the page by
+        what it holds for this server, so a page for a client that does
+        not read what this server holds for it asks for one entry.
+        """
+        if session.queued is not None and session.queued():
+            frame = replace(frame, headers={**frame.headers, "Limit": "1"})
+        return await self._remote_rooms(room).forward(user, room, frame)
 
     async def history(
         self,

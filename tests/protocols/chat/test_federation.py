@@ -22,6 +22,7 @@ from fmtp.errors import (
 )
 from fmtp.federation.bounce import Bouncer
 from fmtp.federation.hello import Peer
+from fmtp.framing.session import Session
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id
 from fmtp.protocols.chat.federation import (
@@ -435,6 +436,28 @@ class ConsistencyTests(FederationTestCase):
         bounced = Deferred.fromCoroutine(bouncer.bounce(row, push, refused, 1))
         self.successResultOf(bounced)
         self.assertEqual(self.successResultOf(self.store.inbox(LOUNGE, 0, 10)), [])
+
+    def test_a_slow_readers_remote_history_asks_for_one_entry(self) -> None:
+        """
+        The home sizes a page by what it holds for this server: for a
+        client this server already holds replies for, a page of a room of
+        another domain is asked for one entry.
+        """
+        self.logged_in(EDGAR)
+        login = self.services.router.sessions(EDGAR, "chat")[0]
+        asked: list[dict] = []
+        self.links.request = lambda domain, verb, argument="", headers=None, body=b"": (
+            asked.append(dict(headers or {})) or Deferred()
+        )
+        commands = self.handler.groups[1]
+        commands.remote = self.remote
+        history = commands.commands["HISTORY"]
+        frame = Frame("HISTORY", "t", RemoteTests.ROOM, {"Limit": "200"})
+        for held in (0, 4096):
+            session = Session(host="192.0.2.1", login=login, queued=lambda n=held: n)
+            self.assertNoResult(Deferred.fromCoroutine(history(frame, session)))
+        self.assertEqual([a["Limit"] for a in asked], ["200", "1"])
+        self.assertEqual({a["Actor"] for a in asked}, {EDGAR})
 
 
 class BatchTests(FederationTestCase):
