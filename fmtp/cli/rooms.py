@@ -20,6 +20,8 @@ from fmtp.cli.runner import run_on_reactor
 from fmtp.cli.session import connected
 from fmtp.cli.status import EXIT_OK
 from fmtp.client.chat import Chat, Member, RoomListing, RoomSettings, Standing
+from fmtp.errors import InvalidAddress
+from fmtp.store.rooms import normalize_ban_address
 
 #: What each action takes after ROOM: C{True} for an ADDRESS.
 ACTIONS = {
@@ -47,6 +49,16 @@ CONFIG_OPTIONS = (
 )
 
 
+def parse_ban_target(text: str) -> str:
+    """
+    What ban and unban name: an address, or C{*@DOMAIN} for all of one.
+    """
+    try:
+        return normalize_ban_address(text)
+    except InvalidAddress as e:
+        raise usage.UsageError(e.message)
+
+
 def parse_yes_no(text: str, option: str) -> bool:
     word = text.lower()
     if word not in ("yes", "no"):
@@ -66,7 +78,8 @@ class RoomOptions(JSONOption, ChatClientOptions):
         "them; destroy removes it with its members and history.  invite lets "
         "ADDRESS join a members-only room (decline turns your own invitation "
         "down); kick removes a member (who may "
-        "join again); ban removes and keeps out until unban; role gives a "
+        "join again); ban removes and keeps out until unban (ADDRESS "
+        "'*@DOMAIN': every address of DOMAIN); role gives a "
         "member a --role (owner, moderator, member) and/or --voice.  who lists "
         "the members (moderators: --role banned or invited lists those); list "
         "lists the public rooms; mine lists the rooms you are a member of.  "
@@ -125,7 +138,11 @@ class RoomOptions(JSONOption, ChatClientOptions):
             raise usage.UsageError(f"{action} takes {shape}")
         self["action"] = action
         self["room"] = parse_recipient(rest[0])
-        self["address"] = parse_recipient(rest[1]) if wanted == 2 else None
+        address = None
+        if wanted == 2:
+            domains = action in ("ban", "unban")
+            address = parse_ban_target(rest[1]) if domains else parse_recipient(rest[1])
+        self["address"] = address
 
     def postOptions(self) -> None:
         super().postOptions()

@@ -90,11 +90,13 @@ class IChatService(Interface):
     def ban(user, room, address, reason):
         """
         Ban C{address}, a member or not; its sessions in the room stop.
+        C{*@DOMAIN} bans every address of DOMAIN (not the room's own),
+        removing its members as a ban of each would.
         """
 
     def unban(user, room, address):
         """
-        Lift a ban (moderators).
+        Lift a ban (moderators): of an address, or of C{*@DOMAIN}.
 
         @return: whether C{address} was banned.
         """

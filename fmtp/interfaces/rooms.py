@@ -30,6 +30,14 @@ class IRoomStore(Interface):
     page of history that starts after entry N is both "since N" and
     "Start: N".
 
+    A room may ban a whole domain (L{ban_domain}): the ban is kept as the
+    standing of the address C{*@DOMAIN}
+    (L{fmtp.store.rooms.domain_ban_address}), which no user has, so that
+    it is listed with the other bans, lifted by L{unban} and destroyed
+    with the room; and every read of an address's standing (L{member},
+    and the checks of L{join} and L{invite}) reads its domain's ban in the
+    same step (L{fmtp.store.rooms.standing_with}).
+
     Sizes: L{join} reads the joiner's own row and the room's member count
     and writes one row, whatever the size of the room; L{members}, what
     each message fans out to, is one read.
@@ -93,7 +101,8 @@ class IRoomStore(Interface):
         """
         Make C{address} a member (L{fmtp.store.rooms.Role.MEMBER}, with
         C{voice}), in one step with the checks of
-        L{fmtp.store.rooms.join_role}: a ban, a members-only room without
+        L{fmtp.store.rooms.join_role}: a ban (of the address or of its
+        domain), a members-only room without
         an invitation (an invitation is used up), and C{max_members}.  The
         password of a passworded room is the caller's to check before.
         Joining again changes nothing.
@@ -137,9 +146,23 @@ class IRoomStore(Interface):
             L{fmtp.store.rooms.Member} or L{None}.
         """
 
+    def ban_domain(room, domain, now, reason=None):
+        """
+        Ban every address of C{domain} (in normal form; that domain only,
+        not its subdomains), with C{reason}, in one step: the ban is kept
+        as the standing of C{*@DOMAIN}, and the memberships and
+        invitations of the domain's addresses end (their own bans stay).
+        Whether the domain may be banned is the caller's to decide.
+
+        @return: a L{Deferred} that fires with the L{list} of the
+            L{fmtp.store.rooms.Member}s removed (members and invitations),
+            by ascending address.
+        """
+
     def unban(room, address):
         """
-        Lift a ban.
+        Lift a ban: of an address, or of a whole domain given its
+        C{*@DOMAIN} address.
 
         @return: a L{Deferred} that fires with C{True} if C{address} was
             banned, C{False} otherwise.
@@ -147,7 +170,10 @@ class IRoomStore(Interface):
 
     def member(room, address):
         """
-        C{address}'s standing in the room, whatever it is.
+        C{address}'s standing in the room, whatever it is: if the room
+        bans C{address}'s domain, that ban (a L{fmtp.store.rooms.Member}
+        whose address is C{*@DOMAIN}), unless the address has a ban of
+        its own.
 
         @return: a L{Deferred} that fires with a
             L{fmtp.store.rooms.Member}, or L{None}.

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from fmtp.errors import FMTPError, Forbidden, NotFound, ObjectSealed
-from fmtp.objects import FMTPObject
-from fmtp.store.checks import check_address, check_counts, check_time
+from fmtp.errors import FMTPError, Forbidden, InvalidAddress, NotFound, ObjectSealed
+from fmtp.objects import FMTPObject, domain_of, normalize_address, normalize_domain
+from fmtp.store.checks import check_address, check_counts, check_domain, check_time
 
 
 class Role(enum.Enum):
@@ -208,6 +208,54 @@ class HistoryConflict(FMTPError):
         self.head = head
 
 
+#: What the address of a whole domain's ban starts with: C{*@DOMAIN}
+#: stands for every address of DOMAIN.  No user has it (C{*} is not a
+#: character of a user part), so it is kept as one more banned address
+#: among a room's standings.
+DOMAIN_BAN_PREFIX = "*@"
+
+
+def domain_ban_address(domain: str) -> str:
+    """
+    The address under which a ban of C{domain} (in normal form) is kept.
+    """
+    return DOMAIN_BAN_PREFIX + domain
+
+
+def banned_domain(address: str) -> str | None:
+    """
+    The domain C{address} bans whole if it is a domain's ban address
+    (C{*@DOMAIN}), else L{None}.
+    """
+    if address.startswith(DOMAIN_BAN_PREFIX):
+        return address[len(DOMAIN_BAN_PREFIX) :]
+    return None
+
+
+def normalize_ban_address(text: str) -> str:
+    """
+    What a BAN or UNBAN names, in normal form: a user's address, or
+    C{*@DOMAIN} for every address of a domain.
+
+    @raise InvalidAddress: if it is neither.
+    """
+    domain = banned_domain(text) if isinstance(text, str) else None
+    if domain is None:
+        return normalize_address(text)
+    return domain_ban_address(normalize_domain(domain))
+
+
+def standing_with(own: Member | None, domain: Member | None) -> Member | None:
+    """
+    An address's standing, from its own row and its domain's ban (if the
+    room bans its domain): the domain's ban holds over anything but a ban
+    of the address's own, which keeps its reason.
+    """
+    if domain is None or (own is not None and own.role is Role.BANNED):
+        return own
+    return domain
+
+
 def join_role(config: RoomConfig, member: Member | None, count: int) -> Role | None:
     """
     The role a join gives an address whose standing is C{member}, in a
@@ -355,6 +403,26 @@ def check_member(room: object, address: object) -> None:
     check_address(room=room, address=address)
 
 
+def check_ban_address(room: object, address: object) -> None:
+    """
+    Refuse a room address, or an address to ban or unban (a user's, or
+    C{*@DOMAIN}), that is not in normal form.
+
+    @raise ValueError: naming what is wrong.
+    """
+    check_address(room=room)
+    if not isinstance(address, str) or normalize_ban_address(address) != address:
+        raise InvalidAddress(f"address {address!r} is not an address in normal form")
+
+
+def in_domain(address: str, domain: str) -> bool:
+    """
+    Whether C{address} is a user's address of C{domain} (not the domain's
+    own ban address).
+    """
+    return domain_of(address) == domain and banned_domain(address) is None
+
+
 def check_join(room: object, address: object, now: object, voice: object) -> None:
     """
     Refuse arguments of L{fmtp.interfaces.IRoomStore.join} that have no
@@ -382,6 +450,18 @@ def check_role(role: object, voice: object, now: object, reason: object) -> None
     check_time(now=now)
     if reason is not None and not isinstance(reason, str):
         raise ValueError(f"a reason must be text, not {reason!r}")
+
+
+def check_ban_domain(room: object, domain: object, now: object, reason: object) -> None:
+    """
+    Refuse arguments of L{fmtp.interfaces.IRoomStore.ban_domain} that have
+    no meaning.
+
+    @raise ValueError: naming what is wrong.
+    """
+    check_address(room=room)
+    check_domain(domain=domain)
+    check_role(Role.BANNED, False, now, reason)
 
 
 def check_entry(room: object, obj: object, now: object) -> None:

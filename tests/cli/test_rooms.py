@@ -150,6 +150,15 @@ async def test_room_lifecycle(
     assert declined.json() == {"room": LOUNGE, "changed": True}
     again = await children.run(["room", "decline", LOUNGE], server.annabel)
     assert again.out == f"you were not invited into {LOUNGE}\n"
+    domain = await children.run(
+        ["room", "ban", LOUNGE, "*@Evil.Example", "--reason", "a botnet"], server.edgar
+    )
+    assert_clean(domain)
+    assert domain.out == f"banned *@evil.example from {LOUNGE}\n"
+    lifted = await children.run(
+        ["room", "unban", LOUNGE, "*@evil.example"], server.edgar
+    )
+    assert lifted.out == f"lifted the ban on *@evil.example in {LOUNGE}\n"
 
     outsider = await children.run(["room", "destroy", LOUNGE], server.annabel)
     assert_clean(outsider, EXIT_REFUSED)
@@ -216,6 +225,8 @@ async def test_room_usage_errors(
         ["room", "role", LOUNGE, ANNABEL],
         ["room", "kick", LOUNGE, ANNABEL, "--voice", "yes"],
         ["room", "unban", LOUNGE, ANNABEL, "--reason", "x"],
+        ["room", "kick", LOUNGE, "*@evil.example"],
+        ["room", "ban", LOUNGE, "*@"],
         ["room", "create", LOUNGE, "--clear-password"],
         ["room", "list", "--chat-server", "udp:127.0.0.1:7072"],
     ]

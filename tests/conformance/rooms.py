@@ -247,6 +247,77 @@ class RoomConformance:
             await store.join(LOUNGE, LOST, T0)
 
     @pytest_twisted.ensureDeferred
+    async def test_ban_a_domain(self, store) -> None:
+        """
+        A domain's ban removes its members and invitations in one step, and
+        keeps out every address of it, even one never seen: a hostile
+        server makes users up at will.
+        """
+        await lounge(store)
+        evil = [f"{name}@evil.example" for name in ("eve", "mallory", "trudy")]
+        await store.join(LOUNGE, evil[0], T0)
+        await store.invite(LOUNGE, evil[1], T0)
+        await store.set_role(LOUNGE, evil[2], Role.BANNED, False, T0, "spam")
+        await store.join(LOUNGE, BOB, T0)
+        await store.join(LOUNGE, "eve@sub.evil.example", T0)
+
+        removed = await store.ban_domain(LOUNGE, "evil.example", T0 + 1, "a botnet")
+        assert removed == [
+            Member(evil[0], Role.MEMBER, False, T0),
+            Member(evil[1], Role.INVITED, False, T0),
+        ]
+        ban = Member("*@evil.example", Role.BANNED, False, T0 + 1, "a botnet")
+        assert await store.members(LOUNGE, Role.BANNED) == [
+            ban,
+            Member(evil[2], Role.BANNED, False, T0, "spam"),
+        ]
+        assert [m.address for m in await store.members(LOUNGE)] == [
+            ALICE,
+            BOB,
+            "eve@sub.evil.example",
+        ]
+        assert await store.members(LOUNGE, Role.INVITED) == []
+        # Every address of the domain stands as banned, and cannot come in;
+        # an address's own ban keeps its reason.
+        assert await store.member(LOUNGE, "made.up@evil.example") == ban
+        assert (await store.member(LOUNGE, evil[2])).reason == "spam"
+        for address in (evil[0], "made.up@evil.example"):
+            with pytest.raises(MemberBanned):
+                await store.join(LOUNGE, address, T0 + 2)
+            with pytest.raises(MemberBanned):
+                await store.invite(LOUNGE, address, T0 + 2)
+        assert await store.rooms_of(evil[0]) == []
+        # Banning again keeps one ban, with the new reason.
+        assert await store.ban_domain(LOUNGE, "evil.example", T0 + 3) == []
+        assert (await store.member(LOUNGE, evil[0])).since == T0 + 3
+
+        assert await store.unban(LOUNGE, "*@evil.example") is True
+        assert await store.unban(LOUNGE, "*@evil.example") is False
+        assert await store.member(LOUNGE, "made.up@evil.example") is None
+        assert (await store.join(LOUNGE, evil[0], T0 + 4)).role is Role.MEMBER
+        with pytest.raises(MemberBanned):
+            await store.join(LOUNGE, evil[2], T0 + 4)
+
+    @pytest_twisted.ensureDeferred
+    async def test_a_domain_ban_is_of_one_room(self, store) -> None:
+        await lounge(store)
+        await store.create_room(ATTIC, BOB, RoomConfig(), T0)
+        await store.ban_domain(LOUNGE, "lenore.org", T0)
+        assert (await store.join(ATTIC, LOST, T0)).role is Role.MEMBER
+        with pytest.raises(MemberBanned):
+            await store.join(LOUNGE, LOST, T0)
+
+    @pytest_twisted.ensureDeferred
+    async def test_destroying_a_room_ends_its_domain_bans(self, store) -> None:
+        await lounge(store)
+        await store.ban_domain(LOUNGE, "lenore.org", T0)
+        await store.destroy_room(LOUNGE, T0, T0)
+        await store.forget_tombstones(T0 + 1)
+        await lounge(store)
+        assert await store.members(LOUNGE, Role.BANNED) == []
+        assert (await store.join(LOUNGE, LOST, T0 + 1)).role is Role.MEMBER
+
+    @pytest_twisted.ensureDeferred
     async def test_members_only(self, store) -> None:
         await lounge(store, RoomConfig(members_only=True))
         with pytest.raises(InvitationRequired):
@@ -497,6 +568,7 @@ class RoomConformance:
             lambda s: s.invite(ATTIC, BOB, T0),
             lambda s: s.leave(ATTIC, BOB),
             lambda s: s.unban(ATTIC, BOB),
+            lambda s: s.ban_domain(ATTIC, "lenore.org", T0),
             lambda s: s.set_role(ATTIC, BOB, Role.MODERATOR, False, T0),
             lambda s: s.member(ATTIC, BOB),
             lambda s: s.members(ATTIC),
@@ -564,6 +636,16 @@ class RoomConformance:
             lambda s: s.invite(LOUNGE, BOB, "now"),
             lambda s: s.leave(LOUNGE, "BOB@example.com"),
             lambda s: s.unban(None, BOB),
+            lambda s: s.unban(LOUNGE, "*@Lenore.org"),
+            lambda s: s.unban(LOUNGE, "*@"),
+            lambda s: s.leave(LOUNGE, "*@lenore.org"),
+            lambda s: s.join(LOUNGE, "*@lenore.org", T0),
+            lambda s: s.invite(LOUNGE, "*@lenore.org", T0),
+            lambda s: s.member(LOUNGE, "*@lenore.org"),
+            lambda s: s.ban_domain(LOUNGE, "Lenore.org", T0),
+            lambda s: s.ban_domain(LOUNGE, "*@lenore.org", T0),
+            lambda s: s.ban_domain(LOUNGE, "lenore.org", "now"),
+            lambda s: s.ban_domain(LOUNGE, "lenore.org", T0, 7),
             lambda s: s.set_role(LOUNGE, BOB, "owner", False, T0),
             lambda s: s.set_role(LOUNGE, BOB, Role.INVITED, False, T0),
             lambda s: s.set_role(LOUNGE, BOB, Role.BANNED, False, T0, 7),

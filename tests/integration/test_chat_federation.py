@@ -215,6 +215,46 @@ async def test_moderation_across_domains(network) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_room_bans_a_whole_domain(network) -> None:
+    """
+    A hostile domain's server makes up users at will: the room bans the
+    domain, its members' sessions there are closed, and none of its users,
+    made up after the ban or not, come back.
+    """
+    poe, lenore = await start_pair(network)
+    edgar, lost = await lounge_of_both(poe, lenore)
+    raven = await chat_login(lenore, RAVEN)
+    annabel = await chat_login(poe, ANNABEL)
+    for user in (raven, annabel):
+        assert (await ask(user, "JOIN", LOUNGE)).code == 200
+        assert (await ask(user, "ENTER", LOUNGE)).code == 200
+
+    assert (await ask(annabel, "BAN", LOUNGE, {"Address": "*@lenore.org"})).code == 554
+    own = await ask(edgar, "BAN", LOUNGE, {"Address": "*@poe.net"})
+    assert own.code == 554, own
+    ban = {"Address": "*@lenore.org", "Reason": "a botnet"}
+    banned = await ask(edgar, "BAN", LOUNGE, ban)
+    assert banned.code == 200, banned
+    for user in (lost, raven):
+        await pushed(user, 259, Room=LOUNGE, Reason="banned")
+    for address in (LOST, RAVEN):
+        await pushed(annabel, 257, Address=address, Role="banned", By=EDGAR)
+    bans = await ask(edgar, "WHO", LOUNGE, {"Role": "banned"})
+    assert bans.body == b"*@lenore.org banned -\r\n", bans
+
+    await lenore.add_account("made.up@lenore.org")
+    made_up = await chat_login(lenore, "made.up@lenore.org")
+    for user in (made_up, lost):
+        refused = await ask(user, "JOIN", LOUNGE)
+        assert refused.code == 554, refused
+    assert (await ask(raven, "SAY", LOUNGE, body=b"caw")).code == 554
+
+    lifted = await ask(edgar, "UNBAN", LOUNGE, {"Address": "*@lenore.org"})
+    assert (lifted.code, lifted.headers["Changed"]) == (200, "yes")
+    assert (await ask(made_up, "JOIN", LOUNGE)).code == 200
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_light_client_listens_to_a_room_of_another_domain(network) -> None:
     poe, lenore = await start_pair(network)
     edgar = await chat_login(poe, EDGAR)

@@ -24,7 +24,7 @@ from fmtp.errors import Forbidden, InvalidObject, LoginRequired
 from fmtp.framing.handler import CommandGroup, HandlerCollection, int_header
 from fmtp.framing.session import Session
 from fmtp.interfaces import ISession
-from fmtp.objects import domain_of
+from fmtp.objects import domain_of, normalize_address
 from fmtp.protocols.chat.datagrams import ChatDatagrams
 from fmtp.protocols.chat.events import (
     ROOM_CLOSED,
@@ -53,7 +53,7 @@ from fmtp.protocols.chat.lines import (
 from fmtp.protocols.chat.remote import RemoteRooms
 from fmtp.protocols.chat.service import ChatService
 from fmtp.protocols.chat.settings import DEFAULT_SETTINGS, ChatSettings
-from fmtp.store.rooms import Member, Role
+from fmtp.store.rooms import Member, Role, normalize_ban_address
 from fmtp.wire import UNSOLICITED_TAG, Frame, reply, serialize
 
 if TYPE_CHECKING:
@@ -139,8 +139,8 @@ class ChatCommands(CommandGroup):
             "DECLINE": self.decline,
             "INVITE": self._member_command(self.chat.invite),
             "KICK": self._member_command(self.chat.kick, reason=True),
-            "BAN": self._member_command(self.chat.ban, reason=True),
-            "UNBAN": self._member_command(self.chat.unban),
+            "BAN": self._member_command(self.chat.ban, reason=True, domains=True),
+            "UNBAN": self._member_command(self.chat.unban, domains=True),
             "ROLE": self.role,
             "WHO": self.who,
             "SAY": self.say,
@@ -239,9 +239,18 @@ class ChatCommands(CommandGroup):
 
         return command
 
-    def _member_command(self, act: Callable, reason: bool = False) -> RoomAction:
+    def _member_command(
+        self, act: Callable, reason: bool = False, domains: bool = False
+    ) -> RoomAction:
+        """
+        A command on one address of C{frame}'s C{Address}, with a
+        C{Reason} if C{reason}, or a whole domain's C{*@DOMAIN} too if
+        C{domains}.
+        """
+        normalize = normalize_ban_address if domains else normalize_address
+
         async def command(user: str, room: str, frame: Frame) -> Frame:
-            address = parse_address(frame.headers)
+            address = parse_address(frame.headers, normalize)
             args = [user, room, address]
             if reason:
                 args.append(

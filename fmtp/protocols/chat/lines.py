@@ -8,7 +8,7 @@ reading back, for clients and tests).
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fmtp.errors import Forbidden, InvalidObject
@@ -107,17 +107,22 @@ def parse_role(word: str) -> Role:
     return role
 
 
-def parse_address(headers: Mapping[str, str]) -> str:
+def parse_address(
+    headers: Mapping[str, str], normalize: Callable[[str], str] = normalize_address
+) -> str:
     """
     The C{Address} header, in normal form.
 
+    @param normalize: what makes it so (for BAN and UNBAN,
+        L{fmtp.store.rooms.normalize_ban_address}, which takes a whole
+        domain's C{*@DOMAIN} too).
     @raise InvalidObject: without one; L{fmtp.errors.InvalidAddress} if
         it is not an address.
     """
     value = headers.get("Address")
     if not value:
         raise InvalidObject("name the member: Address: user@domain")
-    return normalize_address(value)
+    return normalize(value)
 
 
 def member_line(member: Member) -> str:

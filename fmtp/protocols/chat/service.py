@@ -45,7 +45,15 @@ from fmtp.protocols.chat.rules import (
 )
 from fmtp.protocols.chat.settings import DEFAULT_SETTINGS, ChatSettings
 from fmtp.ratelimit import LogLimiter, SourceRateLimiter
-from fmtp.store.rooms import Member, Role, Room, RoomConfig, RoomNotFound
+from fmtp.store.rooms import (
+    Member,
+    Role,
+    Room,
+    RoomConfig,
+    RoomNotFound,
+    banned_domain,
+    in_domain,
+)
 from fmtp.util.sweep import PeriodicSweep
 
 #: Seconds between two sweeps of the tombstones that no longer hold.
@@ -391,6 +399,10 @@ class ChatService(RoomHistory, Service):
 
     async def ban(self, user: str, room: str, address: str, reason: str) -> None:
         _, actor = await self.membership(user, room)
+        domain = banned_domain(address)
+        if domain is not None:
+            await self._ban_domain(user, room, actor, domain, reason)
+            return
         target = await self.store.member(room, address)
         check_over(actor, target, "ban")
         if target is None:
@@ -407,6 +419,35 @@ class ChatService(RoomHistory, Service):
             # None of its sessions went live in the room, here or on its
             # domain's server, which is not told of a room it may not know.
             self.live.close(room, address, "banned")
+
+    async def _ban_domain(
+        self, user: str, room: str, actor: Member, domain: str, reason: str
+    ) -> None:
+        """
+        Ban every address of C{domain}, whose server may make up users at
+        will: its members are removed as by a BAN of each, which must be
+        allowed on each (no owner, no moderator but by an owner, not the
+        actor); never the room's own domain, which holds its owners.
+        """
+        check_moderator(actor)
+        if domain == self.domain:
+            error = Forbidden(
+                "the room's own domain cannot be banned: it holds its owners"
+            )
+            raise self.refuse(user, f"a BAN of {domain} in {room}", error)
+        for member in await self.store.members(room):
+            if in_domain(member.address, domain):
+                check_over(actor, member, "ban")
+        self._check_stranger_rate(user, f"a BAN of {domain} in {room}", "banning")
+        now = self.clock.seconds()
+        removed = await self.store.ban_domain(room, domain, now, reason or None)
+        banned = [member.address for member in removed if is_member(member)]
+        if not banned:
+            return
+        self._members_changed(room, banned[0])
+        for address in banned:
+            self._announce(room, None, address, user, reason or None, Role.BANNED.value)
+        self._close_all(room, banned, "banned")
 
     async def unban(self, user: str, room: str, address: str) -> bool:
         _, actor = await self.membership(user, room)
@@ -480,9 +521,16 @@ class ChatService(RoomHistory, Service):
         Stop the sessions of C{address} that entered C{room}, here or, for
         an address of another domain, on its server.
         """
-        self.live.close(room, address, why)
+        self._close_all(room, [address], why)
+
+    def _close_all(self, room: str, addresses: list[str], why: str) -> None:
+        """
+        L{_close} for each of C{addresses}: one push to each other domain.
+        """
+        for address in addresses:
+            self.live.close(room, address, why)
         if self.federation is not None:
-            self.federation.closed(room, [address], why)
+            self.federation.closed(room, addresses, why)
 
     def _members_changed(self, room: str, address: str) -> None:
         if self.federation is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from twisted.internet.defer import Deferred
 
-from fmtp.objects import FMTPObject
+from fmtp.objects import FMTPObject, domain_of
 from fmtp.store.checks import check_address, check_counts, check_time
 from fmtp.store.memory.base import MemoryBase
 from fmtp.store.memory.objects import copy_object
@@ -23,6 +23,8 @@ from fmtp.store.rooms import (
     RoomExists,
     RoomNotFound,
     appendable,
+    check_ban_address,
+    check_ban_domain,
     check_config,
     check_entry,
     check_join,
@@ -30,9 +32,12 @@ from fmtp.store.rooms import (
     check_retractable,
     check_role,
     check_seq,
+    domain_ban_address,
+    in_domain,
     join_role,
     may_invite,
     parent_of,
+    standing_with,
     with_role,
 )
 
@@ -54,6 +59,13 @@ class _Room:
             return EMPTY_HEAD
         last = self.history[-1]
         return last.seq, last.digest
+
+    def standing(self, address: str) -> Member | None:
+        """
+        C{address}'s standing, its domain's ban considered.
+        """
+        domain = self.members.get(domain_ban_address(domain_of(address)))
+        return standing_with(self.members.get(address), domain)
 
     def count(self) -> int:
         return sum(1 for m in self.members.values() if m.role in MEMBER_ROLES)
@@ -155,7 +167,7 @@ class MemoryRooms(MemoryBase):
     def _join(self, room: str, address: str, now: float, voice: bool) -> Member:
         check_join(room, address, now, voice)
         found = self._room(room)
-        member = found.members.get(address)
+        member = found.standing(address)
         role = join_role(found.room.config, member, found.count())
         if role is None:
             assert member is not None
@@ -170,7 +182,7 @@ class MemoryRooms(MemoryBase):
         check_member(room, address)
         check_time(now=now)
         found = self._room(room)
-        if not may_invite(found.members.get(address)):
+        if not may_invite(found.standing(address)):
             return False
         found.members[address] = Member(address, Role.INVITED, False, now)
         return True
@@ -186,7 +198,10 @@ class MemoryRooms(MemoryBase):
         Remove C{address}'s standing if it is a ban (C{ban}) or anything
         but a ban (not C{ban}).
         """
-        check_member(room, address)
+        if ban:
+            check_ban_address(room, address)
+        else:
+            check_member(room, address)
         members = self._room(room).members
         member = members.get(address)
         if member is None or (member.role is Role.BANNED) is not ban:
@@ -221,12 +236,31 @@ class MemoryRooms(MemoryBase):
         members[address] = with_role(before, address, role, voice, now, reason)
         return before
 
+    def ban_domain(
+        self, room: str, domain: str, now: float, reason: str | None = None
+    ) -> Deferred[list[Member]]:
+        return self._call(self._ban_domain, room, domain, now, reason)
+
+    def _ban_domain(
+        self, room: str, domain: str, now: float, reason: str | None
+    ) -> list[Member]:
+        check_ban_domain(room, domain, now, reason)
+        ban = domain_ban_address(domain)
+        members = self._room(room).members
+        removed = [
+            members.pop(address)
+            for address in sorted(members)
+            if in_domain(address, domain) and members[address].role is not Role.BANNED
+        ]
+        members[ban] = Member(ban, Role.BANNED, False, now, reason)
+        return removed
+
     def member(self, room: str, address: str) -> Deferred[Member | None]:
         return self._call(self._member, room, address)
 
     def _member(self, room: str, address: str) -> Member | None:
         check_member(room, address)
-        return self._room(room).members.get(address)
+        return self._room(room).standing(address)
 
     def members(self, room: str, role: Role | None = None) -> Deferred[list[Member]]:
         return self._call(self._members, room, role)

@@ -18,7 +18,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 
-from fmtp.objects import FMTPObject
+from fmtp.objects import FMTPObject, domain_of
 from fmtp.store.checks import check_address, check_counts, check_time
 from fmtp.store.rooms import (
     EMPTY_HEAD,
@@ -31,6 +31,8 @@ from fmtp.store.rooms import (
     RoomExists,
     RoomNotFound,
     appendable,
+    check_ban_address,
+    check_ban_domain,
     check_config,
     check_entry,
     check_join,
@@ -38,9 +40,11 @@ from fmtp.store.rooms import (
     check_retractable,
     check_role,
     check_seq,
+    domain_ban_address,
     join_role,
     may_invite,
     parent_of,
+    standing_with,
     with_role,
 )
 from fmtp.store.sql.engine import _MAX_SQLITE_INT, SQLiteEngine, transaction
@@ -141,6 +145,21 @@ def _get_member(conn: sqlite3.Connection, room: str, address: str) -> Member | N
     return None if row is None else _member_of(row)
 
 
+def _standing(conn: sqlite3.Connection, room: str, address: str) -> Member | None:
+    """
+    C{address}'s standing, its domain's ban considered: both rows in one
+    read of the primary key.
+    """
+    ban = domain_ban_address(domain_of(address))
+    rows = conn.execute(
+        f"SELECT {_MEMBER_COLUMNS} FROM room_members "
+        "WHERE room = ? AND address IN (?, ?)",
+        (room, address, ban),
+    ).fetchall()
+    found = {row[0]: _member_of(row) for row in rows}
+    return standing_with(found.get(address), found.get(ban))
+
+
 def _put_member(conn: sqlite3.Connection, room: str, member: Member) -> None:
     conn.execute(
         f"""
@@ -161,7 +180,7 @@ def _put_member(conn: sqlite3.Connection, room: str, member: Member) -> None:
 
 def _member(conn: sqlite3.Connection, room: str, address: str) -> Member | None:
     _room_row(conn, room)
-    return _get_member(conn, room, address)
+    return _standing(conn, room, address)
 
 
 def _join(
@@ -169,7 +188,7 @@ def _join(
 ) -> Member:
     with transaction(conn):
         config = _room_row(conn, room).config
-        member = _get_member(conn, room, address)
+        member = _standing(conn, room, address)
         (count,) = conn.execute(
             "SELECT count(*) FROM room_members "
             f"WHERE room = ? AND role IN ({_MEMBER_ROLES_SQL})",
@@ -187,7 +206,7 @@ def _join(
 def _invite(conn: sqlite3.Connection, room: str, address: str, now: float) -> bool:
     with transaction(conn):
         _room_row(conn, room)
-        if not may_invite(_get_member(conn, room, address)):
+        if not may_invite(_standing(conn, room, address)):
             return False
         _put_member(conn, room, Member(address, Role.INVITED, False, now))
     return True
@@ -204,6 +223,33 @@ def _remove_member(
             (room, address),
         )
     return cursor.rowcount > 0
+
+
+#: The standings of one domain's users in a room other than their bans:
+#: what its ban ends.  C{*@DOMAIN} itself is a ban, so never among them.
+_DOMAIN_STANDINGS = """
+    room_members WHERE room = ? AND role != 'banned' AND substr(address, ?) = ?
+"""
+
+
+def _ban_domain(
+    conn: sqlite3.Connection, room: str, domain: str, now: float, reason: str | None
+) -> list[Member]:
+    suffix = "@" + domain
+    where = (room, -len(suffix), suffix)
+    with transaction(conn):
+        _room_row(conn, room)
+        removed = [
+            _member_of(row)
+            for row in conn.execute(
+                f"SELECT {_MEMBER_COLUMNS} FROM {_DOMAIN_STANDINGS} ORDER BY address",
+                where,
+            )
+        ]
+        conn.execute(f"DELETE FROM {_DOMAIN_STANDINGS}", where)
+        ban = domain_ban_address(domain)
+        _put_member(conn, room, Member(ban, Role.BANNED, False, now, reason))
+    return removed
 
 
 def _set_role(
@@ -450,7 +496,23 @@ class SQLRooms(SQLiteEngine):
 
     def unban(self, room: str, address: str) -> Deferred[bool]:
         return self.run_checked(
-            lambda: check_member(room, address), _remove_member, room, address, True
+            lambda: check_ban_address(room, address),
+            _remove_member,
+            room,
+            address,
+            True,
+        )
+
+    def ban_domain(
+        self, room: str, domain: str, now: float, reason: str | None = None
+    ) -> Deferred[list[Member]]:
+        return self.run_checked(
+            lambda: check_ban_domain(room, domain, now, reason),
+            _ban_domain,
+            room,
+            domain,
+            now,
+            reason,
         )
 
     def set_role(
