@@ -371,7 +371,8 @@ class ChatService(RoomHistory, Service):
         _, member = await self.standing(user, room)
         if member is None or member.role is not Role.INVITED:
             return False
-        return await self.store.leave(room, user)
+        # Only the invitation: a JOIN of the user's may have used it since.
+        return await self.store.decline(room, user)
 
     async def invite(self, user: str, room: str, address: str) -> bool:
         _, member = await self.membership(user, room)

@@ -566,3 +566,23 @@ class PromotedWhileRemovedTests(HeldStoreTestCase):
         self.store.release()
         self.successResultOf(banned)
         self.failureResultOf(promoting, Forbidden)
+
+
+class DeclineRacingJoinTests(HeldStoreTestCase):
+    """
+    A DECLINE whose read of the invitation is overtaken by the user's own
+    JOIN must not remove the membership it became: removed that way, with
+    no member change told, the user was a ghost, out of WHO and out of
+    reach of KICK, while the home still pushed the room's lines to their
+    server.
+    """
+
+    def test_a_join_under_way_stays(self) -> None:
+        self.done(self.chat.invite(EDGAR, LOUNGE, ANNABEL))
+        self.store.hold("member", at_release=False, address=ANNABEL)
+        declining = ensureDeferred(self.chat.decline(ANNABEL, LOUNGE))
+        self.done(self.chat.join(ANNABEL, LOUNGE, None))
+        self.store.release()
+        self.assertIs(self.successResultOf(declining), False)
+        member = self.successResultOf(self.store.member(LOUNGE, ANNABEL))
+        self.assertEqual(member.role, Role.MEMBER)
