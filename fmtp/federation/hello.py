@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -98,11 +98,16 @@ class Peer:
         C{False} for a domain that publishes no key, whose every message
         must then be countersigned (confirmed with it through DNS).
     @ivar nonce: the nonce of its HELLO, which an answer must name.
+    @ivar queued: the bytes of replies the link holds while the peer does
+        not read them (L{fmtp.framing.session.Session.queued}), or
+        L{None}: a verb whose answer may be large makes it smaller while
+        some wait.
     """
 
     domain: str
     verified: bool
     nonce: str
+    queued: Callable[[], int] | None = field(default=None, compare=False)
 
 
 class HelloVerifier:

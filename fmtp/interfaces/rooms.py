@@ -126,10 +126,20 @@ class IRoomStore(Interface):
     def leave(room, address):
         """
         C{address} stops being a member, or its invitation goes (a leave,
-        a kick, a declined invitation).  A ban stays: see L{unban}.
+        a kick).  A ban stays: see L{unban}; to remove only an invitation,
+        see L{decline}.
 
         @return: a L{Deferred} that fires with C{True} if a membership or
             an invitation was removed, C{False} otherwise.
+        """
+
+    def decline(room, address):
+        """
+        C{address}'s invitation goes, and nothing else: if it joined
+        meanwhile (with the invitation), it stays a member.
+
+        @return: a L{Deferred} that fires with C{True} if an invitation
+            was removed, C{False} otherwise.
         """
 
     def set_role(room, address, role, voice, now, reason=None):

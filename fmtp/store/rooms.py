@@ -42,6 +42,9 @@ class Role(enum.Enum):
 #: The roles of members: who receives the room's messages, reads its
 #: history and counts towards its size.
 MEMBER_ROLES = frozenset({Role.OWNER, Role.MODERATOR, Role.MEMBER})
+#: The standings a leave, a kick or a declined invitation ends: all but a
+#: ban, which only an unban lifts.
+UNBANNED_ROLES = MEMBER_ROLES | {Role.INVITED}
 
 
 @dataclass(frozen=True, slots=True)

@@ -333,7 +333,12 @@ class RoomConformance:
         assert joined == Member(BOB, Role.MEMBER, False, T0 + 3)
         assert await store.members(LOUNGE, Role.INVITED) == []
         assert await store.invite(LOUNGE, BOB, T0 + 4) is False
-        # A declined invitation goes.
+        # A declined invitation goes; nothing else does.
+        assert await store.decline(LOUNGE, BOB) is False
+        assert (await store.member(LOUNGE, BOB)).role is Role.MEMBER
+        await store.invite(LOUNGE, CAROL, T0)
+        assert await store.decline(LOUNGE, CAROL) is True
+        assert await store.decline(LOUNGE, CAROL) is False
         await store.invite(LOUNGE, CAROL, T0)
         assert await store.leave(LOUNGE, CAROL) is True
         with pytest.raises(InvitationRequired):

@@ -21,6 +21,7 @@ from twisted.internet.defer import DeferredList, ensureDeferred
 
 from fmtp.store import MemoryStore, SQLiteStore
 from fmtp.store.rooms import (
+    UNBANNED_ROLES,
     HistoryConflict,
     HistoryEntry,
     Member,
@@ -226,12 +227,18 @@ async def test_two_writers_keep_one_chain(db_path: Path) -> None:
 # The memory store against the SQLite store's SQL
 
 _addresses = st.sampled_from([BOB, CAROL, LOST])
+#: The store's removals, with the roles each removes.
+_REMOVALS = {
+    "leave": UNBANNED_ROLES,
+    "decline": {Role.INVITED},
+    "unban": {Role.BANNED},
+}
 _times = st.integers(0, 5).map(lambda n: T0 + n)
 _operations = st.lists(
     st.one_of(
         st.tuples(st.just("join"), _addresses, _times, st.booleans()),
         st.tuples(st.just("invite"), _addresses, _times),
-        st.tuples(st.just("remove"), _addresses, st.booleans()),
+        st.tuples(st.just("remove"), _addresses, st.sampled_from(sorted(_REMOVALS))),
         st.tuples(
             st.just("role"),
             _addresses,
@@ -274,10 +281,10 @@ def test_sqlite_agrees_with_memory(operations) -> None:
                     outcome(_invite, conn, LOUNGE, address, now)
                 )
             elif op[0] == "remove":
-                _, address, ban = op
-                call = memory.unban if ban else memory.leave
+                _, address, how = op
+                call = getattr(memory, how)
                 assert fired(call(LOUNGE, address)) == _remove_member(
-                    conn, LOUNGE, address, ban
+                    conn, LOUNGE, address, _REMOVALS[how]
                 )
             elif op[0] == "role":
                 _, address, role, voice, now = op

@@ -167,7 +167,7 @@ class ChatCommands(CommandGroup):
         links = services.links
         if links is not None and links.pool is not None:
             self.chat.federation = HomeRooms(
-                self.chat, links, services.keys, self.room_actions
+                self.chat, links, services.keys, self.room_actions, self.history
             )
             self.remote = RemoteRooms(self.chat, links)
         self.renderers = {

@@ -113,6 +113,9 @@ MAX_CACHED_ROOMS = 10000
 
 #: A room command: C{action(user, room, frame)} gives its reply.
 RoomAction = Callable[[str, str, Frame], Awaitable[Frame]]
+#: HISTORY: C{history(user, room, frame, queued)}, its page smaller by
+#: what C{queued()} says the stream holds for its reader.
+PagedAction = Callable[[str, str, Frame, Callable[[], int] | None], Awaitable[Frame]]
 
 
 def chunks(addresses: Iterable[str], most: int = MAX_TO) -> list[list[str]]:
@@ -139,6 +142,7 @@ class HomeRooms:
     @param links: the server links, where this registers C{ROOM}.
     @param keys: finds the keys that check a poster's signature.
     @param actions: the room commands by verb, as local users run them.
+    @param history: HISTORY, given what the link holds for the peer.
     """
 
     _log = Logger()
@@ -149,13 +153,18 @@ class HomeRooms:
         links: IServerLinks,
         keys: IKeyVerifier,
         actions: Mapping[str, RoomAction],
+        history: PagedAction,
     ) -> None:
         settings = service.settings
         self._service = service
         self._links = links
         self._keys = keys
-        # A line is checked here first (L{_say}), then posted as a local one.
-        self._actions = {verb: actions[verb] for verb in REMOTE_COMMANDS - {"SAY"}}
+        # A line is checked here first (L{_say}), then posted as a local one;
+        # a page of history is sized by what the link holds for the peer.
+        self._actions = {
+            verb: actions[verb] for verb in REMOTE_COMMANDS - {"SAY", "HISTORY"}
+        }
+        self._history = history
         self._peers = SourceRateLimiter(
             service.clock, settings.remote_rate, settings.remote_burst
         )
@@ -221,6 +230,8 @@ class HomeRooms:
         command = Frame(action, frame.tag, room, headers, frame.body)
         if action == "SAY":
             return await self._say(actor, room, command, frame.headers)
+        if action == "HISTORY":
+            return await self._history(actor, room, command, peer.queued)
         return await self._actions[action](actor, room, command)
 
     def _refuse(self, peer: Peer, error: FMTPError) -> FMTPError:

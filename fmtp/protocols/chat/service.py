@@ -105,8 +105,8 @@ class ChatService(RoomHistory, Service):
         )
         self._hashing = DeferredSemaphore(hash_threads())
         self._configuring: dict[str, DeferredLock] = {}
-        #: Per room, the turn of the changes that take an owner away.
-        self._owning: dict[str, DeferredLock] = {}
+        #: Per room, the turn of the changes of a member's standing.
+        self._standings: dict[str, DeferredLock] = {}
         self._says = SourceRateLimiter(clock, settings.say_rate, settings.say_burst)
         self._room_says = SourceRateLimiter(
             clock, settings.room_rate, settings.room_burst
@@ -348,14 +348,12 @@ class ChatService(RoomHistory, Service):
         return error
 
     async def leave(self, user: str, room: str) -> None:
-        _, member = await self.membership(user, room)
-        if member.role is Role.OWNER:
-            async with room_turn(self._owning, room):
+        async with room_turn(self._standings, room):
+            _, member = await self.membership(user, room)
+            if member.role is Role.OWNER:
                 await self._check_other_owner(
                     room, "you are its only owner: name another or DESTROY it"
                 )
-                await self.store.leave(room, user)
-        else:
             await self.store.leave(room, user)
         self._members_changed(room, user)
         self._close(room, user, "left")
@@ -373,7 +371,8 @@ class ChatService(RoomHistory, Service):
         _, member = await self.standing(user, room)
         if member is None or member.role is not Role.INVITED:
             return False
-        return await self.store.leave(room, user)
+        # Only the invitation: a JOIN of the user's may have used it since.
+        return await self.store.decline(room, user)
 
     async def invite(self, user: str, room: str, address: str) -> bool:
         _, member = await self.membership(user, room)
@@ -387,30 +386,32 @@ class ChatService(RoomHistory, Service):
         return invited
 
     async def kick(self, user: str, room: str, address: str, reason: str) -> None:
-        _, actor = await self.membership(user, room)
-        target = await self.store.member(room, address)
-        check_over(actor, target, "kick")
-        if not is_member(target):
-            raise Forbidden("that address is not a member of the room")
-        await self.store.leave(room, address)
+        async with room_turn(self._standings, room):
+            _, actor = await self.membership(user, room)
+            target = await self.store.member(room, address)
+            check_over(actor, target, "kick")
+            if not is_member(target):
+                raise Forbidden("that address is not a member of the room")
+            await self.store.leave(room, address)
         self._members_changed(room, address)
         self._announce(room, None, address, user, reason or None)
         self._close(room, address, "kicked")
 
     async def ban(self, user: str, room: str, address: str, reason: str) -> None:
-        _, actor = await self.membership(user, room)
         domain = banned_domain(address)
         if domain is not None:
-            await self._ban_domain(user, room, actor, domain, reason)
+            await self._ban_domain(user, room, domain, reason)
             return
-        target = await self.store.member(room, address)
-        check_over(actor, target, "ban")
-        if target is None:
-            self._check_stranger_rate(user, f"a BAN in {room}", "banning")
-        now = self.clock.seconds()
-        await self.store.set_role(
-            room, address, Role.BANNED, False, now, reason or None
-        )
+        async with room_turn(self._standings, room):
+            _, actor = await self.membership(user, room)
+            target = await self.store.member(room, address)
+            check_over(actor, target, "ban")
+            if target is None:
+                self._check_stranger_rate(user, f"a BAN in {room}", "banning")
+            now = self.clock.seconds()
+            await self.store.set_role(
+                room, address, Role.BANNED, False, now, reason or None
+            )
         if is_member(target):
             self._members_changed(room, address)
             self._announce(room, None, address, user, reason or None, Role.BANNED.value)
@@ -420,27 +421,27 @@ class ChatService(RoomHistory, Service):
             # domain's server, which is not told of a room it may not know.
             self.live.close(room, address, "banned")
 
-    async def _ban_domain(
-        self, user: str, room: str, actor: Member, domain: str, reason: str
-    ) -> None:
+    async def _ban_domain(self, user: str, room: str, domain: str, reason: str) -> None:
         """
         Ban every address of C{domain}, whose server may make up users at
         will: its members are removed as by a BAN of each, which must be
         allowed on each (no owner, no moderator but by an owner, not the
         actor); never the room's own domain, which holds its owners.
         """
-        check_moderator(actor)
-        if domain == self.domain:
-            error = Forbidden(
-                "the room's own domain cannot be banned: it holds its owners"
-            )
-            raise self.refuse(user, f"a BAN of {domain} in {room}", error)
-        for member in await self.store.members(room):
-            if in_domain(member.address, domain):
-                check_over(actor, member, "ban")
-        self._check_stranger_rate(user, f"a BAN of {domain} in {room}", "banning")
-        now = self.clock.seconds()
-        removed = await self.store.ban_domain(room, domain, now, reason or None)
+        async with room_turn(self._standings, room):
+            _, actor = await self.membership(user, room)
+            check_moderator(actor)
+            if domain == self.domain:
+                error = Forbidden(
+                    "the room's own domain cannot be banned: it holds its owners"
+                )
+                raise self.refuse(user, f"a BAN of {domain} in {room}", error)
+            for member in await self.store.members(room):
+                if in_domain(member.address, domain):
+                    check_over(actor, member, "ban")
+            self._check_stranger_rate(user, f"a BAN of {domain} in {room}", "banning")
+            now = self.clock.seconds()
+            removed = await self.store.ban_domain(room, domain, now, reason or None)
         banned = [member.address for member in removed if is_member(member)]
         if not banned:
             return
@@ -457,20 +458,16 @@ class ChatService(RoomHistory, Service):
     async def set_role(
         self, user: str, room: str, address: str, role: Role | None, voice: bool | None
     ) -> Member:
-        _, actor = await self.membership(user, room)
-        target = await self.store.member(room, address)
-        if target is None or not is_member(target):
-            raise Forbidden("that address is not a member of the room")
-        role = target.role if role is None else role
-        voice = target.voice if voice is None else voice
-        check_role_change(actor, target, role, voice)
-        if target.role is Role.OWNER and role is not Role.OWNER:
-            async with room_turn(self._owning, room):
+        async with room_turn(self._standings, room):
+            _, actor = await self.membership(user, room)
+            target = await self.store.member(room, address)
+            if target is None or not is_member(target):
+                raise Forbidden("that address is not a member of the room")
+            role = target.role if role is None else role
+            voice = target.voice if voice is None else voice
+            check_role_change(actor, target, role, voice)
+            if target.role is Role.OWNER and role is not Role.OWNER:
                 await self._check_other_owner(room, "the room would have no owner")
-                await self.store.set_role(
-                    room, address, role, voice, self.clock.seconds()
-                )
-        else:
             await self.store.set_role(room, address, role, voice, self.clock.seconds())
         changed = replace(target, role=role, voice=voice)
         self._announce(room, changed, actor=user)
@@ -479,9 +476,12 @@ class ChatService(RoomHistory, Service):
     async def _check_other_owner(self, room: str, why: str) -> None:
         """
         Refuse, with C{why}, to take away one of C{room}'s owners when it
-        is the last.  Called in the room's turn of such changes: two
-        owners stepping down at once would otherwise each see the other
-        and leave the room with none.
+        is the last.  Called in the room's turn of the changes of
+        standings (L{room_turn}), each of which reads the standings it
+        acts on in its turn: two owners stepping down at once would
+        otherwise each see the other and leave the room with none, and a
+        member kicked, banned or leaving as they were made an owner would
+        take away an owner read as a member.
 
         @raise Forbidden: if the room has one owner.
         """

@@ -72,5 +72,5 @@ class ServerLinkCommands(CommandGroup):
     async def dispatch(self, frame: Frame, session: Session) -> Frame:
         if session.peer_domain is None:
             raise HelloFirst(f"HELLO first: {frame.verb} is for servers")
-        peer = Peer(session.peer_domain, session.peer_verified, "")
+        peer = Peer(session.peer_domain, session.peer_verified, "", session.queued)
         return await self.services.links.dispatch(frame.verb, peer, frame)

@@ -4,6 +4,7 @@ Chat rooms in memory (L{fmtp.interfaces.IRoomStore}).
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field, replace
 
 from twisted.internet.defer import Deferred
@@ -15,6 +16,7 @@ from fmtp.store.memory.objects import copy_object
 from fmtp.store.rooms import (
     EMPTY_HEAD,
     MEMBER_ROLES,
+    UNBANNED_ROLES,
     HistoryEntry,
     Member,
     Role,
@@ -188,23 +190,25 @@ class MemoryRooms(MemoryBase):
         return True
 
     def leave(self, room: str, address: str) -> Deferred[bool]:
-        return self._call(self._remove_member, room, address, False)
+        return self._call(self._remove_member, room, address, UNBANNED_ROLES)
+
+    def decline(self, room: str, address: str) -> Deferred[bool]:
+        return self._call(self._remove_member, room, address, {Role.INVITED})
 
     def unban(self, room: str, address: str) -> Deferred[bool]:
-        return self._call(self._remove_member, room, address, True)
+        return self._call(self._remove_member, room, address, {Role.BANNED})
 
-    def _remove_member(self, room: str, address: str, ban: bool) -> bool:
+    def _remove_member(self, room: str, address: str, roles: Set[Role]) -> bool:
         """
-        Remove C{address}'s standing if it is a ban (C{ban}) or anything
-        but a ban (not C{ban}).
+        Remove C{address}'s standing if its role is one of C{roles}.
         """
-        if ban:
+        if Role.BANNED in roles:
             check_ban_address(room, address)
         else:
             check_member(room, address)
         members = self._room(room).members
         member = members.get(address)
-        if member is None or (member.role is Role.BANNED) is not ban:
+        if member is None or member.role not in roles:
             return False
         del members[address]
         return True

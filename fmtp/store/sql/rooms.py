@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Set
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail
@@ -23,6 +24,7 @@ from fmtp.store.checks import check_address, check_counts, check_time
 from fmtp.store.rooms import (
     EMPTY_HEAD,
     MEMBER_ROLES,
+    UNBANNED_ROLES,
     HistoryEntry,
     Member,
     Role,
@@ -213,13 +215,17 @@ def _invite(conn: sqlite3.Connection, room: str, address: str, now: float) -> bo
 
 
 def _remove_member(
-    conn: sqlite3.Connection, room: str, address: str, ban: bool
+    conn: sqlite3.Connection, room: str, address: str, roles: Set[Role]
 ) -> bool:
+    """
+    Remove C{address}'s standing if its role is one of C{roles}.
+    """
+    in_roles = ", ".join(sorted(f"'{role.value}'" for role in roles))
     with transaction(conn):
         _room_row(conn, room)
         cursor = conn.execute(
             "DELETE FROM room_members WHERE room = ? AND address = ? "
-            f"AND (role = 'banned') = {1 if ban else 0}",
+            f"AND role IN ({in_roles})",
             (room, address),
         )
     return cursor.rowcount > 0
@@ -491,7 +497,20 @@ class SQLRooms(SQLiteEngine):
 
     def leave(self, room: str, address: str) -> Deferred[bool]:
         return self.run_checked(
-            lambda: check_member(room, address), _remove_member, room, address, False
+            lambda: check_member(room, address),
+            _remove_member,
+            room,
+            address,
+            UNBANNED_ROLES,
+        )
+
+    def decline(self, room: str, address: str) -> Deferred[bool]:
+        return self.run_checked(
+            lambda: check_member(room, address),
+            _remove_member,
+            room,
+            address,
+            {Role.INVITED},
         )
 
     def unban(self, room: str, address: str) -> Deferred[bool]:
@@ -500,7 +519,7 @@ class SQLRooms(SQLiteEngine):
             _remove_member,
             room,
             address,
-            True,
+            {Role.BANNED},
         )
 
     def ban_domain(

@@ -3,7 +3,9 @@ Attacks on the chat protocol by a hostile member, moderator or outsider,
 each written first as a test that failed: a private room revealed by
 JOIN; a kicked session that kept receiving through an ENTER under way;
 invitations, bans of strangers and password hashes without a rate; a
-TOPIC that undid an owner's Password.  And a guard: the chain verifies
+TOPIC that undid an owner's Password; a member kicked, banned (alone or
+with their domain) or leaving as they were made an owner, which left the
+room with none.  And a guard: the chain verifies
 after retractions, topics and a conflict.
 """
 
@@ -484,3 +486,103 @@ class LastOwnerTests(HeldStoreTestCase):
         self.successResultOf(edgar)
         self.failureResultOf(annabel, Forbidden)
         self.assertEqual(self.owners(), [ANNABEL])
+
+
+class PromotedWhileRemovedTests(HeldStoreTestCase):
+    """
+    A member removed (kicked, banned, with their domain, or leaving) while
+    an owner makes them an owner and then leaves: the removal read them a
+    member, so it must not take away the owner they have become, or the
+    room is left with none.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.done(self.chat.join(ANNABEL, LOUNGE, None))
+        moderator = self.chat.set_role(EDGAR, LOUNGE, ANNABEL, Role.MODERATOR, None)
+        self.done(moderator)
+
+    def promote_then_leave(self, address: str) -> None:
+        """
+        Edgar makes C{address} an owner and leaves, while the removal
+        waits for the store.
+        """
+        promoted = self.chat.set_role(EDGAR, LOUNGE, address, Role.OWNER, None)
+        self.promoted = ensureDeferred(promoted)
+        self.left = ensureDeferred(self.chat.leave(EDGAR, LOUNGE))
+
+    def assertOwned(self) -> None:
+        self.store.release()
+        owners = self.successResultOf(self.store.members(LOUNGE, Role.OWNER))
+        self.assertNotEqual(owners, [])
+        # The removal took its turn first: the member is gone, so cannot
+        # be made an owner, and Edgar stays the only one.
+        self.failureResultOf(self.promoted, Forbidden)
+        self.failureResultOf(self.left, Forbidden)
+        self.assertEqual(owners[0].address, EDGAR)
+
+    def test_kicked(self) -> None:
+        self.store.hold("member", at_release=False, address=MALLORY)
+        kicked = ensureDeferred(self.chat.kick(ANNABEL, LOUNGE, MALLORY, ""))
+        self.promote_then_leave(MALLORY)
+        self.assertOwned()
+        self.successResultOf(kicked)
+
+    def test_banned(self) -> None:
+        self.store.hold("member", at_release=False, address=MALLORY)
+        banned = ensureDeferred(self.chat.ban(ANNABEL, LOUNGE, MALLORY, ""))
+        self.promote_then_leave(MALLORY)
+        self.assertOwned()
+        self.successResultOf(banned)
+
+    def test_banned_with_their_domain(self) -> None:
+        raven = "raven@lenore.org"
+        self.done(self.chat.join(raven, LOUNGE, None))
+        self.store.hold("members", at_release=False)
+        banned = ensureDeferred(self.chat.ban(ANNABEL, LOUNGE, "*@lenore.org", ""))
+        self.promote_then_leave(raven)
+        self.assertOwned()
+        self.successResultOf(banned)
+
+    def test_leaving(self) -> None:
+        self.store.hold("member", at_release=False, address=MALLORY)
+        leaving = ensureDeferred(self.chat.leave(MALLORY, LOUNGE))
+        self.promote_then_leave(MALLORY)
+        self.assertOwned()
+        self.successResultOf(leaving)
+
+    def test_no_moderator_promoted_during_a_domain_ban_is_banned(self) -> None:
+        """
+        A moderator may not ban the domain of a moderator: not even one
+        named while the ban read the members (the ban takes its turn
+        first, and the member it removed cannot be named).
+        """
+        raven = "raven@lenore.org"
+        self.done(self.chat.join(raven, LOUNGE, None))
+        self.store.hold("members", at_release=False)
+        banned = ensureDeferred(self.chat.ban(ANNABEL, LOUNGE, "*@lenore.org", ""))
+        promoted = self.chat.set_role(EDGAR, LOUNGE, raven, Role.MODERATOR, None)
+        promoting = ensureDeferred(promoted)
+        self.store.release()
+        self.successResultOf(banned)
+        self.failureResultOf(promoting, Forbidden)
+
+
+class DeclineRacingJoinTests(HeldStoreTestCase):
+    """
+    A DECLINE whose read of the invitation is overtaken by the user's own
+    JOIN must not remove the membership it became: removed that way, with
+    no member change told, the user was a ghost, out of WHO and out of
+    reach of KICK, while the home still pushed the room's lines to their
+    server.
+    """
+
+    def test_a_join_under_way_stays(self) -> None:
+        self.done(self.chat.invite(EDGAR, LOUNGE, ANNABEL))
+        self.store.hold("member", at_release=False, address=ANNABEL)
+        declining = ensureDeferred(self.chat.decline(ANNABEL, LOUNGE))
+        self.done(self.chat.join(ANNABEL, LOUNGE, None))
+        self.store.release()
+        self.assertIs(self.successResultOf(declining), False)
+        member = self.successResultOf(self.store.member(LOUNGE, ANNABEL))
+        self.assertEqual(member.role, Role.MEMBER)

@@ -61,7 +61,10 @@ class FederationTestCase(ChatTestCase):
         self.services.keys.add_signer(self.lenore)
         self.links = FakeLinks()
         actions = self.handler.groups[1].room_actions
-        self.home = HomeRooms(self.chat, self.links, self.services.keys, actions)
+        group = self.handler.groups[1]
+        self.home = HomeRooms(
+            self.chat, self.links, self.services.keys, actions, group.history
+        )
         self.chat.federation = self.home
         self.remote = RemoteRooms(self.chat, self.links)
 
@@ -489,3 +492,25 @@ class BatchTests(FederationTestCase):
         self.assertEqual(seqs, [[1], [2, 3, 4, 5]])
         queued[1].callback(None)
         self.assertEqual(len(self.pushes("line")), 2)
+
+
+class HomeHistoryPageTests(FederationTestCase):
+    """
+    The home sizes a HISTORY page by what the server link already holds
+    for the peer (10.9), as for a client (10.5): a peer that pipelines
+    HISTORY and does not read makes the home hold about one page.
+    """
+
+    def test_a_peer_that_does_not_read_gets_one_entry(self) -> None:
+        edgar = self.room(Public="yes")
+        self.assertEqual(self.peer_code("JOIN", LOST), 200)
+        for _ in range(3):
+            self.assertEqual(edgar.ask("SAY", "s", LOUNGE, body=b"line").code, 201)
+        reading = Peer("lenore.org", True, "nonce", queued=lambda: 0)
+        page = self.successResultOf(self.ask("HISTORY", LOST, peer=reading))
+        self.assertEqual(page.headers["Count"], "3")
+        stalled = Peer("lenore.org", True, "nonce", queued=lambda: 10**9)
+        page = self.successResultOf(self.ask("HISTORY", LOST, peer=stalled))
+        self.assertEqual(
+            (page.headers["Count"], page.headers["Next-Since"]), ("1", "1")
+        )
