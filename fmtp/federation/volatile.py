@@ -7,9 +7,10 @@ An update is worth sending only while it is news.  So, per destination
 domain, an update waiting to be sent is replaced by a newer one with the
 same key (a user's presence: only the latest matters); it is sent on the
 pooled link to the domain as soon as one can be had, tried again a few
-times if the link fails or the peer answers 4xx, and dropped once its
-lifetime has passed.  Nothing is stored, nothing is bounced, and memory
-is bounded: at most C{max_keys} updates wait per domain (the oldest gives
+times if the link fails or the peer answers 4xx (as often as it takes
+within its lifetime when the peer answers 429, "slow down"), and dropped
+once its lifetime has passed.  Nothing is stored, nothing is bounced,
+and memory is bounded: at most C{max_keys} updates wait per domain (the oldest gives
 way to a new key) and at most C{max_domains} domains have updates waiting
 (an update for one more is dropped).
 
@@ -47,6 +48,9 @@ class Update:
     One volatile update waiting for its domain's link.
 
     @ivar attempts: how many times it was tried and failed.
+    @ivar throttled: its last try was answered C{429}: the peer is busy,
+        not refusing, so that try is not counted (the update is tried
+        until its lifetime passes).
     """
 
     key: str
@@ -56,6 +60,7 @@ class Update:
     body: bytes
     expires: float
     attempts: int = 0
+    throttled: bool = False
 
 
 @dataclass(slots=True)
@@ -304,6 +309,7 @@ class VolatileQueue:
             self.stats.sent += 1
             return None
         if 400 <= answer.code < 500:
+            update.throttled = answer.code == 429
             return update
         self.stats.failed += 1
         self._log.info(
@@ -330,7 +336,13 @@ class VolatileQueue:
         """
         kept: OrderedDict[str, Update] = OrderedDict()
         for update in failed:
-            update.attempts += 1
+            if update.throttled:
+                # The peer asks us to slow down: the pause below does, and
+                # the update is tried again until its lifetime passes, not
+                # given up after a few answers that said "later".
+                update.throttled = False
+            else:
+                update.attempts += 1
             if update.key in destination.pending:
                 self.stats.replaced += 1
             elif update.attempts >= self.max_attempts:

@@ -182,6 +182,35 @@ class VolatileQueueTests(SynchronousTestCase):
         self.pool.give(self.link)
         self.assertEqual(self.link.bodies()[3:], [b"e", b"l"])
 
+    def test_a_peer_that_says_slow_down_gets_the_update_later(self) -> None:
+        """
+        A 429 is the peer asking for time, not refusing: the update is
+        tried again, a second apart or more, however often it is answered
+        so, until its lifetime passes; never given up after three tries.
+        """
+        self.notify("edgar", b"away", lifetime=60.0)
+        self.pool.give(self.link)
+        for _ in range(10):
+            self.link.answer(429)
+            self.assertEqual(
+                [u.key for u in self.queue.pending("lenore.org")], ["edgar"]
+            )
+            self.clock.advance(1)
+            self.pool.give(self.link)
+        self.link.answer(200)
+        self.assertEqual((self.queue.stats.sent, self.queue.stats.failed), (1, 0))
+        self.assertEqual(len(self.link.requests), 11)
+        # Past its lifetime it goes, as any update.
+        self.notify("lost", b"busy", lifetime=3.0)
+        self.pool.give(self.link)
+        for _ in range(3):
+            self.link.answer(429)
+            self.clock.advance(1)
+            if self.queue.pending("lenore.org"):
+                self.pool.give(self.link)
+        self.assertEqual(self.queue.pending("lenore.org"), [])
+        self.assertEqual(self.queue.stats.expired, 1)
+
     def test_a_retry_gives_way_to_a_newer_update(self) -> None:
         self.notify("edgar", b"online")
         self.pool.give(self.link)
