@@ -26,21 +26,17 @@ from fmtp.accounts import verify_password as password_matches
 from fmtp.auth.router import Event
 from fmtp.errors import Forbidden, InvalidObject, TooManyRequests
 from fmtp.interfaces import IChatService, IDomainSigner, IRouter, ISession
-from fmtp.objects import domain_of
 from fmtp.protocols.chat.events import (
-    ROOM_INVITATION,
     ROOM_MEMBER,
-    Invitation,
     MemberChanged,
 )
 from fmtp.protocols.chat.history import RoomHistory, room_turn
 from fmtp.protocols.chat.lines import ConfigChange
 from fmtp.protocols.chat.live import LiveRooms
+from fmtp.protocols.chat.moderation import RoomModeration
 from fmtp.protocols.chat.rules import (
     check_moderator,
-    check_over,
     check_owner,
-    check_role_change,
     is_member,
 )
 from fmtp.protocols.chat.settings import DEFAULT_SETTINGS, ChatSettings
@@ -51,8 +47,6 @@ from fmtp.store.rooms import (
     Room,
     RoomConfig,
     RoomNotFound,
-    banned_domain,
-    in_domain,
 )
 from fmtp.util.sweep import PeriodicSweep
 
@@ -61,7 +55,7 @@ TOMBSTONE_SWEEP = 3600.0
 
 
 @implementer(IChatService)
-class ChatService(RoomHistory, Service):
+class ChatService(RoomHistory, RoomModeration, Service):
     """
     L{IChatService} for the rooms of C{domain}.
 
@@ -373,120 +367,6 @@ class ChatService(RoomHistory, Service):
             return False
         # Only the invitation: a JOIN of the user's may have used it since.
         return await self.store.decline(room, user)
-
-    async def invite(self, user: str, room: str, address: str) -> bool:
-        _, member = await self.membership(user, room)
-        check_moderator(member)
-        self._check_stranger_rate(user, f"an INVITE into {room}", "inviting")
-        invited = await self.store.invite(room, address, self.clock.seconds())
-        if invited:
-            self.router.deliver(address, Event(ROOM_INVITATION, Invitation(room, user)))
-            if self.federation is not None and domain_of(address) != self.domain:
-                self.federation.invited(room, address, user)
-        return invited
-
-    async def kick(self, user: str, room: str, address: str, reason: str) -> None:
-        async with room_turn(self._standings, room):
-            _, actor = await self.membership(user, room)
-            target = await self.store.member(room, address)
-            check_over(actor, target, "kick")
-            if not is_member(target):
-                raise Forbidden("that address is not a member of the room")
-            await self.store.leave(room, address)
-        self._members_changed(room, address)
-        self._announce(room, None, address, user, reason or None)
-        self._close(room, address, "kicked")
-
-    async def ban(self, user: str, room: str, address: str, reason: str) -> None:
-        domain = banned_domain(address)
-        if domain is not None:
-            await self._ban_domain(user, room, domain, reason)
-            return
-        async with room_turn(self._standings, room):
-            _, actor = await self.membership(user, room)
-            target = await self.store.member(room, address)
-            check_over(actor, target, "ban")
-            if target is None:
-                self._check_stranger_rate(user, f"a BAN in {room}", "banning")
-            now = self.clock.seconds()
-            await self.store.set_role(
-                room, address, Role.BANNED, False, now, reason or None
-            )
-        if is_member(target):
-            self._members_changed(room, address)
-            self._announce(room, None, address, user, reason or None, Role.BANNED.value)
-            self._close(room, address, "banned")
-        else:
-            # None of its sessions went live in the room, here or on its
-            # domain's server, which is not told of a room it may not know.
-            self.live.close(room, address, "banned")
-
-    async def _ban_domain(self, user: str, room: str, domain: str, reason: str) -> None:
-        """
-        Ban every address of C{domain}, whose server may make up users at
-        will: its members are removed as by a BAN of each, which must be
-        allowed on each (no owner, no moderator but by an owner, not the
-        actor); never the room's own domain, which holds its owners.
-        """
-        async with room_turn(self._standings, room):
-            _, actor = await self.membership(user, room)
-            check_moderator(actor)
-            if domain == self.domain:
-                error = Forbidden(
-                    "the room's own domain cannot be banned: it holds its owners"
-                )
-                raise self.refuse(user, f"a BAN of {domain} in {room}", error)
-            for member in await self.store.members(room):
-                if in_domain(member.address, domain):
-                    check_over(actor, member, "ban")
-            self._check_stranger_rate(user, f"a BAN of {domain} in {room}", "banning")
-            now = self.clock.seconds()
-            removed = await self.store.ban_domain(room, domain, now, reason or None)
-        banned = [member.address for member in removed if is_member(member)]
-        if not banned:
-            return
-        self._members_changed(room, banned[0])
-        for address in banned:
-            self._announce(room, None, address, user, reason or None, Role.BANNED.value)
-        self._close_all(room, banned, "banned")
-
-    async def unban(self, user: str, room: str, address: str) -> bool:
-        _, actor = await self.membership(user, room)
-        check_moderator(actor)
-        return await self.store.unban(room, address)
-
-    async def set_role(
-        self, user: str, room: str, address: str, role: Role | None, voice: bool | None
-    ) -> Member:
-        async with room_turn(self._standings, room):
-            _, actor = await self.membership(user, room)
-            target = await self.store.member(room, address)
-            if target is None or not is_member(target):
-                raise Forbidden("that address is not a member of the room")
-            role = target.role if role is None else role
-            voice = target.voice if voice is None else voice
-            check_role_change(actor, target, role, voice)
-            if target.role is Role.OWNER and role is not Role.OWNER:
-                await self._check_other_owner(room, "the room would have no owner")
-            await self.store.set_role(room, address, role, voice, self.clock.seconds())
-        changed = replace(target, role=role, voice=voice)
-        self._announce(room, changed, actor=user)
-        return changed
-
-    async def _check_other_owner(self, room: str, why: str) -> None:
-        """
-        Refuse, with C{why}, to take away one of C{room}'s owners when it
-        is the last.  Called in the room's turn of the changes of
-        standings (L{room_turn}), each of which reads the standings it
-        acts on in its turn: two owners stepping down at once would
-        otherwise each see the other and leave the room with none, and a
-        member kicked, banned or leaving as they were made an owner would
-        take away an owner read as a member.
-
-        @raise Forbidden: if the room has one owner.
-        """
-        if len(await self.store.members(room, Role.OWNER)) <= 1:
-            raise Forbidden(why)
 
     async def who(self, user: str, room: str, role: Role | None) -> list[Member]:
         _, member = await self.membership(user, room)
