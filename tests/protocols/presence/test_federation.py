@@ -21,12 +21,12 @@ from fmtp.federation.hello import Peer
 from fmtp.federation.inbound import MAX_CLOCK_SKEW, MAX_SIGNATURE_AGE
 from fmtp.keys.signing import DomainSigner, generate_private_key
 from fmtp.objects import FMTPObject, new_object_id, user_object
+from fmtp.protocols.presence.actions import SUBSCRIPTION_TYPE
 from fmtp.protocols.presence.events import PRESENCE, REQUEST
 from fmtp.protocols.presence.federation import (
     PROBE_VERB,
     PUSH_BURST,
     PUSH_VERB,
-    SUBSCRIPTION_TYPE,
     parse_answer,
 )
 from fmtp.protocols.presence.remote import RemotePresence
