@@ -11,15 +11,23 @@ from __future__ import annotations
 import pytest_twisted
 from twisted.internet import reactor
 
+from fmtp.cli import EXIT_OK
 from fmtp.client import ChatDatagramClient, FrameClientProtocol, connect
 from fmtp.federation.housekeeping import Housekeeping
 from fmtp.keys.signing import verify_signed_by
 from fmtp.protocols.chat.federation import PUSH_TYPE
 from fmtp.protocols.chat.lines import as_posted
 from fmtp.store.rooms import verify_chain
+from tests.cli.test_messaging import (  # noqa: F401 (fixtures)
+    COMMAND_TIMEOUT,
+    Children,
+    children,
+    environment,
+)
 from tests.helpers import eventually, within
 from tests.integration.test_chat import CHAT_PUSHES, ask, entries_of, next_push
 from tests.integration.test_federation import EDGAR, LOST, PASSWORD, Server
+from tests.integration.test_twistd import wait_for_exit
 
 LOUNGE = "lounge@poe.net"
 ANNABEL = "annabel@poe.net"
@@ -337,3 +345,44 @@ async def pushes_held(server: Server) -> list:
     return await server.services.store.list_objects(
         0, 100, type=PUSH_TYPE, public_only=False
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_fmtp_chat_in_a_room_of_another_domain(
+    network,
+    children: Children,  # noqa: F811
+    tmp_path,
+) -> None:
+    """
+    Lost, of lenore.org, runs C{fmtp chat lounge@poe.net} at a terminal
+    against his own server: it joins the room through it, shows what was
+    said before, Edgar's line as it comes, and says Lost's line to him.
+    """
+    poe, lenore = await start_pair(network)
+    edgar = await chat_login(poe, EDGAR)
+    assert (await ask(edgar, "CREATE", LOUNGE, {"Public": "yes"})).code == 201
+    assert (await ask(edgar, "SAY", LOUNGE, body=b"Before you came")).code == 201
+    assert (await ask(edgar, "ENTER", LOUNGE)).code == 200
+    password = tmp_path / "lost-password"
+    password.write_text(PASSWORD + "\n")
+    lost = environment(
+        XDG_CONFIG_HOME=str(tmp_path / "nothing"),
+        FMTP_SERVER=f"tcp:{lenore.address}:{lenore.port}",
+        FMTP_USER=LOST,
+        FMTP_PASSWORD_FILE=str(password),
+        FMTP_CHAT_SERVER=f"tcp:{lenore.address}:{lenore.ports['chat', 'tcp']}",
+    )
+    child, terminal, err = children.start_on_pty(["chat", LOUNGE], lost)
+    await terminal.shows(f"-- in {LOUNGE}")
+    assert f"{EDGAR}: Before you came\n" in terminal.shown()
+    await ask(edgar, "SAY", LOUNGE, body=b"Quoth the raven")
+    await terminal.shows(f"{EDGAR}: Quoth the raven\n")
+    terminal.type("Nevermore\n")
+    heard = await pushed(edgar, 256, From=LOST)
+    assert heard.body == b"Nevermore"
+    await terminal.shows(f"{LOST}: Nevermore\n")
+    terminal.type("/leave\n")
+    assert await wait_for_exit(child, COMMAND_TIMEOUT) == EXIT_OK
+    assert err.read_text() == ""
+    who = await ask(edgar, "WHO", LOUNGE)
+    assert who.body == f"{EDGAR} owner -\r\n".encode()
