@@ -66,11 +66,15 @@ class Session:
     kinds: frozenset[str]
     opened: float
     sink: Sink = field(repr=False)
-    id: str = ""
 
-    def __post_init__(self) -> None:
-        if not self.id:
-            self.id = session_id(self.key)
+    @property
+    def id(self) -> str:
+        """
+        The public id datagrams name it by (L{session_id}): computed when
+        asked, not kept, so that the sessions of protocols that take no
+        datagrams cost nothing more.
+        """
+        return session_id(self.key)
 
 
 def datagram_mac(key: str, data: bytes) -> str:
@@ -140,6 +144,8 @@ class Router:
         self._clock = clock
         self._by_key: dict[str, Session] = {}
         self._by_id: dict[str, Session] = {}
+        #: The protocols whose sessions datagrams may name (L{by_id}).
+        self._named: set[str] = set()
         self._by_address: dict[str, dict[str, Session]] = {}
 
     def open(
@@ -154,14 +160,16 @@ class Router:
             sink,
         )
         self._by_key[session.key] = session
-        self._by_id[session.id] = session
+        if protocol in self._named:
+            self._by_id[session.id] = session
         self._by_address.setdefault(address, {})[session.key] = session
         return session
 
     def close(self, session: Session) -> None:
         if self._by_key.pop(session.key, None) is None:
             return
-        self._by_id.pop(session.id, None)
+        if session.protocol in self._named:
+            self._by_id.pop(session.id, None)
         sessions = self._by_address.get(session.address)
         if sessions is not None:
             sessions.pop(session.key, None)
@@ -201,6 +209,9 @@ class Router:
 
     def session_for_key(self, key: str) -> Session | None:
         return self._by_key.get(key)
+
+    def by_id(self, protocol: str) -> None:
+        self._named.add(protocol)
 
     def verify_datagram(self, id: str, data: bytes, mac: str) -> Session | None:
         session = self._by_id.get(id)

@@ -119,9 +119,7 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
         set_no_delay(self.transport)
         peer = self.transport.getPeer()
         host = getattr(peer, "host", str(peer))
-        self.session = Session(
-            host=host, push=self.push, queued=lambda: self._outbox_bytes
-        )
+        self.session = Session(host=host, push=self.push, queued=self._queued)
         refusal = self.services.connections.admit(self, host)
         if refusal is not None:
             self.session.closing = True
@@ -245,6 +243,9 @@ class FrameStreamProtocol(Protocol, TimeoutMixin):
             self._outbox_bytes += len(data)
         else:
             self.transport.write(data)
+
+    def _queued(self) -> int:
+        return self._outbox_bytes
 
     @property
     def queued_bytes(self) -> int:

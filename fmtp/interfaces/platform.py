@@ -193,6 +193,14 @@ class IRouter(Interface):
         The open session a key names, or L{None}.
         """
 
+    def by_id(protocol):
+        """
+        Find the sessions C{protocol} opens from now on by their public id
+        (L{ISession.id}), for L{verify_datagram}: what a protocol whose
+        datagrams name sessions calls once, so that the sessions of the
+        others (most of them) cost no index.
+        """
+
     def verify_datagram(id, data, mac):
         """
         Check that a datagram was sent by the holder of a session key: a
@@ -208,9 +216,10 @@ class IRouter(Interface):
             (L{ISession.id}).
         @param data: the bytes the MAC covers.
         @param mac: the MAC the datagram carries (hex).
-        @return: the L{ISession}, or L{None} if the id is unknown or the
-            MAC does not match (compared in constant time, with the same
-            work for an unknown id).
+        @return: the L{ISession}, or L{None} if the id is unknown (or of
+            a protocol that did not ask for L{by_id}) or the MAC does not
+            match (compared in constant time, with the same work for an
+            unknown id).
         """
 
 

@@ -105,7 +105,9 @@ class RouterTests(SynchronousTestCase):
         A datagram names its session by the public id, never the key, and
         proves it with a MAC keyed by the key.
         """
-        _, session = self.open(EDGAR, "presence", "presence")
+        self.router.by_id("chat")
+        _, session = self.open(EDGAR, "chat", "room-line")
+        _, unnamed = self.open(EDGAR, "presence", "presence")
         self.assertEqual(session.id, session_id(session.key))
         self.assertEqual(len(session.id), 32)
         self.assertNotIn(session.id, session.key)
@@ -120,6 +122,9 @@ class RouterTests(SynchronousTestCase):
         self.assertIsNone(self.router.verify_datagram(session.key, data, mac))
         self.assertIsNone(self.router.verify_datagram("unknown", data, mac))
         self.assertIsNone(self.router.verify_datagram(session.id, data, "ünï"))
+        # A session of a protocol that takes no datagrams is not found.
+        unnamed_mac = datagram_mac(unnamed.key, data)
+        self.assertIsNone(self.router.verify_datagram(unnamed.id, data, unnamed_mac))
         self.router.close(session)
         self.assertIsNone(self.router.verify_datagram(session.id, data, mac))
 

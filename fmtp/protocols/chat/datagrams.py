@@ -256,6 +256,7 @@ class ChatDatagrams:
         self._enter = enter or chat.enter
         self._clock = clock
         self._router = router
+        router.by_id(protocol_name)
         self._chat = chat
         self._protocol_name = protocol_name
         self._renderers = renderers
