@@ -150,7 +150,13 @@ class FederationTestCase(SynchronousTestCase):
         frame = request(PUSH_VERB, "1", headers=headers, body=body.encode())
         return self.now(self.links.verbs[PUSH_VERB], peer, frame)
 
-    def deliver(self, actor: str, user: str, action: str, at: float | None = None):
+    def delivered(
+        self, actor: str, user: str, action: str, at: float | None = None
+    ) -> Deferred:
+        """
+        lenore.org's DELIVER of C{actor}'s C{action} to C{user}: its
+        Deferred, failed or not.
+        """
         at = self.clock.seconds() if at is None else at
         obj = FMTPObject(
             new_object_id(actor, at),
@@ -158,7 +164,10 @@ class FederationTestCase(SynchronousTestCase):
             {"From": actor, "To": user, "Subscription": action},
         )
         handler = self.links.types[SUBSCRIPTION_TYPE]
-        return self.now(handler, obj, [user], "lenore.org")
+        return Deferred.fromCoroutine(handler(obj, [user], "lenore.org"))
+
+    def deliver(self, actor: str, user: str, action: str, at: float | None = None):
+        return self.successResultOf(self.delivered(actor, user, action, at))
 
 
 class UnknownTests(FederationTestCase):
@@ -482,18 +491,7 @@ class ActionTests(FederationTestCase):
             for n in range(share):
                 self.deliver(f"minted{n}@lenore.org", target, "request")
             failure = self.failureResultOf(
-                Deferred.fromCoroutine(
-                    self.links.types[SUBSCRIPTION_TYPE](
-                        FMTPObject(
-                            new_object_id(LOST, self.clock.seconds()),
-                            SUBSCRIPTION_TYPE,
-                            {"From": LOST, "To": target, "Subscription": "request"},
-                        ),
-                        [target],
-                        "lenore.org",
-                    )
-                ),
-                TooManyRequests,
+                self.delivered(LOST, target, "request"), TooManyRequests
             )
             self.assertEqual(failure.value.code, 429)
         # Asking again what waits already is no new request.
@@ -509,18 +507,7 @@ class ActionTests(FederationTestCase):
         for n in range(int(SETTINGS.remote_burst)):
             self.deliver(f"u{n}@lenore.org", EDGAR, "unsubscribe")
         failure = self.failureResultOf(
-            Deferred.fromCoroutine(
-                self.links.types[SUBSCRIPTION_TYPE](
-                    FMTPObject(
-                        new_object_id(LOST, self.clock.seconds()),
-                        SUBSCRIPTION_TYPE,
-                        {"From": LOST, "To": EDGAR, "Subscription": "request"},
-                    ),
-                    [EDGAR],
-                    "lenore.org",
-                )
-            ),
-            TooManyRequests,
+            self.delivered(LOST, EDGAR, "request"), TooManyRequests
         )
         self.assertEqual(failure.value.code, 429)
 
