@@ -258,10 +258,7 @@ class HomeRooms:
         signature = signed.get(POSTER_SIGNATURE)
         if not object_id or signature is None:
             raise InvalidObject(f"a line needs its Id and {POSTER_SIGNATURE}")
-        line = posted_line(object_id, actor, room, fmt, frame.body)
-        posted = FMTPObject(
-            line.id, line.type, {**line.properties, "Signature": signature}, line.body
-        )
+        posted = posted_line(object_id, actor, room, fmt, frame.body, signature)
         try:
             made, owner = parse_object_id(posted.id)
             if made is None:
@@ -411,19 +408,12 @@ class HomeRooms:
         return grouped
 
     async def _to_members(
-        self,
-        room: str,
-        kind: str,
-        properties: dict[str, str],
-        body: Callable[[], bytes] = bytes,
+        self, room: str, kind: str, properties: dict[str, str]
     ) -> None:
         """
-        Queue a push to each domain with members in C{room}; its body is
-        made only if there is one.
+        Queue a push to each domain with members in C{room}.
         """
-        remote = await self.remote_members(room)
-        if remote:
-            await self._push(room, kind, remote, properties, body())
+        await self._push(room, kind, await self.remote_members(room), properties)
 
     async def _push(
         self,

@@ -245,17 +245,25 @@ def entries_of(body: bytes) -> list[tuple[str, HistoryEntry]]:
 
 
 def posted_line(
-    object_id: str, user: str, room: str, fmt: str | None, body: bytes
+    object_id: str,
+    user: str,
+    room: str,
+    fmt: str | None,
+    body: bytes,
+    signature: str | None = None,
 ) -> FMTPObject:
     """
     A line as the server of a poster of another domain signs it: what the
     poster said, without the C{Parent-Digest} that only the room's home
-    can give it.  The home links it into its history with the signature
-    as C{Poster-Signature} (L{as_posted} gives it back).
+    can give it (with C{signature}, if given, as its C{Signature}).  The
+    home links it into its history with the signature as
+    C{Poster-Signature} (L{as_posted} gives it back).
     """
     properties = {"From": user, "To": room}
     if fmt:
         properties["Format"] = fmt
+    if signature is not None:
+        properties["Signature"] = signature
     return FMTPObject(object_id, LINE_TYPE, properties, body)
 
 
@@ -270,15 +278,13 @@ def as_posted(obj: FMTPObject) -> FMTPObject | None:
     if signature is None or obj.type != LINE_TYPE:
         return None
     props = obj.properties
-    line = posted_line(
+    return posted_line(
         obj.id,
         props.get("From", ""),
         props.get("To", ""),
         props.get("Format"),
         obj.body,
-    )
-    return FMTPObject(
-        line.id, line.type, {**line.properties, "Signature": signature}, line.body
+        signature,
     )
 
 
