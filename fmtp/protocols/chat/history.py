@@ -16,7 +16,7 @@ one at a time (a lock per room).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -41,6 +41,8 @@ from fmtp.util.singleflight import SingleFlight
 
 #: Appends a line may lose to others before it gives up (451).
 MAX_RELINKS = 10
+#: Entries one page of an ENTER's catch-up reads.
+CATCH_UP_PAGE = 200
 
 
 class MessageTooLarge(InvalidObject):
@@ -154,14 +156,45 @@ class RoomHistory:
 
         @return: the last entry the catch-up sent (or the head).
         """
-        # Registered first: a kick or ban from now on closes it, whatever
-        # the membership read below saw (the wormhole of L{live}).
-        entering = self.live.enter(room, session)
-        try:
+
+        async def start(entering: object) -> int:
             await self.membership(session.address, room)
             self._check_open(room, session, entering)
             self.live.admit(entering)
             head, _ = await self.store.head(room)
+            return head
+
+        return await self.catch_up(
+            session,
+            room,
+            since,
+            start,
+            lambda after: self.store.history(room, after, CATCH_UP_PAGE),
+        )
+
+    async def catch_up(
+        self,
+        session: ISession,
+        room: str,
+        since: int | None,
+        start: Callable[[object], Awaitable[int]],
+        page: Callable[[int], Awaitable[list[HistoryEntry]]],
+    ) -> int:
+        """
+        The wormhole of L{live}, wherever the history is read: register
+        C{session}, C{start(entering)} (which proves the user a member,
+        admits the entering and gives the room's last entry), send the
+        pages after C{since} (C{page(after)}), then go live.  A room of
+        another domain reads its home's HISTORY here too
+        (L{fmtp.protocols.chat.remote}).
+
+        @return: the last entry the catch-up sent (or the head).
+        """
+        # Registered first: a kick or ban from now on closes it, whatever
+        # the membership read saw.
+        entering = self.live.enter(room, session)
+        try:
+            head = await start(entering)
             self._check_open(room, session, entering)
             if since is None:
                 since = head
@@ -173,15 +206,15 @@ class RoomHistory:
                     "page through HISTORY, then ENTER with Since"
                 )
             while since < head:
-                page = await self.store.history(room, since, 200)
+                entries = [e for e in await page(since) if e.seq > since]
                 self._check_open(room, session, entering)
-                if not page:
+                if not entries:
                     break
-                for entry in page:
+                for entry in entries:
                     self.router.deliver_to(
                         session, Event(ROOM_LINE, RoomLine(room, entry))
                     )
-                since = page[-1].seq
+                since = entries[-1].seq
         except BaseException:
             self.live.exit(room, session, entering)
             raise

@@ -41,6 +41,7 @@ from fmtp.protocols.chat.federation import (
     ROOM_HEADERS,
     ROOM_VERB,
 )
+from fmtp.protocols.chat.history import CATCH_UP_PAGE
 from fmtp.protocols.chat.lines import (
     POSTER_SIGNATURE,
     entries_of,
@@ -48,14 +49,12 @@ from fmtp.protocols.chat.lines import (
     posted_line,
 )
 from fmtp.ratelimit import SourceRateLimiter
-from fmtp.store.rooms import Role
+from fmtp.store.rooms import HistoryEntry, Role
 from fmtp.wire import Frame
 
 if TYPE_CHECKING:
     from fmtp.protocols.chat.service import ChatService
 
-#: Entries one HISTORY page of a catch-up asks for.
-CATCH_UP_PAGE = 200
 #: What a C{closed} push may say, and a member push's C{Role}.
 CLOSINGS = frozenset({"kicked", "banned", "left", "destroyed"})
 ROLES = frozenset({role.value for role in Role} | {"none"})
@@ -146,48 +145,24 @@ class RemoteRooms:
         another domain: the catch-up reads the home's HISTORY, as the
         user (so the home decides whether they are a member).
         """
-        live = self._service.live
-        entering = live.enter(room, session)
-        try:
-            head, entries = await self._page(
-                session.address, room, since or 0, 1 if since is None else CATCH_UP_PAGE
-            )
-            self._check_open(room, session, entering)
-            live.admit(entering)
-            if since is None:
-                since, entries = head, []
-            if since > head:
-                raise InvalidObject(f"Since is after the room's last entry ({head})")
-            backlog = self._service.settings.enter_backlog
-            if head - since > backlog:
-                raise Forbidden(
-                    f"more than {backlog} entries to catch up: page through "
-                    "HISTORY, then ENTER with Since"
-                )
-            while since < head and entries:
-                before = since
-                for entry in entries:
-                    if entry.seq > since:
-                        self._service.router.deliver_to(
-                            session, Event(ROOM_LINE, RoomLine(room, entry))
-                        )
-                        since = entry.seq
-                if since == before:
-                    break
-                if since < head:
-                    head, entries = await self._page(
-                        session.address, room, since, CATCH_UP_PAGE
-                    )
-                    self._check_open(room, session, entering)
-        except BaseException:
-            live.exit(room, session, entering)
-            raise
-        live.go_live(room, session, entering, since)
-        return since
+        user = session.address
+        # The first page proves the user a member: its entries are the
+        # catch-up's first page too.
+        first: list[list[HistoryEntry]] = []
 
-    def _check_open(self, room: str, session: ISession, entering: object) -> None:
-        if not self._service.live.is_open(room, session, entering):
-            raise Forbidden("the room was closed to this session while entering")
+        async def start(entering: object) -> int:
+            limit = 1 if since is None else CATCH_UP_PAGE
+            head, entries = await self._page(user, room, since or 0, limit)
+            self._service.live.admit(entering)
+            first.append(entries)
+            return head
+
+        async def page(after: int) -> list[HistoryEntry]:
+            if first:
+                return first.pop()
+            return (await self._page(user, room, after, CATCH_UP_PAGE))[1]
+
+        return await self._service.catch_up(session, room, since, start, page)
 
     async def _page(self, user: str, room: str, since: int, limit: int):
         """
